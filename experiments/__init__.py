@@ -1,0 +1,17 @@
+"""Build, train, track and compare: the Python behind ``runner.py``.
+
+Modules: ``builder`` (YAML model graphs -> Keras), ``data`` (datasets),
+``train`` (compile/fit/evaluate), ``tracking`` and ``job`` (MLflow runs),
+``sweep`` (multirun parent runs), ``compare`` (statistics over runs).
+Imports are lazy so that ``import experiments`` does not start TensorFlow.
+"""
+
+__all__ = ["build_model"]
+
+
+def __getattr__(name):
+    if name == "build_model":
+        from experiments.builder import build_model
+
+        return build_model
+    raise AttributeError(name)

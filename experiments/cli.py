@@ -1,0 +1,67 @@
+"""Glue between Hydra and a job: short errors, exit codes, and sweep finalisation.
+
+* In a single run, a user error prints one paragraph and exits 2.
+* In a multirun, the failing job raises a short :class:`JobFailed` so that
+  Hydra goes on with the other jobs and exits 1 at the end.
+* Whatever happens, a sweep's parent run is finalised (Hydra skips
+  ``on_multirun_end`` when a job failed).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from experiments.errors import LayerlabError
+
+
+class JobFailed(RuntimeError):
+    """A sweep job's user error, re-raised without its traceback for Hydra."""
+
+
+def _is_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return str(HydraConfig.get().mode).endswith("MULTIRUN")
+    except Exception:
+        return False
+
+
+def run_from_hydra(cfg):
+    """The Hydra task function: run one job and translate its failures."""
+    from experiments.run import run_job
+
+    debug = os.environ.get("LAYERLAB_DEBUG") == "1"
+    try:
+        result = run_job(cfg)
+    except LayerlabError as exc:
+        if debug:
+            raise
+        print(f"layerlab: error: {exc}", file=sys.stderr, flush=True)
+        if _is_multirun():
+            raise JobFailed(str(exc)) from None
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("layerlab: interrupted; the MLflow run is marked KILLED and the last epoch's checkpoint is kept",
+              file=sys.stderr, flush=True)
+        if _is_multirun():
+            raise
+        sys.exit(130)
+    return result.status if result else None
+
+
+def guarded(main) -> None:
+    """Call the Hydra ``main`` and finalise any sweep it started, however it ends."""
+    from experiments import sweep
+
+    try:
+        main()
+    except KeyboardInterrupt:
+        sweep.finalize_active(interrupted=True)
+        sys.exit(130)
+    except SystemExit as exc:
+        sweep.finalize_active(interrupted=False)
+        raise
+    else:
+        sweep.finalize_active(interrupted=False)

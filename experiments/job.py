@@ -1,0 +1,293 @@
+"""A training job inside one MLflow run: the run's whole life, start to final status."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments import tracking
+from experiments.config import config_hash, flatten, resolved_container, select
+from experiments.errors import ConfigError, LayerlabError
+from experiments.run import JobResult, prepare
+
+TAG = tracking.TAG_PREFIX
+
+
+class TrackedJob:
+    """Runs one config as one MLflow run (new, or resumed from a checkpoint).
+
+    Args:
+        cfg: the composed, validated job config.
+        ctx: the Hydra context (:func:`experiments.run.hydra_context`).
+    """
+
+    def __init__(self, cfg: DictConfig, ctx: dict):
+        self.cfg = cfg
+        self.ctx = ctx
+        self.out_dir = Path(ctx["output_dir"] or tempfile.mkdtemp(prefix="layerlab-"))
+        self.uri = tracking.resolve_uri(os.environ.get(tracking.ENV_TRACKING_URI) or select(cfg, "tracking.uri", None))
+        self.hash = config_hash(cfg)
+        self.epochs_done = 0
+
+    # ------------------------------------------------------------------ public
+    def run(self) -> JobResult:
+        import mlflow
+
+        cfg = self.cfg
+        tracking.check_store(self.uri, float(select(cfg, "tracking.timeout_s", 10)))
+        mlflow.set_tracking_uri(self.uri)
+        exp_id = self._experiment_id()
+        if select(cfg, "sweep.skip_finished", False):
+            done = tracking.find_runs(self.uri, exp_id, f"tags.`{TAG}config_hash` = '{self.hash}'", statuses=["FINISHED"])
+            if done:
+                print(f"layerlab: skipped, config {self.hash} already has FINISHED run {done[0].info.run_id}")
+                return JobResult(status="SKIPPED", run_id=done[0].info.run_id, experiment_id=exp_id)
+        resume_run, checkpoint = self._resume_target(exp_id)
+        run = self._start_run(exp_id, resume_run)
+        run_id = run.info.run_id
+        status, result = "FAILED", None
+        t0 = time.perf_counter()
+        try:
+            result = self._train(run_id, checkpoint)
+            status = "FINISHED"
+            result.experiment_id = exp_id
+            return result
+        except KeyboardInterrupt as exc:
+            status = "KILLED"
+            self._log_error(f"interrupted ({exc or 'Ctrl-C'}) after {self.epochs_done} completed epoch(s); "
+                            f"resume with: python runner.py {' '.join(self.ctx['overrides'])} training.resume={run_id}")
+            raise
+        except LayerlabError as exc:
+            self._log_error(str(exc))
+            raise
+        except Exception as exc:
+            self._log_error(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
+            raise
+        finally:
+            self._safe(lambda: mlflow.set_tag(f"{TAG}wall_time_s", f"{time.perf_counter() - t0:.2f}"))
+            mlflow.end_run(status=status)
+            if result is not None:
+                result.status = status
+                print(self._final_line(result, exp_id), flush=True)
+
+    # --------------------------------------------------------------- the steps
+    def _experiment_id(self) -> str:
+        name = str(self.cfg.tracking.experiment)
+        env_id = os.environ.get(tracking.ENV_EXPERIMENT_ID)
+        if env_id:  # created once by the sweep's parent process (avoids the creation race)
+            return env_id
+        return tracking.ensure_experiment(self.uri, name, select(self.cfg, "tracking.artifact_root", None))
+
+    def _resume_target(self, exp_id: str):
+        """(run to resume or None, checkpoint folder or None) from ``training.resume``."""
+        want = select(self.cfg, "training.resume", None)
+        if want in (None, False):
+            return None, None
+        import mlflow
+
+        client = mlflow.MlflowClient(self.uri)
+        if want is True or str(want).lower() == "true":
+            runs = tracking.find_runs(self.uri, exp_id, f"tags.`{TAG}config_hash` = '{self.hash}'",
+                                      statuses=["KILLED", "FAILED"])
+            if not runs:
+                raise ConfigError("no interrupted run of this config to resume", path="training.resume", value=True,
+                                  fix="run without training.resume, or pass the run id: training.resume=<run id>")
+            run = runs[0]
+        else:
+            try:
+                run = client.get_run(str(want))
+            except Exception:
+                raise ConfigError("no such MLflow run", path="training.resume", value=want,
+                                  fix="copy the run id from `mlflow ui` or from the message of the interrupted run") from None
+        folder = Path(run.data.tags.get(f"{TAG}output_dir", "")) / "checkpoints"
+        if not (folder / "last.keras").exists():
+            raise ConfigError(f"run {run.info.run_id} has no checkpoint at {folder}", path="training.resume",
+                              value=str(want), fix="resume on the machine where it ran, or start a new run")
+        return run, folder
+
+    def _start_run(self, exp_id: str, resume_run):
+        import mlflow
+
+        if resume_run is not None:
+            run = mlflow.start_run(run_id=resume_run.info.run_id)
+            mlflow.set_tag(f"{TAG}resumed", "true")
+            return run
+        cfg, ctx = self.cfg, self.ctx
+        tags = {
+            f"{TAG}role": "job",
+            f"{TAG}model": str(cfg.model.name),
+            f"{TAG}dataset": str(cfg.dataset.name),
+            f"{TAG}overrides": tracking.tags_json(ctx["overrides"]),
+            f"{TAG}config_hash": self.hash,
+            f"{TAG}output_dir": str(self.out_dir.resolve()),
+            **tracking.git_state(),
+        }
+        parent = os.environ.get(tracking.ENV_PARENT_RUN)
+        if parent:
+            tags["mlflow.parentRunId"] = parent
+            tags[f"{TAG}sweep_id"] = os.environ.get(tracking.ENV_SWEEP_ID, "")
+        if ctx["job_num"] is not None:
+            tags[f"{TAG}job_num"] = str(ctx["job_num"])
+        act = select(cfg, "model.activation", None)
+        name = f"{cfg.model.name}-{act}-seed{cfg.seed}" if act else f"{cfg.model.name}-seed{cfg.seed}"
+        if ctx["job_num"] is not None:
+            name = f"#{ctx['job_num']} {name}"
+        return mlflow.start_run(experiment_id=exp_id, run_name=name, tags=tags)
+
+    def _train(self, run_id: str, checkpoint: Path | None) -> JobResult:
+        import keras
+        import mlflow
+        import pandas as pd
+
+        from experiments import plots
+        from experiments.builder import count_params, summary_text
+        from experiments.data import make_tf_dataset
+        from experiments.sink import MetricSink
+        from experiments.train import (compile_model, evaluate, fit_verbosity, make_callbacks, predict_classes,
+                                       setup_runtime)
+
+        cfg = self.cfg
+        client = mlflow.MlflowClient(self.uri)
+        if checkpoint is None:
+            self._log_params()
+        self._log_config_files()
+        setup_runtime(cfg)
+        data, model = prepare(cfg)
+        initial_epoch = 0
+        if checkpoint is not None:
+            state = json.loads((checkpoint / "state.json").read_text())
+            initial_epoch = int(state["epochs_done"])
+            model = keras.models.load_model(checkpoint / "last.keras", safe_mode=True)
+            print(f"layerlab: resuming run {run_id} after epoch {initial_epoch}")
+        else:
+            compile_model(model, cfg)
+            counts = count_params(model)
+            mlflow.log_params({"n_params_total": counts["total"], "n_params_trainable": counts["trainable"],
+                               **{f"data.{k}": v for k, v in data.summary().items()}})
+            mlflow.log_text(summary_text(model), "model_summary.txt")
+        self.epochs_done = initial_epoch
+        bs = int(cfg.training.batch_size)
+        seed = int(cfg.seed)
+        train_ds = make_tf_dataset(*data.train, bs, shuffle=bool(select(cfg, "training.shuffle", True)), seed=seed)
+        val_ds = make_tf_dataset(*data.val, bs, shuffle=False, seed=seed)
+        test_ds = make_tf_dataset(*data.test, bs, shuffle=False, seed=seed)
+
+        sink = MetricSink(client, run_id, self.out_dir / "metrics.jsonl")
+
+        def on_epoch(metrics: dict, step: int) -> None:
+            self.epochs_done = step + 1
+            sink(metrics, step)
+
+        callbacks = make_callbacks(cfg, out_dir=self.out_dir, sink=on_epoch, run_id=run_id, initial_epoch=initial_epoch)
+        history = None
+        try:
+            history = model.fit(train_ds, validation_data=val_ds, epochs=int(cfg.training.epochs),
+                                initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,  # tf.data shuffles
+                                verbose=fit_verbosity(select(cfg, "training.verbose", "auto")))
+        finally:
+            delivered = sink.close(timeout=120)
+            if not delivered:
+                print(f"layerlab: the tracking server did not take all metrics ({sink.last_error}); they are kept in "
+                      f"{sink.journal} and can be sent later with: python -m experiments.upload {sink.journal} "
+                      f"--run-id {run_id} --tracking-uri {tracking.redact(self.uri)}")
+        final = {**evaluate(model, train_ds, "train_"), **evaluate(model, test_ds, "test_")}
+        mlflow.log_metrics(final, step=int(cfg.training.epochs))
+        self._log_outputs(model, data, history, bs)
+        return JobResult(status="FINISHED", run_id=run_id, metrics={**_last(history), **final})
+
+    # ------------------------------------------------------------- artifacts
+    def _log_params(self) -> None:
+        import mlflow
+
+        params, notes = tracking.params_from_flat(flatten(resolved_container(self.cfg)))
+        mlflow.log_params(params)
+        if notes:
+            mlflow.set_tag(f"{TAG}param_notes", "; ".join(notes)[:5000])
+
+    def _log_config_files(self) -> None:
+        import mlflow
+
+        text = OmegaConf.to_yaml(resolved_container(self.cfg), sort_keys=False)
+        mlflow.log_text(tracking.redact(text), "config.yaml")
+        hydra_dir = self.out_dir / ".hydra"
+        if hydra_dir.is_dir():
+            mlflow.log_artifacts(str(hydra_dir), ".hydra")
+
+    def _log_outputs(self, model, data, history, batch_size: int) -> None:
+        import mlflow
+        import numpy as np
+        import pandas as pd
+
+        from experiments import plots
+        from experiments.builder import summary_text  # noqa: F401  (summary logged earlier)
+        from experiments.train import predict_classes
+
+        cfg = self.cfg
+        art = self.out_dir / "artifacts"
+        art.mkdir(parents=True, exist_ok=True)
+        hist = pd.DataFrame(history.history if history is not None else {})
+        hist.index.name = "epoch"
+        hist.to_csv(art / "history.csv")
+        mlflow.log_artifact(str(art / "history.csv"))
+        if select(cfg, "tracking.log_plots", True):
+            metric = str(cfg.training.metrics[0]) if len(cfg.training.metrics) else "loss"
+            files = plots.plot_history(hist, art, metric)
+            x_test, y_test = data.test
+            y_pred = predict_classes(model, x_test, batch_size)
+            files.append(plots.plot_predictions(y_test, y_pred, art))
+            k = max(int(data.num_classes), int(y_pred.max()) + 1)
+            files.append(plots.plot_confusion(plots.confusion_matrix(y_test, y_pred, k), art))
+            for f in files:
+                mlflow.log_artifact(str(f), "plots")
+        if select(cfg, "tracking.log_model", True):
+            self._log_model(model, data.test[0][:8])
+
+    def _log_model(self, model, x_example) -> None:
+        import keras
+        import mlflow
+        import tensorflow as tf
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(x_example, model.predict(x_example, verbose=0))
+        # Explicit requirements: inference would import-scan for seconds and list only keras.
+        info = mlflow.keras.log_model(model, name="model", signature=signature,
+                                      pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"])
+        # Load it with `import layers` first: the custom layers must be registered (safe mode).
+        mlflow.set_tag(f"{TAG}model_uri", info.model_uri)
+
+    def _log_error(self, text: str) -> None:
+        import mlflow
+
+        self._safe(lambda: mlflow.log_text(tracking.redact(text), "error.txt"))
+        self._safe(lambda: mlflow.set_tag(f"{TAG}error", tracking.redact(text.splitlines()[0])[:4000]))
+
+    @staticmethod
+    def _safe(fn) -> None:
+        """Best effort: a logging failure must never hide the original error."""
+        try:
+            fn()
+        except Exception:
+            pass
+
+    def _final_line(self, result: JobResult, exp_id: str) -> str:
+        keys = [k for k in ("val_sparse_categorical_accuracy", "test_sparse_categorical_accuracy", "test_loss")
+                if k in result.metrics] or sorted(result.metrics)[:3]
+        shown = " ".join(f"{k}={result.metrics[k]:.4f}" for k in keys)
+        where = (f"`mlflow ui` in {tracking.PROJECT_ROOT}" if self.uri == tracking.default_uri()
+                 else f"`mlflow ui --backend-store-uri {tracking.redact(self.uri)}`" if self.uri.startswith(("sqlite", "postgres", "mysql"))
+                 else tracking.redact(self.uri))
+        return (f"layerlab: {result.status} {shown} | run {result.run_id} in experiment "
+                f"{self.cfg.tracking.experiment!r} (id {exp_id}) | open with {where}")
+
+
+def _last(history) -> dict[str, float]:
+    if history is None or not history.history:
+        return {}
+    return {k: float(v[-1]) for k, v in history.history.items() if v}

@@ -1,0 +1,175 @@
+"""One Hydra job, start to end: validate, load data, build, train, track.
+
+``run_job(cfg)`` is what ``runner.py`` calls for every job of a run or a
+sweep.  User errors come out as one paragraph (``LayerlabError``), and the
+MLflow run of the job always ends FINISHED, FAILED or KILLED, never RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments import tracking
+from experiments.config import config_hash, flatten, resolved_container, select, validate
+from experiments.errors import DataError, LayerlabError
+
+TAG = tracking.TAG_PREFIX
+
+
+@dataclass
+class JobResult:
+    """What a finished job reports back (and prints as its last line)."""
+
+    status: str
+    run_id: str | None = None
+    experiment_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (a preempted node, ``kill``) turned into the same path as Ctrl-C."""
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Raise :class:`Interrupted` on SIGTERM, so runs end KILLED, not RUNNING."""
+    def handler(signum, frame):
+        raise Interrupted(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (some launchers): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def hydra_context() -> dict[str, Any]:
+    """Output dir, overrides as typed, job number and sweep dir of the current Hydra job."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+    except Exception:  # called outside Hydra (tests, notebooks)
+        return {"output_dir": None, "overrides": [], "job_num": None, "mode": "RUN", "sweep_dir": None}
+    mode = str(hc.mode).split(".")[-1] if hc.mode is not None else "RUN"
+    return {
+        "output_dir": hc.runtime.output_dir,
+        "overrides": list(hc.overrides.task),
+        "job_num": hc.job.num if mode == "MULTIRUN" else None,
+        "mode": mode,
+        "sweep_dir": hc.sweep.dir if mode == "MULTIRUN" else None,
+    }
+
+
+def list_registry() -> str:
+    import layers
+
+    lines = ["Layers (type: in model YAML):"]
+    custom = [n for n in layers.registry.names() if getattr(layers.registry.get(n), "__module__", "").startswith("layers.")]
+    other = [n for n in layers.registry.names() if n not in custom]
+    lines.append("  project / user: " + ", ".join(custom + [n for n in other if not getattr(layers.registry.get(n), "__module__", "").startswith("keras")]))
+    lines.append("  keras:          " + ", ".join(n for n in other if getattr(layers.registry.get(n), "__module__", "").startswith("keras")))
+    lines.append("Functions (Lambda `function:` and `activation:`): " + ", ".join(
+        f"{n} (alias {', '.join(layers.functions.aliases_of(n))})" if layers.functions.aliases_of(n) else n
+        for n in layers.functions.names()) + ", and every Keras activation (relu, elu, gelu, softmax, ...)")
+    return "\n".join(lines)
+
+
+def prepare(cfg: DictConfig):
+    """Validate, load registry modules and data, build the model; nothing is logged yet.
+
+    Returns:
+        (data, model): the dataset splits and the built (uncompiled) model.
+    """
+    import layers
+    from experiments.builder import build_model
+    from experiments.data import load_dataset
+    from experiments.errors import ConfigError
+
+    try:
+        layers.load_modules(select(cfg, "registry.modules", []) or [])
+    except KeyError as exc:
+        raise ConfigError(str(exc), path="registry.modules",
+                          fix="remove the module from registry.modules or make it importable") from None
+    data = load_dataset(cfg.dataset, int(cfg.seed))
+    model = build_model(cfg.model, input_shapes={"input": data.input_shape, **_input_names(cfg, data)})
+    check_data_fits_model(data, model, cfg)
+    return data, model
+
+
+def _input_names(cfg, data) -> dict:
+    inputs = select(cfg, "model.inputs", None)
+    return {str(k): data.input_shape for k in inputs} if isinstance(inputs, DictConfig) else {}
+
+
+def check_data_fits_model(data, model, cfg) -> None:
+    """Images must have the model's input shape; labels must fit its output and loss."""
+    import numpy as np
+
+    expected = tuple(model.inputs[0].shape[1:])
+    if len(model.inputs) == 1 and tuple(data.input_shape) != expected and None not in expected:
+        raise DataError(
+            f"the dataset {data.name!r} has images of shape {tuple(data.input_shape)} but the model "
+            f"{cfg.model.name!r} takes {expected}", path="model.input.shape", value=list(expected),
+            fix=f"use a dataset of that shape, or set the model's input shape to {list(data.input_shape)} "
+                "(or null to take it from the dataset)")
+    out_units = model.outputs[0].shape[-1]
+    labels = np.concatenate([data.train[1], data.val[1], data.test[1]])
+    lo, hi = int(labels.min()), int(labels.max())
+    loss = str(cfg.training.loss)
+    if "sparse_categorical" in loss and (lo < 0 or hi >= out_units):
+        raise DataError(
+            f"labels go from {lo} to {hi} but the model's output has {out_units} unit(s), so "
+            f"{loss} cannot score them", path="training.loss", value=loss,
+            fix=f"give the last layer {hi + 1} units (softmax), or use a dataset with at most {out_units} classes")
+    if "binary" in loss and (out_units != 1 or lo < 0 or hi > 1):
+        raise DataError(
+            f"{loss} needs one sigmoid output and labels 0/1; the model has {out_units} output unit(s) and the "
+            f"labels go from {lo} to {hi}", path="training.loss", value=loss,
+            fix="use sparse_categorical_crossentropy with a softmax output for several classes, or a two-class dataset")
+
+
+def print_config(cfg: DictConfig) -> None:
+    print(OmegaConf.to_yaml(resolved_container(cfg), sort_keys=False), end="")
+
+
+def run_job(cfg: DictConfig) -> JobResult:
+    """Run one job. Raises :class:`LayerlabError` (or KeyboardInterrupt) on failure."""
+    ctx = hydra_context()
+    validate(cfg)
+    if cfg.list_layers:
+        print(list_registry())
+        return JobResult(status="LISTED")
+    if cfg.dry_run:
+        from experiments.builder import count_params, summary_text
+
+        data, model = prepare(cfg)
+        print_config(cfg)
+        print(summary_text(model), end="")
+        counts = count_params(model)
+        print(f"dry run: {cfg.model.name} builds with {counts['total']:,} params "
+              f"({counts['trainable']:,} trainable); data {data.name} {tuple(data.input_shape)}, "
+              f"{len(data.train[1])}/{len(data.val[1])}/{len(data.test[1])} train/val/test. Nothing trained or logged.")
+        return JobResult(status="DRY_RUN")
+
+    from experiments.job import TrackedJob
+
+    with sigterm_as_interrupt():
+        return TrackedJob(cfg, ctx).run()

@@ -1,0 +1,194 @@
+"""Training: runtime set-up, compile from the config, callbacks, fit and evaluate."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+import numpy as np
+
+from experiments.config import select
+from experiments.errors import ConfigError, TrainingError
+
+
+def setup_runtime(cfg) -> None:
+    """Fresh Keras state, thread counts, seeds and (optionally) op determinism.
+
+    Called at the start of every job: worker processes of the joblib launcher
+    are reused across jobs, so each job clears the Keras session first.
+    """
+    import tensorflow as tf
+
+    threads = select(cfg, "training.threads", None) or _env_int("LAYERLAB_THREADS")
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, int(threads))))
+        except RuntimeError:
+            pass  # TF already initialised in this (reused) worker: the env-var setting applies
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(int(cfg.seed))
+    if select(cfg, "training.deterministic", False):
+        tf.config.experimental.enable_op_determinism()
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value and value.isdigit() else None
+
+
+def make_optimizer(cfg) -> keras.optimizers.Optimizer:
+    """The optimizer named by ``optimizer.name`` with its learning rate and args."""
+    name = str(cfg.optimizer.name)
+    args = dict(select(cfg, "optimizer.args", {}) or {})
+    known = {n: getattr(keras.optimizers, n) for n in dir(keras.optimizers)
+             if isinstance(getattr(keras.optimizers, n), type) and issubclass(getattr(keras.optimizers, n), keras.optimizers.Optimizer)}
+    lookup = {n.lower(): n for n in known}
+    if name.lower() not in lookup:
+        close = difflib.get_close_matches(name.lower(), list(lookup), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(lookup[c]) for c in close)}?" if close else ""
+        raise ConfigError(f"no Keras optimizer of that name{hint}", path="optimizer.name", value=name,
+                          fix=f"use one of {', '.join(sorted(k for k in known if k not in ('Optimizer', 'LossScaleOptimizer')))}")
+    try:
+        return known[lookup[name.lower()]](learning_rate=float(cfg.optimizer.learning_rate), **args)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"the optimizer rejected its arguments ({exc})", path="optimizer.args", value=args,
+                          fix="check the argument names against the Keras optimizer's documentation") from None
+
+
+def compile_model(model: keras.Model, cfg) -> None:
+    """``model.compile`` with the optimizer, loss and metrics of the config."""
+    loss = str(cfg.training.loss)
+    try:
+        keras.losses.get(loss)
+    except (ValueError, TypeError):
+        raise ConfigError("is not a Keras loss", path="training.loss", value=loss,
+                          fix="use e.g. sparse_categorical_crossentropy (integer labels) or binary_crossentropy") from None
+    metrics = [str(m) for m in cfg.training.metrics]
+    for i, m in enumerate(metrics):
+        try:
+            keras.metrics.get(m)
+        except (ValueError, TypeError):
+            raise ConfigError("is not a Keras metric", path=f"training.metrics.{i}", value=m,
+                              fix="use e.g. sparse_categorical_accuracy or accuracy") from None
+    jit = select(cfg, "training.jit_compile", False)
+    model.compile(optimizer=make_optimizer(cfg), loss=loss, metrics=metrics,
+                  jit_compile=jit if jit in (True, False, "auto") else False)
+
+
+def fit_verbosity(setting: Any) -> int:
+    """``auto``: Keras' progress bar on a terminal, one line per epoch in logs and CI."""
+    if setting in (0, 1, 2):
+        return int(setting)
+    return 1 if sys.stdout.isatty() else 2
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Puts the wall time of each epoch (training + validation) into the logs as ``epoch_time_s``."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_time_s"] = time.perf_counter() - self._t0
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stops training on a NaN or infinite loss, naming the epoch and batch.
+
+    Keras' ``TerminateOnNaN`` stops silently and the run would look
+    FINISHED; raising makes the run FAILED with a precise message.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingError(
+                f"the training loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}; "
+                "training stopped instead of going on with garbage weights",
+                path="optimizer.learning_rate", fix=(
+                    "lower optimizer.learning_rate, check the data for NaN/inf values, or check that the last "
+                    "layer fits the loss"))
+
+
+class LastEpochCheckpoint(keras.callbacks.Callback):
+    """Saves the model after every completed epoch (``last.keras``) plus a small state file.
+
+    This is what ``training.resume`` continues from after an interruption.
+    """
+
+    def __init__(self, folder: Path, run_id: str | None, initial_epoch: int = 0):
+        super().__init__()
+        self.folder = Path(folder)
+        self.run_id = run_id
+        self.initial_epoch = initial_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / "last.tmp.keras"
+        self.model.save(tmp)
+        os.replace(tmp, self.folder / "last.keras")  # atomic: a kill mid-save keeps the previous one
+        state = {"epochs_done": epoch + 1, "run_id": self.run_id}
+        (self.folder / "state.json").write_text(json.dumps(state))
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Hands each epoch's logs to ``sink(metrics, step)``; the sink does the I/O off this thread."""
+
+    def __init__(self, sink: Callable[[dict, int], None]):
+        super().__init__()
+        self.sink = sink
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+        self.sink(metrics, epoch)
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def make_callbacks(cfg, *, out_dir: Path, sink=None, run_id: str | None = None, initial_epoch: int = 0) -> list:
+    """The callbacks of a job: timing, NaN guard, checkpoints, early stopping, logging."""
+    cbs: list = [EpochTimer(), NanGuard()]
+    if select(cfg, "training.checkpoint.enabled", False):
+        ck = Path(out_dir) / "checkpoints"
+        cbs.append(LastEpochCheckpoint(ck, run_id, initial_epoch))
+        cbs.append(keras.callbacks.ModelCheckpoint(
+            filepath=str(ck / "best.keras"), monitor=str(select(cfg, "training.checkpoint.monitor", "val_loss")),
+            save_best_only=True, verbose=0))
+    if select(cfg, "training.early_stopping.enabled", False):
+        es = cfg.training.early_stopping
+        cbs.append(keras.callbacks.EarlyStopping(monitor=str(es.monitor), patience=int(es.patience),
+                                                 restore_best_weights=bool(es.restore_best_weights)))
+    if sink is not None:
+        cbs.append(EpochLogger(sink))  # last, so it sees epoch_time_s added by EpochTimer
+    return cbs
+
+
+def evaluate(model: keras.Model, dataset, prefix: str) -> dict[str, float]:
+    """``model.evaluate`` as ``{prefix_metric: value}`` (``test_loss``, ``test_sparse_categorical_accuracy``)."""
+    values = model.evaluate(dataset, verbose=0, return_dict=True)
+    return {f"{prefix}{k}": float(v) for k, v in values.items()}
+
+
+def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    probs = model.predict(x, batch_size=batch_size, verbose=0)
+    if probs.ndim == 2 and probs.shape[1] > 1:
+        return np.argmax(probs, axis=1)
+    return (np.ravel(probs) > 0.5).astype(int)
