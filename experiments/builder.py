@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import io
-from contextlib import redirect_stdout
+import os
 from typing import Any, Mapping
 
 import keras
@@ -84,10 +83,18 @@ def build_model(model_cfg: Any, *, input_shapes: Mapping[str, tuple] | None = No
 
 def summary_text(model: keras.Model) -> str:
     """``model.summary()`` as a string (for printing and for an MLflow artifact)."""
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        model.summary(line_length=100)
-    return buf.getvalue()
+    lines: list[str] = []
+    # Keras renders with rich, which clips to $COLUMNS (80 when not on a terminal): widen it.
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "120"
+    try:
+        model.summary(line_length=110, print_fn=lambda text, line_break=True: lines.append(text))
+    finally:
+        if saved is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = saved
+    return "\n".join(lines) + "\n"
 
 
 def count_params(model: keras.Model) -> dict[str, int]:

@@ -1,0 +1,45 @@
+"""Shared helpers: the real CLI in a subprocess, Hydra compose in-process, a temp MLflow store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# Tests never touch the network, and TF's start-up chatter is noise here.
+os.environ.setdefault("LAYERLAB_OFFLINE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("MLFLOW_RUN_ID", None)
+
+# Small, fast settings for real training runs in tests.
+TINY = ["dataset.limit=400", "training.epochs=2", "training.batch_size=128"]
+
+
+def run_cli(*args: str, tmp_path: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python runner.py ARGS`` in the project root, outputs kept under ``tmp_path``."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    hydra_dirs = [f"hydra.run.dir={tmp_path}/outputs/run", f"hydra.sweep.dir={tmp_path}/multirun"]
+    return subprocess.run([sys.executable, str(ROOT / "runner.py"), *args, *hydra_dirs], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def store(tmp_path) -> str:
+    """A fresh SQLite MLflow store in the test's temp folder (its URI)."""
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def compose(*overrides: str):
+    """The composed config exactly as ``runner.py`` gets it (Hydra's compose API)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
