@@ -6,6 +6,12 @@ Modules: ``builder`` (YAML model graphs -> Keras), ``data`` (datasets),
 Imports are lazy so that ``import experiments`` does not start TensorFlow.
 """
 
+import os
+
+# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) drowns the useful lines; set
+# here too because launcher workers (joblib/loky) do not always inherit runner.py's setting.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 __all__ = ["build_model"]
 
 

@@ -280,9 +280,7 @@ class TrackedJob:
         keys = [k for k in ("val_sparse_categorical_accuracy", "test_sparse_categorical_accuracy", "test_loss")
                 if k in result.metrics] or sorted(result.metrics)[:3]
         shown = " ".join(f"{k}={result.metrics[k]:.4f}" for k in keys)
-        where = (f"`mlflow ui` in {tracking.PROJECT_ROOT}" if self.uri == tracking.default_uri()
-                 else f"`mlflow ui --backend-store-uri {tracking.redact(self.uri)}`" if self.uri.startswith(("sqlite", "postgres", "mysql"))
-                 else tracking.redact(self.uri))
+        where = tracking.open_hint(self.uri)
         return (f"layerlab: {result.status} {shown} | run {result.run_id} in experiment "
                 f"{self.cfg.tracking.experiment!r} (id {exp_id}) | open with {where}")
 

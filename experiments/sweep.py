@@ -218,6 +218,6 @@ def _summary_terminal(state: SweepState, rows, failed, status: str, report) -> s
         out.append(report.get("table", ""))
         out.extend(report.get("verdicts", []) or [])
         out.append(f"comparison: {state.sweep_dir / 'comparison' / 'comparison.md'} (also in the parent run's artifacts)")
-    out.append("browse: `mlflow ui` in the project root, experiment "
-               f"{state.experiment!r}, the run 'sweep {state.sweep_id}' and its children")
+    out.append(f"browse: {tracking.open_hint(state.uri)}, experiment {state.experiment!r}, "
+               f"the run 'sweep {state.sweep_id}' and its children")
     return "\n".join(out)

@@ -212,5 +212,14 @@ def find_runs(uri: str, experiment_id: str, filter_string: str, statuses: Iterab
     return runs
 
 
+def open_hint(uri: str) -> str:
+    """How a user opens ``uri`` in the MLflow UI."""
+    if uri == default_uri():
+        return f"`mlflow ui` in {PROJECT_ROOT}"
+    if uri.startswith(("sqlite", "postgres", "mysql", "mssql")):
+        return f"`mlflow ui --backend-store-uri {redact(uri)}`"
+    return redact(uri)
+
+
 def tags_json(values: list[str]) -> str:
     return json.dumps(list(values))

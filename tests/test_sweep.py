@@ -1,0 +1,81 @@
+"""Real Hydra multiruns: one MLflow parent per sweep, every job a child, failures kept, comparison logged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.conftest import TINY, run_cli
+
+SWEEP = ["model.activation=abs,relu", "seed=0,1", *TINY, "tracking.log_model=false", "training.checkpoint.enabled=false"]
+
+
+def _runs(uri: str, experiment: str):
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("layerlab.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("layerlab.role") == "job"]
+    return client, parents, children
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_2x2_sweep_gives_one_parent_and_four_children(launcher, tmp_path, store):
+    proc = run_cli("-m", f"hydra/launcher={launcher}", *SWEEP, f"tracking.uri={store}",
+                   "tracking.experiment=sweep_test", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    client, parents, children = _runs(store, "sweep_test")
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    sweep_id = parent.data.tags["layerlab.sweep_id"]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.data.tags["layerlab.sweep_id"] for c in children} == {sweep_id}
+    assert sorted(c.data.tags["layerlab.job_num"] for c in children) == ["0", "1", "2", "3"]
+    assert all(c.info.status == "FINISHED" for c in children)
+    combos = {(c.data.params["model.activation"], c.data.params["seed"]) for c in children}
+    assert combos == {("abs", "0"), ("abs", "1"), ("relu", "0"), ("relu", "1")}
+    # The store was created once by the parent process: nothing leaked into the Default experiment.
+    assert client.search_runs(["0"]) == []
+    files = {f.path for f in client.list_artifacts(parent.info.run_id, "comparison")}
+    assert {"comparison/comparison.md", "comparison/comparison.csv"} <= files
+    assert any(f.endswith(".png") for f in files)
+    assert "sweep_summary.md" in {f.path for f in client.list_artifacts(parent.info.run_id)}
+    assert parent.data.metrics["jobs_finished"] == 4 and parent.data.metrics["jobs_failed"] == 0
+    assert "model.activation=abs" in proc.stdout and "model.activation=relu" in proc.stdout
+    assert f"sweep {sweep_id} FINISHED: 4/4 jobs finished" in proc.stdout
+
+
+def test_joblib_workers_get_their_share_of_the_cores(tmp_path, store):
+    proc = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", *TINY,
+                   "tracking.log_model=false", "tracking.log_plots=false", f"tracking.uri={store}",
+                   "sweep.compare=false", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import os
+
+    expected = max(1, (os.cpu_count() or 1) // 2)
+    assert f"{expected} TF thread(s) per parallel job" in proc.stdout
+
+
+def test_a_failing_job_does_not_lose_the_others(tmp_path, store):
+    # dataset.limit=30 cannot be split into stratified train/val/test: that job fails inside its run.
+    proc = run_cli("-m", "dataset.limit=30,400", "training.epochs=1", "training.batch_size=128",
+                   "tracking.log_model=false", f"tracking.uri={store}", "tracking.experiment=sweep_fail",
+                   tmp_path=tmp_path)
+    assert proc.returncode != 0
+    client, parents, children = _runs(store, "sweep_fail")
+    assert len(parents) == 1 and len(children) == 2
+    by_limit = {c.data.params["dataset.limit"]: c for c in children}
+    assert by_limit["400"].info.status == "FINISHED"
+    failed = by_limit["30"]
+    assert failed.info.status == "FAILED"
+    assert "dataset.limit" in failed.data.tags["layerlab.error"]
+    assert parents[0].info.status == "FAILED"  # finalised although Hydra skipped on_multirun_end
+    summary = Path(client.download_artifacts(parents[0].info.run_id, "sweep_summary.md", str(tmp_path)))
+    text = summary.read_text()
+    assert "FAILED" in text and "python runner.py dataset.limit=30" in text
+    assert "rerun alone: python runner.py dataset.limit=30" in proc.stdout
+    assert proc.stderr.count("Traceback") <= 1 and len(proc.stderr.splitlines()) < 80
