@@ -20,4 +20,4 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
-    guarded(main)
+    guarded(main, precheck=True)

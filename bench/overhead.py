@@ -17,7 +17,7 @@ median of epochs 2..E, epoch 1 holds the graph tracing), both as ratios
 against A; and the full epoch cycle (one epoch start to the next: includes
 every epoch-end callback, e.g. checkpoint saving).
 
-Unless ``--no-profile``, it then finds where C's time goes: variants of C with
+Unless ``--no-profile`` or ``--quick``, it then finds where C's time goes: variants of C with
 one feature switched off by config overrides (log_model, plots, checkpoints,
 all three, an existing store), ``python -X importtime`` and ``cProfile``.
 """
@@ -225,26 +225,18 @@ def profile_rows(prof: Path) -> list[tuple[str, float]]:
     return rows
 
 
-def profile_layerlab(tmp: Path, epochs: int, seed: int, quick: bool) -> dict:
-    """importtime and cProfile runs of C (combined into one run with --quick)."""
+def profile_layerlab(tmp: Path, epochs: int, seed: int) -> dict:
+    """One ``python -X importtime`` run and one ``cProfile`` run of C (full logging)."""
     out: dict = {}
     work = tmp / "importtime"
     work.mkdir(parents=True)
-    extra = ALL_OFF if quick else []
-    prof = work / "runner.prof"
-    cmd = [PYTHON, "-X", "importtime"]
-    if quick:
-        cmd += ["-m", "cProfile", "-o", str(prof)]
-    _, proc = run_timed([*cmd, *runner_cmd(work, epochs, seed, extra)], cwd=work)
+    _, proc = run_timed([PYTHON, "-X", "importtime", *runner_cmd(work, epochs, seed, [])], cwd=work)
     out["imports"], out["import_total"], out["top_imports"] = parse_importtime(proc.stderr)
-    if not quick:
-        work = tmp / "cprofile"
-        work.mkdir(parents=True)
-        prof = work / "runner.prof"
-        _, proc = run_timed([PYTHON, "-m", "cProfile", "-o", str(prof), *runner_cmd(work, epochs, seed, extra)],
-                            cwd=work)
+    work = tmp / "cprofile"
+    work.mkdir(parents=True)
+    prof = work / "runner.prof"
+    run_timed([PYTHON, "-m", "cProfile", "-o", str(prof), *runner_cmd(work, epochs, seed, [])], cwd=work)
     out["profile"] = profile_rows(prof)
-    out["profile_overrides"] = extra
     return out
 
 
@@ -260,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="rounds that also run the variants of C (default 3, --quick 0)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default 20, --quick 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-profile", action="store_true", help="skip importtime and cProfile of C")
+    p.add_argument("--no-profile", action="store_true", help="skip importtime and cProfile of C (--quick skips them too)")
     args = p.parse_args(argv)
     quick = args.quick
     repeats = args.repeats or (1 if quick else 5)
@@ -302,9 +294,9 @@ def main(argv: list[str] | None = None) -> int:
                     template = next(d for d in first_c if (d.parent / "run").exists())
                 go(label)
         prof = None
-        if not args.no_profile:
-            say("profiling C (python -X importtime" + (", cProfile)" if not quick else " + cProfile in one run)"))
-            prof = profile_layerlab(tmp, epochs, args.seed, quick)
+        if not (args.no_profile or quick):
+            say("profiling C (python -X importtime, cProfile)")
+            prof = profile_layerlab(tmp, epochs, args.seed)
 
     body = report(results, prof, epochs, repeats, extra_repeats, quick)
     print(body)
@@ -390,8 +382,7 @@ def report(results: dict[str, list[dict]], prof: dict | None, epochs: int, repea
             "Most expensive imports made by the program itself (top level): "
             + ", ".join(f"`{n}` {s:.2f} s" for n, s in prof["top_imports"][:8]) + ".",
             "",
-            "### cProfile of C (`python -m cProfile runner.py ...`"
-            + (" " + " ".join(prof["profile_overrides"]) if prof["profile_overrides"] else "") + ")",
+            "### cProfile of C (`python -m cProfile runner.py ...`)",
             "",
             "Cumulative seconds under the profiler (which inflates Python-heavy steps; the variants above are the "
             "unprofiled measure of what switching a step off saves):",

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import (PYTHON, ROOT, ChildFailed, Header, median, parser, run_timed, say, spread, table,
+from bench.common import (PYTHON, ROOT, ChildFailed, Header, fmt, median, parser, run_timed, say, spread, table,
                           verdict, write_section)
 
 NAME = "sweep_throughput"
@@ -125,7 +125,7 @@ def report(results: dict[str, list[dict]], seeds: int, epochs: int, repeats: int
     base, par = "basic", "joblib (2 workers)"
     speed = med(par, "per_min") / med(base, "per_min")
     speed_span = med(par, "per_min_span") / med(base, "per_min_span")
-    jrows = [[label, f"{med(label, 'duration'):.2f}", f"{med(label, 'fit'):.2f}", f"{med(label, 'epoch'):.3f}",
+    jrows = [[label, f"{med(label, 'duration'):.2f}", f"{med(label, 'fit'):.2f}", fmt(med(label, "epoch"), 3),
               f"{med(label, 'outside'):.2f}", "-" if label != base else f"{med(label, 'gap'):.2f}"]
              for label in results]
     md = [

@@ -51,10 +51,24 @@ def run_from_hydra(cfg):
     return result.status if result else None
 
 
-def guarded(main) -> None:
-    """Call the Hydra ``main`` and finalise any sweep it started, however it ends."""
+def guarded(main, precheck: bool = False) -> None:
+    """Call the Hydra ``main`` and finalise any sweep it started, however it ends.
+
+    Args:
+        main: the ``@hydra.main`` function.
+        precheck: first check the config files and ``group=option`` overrides
+            (:mod:`experiments.precheck`) for a short message instead of Hydra's.
+    """
     from experiments import sweep
 
+    if precheck:
+        from experiments.precheck import check
+
+        try:
+            check(sys.argv[1:])
+        except LayerlabError as exc:
+            print(f"layerlab: error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(exc.exit_code)
     try:
         main()
     except KeyboardInterrupt:

@@ -40,7 +40,7 @@ class LayerlabError(Exception):
             parts.append(self.message)
         if self.fix:
             parts.append(f"Fix: {self.fix}")
-        return " ".join(p.rstrip() if p.rstrip().endswith(".") else p.rstrip() + "." for p in parts)
+        return " ".join(p.rstrip() if p.rstrip().endswith((".", "?", "!")) else p.rstrip() + "." for p in parts)
 
 
 class ConfigError(LayerlabError):

@@ -1,4 +1,10 @@
-"""A training job inside one MLflow run: the run's whole life, start to final status."""
+"""A training job inside one MLflow run: the run's whole life, start to final status.
+
+The run always ends FINISHED, FAILED or KILLED.  If the tracking server goes
+away during the job, training goes on: metrics stay in the local journal,
+artifacts and the model in the job's output folder, and a ``pending.json``
+there lets ``python -m experiments.upload <output dir>`` finish the run later.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import tracking
 from experiments.config import config_hash, flatten, resolved_container, select
-from experiments.errors import ConfigError, LayerlabError
+from experiments.errors import ConfigError, LayerlabError, TrackingError
 from experiments.run import JobResult, prepare
 
 TAG = tracking.TAG_PREFIX
@@ -31,10 +37,13 @@ class TrackedJob:
     def __init__(self, cfg: DictConfig, ctx: dict):
         self.cfg = cfg
         self.ctx = ctx
-        self.out_dir = Path(ctx["output_dir"] or tempfile.mkdtemp(prefix="layerlab-"))
+        self.out_dir = Path(ctx["output_dir"] or tempfile.mkdtemp(prefix="layerlab-")).resolve()
         self.uri = tracking.resolve_uri(os.environ.get(tracking.ENV_TRACKING_URI) or select(cfg, "tracking.uri", None))
         self.hash = config_hash(cfg)
         self.epochs_done = 0
+        self.offline_reason: str | None = None  # set when the tracking server stopped answering
+        self.pending: list[str] = []
+        self.sink = None
 
     # ------------------------------------------------------------------ public
     def run(self) -> JobResult:
@@ -71,8 +80,8 @@ class TrackedJob:
             self._log_error(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
             raise
         finally:
-            self._safe(lambda: mlflow.set_tag(f"{TAG}wall_time_s", f"{time.perf_counter() - t0:.2f}"))
-            mlflow.end_run(status=status)
+            self._track("wall time tag", lambda: mlflow.set_tag(f"{TAG}wall_time_s", f"{time.perf_counter() - t0:.2f}"))
+            self._close(run_id, status)
             if result is not None:
                 result.status = status
                 print(self._final_line(result, exp_id), flush=True)
@@ -88,7 +97,7 @@ class TrackedJob:
     def _resume_target(self, exp_id: str):
         """(run to resume or None, checkpoint folder or None) from ``training.resume``."""
         want = select(self.cfg, "training.resume", None)
-        if want in (None, False):
+        if want in (None, False) or str(want).lower() in ("false", "null", "none"):
             return None, None
         import mlflow
 
@@ -106,6 +115,11 @@ class TrackedJob:
             except Exception:
                 raise ConfigError("no such MLflow run", path="training.resume", value=want,
                                   fix="copy the run id from `mlflow ui` or from the message of the interrupted run") from None
+        if run.data.tags.get(f"{TAG}config_hash") not in (None, self.hash):
+            raise ConfigError(f"run {run.info.run_id} was made with another config (hash "
+                              f"{run.data.tags.get(f'{TAG}config_hash')}, this one {self.hash})", path="training.resume",
+                              value=str(want), fix="pass the same overrides as the interrupted run (its error.txt "
+                                                   "has the exact command), plus training.resume")
         folder = Path(run.data.tags.get(f"{TAG}output_dir", "")) / "checkpoints"
         if not (folder / "last.keras").exists():
             raise ConfigError(f"run {run.info.run_id} has no checkpoint at {folder}", path="training.resume",
@@ -117,16 +131,16 @@ class TrackedJob:
 
         if resume_run is not None:
             run = mlflow.start_run(run_id=resume_run.info.run_id)
-            mlflow.set_tag(f"{TAG}resumed", "true")
+            mlflow.set_tags({f"{TAG}resumed": "true", f"{TAG}output_dir": str(self.out_dir)})
             return run
         cfg, ctx = self.cfg, self.ctx
         tags = {
             f"{TAG}role": "job",
             f"{TAG}model": str(cfg.model.name),
             f"{TAG}dataset": str(cfg.dataset.name),
-            f"{TAG}overrides": tracking.tags_json(ctx["overrides"]),
+            f"{TAG}overrides": tracking.redact(tracking.tags_json(ctx["overrides"])),
             f"{TAG}config_hash": self.hash,
-            f"{TAG}output_dir": str(self.out_dir.resolve()),
+            f"{TAG}output_dir": str(self.out_dir),
             **tracking.git_state(),
         }
         parent = os.environ.get(tracking.ENV_PARENT_RUN)
@@ -144,17 +158,13 @@ class TrackedJob:
     def _train(self, run_id: str, checkpoint: Path | None) -> JobResult:
         import keras
         import mlflow
-        import pandas as pd
 
-        from experiments import plots
         from experiments.builder import count_params, summary_text
         from experiments.data import make_tf_dataset
         from experiments.sink import MetricSink
-        from experiments.train import (compile_model, evaluate, fit_verbosity, make_callbacks, predict_classes,
-                                       setup_runtime)
+        from experiments.train import compile_model, evaluate, fit_verbosity, make_callbacks, setup_runtime
 
         cfg = self.cfg
-        client = mlflow.MlflowClient(self.uri)
         if checkpoint is None:
             self._log_params()
         self._log_config_files()
@@ -165,13 +175,14 @@ class TrackedJob:
             state = json.loads((checkpoint / "state.json").read_text())
             initial_epoch = int(state["epochs_done"])
             model = keras.models.load_model(checkpoint / "last.keras", safe_mode=True)
-            print(f"layerlab: resuming run {run_id} after epoch {initial_epoch}")
+            print(f"layerlab: resuming run {run_id} after epoch {initial_epoch}", flush=True)
         else:
             compile_model(model, cfg)
             counts = count_params(model)
-            mlflow.log_params({"n_params_total": counts["total"], "n_params_trainable": counts["trainable"],
-                               **{f"data.{k}": v for k, v in data.summary().items()}})
-            mlflow.log_text(summary_text(model), "model_summary.txt")
+            self._track("model params", lambda: mlflow.log_params({
+                "n_params_total": counts["total"], "n_params_trainable": counts["trainable"],
+                **{f"data.{k}": v for k, v in data.summary().items()}}))
+            self._track("model summary", lambda: mlflow.log_text(summary_text(model), "model_summary.txt"))
         self.epochs_done = initial_epoch
         bs = int(cfg.training.batch_size)
         seed = int(cfg.seed)
@@ -179,54 +190,50 @@ class TrackedJob:
         val_ds = make_tf_dataset(*data.val, bs, shuffle=False, seed=seed)
         test_ds = make_tf_dataset(*data.test, bs, shuffle=False, seed=seed)
 
-        sink = MetricSink(client, run_id, self.out_dir / "metrics.jsonl")
+        self.sink = MetricSink(mlflow.MlflowClient(self.uri), run_id, self.out_dir / "metrics.jsonl",
+                               retry_for_s=float(select(cfg, "tracking.retry_s", 30)))
 
         def on_epoch(metrics: dict, step: int) -> None:
             self.epochs_done = step + 1
-            sink(metrics, step)
+            self.sink(metrics, step)
 
         callbacks = make_callbacks(cfg, out_dir=self.out_dir, sink=on_epoch, run_id=run_id, initial_epoch=initial_epoch)
-        history = None
-        try:
-            history = model.fit(train_ds, validation_data=val_ds, epochs=int(cfg.training.epochs),
-                                initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,  # tf.data shuffles
-                                verbose=fit_verbosity(select(cfg, "training.verbose", "auto")))
-        finally:
-            delivered = sink.close(timeout=120)
-            if not delivered:
-                print(f"layerlab: the tracking server did not take all metrics ({sink.last_error}); they are kept in "
-                      f"{sink.journal} and can be sent later with: python -m experiments.upload {sink.journal} "
-                      f"--run-id {run_id} --tracking-uri {tracking.redact(self.uri)}")
+        history = model.fit(train_ds, validation_data=val_ds, epochs=int(cfg.training.epochs),
+                            initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,  # tf.data shuffles
+                            verbose=fit_verbosity(select(cfg, "training.verbose", "auto")))
         final = {**evaluate(model, train_ds, "train_"), **evaluate(model, test_ds, "test_")}
-        mlflow.log_metrics(final, step=int(cfg.training.epochs))
+        final_step = int(cfg.training.epochs)
+        self.sink(final, final_step)  # journaled like the epochs, so an offline run keeps them too
         self._log_outputs(model, data, history, bs)
-        return JobResult(status="FINISHED", run_id=run_id, metrics={**_last(history), **final})
+        metrics = {k: float(v[-1]) for k, v in (history.history or {}).items() if v}
+        return JobResult(status="FINISHED", run_id=run_id, metrics={**metrics, **final})
 
     # ------------------------------------------------------------- artifacts
     def _log_params(self) -> None:
         import mlflow
 
         params, notes = tracking.params_from_flat(flatten(resolved_container(self.cfg)))
-        mlflow.log_params(params)
+        self._track("params", lambda: mlflow.log_params(params))
         if notes:
-            mlflow.set_tag(f"{TAG}param_notes", "; ".join(notes)[:5000])
+            self._track("param notes", lambda: mlflow.set_tag(f"{TAG}param_notes", "; ".join(notes)[:5000]))
 
     def _log_config_files(self) -> None:
         import mlflow
 
         text = OmegaConf.to_yaml(resolved_container(self.cfg), sort_keys=False)
-        mlflow.log_text(tracking.redact(text), "config.yaml")
+        self._track("config.yaml", lambda: mlflow.log_text(tracking.redact(text), "config.yaml"))
         hydra_dir = self.out_dir / ".hydra"
         if hydra_dir.is_dir():
-            mlflow.log_artifacts(str(hydra_dir), ".hydra")
+            for f in sorted(hydra_dir.glob("*.yaml")):  # redacted copies: overrides may hold credentials
+                content = f.read_text()
+                self._track(f".hydra/{f.name}", lambda c=content, n=f.name: mlflow.log_text(tracking.redact(c),
+                                                                                          f".hydra/{n}"))
 
     def _log_outputs(self, model, data, history, batch_size: int) -> None:
         import mlflow
-        import numpy as np
         import pandas as pd
 
         from experiments import plots
-        from experiments.builder import summary_text  # noqa: F401  (summary logged earlier)
         from experiments.train import predict_classes
 
         cfg = self.cfg
@@ -235,19 +242,23 @@ class TrackedJob:
         hist = pd.DataFrame(history.history if history is not None else {})
         hist.index.name = "epoch"
         hist.to_csv(art / "history.csv")
-        mlflow.log_artifact(str(art / "history.csv"))
+        files = [art / "history.csv"]
         if select(cfg, "tracking.log_plots", True):
             metric = str(cfg.training.metrics[0]) if len(cfg.training.metrics) else "loss"
-            files = plots.plot_history(hist, art, metric)
+            plot_files = plots.plot_history(hist, art, metric)
             x_test, y_test = data.test
             y_pred = predict_classes(model, x_test, batch_size)
-            files.append(plots.plot_predictions(y_test, y_pred, art))
+            plot_files.append(plots.plot_predictions(y_test, y_pred, art))
             k = max(int(data.num_classes), int(y_pred.max()) + 1)
-            files.append(plots.plot_confusion(plots.confusion_matrix(y_test, y_pred, k), art))
-            for f in files:
-                mlflow.log_artifact(str(f), "plots")
+            plot_files.append(plots.plot_confusion(plots.confusion_matrix(y_test, y_pred, k), art))
+            for f in plot_files:
+                self._track(f"plots/{f.name}", lambda f=f: mlflow.log_artifact(str(f), "plots"))
+        self._track("history.csv", lambda: mlflow.log_artifact(str(files[0])))
         if select(cfg, "tracking.log_model", True):
-            self._log_model(model, data.test[0][:8])
+            if self.offline_reason is None:
+                self._track("model", lambda: self._log_model(model, data.test[0][:8]))
+            if self.offline_reason is not None:  # keep the model for a later upload
+                model.save(art / "model.keras")
 
     def _log_model(self, model, x_example) -> None:
         import keras
@@ -265,27 +276,70 @@ class TrackedJob:
     def _log_error(self, text: str) -> None:
         import mlflow
 
-        self._safe(lambda: mlflow.log_text(tracking.redact(text), "error.txt"))
-        self._safe(lambda: mlflow.set_tag(f"{TAG}error", tracking.redact(text.splitlines()[0])[:4000]))
+        (self.out_dir / "error.txt").write_text(tracking.redact(text))
+        self._track("error.txt", lambda: mlflow.log_text(tracking.redact(text), "error.txt"), best_effort=True)
+        self._track("error tag", lambda: mlflow.set_tag(f"{TAG}error", tracking.redact(text.splitlines()[0])[:4000]),
+                    best_effort=True)
 
-    @staticmethod
-    def _safe(fn) -> None:
-        """Best effort: a logging failure must never hide the original error."""
+    # ---------------------------------------------------- tracking resilience
+    def _track(self, what: str, fn, best_effort: bool = False):
+        """Call an MLflow logging function; if the server is gone, note it as pending instead."""
+        if self.offline_reason is not None:
+            self.pending.append(what)
+            return None
         try:
-            fn()
+            return fn()
+        except Exception as exc:
+            if self._server_down():
+                self.offline_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                self.pending.append(what)
+                return None
+            if best_effort:
+                return None
+            raise
+
+    def _server_down(self) -> bool:
+        if not self.uri.startswith(("http://", "https://")):
+            return False
+        try:
+            tracking.check_store(self.uri, timeout_s=3)
+        except TrackingError:
+            return True
+        return False
+
+    def _close(self, run_id: str, status: str) -> None:
+        """Flush metrics and end the run; or leave everything ready for a later upload."""
+        import mlflow
+
+        delivered = self.sink.close(timeout=float(select(self.cfg, "tracking.retry_s", 30)) + 30) if self.sink else True
+        if not delivered and self.offline_reason is None:
+            self.offline_reason = self.sink.last_error or "metrics could not be delivered"
+        if self.offline_reason is None:
+            try:
+                mlflow.end_run(status=status)
+                return
+            except Exception as exc:
+                if not self._server_down():
+                    raise
+                self.offline_reason = f"{type(exc).__name__}: {exc}"
+        # The server is gone: forget the fluent run locally and leave an upload recipe.
+        try:
+            mlflow.tracking.fluent._active_run_stack.get().clear()  # noqa: SLF001 (no public API to drop it)
         except Exception:
             pass
+        pending = {"run_id": run_id, "tracking_uri": tracking.redact(self.uri), "status": status,
+                   "metrics_sent": self.sink.sent if self.sink else 0, "journal": "metrics.jsonl",
+                   "artifacts": "artifacts", "reason": self.offline_reason, "pending": self.pending}
+        (self.out_dir / "pending.json").write_text(json.dumps(pending, indent=2))
+        print(f"layerlab: WARNING the tracking server {tracking.redact(self.uri)} stopped answering "
+              f"({self.offline_reason}). Training went on; metrics, artifacts and the model are kept in "
+              f"{self.out_dir}. Send them when the server is back: python -m experiments.upload {self.out_dir}",
+              flush=True)
 
     def _final_line(self, result: JobResult, exp_id: str) -> str:
         keys = [k for k in ("val_sparse_categorical_accuracy", "test_sparse_categorical_accuracy", "test_loss")
                 if k in result.metrics] or sorted(result.metrics)[:3]
         shown = " ".join(f"{k}={result.metrics[k]:.4f}" for k in keys)
-        where = tracking.open_hint(self.uri)
-        return (f"layerlab: {result.status} {shown} | run {result.run_id} in experiment "
-                f"{self.cfg.tracking.experiment!r} (id {exp_id}) | open with {where}")
-
-
-def _last(history) -> dict[str, float]:
-    if history is None or not history.history:
-        return {}
-    return {k: float(v[-1]) for k, v in history.history.items() if v}
+        state = result.status + (" (tracking pending upload)" if self.offline_reason else "")
+        return (f"layerlab: {state} {shown} | run {result.run_id} in experiment "
+                f"{self.cfg.tracking.experiment!r} (id {exp_id}) | open with {tracking.open_hint(self.uri)}")

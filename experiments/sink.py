@@ -27,12 +27,14 @@ class MetricSink:
             the server (the journal keeps everything either way).
     """
 
-    def __init__(self, client, run_id: str, journal: Path, retry_for_s: float = 60.0):
+    def __init__(self, client, run_id: str, journal: Path, retry_for_s: float = 30.0):
         self.client = client
         self.run_id = run_id
         self.journal = Path(journal)
         self.retry_for_s = retry_for_s
         self.failed_batches = 0
+        self.sent = 0  # journal lines delivered, in order: what an upload later skips
+        self.offline = False  # once the server stayed down past the deadline, stop trying
         self.last_error: str | None = None
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._worker, name="layerlab-metrics", daemon=True)
@@ -55,17 +57,23 @@ class MetricSink:
                 self._queue.task_done()
                 return
             metrics, step, ts = item
+            if self.offline:  # keep order: once one batch is missing, the rest go through the journal
+                self.failed_batches += 1
+                self._queue.task_done()
+                continue
             batch = [Metric(k, float(v), ts, step) for k, v in metrics.items()]
             deadline = time.monotonic() + self.retry_for_s
             delay = 0.5
             while True:
                 try:
                     self.client.log_batch(self.run_id, metrics=batch)
+                    self.sent += 1
                     break
                 except Exception as exc:  # server down, network error, store locked
                     self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                     if time.monotonic() > deadline:
                         self.failed_batches += 1
+                        self.offline = True
                         break
                     time.sleep(delay)
                     delay = min(delay * 2, 8.0)

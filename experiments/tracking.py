@@ -30,6 +30,12 @@ from typing import Any, Iterable
 
 from experiments.errors import TrackingError
 
+# MLflow's HTTP client retries 7 times with exponential back-off (minutes) by default:
+# a dead server would freeze each logging call. Fail fast; our own code retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_PARAM_VALUE = 6000  # MLflow truncates longer values with only a warning
 TAG_PREFIX = "layerlab."

@@ -297,9 +297,10 @@ start_mlflow() {
         say "starting MLflow server on http://$HOST:$MLFLOW_PORT (log: $MLFLOW_LOG)"
         printf '\n=== %s start ===\n' "$(date -Is)" >>"$MLFLOW_LOG"
         # Own session (setsid): `stop` ends the server and its uvicorn workers as one process group.
-        # No password in the URI: libpq reads it from $PGPASSFILE.
+        # No password in the URI: libpq reads it from $PGPASSFILE. The driver is named: SQLAlchemy 2.1
+        # maps a bare postgresql:// to psycopg 3, while the `postgres` extra installs psycopg2.
         (cd "$SERVICES" && PGPASSFILE="$PGPASS" PGCONNECT_TIMEOUT=10 exec setsid "$VENV/bin/mlflow" server \
-            --backend-store-uri "postgresql://$DB_ROLE@$HOST:$PG_PORT/$DB_NAME" \
+            --backend-store-uri "postgresql+psycopg2://$DB_ROLE@$HOST:$PG_PORT/$DB_NAME" \
             --artifacts-destination "$ARTIFACTS" \
             --host "$HOST" --port "$MLFLOW_PORT" --workers "$WORKERS" \
             </dev/null >>"$MLFLOW_LOG" 2>&1) &

@@ -1,0 +1,271 @@
+"""What does tracking cost?  (GitHub issue 8, question 4)
+
+    python -m bench.tracking_cost [--quick] [--out FILE]
+
+1. ``experiments.compare.compare_sweep`` over 10, 100 and 1,000 job runs
+   logged into a temporary SQLite store (2 activations x N/2 seeds, 20 epochs
+   of the 5 metrics a job logs, as ``tests/test_compare.py`` does but with the
+   client's ``log_batch``), with its loading step (``load_runs``: one
+   ``search_runs`` plus one ``get_metric_history`` per run and metric) timed
+   on its own, and, for comparison, the same histories fetched with the SQL
+   store's ``get_metric_history_bulk`` (one query per metric for 500 runs).
+2. MLflow logging per epoch during training: the lecture's MLP on the
+   mnist_sample digits, fitted in this process with no logging, with
+   layerlab's ``MetricSink`` (journal + background thread, what ``runner.py``
+   uses) and with a synchronous ``client.log_batch`` in the epoch-end
+   callback, alternating; plus the sink's cost on the training thread per
+   call and the time one epoch's ``log_batch`` takes to reach SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from bench.common import Header, fmt, median, parser, say, spread, table, write_section  # noqa: E402
+
+NAME = "tracking_cost"
+TITLE = "4. Tracking cost: comparing many runs, logging every epoch"
+EXPERIMENT = "bench-tracking"
+SWEEP = "bench-sweep"
+EPOCH_METRICS = ("loss", "sparse_categorical_accuracy", "val_loss", "val_sparse_categorical_accuracy", "epoch_time_s")
+
+
+# --------------------------------------------------------------------------
+# 1. compare_sweep over many runs
+# --------------------------------------------------------------------------
+
+
+def log_runs(client, exp_id: str, start: int, stop: int, epochs: int) -> None:
+    """Log job runs number ``start..stop-1`` (abs for even, relu for odd numbers) of one sweep."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    ts = int(time.time() * 1000)
+    for i in range(start, stop):
+        act, seed = ("abs", "relu")[i % 2], i // 2
+        overrides = [f"model.activation={act}", f"seed={seed}"]
+        run = client.create_run(exp_id, run_name=f"#{i} {act}-seed{seed}", tags={
+            "layerlab.role": "job", "layerlab.sweep_id": SWEEP, "layerlab.overrides": json.dumps(overrides),
+            "layerlab.job_num": str(i)})
+        top = 0.90 + (0.03 if act == "abs" else 0.0) + 0.01 * ((seed * 7919) % 10) / 10
+        metrics = []
+        for e in range(epochs):
+            acc = top - 0.4 * 0.6 ** e
+            values = {"loss": 1 - acc + 0.01, "sparse_categorical_accuracy": acc + 0.01, "val_loss": 1 - acc,
+                      "val_sparse_categorical_accuracy": acc, "epoch_time_s": 0.1}
+            metrics += [Metric(k, v, ts + e, e) for k, v in values.items()]
+        metrics += [Metric("test_loss", 1 - acc, ts + epochs, epochs),
+                    Metric("test_sparse_categorical_accuracy", acc, ts + epochs, epochs)]
+        params = [Param("seed", str(seed)), Param("model.activation", act), Param("model.name", "lambda_mlp"),
+                  Param("optimizer.learning_rate", "0.001")]
+        client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        client.set_terminated(run.info.run_id, "FINISHED")
+
+
+def bulk_histories(client, run_ids: list[str]) -> float:
+    """Seconds to fetch the HISTORY_METRICS of all runs with the SQL store's bulk query."""
+    from experiments.compare import HISTORY_METRICS
+
+    store = client._tracking_client.store
+    t0 = time.perf_counter()
+    got = 0
+    for key in HISTORY_METRICS:
+        for i in range(0, len(run_ids), 500):
+            got += len(store.get_metric_history_bulk(run_ids[i:i + 500], key, max_results=10**7))
+    return time.perf_counter() - t0
+
+
+def compare_costs(tmp: Path, sizes: list[int], epochs: int) -> list[dict]:
+    import mlflow
+
+    from experiments import compare as cmp
+
+    uri = f"sqlite:///{tmp / 'compare.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment(EXPERIMENT, artifact_location=(tmp / "artifacts").as_uri())
+    logged, rows = 0, []
+    for n in sizes:
+        t0 = time.perf_counter()
+        log_runs(client, exp_id, logged, n, epochs)
+        log_s = time.perf_counter() - t0
+        new = n - logged
+        logged = n
+        t0 = time.perf_counter()
+        df = cmp.load_runs(uri, EXPERIMENT, SWEEP)
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():  # identical synthetic values: scipy warns about precision loss
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = cmp.compare_sweep(uri, EXPERIMENT, sweep_id=SWEEP, out_dir=tmp / f"report-{n}")
+        compare_s = time.perf_counter() - t0
+        assert len(result["runs"]) == n and len(df) == n, (len(result["runs"]), n)
+        bulk_s = bulk_histories(client, list(df["run_id"]))
+        rows.append({"n": n, "log_s_per_run": log_s / new, "load_s": load_s, "compare_s": compare_s,
+                     "bulk_s": bulk_s})
+        say(f"compare_sweep over {n:>5} runs: {compare_s:.2f} s (load_runs {load_s:.2f} s; bulk histories "
+            f"{bulk_s:.2f} s); logging took {log_s / new * 1000:.1f} ms per run")
+    return rows
+
+
+# --------------------------------------------------------------------------
+# 2. Logging during training
+# --------------------------------------------------------------------------
+
+
+def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
+    import keras
+    import mlflow
+    from mlflow.entities import Metric
+
+    from experiments.data import load_dataset, make_tf_dataset
+    from experiments.sink import MetricSink
+    from experiments.train import EpochLogger, EpochTimer
+
+    data = load_dataset({"name": "mnist_sample"}, 0)
+    train = make_tf_dataset(*data.train, 1024, shuffle=True, seed=0)
+    val = make_tf_dataset(*data.val, 1024, shuffle=False, seed=0)
+    uri = f"sqlite:///{tmp / 'logging.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment("bench-logging", artifact_location=(tmp / "artifacts").as_uri())
+
+    from bench.scaling import compose
+    from experiments.builder import build_model
+    from experiments.train import compile_model
+
+    cfg = compose([])  # the default experiment: lecture MLP, Adam 1e-3, sparse CE
+
+    def model():
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        m = build_model(cfg.model, input_shapes={"input": data.input_shape})
+        compile_model(m, cfg)
+        return m
+
+    class Cycle(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.begins = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.begins.append(time.perf_counter())
+
+    class SyncLogger(keras.callbacks.Callback):
+        def __init__(self, run_id):
+            super().__init__()
+            self.run_id = run_id
+
+        def on_epoch_end(self, epoch, logs=None):
+            ts = int(time.time() * 1000)
+            client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, epoch) for k, v in (logs or {}).items()])
+
+    def fit(mode: str) -> list[float]:
+        cycle, extra, sink = Cycle(), [], None
+        if mode != "none":
+            run_id = client.create_run(exp_id).info.run_id
+            if mode == "MetricSink":
+                sink = MetricSink(client, run_id, tmp / f"journal-{run_id}.jsonl")
+                extra = [EpochLogger(sink)]
+            else:
+                extra = [SyncLogger(run_id)]
+        m = model()
+        m.fit(train, validation_data=val, epochs=epochs, verbose=0, callbacks=[cycle, EpochTimer(), *extra],
+              shuffle=False)
+        if sink is not None:
+            sink.close(timeout=60)
+        cyc = [b - a for a, b in zip(cycle.begins, cycle.begins[1:])]
+        return cyc[1:] or cyc  # epoch 1 traces the graph
+
+    modes = ["none", "MetricSink", "synchronous log_batch"]
+    results: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(repeats):
+        for mode in modes:
+            results[mode].append(median(fit(mode)))
+        say(f"round {r + 1}/{repeats}: " + ", ".join(f"{m} {results[m][-1] * 1000:.1f} ms" for m in modes))
+
+    # The sink's cost on the calling (training) thread, and one epoch's delivery to SQLite.
+    run_id = client.create_run(exp_id).info.run_id
+    sink = MetricSink(client, run_id, tmp / "journal-micro.jsonl")
+    metrics = {k: 0.5 for k in EPOCH_METRICS}
+    call = []
+    for step in range(calls):
+        t0 = time.perf_counter()
+        sink(metrics, step)
+        call.append(time.perf_counter() - t0)
+    sink.close(timeout=120)
+    deliver = []
+    run_id = client.create_run(exp_id).info.run_id
+    for step in range(calls):
+        ts = int(time.time() * 1000)
+        t0 = time.perf_counter()
+        client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v in metrics.items()])
+        deliver.append(time.perf_counter() - t0)
+    return {"cycles": results, "call": call, "deliver": deliver, "epochs": epochs, "repeats": repeats}
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(NAME, __doc__.splitlines()[0])
+    args = p.parse_args(argv)
+    quick = args.quick
+    header = Header(NAME, argv, quick)
+    sizes = [4, 10] if quick else [10, 100, 1000]
+    hist_epochs = 3 if quick else 20
+    with tempfile.TemporaryDirectory(prefix="layerlab-bench-tracking-") as tmp_name:
+        tmp = Path(tmp_name)
+        comp = compare_costs(tmp, sizes, hist_epochs)
+        logc = logging_costs(tmp, epochs=3 if quick else 12, repeats=1 if quick else 5, calls=5 if quick else 50)
+    body = report(comp, hist_epochs, logc, quick)
+    print(body)
+    path = write_section(args.out, NAME, TITLE, body, header)
+    say(f"\nwrote section '{NAME}' of {path}")
+    return 0
+
+
+def report(comp: list[dict], hist_epochs: int, logc: dict, quick: bool) -> str:
+    base = comp[0]
+    rows = [[f"{r['n']:,}", f"{r['compare_s']:.2f}", f"{r['compare_s'] / r['n'] * 1000:.1f}",
+             f"{r['compare_s'] / base['compare_s'] * base['n'] / r['n']:.2f}x", f"{r['load_s']:.2f}",
+             f"{r['load_s'] / r['compare_s'] * 100:.0f}%", f"{r['bulk_s']:.2f}", f"{r['log_s_per_run'] * 1000:.1f}"]
+            for r in comp]
+    cyc = logc["cycles"]
+    none = median(cyc["none"])
+    lrows = [[mode, spread([v * 1000 for v in vals], 1), f"{(median(vals) - none) * 1000:+.1f}",
+              f"{median(vals) / none:.3f}x"] for mode, vals in cyc.items()]
+    md = [
+        f"**compare_sweep** over N job runs of one sweep (2 groups, {hist_epochs} epochs of 5 metrics each, plus test "
+        "metrics), logged into a temporary SQLite store; the whole call (load, statistics, 2 plots, report files) "
+        "and its loading step `load_runs` (one `search_runs` + one `get_metric_history` per run and history metric) "
+        "timed separately; \"bulk\" = the same histories with the SQL store's `get_metric_history_bulk` "
+        "(one query per metric and 500 runs), which `load_runs` does not use yet.",
+        "",
+        table(["runs N", "compare_sweep s", "ms per run", "per-run cost vs smallest N", "load_runs s",
+               "load share", "bulk histories s", "logging ms per run (create + log_batch + end)"], rows),
+        "",
+        f"**Logging every epoch** during `fit` (lecture MLP, mnist_sample, {logc['epochs']} epochs, "
+        f"{logc['repeats']} alternating round(s)): epoch cycle = one epoch's start to the next (training, "
+        "validation and every epoch-end callback), median of epochs 2..E, then median (min-max) over rounds:",
+        "",
+        table(["logging", "epoch cycle ms", "added ms per epoch", "vs none"], lrows),
+        "",
+        f"`MetricSink.__call__` on the training thread (journal line + queue): {spread([c * 1e6 for c in logc['call']], 0)} us "
+        f"per epoch; one epoch's `client.log_batch` (5 metrics) to SQLite, which the sink's thread does in the "
+        f"background: {spread([d * 1000 for d in logc['deliver']], 1)} ms.",
+    ]
+    if quick:
+        md += ["", "_--quick run: tiny sizes; these numbers only show that the script works._"]
+    return "\n".join(md)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

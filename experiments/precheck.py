@@ -1,0 +1,61 @@
+"""Checks made before Hydra starts, so the two commonest typos get a precise message.
+
+* a YAML file under ``conf/`` that does not parse: Hydra would report it deep
+  inside a traceback; here it is the file, the line and the problem;
+* an unknown config group option (``model=lamda_mlp``): Hydra lists every
+  option; here the closest ones are suggested.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+
+import yaml
+
+from experiments.errors import ConfigError
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+_OPTION_LIST = re.compile(r"^[\w\-/.,]+$")
+
+
+def check_yaml_files(conf: Path = CONF) -> None:
+    """Every YAML file of the config tree parses."""
+    for path in sorted(conf.rglob("*.yaml")):
+        try:
+            yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{path.relative_to(conf.parent)} is not valid YAML ({problem} at {where})",
+                              fix="fix the indentation or quoting there (a value with ': ' or '#' needs quotes)") from None
+
+
+def check_group_options(args: list[str], conf: Path = CONF) -> None:
+    """``group=option`` overrides name existing files (comma lists checked one by one)."""
+    if any(a in ("-cd", "--config-dir", "-cp", "--config-path") or a.startswith(("--config-dir=", "--config-path="))
+           for a in args):
+        return  # other config sources can add options we cannot see from here
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        group = key.lstrip("+~")
+        folder = conf / group
+        if "." in group or group.startswith("hydra") or not folder.is_dir() or not _OPTION_LIST.match(value):
+            continue  # a value, a Hydra/plugin group, or a sweep function (glob, range): Hydra checks those
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        for option in value.split(","):
+            if option and option not in options:
+                close = difflib.get_close_matches(option, options, n=3, cutoff=0.5)
+                hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+                raise ConfigError(f"no option {option!r} in config group {group!r}{hint}", path=group, value=option,
+                                  fix=f"choose one of {', '.join(options)} (files in conf/{group}/), "
+                                      f"or add conf/{group}/{option}.yaml")
+
+
+def check(args: list[str]) -> None:
+    check_yaml_files()
+    check_group_options(args)
