@@ -61,7 +61,7 @@ def one_sweep(work: Path, label: str, seeds: int, epochs: int) -> dict:
     import time
 
     spawn = time.time()
-    wall, _ = run_timed(sweep_cmd(work, seeds, epochs, LAUNCHERS[label]), cwd=work, timeout=1800)
+    wall, proc = run_timed(sweep_cmd(work, seeds, epochs, LAUNCHERS[label]), cwd=work, timeout=1800)
     store = read_store(work / "mlflow.db")
     jobs = store["jobs"]
     n = len(jobs)
@@ -74,7 +74,7 @@ def one_sweep(work: Path, label: str, seeds: int, epochs: int) -> dict:
     outside = [d - f for d, f in zip(durations, fit)]
     gaps = [b[1] - a[2] for a, b in zip(jobs, jobs[1:])] if label == "basic" else []
     return {
-        "jobs": n, "wall": wall, "span": last_end - first_start,
+        "jobs": n, "wall": wall, "cpu": proc.cpu_s, "span": last_end - first_start,
         "per_min": n / wall * 60, "per_min_span": n / (last_end - first_start) * 60,
         "duration": median(durations), "fit": median(fit), "outside": median(outside),
         "gap": median(gaps) if gaps else float("nan"),
@@ -121,7 +121,7 @@ def report(results: dict[str, list[dict]], seeds: int, epochs: int, repeats: int
     for label, runs in results.items():
         rows.append([label, runs[0]["jobs"], spread([r["wall"] for r in runs], 1), spread([r["per_min"] for r in runs], 1),
                      spread([r["per_min_span"] for r in runs], 1), f"{med(label, 'startup'):.1f}",
-                     f"{med(label, 'finish'):.1f}"])
+                     f"{med(label, 'finish'):.1f}", f"{med(label, 'cpu'):.0f}"])
     base, par = "basic", "joblib (2 workers)"
     speed = med(par, "per_min") / med(base, "per_min")
     speed_span = med(par, "per_min_span") / med(base, "per_min_span")
@@ -135,7 +135,8 @@ def report(results: dict[str, list[dict]], seeds: int, epochs: int, repeats: int
         "each of its 2 workers 1 TensorFlow thread (layerlab's sweep callback splits the cores).",
         "",
         table(["launcher", "jobs", "whole command s", "jobs/min (whole command)", "jobs/min (job span)",
-               "start: spawn to 1st job run s", "end: last job to exit s (comparison)"], rows),
+               "start: spawn to 1st job run s", "end: last job to exit s (comparison)", "CPU s (all processes)"],
+              rows),
         "",
         "| target | measured | result |",
         "|---|---|---|",

@@ -367,10 +367,11 @@ class _GraphBuilder:
             raise ModelGraphError("the layer spec has no `type`", path=path,
                                   fix="add `type: <a registry name>`; `python runner.py list_layers=true` lists them")
         type_name = spec["type"]
-        try:
-            cls = layerlib.registry.get(type_name)
-        except KeyError as exc:
-            raise ModelGraphError(str(exc), path=f"{path}.type", value=type_name) from None
+        if type_name not in layerlib.registry:
+            raise ModelGraphError(layerlib.registry.miss_message(type_name, how=False), path=f"{path}.type",
+                                  value=type_name, fix="use a registered name (`python runner.py list_layers=true`). "
+                                  + layerlib.registry.how_to_register)
+        cls = layerlib.registry.get(type_name)
         args = {k: _substitute(v, params, f"{path}.{k}") for k, v in spec.items() if k not in NODE_KEYS}
         if layer_name is not None:
             args.setdefault("name", layer_name)
@@ -400,7 +401,9 @@ class _GraphBuilder:
         try:
             return layerlib.get_function(name)
         except KeyError as exc:
-            raise ModelGraphError(str(exc), path=path, value=name) from None
+            raise ModelGraphError(str(exc), path=path, value=name,
+                                  fix="use one of the names above (`python runner.py list_layers=true` lists them) "
+                                      "or register your own function") from None
 
     def _call(self, layer, srcs: list, path: str, shown=None):
         try:

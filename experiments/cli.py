@@ -69,6 +69,12 @@ def guarded(main, precheck: bool = False) -> None:
         except LayerlabError as exc:
             print(f"layerlab: error: {exc}", file=sys.stderr, flush=True)
             sys.exit(exc.exit_code)
+    import signal
+
+    def _term(signum, frame):  # between jobs of a sweep: end like Ctrl-C, so the parent run is closed KILLED
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _term)
     try:
         main()
     except KeyboardInterrupt:

@@ -201,6 +201,9 @@ class TrackedJob:
         history = model.fit(train_ds, validation_data=val_ds, epochs=int(cfg.training.epochs),
                             initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,  # tf.data shuffles
                             verbose=fit_verbosity(select(cfg, "training.verbose", "auto")))
+        from experiments.run import StopRequest
+
+        StopRequest.check()  # a signal during the last epoch's validation
         final = {**evaluate(model, train_ds, "train_"), **evaluate(model, test_ds, "test_")}
         final_step = int(cfg.training.epochs)
         self.sink(final, final_step)  # journaled like the epochs, so an offline run keeps them too

@@ -29,7 +29,7 @@ def check_yaml_files(conf: Path = CONF) -> None:
             mark = getattr(exc, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"{path.relative_to(conf.parent)} is not valid YAML ({problem} at {where})",
+            raise ConfigError(f"{path} is not valid YAML ({problem} at {where})",
                               fix="fix the indentation or quoting there (a value with ': ' or '#' needs quotes)") from None
 
 
@@ -56,6 +56,19 @@ def check_group_options(args: list[str], conf: Path = CONF) -> None:
                                       f"or add conf/{group}/{option}.yaml")
 
 
+def extra_config_dirs(args: list[str]) -> list[Path]:
+    """Folders given with ``--config-dir``/``-cd`` (they are composed too)."""
+    dirs = []
+    for i, a in enumerate(args):
+        if a in ("-cd", "--config-dir") and i + 1 < len(args):
+            dirs.append(Path(args[i + 1]))
+        elif a.startswith("--config-dir="):
+            dirs.append(Path(a.split("=", 1)[1]))
+    return dirs
+
+
 def check(args: list[str]) -> None:
-    check_yaml_files()
+    for conf in [CONF, *extra_config_dirs(args)]:
+        if conf.is_dir():
+            check_yaml_files(conf)
     check_group_options(args)

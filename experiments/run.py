@@ -40,24 +40,49 @@ class JobResult:
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGTERM (a preempted node, ``kill``) turned into the same path as Ctrl-C."""
+    """Ctrl-C or SIGTERM (a preempted node, ``kill``), raised at a batch boundary."""
+
+
+class StopRequest:
+    """The first SIGINT/SIGTERM only *requests* a stop; training raises at the next batch.
+
+    Raising from the signal handler itself could land between the end-of-epoch
+    checkpoint and the metric log of that epoch; stopping at a batch boundary
+    keeps them consistent, so a resumed run neither repeats nor skips a step.
+    A second signal stops at once.
+    """
+
+    signum: int | None = None
+
+    @classmethod
+    def check(cls) -> None:
+        if cls.signum is not None:
+            raise Interrupted(f"signal {cls.signum}")
 
 
 @contextmanager
-def sigterm_as_interrupt():
-    """Raise :class:`Interrupted` on SIGTERM, so runs end KILLED, not RUNNING."""
+def graceful_interrupts():
+    """Route SIGINT/SIGTERM to :class:`StopRequest` for the duration of a job."""
     def handler(signum, frame):
-        raise Interrupted(f"signal {signum}")
+        if StopRequest.signum is not None:
+            raise Interrupted(f"signal {signum} (second)")
+        StopRequest.signum = signum
+        print(f"layerlab: signal {signum} received: stopping at the next batch (again to stop at once)",
+              file=sys.stderr, flush=True)
 
+    StopRequest.signum = None
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread (some launchers): leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if StopRequest.signum is not None:  # arrived after training: still an interruption
+            StopRequest.check()
 
 
 def hydra_context() -> dict[str, Any]:
@@ -160,7 +185,10 @@ def run_job(cfg: DictConfig) -> JobResult:
     if cfg.dry_run:
         from experiments.builder import count_params, summary_text
 
+        from experiments.train import compile_model
+
         data, model = prepare(cfg)
+        compile_model(model, cfg)  # checks optimizer, loss and metric names too
         print_config(cfg)
         print(summary_text(model), end="")
         counts = count_params(model)
@@ -171,5 +199,5 @@ def run_job(cfg: DictConfig) -> JobResult:
 
     from experiments.job import TrackedJob
 
-    with sigterm_as_interrupt():
+    with graceful_interrupts():
         return TrackedJob(cfg, ctx).run()

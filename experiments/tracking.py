@@ -65,9 +65,16 @@ def resolve_uri(configured: str | None) -> str:
     return uri
 
 
+_SECRET_ASSIGNMENT = re.compile(
+    r"""(\b[\w.\-]*(?:pass(?:word)?|secret|token|api_?key|credential)[\w.\-]*["']?\s*[=:]\s*["']?)(?!\*\*\*)[^\s,'"\]}]+""",
+    re.IGNORECASE)
+
+
 def redact(text: str) -> str:
-    """Hide credentials in URIs (``scheme://user:secret@host`` -> ``scheme://user:***@host``)."""
-    return re.sub(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", r"\1***@", str(text))
+    """Hide credentials: in URIs (``scheme://user:secret@host`` -> ``scheme://user:***@host``) and in
+    ``key=value`` / ``key: value`` pairs whose key names a secret (password, token, api_key, ...)."""
+    text = re.sub(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", r"\1***@", str(text))
+    return _SECRET_ASSIGNMENT.sub(r"\1***", text)
 
 
 def default_artifact_root(experiment: str) -> str:
@@ -118,18 +125,21 @@ def check_store(uri: str, timeout_s: float = 10.0) -> None:
 
 
 def check_artifact_location(location: str) -> None:
-    """A local artifact location must be creatable and writable."""
+    """A local artifact location must be creatable and writable (tried for real: root passes os.access)."""
     parsed = urllib.parse.urlparse(location)
     if parsed.scheme not in ("", "file"):
         return
     path = Path(urllib.request.url2pathname(parsed.path))
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise TrackingError(f"the artifact location {location} is not writable (nearest existing folder: {probe})",
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".layerlab-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise TrackingError(f"the artifact location {location} is not writable ({exc.strerror or exc})",
                             path="tracking.artifact_root",
-                            fix="set tracking.artifact_root to a writable folder, or fix the permissions")
+                            fix="set tracking.artifact_root to a writable folder (or null for ./mlartifacts), "
+                                "or fix the permissions") from None
 
 
 def ensure_experiment(uri: str, name: str, artifact_root: str | None = None) -> str:

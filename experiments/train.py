@@ -122,6 +122,18 @@ class NanGuard(keras.callbacks.Callback):
                     "layer fits the loss"))
 
 
+class StopOnSignal(keras.callbacks.Callback):
+    """Raises the pending Ctrl-C/SIGTERM (see :class:`experiments.run.StopRequest`) at a batch boundary."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        from experiments.run import StopRequest
+
+        StopRequest.check()
+
+    on_test_batch_end = on_train_batch_end
+    on_epoch_begin = on_train_batch_end
+
+
 class LastEpochCheckpoint(keras.callbacks.Callback):
     """Saves the model after every completed epoch (``last.keras``) plus a small state file.
 
@@ -165,7 +177,7 @@ def _is_number(v) -> bool:
 
 def make_callbacks(cfg, *, out_dir: Path, sink=None, run_id: str | None = None, initial_epoch: int = 0) -> list:
     """The callbacks of a job: timing, NaN guard, checkpoints, early stopping, logging."""
-    cbs: list = [EpochTimer(), NanGuard()]
+    cbs: list = [EpochTimer(), NanGuard(), StopOnSignal()]
     if select(cfg, "training.checkpoint.enabled", False):
         ck = Path(out_dir) / "checkpoints"
         cbs.append(LastEpochCheckpoint(ck, run_id, initial_epoch))

@@ -95,7 +95,8 @@ def get_function(name: str) -> Callable:
         if close:
             msg += "; did you mean " + " or ".join(repr(c) for c in dict.fromkeys(close)) + "?"
         msg += (
-            " Known: " + ", ".join(functions.names()) + " and Keras' activations (relu, elu, gelu, ...)."
+            " Known: " + ", ".join(n for n in functions.names(aliases=True) if ">" not in n)
+            + " and Keras' activations (relu, elu, gelu, ...)."
         )
         raise RegistryError(msg)
     return fn

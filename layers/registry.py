@@ -97,17 +97,21 @@ class Registry:
         self.get(name)
         return self._aliases.get(name, name)
 
-    def miss_message(self, name: Any) -> str:
-        """The sentence a miss raises: what was asked, close names, how to add."""
+    def miss_message(self, name: Any, how: bool = True) -> str:
+        """The sentence a miss raises: what was asked, close names, how to add (unless ``how=False``)."""
         close = self.suggest(str(name))
         msg = f"no {self._name} named {name!r} in the {self._name} registry"
         if close:
             msg += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
         else:
             msg += f" ({len(self)} names; list them with `python runner.py list_layers=true`)."
-        if self._how:
+        if self._how and how:
             msg += " " + self._how
         return msg
+
+    @property
+    def how_to_register(self) -> str:
+        return self._how
 
     def suggest(self, name: str, n: int = 3) -> list[str]:
         """Closest registered names, case-insensitively."""

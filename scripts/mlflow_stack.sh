@@ -25,6 +25,10 @@
 #   LAYERLAB_VENV                  virtualenv with mlflow (default <project>/.venv)
 #   LAYERLAB_PG_BIN                folder of initdb/pg_ctl/psql (default: newest /usr/lib/postgresql/*/bin)
 #
+# Exit status: 0 done, 1 failed (the message says why, with the log's tail), 2 usage, 3 `status`: not all
+# up, 4 a prerequisite is missing and cannot be installed here (no PostgreSQL and not root, apt-get or pip
+# failed, no virtualenv).
+#
 # As root, the cluster is owned by (and run as) the `postgres` OS user, so the state folder's parents
 # must be traversable by that user; as any other user, the cluster runs as that user.
 set -euo pipefail
@@ -54,6 +58,7 @@ ARTIFACTS="$SERVICES/mlartifacts"
 
 say() { printf 'mlflow_stack: %s\n' "$*"; }
 die() { printf 'mlflow_stack: error: %s\n' "$*" >&2; exit 1; }
+missing() { printf 'mlflow_stack: missing: %s\n' "$*" >&2; exit 4; }  # a prerequisite this machine cannot get
 
 tail_log() {  # tail_log FILE: the end of a log, indented, on stderr
     if [[ -r "$1" ]]; then
@@ -90,7 +95,7 @@ find_pg_bin() {
         return
     fi
     local d
-    d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    d="$(printf '%s\n' /usr/lib/postgresql/*/bin | grep -v '\*' | sort -V | tail -n 1 || true)"
     [[ -n "$d" && -x "$d/initdb" && -x "$d/pg_ctl" && -x "$d/psql" ]] && printf '%s\n' "$d"
     return 0
 }
@@ -99,8 +104,8 @@ find_pg_bin() {
 ensure_postgres_installed() {
     PGBIN="$(find_pg_bin)"
     [[ -n "$PGBIN" ]] && return
-    is_root || die "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); as root run: apt-get install -y postgresql"
-    command -v apt-get >/dev/null || die "PostgreSQL is not installed and there is no apt-get; install PostgreSQL and set LAYERLAB_PG_BIN"
+    is_root || missing "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); as root run: apt-get install -y postgresql"
+    command -v apt-get >/dev/null || missing "PostgreSQL is not installed and there is no apt-get; install PostgreSQL and set LAYERLAB_PG_BIN"
     say "installing PostgreSQL (apt-get install postgresql)..."
     # Do not let the package create and start a system-wide cluster on port 5432: we run our own.
     if [[ ! -e /etc/postgresql-common/createcluster.conf ]]; then
@@ -111,20 +116,20 @@ ensure_postgres_installed() {
                -o Dpkg::Options::=--force-confold postgresql)
     if ! "${apt[@]}" >"$SERVICES/apt.log" 2>&1; then
         apt-get update -qq >>"$SERVICES/apt.log" 2>&1 || true
-        "${apt[@]}" >>"$SERVICES/apt.log" 2>&1 || { tail_log "$SERVICES/apt.log"; die "apt-get install postgresql failed"; }
+        "${apt[@]}" >>"$SERVICES/apt.log" 2>&1 || { tail_log "$SERVICES/apt.log"; missing "apt-get install postgresql failed (log: $SERVICES/apt.log)"; }
     fi
     PGBIN="$(find_pg_bin)"
     [[ -n "$PGBIN" ]] || die "postgresql installed but no /usr/lib/postgresql/*/bin/initdb found"
 }
 
 ensure_psycopg2() {
-    [[ -x "$VENV/bin/python" ]] || die "no virtualenv at $VENV (run \`make install\` first, or set LAYERLAB_VENV)"
-    [[ -x "$VENV/bin/mlflow" ]] || die "$VENV has no mlflow (run \`make install\`)"
+    [[ -x "$VENV/bin/python" ]] || missing "no virtualenv at $VENV (run \`make install\` first, or set LAYERLAB_VENV)"
+    [[ -x "$VENV/bin/mlflow" ]] || missing "$VENV has no mlflow (run \`make install\`)"
     if ! "$VENV/bin/python" -c 'import psycopg2' >/dev/null 2>&1; then
         say "installing psycopg2-binary into $VENV (pip install -e '.[postgres]')..."
-        "$VENV/bin/python" -m pip install --quiet -e "$ROOT[postgres]" >"$SERVICES/pip.log" 2>&1 \
-            || { tail_log "$SERVICES/pip.log"; die "could not install the postgres extra into $VENV"; }
-        "$VENV/bin/python" -c 'import psycopg2' >/dev/null 2>&1 || die "psycopg2 still not importable in $VENV"
+        "$VENV/bin/python" -m pip install --quiet -e "${ROOT}[postgres]" >"$SERVICES/pip.log" 2>&1 \
+            || { tail_log "$SERVICES/pip.log"; missing "could not install the postgres extra (psycopg2-binary) into $VENV (log: $SERVICES/pip.log)"; }
+        "$VENV/bin/python" -c 'import psycopg2' >/dev/null 2>&1 || missing "psycopg2 still not importable in $VENV"
     fi
 }
 
@@ -206,7 +211,7 @@ start_postgres() {
         die "port $PG_PORT is taken by another program; set LAYERLAB_PG_PORT to a free port"
     fi
     say "starting PostgreSQL on $HOST:$PG_PORT"
-    if ! as_db_user "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -t 60 -o "-p $PG_PORT" start >/dev/null 2>&1; then
+    if ! as_db_user "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -t 60 -o "-p $PG_PORT" start >/dev/null 2>&1 9>&-; then
         tail_log "$PGLOG"
         die "PostgreSQL did not start (log: $PGLOG)"
     fi
@@ -259,11 +264,21 @@ stop_postgres() {
 }
 
 # ------------------------------------------------------------------ mlflow
+alive() {  # alive PID: running and not a zombie (a dead child waits here until init reaps it)
+    local state
+    state="$(ps -o stat= -p "$1" 2>/dev/null || true)"
+    [[ -n "$state" && "$state" != Z* ]]
+}
+
+group_alive() {  # group_alive PGID: some live process left in that process group
+    ps -eo pgid=,stat= 2>/dev/null | awk -v g="$1" '$1 == g && $2 !~ /^Z/ {found = 1} END {exit !found}'
+}
+
 mlflow_pid() {  # the recorded server pid, if that process is still our mlflow server
     local pid
     pid="$(cat "$MLFLOW_PID" 2>/dev/null || true)"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
+    alive "$pid" || return 1
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'mlflow' || return 1
     printf '%s\n' "$pid"
 }
@@ -303,13 +318,13 @@ start_mlflow() {
             --backend-store-uri "postgresql+psycopg2://$DB_ROLE@$HOST:$PG_PORT/$DB_NAME" \
             --artifacts-destination "$ARTIFACTS" \
             --host "$HOST" --port "$MLFLOW_PORT" --workers "$WORKERS" \
-            </dev/null >>"$MLFLOW_LOG" 2>&1) &
+            </dev/null >>"$MLFLOW_LOG" 2>&1) 9>&- &
         pid=$!
         printf '%s\n' "$pid" >"$MLFLOW_PID"
     fi
     local deadline=$((SECONDS + START_TIMEOUT))
     until healthy; do
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! alive "$pid"; then
             rm -f "$MLFLOW_PID"
             tail_log "$MLFLOW_LOG" 40
             die "the MLflow server exited during start-up (log: $MLFLOW_LOG)"
@@ -335,10 +350,10 @@ stop_mlflow() {
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     local i
     for ((i = 0; i < 40; i++)); do
-        pgrep -g "$pid" >/dev/null 2>&1 || kill -0 "$pid" 2>/dev/null || break
+        group_alive "$pid" || alive "$pid" || break
         sleep 0.5
     done
-    if pgrep -g "$pid" >/dev/null 2>&1 || kill -0 "$pid" 2>/dev/null; then
+    if group_alive "$pid" || alive "$pid"; then
         say "MLflow server did not stop within 20 s; killing its process group"
         kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi
@@ -346,10 +361,10 @@ stop_mlflow() {
 }
 
 # --------------------------------------------------------------- commands
-lock() {
+lock() {  # fd 9 holds the lock: servers started from here get it closed (9>&-), or they would keep it
     mkdir -p "$SERVICES"
     exec 9>"$SERVICES/.lock"
-    flock -w 300 9 || die "another mlflow_stack.sh holds $SERVICES/.lock"
+    flock -w 120 9 || die "another mlflow_stack.sh holds $SERVICES/.lock"
 }
 
 cmd_start() {

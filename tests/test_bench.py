@@ -1,0 +1,125 @@
+"""The benchmark scripts of bench/ keep working: each runs once with --quick into a temporary file.
+
+The four scripts run concurrently (they are independent, each with its own
+temporary stores and output file), so the whole module takes about as long as
+the slowest one; their timings are meaningless here, only their output is
+checked. The section writer and the profile parsers are tested directly.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import common
+from bench.common import SECTIONS, markers, write_section
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_S = 600
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """Start every script with --quick (plus run_all on one script) at once; wait for all."""
+    tmp = tmp_path_factory.mktemp("bench")
+    jobs = {name: [sys.executable, "-m", f"bench.{name}", "--quick", "--out", str(tmp / f"{name}.md")]
+            for name in SECTIONS}
+    jobs["run_all"] = [sys.executable, "-m", "bench.run_all", "--quick", "--only", "scaling",
+                       "--out", str(tmp / "run_all.md")]
+    procs = {name: subprocess.Popen(cmd, cwd=ROOT, env=common.clean_env(), stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+             for name, cmd in jobs.items()}
+    deadline = time.monotonic() + TIMEOUT_S
+    results = {}
+    for name, proc in procs.items():
+        try:
+            out, _ = proc.communicate(timeout=max(1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        results[name] = (proc.returncode, out, tmp / f"{name}.md")
+    return results
+
+
+def _section(text: str, name: str) -> str:
+    start, end = markers(name)
+    assert start in text and end in text, f"no {name} section"
+    return text[text.index(start):text.index(end)]
+
+
+@pytest.mark.parametrize("name", SECTIONS)
+def test_script_runs_quick_and_writes_its_section(quick_runs, name):
+    rc, out, md = quick_runs[name]
+    assert rc == 0, out[-4000:]
+    text = md.read_text()
+    section = _section(text, name)
+    assert f"python -m bench.{name} --quick" in section
+    assert "- Machine:" in section and "cores" in section and "GiB" in section
+    assert "- Software: tensorflow" in section
+    assert "- Date:" in section
+    assert "|---" in section  # a markdown table
+    assert "nan" not in section.lower().replace("nanosec", "")
+    # only its own section
+    assert all(markers(other)[0] not in text for other in SECTIONS if other != name)
+    # the table is printed too
+    assert "|---" in out
+
+
+def test_overhead_reports_targets(quick_runs):
+    _, _, md = quick_runs["overhead"]
+    section = _section(md.read_text(), "overhead")
+    for variant in ("A plain Keras", "B + mlflow.keras.autolog()", "C python runner.py"):
+        assert variant in section
+    assert section.count("| C ") >= 3 or section.count("C whole process") == 2
+    assert "C epoch_time_s" in section
+
+
+def test_run_all_runs_the_chosen_scripts(quick_runs):
+    rc, out, md = quick_runs["run_all"]
+    assert rc == 0, out[-4000:]
+    assert "bench.scaling: ok" in out
+    _section(md.read_text(), "scaling")
+
+
+def test_write_section_inserts_in_order_and_replaces(tmp_path):
+    out = tmp_path / "B.md"
+    write_section(out, "scaling", "Scaling", "first")
+    write_section(out, "overhead", "Overhead", "one")
+    write_section(out, "tracking_cost", "Tracking", "t")
+    write_section(out, "scaling", "Scaling", "second")
+    text = out.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "first" not in text and "second" in text
+    positions = [text.index(markers(n)[0]) for n in ("overhead", "scaling", "tracking_cost")]
+    assert positions == sorted(positions)
+    assert text.count(markers("scaling")[0]) == 1
+    # hand-written text outside the sections survives a rewrite
+    out.write_text(text + "\nNotes kept.\n")
+    write_section(out, "overhead", "Overhead", "two")
+    assert "Notes kept." in out.read_text() and "two" in out.read_text()
+
+
+def test_profile_parsers(tmp_path):
+    from bench.overhead import parse_importtime, profile_rows
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import json, email.message"],
+                          capture_output=True, text=True, check=True)
+    found, total, top = parse_importtime(proc.stderr)
+    assert total > 0 and any(name == "json" for name, _ in top)
+    prof = tmp_path / "p.prof"
+    script = tmp_path / "s.py"
+    script.write_text("import json\nprint(json.dumps(sum(range(1000))))\n")
+    subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), str(script)], check=True, capture_output=True)
+    rows = profile_rows(prof)
+    assert rows[0][1] > 0 and all(isinstance(v, (int, float)) for _, v in rows)
+
+
+def test_statistics_helpers():
+    assert common.median([3.0, 1.0, 2.0]) == 2.0
+    assert common.spread([1.0, 2.0, 4.0], 1) == "2.0 (1.0-4.0, n=3)"
+    assert common.spread([], 1) == "n/a"
+    assert "| a |" in common.table(["a"], [[1]])

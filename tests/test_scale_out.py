@@ -1,0 +1,388 @@
+"""Beyond one machine on existing engines (issue 7): a team MLflow server on PostgreSQL, Ray, submitit.
+
+Every test drives ``runner.py -m`` in a subprocess, as a user would, on one 2x2 sweep (activation
+abs/relu x seed 0/1, one epoch on 300 digits) and reads the runs back with ``MlflowClient``:
+
+* (a) ``scripts/mlflow_stack.sh start`` brings up PostgreSQL and an MLflow server (private state
+  folder and free ports, stopped at the end of the session); a parallel joblib sweep logs 4 FINISHED
+  children under 1 parent there, read back through the server's REST API; the rows are in
+  PostgreSQL, the artifacts (the Keras model too) in the server's artifact folder;
+* (b) the Ray launcher (``hydra/launcher=ray_cluster``, on a Ray head node this module starts on
+  127.0.0.1 with 2 CPUs) gives the same runs and params as the basic launcher, and with
+  ``training.deterministic=true`` the same metrics;
+* (c) the same for ``hydra/launcher=submitit_local`` (submitit's stand-in for SLURM).
+
+Nothing is written into the repository: stores, artifacts, sweep folders, the database and Ray's
+session folder are temporary. A test whose engine cannot be installed here skips with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.conftest import ROOT
+
+SCRIPT = ROOT / "scripts" / "mlflow_stack.sh"
+SWEEP = ["model.activation=abs,relu", "seed=0,1", "training.epochs=1", "dataset.limit=300"]
+JOBS = [("abs", "0"), ("abs", "1"), ("relu", "0"), ("relu", "1")]
+SWEEP_TIMEOUT = 420
+# Inherited from a surrounding sweep or shell, these would redirect or re-parent the runs under test.
+_LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
+              "LAYERLAB_PARENT_RUN_ID", "LAYERLAB_EXPERIMENT_ID", "LAYERLAB_SWEEP_ID", "LAYERLAB_TRACKING_URI",
+              "LAYERLAB_PG_PASSWORD", "LAYERLAB_SERVICES_DIR", "RAY_ADDRESS")
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def _env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
+    env.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **extra})
+    return env
+
+
+def _tail(proc, n: int = 6000) -> str:
+    return f"--- stdout ---\n{(proc.stdout or '')[-n:]}\n--- stderr ---\n{(proc.stderr or '')[-n:]}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _require(module: str, extra: str, package: str) -> None:
+    """Skip, naming what is missing, when an optional engine is not installed in this interpreter."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError) as exc:
+        found, why = False, f"{type(exc).__name__}: {exc}"
+    else:
+        why = f"module {module} not found"
+    if not found:
+        pytest.skip(f"{package} is not installed in {sys.prefix} ({why}); install it with "
+                    f"`pip install -e '.[{extra}]'`")
+
+
+def _sweep(*overrides: str, sweep_dir: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python runner.py -m OVERRIDES hydra.sweep.dir=SWEEP_DIR``; asserts exit status 0."""
+    cmd = [sys.executable, str(ROOT / "runner.py"), "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(**(env or {})), capture_output=True, text=True,
+                          timeout=SWEEP_TIMEOUT)
+    proc.wall_s = time.perf_counter() - t0
+    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}\n{_tail(proc)}"
+    return proc
+
+
+def _sweep_runs(client, experiment: str, sweep_dir: Path):
+    """(parent run, its children) of the sweep that wrote into ``sweep_dir``, checked for stray runs."""
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no experiment {experiment!r}"
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    here = str(Path(sweep_dir).resolve())
+    parents = [r for r in runs if r.data.tags.get("layerlab.role") == "parent"
+               and r.data.tags.get("layerlab.sweep_dir") == here]
+    assert len(parents) == 1, f"{len(parents)} parent runs for {here}"
+    parent = parents[0]
+    # Every job run of this sweep (found by its output folder, which is tagged whatever the environment
+    # the job got) must be a child of the parent: a job whose launcher lost the sweep's environment
+    # would log a detached run here.
+    jobs = [r for r in runs if r.data.tags.get("layerlab.role") == "job"
+            and r.data.tags.get("layerlab.output_dir", "").startswith(here + os.sep)]
+    detached = [r.info.run_id for r in jobs if r.data.tags.get("mlflow.parentRunId") != parent.info.run_id]
+    assert not detached, f"job runs not under the sweep's parent run: {detached}"
+    children = client.search_runs([exp.experiment_id], max_results=1000,
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted(r.info.run_id for r in children) == sorted(r.info.run_id for r in jobs)
+    return parent, children
+
+
+def _by_job(children) -> dict:
+    return {(r.data.params["model.activation"], r.data.params["seed"]): r for r in children}
+
+
+def _check_sweep(parent, children) -> None:
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics.get("jobs_finished") == 4 and parent.data.metrics.get("jobs_failed") == 0
+    assert sorted(_by_job(children)) == JOBS
+    assert [r.info.status for r in children] == ["FINISHED"] * 4
+    for r in children:
+        assert r.data.tags["layerlab.sweep_id"] == parent.data.tags["layerlab.sweep_id"]
+        assert r.data.tags.get("layerlab.model_uri", "").startswith("models:/")
+        assert "test_sparse_categorical_accuracy" in r.data.metrics
+
+
+def _assert_same_as_basic(basic_children, other_children, launcher: str) -> None:
+    """Same jobs, same params, same config hashes; same metrics except wall-clock ones."""
+    base, other = _by_job(basic_children), _by_job(other_children)
+    assert sorted(other) == sorted(base) == JOBS
+    for job in JOBS:
+        b, o = base[job], other[job]
+        assert o.data.params == b.data.params, f"{launcher} {job}: params differ"
+        assert o.data.tags["layerlab.config_hash"] == b.data.tags["layerlab.config_hash"]
+        mb = {k: v for k, v in b.data.metrics.items() if "time" not in k}
+        mo = {k: v for k, v in o.data.metrics.items() if "time" not in k}
+        assert set(mo) == set(mb), f"{launcher} {job}: metric names differ"
+        diff = {k: (mb[k], mo[k]) for k in mb if mo[k] != mb[k]}
+        assert not diff, f"{launcher} {job}: metrics differ from the basic launcher's (basic, {launcher}): {diff}"
+
+
+def _listen_hosts(port: int) -> set[str]:
+    """Local addresses with a listening TCP socket on ``port`` (from /proc/net/tcp*)."""
+    hosts = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            addr, hex_port = fields[1].split(":")
+            if fields[3] == "0A" and int(hex_port, 16) == port:  # 0A = LISTEN
+                if width == 8:
+                    hosts.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(addr)[::-1]))
+                else:
+                    raw = b"".join(bytes.fromhex(addr[i:i + 8])[::-1] for i in range(0, 32, 8))
+                    hosts.add(socket.inet_ntop(socket.AF_INET6, raw))
+    return hosts
+
+
+def _group_alive(pgid: int) -> bool:
+    """Some process of process group ``pgid`` is still running (zombies do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def _stop_group(pgid: int, grace_s: float = 40) -> None:
+    """SIGTERM a process group we started, then SIGKILL whatever is left after ``grace_s``."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if _group_alive(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# ------------------------------------------------ (a) PostgreSQL-backed MLflow server, joblib sweep
+
+
+def _stack(cmd: str, env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), cmd], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def mlflow_stack():
+    """The stack of scripts/mlflow_stack.sh in a private state folder on free ports; stopped at the end.
+
+    The state folder is made with mkdtemp under /tmp, not pytest's tmp_path: run as root, the cluster
+    belongs to the `postgres` user, which cannot traverse pytest's 0700 base folder.
+    """
+    services = Path(tempfile.mkdtemp(prefix="layerlab-svc-", dir="/tmp"))
+    # Characters that need escaping in SQL, in libpq's password file and in a shell.
+    password = f"pw:'{secrets.token_hex(6)}\\$x"
+    pg_port, mlflow_port = _free_port(), _free_port()
+    env = _env(LAYERLAB_SERVICES_DIR=str(services), LAYERLAB_PG_PORT=str(pg_port),
+               LAYERLAB_MLFLOW_PORT=str(mlflow_port), LAYERLAB_PG_PASSWORD=password)
+    t0 = time.perf_counter()
+    started = _stack("start", env)
+    start_s = time.perf_counter() - t0
+    try:
+        if started.returncode == 4:
+            pytest.skip("the MLflow stack cannot be set up on this machine: "
+                        + (started.stderr.strip().splitlines() or ["(no message)"])[-1])
+        assert started.returncode == 0, f"mlflow_stack.sh start exited {started.returncode}\n{_tail(started)}"
+        uri = _stack("uri", env).stdout.strip()
+        yield {"uri": uri, "services": services, "env": env, "pg_port": pg_port, "mlflow_port": mlflow_port,
+               "password": password, "start": started, "start_s": start_s}
+    finally:
+        stopped = _stack("stop", env, timeout=180)
+        try:
+            assert stopped.returncode == 0, f"mlflow_stack.sh stop exited {stopped.returncode}\n{_tail(stopped)}"
+            for port in (pg_port, mlflow_port):
+                assert not _listen_hosts(port), f"port {port} still listening after stop"
+        finally:
+            shutil.rmtree(services, ignore_errors=True)
+
+
+def test_stack_serves_on_loopback_and_is_idempotent(mlflow_stack):
+    assert mlflow_stack["uri"] == f"http://127.0.0.1:{mlflow_stack['mlflow_port']}"
+    assert _listen_hosts(mlflow_stack["pg_port"]) == {"127.0.0.1"}
+    assert _listen_hosts(mlflow_stack["mlflow_port"]) == {"127.0.0.1"}
+    again = _stack("start", mlflow_stack["env"], timeout=120)
+    assert again.returncode == 0, _tail(again)
+    assert "already running" in again.stdout
+    status = _stack("status", mlflow_stack["env"], timeout=60)
+    assert status.returncode == 0, _tail(status)
+    assert "health OK" in status.stdout
+    services = mlflow_stack["services"]
+    for secret in ("pgpass", "pg_password", "pg_superuser_password"):
+        assert (services / secret).stat().st_mode & 0o777 == 0o600, secret
+
+
+def test_joblib_sweep_logs_to_the_postgres_backed_server(mlflow_stack, tmp_path):
+    uri, services, password = mlflow_stack["uri"], mlflow_stack["services"], mlflow_stack["password"]
+    sweep_dir = tmp_path / "joblib"
+    proc = _sweep("hydra/launcher=joblib", *SWEEP, "tracking=server", f"tracking.uri={uri}",
+                  "tracking.experiment=scale_out_server", sweep_dir=sweep_dir)
+    client = mlflow.MlflowClient(uri)  # an http URI: everything below goes through the REST API
+    parent, children = _sweep_runs(client, "scale_out_server", sweep_dir)
+    _check_sweep(parent, children)
+    assert len(children) == 4
+
+    # Artifacts went through the server into its --artifacts-destination, the model included.
+    child = children[0]
+    names = {f.path for f in client.list_artifacts(child.info.run_id)}
+    assert {"config.yaml", "history.csv", "plots"} <= names
+    exp_id = child.info.experiment_id
+    for r in children:
+        assert (services / "mlartifacts" / exp_id / r.info.run_id / "artifacts" / "history.csv").is_file()
+    import keras  # noqa: F401  (after TF's log level is set by conftest)
+
+    import layers  # noqa: F401  (registers the custom layers the saved model uses)
+
+    local = mlflow.artifacts.download_artifacts(artifact_uri=child.data.tags["layerlab.model_uri"],
+                                                dst_path=str(tmp_path / "model"), tracking_uri=uri)
+    model = mlflow.keras.load_model(local)
+    import numpy as np
+
+    probs = model.predict(np.zeros((2, 28, 28), dtype="float32"), verbose=0)
+    assert probs.shape == (2, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+    # The rows are in PostgreSQL (read with the stack's password file, not over MLflow).
+    import psycopg2
+
+    with psycopg2.connect(host="127.0.0.1", port=mlflow_stack["pg_port"], dbname="mlflow", user="mlflow",
+                          passfile=str(services / "pgpass"), connect_timeout=10) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT r.status, count(*) FROM runs r JOIN experiments e "
+                        "ON r.experiment_id = e.experiment_id WHERE e.name = %s GROUP BY r.status",
+                        ("scale_out_server",))
+            assert dict(cur.fetchall()) == {"FINISHED": 5}
+    conn.close()
+
+    # The database password is in no log and no output.
+    logs = [services / "mlflow.log", services / "postgres" / "postgres.log"]
+    for text in [p.read_text(errors="replace") for p in logs] + [proc.stdout, proc.stderr,
+                                                                  mlflow_stack["start"].stdout,
+                                                                  mlflow_stack["start"].stderr]:
+        assert password not in text
+    print(f"stack start {mlflow_stack['start_s']:.1f} s; joblib 2x2 sweep into it {proc.wall_s:.1f} s")
+
+
+# -------------------------------------------------------------- (b) and (c): other launchers
+
+
+@pytest.fixture(scope="module")
+def launcher_store(tmp_path_factory) -> dict:
+    """One SQLite store and experiment shared by the basic, Ray and submitit sweeps (same params)."""
+    tmp = tmp_path_factory.mktemp("launchers")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    return {"tmp": tmp, "uri": uri, "experiment": "scale_out_launchers",
+            "overrides": [*SWEEP, "training.deterministic=true", f"tracking.uri={uri}",
+                          f"tracking.artifact_root={(tmp / 'mlartifacts').as_uri()}",
+                          "tracking.experiment=scale_out_launchers"]}
+
+
+@pytest.fixture(scope="module")
+def basic_sweep(launcher_store):
+    """The reference: the same sweep with Hydra's basic (sequential, in-process) launcher."""
+    sweep_dir = launcher_store["tmp"] / "basic"
+    proc = _sweep(*launcher_store["overrides"], sweep_dir=sweep_dir)
+    parent, children = _sweep_runs(mlflow.MlflowClient(launcher_store["uri"]), launcher_store["experiment"],
+                                   sweep_dir)
+    _check_sweep(parent, children)
+    print(f"basic 2x2 sweep {proc.wall_s:.1f} s")
+    return children
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A Ray head node on this machine (2 CPUs, token auth, private temp folder), stopped afterwards."""
+    _require("ray", "ray", "ray")
+    _require("hydra_plugins.hydra_ray_launcher", "ray", "hydra-ray-launcher")
+    ray_bin = Path(sys.executable).with_name("ray")
+    if not ray_bin.exists():
+        pytest.skip(f"the ray command is not installed next to {sys.executable}")
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    port = _free_port()
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    log = open(temp / "head.log", "w")
+    head = subprocess.Popen(
+        [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+         "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
+         "--object-store-memory=200000000", f"--temp-dir={temp}"],
+        cwd=temp, env=_env(**env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if head.poll() is not None:
+                pytest.fail(f"ray start exited {head.returncode}:\n{(temp / 'head.log').read_text()[-4000:]}")
+            probe = subprocess.run([str(ray_bin), "status", f"--address=127.0.0.1:{port}"], env=_env(**env),
+                                   capture_output=True, text=True, timeout=60)
+            if probe.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"the Ray head did not come up in 120 s:\n{_tail(probe, 2000)}")
+            time.sleep(1)
+        yield {"env": {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, "port": port}
+    finally:
+        _stop_group(head.pid)
+        head.wait(timeout=30)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_launcher_gives_the_same_runs_as_the_basic_launcher(ray_head, launcher_store, request, tmp_path):
+    basic = request.getfixturevalue("basic_sweep")
+    sweep_dir = launcher_store["tmp"] / "ray"
+    proc = _sweep("hydra/launcher=ray_cluster", *launcher_store["overrides"], sweep_dir=sweep_dir,
+                  env=ray_head["env"])
+    out = proc.stdout + proc.stderr
+    assert "Ray Launcher is launching 4 jobs" in out and "Connected to Ray cluster" in out
+    parent, children = _sweep_runs(mlflow.MlflowClient(launcher_store["uri"]), launcher_store["experiment"],
+                                   sweep_dir)
+    _check_sweep(parent, children)
+    _assert_same_as_basic(basic, children, "ray")
+    print(f"ray 2x2 sweep {proc.wall_s:.1f} s")
+
+
+def test_submitit_local_launcher_gives_the_same_runs_as_the_basic_launcher(launcher_store, request):
+    _require("hydra_plugins.hydra_submitit_launcher", "slurm", "hydra-submitit-launcher")
+    _require("submitit", "slurm", "submitit")
+    basic = request.getfixturevalue("basic_sweep")
+    sweep_dir = launcher_store["tmp"] / "submitit"
+    proc = _sweep("hydra/launcher=submitit_local", *launcher_store["overrides"], sweep_dir=sweep_dir)
+    results = list((sweep_dir / ".submitit").glob("*/*_result.pkl"))
+    assert len(results) == 4, f"expected one submitit job folder per job, found {results}"
+    parent, children = _sweep_runs(mlflow.MlflowClient(launcher_store["uri"]), launcher_store["experiment"],
+                                   sweep_dir)
+    _check_sweep(parent, children)
+    _assert_same_as_basic(basic, children, "submitit")
+    print(f"submitit_local 2x2 sweep {proc.wall_s:.1f} s")
