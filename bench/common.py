@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import math
 import os
 import platform
@@ -61,7 +62,33 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script works, numbers mean little")
     p.add_argument("--out", default=str(DEFAULT_OUT),
                    help=f"markdown file whose '{name}' section is rewritten (default: {DEFAULT_OUT.name} in the project root)")
+    p.add_argument("--render-only", action="store_true",
+                   help="measure nothing: rewrite the section from the raw results the last run saved (see raw_path)")
     return p
+
+
+def raw_path(out: str | Path, name: str) -> Path:
+    """Where a run keeps its raw measurements: ``bench/results/<name>.json`` for the default output
+    (git-ignored), else ``<out stem>.<name>.json`` beside the output file."""
+    out = Path(out)
+    if out.resolve() == DEFAULT_OUT.resolve():
+        return ROOT / "bench" / "results" / f"{name}.json"
+    return out.parent / f"{out.stem}.{name}.json"
+
+
+def save_raw(out: str | Path, name: str, header: "Header", data: dict) -> Path:
+    path = raw_path(out, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"header": header.markdown(), "data": data}, indent=1, default=str))
+    return path
+
+
+def load_raw(out: str | Path, name: str) -> tuple[str, dict]:
+    path = raw_path(out, name)
+    if not path.exists():
+        raise SystemExit(f"bench.{name}: no raw results at {path}; run the benchmark first")
+    saved = json.loads(path.read_text())
+    return saved["header"], saved["data"]
 
 
 def command_line(name: str, argv: Sequence[str] | None) -> str:
@@ -223,13 +250,13 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
 
 
-def write_section(out: str | Path, name: str, title: str, body: str, header: Header | None = None) -> Path:
+def write_section(out: str | Path, name: str, title: str, body: str, header: "Header | str | None" = None) -> Path:
     """Replace (or insert, in :data:`SECTIONS` order) the section ``name`` of ``out``."""
     out = Path(out)
     start, end = markers(name)
     parts = [start, f"## {title}", ""]
     if header is not None:
-        parts += [header.markdown(), ""]
+        parts += [header if isinstance(header, str) else header.markdown(), ""]
     parts += [body.rstrip(), end]
     block = "\n".join(parts)
     text = out.read_text(encoding="utf-8") if out.exists() else HEADER
@@ -292,3 +319,17 @@ def run_timed(cmd: Sequence[str], *, cwd: str | Path, env: dict[str, str] | None
 
 def say(*args: Any) -> None:
     print(*args, flush=True)
+
+
+def finish(args, name: str, title: str, header: "Header | None", data: dict, render) -> int:
+    """Save the raw results (unless re-rendering), render the section, print it and write it."""
+    if args.render_only:
+        header_md, data = load_raw(args.out, name)
+    else:
+        header_md = header.markdown()
+        save_raw(args.out, name, header, data)
+    body = render(data)
+    print(body)
+    path = write_section(args.out, name, title, body, header_md)
+    say(f"\nwrote section '{name}' of {path} (raw results: {raw_path(args.out, name)})")
+    return 0

@@ -34,8 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (PYTHON, ROOT, ChildFailed, Header, clean_env, fmt, median, parser, run_timed, say,
-                          spread, table, verdict, write_section)
+from bench.common import (finish, PYTHON, ROOT, ChildFailed, Header, clean_env, fmt, median, parser, run_timed, say,
+                          spread, table, verdict)
 
 NAME = "overhead"
 TITLE = "1. Framework overhead: runner.py vs hand-written Keras"
@@ -138,7 +138,7 @@ def run_layerlab(work: Path, epochs: int, seed: int, extra: list[str], store: Pa
         "wall": wall,
         "cpu": cpu,
         "epoch": median(_steady(times)),
-        "cycle": median(cycles[1:] or cycles),
+        "cycle": median(cycles),  # end of epoch k to end of k+1: epochs 2..E already
         "fit": (stamps[-1] - fit_start) if stamps else float("nan"),
         "acc": float(acc[0]) if acc else float("nan"),
         "phases": {
@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-profile", action="store_true", help="skip importtime and cProfile of C (--quick skips them too)")
     args = p.parse_args(argv)
+    if args.render_only:
+        return finish(args, NAME, TITLE, None, {}, render)
     quick = args.quick
     repeats = args.repeats or (1 if quick else 5)
     extra_repeats = args.extra_repeats if args.extra_repeats is not None else (0 if quick else 3)
@@ -330,11 +332,13 @@ def main(argv: list[str] | None = None) -> int:
             say("profiling C (python -X importtime, cProfile)")
             prof = profile_layerlab(tmp, epochs, args.seed)
 
-    body = report(results, prof, epochs, repeats, extra_repeats, quick)
-    print(body)
-    path = write_section(args.out, NAME, TITLE, body, header)
-    say(f"\nwrote section '{NAME}' of {path}")
-    return 0
+    data = {"results": results, "prof": prof, "epochs": epochs, "repeats": repeats, "extra_repeats": extra_repeats, "quick": quick}
+    return finish(args, NAME, TITLE, header, data, render)
+
+
+def render(d: dict) -> str:
+    """The section's markdown from the saved raw results."""
+    return report(d["results"], d["prof"], d["epochs"], d["repeats"], d["extra_repeats"], d["quick"])
 
 
 def report(results: dict[str, list[dict]], prof: dict | None, epochs: int, repeats: int, extra_repeats: int,

@@ -33,7 +33,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import ROOT, Header, fmt, median, parser, say, table, write_section  # noqa: E402
+from bench.common import finish, ROOT, Header, median, parser, say, table  # noqa: E402
 
 NAME = "scaling"
 TITLE = "3. Scaling: epoch time against data size and image size"
@@ -135,6 +135,8 @@ def linear_fit(ns: list[int], ts: list[float]) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
     args = p.parse_args(argv)
+    if args.render_only:
+        return finish(args, NAME, TITLE, None, {}, render)
     quick = args.quick
     header = Header(NAME, argv, quick)
     import tensorflow as tf
@@ -166,11 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['flops_s'] / 1e9:.2f} GFLOP/s")
 
     threads = tf.config.threading.get_intra_op_parallelism_threads() or f"default ({os.cpu_count()} cores)"
-    body = report(peak, mm_n, mm_reps, mlp, conv, conv_n, threads, quick)
-    print(body)
-    path = write_section(args.out, NAME, TITLE, body, header)
-    say(f"\nwrote section '{NAME}' of {path}")
-    return 0
+    data = {"peak": peak, "mm_n": mm_n, "mm_reps": mm_reps, "mlp": mlp, "conv": conv, "conv_n": conv_n, "threads": threads, "quick": quick}
+    return finish(args, NAME, TITLE, header, data, render)
+
+
+def render(d: dict) -> str:
+    """The section's markdown from the saved raw results."""
+    return report(d["peak"], d["mm_n"], d["mm_reps"], d["mlp"], d["conv"], d["conv_n"], d["threads"], d["quick"])
 
 
 def report(peak, mm_n, mm_reps, mlp, conv, conv_n, threads, quick) -> str:

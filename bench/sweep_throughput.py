@@ -25,8 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import (PYTHON, ROOT, ChildFailed, Header, fmt, median, parser, run_timed, say, spread, table,
-                          verdict, write_section)
+from bench.common import (finish, PYTHON, ROOT, ChildFailed, Header, fmt, median, parser, run_timed, say, spread, table,
+                          verdict)
 
 NAME = "sweep_throughput"
 TITLE = "2. Sweep throughput: basic launcher vs joblib (2 workers)"
@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=None, help="seeds per activation (default 6, --quick 1)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per job (default 3, --quick 1)")
     args = p.parse_args(argv)
+    if args.render_only:
+        return finish(args, NAME, TITLE, None, {}, render)
     quick = args.quick
     repeats = args.repeats or (1 if quick else 2)
     seeds = args.seeds or (1 if quick else 6)
@@ -106,11 +108,13 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"round {rnd + 1}/{repeats} {label:20s} {r['jobs']} jobs in {r['wall']:.1f} s: "
                     f"{r['per_min']:.1f} jobs/min (span {r['per_min_span']:.1f}); job {r['duration']:.2f} s, "
                     f"fit {r['fit']:.2f} s, outside fit {r['outside']:.2f} s")
-    body = report(results, seeds, epochs, repeats, quick)
-    print(body)
-    path = write_section(args.out, NAME, TITLE, body, header)
-    say(f"\nwrote section '{NAME}' of {path}")
-    return 0
+    data = {"results": results, "seeds": seeds, "epochs": epochs, "repeats": repeats, "quick": quick}
+    return finish(args, NAME, TITLE, header, data, render)
+
+
+def render(d: dict) -> str:
+    """The section's markdown from the saved raw results."""
+    return report(d["results"], d["seeds"], d["epochs"], d["repeats"], d["quick"])
 
 
 def report(results: dict[str, list[dict]], seeds: int, epochs: int, repeats: int, quick: bool) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import Header, fmt, median, parser, say, spread, table, write_section  # noqa: E402
+from bench.common import finish, Header, median, parser, say, spread, table  # noqa: E402
 
 NAME = "tracking_cost"
 TITLE = "4. Tracking cost: comparing many runs, logging every epoch"
@@ -45,7 +45,7 @@ EPOCH_METRICS = ("loss", "sparse_categorical_accuracy", "val_loss", "val_sparse_
 
 def log_runs(client, exp_id: str, start: int, stop: int, epochs: int) -> None:
     """Log job runs number ``start..stop-1`` (abs for even, relu for odd numbers) of one sweep."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     ts = int(time.time() * 1000)
     for i in range(start, stop):
@@ -165,24 +165,33 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
             ts = int(time.time() * 1000)
             client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, epoch) for k, v in (logs or {}).items()])
 
+    from experiments.train import make_callbacks
+
     def fit(mode: str) -> list[float]:
-        cycle, extra, sink = Cycle(), [], None
-        if mode != "none":
+        """Epoch cycles (epochs 2..E-1) of one fit with the given logging / callbacks."""
+        cycle, sink = Cycle(), None
+        callbacks = [EpochTimer()]
+        if mode != "none (EpochTimer only)":
             run_id = client.create_run(exp_id).info.run_id
-            if mode == "MetricSink":
-                sink = MetricSink(client, run_id, tmp / f"journal-{run_id}.jsonl")
-                extra = [EpochLogger(sink)]
+            if mode == "synchronous log_batch":
+                callbacks.append(SyncLogger(run_id))
             else:
-                extra = [SyncLogger(run_id)]
+                sink = MetricSink(client, run_id, tmp / f"journal-{run_id}.jsonl")
+                if mode == "MetricSink":
+                    callbacks.append(EpochLogger(sink))
+                else:  # the callbacks runner.py uses: timer, NaN guard, signals, [checkpoints], EpochLogger(sink)
+                    ck = "true" if "checkpoints" in mode else "false"
+                    callbacks = make_callbacks(compose([f"training.checkpoint.enabled={ck}"]),
+                                               out_dir=tmp / f"out-{run_id}", sink=sink, run_id=run_id)
         m = model()
-        m.fit(train, validation_data=val, epochs=epochs, verbose=0, callbacks=[cycle, EpochTimer(), *extra],
-              shuffle=False)
+        m.fit(train, validation_data=val, epochs=epochs, verbose=0, callbacks=[cycle, *callbacks], shuffle=False)
         if sink is not None:
             sink.close(timeout=60)
         cyc = [b - a for a, b in zip(cycle.begins, cycle.begins[1:])]
         return cyc[1:] or cyc  # epoch 1 traces the graph
 
-    modes = ["none", "MetricSink", "synchronous log_batch"]
+    modes = ["none (EpochTimer only)", "MetricSink", "synchronous log_batch",
+             "layerlab's callbacks, checkpoints off", "layerlab's callbacks with checkpoints (default)"]
     results: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(repeats):
         for mode in modes:
@@ -217,6 +226,8 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
     args = p.parse_args(argv)
+    if args.render_only:
+        return finish(args, NAME, TITLE, None, {}, render)
     quick = args.quick
     header = Header(NAME, argv, quick)
     sizes = [4, 10] if quick else [10, 100, 1000]
@@ -225,11 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         comp = compare_costs(tmp, sizes, hist_epochs)
         logc = logging_costs(tmp, epochs=3 if quick else 12, repeats=1 if quick else 5, calls=5 if quick else 50)
-    body = report(comp, hist_epochs, logc, quick)
-    print(body)
-    path = write_section(args.out, NAME, TITLE, body, header)
-    say(f"\nwrote section '{NAME}' of {path}")
-    return 0
+    data = {"comp": comp, "hist_epochs": hist_epochs, "logc": logc, "quick": quick}
+    return finish(args, NAME, TITLE, header, data, render)
+
+
+def render(d: dict) -> str:
+    """The section's markdown from the saved raw results."""
+    return report(d["comp"], d["hist_epochs"], d["logc"], d["quick"])
 
 
 def report(comp: list[dict], hist_epochs: int, logc: dict, quick: bool) -> str:
@@ -239,7 +252,7 @@ def report(comp: list[dict], hist_epochs: int, logc: dict, quick: bool) -> str:
              f"{r['load_s'] / r['compare_s'] * 100:.0f}%", f"{r['bulk_s']:.2f}", f"{r['log_s_per_run'] * 1000:.1f}"]
             for r in comp]
     cyc = logc["cycles"]
-    none = median(cyc["none"])
+    none = median(cyc["none (EpochTimer only)"])
     lrows = [[mode, spread([v * 1000 for v in vals], 1), f"{(median(vals) - none) * 1000:+.1f}",
               f"{median(vals) / none:.3f}x"] for mode, vals in cyc.items()]
     md = [
@@ -254,9 +267,12 @@ def report(comp: list[dict], hist_epochs: int, logc: dict, quick: bool) -> str:
         "",
         f"**Logging every epoch** during `fit` (lecture MLP, mnist_sample, {logc['epochs']} epochs, "
         f"{logc['repeats']} alternating round(s)): epoch cycle = one epoch's start to the next (training, "
-        "validation and every epoch-end callback), median of epochs 2..E, then median (min-max) over rounds:",
+        "validation and every epoch-end callback), median of epochs 2..E-1, then median (min-max) over rounds. "
+        "The last two rows use `experiments.train.make_callbacks`, i.e. what `runner.py` trains with "
+        "(EpochTimer, NanGuard, StopOnSignal, the two checkpoint callbacks when enabled, EpochLogger into a "
+        "MetricSink):",
         "",
-        table(["logging", "epoch cycle ms", "added ms per epoch", "vs none"], lrows),
+        table(["logging / callbacks", "epoch cycle ms", "added ms per epoch", "vs none"], lrows),
         "",
         f"`MetricSink.__call__` on the training thread (journal line + queue): {spread([c * 1e6 for c in logc['call']], 0)} us "
         f"per epoch; one epoch's `client.log_batch` (5 metrics) to SQLite, which the sink's thread does in the "
