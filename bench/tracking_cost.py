@@ -171,7 +171,7 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
         """Epoch cycles (epochs 2..E-1) of one fit with the given logging / callbacks."""
         cycle, sink = Cycle(), None
         callbacks = [EpochTimer()]
-        if mode != "none (EpochTimer only)":
+        if not mode.startswith(("none", "NumPy arrays")):
             run_id = client.create_run(exp_id).info.run_id
             if mode == "synchronous log_batch":
                 callbacks.append(SyncLogger(run_id))
@@ -184,13 +184,17 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
                     callbacks = make_callbacks(compose([f"training.checkpoint.enabled={ck}"]),
                                                out_dir=tmp / f"out-{run_id}", sink=sink, run_id=run_id)
         m = model()
-        m.fit(train, validation_data=val, epochs=epochs, verbose=0, callbacks=[cycle, *callbacks], shuffle=False)
+        if mode.startswith("NumPy arrays"):  # the lecture's way: Keras' own array adapter, shuffled by Keras
+            m.fit(data.train[0], data.train[1], batch_size=1024, validation_data=data.val, epochs=epochs, verbose=0,
+                  callbacks=[cycle, *callbacks])
+        else:
+            m.fit(train, validation_data=val, epochs=epochs, verbose=0, callbacks=[cycle, *callbacks], shuffle=False)
         if sink is not None:
             sink.close(timeout=60)
         cyc = [b - a for a, b in zip(cycle.begins, cycle.begins[1:])]
         return cyc[1:] or cyc  # epoch 1 traces the graph
 
-    modes = ["none (EpochTimer only)", "MetricSink", "synchronous log_batch",
+    modes = ["NumPy arrays, no logging (like bench/plain_keras.py)", "none (EpochTimer only)", "MetricSink", "synchronous log_batch",
              "layerlab's callbacks, checkpoints off", "layerlab's callbacks with checkpoints (default)"]
     results: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(repeats):
@@ -268,6 +272,8 @@ def report(comp: list[dict], hist_epochs: int, logc: dict, quick: bool) -> str:
         f"**Logging every epoch** during `fit` (lecture MLP, mnist_sample, {logc['epochs']} epochs, "
         f"{logc['repeats']} alternating round(s)): epoch cycle = one epoch's start to the next (training, "
         "validation and every epoch-end callback), median of epochs 2..E-1, then median (min-max) over rounds. "
+        "All rows but the first feed `experiments.data.make_tf_dataset` (what `runner.py` trains on); the first "
+        "passes the NumPy arrays to `fit` as the lecture (and variant A of the overhead benchmark) does. "
         "The last two rows use `experiments.train.make_callbacks`, i.e. what `runner.py` trains with "
         "(EpochTimer, NanGuard, StopOnSignal, the two checkpoint callbacks when enabled, EpochLogger into a "
         "MetricSink):",

@@ -44,12 +44,19 @@ class TrackedJob:
         self.offline_reason: str | None = None  # set when the tracking server stopped answering
         self.pending: list[str] = []
         self.sink = None
+        from experiments.distribute import is_chief
+
+        self.tracked = is_chief(cfg)  # multi-worker: only the chief talks to MLflow
 
     # ------------------------------------------------------------------ public
     def run(self) -> JobResult:
         import mlflow
 
         cfg = self.cfg
+        if not self.tracked:
+            result = self._train(None, None)
+            print(f"layerlab: worker finished ({self.epochs_done} epochs); the chief logged the run", flush=True)
+            return result
         tracking.check_store(self.uri, float(select(cfg, "tracking.timeout_s", 10)))
         mlflow.set_tracking_uri(self.uri)
         exp_id = self._experiment_id()
@@ -155,29 +162,38 @@ class TrackedJob:
             name = f"#{ctx['job_num']} {name}"
         return mlflow.start_run(experiment_id=exp_id, run_name=name, tags=tags)
 
-    def _train(self, run_id: str, checkpoint: Path | None) -> JobResult:
+    def _train(self, run_id: str | None, checkpoint: Path | None) -> JobResult:
         import keras
         import mlflow
+        import tensorflow as tf
 
         from experiments.builder import count_params, summary_text
         from experiments.data import make_tf_dataset
         from experiments.sink import MetricSink
         from experiments.train import compile_model, evaluate, fit_verbosity, make_callbacks, setup_runtime
 
+        from experiments.distribute import make_strategy, shard_by_data
+
         cfg = self.cfg
         if checkpoint is None:
             self._log_params()
         self._log_config_files()
         setup_runtime(cfg)
-        data, model = prepare(cfg)
+        strategy = make_strategy(cfg)
+        if strategy.num_replicas_in_sync > 1:
+            print(f"layerlab: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas; global batch "
+                  f"{cfg.training.batch_size}", flush=True)
         initial_epoch = 0
-        if checkpoint is not None:
-            state = json.loads((checkpoint / "state.json").read_text())
-            initial_epoch = int(state["epochs_done"])
-            model = keras.models.load_model(checkpoint / "last.keras", safe_mode=True)
-            print(f"layerlab: resuming run {run_id} after epoch {initial_epoch}", flush=True)
-        else:
-            compile_model(model, cfg)
+        with strategy.scope():  # variables (model and optimizer) are created on every replica
+            data, model = prepare(cfg)
+            if checkpoint is not None:
+                state = json.loads((checkpoint / "state.json").read_text())
+                initial_epoch = int(state["epochs_done"])
+                model = keras.models.load_model(checkpoint / "last.keras", safe_mode=True)
+                print(f"layerlab: resuming run {run_id} after epoch {initial_epoch}", flush=True)
+            else:
+                compile_model(model, cfg)
+        if checkpoint is None:
             counts = count_params(model)
             self._track("model params", lambda: mlflow.log_params({
                 "n_params_total": counts["total"], "n_params_trainable": counts["trainable"],
@@ -186,28 +202,44 @@ class TrackedJob:
         self.epochs_done = initial_epoch
         bs = int(cfg.training.batch_size)
         seed = int(cfg.seed)
-        train_ds = make_tf_dataset(*data.train, bs, shuffle=bool(select(cfg, "training.shuffle", True)), seed=seed)
-        val_ds = make_tf_dataset(*data.val, bs, shuffle=False, seed=seed)
-        test_ds = make_tf_dataset(*data.test, bs, shuffle=False, seed=seed)
+        train_ds = shard_by_data(make_tf_dataset(*data.train, bs, shuffle=bool(select(cfg, "training.shuffle", True)),
+                                                 seed=seed))
+        val_ds = shard_by_data(make_tf_dataset(*data.val, bs, shuffle=False, seed=seed))
+        test_ds = shard_by_data(make_tf_dataset(*data.test, bs, shuffle=False, seed=seed))
 
-        self.sink = MetricSink(mlflow.MlflowClient(self.uri), run_id, self.out_dir / "metrics.jsonl",
-                               retry_for_s=float(select(cfg, "tracking.retry_s", 30)))
+        if self.tracked:
+            self.sink = MetricSink(mlflow.MlflowClient(self.uri), run_id, self.out_dir / "metrics.jsonl",
+                                   retry_for_s=float(select(cfg, "tracking.retry_s", 30)))
 
         def on_epoch(metrics: dict, step: int) -> None:
             self.epochs_done = step + 1
-            self.sink(metrics, step)
+            if self.sink is not None:
+                self.sink(metrics, step)
 
-        callbacks = make_callbacks(cfg, out_dir=self.out_dir, sink=on_epoch, run_id=run_id, initial_epoch=initial_epoch)
-        history = model.fit(train_ds, validation_data=val_ds, epochs=int(cfg.training.epochs),
-                            initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,  # tf.data shuffles
-                            verbose=fit_verbosity(select(cfg, "training.verbose", "auto")))
+        # A non-chief worker checkpoints into its own folder: two writers must not share one file.
+        ck_dir = self.out_dir if self.tracked else self.out_dir / f"worker_{os.getpid()}"
+        callbacks = make_callbacks(cfg, out_dir=ck_dir, sink=on_epoch, run_id=run_id, initial_epoch=initial_epoch)
         from experiments.run import StopRequest
 
-        StopRequest.check()  # a signal during the last epoch's validation
-        final = {**evaluate(model, train_ds, "train_"), **evaluate(model, test_ds, "test_")}
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3's fit cannot run under this strategy (see experiments/multi_worker.py).
+            from experiments.multi_worker import MultiWorkerTrainer
+
+            trainer = MultiWorkerTrainer(model, strategy, str(cfg.training.loss), list(cfg.training.metrics),
+                                         model.optimizer, bs)
+            history = trainer.fit(train_ds, val_ds, int(cfg.training.epochs), initial_epoch, callbacks)
+            StopRequest.check()
+            final = {**trainer.evaluate(train_ds, "train_"), **trainer.evaluate(test_ds, "test_")}
+        else:
+            history = model.fit(train_ds, validation_data=val_ds, epochs=int(cfg.training.epochs),
+                                initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,  # tf.data shuffles
+                                verbose=fit_verbosity(select(cfg, "training.verbose", "auto")))
+            StopRequest.check()  # a signal during the last epoch's validation
+            final = {**evaluate(model, train_ds, "train_"), **evaluate(model, test_ds, "test_")}
         final_step = int(cfg.training.epochs)
-        self.sink(final, final_step)  # journaled like the epochs, so an offline run keeps them too
-        self._log_outputs(model, data, history, bs)
+        if self.sink is not None:
+            self.sink(final, final_step)  # journaled like the epochs, so an offline run keeps them too
+            self._log_outputs(model, data, history, bs)
         metrics = {k: float(v[-1]) for k, v in (history.history or {}).items() if v}
         return JobResult(status="FINISHED", run_id=run_id, metrics={**metrics, **final})
 
@@ -269,7 +301,9 @@ class TrackedJob:
         import tensorflow as tf
         from mlflow.models import infer_signature
 
-        signature = infer_signature(x_example, model.predict(x_example, verbose=0))
+        from experiments.train import predict_proba
+
+        signature = infer_signature(x_example, predict_proba(model, x_example, len(x_example)))
         # Explicit requirements: inference would import-scan for seconds and list only keras.
         info = mlflow.keras.log_model(model, name="model", signature=signature,
                                       pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"])
@@ -287,6 +321,8 @@ class TrackedJob:
     # ---------------------------------------------------- tracking resilience
     def _track(self, what: str, fn, best_effort: bool = False):
         """Call an MLflow logging function; if the server is gone, note it as pending instead."""
+        if not self.tracked:
+            return None
         if self.offline_reason is not None:
             self.pending.append(what)
             return None

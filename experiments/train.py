@@ -26,6 +26,9 @@ def setup_runtime(cfg) -> None:
     """
     import tensorflow as tf
 
+    from experiments.distribute import configure_devices
+
+    configure_devices(cfg)  # first: logical devices can only be set before TensorFlow starts
     threads = select(cfg, "training.threads", None) or _env_int("LAYERLAB_THREADS")
     if threads:
         try:
@@ -199,8 +202,18 @@ def evaluate(model: keras.Model, dataset, prefix: str) -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in values.items()}
 
 
+def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Batched forward passes in this process only.
+
+    Not ``model.predict``: under a multi-worker strategy that runs collective
+    ops, and only the chief is still there to make the plots.
+    """
+    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
+                           for i in range(0, len(x), batch_size)])
+
+
 def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    probs = model.predict(x, batch_size=batch_size, verbose=0)
+    probs = predict_proba(model, x, batch_size)
     if probs.ndim == 2 and probs.shape[1] > 1:
         return np.argmax(probs, axis=1)
     return (np.ravel(probs) > 0.5).astype(int)

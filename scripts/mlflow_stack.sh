@@ -123,7 +123,8 @@ ensure_postgres_installed() {
 }
 
 ensure_psycopg2() {
-    [[ -x "$VENV/bin/python" ]] || missing "no virtualenv at $VENV (run \`make install\` first, or set LAYERLAB_VENV)"
+    "$VENV/bin/python" -c '' >/dev/null 2>&1 \
+        || missing "no usable virtualenv at $VENV for user $(id -un) (run \`make install\` first, or set LAYERLAB_VENV)"
     [[ -x "$VENV/bin/mlflow" ]] || missing "$VENV has no mlflow (run \`make install\`)"
     if ! "$VENV/bin/python" -c 'import psycopg2' >/dev/null 2>&1; then
         say "installing psycopg2-binary into $VENV (pip install -e '.[postgres]')..."

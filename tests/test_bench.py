@@ -78,6 +78,19 @@ def test_overhead_reports_targets(quick_runs):
     assert "C epoch_time_s" in section
 
 
+def test_render_only_rewrites_the_section_from_the_raw_results(quick_runs):
+    rc, _, md = quick_runs["scaling"]
+    assert rc == 0
+    raw = common.raw_path(md, "scaling")
+    assert raw.exists()
+    before = _section(md.read_text(), "scaling")
+    md.write_text(md.read_text().replace("GFLOP/s", "(edited)"))
+    proc = subprocess.run([sys.executable, "-m", "bench.scaling", "--render-only", "--out", str(md)], cwd=ROOT,
+                          env=common.clean_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _section(md.read_text(), "scaling") == before
+
+
 def test_run_all_runs_the_chosen_scripts(quick_runs):
     rc, out, md = quick_runs["run_all"]
     assert rc == 0, out[-4000:]
