@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The tests also exercise the optional scale-out extras (PostgreSQL driver, Ray and
+# SLURM launchers). Note: hydra-ray-launcher pins cloudpickle<3 (joblib goes to 1.5.x).
+TEST_STAMP := $(VENV)/.installed-test
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test install bench mlflow-ui mlflow-server mlflow-server-stop clean
+.PHONY: run test install install-scale bench mlflow-ui mlflow-server mlflow-server-stop clean
 
 # Re-install only when pyproject.toml changes (idempotent: a second call does nothing).
 $(STAMP): pyproject.toml
@@ -14,19 +17,32 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,postgres,ray,slurm]'
+	touch $(TEST_STAMP)
+
 install: $(STAMP)
+
+install-scale: $(TEST_STAMP)
 
 run: $(STAMP)
 	$(PY) runner.py $(ARGS)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) -m bench.run_all
+	$(PY) -m bench.run_all $(BENCH_ARGS)
 
 mlflow-ui: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+# PostgreSQL + MLflow server on 127.0.0.1:5005 (see README, Scaling out).
+mlflow-server: $(STAMP)
+	scripts/mlflow_stack.sh start
+
+mlflow-server-stop:
+	scripts/mlflow_stack.sh stop
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -129,6 +129,10 @@ def report(results: dict[str, list[dict]], seeds: int, epochs: int, repeats: int
     base, par = "basic", "joblib (2 workers)"
     speed = med(par, "per_min") / med(base, "per_min")
     speed_span = med(par, "per_min_span") / med(base, "per_min_span")
+    serial_start, serial_end = med(base, "startup"), med(base, "finish")
+    parallel = med(base, "wall") - serial_start - serial_end
+    ideal = serial_start + serial_end + parallel / 2
+    bound = med(base, "wall") / ideal
     jrows = [[label, f"{med(label, 'duration'):.2f}", f"{med(label, 'fit'):.2f}", fmt(med(label, "epoch"), 3),
               f"{med(label, 'outside'):.2f}", "-" if label != base else f"{med(label, 'gap'):.2f}"]
              for label in results]
@@ -146,6 +150,14 @@ def report(results: dict[str, list[dict]], seeds: int, epochs: int, repeats: int
         "|---|---|---|",
         f"| joblib jobs/min >= {TARGET_SPEEDUP}x basic (whole command) | {speed:.2f}x (job span only: {speed_span:.2f}x) "
         f"| {verdict(speed >= TARGET_SPEEDUP)} |",
+        "",
+        f"Upper bound from the basic sweeps (Amdahl): their start ({serial_start:.1f} s: imports, store, parent run) "
+        f"and end ({serial_end:.1f} s: the comparison) run once whatever the launcher; if the jobs' "
+        f"{parallel:.1f} s split perfectly over 2 workers, with no worker start-up cost, the whole command would "
+        f"take {ideal:.1f} s: at most **{bound:.2f}x** the basic launcher's jobs per minute with this job size. "
+        f"CPU time of all processes: basic {med(base, 'cpu'):.0f} s, joblib {med(par, 'cpu'):.0f} s "
+        f"({med(par, 'cpu') - med(base, 'cpu'):+.0f} s: each joblib worker imports TensorFlow, Keras and MLflow "
+        "itself, and two jobs share the two cores).",
         "",
         "Per job (medians): the MLflow run's duration, the time in `fit` (sum of the epochs' `epoch_time_s`), "
         "the fixed overhead outside `fit` (run duration minus time in fit: params, data, model, evaluate, "

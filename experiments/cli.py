@@ -81,7 +81,7 @@ def guarded(main, precheck: bool = False) -> None:
         sweep.finalize_active(interrupted=True)
         sys.exit(130)
     except SystemExit as exc:
-        sweep.finalize_active(interrupted=False)
+        sweep.finalize_active(interrupted=False, failed=exc.code not in (0, None))
         raise
     else:
         sweep.finalize_active(interrupted=False)

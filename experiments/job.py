@@ -150,10 +150,17 @@ class TrackedJob:
             f"{TAG}output_dir": str(self.out_dir),
             **tracking.git_state(),
         }
-        parent = os.environ.get(tracking.ENV_PARENT_RUN)
+        parent, sweep_id = os.environ.get(tracking.ENV_PARENT_RUN), os.environ.get(tracking.ENV_SWEEP_ID, "")
+        if not parent and ctx["mode"] == "MULTIRUN" and ctx["sweep_dir"]:
+            # A worker that did not inherit the launcher's environment (remote Ray node, sbatch --export=NONE).
+            from experiments.sweep import find_parent
+
+            found = find_parent(self.uri, exp_id, str(ctx["sweep_dir"]))
+            if found is not None:
+                parent, sweep_id = found.info.run_id, found.data.tags.get(f"{TAG}sweep_id", "")
         if parent:
             tags["mlflow.parentRunId"] = parent
-            tags[f"{TAG}sweep_id"] = os.environ.get(tracking.ENV_SWEEP_ID, "")
+            tags[f"{TAG}sweep_id"] = sweep_id
         if ctx["job_num"] is not None:
             tags[f"{TAG}job_num"] = str(ctx["job_num"])
         act = select(cfg, "model.activation", None)

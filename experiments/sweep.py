@@ -99,6 +99,7 @@ def start_sweep(config: DictConfig) -> SweepState:
         f"{TAG}role": "parent",
         f"{TAG}sweep_id": sweep_id,
         f"{TAG}sweep_dir": str(sweep_dir.resolve()),
+        f"{TAG}sweep_dir_raw": str(sweep_dir),  # what a job on another machine sees in its own config
         f"{TAG}overrides": tracking.tags_json(overrides),
         **tracking.git_state(),
     })
@@ -121,7 +122,16 @@ def start_sweep(config: DictConfig) -> SweepState:
     return state
 
 
-def finalize_active(interrupted: bool) -> None:
+def find_parent(uri: str, experiment_id: str, sweep_dir: str):
+    """The RUNNING parent run of the sweep writing to ``sweep_dir`` (for jobs that did not inherit the env)."""
+    from experiments.tracking import find_runs
+
+    runs = find_runs(uri, experiment_id, f"tags.`{TAG}role` = 'parent' and tags.`{TAG}sweep_dir_raw` = "
+                                         f"'{sweep_dir}'", statuses=["RUNNING"])
+    return runs[0] if runs else None
+
+
+def finalize_active(interrupted: bool, failed: bool = False) -> None:
     """Finalise the sweep started in this process, if any and not done yet."""
     global _ACTIVE
     state, _ACTIVE = _ACTIVE, None
@@ -131,7 +141,7 @@ def finalize_active(interrupted: bool) -> None:
     for k in state.env_set:
         os.environ.pop(k, None)
     try:
-        finalize(state, interrupted)
+        finalize(state, interrupted, failed)
     except Exception as exc:  # never mask the sweep's own outcome
         print(f"layerlab: could not finalise sweep {state.sweep_id}: {type(exc).__name__}: {exc}", flush=True)
         try:
@@ -142,7 +152,7 @@ def finalize_active(interrupted: bool) -> None:
             pass
 
 
-def finalize(state: SweepState, interrupted: bool) -> dict:
+def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) -> dict:
     """List the jobs, compare them, log the reports and close the parent run."""
     import mlflow
 
@@ -181,7 +191,8 @@ def finalize(state: SweepState, interrupted: bool) -> dict:
             client.log_artifacts(state.parent_run_id, str(out / "comparison"), "comparison")
         except Exception as exc:
             print(f"layerlab: comparison skipped: {type(exc).__name__}: {exc}", flush=True)
-    status = "KILLED" if interrupted else ("FAILED" if failed else "FINISHED")
+    # No job at all (the launcher itself failed) or a non-zero exit is a failed sweep too.
+    status = "KILLED" if interrupted else ("FAILED" if failed or not rows or failed_exit else "FINISHED")
     client.log_metric(state.parent_run_id, "jobs_finished", len(finished))
     client.log_metric(state.parent_run_id, "jobs_failed", len(failed))
     client.set_terminated(state.parent_run_id, status)

@@ -77,9 +77,13 @@ def redact(text: str) -> str:
     return _SECRET_ASSIGNMENT.sub(r"\1***", text)
 
 
-def default_artifact_root(experiment: str) -> str:
+def default_artifact_root(experiment: str, uri: str | None = None) -> str:
+    """``mlartifacts/<experiment>`` beside a SQLite store (the project root for any other store)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment)
-    return (PROJECT_ROOT / "mlartifacts" / safe).as_uri()
+    base = PROJECT_ROOT
+    if uri and uri.startswith("sqlite:///"):
+        base = Path(uri[len("sqlite:///"):]).parent
+    return (base / "mlartifacts" / safe).as_uri()
 
 
 def check_store(uri: str, timeout_s: float = 10.0) -> None:
@@ -101,7 +105,7 @@ def check_store(uri: str, timeout_s: float = 10.0) -> None:
             raise TrackingError(
                 f"the MLflow tracking server at {shown} does not answer ({reason}) within {timeout_s:g} s",
                 path="tracking.uri", fix=(
-                    "start it (`make mlflow-server`, or `mlflow server --host 127.0.0.1 --port 5000`), check the host "
+                    "start it (`make mlflow-server` starts one on port 5005, or `mlflow server --host 127.0.0.1`), check the host "
                     "and port, or log locally with `tracking=local` (unset MLFLOW_TRACKING_URI)")) from None
     elif parsed.scheme == "sqlite":
         path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
@@ -161,7 +165,7 @@ def ensure_experiment(uri: str, name: str, artifact_root: str | None = None) -> 
         return exp.experiment_id
     location = artifact_root
     if location is None and not uri.startswith(("http://", "https://")):
-        location = default_artifact_root(name)
+        location = default_artifact_root(name, uri)
     if location:
         check_artifact_location(location)
     try:

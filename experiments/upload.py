@@ -36,7 +36,9 @@ def upload(out_dir: Path, tracking_uri: str | None = None) -> dict:
         raise LayerlabError(f"nothing to upload: {pending_file} does not exist", path="out_dir", value=str(out_dir),
                             fix="pass the output folder printed by the run that lost its server")
     pending = json.loads(pending_file.read_text())
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or pending["tracking_uri"]
+    stored = pending["tracking_uri"]
+    # The run lives in the store it was created in: prefer that over an ambient MLFLOW_TRACKING_URI.
+    uri = tracking_uri or (stored if "***" not in stored else os.environ.get("MLFLOW_TRACKING_URI") or stored)
     if "***" in uri:
         raise TrackingError("the stored URI has its credentials redacted", path="tracking.uri",
                             fix="pass --tracking-uri with the credentials, or set MLFLOW_TRACKING_URI")

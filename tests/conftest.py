@@ -30,6 +30,13 @@ def run_cli(*args: str, tmp_path: Path, env: dict | None = None, timeout: int = 
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_tracking_uri(monkeypatch):
+    """`mlflow.set_tracking_uri` in one test exports MLFLOW_TRACKING_URI; never let it reach the next."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+
+
 @pytest.fixture
 def store(tmp_path) -> str:
     """A fresh SQLite MLflow store in the test's temp folder (its URI)."""

@@ -253,3 +253,16 @@ def test_secrets_are_never_logged(tmp_path, store):
     assert password not in blob and db_secret not in blob
     assert run.data.params["notes.db_uri"] == "postgresql://alice:***@db.internal:5432/lab"
     assert run.data.params["notes.api_token"] == "***"
+
+
+def test_interrupted_sweep_closes_parent_and_child_as_killed(tmp_path, store):
+    proc = _popen(["-m", "seed=0,1", *LONG, f"tracking.uri={store}", "tracking.experiment=sweep_kill"], tmp_path)
+    _wait_for_epochs(tmp_path / "multirun/0/metrics.jsonl", 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    client = mlflow.MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("sweep_kill").experiment_id])
+    statuses = {r.data.tags["layerlab.role"]: r.info.status for r in runs}
+    assert statuses == {"parent": "KILLED", "job": "KILLED"}  # the second job never started
+    assert "sweep" in out and "KILLED" in out

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT
@@ -267,8 +268,6 @@ def test_joblib_sweep_logs_to_the_postgres_backed_server(mlflow_stack, tmp_path)
     exp_id = child.info.experiment_id
     for r in children:
         assert (services / "mlartifacts" / exp_id / r.info.run_id / "artifacts" / "history.csv").is_file()
-    import keras  # noqa: F401  (after TF's log level is set by conftest)
-
     import layers  # noqa: F401  (registers the custom layers the saved model uses)
 
     # Not download_artifacts("models:/m-...", tracking_uri=uri): MLflow 3.17.2 then looks the logged model
@@ -279,14 +278,12 @@ def test_joblib_sweep_logs_to_the_postgres_backed_server(mlflow_stack, tmp_path)
     local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(tmp_path / "model"),
                                                 tracking_uri=uri)
     model = mlflow.keras.load_model(local)
-    import numpy as np
-
     probs = model.predict(np.zeros((2, 28, 28), dtype="float32"), verbose=0)
     assert probs.shape == (2, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
 
     # The rows are in PostgreSQL (read with the stack's password file, not over MLflow).
-    import psycopg2
-
+    psycopg2 = pytest.importorskip("psycopg2", reason=f"psycopg2 is not importable in {sys.prefix} (the stack "
+                                   "installed it into LAYERLAB_VENV); pip install -e '.[postgres]'")
     with psycopg2.connect(host="127.0.0.1", port=mlflow_stack["pg_port"], dbname="mlflow", user="mlflow",
                           passfile=str(services / "pgpass"), connect_timeout=10) as conn:
         with conn.cursor() as cur:
