@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import time
 import traceback
@@ -243,7 +242,7 @@ class TrackedJob:
                                 verbose=fit_verbosity(select(cfg, "training.verbose", "auto")))
             StopRequest.check()  # a signal during the last epoch's validation
             final = {**evaluate(model, train_ds, "train_"), **evaluate(model, test_ds, "test_")}
-        final_step = int(cfg.training.epochs)
+        final_step = self.epochs_done  # early stopping may end before training.epochs
         if self.sink is not None:
             self.sink(final, final_step)  # journaled like the epochs, so an offline run keeps them too
             self._log_outputs(model, data, history, bs)

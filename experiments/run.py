@@ -7,23 +7,17 @@ MLflow run of the job always ends FINISHED, FAILED or KILLED, never RUNNING.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import signal
 import sys
-import time
-import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import tracking
-from experiments.config import config_hash, flatten, resolved_container, select, validate
-from experiments.errors import DataError, LayerlabError
+from experiments.config import resolved_container, select, validate
+from experiments.errors import DataError
 
 TAG = tracking.TAG_PREFIX
 

@@ -6,7 +6,6 @@ to ``tmp_path``, and the "not found" test sets ``LAYERLAB_OFFLINE=1``.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 

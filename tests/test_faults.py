@@ -9,11 +9,9 @@ import socket
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pytest
 
 from tests.conftest import ROOT, TINY, run_cli

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
 
