@@ -33,8 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "BENCHMARKS.md"
 PYTHON = sys.executable
 
-# Section order in BENCHMARKS.md (a new section is inserted at its place).
-SECTIONS = ("overhead", "sweep_throughput", "scaling", "tracking_cost")
+# The benchmark scripts, and the section order in BENCHMARKS.md (a new section is inserted at its place):
+# the summary that bench.run_all writes from the scripts' raw results comes first.
+SCRIPTS = ("overhead", "sweep_throughput", "scaling", "tracking_cost")
+SECTIONS = ("summary", *SCRIPTS)
 
 HEADER = """# Benchmarks
 
@@ -131,6 +133,27 @@ def _dist_version(*names: str) -> str:
     return "not installed"
 
 
+def _tf_build_from_files() -> dict:
+    """``tf.sysconfig.get_build_info()`` without importing TensorFlow (parsed from its build_info.py)."""
+    import ast
+
+    for name in ("tensorflow", "tensorflow-cpu", "tf-nightly"):
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        for f in dist.files or []:
+            if str(f).replace("\\", "/").endswith("python/platform/build_info.py"):
+                try:
+                    tree = ast.parse(Path(dist.locate_file(f)).read_text())
+                    for node in ast.walk(tree):
+                        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "OrderedDict":
+                            return dict(ast.literal_eval(node.args[0]))
+                except (OSError, SyntaxError, ValueError):
+                    return {}
+    return {}
+
+
 def load_average() -> str:
     try:
         return " / ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -150,14 +173,17 @@ def machine_info(with_tf: bool = True) -> dict[str, str]:
         "mlflow": _dist_version("mlflow"),
         "hydra": _dist_version("hydra-core"),
     }
-    if with_tf:
+    if with_tf:  # the script imports TensorFlow anyway: ask it
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
-        build = tf.sysconfig.get_build_info()
+        build = dict(tf.sysconfig.get_build_info())
+        gpus = f"; {len(tf.config.list_physical_devices('GPU'))} GPU(s) visible"
+    else:  # read the build facts from the installed files: importing TensorFlow costs seconds
+        build, gpus = _tf_build_from_files(), ""
+    if build:
         kind = f"CUDA {build.get('cuda_version')}" if build.get("is_cuda_build") else "CPU-only"
-        gpus = len(tf.config.list_physical_devices("GPU"))
-        info["tensorflow"] += f" ({kind} build, git {tf.version.GIT_VERSION}, {tf.version.COMPILER_VERSION}; {gpus} GPU(s) visible)"
+        info["tensorflow"] += f" ({kind} build, {build.get('cpu_compiler', '?')}{gpus})"
     return info
 
 

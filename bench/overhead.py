@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (finish, PYTHON, ROOT, ChildFailed, Header, clean_env, fmt, median, parser, run_timed, say,
+from bench.common import (PYTHON, ROOT, ChildFailed, Header, finish, clean_env, fmt, median, parser, run_timed, say,
                           spread, table, verdict)
 
 NAME = "overhead"
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (1 if quick else 5)
     extra_repeats = args.extra_repeats if args.extra_repeats is not None else (0 if quick else 3)
     epochs = args.epochs or (2 if quick else 20)
-    header = Header(NAME, argv, quick)
+    header = Header(NAME, argv, quick, with_tf=False)  # the runs import TensorFlow, not this process
 
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-overhead-") as tmp_name:
@@ -334,6 +334,28 @@ def main(argv: list[str] | None = None) -> int:
 
     data = {"results": results, "prof": prof, "epochs": epochs, "repeats": repeats, "extra_repeats": extra_repeats, "quick": quick}
     return finish(args, NAME, TITLE, header, data, render)
+
+
+def summary(d: dict) -> list[list[str]]:
+    """Rows of the summary table: question, target, measured, verdict."""
+    res = d["results"]
+    a, b, c = (res[k] for k in ("A", "B", "C"))
+
+    def m(runs, key):
+        return median(r[key] for r in runs)
+
+    wa, wb, wc = m(a, "wall"), m(b, "wall"), m(c, "wall")
+    ea, ec = m(a, "epoch"), m(c, "epoch")
+    cpu = f"; by CPU time {m(c, 'cpu') / m(a, 'cpu'):.2f}x A, {m(c, 'cpu') / m(b, 'cpu'):.2f}x B"
+    return [
+        ["1. overhead", f"C whole process <= {TARGET_C_VS_A_WALL:.2f}x A (plain Keras)",
+         f"{wc / wa:.2f}x ({wc:.1f} s vs {wa:.1f} s){cpu}", verdict(wc / wa <= TARGET_C_VS_A_WALL)],
+        ["1. overhead", f"C whole process <= {TARGET_C_VS_B_WALL:.2f}x B (mlflow.keras.autolog)",
+         f"{wc / wb:.2f}x ({wc:.1f} s vs {wb:.1f} s)", verdict(wc / wb <= TARGET_C_VS_B_WALL)],
+        ["1. overhead", f"C epoch_time_s <= {TARGET_C_VS_A_EPOCH:.2f}x A",
+         f"{ec / ea:.2f}x ({ec * 1000:.0f} ms vs {ea * 1000:.0f} ms; full epoch cycle "
+         f"{m(c, 'cycle') / m(a, 'cycle'):.2f}x)", verdict(ec / ea <= TARGET_C_VS_A_EPOCH)],
+    ]
 
 
 def render(d: dict) -> str:

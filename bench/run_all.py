@@ -4,19 +4,52 @@
 
 Each script rewrites its own section of the output file (default
 ``BENCHMARKS.md``). A failing script is reported and the others still run;
-the exit status is 1 if any failed.
+the exit status is 1 if any failed. At the end the ``summary`` section (the
+targets of GitHub issue 8 and whether they are met) is rewritten from the raw
+results the scripts saved (``bench/results/*.json``), so it always matches
+the sections below it. ``--summary-only`` rewrites just that.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import subprocess
 import sys
 import time
 
-from bench.common import DEFAULT_OUT, PYTHON, ROOT, SECTIONS, clean_env
+from bench.common import DEFAULT_OUT, PYTHON, ROOT, SCRIPTS, clean_env, raw_path, table, write_section
 
-SCRIPTS = SECTIONS  # overhead, sweep_throughput, scaling, tracking_cost
+
+def write_summary(out: str) -> str | None:
+    """The summary section from every script's saved raw results (those that exist)."""
+    rows, runs = [], []
+    for name in SCRIPTS:
+        path = raw_path(out, name)
+        if not path.exists():
+            continue
+        saved = json.loads(path.read_text())
+        rows += importlib.import_module(f"bench.{name}").summary(saved["data"])
+        date = next((line for line in saved["header"].splitlines() if line.startswith("- Date:")), "- Date: ?")
+        load = next((line for line in saved["header"].splitlines() if line.startswith("- Load")), "")
+        quick = " (--quick)" if saved["data"].get("quick") else ""
+        runs.append(f"- `bench.{name}`{quick}: {date[len('- Date: '):].split(',')[0]}; "
+                    f"{load[2:].replace('Load average (1/5/15 min) ', 'load ')}")
+    if not rows:
+        return None
+    body = "\n".join([
+        "The targets of GitHub issue 8, from the latest run of each script (details in the sections below; "
+        "this table is rebuilt by `python -m bench.run_all` from their raw results).",
+        "",
+        table(["question", "target", "measured", "result"], rows),
+        "",
+        "Runs summarised here:",
+        "",
+        *runs,
+    ])
+    write_section(out, "summary", "Summary", body)
+    return body
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,9 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny sizes (what tests/test_bench.py checks)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="markdown file the sections are written to")
     p.add_argument("--only", nargs="+", choices=SCRIPTS, default=list(SCRIPTS), help="run only these scripts")
+    p.add_argument("--summary-only", action="store_true", help="run nothing: rewrite the summary section only")
     args = p.parse_args(argv)
     failed = []
-    for name in args.only:
+    for name in [] if args.summary_only else args.only:
         cmd = [PYTHON, "-m", f"bench.{name}", "--out", args.out] + (["--quick"] if args.quick else [])
         print(f"==> {' '.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
@@ -35,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         if rc != 0:
             failed.append(name)
+    summary = write_summary(args.out)
+    if summary:
+        print(summary, flush=True)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

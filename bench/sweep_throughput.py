@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import (finish, PYTHON, ROOT, ChildFailed, Header, fmt, median, parser, run_timed, say, spread, table,
+from bench.common import (PYTHON, ROOT, ChildFailed, Header, finish, fmt, median, parser, run_timed, say, spread, table,
                           verdict)
 
 NAME = "sweep_throughput"
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (1 if quick else 2)
     seeds = args.seeds or (1 if quick else 6)
     epochs = args.epochs or (1 if quick else 3)
-    header = Header(NAME, argv, quick)
+    header = Header(NAME, argv, quick, with_tf=False)  # the runs import TensorFlow, not this process
     results: dict[str, list[dict]] = {k: [] for k in LAUNCHERS}
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-sweep-") as tmp_name:
         tmp = Path(tmp_name)
@@ -110,6 +110,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"fit {r['fit']:.2f} s, outside fit {r['outside']:.2f} s")
     data = {"results": results, "seeds": seeds, "epochs": epochs, "repeats": repeats, "quick": quick}
     return finish(args, NAME, TITLE, header, data, render)
+
+
+def summary(d: dict) -> list[list[str]]:
+    """Rows of the summary table: question, target, measured, verdict."""
+    res = d["results"]
+    base = median(r["per_min"] for r in res["basic"])
+    par = median(r["per_min"] for r in res["joblib (2 workers)"])
+    return [["2. sweeps", f"joblib (2 workers) jobs/min >= {TARGET_SPEEDUP}x basic",
+             f"{par / base:.2f}x ({par:.1f} vs {base:.1f} jobs/min, {res['basic'][0]['jobs']} jobs)",
+             verdict(par / base >= TARGET_SPEEDUP)]]
 
 
 def render(d: dict) -> str:

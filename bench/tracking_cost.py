@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import tempfile
 import time
@@ -29,7 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import finish, Header, median, parser, say, spread, table  # noqa: E402
+from bench.common import Header, finish, median, parser, say, spread, table  # noqa: E402
 
 NAME = "tracking_cost"
 TITLE = "4. Tracking cost: comparing many runs, logging every epoch"
@@ -165,7 +166,7 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
             ts = int(time.time() * 1000)
             client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, epoch) for k, v in (logs or {}).items()])
 
-    from experiments.train import make_callbacks
+    from experiments.train import LastEpochCheckpoint, NanGuard, StopOnSignal, make_callbacks
 
     def fit(mode: str) -> list[float]:
         """Epoch cycles (epochs 2..E-1) of one fit with the given logging / callbacks."""
@@ -179,8 +180,13 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
                 sink = MetricSink(client, run_id, tmp / f"journal-{run_id}.jsonl")
                 if mode == "MetricSink":
                     callbacks.append(EpochLogger(sink))
+                elif mode.startswith("NanGuard"):
+                    callbacks += [NanGuard(), StopOnSignal()]
+                elif mode.startswith("the two checkpoint"):
+                    callbacks += [c for c in make_callbacks(compose([]), out_dir=tmp / f"out-{run_id}", run_id=run_id)
+                                  if isinstance(c, (LastEpochCheckpoint, keras.callbacks.ModelCheckpoint))]
                 else:  # the callbacks runner.py uses: timer, NaN guard, signals, [checkpoints], EpochLogger(sink)
-                    ck = "true" if "checkpoints" in mode else "false"
+                    ck = "false" if "checkpoints off" in mode else "true"
                     callbacks = make_callbacks(compose([f"training.checkpoint.enabled={ck}"]),
                                                out_dir=tmp / f"out-{run_id}", sink=sink, run_id=run_id)
         m = model()
@@ -195,10 +201,12 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
         return cyc[1:] or cyc  # epoch 1 traces the graph
 
     modes = ["NumPy arrays, no logging (like bench/plain_keras.py)", "none (EpochTimer only)", "MetricSink", "synchronous log_batch",
+             "NanGuard + StopOnSignal (per-batch hooks)", "the two checkpoint callbacks (every epoch)",
              "layerlab's callbacks, checkpoints off", "layerlab's callbacks with checkpoints (default)"]
     results: dict[str, list[float]] = {m: [] for m in modes}
+    order = random.Random(0)
     for r in range(repeats):
-        for mode in modes:
+        for mode in order.sample(modes, len(modes)):  # a new order each round: no mode always runs last
             results[mode].append(median(fit(mode)))
         say(f"round {r + 1}/{repeats}: " + ", ".join(f"{m} {results[m][-1] * 1000:.1f} ms" for m in modes))
 
@@ -244,6 +252,24 @@ def main(argv: list[str] | None = None) -> int:
     return finish(args, NAME, TITLE, header, data, render)
 
 
+def summary(d: dict) -> list[list[str]]:
+    """Rows of the summary table: question, target, measured, verdict."""
+    comp, cyc = d["comp"], d["logc"]["cycles"]
+    last = comp[-1]
+    none = median(cyc["none (EpochTimer only)"])
+    sink = median(cyc["MetricSink"])
+    default = median(cyc["layerlab's callbacks with checkpoints (default)"])
+    return [
+        ["4. tracking", f"compare_sweep over {last['n']:,} runs (no target)",
+         f"{last['compare_s']:.1f} s, mostly `load_runs` ({last['load_s']:.1f} s in a separate call: one "
+         f"`get_metric_history` per run and metric); the same histories by bulk query: {last['bulk_s']:.1f} s",
+         "n/a"],
+        ["4. tracking", "MLflow logging per epoch (no target)",
+         f"MetricSink {(sink - none) * 1000:+.1f} ms/epoch; all of layerlab's callbacks (checkpoints on) "
+         f"{(default - none) * 1000:+.1f} ms/epoch over {none * 1000:.0f} ms", "n/a"],
+    ]
+
+
 def render(d: dict) -> str:
     """The section's markdown from the saved raw results."""
     return report(d["comp"], d["hist_epochs"], d["logc"], d["quick"])
@@ -267,13 +293,14 @@ def report(comp: list[dict], hist_epochs: int, logc: dict, quick: bool) -> str:
         "(one query per metric and 500 runs), which `load_runs` does not use yet.",
         "",
         table(["runs N", "compare_sweep s", "ms per run", "per-run cost vs smallest N", "load_runs s",
-               "load share", "bulk histories s", "logging ms per run (create + log_batch + end)"], rows),
+               "load_runs / compare_sweep (separate calls)", "bulk histories s", "logging ms per run (create + log_batch + end)"], rows),
         "",
         f"**Logging every epoch** during `fit` (lecture MLP, mnist_sample, {logc['epochs']} epochs, "
-        f"{logc['repeats']} alternating round(s)): epoch cycle = one epoch's start to the next (training, "
+        f"{logc['repeats']} round(s), each in a new seeded random order): epoch cycle = one epoch's start to the next (training, "
         "validation and every epoch-end callback), median of epochs 2..E-1, then median (min-max) over rounds. "
         "All rows but the first feed `experiments.data.make_tf_dataset` (what `runner.py` trains on); the first "
         "passes the NumPy arrays to `fit` as the lecture (and variant A of the overhead benchmark) does. "
+        "The per-batch-hooks and checkpoint rows add only those callbacks of layerlab to the EpochTimer. "
         "The last two rows use `experiments.train.make_callbacks`, i.e. what `runner.py` trains with "
         "(EpochTimer, NanGuard, StopOnSignal, the two checkpoint callbacks when enabled, EpochLogger into a "
         "MetricSink):",
