@@ -75,13 +75,32 @@ def guarded(main, precheck: bool = False) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, _term)
+    code = 0
     try:
         main()
     except KeyboardInterrupt:
         sweep.finalize_active(interrupted=True)
-        sys.exit(130)
+        code = 130
     except SystemExit as exc:
         sweep.finalize_active(interrupted=False, failed=exc.code not in (0, None))
-        raise
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     else:
         sweep.finalize_active(interrupted=False)
+    fast_exit(code, allowed=not sweep.EVER_STARTED)
+
+
+def fast_exit(code: int, allowed: bool = True) -> None:
+    """Exit without the interpreter's slow teardown of TensorFlow (1-2 s of CPU per run, BENCHMARKS.md).
+
+    Safe only once everything is closed: the MLflow run is ended and the metric
+    sink flushed by the job itself. Not used after a sweep, whose launcher may
+    still own worker processes that need a clean shutdown.
+    """
+    import logging
+
+    if not allowed:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)

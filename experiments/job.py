@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 import traceback
@@ -76,6 +77,11 @@ class TrackedJob:
             return result
         except KeyboardInterrupt as exc:
             status = "KILLED"
+            if getattr(self, "checkpointer", None) is not None:
+                try:
+                    self.checkpointer.flush()  # the last completed epoch, for training.resume
+                except Exception as ck_exc:  # never hide the interruption itself
+                    print(f"layerlab: could not write the checkpoint: {ck_exc}", file=sys.stderr)
             self._log_error(f"interrupted ({exc or 'Ctrl-C'}) after {self.epochs_done} completed epoch(s); "
                             f"resume with: python runner.py {' '.join(self.ctx['overrides'])} training.resume={run_id}")
             raise
@@ -224,7 +230,8 @@ class TrackedJob:
 
         # A non-chief worker checkpoints into its own folder: two writers must not share one file.
         ck_dir = self.out_dir if self.tracked else self.out_dir / f"worker_{os.getpid()}"
-        callbacks = make_callbacks(cfg, out_dir=ck_dir, sink=on_epoch, run_id=run_id, initial_epoch=initial_epoch)
+        callbacks = make_callbacks(cfg, out_dir=ck_dir, sink=on_epoch, run_id=run_id)
+        self.checkpointer = next((c for c in callbacks if hasattr(c, "flush")), None)
         from experiments.run import StopRequest
 
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):

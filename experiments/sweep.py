@@ -30,6 +30,7 @@ from experiments import tracking
 
 TAG = tracking.TAG_PREFIX
 _ACTIVE: "SweepState | None" = None
+EVER_STARTED = False  # a sweep ran in this process (its launcher may own worker processes)
 
 
 @dataclass
@@ -87,6 +88,8 @@ class SweepCallback(Callback):
 def start_sweep(config: DictConfig) -> SweepState:
     import mlflow
 
+    global EVER_STARTED
+    EVER_STARTED = True
     uri = tracking.resolve_uri(_sel(config, "tracking.uri"))
     tracking.check_store(uri, float(_sel(config, "tracking.timeout_s", 10)))
     experiment = str(_sel(config, "tracking.experiment", "layerlab"))
