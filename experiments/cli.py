@@ -98,7 +98,8 @@ def fast_exit(code: int, allowed: bool = True) -> None:
     """
     import logging
 
-    if not allowed:
+    # A profiler or tracer (cProfile, coverage) writes its results at normal exit: let it.
+    if not allowed or sys.getprofile() is not None or sys.gettrace() is not None or os.environ.get("LAYERLAB_NO_FAST_EXIT"):
         sys.exit(code)
     sys.stdout.flush()
     sys.stderr.flush()
