@@ -61,7 +61,7 @@ class TrackedJob:
         mlflow.set_tracking_uri(self.uri)
         exp_id = self._experiment_id()
         if select(cfg, "sweep.skip_finished", False):
-            done = tracking.find_runs(self.uri, exp_id, f"tags.`{TAG}config_hash` = '{self.hash}'", statuses=["FINISHED"])
+            done = self._runs_of_this_config(exp_id, ["FINISHED"])
             if done:
                 print(f"layerlab: skipped, config {self.hash} already has FINISHED run {done[0].info.run_id}")
                 return JobResult(status="SKIPPED", run_id=done[0].info.run_id, experiment_id=exp_id)
@@ -106,6 +106,10 @@ class TrackedJob:
             return env_id
         return tracking.ensure_experiment(self.uri, name, select(self.cfg, "tracking.artifact_root", None))
 
+    def _runs_of_this_config(self, exp_id: str, statuses: list[str]) -> list:
+        """Runs of the experiment made with the same config (hash tag), newest first."""
+        return tracking.find_runs(self.uri, exp_id, f"tags.`{TAG}config_hash` = '{self.hash}'", statuses=statuses)
+
     def _resume_target(self, exp_id: str):
         """(run to resume or None, checkpoint folder or None) from ``training.resume``."""
         want = select(self.cfg, "training.resume", None)
@@ -115,8 +119,7 @@ class TrackedJob:
 
         client = mlflow.MlflowClient(self.uri)
         if want is True or str(want).lower() == "true":
-            runs = tracking.find_runs(self.uri, exp_id, f"tags.`{TAG}config_hash` = '{self.hash}'",
-                                      statuses=["KILLED", "FAILED"])
+            runs = self._runs_of_this_config(exp_id, ["KILLED", "FAILED"])
             if not runs:
                 raise ConfigError("no interrupted run of this config to resume", path="training.resume", value=True,
                                   fix="run without training.resume, or pass the run id: training.resume=<run id>")

@@ -100,15 +100,22 @@ def hydra_context() -> dict[str, Any]:
 def list_registry() -> str:
     import layers
 
-    lines = ["Layers (type: in model YAML):"]
-    custom = [n for n in layers.registry.names() if getattr(layers.registry.get(n), "__module__", "").startswith("layers.")]
-    other = [n for n in layers.registry.names() if n not in custom]
-    lines.append("  project / user: " + ", ".join(custom + [n for n in other if not getattr(layers.registry.get(n), "__module__", "").startswith("keras")]))
-    lines.append("  keras:          " + ", ".join(n for n in other if getattr(layers.registry.get(n), "__module__", "").startswith("keras")))
-    lines.append("Functions (Lambda `function:` and `activation:`): " + ", ".join(
-        f"{n} (alias {', '.join(layers.functions.aliases_of(n))})" if layers.functions.aliases_of(n) else n
-        for n in layers.functions.names()) + ", and every Keras activation (relu, elu, gelu, softmax, ...)")
-    return "\n".join(lines)
+    def origin(name: str) -> str:
+        return getattr(layers.registry.get(name), "__module__", "")
+
+    names = layers.registry.names()
+    project = [n for n in names if origin(n).startswith("layers.")]
+    user = [n for n in names if not origin(n).startswith(("layers.", "keras"))]
+    from_keras = [n for n in names if origin(n).startswith("keras")]
+    functions = [f"{n} (alias {', '.join(layers.functions.aliases_of(n))})" if layers.functions.aliases_of(n) else n
+                 for n in layers.functions.names()]
+    return "\n".join([
+        "Layers (type: in model YAML):",
+        "  project / user: " + ", ".join(project + user),
+        "  keras:          " + ", ".join(from_keras),
+        "Functions (Lambda `function:` and `activation:`): " + ", ".join(functions)
+        + ", and every Keras activation (relu, elu, gelu, softmax, ...)",
+    ])
 
 
 def prepare(cfg: DictConfig):
