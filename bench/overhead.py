@@ -156,9 +156,9 @@ def run_layerlab(work: Path, epochs: int, seed: int, extra: list[str], store: Pa
 # --------------------------------------------------------------------------
 
 # Packages whose import time is reported (cumulative, where first imported).
-IMPORTS = ["hydra", "omegaconf", "experiments.cli", "experiments.run", "experiments.job", "mlflow", "keras",
+IMPORTS = ["hydra", "omegaconf", "experiments.cli", "experiments.job.entry", "experiments.job.tracked", "mlflow", "keras",
            "tensorflow", "pandas", "matplotlib.pyplot", "sklearn", "scipy.stats", "mlxtend.data", "mlflow.keras",
-           "mlflow.models", "experiments.plots", "experiments.compare", "sqlalchemy", "alembic"]
+           "mlflow.models", "experiments.analysis.run_plots", "experiments.analysis.compare", "sqlalchemy", "alembic"]
 
 
 def parse_importtime(stderr: str) -> tuple[dict[str, float], float, list[tuple[str, float]]]:
@@ -239,7 +239,7 @@ def profile_rows(prof: Path) -> list[tuple[str, float]]:
         ("  mlflow.end_run", ct(fn("mlflow/tracking/fluent.py", "end_run"))),
     ]
     # What _train spends outside the steps listed: mostly the imports at its top (keras + TensorFlow, pandas,
-    # matplotlib through experiments.plots), plus small steps (datasets, callbacks, summary).
+    # matplotlib through experiments.analysis.run_plots), plus small steps (datasets, callbacks, summary).
     listed = {"_log_params", "_log_config_files", "setup_runtime", "prepare", "compile_model", "model.fit", "close",
               "evaluate", "_log_outputs"}
     train_ct = ct(fn("experiments/job.py", "_train"))

@@ -85,9 +85,9 @@ def measure(overrides: list[str], batch_size: int, epochs: int) -> dict:
     import keras
     import numpy as np
 
-    from experiments.data import make_tf_dataset
-    from experiments.run import prepare
-    from experiments.train import EpochTimer, compile_model, setup_runtime
+    from experiments.data.loading import make_tf_dataset
+    from experiments.job.entry import prepare
+    from experiments.training.fit import EpochTimer, compile_model, setup_runtime
 
     cfg = compose(overrides)
     setup_runtime(cfg)

@@ -72,7 +72,7 @@ def log_runs(client, exp_id: str, start: int, stop: int, epochs: int) -> None:
 
 def bulk_histories(client, run_ids: list[str]) -> float:
     """Seconds to fetch the HISTORY_METRICS of all runs with the SQL store's bulk query."""
-    from experiments.compare import HISTORY_METRICS
+    from experiments.analysis.compare import HISTORY_METRICS
 
     store = client._tracking_client.store
     t0 = time.perf_counter()
@@ -86,7 +86,7 @@ def bulk_histories(client, run_ids: list[str]) -> float:
 def compare_costs(tmp: Path, sizes: list[int], epochs: int) -> list[dict]:
     import mlflow
 
-    from experiments import compare as cmp
+    from experiments.analysis import compare as cmp
 
     uri = f"sqlite:///{tmp / 'compare.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -125,9 +125,9 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
     import mlflow
     from mlflow.entities import Metric
 
-    from experiments.data import load_dataset, make_tf_dataset
-    from experiments.sink import MetricSink
-    from experiments.train import EpochLogger, EpochTimer
+    from experiments.data.loading import load_dataset, make_tf_dataset
+    from experiments.tracking.sink import MetricSink
+    from experiments.training.fit import EpochLogger, EpochTimer
 
     data = load_dataset({"name": "mnist_sample"}, 0)
     train = make_tf_dataset(*data.train, 1024, shuffle=True, seed=0)
@@ -137,8 +137,8 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
     exp_id = client.create_experiment("bench-logging", artifact_location=(tmp / "artifacts").as_uri())
 
     from bench.scaling import compose
-    from experiments.builder import build_model
-    from experiments.train import compile_model
+    from experiments.models.builder import build_model
+    from experiments.training.fit import compile_model
 
     cfg = compose([])  # the default experiment: lecture MLP, Adam 1e-3, sparse CE
 
@@ -166,7 +166,7 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
             ts = int(time.time() * 1000)
             client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, epoch) for k, v in (logs or {}).items()])
 
-    from experiments.train import Checkpointer, NanGuard, StopOnSignal, make_callbacks
+    from experiments.training.fit import Checkpointer, NanGuard, StopOnSignal, make_callbacks
 
     def fit(mode: str) -> list[float]:
         """Epoch cycles (epochs 2..E-1) of one fit with the given logging / callbacks."""
@@ -301,7 +301,7 @@ def report(comp: list[dict], hist_epochs: int, logc: dict, quick: bool) -> str:
         "All rows but the first feed `experiments.data.make_tf_dataset` (what `runner.py` trains on); the first "
         "passes the NumPy arrays to `fit` as the lecture (and variant A of the overhead benchmark) does. "
         "The per-batch-hooks and checkpoint rows add only those callbacks of layerlab to the EpochTimer. "
-        "The last two rows use `experiments.train.make_callbacks`, i.e. what `runner.py` trains with "
+        "The last two rows use `experiments.training.fit.make_callbacks`, i.e. what `runner.py` trains with "
         "(EpochTimer, NanGuard, StopOnSignal, the two checkpoint callbacks when enabled, EpochLogger into a "
         "MetricSink):",
         "",

@@ -17,7 +17,7 @@ __all__ = ["build_model"]
 
 def __getattr__(name):
     if name == "build_model":
-        from experiments.builder import build_model
+        from experiments.models.builder import build_model
 
         return build_model
     raise AttributeError(name)

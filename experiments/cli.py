@@ -30,7 +30,7 @@ def _is_multirun() -> bool:
 
 def run_from_hydra(cfg):
     """The Hydra task function: run one job and translate its failures."""
-    from experiments.run import run_job
+    from experiments.job.entry import run_job
 
     debug = os.environ.get("LAYERLAB_DEBUG") == "1"
     try:
@@ -57,12 +57,12 @@ def guarded(main, precheck: bool = False) -> None:
     Args:
         main: the ``@hydra.main`` function.
         precheck: first check the config files and ``group=option`` overrides
-            (:mod:`experiments.precheck`) for a short message instead of Hydra's.
+            (:mod:`experiments.config.precheck`) for a short message instead of Hydra's.
     """
-    from experiments import sweep
+    from experiments.sweeps import callback as sweep
 
     if precheck:
-        from experiments.precheck import check
+        from experiments.config.precheck import check
 
         try:
             check(sys.argv[1:])

@@ -1,4 +1,4 @@
-"""Tests for experiments.compare: statistics on fixed numbers, then MLflow end to end.
+"""Tests for experiments.analysis.compare: statistics on fixed numbers, then MLflow end to end.
 
 The pure functions get hand-built frames with the column names of
 ``mlflow.search_runs`` (``params.*``, ``metrics.*``, ``tags.*``) plus the
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments import compare as cmp
+from experiments.analysis import compare as cmp
 from experiments.errors import LayerlabError
 
 ABS = "model.activation=abs"

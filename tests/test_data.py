@@ -1,4 +1,4 @@
-"""Tests of experiments.data: real offline data, seeded stratified splits, errors.
+"""Tests of experiments.data.loading: real offline data, seeded stratified splits, errors.
 
 No test touches the network: the full-MNIST tests use small npz files written
 to ``tmp_path``, and the "not found" test sets ``LAYERLAB_OFFLINE=1``.
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from experiments import data as data_mod
-from experiments.data import DataSplits, load_dataset, make_tf_dataset, validate_config
+from experiments.data import loading as data_mod
+from experiments.data.loading import DataSplits, load_dataset, make_tf_dataset, validate_config
 from experiments.errors import ConfigError, DataError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "dataset"

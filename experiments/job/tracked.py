@@ -18,10 +18,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import tracking
-from experiments.config import config_hash, flatten, resolved_container, select
+from experiments.tracking import store as tracking
+from experiments.config.schema import config_hash, flatten, resolved_container, select
 from experiments.errors import ConfigError, LayerlabError, TrackingError
-from experiments.run import JobResult, prepare
+from experiments.job.entry import JobResult, prepare
 
 TAG = tracking.TAG_PREFIX
 
@@ -31,7 +31,7 @@ class TrackedJob:
 
     Args:
         cfg: the composed, validated job config.
-        ctx: the Hydra context (:func:`experiments.run.hydra_context`).
+        ctx: the Hydra context (:func:`experiments.job.entry.hydra_context`).
     """
 
     def __init__(self, cfg: DictConfig, ctx: dict):
@@ -44,7 +44,7 @@ class TrackedJob:
         self.offline_reason: str | None = None  # set when the tracking server stopped answering
         self.pending: list[str] = []
         self.sink = None
-        from experiments.distribute import is_chief
+        from experiments.training.distribute import is_chief
 
         self.tracked = is_chief(cfg)  # multi-worker: only the chief talks to MLflow
 
@@ -161,7 +161,7 @@ class TrackedJob:
         parent, sweep_id = os.environ.get(tracking.ENV_PARENT_RUN), os.environ.get(tracking.ENV_SWEEP_ID, "")
         if not parent and ctx["mode"] == "MULTIRUN" and ctx["sweep_dir"]:
             # A worker that did not inherit the launcher's environment (remote Ray node, sbatch --export=NONE).
-            from experiments.sweep import find_parent
+            from experiments.sweeps.callback import find_parent
 
             found = find_parent(self.uri, exp_id, str(ctx["sweep_dir"]))
             if found is not None:
@@ -182,12 +182,12 @@ class TrackedJob:
         import mlflow
         import tensorflow as tf
 
-        from experiments.builder import count_params, summary_text
-        from experiments.data import make_tf_dataset
-        from experiments.sink import MetricSink
-        from experiments.train import compile_model, evaluate, fit_verbosity, make_callbacks, setup_runtime
+        from experiments.models.builder import count_params, summary_text
+        from experiments.data.loading import make_tf_dataset
+        from experiments.tracking.sink import MetricSink
+        from experiments.training.fit import compile_model, evaluate, fit_verbosity, make_callbacks, setup_runtime
 
-        from experiments.distribute import make_strategy, shard_by_data
+        from experiments.training.distribute import make_strategy, shard_by_data
 
         cfg = self.cfg
         if checkpoint is None:
@@ -235,11 +235,11 @@ class TrackedJob:
         ck_dir = self.out_dir if self.tracked else self.out_dir / f"worker_{os.getpid()}"
         callbacks = make_callbacks(cfg, out_dir=ck_dir, sink=on_epoch, run_id=run_id)
         self.checkpointer = next((c for c in callbacks if hasattr(c, "flush")), None)
-        from experiments.run import StopRequest
+        from experiments.job.entry import StopRequest
 
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # Keras 3's fit cannot run under this strategy (see experiments/multi_worker.py).
-            from experiments.multi_worker import MultiWorkerTrainer
+            from experiments.training.multi_worker import MultiWorkerTrainer
 
             trainer = MultiWorkerTrainer(model, strategy, str(cfg.training.loss), list(cfg.training.metrics),
                                          model.optimizer, bs)
@@ -284,8 +284,8 @@ class TrackedJob:
         import mlflow
         import pandas as pd
 
-        from experiments import plots
-        from experiments.train import predict_classes
+        from experiments.analysis import run_plots as plots
+        from experiments.training.fit import predict_classes
 
         cfg = self.cfg
         art = self.out_dir / "artifacts"
@@ -317,7 +317,7 @@ class TrackedJob:
         import tensorflow as tf
         from mlflow.models import infer_signature
 
-        from experiments.train import predict_proba
+        from experiments.training.fit import predict_proba
 
         signature = infer_signature(x_example, predict_proba(model, x_example, len(x_example)))
         # Explicit requirements: inference would import-scan for seconds and list only keras.

@@ -15,8 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import tracking
-from experiments.config import resolved_container, select, validate
+from experiments.tracking import store as tracking
+from experiments.config.schema import resolved_container, select, validate
 from experiments.errors import DataError
 
 TAG = tracking.TAG_PREFIX
@@ -125,8 +125,8 @@ def prepare(cfg: DictConfig):
         (data, model): the dataset splits and the built (uncompiled) model.
     """
     import layers
-    from experiments.builder import build_model
-    from experiments.data import load_dataset
+    from experiments.models.builder import build_model
+    from experiments.data.loading import load_dataset
     from experiments.errors import ConfigError
 
     try:
@@ -184,9 +184,9 @@ def run_job(cfg: DictConfig) -> JobResult:
         print(list_registry())
         return JobResult(status="LISTED")
     if cfg.dry_run:
-        from experiments.builder import count_params, summary_text
+        from experiments.models.builder import count_params, summary_text
 
-        from experiments.train import compile_model
+        from experiments.training.fit import compile_model
 
         data, model = prepare(cfg)
         compile_model(model, cfg)  # checks optimizer, loss and metric names too
@@ -198,7 +198,7 @@ def run_job(cfg: DictConfig) -> JobResult:
               f"{len(data.train[1])}/{len(data.val[1])}/{len(data.test[1])} train/val/test. Nothing trained or logged.")
         return JobResult(status="DRY_RUN")
 
-    from experiments.job import TrackedJob
+    from experiments.job.tracked import TrackedJob
 
     with graceful_interrupts():
         return TrackedJob(cfg, ctx).run()

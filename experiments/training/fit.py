@@ -14,7 +14,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
-from experiments.config import select
+from experiments.config.schema import select
 from experiments.errors import ConfigError, TrainingError
 
 
@@ -26,7 +26,7 @@ def setup_runtime(cfg) -> None:
     """
     import tensorflow as tf
 
-    from experiments.distribute import configure_devices
+    from experiments.training.distribute import configure_devices
 
     configure_devices(cfg)  # first: logical devices can only be set before TensorFlow starts
     threads = select(cfg, "training.threads", None) or _env_int("LAYERLAB_THREADS")
@@ -126,10 +126,10 @@ class NanGuard(keras.callbacks.Callback):
 
 
 class StopOnSignal(keras.callbacks.Callback):
-    """Raises the pending Ctrl-C/SIGTERM (see :class:`experiments.run.StopRequest`) at a batch boundary."""
+    """Raises the pending Ctrl-C/SIGTERM (see :class:`experiments.job.entry.StopRequest`) at a batch boundary."""
 
     def on_train_batch_end(self, batch, logs=None):
-        from experiments.run import StopRequest
+        from experiments.job.entry import StopRequest
 
         StopRequest.check()
 

@@ -26,7 +26,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import tracking
+from experiments.tracking import store as tracking
 
 TAG = tracking.TAG_PREFIX
 _ACTIVE: "SweepState | None" = None
@@ -127,7 +127,7 @@ def start_sweep(config: DictConfig) -> SweepState:
 
 def find_parent(uri: str, experiment_id: str, sweep_dir: str):
     """The RUNNING parent run of the sweep writing to ``sweep_dir`` (for jobs that did not inherit the env)."""
-    from experiments.tracking import find_runs
+    from experiments.tracking.store import find_runs
 
     runs = find_runs(uri, experiment_id, f"tags.`{TAG}role` = 'parent' and tags.`{TAG}sweep_dir_raw` = "
                                          f"'{sweep_dir}'", statuses=["RUNNING"])
@@ -187,7 +187,7 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
     finished = [row for row in rows if row["status"] == "FINISHED"]
     if state.compare and len(finished) >= 1:
         try:
-            from experiments.compare import compare_sweep
+            from experiments.analysis.compare import compare_sweep
 
             report = compare_sweep(state.uri, state.experiment, sweep_id=state.sweep_id,
                                    out_dir=out / "comparison", target_accuracy=state.target_accuracy)
