@@ -1,0 +1,43 @@
+"""The names other code depends on: every MLflow tag this project writes or queries.
+
+One module, so that the job that writes a tag, the sweep that queries it and
+the analysis that reads it can never drift apart.  Runs are grouped by these
+tags, not by environment variables, so the same query works under every
+Hydra launcher (basic, joblib, Ray, submitit).
+"""
+
+PREFIX = "layerlab."
+
+# What a run is.
+ROLE = PREFIX + "role"                  # "job" | "parent"
+ROLE_JOB = "job"
+ROLE_PARENT = "parent"
+
+# Sweep membership (a parent and its children share SWEEP_ID; children also carry mlflow.parentRunId).
+SWEEP_ID = PREFIX + "sweep_id"
+SWEEP_DIR = PREFIX + "sweep_dir"        # the resolved sweep folder, for a person
+SWEEP_DIR_RAW = PREFIX + "sweep_dir_raw"  # hydra.sweep.dir as the job sees it: how a job finds its parent
+JOB_NUM = PREFIX + "job_num"
+PARENT_RUN_ID = "mlflow.parentRunId"    # MLflow's own tag: nests the child under the parent in the UI
+
+# How a run was made.
+OVERRIDES = PREFIX + "overrides"        # JSON list of the job's command-line overrides
+CONFIG_HASH = PREFIX + "config_hash"    # what determines the result (skip_finished, resume)
+MODEL = PREFIX + "model"
+DATASET = PREFIX + "dataset"
+OUTPUT_DIR = PREFIX + "output_dir"
+GIT_COMMIT = PREFIX + "git_commit"
+GIT_DIRTY = PREFIX + "git_dirty"
+MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
+
+# The metric the run is judged by (derived from the config: experiments.config.metrics).
+METRIC = PREFIX + "metric"              # Keras log name, e.g. "sparse_categorical_accuracy"
+METRIC_MODE = PREFIX + "metric_mode"    # "max" | "min"
+
+# What happened.
+ERROR = PREFIX + "error"
+WALL_TIME_S = PREFIX + "wall_time_s"
+RESUMED = PREFIX + "resumed"
+UPLOADED_LATER = PREFIX + "uploaded_later"
+PARAM_NOTES = PREFIX + "param_notes"
+MODEL_URI = PREFIX + "model_uri"
