@@ -1,0 +1,140 @@
+"""How the config schema is written and checked: dataclasses whose fields say what they accept.
+
+A schema class is a plain ``@dataclass`` whose fields are made with
+:func:`spec`: a type annotation (``int``, ``float``, ``bool``, ``str``,
+``Optional[...]``, ``list``, ``dict``, ``Any`` or another schema class), an
+optional value check, and ``expect``, the words a researcher reads when the
+value is wrong.  :func:`check_node` checks one config node against a class
+and returns it as a plain dict with the defaults filled in; every problem is
+a :class:`~experiments.errors.ConfigError` naming the dotted path, the value,
+what is expected and how to set it.
+
+Types are checked strictly (no ``"5"`` -> ``5`` conversion, ``True`` is not an
+integer): a YAML typo should be reported, not silently coerced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import numbers
+import typing
+from typing import Any, Callable
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from experiments.errors import ConfigError
+
+_NO_DEFAULT = dataclasses.MISSING
+
+
+def spec(default: Any = _NO_DEFAULT, *, expect: str, check: Callable[[Any], bool] | None = None,
+         fix: str | None = None, default_factory: Callable[[], Any] | None = None) -> Any:
+    """A schema field.
+
+    Args:
+        default: the value when the key is absent (none: the key is required).
+        expect: what a valid value looks like, for the message ("a positive integer").
+        check: ``value -> bool``, run after the type check (ranges, allowed values).
+        fix: the fix to suggest instead of the generic "set it with key=<value>".
+        default_factory: for mutable defaults (lists, dicts).
+    """
+    meta = {"expect": expect, "check": check, "fix": fix}
+    if default_factory is not None:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def plain(node: Any) -> Any:
+    """An OmegaConf node as plain Python (interpolations resolved); anything else unchanged."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+def type_ok(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` has the type ``annotation`` names (strictly; bools are not numbers)."""
+    if annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:
+        return any(type_ok(a, value) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if annotation is list or origin is list:
+        args = typing.get_args(annotation)
+        return isinstance(value, (list, tuple)) and (not args or all(type_ok(args[0], v) for v in value))
+    if annotation is dict or origin is dict:
+        return isinstance(value, dict)
+    if dataclasses.is_dataclass(annotation):
+        return isinstance(value, dict)
+    raise TypeError(f"unsupported schema annotation {annotation!r}")
+
+
+def did_you_mean(name: str, options) -> str:
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] | None = None) -> dict:
+    """Check ``node`` against the schema class ``cls``; return it as a dict with defaults filled in.
+
+    Args:
+        cls: a dataclass whose fields are made with :func:`spec`.
+        node: the config node (``DictConfig`` or mapping).
+        path: its dotted path in the composed config (``training``, ``dataset``).
+        extra: keys for which this returns True are allowed without a field
+            (the model group's free-form layer arguments, say).
+
+    Raises:
+        ConfigError: for the first unknown key, missing key, wrong type or failed check.
+    """
+    node = plain(node)
+    if not isinstance(node, dict):
+        raise ConfigError(f"expected a mapping of {cls.__name__} keys, got {type(node).__name__}", path=path,
+                          value=node, fix=f"select a config group option, e.g. {path}=<option>")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in node:
+        if key not in fields and not (extra and extra(key)):
+            raise ConfigError(f"unknown key{did_you_mean(key, fields)}", path=f"{path}.{key}", value=node[key],
+                              fix=f"remove it or fix its spelling; the keys of {path} are {', '.join(fields)}")
+    out = dict(node)
+    for name, f in fields.items():
+        where = f"{path}.{name}"
+        if name in node:
+            value = node[name]
+        elif f.default is not _NO_DEFAULT:
+            value = f.default
+        elif f.default_factory is not _NO_DEFAULT:  # type: ignore[misc]
+            value = f.default_factory()  # type: ignore[misc]
+        else:
+            raise ConfigError("is required but missing", path=where, fix=f"add `{name}:` to the {path} YAML")
+        hint = hints[name]
+        nested = _dataclass_of(hint)
+        if nested is not None and isinstance(value, dict):
+            out[name] = check_node(nested, value, where)
+            continue
+        meta = f.metadata
+        if not type_ok(hint, value) or (meta.get("check") is not None and not meta["check"](value)):
+            raise ConfigError(f"expected {meta.get('expect', hint)}", path=where, value=value,
+                              fix=meta.get("fix") or f"set it with `{where}=<value>` on the command line or in the YAML")
+        out[name] = value
+    return out
+
+
+def _dataclass_of(annotation: Any) -> type | None:
+    if dataclasses.is_dataclass(annotation):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
