@@ -4,9 +4,9 @@ A thin Hydra wrapper: Hydra composes `conf/config.yaml` with the overrides and
 hands each job's config to `experiments.cli.run_from_hydra`. See README.md.
 """
 
-import os
+from experiments.process import configure_process
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter hides the useful lines
+configure_process()  # before TensorFlow or MLflow are imported
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402

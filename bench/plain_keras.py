@@ -41,7 +41,7 @@ T_IMPORTED = time.time()
 
 
 class EpochTimer(callbacks.Callback):
-    """Same measurement as experiments.training.fit.EpochTimer, plus the full cycle between epoch starts."""
+    """Same measurement as experiments.training.callbacks.EpochTimer, plus the full cycle between epoch starts."""
 
     def __init__(self):
         super().__init__()

@@ -86,8 +86,10 @@ def measure(overrides: list[str], batch_size: int, epochs: int) -> dict:
     import numpy as np
 
     from experiments.data.loading import make_tf_dataset
-    from experiments.job.entry import prepare
-    from experiments.training.fit import EpochTimer, compile_model, setup_runtime
+    from experiments.job.prepare import prepare
+    from experiments.training.callbacks import EpochTimer
+    from experiments.training.compile import compile_model
+    from experiments.training.runtime import setup_runtime
 
     cfg = compose(overrides)
     setup_runtime(cfg)

@@ -127,7 +127,7 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
 
     from experiments.data.loading import load_dataset, make_tf_dataset
     from experiments.tracking.sink import MetricSink
-    from experiments.training.fit import EpochLogger, EpochTimer
+    from experiments.training.callbacks import EpochLogger, EpochTimer
 
     data = load_dataset({"name": "mnist_sample"}, 0)
     train = make_tf_dataset(*data.train, 1024, shuffle=True, seed=0)
@@ -138,7 +138,7 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
 
     from bench.scaling import compose
     from experiments.models.builder import build_model
-    from experiments.training.fit import compile_model
+    from experiments.training.compile import compile_model
 
     cfg = compose([])  # the default experiment: lecture MLP, Adam 1e-3, sparse CE
 
@@ -166,7 +166,8 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
             ts = int(time.time() * 1000)
             client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, epoch) for k, v in (logs or {}).items()])
 
-    from experiments.training.fit import Checkpointer, NanGuard, StopOnSignal, make_callbacks
+    from experiments.training.callbacks import NanGuard, StopOnSignal, make_callbacks
+    from experiments.training.checkpoint import Checkpointer
 
     def fit(mode: str) -> list[float]:
         """Epoch cycles (epochs 2..E-1) of one fit with the given logging / callbacks."""
@@ -301,7 +302,7 @@ def report(comp: list[dict], hist_epochs: int, logc: dict, quick: bool) -> str:
         "All rows but the first feed `experiments.data.make_tf_dataset` (what `runner.py` trains on); the first "
         "passes the NumPy arrays to `fit` as the lecture (and variant A of the overhead benchmark) does. "
         "The per-batch-hooks and checkpoint rows add only those callbacks of layerlab to the EpochTimer. "
-        "The last two rows use `experiments.training.fit.make_callbacks`, i.e. what `runner.py` trains with "
+        "The last two rows use `experiments.training.callbacks.make_callbacks`, i.e. what `runner.py` trains with "
         "(EpochTimer, NanGuard, StopOnSignal, the two checkpoint callbacks when enabled, EpochLogger into a "
         "MetricSink):",
         "",

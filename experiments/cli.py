@@ -9,11 +9,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import sys
 
+from experiments.config.precheck import check
 from experiments.errors import LayerlabError
 
+# experiments.job and experiments.sweeps are imported inside the functions below, after the
+# pre-check: a typo in an override is then reported before TensorFlow loads (about 3 s).
 
 class JobFailed(RuntimeError):
     """A sweep job's user error, re-raised without its traceback for Hydra."""
@@ -59,17 +64,13 @@ def guarded(main, precheck: bool = False) -> None:
         precheck: first check the config files and ``group=option`` overrides
             (:mod:`experiments.config.precheck`) for a short message instead of Hydra's.
     """
-    from experiments.sweeps import callback as sweep
-
     if precheck:
-        from experiments.config.precheck import check
-
         try:
             check(sys.argv[1:])
         except LayerlabError as exc:
             print(f"layerlab: error: {exc}", file=sys.stderr, flush=True)
             sys.exit(exc.exit_code)
-    import signal
+    from experiments.sweeps import callback as sweep
 
     def _term(signum, frame):  # between jobs of a sweep: end like Ctrl-C, so the parent run is closed KILLED
         raise KeyboardInterrupt(f"signal {signum}")
@@ -96,8 +97,6 @@ def fast_exit(code: int, allowed: bool = True) -> None:
     sink flushed by the job itself. Not used after a sweep, whose launcher may
     still own worker processes that need a clean shutdown.
     """
-    import logging
-
     # A profiler or tracer (cProfile, coverage) writes its results at normal exit: let it.
     if not allowed or sys.getprofile() is not None or sys.gettrace() is not None or os.environ.get("LAYERLAB_NO_FAST_EXIT"):
         sys.exit(code)

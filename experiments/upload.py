@@ -5,7 +5,10 @@ A command-line entry only; the code is :mod:`experiments.tracking.upload`.
 
 import sys
 
-from experiments.tracking.upload import main
+from experiments.process import configure_process
 
 if __name__ == "__main__":
+    configure_process()
+    from experiments.tracking.upload import main
+
     sys.exit(main())

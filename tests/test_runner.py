@@ -12,7 +12,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from experiments.tracking import store as tracking
+from experiments.tracking import uri as tracking
 from tests.conftest import ROOT, TINY, run_cli
 
 

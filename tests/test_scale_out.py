@@ -42,7 +42,6 @@ JOBS = [("abs", "0"), ("abs", "1"), ("relu", "0"), ("relu", "1")]
 SWEEP_TIMEOUT = 420
 # Inherited from a surrounding sweep or shell, these would redirect or re-parent the runs under test.
 _LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
-              "LAYERLAB_PARENT_RUN_ID", "LAYERLAB_EXPERIMENT_ID", "LAYERLAB_SWEEP_ID", "LAYERLAB_TRACKING_URI",
               "LAYERLAB_PG_PASSWORD", "LAYERLAB_SERVICES_DIR", "RAY_ADDRESS")
 
 

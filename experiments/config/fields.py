@@ -105,11 +105,12 @@ def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] 
     hints = typing.get_type_hints(cls)
     for key in node:
         if key not in fields and not (extra and extra(key)):
-            raise ConfigError(f"unknown key{did_you_mean(key, fields)}", path=f"{path}.{key}", value=node[key],
+            raise ConfigError(f"unknown key{did_you_mean(key, fields)}", path=f"{path}.{key}" if path else str(key),
+                              value=node[key],
                               fix=f"remove it or fix its spelling; the keys of {path} are {', '.join(fields)}")
     out = dict(node)
     for name, f in fields.items():
-        where = f"{path}.{name}"
+        where = f"{path}.{name}" if path else name
         if name in node:
             value = node[name]
         elif f.default is not _NO_DEFAULT:

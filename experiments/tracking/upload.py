@@ -14,7 +14,12 @@ import os
 import sys
 from pathlib import Path
 
+import mlflow
+from mlflow.entities import Metric
+
 from experiments.errors import LayerlabError, TrackingError
+from experiments.tracking import tags
+from experiments.tracking.uri import check_store
 
 
 def upload(out_dir: Path, tracking_uri: str | None = None) -> dict:
@@ -25,10 +30,6 @@ def upload(out_dir: Path, tracking_uri: str | None = None) -> dict:
         tracking_uri: where to send; default: the run's own URI (credentials
             come from the environment, they are never stored in the file).
     """
-    import mlflow
-    from mlflow.entities import Metric
-
-    from experiments.tracking import store as tracking
 
     out_dir = Path(out_dir)
     pending_file = out_dir / "pending.json"
@@ -42,7 +43,7 @@ def upload(out_dir: Path, tracking_uri: str | None = None) -> dict:
     if "***" in uri:
         raise TrackingError("the stored URI has its credentials redacted", path="tracking.uri",
                             fix="pass --tracking-uri with the credentials, or set MLFLOW_TRACKING_URI")
-    tracking.check_store(uri, 10)
+    check_store(uri, 10)
     client = mlflow.MlflowClient(uri)
     run_id = pending["run_id"]
     lines = (out_dir / pending["journal"]).read_text().splitlines()
@@ -63,7 +64,7 @@ def upload(out_dir: Path, tracking_uri: str | None = None) -> dict:
             sent_files.append(f.name)
     if (out_dir / "error.txt").exists():
         client.log_artifact(run_id, str(out_dir / "error.txt"))
-    client.set_tag(run_id, f"{tracking.TAG_PREFIX}uploaded_later", "true")
+    client.set_tag(run_id, tags.UPLOADED_LATER, "true")
     client.set_terminated(run_id, pending["status"])
     pending_file.rename(out_dir / "pending.uploaded.json")
     return {"run_id": run_id, "metric_steps": len(to_send), "files": sent_files, "status": pending["status"]}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 
-from experiments.config.schema import select
+from experiments.config.access import select
 from experiments.errors import ConfigError
 
 

@@ -1,0 +1,74 @@
+"""What a job writes into its MLflow run besides metrics: params, config files, tables, plots, the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.analysis import run_plots
+from experiments.config.access import flatten, resolved_container, select
+from experiments.tracking import tags
+from experiments.tracking.channel import RunChannel
+from experiments.tracking.redaction import params_from_flat, redact
+from experiments.training.evaluate import predict_classes, predict_proba
+
+
+def log_params(cfg: DictConfig, channel: RunChannel) -> None:
+    """The resolved config, flattened to dotted params (secrets redacted, long values cut, both noted)."""
+    params, notes = params_from_flat(flatten(resolved_container(cfg)))
+    channel.track("params", lambda: mlflow.log_params(params))
+    if notes:
+        channel.track("param notes", lambda: mlflow.set_tag(tags.PARAM_NOTES, "; ".join(notes)[:5000]))
+
+
+def log_config_files(cfg: DictConfig, out_dir: Path, channel: RunChannel) -> None:
+    """``config.yaml`` (resolved) and Hydra's ``.hydra/*.yaml``, redacted: overrides may hold credentials."""
+    text = OmegaConf.to_yaml(resolved_container(cfg), sort_keys=False)
+    channel.track("config.yaml", lambda: mlflow.log_text(redact(text), "config.yaml"))
+    hydra_dir = out_dir / ".hydra"
+    if hydra_dir.is_dir():
+        for f in sorted(hydra_dir.glob("*.yaml")):
+            content = f.read_text()
+            channel.track(f".hydra/{f.name}", lambda c=content, n=f.name: mlflow.log_text(redact(c), f".hydra/{n}"))
+
+
+def log_outputs(cfg: DictConfig, model, data, history, out_dir: Path, channel: RunChannel) -> None:
+    """history.csv, the plots and the model; kept in ``out_dir/artifacts`` for a later upload when offline."""
+    batch_size = int(cfg.training.batch_size)
+    art = out_dir / "artifacts"
+    art.mkdir(parents=True, exist_ok=True)
+    hist = pd.DataFrame(history.history if history is not None else {})
+    hist.index.name = "epoch"
+    hist.to_csv(art / "history.csv")
+    if select(cfg, "tracking.log_plots", True):
+        metric = str(cfg.training.metrics[0]) if len(cfg.training.metrics) else "loss"
+        plot_files = run_plots.plot_history(hist, art, metric)
+        x_test, y_test = data.test
+        y_pred = predict_classes(model, x_test, batch_size)
+        plot_files.append(run_plots.plot_predictions(y_test, y_pred, art))
+        k = max(int(data.num_classes), int(y_pred.max()) + 1)
+        plot_files.append(run_plots.plot_confusion(y_test, y_pred, k, art))
+        for f in plot_files:
+            channel.track(f"plots/{f.name}", lambda f=f: mlflow.log_artifact(str(f), "plots"))
+    channel.track("history.csv", lambda: mlflow.log_artifact(str(art / "history.csv")))
+    if select(cfg, "tracking.log_model", True):
+        if channel.online:
+            channel.track("model", lambda: log_model(model, data.test[0][:8]))
+        if not channel.online:  # keep the model for a later upload
+            model.save(art / "model.keras")
+
+
+def log_model(model, x_example) -> None:
+    """The Keras-flavour model with its signature (load it after ``import layers``: safe mode needs them)."""
+    import keras
+    import tensorflow as tf
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(x_example, predict_proba(model, x_example, len(x_example)))
+    # Explicit requirements: inference would import-scan for seconds and list only keras.
+    info = mlflow.keras.log_model(model, name="model", signature=signature,
+                                  pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"])
+    mlflow.set_tag(tags.MODEL_URI, info.model_uri)

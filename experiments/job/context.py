@@ -1,0 +1,45 @@
+"""The Hydra side of a job: its output folder, overrides, job number, sweep folder and launcher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class JobContext:
+    """What Hydra knows about the current job (defaults outside Hydra: tests, notebooks).
+
+    Args:
+        output_dir: Hydra's output folder of the job (None outside Hydra).
+        overrides: the job's command-line overrides, as typed.
+        job_num: the job's number in a sweep (None for a single run).
+        mode: ``RUN`` or ``MULTIRUN``.
+        sweep_dir: ``hydra.sweep.dir`` as this job sees it (how it finds its sweep's parent run).
+        launcher: the ``hydra.launcher`` node (thread split of parallel launchers).
+    """
+
+    output_dir: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    job_num: int | None = None
+    mode: str = "RUN"
+    sweep_dir: str | None = None
+    launcher: Any = None
+
+    @property
+    def in_sweep(self) -> bool:
+        return self.mode == "MULTIRUN"
+
+
+def hydra_context() -> JobContext:
+    """The :class:`JobContext` of the running Hydra job, or an empty one outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return JobContext()
+    hc = HydraConfig.get()
+    mode = str(hc.mode).split(".")[-1] if hc.mode is not None else "RUN"
+    multirun = mode == "MULTIRUN"
+    return JobContext(output_dir=hc.runtime.output_dir, overrides=list(hc.overrides.task),
+                      job_num=hc.job.num if multirun else None, mode=mode,
+                      sweep_dir=str(hc.sweep.dir) if multirun else None, launcher=hc.launcher)

@@ -1,0 +1,35 @@
+"""The sweep running in this process: its parent run, and where its report goes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments.config.metrics import MetricSpec
+
+
+@dataclass
+class SweepState:
+    """One sweep's parent run and settings, from ``on_multirun_start`` to its finalisation.
+
+    Args:
+        uri: the tracking URI (resolved once, for the parent and every job).
+        experiment: the MLflow experiment name; experiment_id its id.
+        parent_run_id: the parent run every job attaches to (by tag query).
+        sweep_id: the ``layerlab.sweep_id`` tag shared by the parent and its jobs.
+        sweep_dir: Hydra's sweep folder (summary and comparison reports go there).
+        metric: the compared metric (:func:`experiments.config.metrics.compared_metric`).
+        compare: run the statistical comparison at the end.
+        target: the validation value whose "epochs to reach" is reported.
+    """
+
+    uri: str
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
+    sweep_id: str
+    sweep_dir: Path
+    metric: MetricSpec
+    compare: bool = True
+    target: float = 0.9
+    finalized: bool = False

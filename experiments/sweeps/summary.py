@@ -1,0 +1,96 @@
+"""The end of a sweep: every job with its status, the comparison, and the parent run closed.
+
+Runs in the process that launched the sweep, whether Hydra's ``on_multirun_end``
+ran or not (it is skipped when a job failed).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import mlflow
+
+from experiments.analysis.compare import compare_sweep
+from experiments.sweeps.state import SweepState
+from experiments.tracking import tags
+from experiments.tracking.uri import open_hint
+
+
+def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) -> dict:
+    """List the jobs, compare them, log the reports and close the parent run."""
+    client = mlflow.MlflowClient(state.uri)
+    runs = client.search_runs([state.experiment_id], filter_string=f"tags.`{tags.SWEEP_ID}` = '{state.sweep_id}' "
+                              f"and tags.`{tags.ROLE}` = '{tags.ROLE_JOB}'", max_results=5000)
+    rows = []
+    for r in sorted(runs, key=lambda r: int(r.data.tags.get(tags.JOB_NUM, "0") or 0)):
+        status = r.info.status
+        if status == "RUNNING":  # a worker killed hard leaves its run RUNNING
+            client.set_terminated(r.info.run_id, "KILLED")
+            status = "KILLED"
+        overrides = json.loads(r.data.tags.get(tags.OVERRIDES, "[]"))
+        rows.append({
+            "job": r.data.tags.get(tags.JOB_NUM, "?"), "status": status, "run_id": r.info.run_id,
+            "overrides": " ".join(overrides),
+            "val": r.data.metrics.get(state.metric.val),
+            "test": r.data.metrics.get(state.metric.test),
+            "error": r.data.tags.get(tags.ERROR, ""),
+            "rerun": "python runner.py " + " ".join(shlex.quote(o) for o in overrides),
+        })
+    failed = [row for row in rows if row["status"] != "FINISHED"]
+    out = state.sweep_dir
+    out.mkdir(parents=True, exist_ok=True)
+    summary_md = out / "sweep_summary.md"
+    summary_md.write_text(_summary_markdown(state, rows, failed, interrupted))
+    client.log_artifact(state.parent_run_id, str(summary_md))
+    report = None
+    finished = [row for row in rows if row["status"] == "FINISHED"]
+    if state.compare and len(finished) >= 1:
+        try:
+            report = compare_sweep(state.uri, state.experiment, sweep_id=state.sweep_id, out_dir=out / "comparison",
+                                   metric=state.metric.name, mode=state.metric.mode, target=state.target)
+            client.log_artifacts(state.parent_run_id, str(out / "comparison"), "comparison")
+        except Exception as exc:
+            print(f"layerlab: comparison skipped: {type(exc).__name__}: {exc}", flush=True)
+    # No job at all (the launcher itself failed) or a non-zero exit is a failed sweep too.
+    status = "KILLED" if interrupted else ("FAILED" if failed or not rows or failed_exit else "FINISHED")
+    client.log_metric(state.parent_run_id, "jobs_finished", len(finished))
+    client.log_metric(state.parent_run_id, "jobs_failed", len(failed))
+    client.set_terminated(state.parent_run_id, status)
+    print(_summary_terminal(state, rows, failed, status, report), flush=True)
+    return {"status": status, "rows": rows, "report": report}
+
+
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:.4f}"
+
+
+def _summary_markdown(state: SweepState, rows, failed, interrupted: bool) -> str:
+    lines = [f"# Sweep {state.sweep_id}", "",
+             f"Experiment `{state.experiment}`, parent run `{state.parent_run_id}`"
+             + (" (interrupted)" if interrupted else ""), "",
+             f"| job | status | overrides | {state.metric.val} | {state.metric.test} | run id |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['job']} | {r['status']} | `{r['overrides']}` | {_fmt(r['val'])} | "
+                     f"{_fmt(r['test'])} | `{r['run_id']}` |")
+    if failed:
+        lines += ["", "## Jobs that did not finish", ""]
+        for r in failed:
+            lines += [f"- job {r['job']} ({r['status']}): {r['error'] or 'see error.txt in the run'}",
+                      f"  rerun alone: `{r['rerun']}`"]
+    return "\n".join(lines) + "\n"
+
+
+def _summary_terminal(state: SweepState, rows, failed, status: str, report) -> str:
+    out = [f"\nlayerlab: sweep {state.sweep_id} {status}: {len(rows) - len(failed)}/{len(rows)} jobs finished "
+           f"(parent run {state.parent_run_id}, experiment {state.experiment!r})"]
+    for r in failed:
+        out.append(f"  job {r['job']} {r['status']}: {r['error'][:300]}\n    rerun alone: {r['rerun']}")
+    if report:
+        out.append(report.get("table", ""))
+        out.extend(report.get("verdicts", []) or [])
+        out.append(f"comparison: {state.sweep_dir / 'comparison' / 'comparison.md'} (also in the parent run's artifacts)")
+    out.append(f"browse: {open_hint(state.uri)}, experiment {state.experiment!r}, "
+               f"the run 'sweep {state.sweep_id}' and its children")
+    return "\n".join(out)

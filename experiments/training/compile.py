@@ -1,0 +1,49 @@
+"""``model.compile`` from the config: the optimizer, loss and metrics, checked by name."""
+
+from __future__ import annotations
+
+import difflib
+
+import keras
+
+from experiments.config.access import select
+from experiments.errors import ConfigError
+
+
+def make_optimizer(cfg) -> keras.optimizers.Optimizer:
+    """The optimizer named by ``optimizer.name`` with its learning rate and args."""
+    name = str(cfg.optimizer.name)
+    args = dict(select(cfg, "optimizer.args", {}) or {})
+    known = {n: getattr(keras.optimizers, n) for n in dir(keras.optimizers)
+             if isinstance(getattr(keras.optimizers, n), type) and issubclass(getattr(keras.optimizers, n), keras.optimizers.Optimizer)}
+    lookup = {n.lower(): n for n in known}
+    if name.lower() not in lookup:
+        close = difflib.get_close_matches(name.lower(), list(lookup), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(lookup[c]) for c in close)}?" if close else ""
+        raise ConfigError(f"no Keras optimizer of that name{hint}", path="optimizer.name", value=name,
+                          fix=f"use one of {', '.join(sorted(k for k in known if k not in ('Optimizer', 'LossScaleOptimizer')))}")
+    try:
+        return known[lookup[name.lower()]](learning_rate=float(cfg.optimizer.learning_rate), **args)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"the optimizer rejected its arguments ({exc})", path="optimizer.args", value=args,
+                          fix="check the argument names against the Keras optimizer's documentation") from None
+
+
+def compile_model(model: keras.Model, cfg) -> None:
+    """``model.compile`` with the optimizer, loss and metrics of the config."""
+    loss = str(cfg.training.loss)
+    try:
+        keras.losses.get(loss)
+    except (ValueError, TypeError):
+        raise ConfigError("is not a Keras loss", path="training.loss", value=loss,
+                          fix="use e.g. sparse_categorical_crossentropy (integer labels) or binary_crossentropy") from None
+    metrics = [str(m) for m in cfg.training.metrics]
+    for i, m in enumerate(metrics):
+        try:
+            keras.metrics.get(m)
+        except (ValueError, TypeError):
+            raise ConfigError("is not a Keras metric", path=f"training.metrics.{i}", value=m,
+                              fix="use e.g. sparse_categorical_accuracy or accuracy") from None
+    jit = select(cfg, "training.jit_compile", False)
+    model.compile(optimizer=make_optimizer(cfg), loss=loss, metrics=metrics,
+                  jit_compile=jit if jit in (True, False, "auto") else False)

@@ -1,0 +1,41 @@
+"""Fit and score one model under its distribution strategy."""
+
+from __future__ import annotations
+
+from experiments.config.access import select
+from experiments.training.evaluate import evaluate
+from experiments.training.interrupts import StopRequest
+from experiments.training.multi_worker import MultiWorkerTrainer
+from experiments.training.runtime import fit_verbosity
+
+
+def fit_and_score(model, strategy, cfg, datasets: dict, callbacks: list, initial_epoch: int = 0):
+    """Train from ``initial_epoch`` to ``training.epochs``, then score the train and test splits.
+
+    Args:
+        model: the compiled model, built inside ``strategy.scope()``.
+        strategy: the ``tf.distribute`` strategy of the job.
+        cfg: the job config.
+        datasets: ``{"train": ..., "val": ..., "test": ...}`` batched ``tf.data`` datasets.
+        callbacks: the job's callbacks (:func:`experiments.training.callbacks.make_callbacks`).
+        initial_epoch: epochs already done (a resumed run).
+
+    Returns:
+        ``(history, final)``: Keras' ``History`` (or an equivalent) and the
+        ``train_*`` / ``test_*`` scores.
+    """
+    import tensorflow as tf
+
+    epochs = int(cfg.training.epochs)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Keras 3's fit cannot run under this strategy (see experiments/training/multi_worker.py).
+        trainer = MultiWorkerTrainer(model, strategy, str(cfg.training.loss), list(cfg.training.metrics),
+                                     model.optimizer, int(cfg.training.batch_size))
+        history = trainer.fit(datasets["train"], datasets["val"], epochs, initial_epoch, callbacks)
+        StopRequest.check()
+        return history, {**trainer.evaluate(datasets["train"], "train_"), **trainer.evaluate(datasets["test"], "test_")}
+    history = model.fit(datasets["train"], validation_data=datasets["val"], epochs=epochs, initial_epoch=initial_epoch,
+                        callbacks=callbacks, shuffle=False,  # tf.data shuffles, seeded
+                        verbose=fit_verbosity(select(cfg, "training.verbose", "auto")))
+    StopRequest.check()  # a signal during the last epoch's validation
+    return history, {**evaluate(model, datasets["train"], "train_"), **evaluate(model, datasets["test"], "test_")}
