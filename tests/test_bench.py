@@ -24,6 +24,8 @@ if str(ROOT) not in sys.path:  # bench/ is not an installed package: import it f
 
 from bench import common  # noqa: E402
 from bench.common import SCRIPTS, SECTIONS, markers, write_section  # noqa: E402
+
+pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
 TIMEOUT_S = 600
 
 

@@ -9,8 +9,11 @@ import subprocess
 import sys
 
 import mlflow
+import pytest
 
 from tests.conftest import ROOT, TINY, run_cli
+
+pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
 
 FAST = [*TINY, "tracking.log_model=false", "tracking.log_plots=false", "training.checkpoint.enabled=false"]
 

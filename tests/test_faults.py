@@ -16,6 +16,8 @@ import pytest
 
 from tests.conftest import ROOT, TINY, run_cli
 
+pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
+
 LONG = ["dataset.limit=2000", "training.epochs=12", "training.batch_size=64", "tracking.log_model=false",
         "tracking.log_plots=false"]
 

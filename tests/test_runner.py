@@ -111,6 +111,8 @@ pyfunc = mlflow.pyfunc.load_model(model_uri)
 p1 = np.argmax(np.asarray(pyfunc.predict(x)), axis=1)
 local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=out)
 import glob
+
+pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
 keras_file = glob.glob(local + "/**/*.keras", recursive=True)[0]
 model = keras.models.load_model(keras_file, safe_mode=True)
 p2 = np.argmax(model.predict(x, verbose=0), axis=1)

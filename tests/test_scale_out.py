@@ -36,6 +36,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
+
 SCRIPT = ROOT / "scripts" / "mlflow_stack.sh"
 SWEEP = ["model.activation=abs,relu", "seed=0,1", "training.epochs=1", "dataset.limit=300"]
 JOBS = [("abs", "0"), ("abs", "1"), ("relu", "0"), ("relu", "1")]

@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import TINY, run_cli
 
+pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
+
 SWEEP = ["model.activation=abs,relu", "seed=0,1", *TINY, "tracking.log_model=false", "training.checkpoint.enabled=false"]
 
 

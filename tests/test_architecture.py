@@ -1,0 +1,129 @@
+"""The house rules of experiments/ and layers/, checked on the source itself.
+
+Every import statement counts, also those inside functions: the package
+graph must be one-way (no circle at any depth), layers/ never imports
+experiments/, no module outgrows one job, and process-wide state is set in
+one documented place only (experiments/process.py).
+"""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("layers", "experiments")
+MAX_LINES = 400
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            mods[name.removesuffix(".__init__")] = path
+    return mods
+
+
+MODULES = _modules()
+
+
+def _resolve(name: str) -> str | None:
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    base = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level:
+                b = base
+                for _ in range(node.level - 1):
+                    b = b.rpartition(".")[0]
+                mod = f"{b}.{mod}" if mod else b
+            targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+        else:
+            continue
+        for t in targets:
+            r = _resolve(t)
+            # a package and its own submodules are one unit
+            if r and r != module and not r.startswith(module + ".") and not module.startswith(r + "."):
+                found.add(r)
+    return found
+
+
+GRAPH = {m: _imports(m, p) for m, p in MODULES.items()}
+
+
+def test_no_import_circle_at_any_depth():
+    try:
+        order = list(graphlib.TopologicalSorter(GRAPH).static_order())
+    except graphlib.CycleError as exc:
+        pytest.fail(f"import circle: {' -> '.join(exc.args[1])}")
+    assert set(order) >= set(MODULES)
+
+
+def test_layers_never_import_experiments():
+    back = [f"{m} -> {t}" for m, ts in GRAPH.items() if m.startswith("layers") for t in ts
+            if t.startswith("experiments")]
+    assert back == []
+
+
+@pytest.mark.parametrize("lower,upper", [
+    ("experiments.data", "experiments.job"), ("experiments.models", "experiments.job"),
+    ("experiments.training", "experiments.job"), ("experiments.tracking", "experiments.job"),
+    ("experiments.tracking", "experiments.sweeps"), ("experiments.analysis", "experiments.sweeps"),
+    ("experiments.job", "experiments.sweeps"), ("experiments.config", "experiments.job"),
+    ("experiments.data", "experiments.models"), ("experiments.tracking", "experiments.training"),
+])
+def test_data_flows_one_way(lower, upper):
+    """A lower layer never imports an upper one (README, Architecture)."""
+    wrong = [f"{m} -> {t}" for m, ts in GRAPH.items() if m.startswith(lower) for t in ts if t.startswith(upper)]
+    assert wrong == []
+
+
+def test_every_module_has_one_job_and_stays_small():
+    big = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert big == {}
+
+
+def _calls(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield ast.unparse(node.func)
+        elif isinstance(node, (ast.Assign, ast.AugAssign)):
+            for target in getattr(node, "targets", [getattr(node, "target", None)]):
+                if isinstance(target, ast.Subscript):
+                    yield f"{ast.unparse(target.value)}[]="
+
+
+GLOBAL_STATE = ("os.environ.setdefault", "os.environ.update", "os.environ[]=", "os.putenv", "matplotlib.use",
+                "socket.setdefaulttimeout", "warnings.filterwarnings", "logging.basicConfig")
+
+
+def test_process_wide_state_is_set_in_one_place():
+    offenders = []
+    for module, path in MODULES.items():
+        if module == "experiments.process":
+            continue
+        for call in _calls(ast.parse(path.read_text())):
+            if call in GLOBAL_STATE:
+                offenders.append(f"{module}: {call}")
+    assert offenders == []
+
+
+def test_runner_is_thin_and_configures_the_process_first():
+    source = (ROOT / "runner.py").read_text()
+    body = ast.parse(source).body[1:]  # after the docstring
+    assert ast.unparse(body[0]) == "from experiments.process import configure_process"
+    assert ast.unparse(body[1]) == "configure_process()"
+    assert len(source.splitlines()) < 40
