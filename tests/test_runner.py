@@ -101,7 +101,7 @@ def test_final_line_names_run_and_how_to_open_it(one_run):
 RELOAD = r"""
 import json, sys, numpy as np, mlflow, keras
 import layers  # registers the custom layers and functions (needed for safe-mode loading)
-from experiments.data.loading import load_dataset
+from experiments.data import load_dataset
 from omegaconf import OmegaConf
 uri, run_id, model_uri, out = sys.argv[1:5]
 mlflow.set_tracking_uri(uri)

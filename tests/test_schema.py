@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from omegaconf import open_dict
 
 from experiments.config.metrics import MetricSpec, compared_metric, default_mode
 from experiments.config.schema import GROUPS, validate
@@ -64,7 +65,8 @@ def test_user_keys_at_the_top_level_are_kept():
 
 def test_missing_group_says_how_to_add_it():
     cfg = compose()
-    del cfg["optimizer"]
+    with open_dict(cfg):
+        del cfg["optimizer"]
     with pytest.raises(ConfigError, match="pass `optimizer=<option>`"):
         validate(cfg)
 

@@ -181,6 +181,6 @@ def validate_dataset(node) -> dict:
             fix=f"choose one of {', '.join(sorted(DATASET_SCHEMAS))} (e.g. dataset=mnist_sample)",
         )
     schema = DATASET_SCHEMAS[name]
-    opts = check_node(schema, node, "dataset")
+    opts = check_node(schema, node, "dataset", label=f"dataset {name!r}")
     check_rules(schema, opts)
     return opts

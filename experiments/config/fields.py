@@ -84,7 +84,8 @@ def did_you_mean(name: str, options) -> str:
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
-def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] | None = None) -> dict:
+def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] | None = None,
+               label: str | None = None) -> dict:
     """Check ``node`` against the schema class ``cls``; return it as a dict with defaults filled in.
 
     Args:
@@ -93,6 +94,7 @@ def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] 
         path: its dotted path in the composed config (``training``, ``dataset``).
         extra: keys for which this returns True are allowed without a field
             (the model group's free-form layer arguments, say).
+        label: how an unknown-key message names the node (``dataset 'digits'``); default: ``path``.
 
     Raises:
         ConfigError: for the first unknown key, missing key, wrong type or failed check.
@@ -105,9 +107,9 @@ def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] 
     hints = typing.get_type_hints(cls)
     for key in node:
         if key not in fields and not (extra and extra(key)):
-            raise ConfigError(f"unknown key{did_you_mean(key, fields)}", path=f"{path}.{key}" if path else str(key),
-                              value=node[key],
-                              fix=f"remove it or fix its spelling; the keys of {path} are {', '.join(fields)}")
+            raise ConfigError(f"unknown key for {label or path or 'the config'}{did_you_mean(key, fields)}",
+                              path=f"{path}.{key}" if path else str(key), value=node[key],
+                              fix=f"remove it or fix its spelling; the keys of {label or path} are {', '.join(fields)}")
     out = dict(node)
     for name, f in fields.items():
         where = f"{path}.{name}" if path else name
