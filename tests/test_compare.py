@@ -1,4 +1,4 @@
-"""Tests for experiments.analysis.compare: statistics on fixed numbers, then MLflow end to end.
+"""Tests for the sweep comparison (experiments.analysis): statistics on fixed numbers, then MLflow end to end.
 
 The pure functions get hand-built frames with the column names of
 ``mlflow.search_runs`` (``params.*``, ``metrics.*``, ``tags.*``) plus the
@@ -17,6 +17,13 @@ import pytest
 from scipy import stats
 
 from experiments.analysis import compare as cmp
+from experiments.analysis.curves import plot_curves
+from experiments.analysis.groups import group_columns, group_labels
+from experiments.analysis.report import rerun_command, write_report
+from experiments.analysis.runs import history_keys, load_runs
+from experiments.analysis.stats import mean_ci, pairwise_tests
+from experiments.analysis.summary import summarize
+from experiments.config.metrics import MetricSpec
 from experiments.errors import LayerlabError
 
 ABS = "model.activation=abs"
@@ -105,7 +112,7 @@ def separated_frame() -> pd.DataFrame:
 
 
 def test_mean_ci_known_values():
-    mean, std, half, n = cmp.mean_ci([0.90, 0.92, 0.94])
+    mean, std, half, n = mean_ci([0.90, 0.92, 0.94])
     assert n == 3
     assert mean == pytest.approx(0.92, abs=1e-12)
     assert std == pytest.approx(0.02, abs=1e-12)
@@ -115,18 +122,18 @@ def test_mean_ci_known_values():
 
 
 def test_mean_ci_small_samples_and_nan():
-    mean, std, half, n = cmp.mean_ci([0.5, float("nan")])
+    mean, std, half, n = mean_ci([0.5, float("nan")])
     assert (mean, n) == (0.5, 1)
     assert math.isnan(std) and math.isnan(half)
-    assert all(math.isnan(x) for x in cmp.mean_ci([])[:3])
+    assert all(math.isnan(x) for x in mean_ci([])[:3])
 
 
 def test_group_columns_excludes_seed_and_constant_overrides():
     df = frame(
         [run_row(act, s, 0.9, extra_overrides=["data.name=digits"]) for act in ("abs", "relu") for s in range(2)]
     )
-    assert cmp.group_columns(df) == ["model.activation"]
-    assert sorted(set(cmp.group_labels(df))) == [ABS, RELU]
+    assert group_columns(df) == ["model.activation"]
+    assert sorted(set(group_labels(df))) == [ABS, RELU]
 
 
 def test_group_columns_two_swept_keys():
@@ -134,8 +141,8 @@ def test_group_columns_two_swept_keys():
     for lr in ("0.01", "0.001"):
         for act in ("abs", "relu"):
             rows.append(run_row(act, 0, 0.9, extra_overrides=[f"optimizer.learning_rate={lr}"]))
-    assert cmp.group_columns(frame(rows)) == ["optimizer.learning_rate", "model.activation"]
-    summary = cmp.summarize(frame(rows))
+    assert group_columns(frame(rows)) == ["optimizer.learning_rate", "model.activation"]
+    summary = summarize(frame(rows))
     # Numeric values sort numerically: 0.001 before 0.01.
     assert list(summary["group"]) == [
         "optimizer.learning_rate=0.001, model.activation=abs",
@@ -149,21 +156,21 @@ def test_group_columns_key_missing_in_some_overrides_uses_param():
     # Baseline jobs did not override the activation; their resolved param says relu.
     df = frame([run_row(None, s, 0.9, param_activation="relu") for s in range(2)]
                + [run_row("abs", s, 0.95) for s in range(2)])
-    assert cmp.group_columns(df) == ["model.activation"]
-    assert sorted(set(cmp.group_labels(df))) == [ABS, RELU]
+    assert group_columns(df) == ["model.activation"]
+    assert sorted(set(group_labels(df))) == [ABS, RELU]
 
 
 def test_group_columns_falls_back_to_params_without_overrides():
     df = separated_frame().drop(columns=["tags.layerlab.overrides"])
     df["params.model.name"] = "mlp"  # constant: not a group column
-    assert cmp.group_columns(df) == ["model.activation"]
+    assert group_columns(df) == ["model.activation"]
 
 
 def test_summarize_known_means_and_cis():
     rows = [run_row("relu", s, a) for s, a in enumerate([0.90, 0.92, 0.94])]
     rows += [run_row("abs", s, a) for s, a in enumerate([0.95, 0.95])]
     rows.append(run_row("relu", 9, 0.0, status="FAILED"))  # must not move the relu numbers
-    summary = cmp.summarize(frame(rows)).set_index("group")
+    summary = summarize(frame(rows)).set_index("group")
 
     relu = summary.loc[RELU]
     assert relu["n"] == 3
@@ -182,7 +189,7 @@ def test_summarize_known_means_and_cis():
 
 
 def test_summarize_n1_gives_nan_ci():
-    summary = cmp.summarize(frame([run_row("abs", 0, 0.9), run_row("relu", 0, 0.8)]))
+    summary = summarize(frame([run_row("abs", 0, 0.9), run_row("relu", 0, 0.8)]))
     assert (summary["n"] == 1).all()
     assert summary["test_acc_std"].isna().all()
     assert summary["test_acc_ci95"].isna().all()
@@ -194,7 +201,7 @@ def test_summarize_epochs_to_target_counts_misses_and_epoch_time():
         run_row("relu", 1, 0.92, val_acc_curve=[0.90, 0.92, 0.95], epoch_times=[1.0, 1.0, 1.0]),  # epoch 1
         run_row("relu", 2, 0.85, val_acc_curve=[0.5, 0.8, 0.85], epoch_times=[4.0, 4.0, 4.0]),  # never
     ]
-    row = cmp.summarize(frame(rows), target_accuracy=0.9).iloc[0]
+    row = summarize(frame(rows), target=0.9).iloc[0]
     assert row["group"] == "all runs"  # a single configuration
     assert row["epochs_to_target_mean"] == pytest.approx(1.5)
     assert row["n_reached_target"] == 2
@@ -204,12 +211,12 @@ def test_summarize_epochs_to_target_counts_misses_and_epoch_time():
 
 def test_summarize_without_finished_runs_raises():
     with pytest.raises(LayerlabError, match="no FINISHED runs"):
-        cmp.summarize(frame([run_row("abs", 0, 0.9, status="FAILED")]))
+        summarize(frame([run_row("abs", 0, 0.9, status="FAILED")]))
 
 
 def test_pairwise_separated_pair_is_significant_and_names_abs():
     df = separated_frame()
-    tests = cmp.pairwise_tests(df)
+    tests = pairwise_tests(df)
     assert len(tests) == 1
     row = tests.iloc[0]
     relu = [RELU_ACC[s] for s in range(4)]
@@ -240,7 +247,7 @@ def test_pairwise_identical_distributions_not_significant():
     a = [0.90, 0.92, 0.91, 0.93]
     b = [0.92, 0.90, 0.93, 0.91]  # same values, other seeds
     df = frame([run_row("abs", s, v) for s, v in enumerate(a)] + [run_row("relu", s, v) for s, v in enumerate(b)])
-    row = cmp.pairwise_tests(df).iloc[0]
+    row = pairwise_tests(df).iloc[0]
     assert row["diff"] == pytest.approx(0.0, abs=1e-12)
     assert row["welch_p"] == pytest.approx(1.0)
     assert row["paired_p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
@@ -254,7 +261,7 @@ def test_pairwise_loss_lower_is_better():
         [run_row("abs", s, 0.9, test_loss=v) for s, v in enumerate([0.10, 0.11, 0.12])]
         + [run_row("relu", s, 0.9, test_loss=v) for s, v in enumerate([0.30, 0.32, 0.31])]
     )
-    row = cmp.pairwise_tests(df, metric="test_loss").iloc[0]
+    row = pairwise_tests(df, metric="test_loss").iloc[0]
     assert row["significant"]
     assert row["better"] == ABS
     assert row["verdict"].startswith(f"{ABS} is better than {RELU} on test loss by 0.2000 (lower")
@@ -263,7 +270,7 @@ def test_pairwise_loss_lower_is_better():
 def test_pairwise_welch_only_when_seeds_differ():
     df = frame([run_row("abs", s, v) for s, v in zip([0, 1, 2], [0.95, 0.96, 0.97])]
                + [run_row("relu", s, v) for s, v in zip([5, 6, 7], [0.90, 0.91, 0.93])])
-    row = cmp.pairwise_tests(df).iloc[0]
+    row = pairwise_tests(df).iloc[0]
     assert row["test"] == "welch"
     assert math.isnan(row["paired_p"])
     assert row["n_pairs"] == 0
@@ -272,7 +279,7 @@ def test_pairwise_welch_only_when_seeds_differ():
 
 def test_pairwise_n1_says_test_not_possible():
     df = frame([run_row("abs", 0, 0.95), run_row("relu", 0, 0.90), run_row("relu", 1, 0.91)])
-    row = cmp.pairwise_tests(df).iloc[0]
+    row = pairwise_tests(df).iloc[0]
     assert not row["significant"]
     assert math.isnan(row["welch_p"])
     assert "test not possible" in row["verdict"] and f"n=1 in {ABS}" in row["verdict"]
@@ -281,7 +288,7 @@ def test_pairwise_n1_says_test_not_possible():
 def test_pairwise_three_groups_holm_adjusted():
     vals = {"abs": [0.95, 0.96, 0.97], "relu": [0.90, 0.92, 0.91], "tanh": [0.90, 0.91, 0.93]}
     df = frame([run_row(act, s, v) for act, vs in vals.items() for s, v in enumerate(vs)])
-    tests = cmp.pairwise_tests(df)
+    tests = pairwise_tests(df)
     assert len(tests) == 3
     raw = tests["paired_p"].to_numpy()
     order = np.argsort(raw)
@@ -296,15 +303,15 @@ def test_pairwise_three_groups_holm_adjusted():
 
 def test_write_report_and_plots(tmp_path):
     df = separated_frame()
-    summary = cmp.summarize(df)
-    tests = cmp.pairwise_tests(df)
+    summary = summarize(df)
+    tests = pairwise_tests(df)
     failed = df[df["status"] != "FINISHED"]
-    plots = cmp.plot_curves(df, tmp_path)
+    plots = plot_curves(df, tmp_path)
     assert [p.name for p in plots] == ["curves_val_accuracy.png", "curves_val_loss.png"]
     for p in plots:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    paths = cmp.write_report(summary, tests, failed, tmp_path, plots=plots)
+    paths = write_report(summary, tests, failed, tmp_path, plots=plots)
     md = paths["markdown"].read_text()
     assert "python runner.py model.activation=abs seed=4" in md
     assert "FAILED" in md
@@ -316,7 +323,7 @@ def test_write_report_and_plots(tmp_path):
 
 
 def test_rerun_command_quotes_shell_characters():
-    cmd = cmp.rerun_command(json.dumps(["model.units=[64,32]", "seed=1"]))
+    cmd = rerun_command(json.dumps(["model.units=[64,32]", "seed=1"]))
     assert cmd == "python runner.py 'model.units=[64,32]' seed=1"
 
 
@@ -373,15 +380,15 @@ def store(tmp_path_factory):
 
 
 def test_load_runs_reads_jobs_of_the_sweep_with_history(store):
-    df = cmp.load_runs(store["uri"], EXPERIMENT, SWEEP)
+    df = load_runs(store["uri"], EXPERIMENT, SWEEP)
     assert len(df) == 9
     assert (df["tags.layerlab.role"] == "job").all()
     assert (df["tags.mlflow.parentRunId"] == store["parent_id"]).all()
     assert sorted(df["status"].value_counts().items()) == [("FAILED", 1), ("FINISHED", 8)]
     row = df[df["tags.mlflow.runName"] == "abs-2"].iloc[0]
     assert row["history"]["val_sparse_categorical_accuracy"] == pytest.approx([0.75, 0.91, ABS_ACC[2]])
-    assert set(row["history"]) == set(cmp.HISTORY_METRICS)
-    assert cmp.group_columns(df) == ["model.activation"]
+    assert set(row["history"]) == set(history_keys(MetricSpec("sparse_categorical_accuracy")))
+    assert group_columns(df) == ["model.activation"]
 
 
 def test_compare_sweep_end_to_end(store, tmp_path):
@@ -391,7 +398,7 @@ def test_compare_sweep_end_to_end(store, tmp_path):
     summary = result["summary"].set_index("group")
     assert list(summary.index) == [ABS, RELU]
     assert summary.loc[ABS, "n"] == 4  # the FAILED run is excluded
-    mean, std, half, _ = cmp.mean_ci(ABS_ACC.values())
+    mean, std, half, _ = mean_ci(ABS_ACC.values())
     assert summary.loc[ABS, "test_acc_mean"] == pytest.approx(mean)
     assert summary.loc[ABS, "test_acc_ci95"] == pytest.approx(half)
     assert summary.loc[ABS, "epochs_to_target_mean"] == pytest.approx(2.0)  # 0.91 at epoch 2

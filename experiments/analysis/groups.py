@@ -1,0 +1,202 @@
+"""Which config keys a sweep varied, and the group each run belongs to.
+
+A group is one configuration of the swept keys (e.g. ``model.activation=abs``);
+its runs differ only by ``seed``, the replicate.  The swept keys come from the
+``layerlab.overrides`` tag (the overrides as typed), else from the params that
+vary across runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Sequence
+
+import pandas as pd
+
+from experiments.errors import LayerlabError
+from experiments.tracking import tags
+
+OVERRIDES_COLUMN = f"tags.{tags.OVERRIDES}"
+SEED_KEY = "seed"
+NO_GROUP_LABEL = "all runs"
+# A key present in some runs' overrides but not in others (and not in params):
+# the job ran with the config default, whose value we do not know.
+DEFAULT_VALUE = "(default)"
+
+
+def parse_overrides(value: Any) -> list[str]:
+    """Turn a ``layerlab.overrides`` cell into a list of override strings.
+
+    Args:
+        value: a JSON string, an already-parsed list, or a missing value.
+    """
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError) as exc:
+        raise LayerlabError(
+            "is not a JSON list of overrides",
+            path=tags.OVERRIDES,
+            value=value,
+            fix='log the tag as json.dumps(list_of_overrides), e.g. ["model.activation=abs", "seed=0"]',
+        ) from exc
+    if not isinstance(parsed, list):
+        raise LayerlabError("is not a JSON list", path=tags.OVERRIDES, value=value)
+    return [str(v) for v in parsed]
+
+
+def _split_override(override: str) -> tuple[str, str]:
+    """Split a Hydra override into (key, value).
+
+    ``+key=v`` and ``++key=v`` (add / force-add) count as ``key=v``; ``~key``
+    (delete) gets the value ``"(deleted)"``.
+
+    Args:
+        override: one override as typed.
+    """
+    text = override.strip()
+    deleted = text.startswith("~")
+    text = text.lstrip("~+")
+    key, sep, value = text.partition("=")
+    if deleted:
+        return key.strip(), "(deleted)"
+    return key.strip(), value.strip() if sep else ""
+
+
+def _has_overrides(df: pd.DataFrame) -> bool:
+    """Whether the frame carries the ``layerlab.overrides`` tag for any run.
+
+    Args:
+        df: runs frame.
+    """
+    return OVERRIDES_COLUMN in df.columns and df[OVERRIDES_COLUMN].notna().any()
+
+
+def _key_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One column per candidate key, one row per run, values as strings.
+
+    With overrides: every override key; a run that did not override a key
+    takes its resolved param value, else ``"(default)"``.  Without overrides:
+    every ``params.*`` column (prefix stripped).
+
+    Args:
+        df: runs frame.
+    """
+    if _has_overrides(df):
+        rows = [dict(_split_override(o) for o in parse_overrides(cell)) for cell in df[OVERRIDES_COLUMN]]
+        table = pd.DataFrame(rows, index=df.index, dtype=object)
+        for key in table.columns:
+            param = f"params.{key}"
+            if param in df.columns:
+                table[key] = table[key].where(table[key].notna(), df[param])
+            table[key] = table[key].where(table[key].notna(), DEFAULT_VALUE).astype(str)
+        return table
+    params = [c for c in df.columns if c.startswith("params.")]
+    table = df[params].copy()
+    table.columns = [c[len("params."):] for c in params]
+    return table.astype(object).where(table.notna(), DEFAULT_VALUE).astype(str)
+
+
+def group_columns(df: pd.DataFrame) -> list[str]:
+    """The swept keys: override keys whose values differ across runs.
+
+    ``seed`` is excluded (it is the replicate, not a treatment), and so are
+    ``hydra.*`` keys (launcher settings, not the model).  Without the
+    ``layerlab.overrides`` tag, falls back to the params that vary.
+
+    Args:
+        df: runs frame (usually the FINISHED runs only).
+
+    Returns:
+        Keys in first-seen order, e.g. ``["model.activation"]``; empty when
+        all runs share one configuration.
+    """
+    if df.empty:
+        return []
+    table = _key_table(df)
+    return [
+        key
+        for key in table.columns
+        if key != SEED_KEY and not key.startswith("hydra.") and table[key].nunique(dropna=False) > 1
+    ]
+
+
+def group_labels(df: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.Series:
+    """Label each run by its group, e.g. ``"model.activation=abs"``.
+
+    Args:
+        df: runs frame.
+        keys: group keys; default :func:`group_columns` of ``df``.
+
+    Returns:
+        A string Series aligned with ``df``; ``"all runs"`` when there are no
+        group keys.
+    """
+    keys = group_columns(df) if keys is None else list(keys)
+    if not keys:
+        return pd.Series(NO_GROUP_LABEL, index=df.index, dtype=object)
+    table = _key_table(df)
+    return table[keys].apply(lambda row: ", ".join(f"{k}={row[k]}" for k in keys), axis=1).astype(object)
+
+
+def value_sort_key(value: str) -> tuple:
+    """Sort numbers numerically and before strings.
+
+    Args:
+        value: a group value as a string.
+    """
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def ordered_groups(df: pd.DataFrame, keys: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+    """The distinct groups, sorted by their key values, as (label, {key: value}).
+
+    Args:
+        df: runs frame.
+        keys: group keys.
+    """
+    if not keys:
+        return [(NO_GROUP_LABEL, {})]
+    table = _key_table(df)[list(keys)].drop_duplicates()
+    values = [dict(row) for _, row in table.iterrows()]
+    values.sort(key=lambda v: tuple(value_sort_key(v[k]) for k in keys))
+    return [(", ".join(f"{k}={v[k]}" for k in keys), v) for v in values]
+
+
+def grouped(df: pd.DataFrame) -> tuple[list[str], pd.Series, list[tuple[str, dict[str, str]]]]:
+    """Group keys, run labels and the ordered groups of a frame, in one call.
+
+    Args:
+        df: runs frame (usually the FINISHED runs).
+
+    Returns:
+        ``(keys, labels, groups)``: :func:`group_columns`,
+        :func:`group_labels` and :func:`ordered_groups` (empty for an empty frame).
+    """
+    keys = group_columns(df)
+    labels = group_labels(df, keys)
+    return keys, labels, ordered_groups(df, keys) if not df.empty else []
+
+
+def seeds(df: pd.DataFrame) -> pd.Series:
+    """The seed of each run: ``params.seed``, else the ``seed=`` override, else None.
+
+    Args:
+        df: runs frame.
+    """
+    if "params.seed" in df.columns:
+        return df["params.seed"].astype(object).where(df["params.seed"].notna(), None).map(
+            lambda s: None if s is None else str(s)
+        )
+    if _has_overrides(df):
+        table = _key_table(df)
+        if SEED_KEY in table.columns:
+            return table[SEED_KEY].map(lambda s: None if s == DEFAULT_VALUE else s)
+    return pd.Series([None] * len(df), index=df.index, dtype=object)

@@ -1,0 +1,237 @@
+"""Statistics of a sweep: t-based CIs of means, pairwise Welch / paired t-tests, Holm's correction.
+
+The tests and their confidence intervals are scipy's own
+(``scipy.stats.ttest_ind(equal_var=False)``, ``scipy.stats.ttest_rel`` and
+their ``confidence_interval``); the CI of a mean uses the t distribution
+(``scipy.stats.t``).
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from experiments.analysis.formatting import fmt, fmt_p
+from experiments.analysis.groups import grouped, seeds, value_sort_key
+from experiments.analysis.metric import MetricLike, pretty_metric, resolve_metric
+from experiments.analysis.runs import final_values, finished
+from experiments.config.metrics import MetricSpec
+
+CONFIDENCE = 0.95
+
+_TEST_COLUMNS = [
+    "metric", "group_a", "group_b", "n_a", "n_b", "mean_a", "mean_b", "diff", "diff_ci_low",
+    "diff_ci_high", "welch_p", "paired_p", "n_pairs", "test", "p_holm", "significant", "better", "verdict",
+]
+
+
+def ci_half_width(std: Any, n: Any, confidence: float = CONFIDENCE) -> Any:
+    """Half width of the t-based CI of a mean: ``t(0.5 + confidence/2, n-1) * std / sqrt(n)``.
+
+    Args:
+        std: sample standard deviation(s) (ddof=1); scalar or array.
+        n: number(s) of values; the half width is NaN where ``n < 2``.
+        confidence: two-sided confidence level.
+    """
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dof = np.where(n >= 2, n - 1, np.nan)
+        return stats.t.ppf(0.5 + confidence / 2, dof) * np.asarray(std, dtype=float) / np.sqrt(n)
+
+
+def mean_ci(values: Iterable[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
+    """Mean, sample std (ddof=1) and t-based CI half width of the mean.
+
+    Args:
+        values: numbers; NaN values are ignored (and not counted in n).
+        confidence: two-sided confidence level.
+
+    Returns:
+        ``(mean, std, half_width, n)``; std and half width are NaN for n < 2,
+        everything is NaN for n = 0.
+    """
+    arr = np.asarray(list(values), dtype=float)
+    arr = arr[~np.isnan(arr)]
+    n = int(arr.size)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(arr.mean())
+    if n < 2:
+        return mean, math.nan, math.nan, n
+    std = float(arr.std(ddof=1))
+    return mean, std, float(ci_half_width(std, n, confidence)), n
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaN inputs stay NaN, are not counted).
+
+    Args:
+        pvalues: raw p-values, one per comparison.
+    """
+    valid = [(p, i) for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
+    m = len(valid)
+    adjusted = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(valid)):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def _pair_by_seed(a: pd.DataFrame, b: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Align two groups by seed when both have exactly the same seeds.
+
+    Args:
+        a: runs of group A.
+        b: runs of group B.
+        key: MLflow metric key.
+
+    Returns:
+        ``(values_a, values_b)`` in the same seed order, or ``None`` when the
+        seed sets differ, a seed is missing or repeated, or a value is NaN.
+    """
+    sa, sb = seeds(a), seeds(b)
+    if sa.isna().any() or sb.isna().any() or sa.duplicated().any() or sb.duplicated().any():
+        return None
+    if set(sa) != set(sb):
+        return None
+    va = pd.Series(final_values(a, key).to_numpy(), index=sa.to_numpy())
+    vb = pd.Series(final_values(b, key).to_numpy(), index=sb.to_numpy())
+    order = sorted(va.index, key=value_sort_key)
+    va, vb = va[order], vb[order]
+    if va.isna().any() or vb.isna().any():
+        return None
+    return va.to_numpy(), vb.to_numpy()
+
+
+def _interval(result: Any) -> tuple[float, float]:
+    """The CI of the difference of means of a scipy t-test result.
+
+    Args:
+        result: what ``stats.ttest_ind`` / ``stats.ttest_rel`` returned.
+    """
+    ci = result.confidence_interval(confidence_level=CONFIDENCE)
+    return float(ci.low), float(ci.high)
+
+
+def pairwise_tests(
+    df: pd.DataFrame, metric: MetricLike = None, *, mode: str | None = None, alpha: float = 0.05
+) -> pd.DataFrame:
+    """Compare every pair of groups on the final test value of a metric with t-tests.
+
+    The decision uses the paired t-test (``scipy.stats.ttest_rel``) when both
+    groups ran exactly the same seeds (the seed fixes init and data order, so
+    pairing removes that noise), else Welch's t-test
+    (``scipy.stats.ttest_ind(equal_var=False)``).  Both p-values are reported.
+    With more than one pair, the decision p-value is Holm-adjusted over all
+    pairs so that running many comparisons does not manufacture a "winner".
+
+    Args:
+        df: runs frame; only FINISHED runs are used.
+        metric: the compared metric (base name such as ``accuracy``, its
+            ``test_`` key, or a spec); ``None``: the runs' ``layerlab.metric``
+            tag (see :func:`experiments.analysis.metric.resolve_metric`).
+        mode: ``"max"``/``"min"``; default from the tag or the metric's name.
+        alpha: significance level.
+
+    Returns:
+        One row per pair, columns: ``metric`` (the ``test_`` key),
+        ``group_a``, ``group_b``, ``n_a``, ``n_b``, ``mean_a``, ``mean_b``,
+        ``diff`` (mean_a - mean_b), ``diff_ci_low``, ``diff_ci_high`` (95% CI
+        of the difference, from the deciding test), ``welch_p``, ``paired_p``
+        (NaN when not paired), ``n_pairs``, ``test``
+        (``paired``/``welch``/``none``), ``p_holm``, ``significant`` (bool),
+        ``better`` (label of the better group when significant, else ``""``),
+        ``verdict`` (a sentence).
+    """
+    spec = resolve_metric(df, metric, mode)
+    key = spec.test
+    fin = finished(df)
+    _, labels, groups = grouped(fin)
+    rows = []
+    for (ga, _), (gb, _) in combinations(groups, 2):
+        a, b = fin[labels == ga], fin[labels == gb]
+        va, vb = final_values(a, key).dropna().to_numpy(), final_values(b, key).dropna().to_numpy()
+        row: dict[str, Any] = {
+            "metric": key, "group_a": ga, "group_b": gb, "n_a": len(va), "n_b": len(vb),
+            "mean_a": float(va.mean()) if len(va) else math.nan,
+            "mean_b": float(vb.mean()) if len(vb) else math.nan,
+            "diff_ci_low": math.nan, "diff_ci_high": math.nan,
+            "welch_p": math.nan, "paired_p": math.nan, "n_pairs": 0, "test": "none",
+        }
+        row["diff"] = row["mean_a"] - row["mean_b"]
+        if len(va) >= 2 and len(vb) >= 2:
+            welch = stats.ttest_ind(va, vb, equal_var=False)
+            row["welch_p"] = float(welch.pvalue)
+            row["test"] = "welch"
+            row["diff_ci_low"], row["diff_ci_high"] = _interval(welch)
+            paired = _pair_by_seed(a, b, key)
+            if paired is not None and len(paired[0]) >= 2:
+                rel = stats.ttest_rel(*paired)
+                row["n_pairs"] = len(paired[0])
+                row["paired_p"] = float(rel.pvalue)
+                if math.isfinite(row["paired_p"]):
+                    row["test"] = "paired"
+                    row["diff_ci_low"], row["diff_ci_high"] = _interval(rel)
+        rows.append(row)
+
+    # p-value the decision rests on (NaN when no test was possible/defined).
+    decision = [r["paired_p"] if r["test"] == "paired" else r["welch_p"] for r in rows]
+    n_tests = sum(math.isfinite(p) for p in decision)
+    for row, p_adj in zip(rows, holm(decision)):
+        row["p_holm"] = p_adj
+        row["significant"] = bool(math.isfinite(p_adj) and p_adj < alpha)
+        a_better = spec.better(row["mean_a"], row["mean_b"])
+        row["better"] = (row["group_a"] if a_better else row["group_b"]) if row["significant"] else ""
+        row["verdict"] = _verdict(row, spec, alpha, n_tests)
+    return pd.DataFrame(rows, columns=_TEST_COLUMNS)
+
+
+def _verdict(row: dict[str, Any], spec: MetricSpec, alpha: float, n_tests: int) -> str:
+    """One sentence that states the result of a pairwise comparison.
+
+    Args:
+        row: a row of :func:`pairwise_tests` (before the verdict).
+        spec: the compared metric.
+        alpha: significance level.
+        n_tests: number of comparisons the Holm correction covers.
+    """
+    ga, gb, name = row["group_a"], row["group_b"], pretty_metric(spec.test)
+    if row["n_a"] < 2 or row["n_b"] < 2:
+        small = ", ".join(f"n={n} in {g}" for g, n in ((ga, row["n_a"]), (gb, row["n_b"])) if n < 2)
+        return (
+            f"{ga} vs {gb} on {name}: test not possible ({small}; "
+            f"need at least 2 finished runs per group)."
+        )
+    if row["test"] == "none" or not math.isfinite(row["welch_p"] if row["test"] == "welch" else row["paired_p"]):
+        return (
+            f"{ga} vs {gb} on {name}: test not possible (no variance in either group; "
+            f"means {fmt(row['mean_a'])} and {fmt(row['mean_b'])})."
+        )
+    ps = [f"Welch p={fmt_p(row['welch_p'])}"]
+    if row["test"] == "paired":
+        ps = [f"paired p={fmt_p(row['paired_p'])} over {row['n_pairs']} seeds"] + ps
+    if n_tests > 1:
+        ps.append(f"Holm-adjusted p={fmt_p(row['p_holm'])} over {n_tests} comparisons")
+    ptext = ", ".join(ps)
+    if row["significant"]:
+        a_better = spec.better(row["mean_a"], row["mean_b"])
+        better, worse = (ga, gb) if a_better else (gb, ga)
+        # Express the gap and its CI as "better minus worse" in the good direction.
+        sign = 1 if a_better == spec.higher_is_better else -1
+        lo, hi = sorted((sign * row["diff_ci_low"], sign * row["diff_ci_high"]))
+        direction = "higher" if spec.higher_is_better else "lower"
+        return (
+            f"{better} is better than {worse} on {name} by {fmt(abs(row['diff']))} ({direction}; "
+            f"95% CI {fmt(lo)} to {fmt(hi)}), significant at alpha={alpha:g} ({ptext})."
+        )
+    return (
+        f"No significant difference between {ga} and {gb} on {name} at alpha={alpha:g}: "
+        f"difference of means {row['diff']:+.4f} ({ga} minus {gb}; 95% CI {fmt(row['diff_ci_low'])} "
+        f"to {fmt(row['diff_ci_high'])}), {ptext}."
+    )
