@@ -71,13 +71,14 @@ def log_runs(client, exp_id: str, start: int, stop: int, epochs: int) -> None:
 
 
 def bulk_histories(client, run_ids: list[str]) -> float:
-    """Seconds to fetch the HISTORY_METRICS of all runs with the SQL store's bulk query."""
-    from experiments.analysis.compare import HISTORY_METRICS
+    """Seconds to fetch the metric histories the comparison reads, with the SQL store's bulk query."""
+    from experiments.analysis.runs import history_keys
+    from experiments.config.metrics import MetricSpec
 
     store = client._tracking_client.store
     t0 = time.perf_counter()
     got = 0
-    for key in HISTORY_METRICS:
+    for key in history_keys(MetricSpec("sparse_categorical_accuracy")):
         for i in range(0, len(run_ids), 500):
             got += len(store.get_metric_history_bulk(run_ids[i:i + 500], key, max_results=10**7))
     return time.perf_counter() - t0

@@ -5,7 +5,10 @@ A command-line entry only; the code is :mod:`experiments.analysis`.
 
 import sys
 
-from experiments.analysis.compare import main
+from experiments.process import configure_process
 
 if __name__ == "__main__":
+    configure_process()
+    from experiments.analysis.compare import main
+
     sys.exit(main())
