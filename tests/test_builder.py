@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 import keras
 import layers
-from experiments.models.builder import build_model, count_params
+from experiments.models import build_model, count_params
 from experiments.errors import ModelGraphError
 from tests.conftest import compose, run_cli
 
