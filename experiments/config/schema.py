@@ -111,14 +111,16 @@ class SweepSchema:
 
 @dataclass
 class ModelSchema:
-    """The model group's own keys; the graph keys are checked by :mod:`experiments.models`."""
+    """The model group's own keys.
+
+    The graph keys (``layers``, ``nodes``, ...) are checked by :mod:`experiments.models`,
+    which knows the registry; any other key is a model variable of the user's
+    (``hidden_units: 128``, referred to as ``${model.hidden_units}``).
+    """
 
     name: str = spec(expect="the model's name (conf/model/<name>.yaml)")
     activation: Optional[str] = spec(None, expect="an activation name such as abs or relu")
     description: Optional[str] = spec(None, expect="a sentence")
-
-
-MODEL_GRAPH_KEYS = ("input", "layers", "inputs", "nodes", "outputs", "blocks")
 
 
 @dataclass
@@ -156,7 +158,7 @@ def validate(cfg: DictConfig) -> dict:
     for group, schema in GROUPS.items():
         if group in data:
             check_node(schema, data[group], group)
-    check_node(ModelSchema, data["model"], "model", extra=lambda k: k in MODEL_GRAPH_KEYS)
+    check_node(ModelSchema, data["model"], "model", extra=lambda key: True)
     validate_dataset(data["dataset"])
     return data
 

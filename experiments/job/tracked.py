@@ -55,6 +55,7 @@ class TrackedJob:
         self.cfg = cfg
         self.ctx = ctx
         self.out_dir = Path(ctx.output_dir or tempfile.mkdtemp(prefix="layerlab-")).resolve()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.uri = resolve_uri(select(cfg, "tracking.uri", None))
         self.hash = config_hash(cfg)
         self.metric = compared_metric(cfg)
