@@ -15,6 +15,8 @@ import pytest
 from experiments.tracking import uri as tracking
 from tests.conftest import ROOT, TINY, run_cli
 
+pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
+
 
 @pytest.fixture(scope="module")
 def one_run(tmp_path_factory):
@@ -111,8 +113,6 @@ pyfunc = mlflow.pyfunc.load_model(model_uri)
 p1 = np.argmax(np.asarray(pyfunc.predict(x)), axis=1)
 local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=out)
 import glob
-
-pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
 keras_file = glob.glob(local + "/**/*.keras", recursive=True)[0]
 model = keras.models.load_model(keras_file, safe_mode=True)
 p2 = np.argmax(model.predict(x, verbose=0), axis=1)
