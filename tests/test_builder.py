@@ -141,6 +141,7 @@ def test_every_validation_error_names_the_path_and_a_fix(case):
     assert "\n" not in msg and len(msg) < 700, msg  # one short paragraph
 
 
+@pytest.mark.slow
 def test_dry_run_prints_config_and_summary_without_training(tmp_path, store):
     proc = run_cli("dry_run=true", "model=class_mlp_functional", "model.activation=elu",
                    f"tracking.uri={store}", tmp_path=tmp_path)
@@ -153,6 +154,7 @@ def test_dry_run_prints_config_and_summary_without_training(tmp_path, store):
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.slow
 def test_list_layers(tmp_path):
     proc = run_cli("list_layers=true", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -160,6 +162,7 @@ def test_list_layers(tmp_path):
         assert name in proc.stdout
 
 
+@pytest.mark.slow
 def test_bad_model_yaml_on_the_command_line_gives_one_paragraph_and_exit_2(tmp_path):
     proc = run_cli("dry_run=true", "model.layers.2.type=Dence", tmp_path=tmp_path)
     assert proc.returncode == 2

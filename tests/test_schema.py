@@ -104,3 +104,13 @@ def test_yaml_comments_document_every_training_key():
         if line and not line.startswith(("#", " ")) and ":" in line and not line.rstrip().endswith(":"):
             assert "#" in line, f"undocumented key: {line}"
 
+
+
+def test_precheck_uses_hydra_to_reject_an_unknown_group_option():
+    from experiments.config.precheck import CONF, check, check_group_options
+
+    assert (CONF / "config.yaml").is_file()
+    with pytest.raises(ConfigError) as info:
+        check_group_options(["model=lambda_mlp,lamda_mlp"])
+    assert info.value.path == "model" and "did you mean 'lambda_mlp'" in str(info.value)
+    check(["model=class_mlp", "training.epochs=3", "seed=0,1"])  # valid: no error

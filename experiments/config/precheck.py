@@ -16,7 +16,7 @@ import yaml
 
 from experiments.errors import ConfigError
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 _OPTION_LIST = re.compile(r"^[\w\-/.,]+$")
 
 
@@ -34,26 +34,38 @@ def check_yaml_files(conf: Path = CONF) -> None:
 
 
 def check_group_options(args: list[str], conf: Path = CONF) -> None:
-    """``group=option`` overrides name existing files (comma lists checked one by one)."""
+    """``group=option`` overrides name existing options (comma lists checked one by one).
+
+    Hydra itself decides: each option is composed, and Hydra's own
+    :class:`~hydra.errors.MissingConfigException` (with the options it knows)
+    becomes one paragraph with the closest names.
+    """
     if any(a in ("-cd", "--config-dir", "-cp", "--config-path") or a.startswith(("--config-dir=", "--config-path="))
            for a in args):
         return  # other config sources can add options we cannot see from here
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import MissingConfigException
+
     for arg in args:
         if arg.startswith("-") or "=" not in arg:
             continue
         key, value = arg.split("=", 1)
         group = key.lstrip("+~")
-        folder = conf / group
-        if "." in group or group.startswith("hydra") or not folder.is_dir() or not _OPTION_LIST.match(value):
+        if "." in group or group.startswith("hydra") or not (conf / group).is_dir() or not _OPTION_LIST.match(value):
             continue  # a value, a Hydra/plugin group, or a sweep function (glob, range): Hydra checks those
-        options = sorted(p.stem for p in folder.glob("*.yaml"))
-        for option in value.split(","):
-            if option and option not in options:
+        for option in filter(None, value.split(",")):
+            try:
+                with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+                    compose("config", overrides=[f"{key}={option}"])
+            except MissingConfigException as exc:
+                options = sorted(exc.options or [])
                 close = difflib.get_close_matches(option, options, n=3, cutoff=0.5)
                 hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
                 raise ConfigError(f"no option {option!r} in config group {group!r}{hint}", path=group, value=option,
                                   fix=f"choose one of {', '.join(options)} (files in conf/{group}/), "
-                                      f"or add conf/{group}/{option}.yaml")
+                                      f"or add conf/{group}/{option}.yaml") from None
+            except Exception:
+                continue  # anything else (a bad value elsewhere) is reported by the job itself
 
 
 def extra_config_dirs(args: list[str]) -> list[Path]:
