@@ -40,7 +40,8 @@ from experiments.training.callbacks import make_callbacks
 from experiments.training.compile import compile_model
 from experiments.training.distribute import is_chief, make_strategy, shard_by_data
 from experiments.training.loop import fit_and_score
-from experiments.training.runtime import setup_runtime, worker_threads
+from experiments.training.runtime import setup_runtime
+from experiments.training.threads import worker_threads
 
 
 class TrackedJob:

@@ -33,7 +33,7 @@ from experiments.tracking import tags
 from experiments.tracking.redaction import tags_json
 from experiments.tracking.store import ensure_experiment, git_state
 from experiments.tracking.uri import check_store, resolve_uri
-from experiments.training.runtime import worker_threads
+from experiments.training.threads import worker_threads
 
 _ACTIVE: SweepState | None = None
 EVER_STARTED = False  # a sweep ran in this process (its launcher may own worker processes)

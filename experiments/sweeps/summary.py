@@ -11,7 +11,6 @@ import shlex
 
 import mlflow
 
-from experiments.analysis.compare import compare_sweep
 from experiments.sweeps.state import SweepState
 from experiments.tracking import tags
 from experiments.tracking.uri import open_hint
@@ -47,6 +46,10 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
     finished = [row for row in rows if row["status"] == "FINISHED"]
     if state.compare and len(finished) >= 1:
         try:
+            # Imported here, not at the top: Hydra instantiates this package's callback for single runs
+            # too, and the statistics stack (scipy.stats, ~0.4 s) is needed only at the end of a sweep.
+            from experiments.analysis.compare import compare_sweep
+
             report = compare_sweep(state.uri, state.experiment, sweep_id=state.sweep_id, out_dir=out / "comparison",
                                    metric=state.metric.name, mode=state.metric.mode, target=state.target)
             client.log_artifacts(state.parent_run_id, str(out / "comparison"), "comparison")

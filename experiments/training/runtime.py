@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -10,25 +9,6 @@ import keras
 
 from experiments.config.access import select
 from experiments.training.distribute import configure_devices
-
-
-def worker_threads(launcher: Any) -> int | None:
-    """CPU threads per job under a parallel launcher, so parallel jobs do not oversubscribe the cores.
-
-    Args:
-        launcher: the ``hydra.launcher`` node of the job's Hydra config (None outside Hydra).
-
-    Returns:
-        cores // parallel jobs for the joblib launcher, else None (TensorFlow's default: all cores).
-    """
-    target = str(select(launcher, "_target_", "") or "") if launcher is not None else ""
-    if "joblib" not in target.lower():
-        return None
-    cores = os.cpu_count() or 1
-    n_jobs = int(select(launcher, "n_jobs", -1) or -1)
-    if n_jobs <= 0:  # joblib: -1 = all cores, -2 = all but one, ...
-        n_jobs = max(1, cores + 1 + n_jobs)
-    return max(1, cores // n_jobs)
 
 
 def setup_runtime(cfg, launcher_threads: int | None = None) -> None:
@@ -39,7 +19,8 @@ def setup_runtime(cfg, launcher_threads: int | None = None) -> None:
 
     Args:
         cfg: the job config (``training.threads`` wins over ``launcher_threads``).
-        launcher_threads: the share of the cores of one parallel job (:func:`worker_threads`).
+        launcher_threads: the share of the cores of one parallel job
+            (:func:`experiments.training.threads.worker_threads`).
     """
     import tensorflow as tf
 
