@@ -43,7 +43,7 @@ PLAIN = ROOT / "bench" / "plain_keras.py"
 RUNNER = ROOT / "runner.py"
 
 # Targets of the issue.
-TARGET_C_VS_A_WALL = 1.15
+TARGET_C_VS_A_WALL = 1.10  # issue 11: the layered package must not be slower than this
 TARGET_C_VS_B_WALL = 0.60
 TARGET_C_VS_A_EPOCH = 1.00
 
