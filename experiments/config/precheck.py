@@ -91,7 +91,7 @@ def check_sweep_overrides(args: list[str]) -> None:
         if override.value_type == ValueType.INTERVAL_SWEEP:
             raise ConfigError(
                 "Hydra's basic sweeper enumerates values (a,b,c, range(), glob()) and cannot sample an "
-                "interval(...)", path=override.get_key_element(), value=override.input_line,
+                "interval(...)", path=override.get_key_element(), value=override.input_line.split("=", 1)[1],
                 fix="list the values to try (e.g. optimizer.learning_rate=0.0001,0.001,0.01), or use a search "
                     "sweeper that samples intervals (hydra/sweeper=optuna with hydra-optuna-sweeper installed)")
 
