@@ -68,6 +68,34 @@ def check_group_options(args: list[str], conf: Path = CONF) -> None:
                 continue  # anything else (a bad value elsewhere) is reported by the job itself
 
 
+def check_sweep_overrides(args: list[str]) -> None:
+    """Hydra's basic sweeper enumerates lists, ``range()`` and ``glob()``; it cannot sample ``interval()``.
+
+    Left to Hydra, such a sweep fails inside the sweeper after the sweep has
+    started; here it stops first, with the override and the way out.
+    """
+    if not any(a in ("-m", "--multirun") for a in args):
+        return
+    if any(a.split("=", 1)[0].lstrip("+~") == "hydra/sweeper" and a.split("=", 1)[1] != "basic"
+           for a in args if "=" in a):
+        return  # another sweeper decides what it accepts
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+
+    candidates = [a for a in args if "=" in a and not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(candidates)
+    except Exception:
+        return  # a syntax error: Hydra's own message names it
+    for override in parsed:
+        if override.value_type == ValueType.INTERVAL_SWEEP:
+            raise ConfigError(
+                "Hydra's basic sweeper enumerates values (a,b,c, range(), glob()) and cannot sample an "
+                "interval(...)", path=override.get_key_element(), value=override.input_line.split("=", 1)[1],
+                fix="list the values to try (e.g. optimizer.learning_rate=0.0001,0.001,0.01), or use a search "
+                    "sweeper that samples intervals (hydra/sweeper=optuna with hydra-optuna-sweeper installed)")
+
+
 def extra_config_dirs(args: list[str]) -> list[Path]:
     """Folders given with ``--config-dir``/``-cd`` (they are composed too)."""
     dirs = []
@@ -84,3 +112,4 @@ def check(args: list[str]) -> None:
         if conf.is_dir():
             check_yaml_files(conf)
     check_group_options(args)
+    check_sweep_overrides(args)

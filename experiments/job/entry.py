@@ -1,24 +1,22 @@
 """One Hydra job, start to end: ``run_job(cfg)`` is what ``runner.py`` calls for every job.
 
 It validates the config against the schema, then lists the registry, makes
-a dry run (build + summary, nothing logged) or hands the job to
+a dry run (build + summary, nothing logged: :mod:`experiments.job.dry_run`) or hands the job to
 :class:`~experiments.job.tracked.TrackedJob`, which owns the MLflow run.
 User errors come out as one paragraph (:class:`~experiments.errors.LayerlabError`).
 """
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import layers
-from experiments.config.access import resolved_container
+from experiments.config.access import select
 from experiments.config.schema import validate
 from experiments.job.context import hydra_context
-from experiments.job.prepare import prepare
+from experiments.job.dry_run import dry_run
 from experiments.job.result import JobResult
 from experiments.job.tracked import TrackedJob
-from experiments.models import count_params, summary_text
-from experiments.training.compile import compile_model
 from experiments.training.interrupts import graceful_interrupts
 
 
@@ -41,26 +39,14 @@ def list_registry() -> str:
     ])
 
 
-def dry_run(cfg: DictConfig) -> JobResult:
-    """Build and compile the model, print the config and the summary; nothing is trained or logged."""
-    data, model = prepare(cfg)
-    compile_model(model, cfg)  # checks optimizer, loss and metric names too
-    print(OmegaConf.to_yaml(resolved_container(cfg), sort_keys=False), end="")
-    print(summary_text(model), end="")
-    counts = count_params(model)
-    print(f"dry run: {cfg.model.name} builds with {counts['total']:,} params "
-          f"({counts['trainable']:,} trainable); data {data.name} {tuple(data.input_shape)}, "
-          f"{len(data.train[1])}/{len(data.val[1])}/{len(data.test[1])} train/val/test. Nothing trained or logged.")
-    return JobResult(status="DRY_RUN")
-
-
 def run_job(cfg: DictConfig) -> JobResult:
     """Run one job. Raises :class:`LayerlabError` (or KeyboardInterrupt) on failure."""
+    ctx = hydra_context()
+    if select(cfg, "dry_run", False) is True and select(cfg, "list_layers", False) is not True:
+        return dry_run(cfg, ctx)
     validate(cfg)
     if cfg.list_layers:
         print(list_registry())
         return JobResult(status="LISTED")
-    if cfg.dry_run:
-        return dry_run(cfg)
     with graceful_interrupts():
-        return TrackedJob(cfg, hydra_context()).run()
+        return TrackedJob(cfg, ctx).run()

@@ -64,17 +64,22 @@ class SweepCallback(Callback):
 
 
 def start_sweep(config: DictConfig) -> SweepState:
-    """Create the store and experiment once, and open the sweep's parent run."""
+    """Create the store and experiment once, and open the sweep's parent run (none for a dry run)."""
     global EVER_STARTED
     EVER_STARTED = True
+    sweep_dir = Path(str(_sel(config, "hydra.sweep.dir", "multirun")))
+    metric = compared_metric(config)
+    if _sel(config, "dry_run", False) is True:
+        print("layerlab: dry run of a sweep: every job is composed, validated and built; nothing is logged",
+              flush=True)
+        return SweepState(uri="", experiment="", experiment_id="", parent_run_id=None, sweep_id="dry-run",
+                          sweep_dir=sweep_dir, metric=metric, compare=False, dry_run=True)
     uri = resolve_uri(_sel(config, "tracking.uri"))
     check_store(uri, float(_sel(config, "tracking.timeout_s", 10)))
     experiment = str(_sel(config, "tracking.experiment", "layerlab"))
     exp_id = ensure_experiment(uri, experiment, _sel(config, "tracking.artifact_root"))
-    sweep_dir = Path(str(_sel(config, "hydra.sweep.dir", "multirun")))
     sweep_id = f"{sweep_dir.name.replace(':', '-')}-{uuid.uuid4().hex[:6]}"
     overrides = [str(o) for o in (_sel(config, "hydra.overrides.task", []) or [])]
-    metric = compared_metric(config)
     parent = mlflow.MlflowClient(uri).create_run(exp_id, run_name=f"sweep {sweep_id}", tags={
         tags.ROLE: tags.ROLE_PARENT,
         tags.SWEEP_ID: sweep_id,
@@ -106,6 +111,8 @@ def finalize_active(interrupted: bool, failed: bool = False) -> None:
         finalize(state, interrupted, failed)
     except Exception as exc:  # never mask the sweep's own outcome
         print(f"layerlab: could not finalise sweep {state.sweep_id}: {type(exc).__name__}: {exc}", flush=True)
+        if state.parent_run_id is None:
+            return
         try:
             mlflow.MlflowClient(state.uri).set_terminated(state.parent_run_id, "KILLED" if interrupted else "FAILED")
         except Exception:

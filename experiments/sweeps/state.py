@@ -21,15 +21,17 @@ class SweepState:
         metric: the compared metric (:func:`experiments.config.metrics.compared_metric`).
         compare: run the statistical comparison at the end.
         target: the validation value whose "epochs to reach" is reported.
+        dry_run: a ``dry_run=true`` sweep: no parent run, nothing logged (``parent_run_id`` is None).
     """
 
     uri: str
     experiment: str
     experiment_id: str
-    parent_run_id: str
+    parent_run_id: str | None
     sweep_id: str
     sweep_dir: Path
     metric: MetricSpec
     compare: bool = True
     target: float = 0.9
+    dry_run: bool = False
     finalized: bool = False

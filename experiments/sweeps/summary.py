@@ -11,6 +11,7 @@ import shlex
 
 import mlflow
 
+from experiments.job.records import read_records
 from experiments.sweeps.state import SweepState
 from experiments.tracking import tags
 from experiments.tracking.uri import open_hint
@@ -18,6 +19,8 @@ from experiments.tracking.uri import open_hint
 
 def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) -> dict:
     """List the jobs, compare them, log the reports and close the parent run."""
+    if state.dry_run:
+        return finalize_dry_run(state)
     client = mlflow.MlflowClient(state.uri)
     runs = client.search_runs([state.experiment_id], filter_string=f"tags.`{tags.SWEEP_ID}` = '{state.sweep_id}' "
                               f"and tags.`{tags.ROLE}` = '{tags.ROLE_JOB}'", max_results=5000)
@@ -57,11 +60,32 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
             print(f"layerlab: comparison skipped: {type(exc).__name__}: {exc}", flush=True)
     # No job at all (the launcher itself failed) or a non-zero exit is a failed sweep too.
     status = "KILLED" if interrupted else ("FAILED" if failed or not rows or failed_exit else "FINISHED")
+    if not rows:
+        client.set_tag(state.parent_run_id, tags.ERROR, NO_JOB_STARTED)
     client.log_metric(state.parent_run_id, "jobs_finished", len(finished))
     client.log_metric(state.parent_run_id, "jobs_failed", len(failed))
     client.set_terminated(state.parent_run_id, status)
     print(_summary_terminal(state, rows, failed, status, report), flush=True)
     return {"status": status, "rows": rows, "report": report}
+
+
+NO_JOB_STARTED = ("no job of the sweep started: the sweeper or the launcher stopped it before its first job "
+                  "(its message is in the terminal above)")
+
+
+def finalize_dry_run(state: SweepState) -> dict:
+    """One line for a dry-run sweep: configs composed, valid and invalid (with why); nothing logged."""
+    records, silent = read_records(state.sweep_dir) if state.sweep_dir.is_dir() else ([], [])
+    bad = [r for r in records if not r.get("valid")]
+    valid = len(records) - len(bad)
+    line = (f"layerlab: dry run: {len(records) + len(silent)} config(s) composed, {valid} valid (validated and built), "
+            f"{len(bad) + len(silent)} invalid; nothing was logged")
+    print(line + ("." if not bad and not silent else ":"), flush=True)
+    for r in bad:
+        print(f"  job {r.get('job')} ({' '.join(r.get('overrides', []))}): {r.get('error', '')}", flush=True)
+    for name in silent:
+        print(f"  job {name}: ended without a result (see its output in {state.sweep_dir / name})", flush=True)
+    return {"status": "DRY_RUN", "valid": valid, "invalid": len(bad) + len(silent)}
 
 
 def _fmt(v) -> str:

@@ -10,20 +10,63 @@ from __future__ import annotations
 
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
+
+from filelock import FileLock, Timeout
 
 from experiments.errors import TrackingError
 from experiments.tracking import tags
-from experiments.tracking.uri import PROJECT_ROOT, check_artifact_location, default_artifact_root
+from experiments.tracking.uri import PROJECT_ROOT, check_artifact_location, default_artifact_root, sqlite_path
+
+# Bounded wait for another process that is creating the same SQLite store (seconds). Creating a fresh
+# store (MLflow's schema migrations) took about 1 s here; 120 s leaves room for a slow disk.
+STORE_LOCK_TIMEOUT_S = 120.0
+
+
+@contextmanager
+def store_lock(uri: str, timeout_s: float = STORE_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the cross-process lock of a SQLite store (``<file>.lock`` beside it); a no-op for servers.
+
+    Several processes opening a *fresh* SQLite store at once each run MLflow's
+    schema migration and corrupt it ("duplicate column", "table already
+    exists"); and ``create_experiment`` races between processes.  Everything
+    that may create the store or an experiment runs under this lock, so any
+    number of runs and sweeps can start at once.  A database server
+    (PostgreSQL behind ``mlflow server``) needs no lock: it migrates once at
+    its own start.
+    """
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    lock = FileLock(f"{path}.lock", timeout=timeout_s)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise TrackingError(f"another process has held the lock {path}.lock for {timeout_s:g} s while creating or "
+                            f"migrating the store", path="tracking.uri",
+                            fix=f"wait for the other runs to start, or delete {path}.lock if no layerlab "
+                                "process is running") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def ensure_experiment(uri: str, name: str, artifact_root: str | None = None) -> str:
-    """The id of experiment ``name``, creating it (once) if needed.
+    """The id of experiment ``name``, creating the store and the experiment (once) if needed.
 
-    Safe against another process creating it at the same moment: the loser
-    of the race looks the experiment up again instead of failing.
+    Safe against other processes doing the same at the same moment: a SQLite
+    store is opened under :func:`store_lock`; on a server, the loser of the
+    race looks the experiment up again instead of failing.
     """
+    with store_lock(uri):
+        return _ensure_experiment(uri, name, artifact_root)
+
+
+def _ensure_experiment(uri: str, name: str, artifact_root: str | None) -> str:
     import mlflow
     from mlflow.exceptions import MlflowException
 

@@ -43,12 +43,19 @@ def resolve_uri(configured: str | None) -> str:
     return uri
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for any other store, or an in-memory one)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    rest = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(rest) if rest and rest != ":memory:" else None
+
+
 def default_artifact_root(experiment: str, uri: str | None = None) -> str:
     """``mlartifacts/<experiment>`` beside a SQLite store (the project root for any other store)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment)
-    base = PROJECT_ROOT
-    if uri and uri.startswith("sqlite:///"):
-        base = Path(uri[len("sqlite:///"):]).parent
+    db = sqlite_path(uri) if uri else None
+    base = db.parent if db is not None else PROJECT_ROOT
     return (base / "mlartifacts" / safe).as_uri()
 
 
@@ -74,7 +81,7 @@ def check_store(uri: str, timeout_s: float = 10.0) -> None:
                     "start it (`make mlflow-server` starts one on port 5005, or `mlflow server --host 127.0.0.1`), check the host "
                     "and port, or log locally with `tracking=local` (unset MLFLOW_TRACKING_URI)")) from None
     elif parsed.scheme == "sqlite":
-        path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+        path = sqlite_path(uri)
         if path is not None:
             folder = path.parent
             if not folder.exists():
