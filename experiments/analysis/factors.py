@@ -202,7 +202,9 @@ def interaction_tests(
     compared = compared_factors(swept, compare_by)
     rows = []
     done: set[frozenset] = set()
-    for factor in compared:
+    # The last swept key is phrased as the contrast (model=a,b model.activation=abs,relu: "the abs-minus-relu
+    # difference, between the models"); the test is symmetric, so each pair of factors is tested once.
+    for factor in reversed(compared):
         for by in (k for k in swept if k != factor):
             if frozenset((factor, by)) in done:
                 continue

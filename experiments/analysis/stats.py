@@ -232,7 +232,8 @@ def compare_two(
         row["diff_ci_low"], row["diff_ci_high"] = _interval(welch)
         row["effect_size"], row["effect_kind"] = hedges_g(va, vb), "g"
         paired = _pair_by_seed(a, b, key, replicate_key)
-        if paired is not None and len(paired[0]) >= 2:
+        # Identical differences for every replicate: the paired t is undefined (sd 0), so Welch decides.
+        if paired is not None and len(paired[0]) >= 2 and np.ptp(paired[0] - paired[1]) > 0:
             rel = stats.ttest_rel(*paired)
             row["n_pairs"] = len(paired[0])
             row["paired_p"] = float(rel.pvalue)
