@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # The tests also exercise the optional scale-out extras (PostgreSQL driver, Ray and
-# SLURM launchers). Note: hydra-ray-launcher pins cloudpickle<3 (joblib goes to 1.5.x).
+# SLURM launchers) and the real-browser test (playwright from the dev extra, Debian's chromium
+# through scripts/install_browser.sh). Note: hydra-ray-launcher pins cloudpickle<3 (joblib goes to 1.5.x).
 TEST_STAMP := $(VENV)/.installed-test
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
@@ -17,8 +18,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-$(TEST_STAMP): $(STAMP)
+$(TEST_STAMP): $(STAMP) scripts/install_browser.sh
 	$(PY) -m pip install --quiet -e '.[dev,postgres,ray,slurm]'
+	scripts/install_browser.sh
 	touch $(TEST_STAMP)
 
 install: $(STAMP)

@@ -48,6 +48,14 @@ def test_2x2_sweep_gives_one_parent_and_four_children(launcher, tmp_path, store)
     assert parent.data.metrics["jobs_finished"] == 4 and parent.data.metrics["jobs_failed"] == 0
     assert "model.activation=abs" in proc.stdout and "model.activation=relu" in proc.stdout
     assert f"sweep {sweep_id} FINISHED: 4/4 jobs finished" in proc.stdout
+    # The sweep at a glance in the UI: children named by what differs, the parent's description, best run.
+    assert {c.info.run_name for c in children} == {"activation=abs seed=0", "activation=abs seed=1",
+                                                   "activation=relu seed=0", "activation=relu seed=1"}
+    assert "Comparisons along each factor" in parent.data.tags["mlflow.note.content"]
+    assert parent.data.tags["best_run"] in {c.info.run_name for c in children}
+    assert parent.data.params["best_run"] == parent.data.tags["best_run"]
+    assert {"test_acc_mean/activation:abs", "test_acc_ci95/activation:relu"} <= set(parent.data.metrics)
+    assert all({d.dataset.name.split(" (")[0] for d in c.inputs.dataset_inputs} == {"mnist_sample"} for c in children)
 
 
 def test_joblib_workers_get_their_share_of_the_cores(tmp_path, store):

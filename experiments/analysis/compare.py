@@ -34,6 +34,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from experiments.analysis.curves import plot_curves
+from experiments.analysis.factor_report import description_markdown, render_factor_table
+from experiments.analysis.factors import all_verdicts, factor_tests, interaction_tests
+from experiments.analysis.groups import SEED_KEY
 from experiments.analysis.metric import FALLBACK_METRIC, MetricLike, pretty_metric, resolve_metric
 from experiments.analysis.report import render_table, write_report
 from experiments.analysis.runs import load_runs, not_finished
@@ -55,8 +58,11 @@ def compare_sweep(
     metric: MetricLike = None,
     mode: str | None = None,
     alpha: float = 0.05,
+    replicate_key: str = SEED_KEY,
+    compare_by: Sequence[str] | None = None,
+    all_pairs: bool = False,
 ) -> dict[str, Any]:
-    """Load a sweep's runs, summarize, test, plot and write the report.
+    """Load a sweep's runs, summarize, compare along each factor, plot and write the report.
 
     Args:
         tracking_uri: MLflow tracking URI (``None``: ``$MLFLOW_TRACKING_URI``,
@@ -74,33 +80,48 @@ def compare_sweep(
         mode: ``"max"`` or ``"min"``; ``None``: the runs'
             ``layerlab.metric_mode`` tag, else the metric's usual direction.
         alpha: significance level.
+        replicate_key: the swept key whose values are replicates (``sweep.replicate_key``).
+        compare_by: the factors to compare along (``sweep.compare_by``; ``None``: every swept key).
+        all_pairs: also test every pair of groups (``sweep.all_pairs``), Holm over all pairs.
 
     Returns:
         ``markdown``, ``csv``, ``tests_csv`` (Paths), ``plots`` (list of
-        Paths), ``table`` (terminal text), ``verdicts`` (list of str),
+        Paths), ``table`` (terminal text: groups, then the factor comparisons),
+        ``verdicts`` (list of str: factors, interactions, then all pairs),
+        ``description`` (short Markdown for the sweep's parent run),
         ``metric`` (the :class:`~experiments.config.metrics.MetricSpec`
-        compared), and the frames ``runs``, ``summary``, ``tests``, ``failed``.
+        compared), and the frames ``runs``, ``summary``, ``tests`` (factor
+        comparisons), ``interactions``, ``pairs`` (``None`` unless
+        ``all_pairs``), ``failed``.
 
     Raises:
         LayerlabError: no runs, none of them finished, or an invalid metric choice.
     """
     runs = load_runs(tracking_uri, experiment, sweep_id, metric=metric, mode=mode)
     spec = resolve_metric(runs, metric, mode)
-    summary = summarize(runs, target, metric=spec)
-    tests = pairwise_tests(runs, spec, alpha=alpha)
-    plots = plot_curves(runs, out_dir, spec)
+    summary = summarize(runs, target, metric=spec, replicate_key=replicate_key)
+    options = {"alpha": alpha, "replicate_key": replicate_key}
+    tests = factor_tests(runs, spec, compare_by=compare_by, **options)
+    interactions = interaction_tests(runs, spec, compare_by=compare_by, **options)
+    pairs = pairwise_tests(runs, spec, **options) if all_pairs else None
+    plots = plot_curves(runs, out_dir, spec, replicate_key=replicate_key)
     failed = not_finished(runs)
     title = f"Comparison: experiment {experiment!r}" + (f", sweep {sweep_id!r}" if sweep_id else "")
-    paths = write_report(summary, tests, failed, out_dir, plots=plots, title=title)
+    paths = write_report(summary, tests, failed, out_dir, plots=plots, title=title, interactions=interactions,
+                         pairs=pairs)
+    factor_text = render_factor_table(tests, interactions)
     return {
         **paths,
         "plots": plots,
-        "table": render_table(summary),
-        "verdicts": list(tests["verdict"]),
+        "table": render_table(summary) + (f"\n\n{factor_text}" if factor_text else ""),
+        "verdicts": all_verdicts(tests, interactions, pairs),
+        "description": description_markdown(summary, tests, interactions, title=title),
         "metric": spec,
         "runs": runs,
         "summary": summary,
         "tests": tests,
+        "interactions": interactions,
+        "pairs": pairs,
         "failed": failed,
     }
 
@@ -135,6 +156,11 @@ def _parser() -> argparse.ArgumentParser:
         help="value of the val metric for 'epochs to target' (default: 0.9)",
     )
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default: 0.05)")
+    p.add_argument("--replicate-key", default=SEED_KEY,
+                   help="the swept key whose values are replicates, paired across groups (default: seed)")
+    p.add_argument("--compare-by", action="append", default=None, metavar="KEY",
+                   help="compare along this swept key only (repeatable; default: every swept key)")
+    p.add_argument("--all-pairs", action="store_true", help="also test every pair of groups (Holm over all pairs)")
     return p
 
 
@@ -153,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = compare_sweep(
             args.tracking_uri, args.experiment, sweep_id=args.sweep_id, out_dir=args.out,
             target=args.target, metric=args.metric, mode=args.mode, alpha=args.alpha,
+            replicate_key=args.replicate_key, compare_by=args.compare_by, all_pairs=args.all_pairs,
         )
     except LayerlabError as exc:
         if os.environ.get("LAYERLAB_DEBUG") == "1":

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from experiments.analysis.groups import grouped
+from experiments.analysis.groups import SEED_KEY, grouped
 from experiments.analysis.metric import MetricLike, pretty_metric, resolve_metric
 from experiments.analysis.runs import finished, history
 from experiments.analysis.stats import CONFIDENCE, ci_half_width
@@ -66,7 +66,8 @@ def curve_filename(key: str) -> str:
 
 
 def plot_curves(
-    df: pd.DataFrame, out_dir: str | Path, metric: MetricLike = None, *, mode: str | None = None
+    df: pd.DataFrame, out_dir: str | Path, metric: MetricLike = None, *, mode: str | None = None,
+    replicate_key: str = SEED_KEY,
 ) -> list[Path]:
     """Plot mean learning curves per group with a 95% CI band.
 
@@ -83,6 +84,7 @@ def plot_curves(
         out_dir: folder to write into (created).
         metric: the compared metric; ``None``: the runs' ``layerlab.metric`` tag.
         mode: its direction (only checked here).
+        replicate_key: the replicate key (not a group key).
 
     Returns:
         The written paths; a metric without any history is skipped.
@@ -91,7 +93,7 @@ def plot_curves(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fin = finished(df)
-    _, labels, groups = grouped(fin)
+    _, labels, groups = grouped(fin, replicate_key)
     written = []
     for key in dict.fromkeys((spec.val, "val_loss")):
         fig = Figure(figsize=(7, 4.5))

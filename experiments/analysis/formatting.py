@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Iterable, Sequence
 
 
 def fmt(x: float | None, digits: int = 4) -> str:
@@ -24,3 +25,24 @@ def fmt_p(p: float | None) -> str:
     if p is None or not math.isfinite(p):
         return "n/a"
     return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def md_cell(x: Any) -> str:
+    """Make a value safe for a markdown table cell.
+
+    Args:
+        x: any value.
+    """
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub-flavoured markdown table (no tabulate dependency).
+
+    Args:
+        header: column titles.
+        rows: cell values.
+    """
+    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

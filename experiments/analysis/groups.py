@@ -101,15 +101,16 @@ def _key_table(df: pd.DataFrame) -> pd.DataFrame:
     return table.astype(object).where(table.notna(), DEFAULT_VALUE).astype(str)
 
 
-def group_columns(df: pd.DataFrame) -> list[str]:
+def group_columns(df: pd.DataFrame, replicate_key: str = SEED_KEY) -> list[str]:
     """The swept keys: override keys whose values differ across runs.
 
-    ``seed`` is excluded (it is the replicate, not a treatment), and so are
+    The replicate key (``seed`` by default) is excluded (it is the replicate, not a treatment), and so are
     ``hydra.*`` keys (launcher settings, not the model).  Without the
     ``layerlab.overrides`` tag, falls back to the params that vary.
 
     Args:
         df: runs frame (usually the FINISHED runs only).
+        replicate_key: the key whose values are replicates (``sweep.replicate_key``).
 
     Returns:
         Keys in first-seen order, e.g. ``["model.activation"]``; empty when
@@ -121,7 +122,7 @@ def group_columns(df: pd.DataFrame) -> list[str]:
     return [
         key
         for key in table.columns
-        if key != SEED_KEY and not key.startswith("hydra.") and table[key].nunique(dropna=False) > 1
+        if key != replicate_key and not key.startswith("hydra.") and table[key].nunique(dropna=False) > 1
     ]
 
 
@@ -170,33 +171,48 @@ def ordered_groups(df: pd.DataFrame, keys: Sequence[str]) -> list[tuple[str, dic
     return [(", ".join(f"{k}={v[k]}" for k in keys), v) for v in values]
 
 
-def grouped(df: pd.DataFrame) -> tuple[list[str], pd.Series, list[tuple[str, dict[str, str]]]]:
+def grouped(
+    df: pd.DataFrame, replicate_key: str = SEED_KEY
+) -> tuple[list[str], pd.Series, list[tuple[str, dict[str, str]]]]:
     """Group keys, run labels and the ordered groups of a frame, in one call.
 
     Args:
         df: runs frame (usually the FINISHED runs).
+        replicate_key: the replicate key, not a group key.
 
     Returns:
         ``(keys, labels, groups)``: :func:`group_columns`,
         :func:`group_labels` and :func:`ordered_groups` (empty for an empty frame).
     """
-    keys = group_columns(df)
+    keys = group_columns(df, replicate_key)
     labels = group_labels(df, keys)
     return keys, labels, ordered_groups(df, keys) if not df.empty else []
 
 
-def seeds(df: pd.DataFrame) -> pd.Series:
-    """The seed of each run: ``params.seed``, else the ``seed=`` override, else None.
+def key_values(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """The value (as a string) of each key for each run, one column per key.
 
     Args:
         df: runs frame.
+        keys: keys from :func:`group_columns`.
     """
-    if "params.seed" in df.columns:
-        return df["params.seed"].astype(object).where(df["params.seed"].notna(), None).map(
+    return _key_table(df)[list(keys)] if len(df) else pd.DataFrame(columns=list(keys), dtype=object)
+
+
+def seeds(df: pd.DataFrame, key: str = SEED_KEY) -> pd.Series:
+    """The replicate of each run: ``params.<key>``, else the ``<key>=`` override, else None.
+
+    Args:
+        df: runs frame.
+        key: the replicate key (``seed`` by default).
+    """
+    param = f"params.{key}"
+    if param in df.columns:
+        return df[param].astype(object).where(df[param].notna(), None).map(
             lambda s: None if s is None else str(s)
         )
     if _has_overrides(df):
         table = _key_table(df)
-        if SEED_KEY in table.columns:
-            return table[SEED_KEY].map(lambda s: None if s == DEFAULT_VALUE else s)
+        if key in table.columns:
+            return table[key].map(lambda s: None if s == DEFAULT_VALUE else s)
     return pd.Series([None] * len(df), index=df.index, dtype=object)

@@ -9,33 +9,13 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from experiments.analysis.formatting import fmt, fmt_p
+from experiments.analysis.factor_report import factor_sections
+from experiments.analysis.formatting import fmt, fmt_p, markdown_table as _markdown_table
 from experiments.analysis.groups import OVERRIDES_COLUMN, parse_overrides
 from experiments.analysis.metric import pretty_metric
 from experiments.analysis.summary import metric_columns, summary_metric
 
 CI_NOTE = "± = half width of the 95% CI of the mean (t distribution); FINISHED runs only."
-
-
-def _cell(x: Any) -> str:
-    """Make a value safe for a markdown table cell.
-
-    Args:
-        x: any value.
-    """
-    return str(x).replace("|", "\\|").replace("\n", " ")
-
-
-def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub-flavoured markdown table (no tabulate dependency).
-
-    Args:
-        header: column titles.
-        rows: cell values.
-    """
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _mean_pm(row: pd.Series, prefix: str, with_std: bool = False) -> str:
@@ -151,13 +131,14 @@ def _summary_section(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _tests_section(tests: pd.DataFrame) -> list[str]:
+def _tests_section(tests: pd.DataFrame, heading: str = "## Pairwise tests") -> list[str]:
     """The markdown lines of the pairwise tests and their verdicts.
 
     Args:
         tests: output of :func:`experiments.analysis.stats.pairwise_tests`.
+        heading: the section's heading.
     """
-    lines = ["## Pairwise tests", ""]
+    lines = [heading, ""]
     if tests.empty:
         return lines + ["Only one group: nothing to compare.", ""]
     return lines + [
@@ -228,31 +209,45 @@ def write_report(
     *,
     plots: Sequence[str | Path] = (),
     title: str = "Sweep comparison",
+    interactions: pd.DataFrame | None = None,
+    pairs: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write ``comparison.md``, ``comparison.csv`` and ``comparison_tests.csv``.
 
     Args:
         summary: output of :func:`experiments.analysis.summary.summarize`
             (saved as ``comparison.csv``).
-        tests: output of :func:`experiments.analysis.stats.pairwise_tests`
-            (saved as ``comparison_tests.csv``).
+        tests: output of :func:`experiments.analysis.factors.factor_tests`
+            or of :func:`experiments.analysis.stats.pairwise_tests` (saved as
+            ``comparison_tests.csv``).
         failed: the runs that did not finish (rows of
             :func:`experiments.analysis.runs.load_runs`), or ``None``; listed
             with the command to rerun each.
         out_dir: folder to write into (created).
         plots: image paths to link from the markdown.
         title: the markdown heading.
+        interactions: output of :func:`experiments.analysis.factors.interaction_tests`
+            (saved as ``comparison_interactions.csv`` when not empty).
+        pairs: all-pairs tests (``sweep.all_pairs``), saved as ``comparison_pairs.csv``.
 
     Returns:
-        ``{"markdown": ..., "csv": ..., "tests_csv": ...}``.
+        ``{"markdown": ..., "csv": ..., "tests_csv": ...}`` (and
+        ``interactions_csv`` / ``pairs_csv`` when written).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "comparison.md", "csv": out / "comparison.csv", "tests_csv": out / "comparison_tests.csv"}
     summary.to_csv(paths["csv"], index=False)
     tests.to_csv(paths["tests_csv"], index=False)
+    for name, frame in (("interactions", interactions), ("pairs", pairs)):
+        if frame is not None and len(frame):
+            paths[f"{name}_csv"] = out / f"comparison_{name}.csv"
+            frame.to_csv(paths[f"{name}_csv"], index=False)
 
-    md = [f"# {title}", "", *_summary_section(summary), *_tests_section(tests), *_failed_section(failed)]
+    sections = factor_sections(tests, interactions) if "factor" in tests.columns else _tests_section(tests)
+    if pairs is not None:
+        sections += _tests_section(pairs, "## All pairs of groups")
+    md = [f"# {title}", "", *_summary_section(summary), *sections, *_failed_section(failed)]
     if plots:
         md += ["## Learning curves", "", "Line = mean over seeds; band = 95% CI of the mean (t).", ""]
         md += [f"![{Path(p).stem}]({_relative(Path(p), out)})" for p in plots]

@@ -17,16 +17,19 @@ import pandas as pd
 from scipy import stats
 
 from experiments.analysis.formatting import fmt, fmt_p
-from experiments.analysis.groups import grouped, seeds, value_sort_key
+from experiments.analysis.groups import SEED_KEY, grouped, seeds, value_sort_key
 from experiments.analysis.metric import MetricLike, pretty_metric, resolve_metric
 from experiments.analysis.runs import final_values, finished
 from experiments.config.metrics import MetricSpec
 
 CONFIDENCE = 0.95
+#: How the verdicts and reports name the effect sizes.
+EFFECT_NAMES = {"d_z": "Cohen's d_z", "g": "Hedges' g", "": "effect size"}
 
 _TEST_COLUMNS = [
     "metric", "group_a", "group_b", "n_a", "n_b", "mean_a", "mean_b", "diff", "diff_ci_low",
     "diff_ci_high", "welch_p", "paired_p", "n_pairs", "test", "p_holm", "significant", "better", "verdict",
+    "effect_size", "effect_kind",
 ]
 
 
@@ -83,19 +86,22 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def _pair_by_seed(a: pd.DataFrame, b: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Align two groups by seed when both have exactly the same seeds.
+def _pair_by_seed(
+    a: pd.DataFrame, b: pd.DataFrame, key: str, replicate_key: str = SEED_KEY
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Align two groups by seed (the replicate key) when both have exactly the same seeds.
 
     Args:
         a: runs of group A.
         b: runs of group B.
         key: MLflow metric key.
+        replicate_key: the key that pairs runs.
 
     Returns:
         ``(values_a, values_b)`` in the same seed order, or ``None`` when the
         seed sets differ, a seed is missing or repeated, or a value is NaN.
     """
-    sa, sb = seeds(a), seeds(b)
+    sa, sb = seeds(a, replicate_key), seeds(b, replicate_key)
     if sa.isna().any() or sb.isna().any() or sa.duplicated().any() or sb.duplicated().any():
         return None
     if set(sa) != set(sb):
@@ -120,7 +126,8 @@ def _interval(result: Any) -> tuple[float, float]:
 
 
 def pairwise_tests(
-    df: pd.DataFrame, metric: MetricLike = None, *, mode: str | None = None, alpha: float = 0.05
+    df: pd.DataFrame, metric: MetricLike = None, *, mode: str | None = None, alpha: float = 0.05,
+    replicate_key: str = SEED_KEY,
 ) -> pd.DataFrame:
     """Compare every pair of groups on the final test value of a metric with t-tests.
 
@@ -138,6 +145,7 @@ def pairwise_tests(
             tag (see :func:`experiments.analysis.metric.resolve_metric`).
         mode: ``"max"``/``"min"``; default from the tag or the metric's name.
         alpha: significance level.
+        replicate_key: the key that pairs runs and is not a group key (``seed``).
 
     Returns:
         One row per pair, columns: ``metric`` (the ``test_`` key),
@@ -147,49 +155,115 @@ def pairwise_tests(
         (NaN when not paired), ``n_pairs``, ``test``
         (``paired``/``welch``/``none``), ``p_holm``, ``significant`` (bool),
         ``better`` (label of the better group when significant, else ``""``),
-        ``verdict`` (a sentence).
+        ``verdict`` (a sentence), ``effect_size`` (Cohen's d_z of the paired
+        differences, else Hedges' g) and ``effect_kind`` (``d_z``/``g``).
     """
     spec = resolve_metric(df, metric, mode)
-    key = spec.test
     fin = finished(df)
-    _, labels, groups = grouped(fin)
-    rows = []
-    for (ga, _), (gb, _) in combinations(groups, 2):
-        a, b = fin[labels == ga], fin[labels == gb]
-        va, vb = final_values(a, key).dropna().to_numpy(), final_values(b, key).dropna().to_numpy()
-        row: dict[str, Any] = {
-            "metric": key, "group_a": ga, "group_b": gb, "n_a": len(va), "n_b": len(vb),
-            "mean_a": float(va.mean()) if len(va) else math.nan,
-            "mean_b": float(vb.mean()) if len(vb) else math.nan,
-            "diff_ci_low": math.nan, "diff_ci_high": math.nan,
-            "welch_p": math.nan, "paired_p": math.nan, "n_pairs": 0, "test": "none",
-        }
-        row["diff"] = row["mean_a"] - row["mean_b"]
-        if len(va) >= 2 and len(vb) >= 2:
-            welch = stats.ttest_ind(va, vb, equal_var=False)
-            row["welch_p"] = float(welch.pvalue)
-            row["test"] = "welch"
-            row["diff_ci_low"], row["diff_ci_high"] = _interval(welch)
-            paired = _pair_by_seed(a, b, key)
-            if paired is not None and len(paired[0]) >= 2:
-                rel = stats.ttest_rel(*paired)
-                row["n_pairs"] = len(paired[0])
-                row["paired_p"] = float(rel.pvalue)
-                if math.isfinite(row["paired_p"]):
-                    row["test"] = "paired"
-                    row["diff_ci_low"], row["diff_ci_high"] = _interval(rel)
-        rows.append(row)
+    _, labels, groups = grouped(fin, replicate_key)
+    rows = [
+        compare_two(fin[labels == ga], fin[labels == gb], spec.test, ga, gb, replicate_key)
+        for (ga, _), (gb, _) in combinations(groups, 2)
+    ]
+    decide(rows, spec, alpha)
+    return pd.DataFrame(rows, columns=_TEST_COLUMNS)
 
+
+def hedges_g(va: np.ndarray, vb: np.ndarray) -> float:
+    """Hedges' g of two independent samples: Cohen's d (pooled sd) times the small-sample correction.
+
+    Args:
+        va: values of group A.
+        vb: values of group B.
+    """
+    na, nb = len(va), len(vb)
+    if na < 2 or nb < 2:
+        return math.nan
+    pooled = math.sqrt(((na - 1) * va.var(ddof=1) + (nb - 1) * vb.var(ddof=1)) / (na + nb - 2))
+    if pooled == 0:
+        return math.nan
+    return float((va.mean() - vb.mean()) / pooled * (1 - 3 / (4 * (na + nb) - 9)))
+
+
+def cohens_dz(diffs: np.ndarray) -> float:
+    """Cohen's d_z of paired differences: their mean over their sd (ddof=1).
+
+    Args:
+        diffs: per-replicate differences A - B.
+    """
+    sd = float(np.std(diffs, ddof=1)) if len(diffs) >= 2 else math.nan
+    return float(np.mean(diffs)) / sd if sd and math.isfinite(sd) else math.nan
+
+
+def compare_two(
+    a: pd.DataFrame, b: pd.DataFrame, key: str, ga: str, gb: str, replicate_key: str = SEED_KEY
+) -> dict[str, Any]:
+    """One comparison of two sets of runs on the final value of a metric (no decision yet).
+
+    Paired t-test by replicate when both ran the same replicates (effect size
+    Cohen's d_z), else Welch's t-test (effect size Hedges' g); both p-values kept.
+
+    Args:
+        a: runs of A.
+        b: runs of B.
+        key: MLflow metric key (``test_<metric>``).
+        ga: label of A.
+        gb: label of B.
+        replicate_key: the key that pairs runs (``seed``).
+
+    Returns:
+        A row of :func:`pairwise_tests` without ``p_holm``, ``significant``,
+        ``better`` and ``verdict`` (see :func:`decide`).
+    """
+    va, vb = final_values(a, key).dropna().to_numpy(), final_values(b, key).dropna().to_numpy()
+    row: dict[str, Any] = {
+        "metric": key, "group_a": ga, "group_b": gb, "n_a": len(va), "n_b": len(vb),
+        "mean_a": float(va.mean()) if len(va) else math.nan,
+        "mean_b": float(vb.mean()) if len(vb) else math.nan,
+        "diff_ci_low": math.nan, "diff_ci_high": math.nan,
+        "welch_p": math.nan, "paired_p": math.nan, "n_pairs": 0, "test": "none",
+        "effect_size": math.nan, "effect_kind": "",
+    }
+    row["diff"] = row["mean_a"] - row["mean_b"]
+    if len(va) >= 2 and len(vb) >= 2:
+        welch = stats.ttest_ind(va, vb, equal_var=False)
+        row["welch_p"] = float(welch.pvalue)
+        row["test"] = "welch"
+        row["diff_ci_low"], row["diff_ci_high"] = _interval(welch)
+        row["effect_size"], row["effect_kind"] = hedges_g(va, vb), "g"
+        paired = _pair_by_seed(a, b, key, replicate_key)
+        # Identical differences for every replicate: the paired t is undefined (sd 0), so Welch decides.
+        if paired is not None and len(paired[0]) >= 2 and np.ptp(paired[0] - paired[1]) > 0:
+            rel = stats.ttest_rel(*paired)
+            row["n_pairs"] = len(paired[0])
+            row["paired_p"] = float(rel.pvalue)
+            if math.isfinite(row["paired_p"]):
+                row["test"] = "paired"
+                row["diff_ci_low"], row["diff_ci_high"] = _interval(rel)
+                row["effect_size"], row["effect_kind"] = cohens_dz(paired[0] - paired[1]), "d_z"
+    return row
+
+
+def decide(rows: list[dict[str, Any]], spec: MetricSpec, alpha: float, within: Sequence[str] | None = None) -> None:
+    """Holm-adjust the deciding p-values of one family of comparisons and write each verdict (in place).
+
+    Args:
+        rows: rows of :func:`compare_two`, one family (all pairs, or one factor's comparisons).
+        spec: the compared metric.
+        alpha: significance level.
+        within: per row, the stratum the comparison is made in (e.g. ``model=class_mlp``),
+            said before the verdict; ``None`` or ``""``: nothing said.
+    """
     # p-value the decision rests on (NaN when no test was possible/defined).
     decision = [r["paired_p"] if r["test"] == "paired" else r["welch_p"] for r in rows]
     n_tests = sum(math.isfinite(p) for p in decision)
-    for row, p_adj in zip(rows, holm(decision)):
+    for i, (row, p_adj) in enumerate(zip(rows, holm(decision))):
         row["p_holm"] = p_adj
         row["significant"] = bool(math.isfinite(p_adj) and p_adj < alpha)
         a_better = spec.better(row["mean_a"], row["mean_b"])
         row["better"] = (row["group_a"] if a_better else row["group_b"]) if row["significant"] else ""
-        row["verdict"] = _verdict(row, spec, alpha, n_tests)
-    return pd.DataFrame(rows, columns=_TEST_COLUMNS)
+        where = within[i] if within else ""
+        row["verdict"] = (f"Within {where}: " if where else "") + _verdict(row, spec, alpha, n_tests)
 
 
 def _verdict(row: dict[str, Any], spec: MetricSpec, alpha: float, n_tests: int) -> str:
@@ -218,6 +292,8 @@ def _verdict(row: dict[str, Any], spec: MetricSpec, alpha: float, n_tests: int) 
         ps = [f"paired p={fmt_p(row['paired_p'])} over {row['n_pairs']} seeds"] + ps
     if n_tests > 1:
         ps.append(f"Holm-adjusted p={fmt_p(row['p_holm'])} over {n_tests} comparisons")
+    if math.isfinite(row.get("effect_size", math.nan)):
+        ps.append(f"{EFFECT_NAMES[row['effect_kind']]}={row['effect_size']:.2f}")
     ptext = ", ".join(ps)
     if row["significant"]:
         a_better = spec.better(row["mean_a"], row["mean_b"])

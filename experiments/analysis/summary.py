@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.analysis.groups import grouped
+from experiments.analysis.groups import SEED_KEY, grouped
 from experiments.analysis.metric import ACCURACY_NAMES, MetricLike, resolve_metric
 from experiments.analysis.runs import EPOCH_TIME, final_values, finished, history
 from experiments.analysis.stats import mean_ci
@@ -76,7 +76,8 @@ def _mean_epoch_time(row: pd.Series) -> float:
 
 
 def summarize(
-    df: pd.DataFrame, target: float | None = 0.9, *, metric: MetricLike = None, mode: str | None = None
+    df: pd.DataFrame, target: float | None = 0.9, *, metric: MetricLike = None, mode: str | None = None,
+    replicate_key: str = SEED_KEY,
 ) -> pd.DataFrame:
     """One row per group with means, stds and 95% CIs of the final metrics.
 
@@ -89,6 +90,7 @@ def summarize(
         metric: the compared metric (base name, ``test_``/``val_`` key or
             spec); ``None``: the runs' ``layerlab.metric`` tag.
         mode: ``"max"``/``"min"``; default from the tag or the metric's name.
+        replicate_key: the replicate key (not a group key).
 
     Returns:
         Columns: ``group`` (label), one column per group key, ``n`` (finished
@@ -112,7 +114,7 @@ def summarize(
             f"no FINISHED runs to summarize ({len(df)} runs, none finished)",
             fix="rerun the failed jobs (see the failed-runs list) and compare again",
         )
-    _, labels, groups = grouped(fin)
+    _, labels, groups = grouped(fin, replicate_key)
     rows = []
     for label, values in groups:
         sub = fin[labels == label]

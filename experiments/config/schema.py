@@ -107,6 +107,11 @@ class SweepSchema:
                                check=lambda v: v in (None, "max", "min"))
     target_accuracy: float = spec(0.9, expect="the validation value whose 'epochs to reach' is reported")
     skip_finished: bool = spec(False, expect=_BOOL)
+    replicate_key: str = spec("seed", expect="the swept key whose values are replicates, e.g. sweep.replicate_key=seed",
+                              check=lambda v: bool(v.strip()))
+    compare_by: Optional[list[str]] = spec(None, expect="null (every swept key) or a list of swept keys, e.g. "
+                                                        "'sweep.compare_by=[model.activation]'")
+    all_pairs: bool = spec(False, expect=_BOOL)
 
 
 @dataclass

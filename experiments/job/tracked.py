@@ -19,6 +19,7 @@ from pathlib import Path
 
 import keras
 import mlflow
+import mlflow.data
 from omegaconf import DictConfig
 
 from experiments.config.access import config_hash, select
@@ -27,6 +28,7 @@ from experiments.data import make_tf_dataset
 from experiments.errors import ConfigError, LayerlabError
 from experiments.job import artifacts
 from experiments.job.context import JobContext
+from experiments.job.naming import child_run_name
 from experiments.job.prepare import prepare
 from experiments.job.result import JobResult
 from experiments.models import count_params, summary_text
@@ -160,16 +162,19 @@ class TrackedJob:
             tags.METRIC_MODE: self.metric.mode,
             **git_state(),
         }
+        act = select(cfg, "model.activation", None)
+        name = f"{cfg.model.name}-{act}-seed{cfg.seed}" if act else f"{cfg.model.name}-seed{cfg.seed}"
         if ctx.in_sweep and ctx.sweep_dir:
             parent = find_parent(self.uri, exp_id, ctx.sweep_dir)
+            sweep_overrides: list = []
             if parent is not None:
                 run_tags[tags.PARENT_RUN_ID] = parent.info.run_id
                 run_tags[tags.SWEEP_ID] = parent.data.tags.get(tags.SWEEP_ID, "")
+                sweep_overrides = json.loads(parent.data.tags.get(tags.OVERRIDES, "[]") or "[]")
             run_tags[tags.JOB_NUM] = str(ctx.job_num)
-        act = select(cfg, "model.activation", None)
-        name = f"{cfg.model.name}-{act}-seed{cfg.seed}" if act else f"{cfg.model.name}-seed{cfg.seed}"
-        if ctx.job_num is not None:
-            name = f"#{ctx.job_num} {name}"
+            # Named by what differs between the sweep's jobs: activation=abs model=lambda_mlp seed=3.
+            key = str(select(cfg, "sweep.replicate_key", "seed") or "seed")
+            name = child_run_name(ctx.overrides, sweep_overrides, key) or f"#{ctx.job_num} {name}"
         return mlflow.start_run(experiment_id=exp_id, run_name=name, tags=run_tags)
 
     def _close(self, run_id: str, status: str) -> None:
@@ -259,6 +264,7 @@ class TrackedJob:
                 "n_params_total": counts["total"], "n_params_trainable": counts["trainable"],
                 **{f"data.{k}": v for k, v in data.summary().items()}}))
             self.channel.track("model summary", lambda: mlflow.log_text(summary_text(model), "model_summary.txt"))
+            self.channel.track("dataset inputs", lambda: log_dataset_inputs(data), best_effort=True)
         return data, model, initial_epoch
 
     def _on_epoch(self, metrics: dict, step: int) -> None:
@@ -272,3 +278,14 @@ class TrackedJob:
         state = result.status + ("" if self.channel.online else " (tracking pending upload)")
         return (f"layerlab: {state} {shown} | run {result.run_id} in experiment "
                 f"{self.cfg.tracking.experiment!r} (id {exp_id}) | open with {open_hint(self.uri)}")
+
+
+def log_dataset_inputs(data) -> None:
+    """Record the splits as MLflow dataset inputs (the UI's Dataset column): name, digest, rows per split.
+
+    Args:
+        data: the job's :class:`~experiments.data.splits.DataSplits`.
+    """
+    for context, (x, y) in (("training", data.train), ("validation", data.val), ("test", data.test)):
+        dataset = mlflow.data.from_numpy(x, targets=y, name=f"{data.name} ({context}, {len(y)} rows)")
+        mlflow.log_input(dataset, context=context)

@@ -29,6 +29,7 @@ from experiments.config.metrics import compared_metric
 from experiments.errors import LayerlabError
 from experiments.sweeps.state import SweepState
 from experiments.sweeps.summary import finalize
+from experiments.sweeps.ui import compare_options
 from experiments.tracking import tags
 from experiments.tracking.redaction import tags_json
 from experiments.tracking.store import ensure_experiment, git_state
@@ -93,7 +94,8 @@ def start_sweep(config: DictConfig) -> SweepState:
     state = SweepState(uri=uri, experiment=experiment, experiment_id=exp_id, parent_run_id=parent.info.run_id,
                        sweep_id=sweep_id, sweep_dir=sweep_dir, metric=metric,
                        compare=bool(_sel(config, "sweep.compare", True)),
-                       target=float(_sel(config, "sweep.target_accuracy", 0.9)))
+                       target=float(_sel(config, "sweep.target_accuracy", 0.9)),
+                       compare_options=compare_options(config))
     threads = worker_threads(_sel(config, "hydra.launcher"))
     print(f"layerlab: sweep {sweep_id}: parent run {state.parent_run_id} in experiment {experiment!r}"
           + (f", {threads} TF thread(s) per parallel job" if threads else ""), flush=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.config.metrics import MetricSpec
@@ -22,6 +22,8 @@ class SweepState:
         compare: run the statistical comparison at the end.
         target: the validation value whose "epochs to reach" is reported.
         dry_run: a ``dry_run=true`` sweep: no parent run, nothing logged (``parent_run_id`` is None).
+        compare_options: ``replicate_key``, ``compare_by``, ``all_pairs`` of the ``sweep`` group
+            (:func:`experiments.sweeps.ui.compare_options`).
     """
 
     uri: str
@@ -35,3 +37,4 @@ class SweepState:
     target: float = 0.9
     dry_run: bool = False
     finalized: bool = False
+    compare_options: dict = field(default_factory=dict)

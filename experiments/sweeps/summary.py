@@ -13,6 +13,7 @@ import mlflow
 
 from experiments.job.records import read_records
 from experiments.sweeps.state import SweepState
+from experiments.sweeps.ui import publish
 from experiments.tracking import tags
 from experiments.tracking.uri import open_hint
 
@@ -54,10 +55,17 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
             from experiments.analysis.compare import compare_sweep
 
             report = compare_sweep(state.uri, state.experiment, sweep_id=state.sweep_id, out_dir=out / "comparison",
-                                   metric=state.metric.name, mode=state.metric.mode, target=state.target)
+                                   metric=state.metric.name, mode=state.metric.mode, target=state.target,
+                                   **state.compare_options)
             client.log_artifacts(state.parent_run_id, str(out / "comparison"), "comparison")
         except Exception as exc:
             print(f"layerlab: comparison skipped: {type(exc).__name__}: {exc}", flush=True)
+    if rows:
+        try:  # the sweep at a glance in the UI; never lose the sweep's outcome over it
+            publish(client, state, runs, report)
+        except Exception as exc:
+            print(f"layerlab: the sweep's description in MLflow is incomplete: {type(exc).__name__}: {exc}",
+                  flush=True)
     # No job at all (the launcher itself failed) or a non-zero exit is a failed sweep too.
     status = "KILLED" if interrupted else ("FAILED" if failed or not rows or failed_exit else "FINISHED")
     if not rows:

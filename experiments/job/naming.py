@@ -1,0 +1,46 @@
+"""Run names a person can read: a sweep's child is named by what differs (``activation=abs model=lambda_mlp seed=3``)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+
+def _split(override: str) -> tuple[str, str]:
+    key, _, value = override.strip().lstrip("~+").partition("=")
+    return key.strip(), value.strip()
+
+
+def short_keys(keys: Iterable[str]) -> dict[str, str]:
+    """Key -> its last dotted part (``model.activation`` -> ``activation``), the full key where two would clash."""
+    keys = list(dict.fromkeys(keys))
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
+
+
+def name_from(values: Mapping[str, str], replicate_key: str = "seed") -> str:
+    """``short=value`` pairs sorted by short name, the replicate key last: ``activation=abs model=lambda_mlp seed=3``.
+
+    Args:
+        values: key -> value of the keys that differ.
+        replicate_key: the key shown last.
+    """
+    short = short_keys(values)
+    order = sorted(values, key=lambda k: (k == replicate_key, short[k]))
+    return " ".join(f"{short[k]}={values[k]}" for k in order)
+
+
+def child_run_name(job_overrides: Iterable[str], sweep_overrides: Iterable[str], replicate_key: str = "seed") -> str:
+    """A sweep child's name from its overrides: those not given identically to the whole sweep.
+
+    Args:
+        job_overrides: the job's overrides as typed (``model.activation=abs``, ``seed=3``...).
+        sweep_overrides: the sweep's own overrides as typed (``model.activation=abs,relu``,
+            ``training.epochs=1``...): those shared by every job are left out of the name.
+        replicate_key: the key shown last.
+
+    Returns:
+        e.g. ``activation=abs model=lambda_mlp seed=3``; ``""`` when nothing differs.
+    """
+    shared = {o.strip() for o in sweep_overrides}
+    values = dict(_split(o) for o in job_overrides if o.strip() not in shared and "=" in o)
+    return name_from({k: v for k, v in values.items() if not k.startswith("hydra.")}, replicate_key)

@@ -1,0 +1,154 @@
+"""What a sweep shows in the MLflow UI: readable child names, the parent's description, group metrics, best run.
+
+* children are renamed by what differs between them
+  (``activation=abs model=lambda_mlp seed=3``);
+* the parent's description (MLflow's ``mlflow.note.content`` tag, shown on
+  its page) holds the group table, the factor comparisons and the verdicts
+  in words;
+* the parent logs, per group, the mean and the 95% CI half width of the
+  compared metric (``test_acc_mean/activation:abs model:class_mlp``...), which
+  the chart view plots side by side;
+* the tag and param ``best_run`` name the best child by the *validation*
+  metric (choosing by the test value would leak the test set into the choice).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.job.naming import name_from
+from experiments.sweeps.state import SweepState
+from experiments.tracking import tags
+
+NOTE_TAG = "mlflow.note.content"  # MLflow's own tag: the run's description in the UI
+BEST_RUN = "best_run"
+BEST_RUN_ID = "best_run_id"
+MAX_TAG_CHARS = 8000  # MLflow refuses longer tag values
+
+
+def compare_options(config: DictConfig) -> dict:
+    """``replicate_key``, ``compare_by`` and ``all_pairs`` of the sweep group, as plain values.
+
+    Args:
+        config: the composed config of the sweep (``on_multirun_start``).
+    """
+    def sel(path: str, default: Any) -> Any:
+        try:
+            value = OmegaConf.select(config, path, default=default)
+        except Exception:
+            return default
+        return default if value is None else value
+
+    by = sel("sweep.compare_by", None)
+    if isinstance(by, str):
+        by = [by]
+    return {"replicate_key": str(sel("sweep.replicate_key", "seed")),
+            "compare_by": [str(k) for k in by] if by else None,
+            "all_pairs": bool(sel("sweep.all_pairs", False))}
+
+
+def _override_values(run) -> dict[str, str]:
+    values = {}
+    for o in json.loads(run.data.tags.get(tags.OVERRIDES, "[]") or "[]"):
+        key, sep, value = str(o).strip().lstrip("~+").partition("=")
+        if sep and not key.startswith("hydra."):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def rename_children(client, runs: list, replicate_key: str) -> None:
+    """Name each child by the override keys whose values differ between the sweep's children.
+
+    Args:
+        client: an ``MlflowClient``.
+        runs: the sweep's child runs.
+        replicate_key: shown last in the name.
+    """
+    values = [_override_values(r) for r in runs]
+    keys = sorted({k for v in values for k in v})
+    differ = [k for k in keys if len({v.get(k) for v in values}) > 1]
+    for run, v in zip(runs, values):
+        name = name_from({k: v.get(k, "(default)") for k in differ}, replicate_key)
+        if name and name != run.info.run_name:
+            client.update_run(run.info.run_id, name=name)
+
+
+def metric_label(text: str) -> str:
+    """A string MLflow accepts in a metric name (letters, digits, ``_ - . : space``)."""
+    return re.sub(r"[^\w.\- :]", "_", text).strip() or "all runs"
+
+
+def group_metrics(summary) -> dict[str, float]:
+    """Per group: mean and CI half width of the compared test metric, and mean of its val metric.
+
+    Args:
+        summary: output of :func:`experiments.analysis.summary.summarize`.
+
+    Returns:
+        e.g. ``{"test_acc_mean/activation:abs model:class_mlp": 0.927, "test_acc_ci95/...": 0.0077, ...}``.
+    """
+    cols = list(summary.columns)
+    keys = cols[1:cols.index("n")]
+    test_p = next(c[:-5] for c in cols if c.startswith("test_") and c.endswith("_mean"))
+    val_p = next(c[:-5] for c in cols if c.startswith("val_") and c.endswith("_mean"))
+    out = {}
+    for _, row in summary.iterrows():
+        label = metric_label(name_from({k: str(row[k]) for k in keys}).replace("=", ":")) if keys else "all runs"
+        for name, value in ((f"{test_p}_mean", row[f"{test_p}_mean"]), (f"{test_p}_ci95", row[f"{test_p}_ci95"]),
+                            (f"{val_p}_mean", row[f"{val_p}_mean"])):
+            if value is not None and math.isfinite(float(value)):
+                out[f"{name}/{label}"] = float(value)
+    return out
+
+
+def best_child(runs: list, state: SweepState):
+    """The FINISHED child with the best validation value of the compared metric (None if none has one)."""
+    scored = [(r.data.metrics[state.metric.val], r) for r in runs
+              if r.info.status == "FINISHED" and state.metric.val in r.data.metrics]
+    if not scored:
+        return None
+    best = scored[0]
+    for candidate in scored[1:]:
+        if state.metric.better(candidate[0], best[0]):
+            best = candidate
+    return best[1]
+
+
+def publish(client, state: SweepState, runs: list, report: dict | None) -> None:
+    """Child names, the parent's description, group metrics and ``best_run``: the sweep at a glance.
+
+    Args:
+        client: an ``MlflowClient``.
+        state: the sweep.
+        runs: its child runs (any status), as MLflow ``Run`` objects.
+        report: what :func:`experiments.analysis.compare.compare_sweep` returned, or None.
+    """
+    pid = state.parent_run_id
+    rename_children(client, runs, state.compare_options.get("replicate_key", "seed"))
+    best = best_child(runs, state)
+    best_line = None
+    if best is not None:
+        best = client.get_run(best.info.run_id)  # its new name
+        value = best.data.metrics[state.metric.val]
+        best_line = (f"**Best run** (by {state.metric.val}, the validation value; never by test): "
+                     f"`{best.info.run_name}` ({state.metric.val}={value:.4f}, run id `{best.info.run_id}`).")
+        client.set_tag(pid, BEST_RUN, best.info.run_name)
+        client.set_tag(pid, BEST_RUN_ID, best.info.run_id)
+        client.log_param(pid, BEST_RUN, best.info.run_name)
+    finished = sum(r.info.status == "FINISHED" for r in runs)
+    where = ["Full report, CSV files and learning curves: the artifacts `comparison/` of this run; "
+             "the job list: `sweep_summary.md`."]
+    if report is not None and report.get("description"):
+        text = report["description"] + ("\n" + best_line + "\n" if best_line else "") + "\n" + "\n".join(where) + "\n"
+        for name, value in group_metrics(report["summary"]).items():
+            client.log_metric(pid, name, value)
+    else:
+        text = (f"## Sweep {state.sweep_id}\n\n{finished}/{len(runs)} jobs finished; no comparison "
+                f"(sweep.compare=false, or it failed: see the terminal).\n\n" + (best_line or "") + "\n")
+    client.set_tag(pid, NOTE_TAG, text if len(text) <= MAX_TAG_CHARS else text[:MAX_TAG_CHARS - 80]
+                   + "\n\n(cut here: the full text is in comparison/comparison.md)\n")
