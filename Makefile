@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 $(TEST_STAMP): $(STAMP) scripts/install_browser.sh
 	$(PY) -m pip install --quiet -e '.[dev,postgres,ray,slurm]'
-	scripts/install_browser.sh
+	sh scripts/install_browser.sh
 	touch $(TEST_STAMP)
 
 install: $(STAMP)
