@@ -107,6 +107,7 @@ class SweepSchema:
                                check=lambda v: v in (None, "max", "min"))
     target_accuracy: float = spec(0.9, expect="the validation value whose 'epochs to reach' is reported")
     skip_finished: bool = spec(False, expect=_BOOL)
+    register_as: Optional[str] = spec(None, expect="null or a registered model name (the best job's model goes there)")
 
 
 @dataclass

@@ -64,6 +64,9 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
         client.set_tag(state.parent_run_id, tags.ERROR, NO_JOB_STARTED)
     client.log_metric(state.parent_run_id, "jobs_finished", len(finished))
     client.log_metric(state.parent_run_id, "jobs_failed", len(failed))
+    from experiments.sweeps.champion import choose_and_register  # the best model, registered if asked (#14)
+
+    print(choose_and_register(state, client, rows), flush=True)
     client.set_terminated(state.parent_run_id, status)
     print(_summary_terminal(state, rows, failed, status, report), flush=True)
     return {"status": status, "rows": rows, "report": report}
