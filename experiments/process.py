@@ -5,9 +5,26 @@ experiments.upload``, ``python -m experiments.compare``), before TensorFlow
 or MLflow are imported; launcher workers (joblib/loky, Ray) started from that
 process inherit them.  No other module of the project sets environment
 variables or other global state at import time.
+
+A quiet start: TensorFlow's C++ start-up lines (absl's "All log messages
+before absl::InitializeLog()", oneDNN, cudart_stub, cpu_feature_guard, the
+cuInit failure on a machine without a GPU) are written straight to file
+descriptor 2 before any log level applies (``TF_CPP_MIN_LOG_LEVEL`` does not
+silence them, measured). :func:`configure_process` therefore installs an
+import hook: when ``tensorflow`` is first imported (late, after the config
+pre-check, wherever that import happens), fd 2 goes to a temporary file for
+the import and the first device listing, then comes back, and every line of
+that window that is not one of :data:`NOISE` is written out again, in order.
+Only that window is filtered: errors later in the run are never touched, and
+nothing is buffered in a thread that an ``os._exit`` could cut short.
+``LAYERLAB_DEBUG=1`` turns the filter off.
 """
 
+import importlib.machinery
 import os
+import re
+import sys
+import tempfile
 
 PROCESS_ENV = {
     # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) drowns the useful lines.
@@ -19,6 +36,16 @@ PROCESS_ENV = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 
+# Start-up lines a user cannot act on (measured with tensorflow-cpu 2.21 on a CPU machine; the GPU build's
+# factory-registration lines too). Anything else written during the import is shown.
+NOISE = re.compile("|".join([
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+    r"^[IWE]\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard|cuda_platform|cuda_executor|cuda_diagnostics"
+    r"|cuda_dnn|cuda_fft|cuda_blas|computation_placer|gpu_device|env|tf_trt)\.cc:\d+\]",
+    r"^To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.",
+    r"^TF-TRT Warning: Could not find TensorRT",
+]))
+
 
 def configure_process() -> None:
     """Process-wide defaults, set once at start (a variable the user set wins).
@@ -28,3 +55,56 @@ def configure_process() -> None:
     """
     for key, value in PROCESS_ENV.items():
         os.environ.setdefault(key, value)
+    if os.environ.get("LAYERLAB_DEBUG") != "1" and "tensorflow" not in sys.modules:
+        if not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
+            sys.meta_path.insert(0, _QuietTensorFlow())
+
+
+def replay(text: str) -> str:
+    """The lines of ``text`` that are not start-up noise."""
+    return "".join(line for line in text.splitlines(keepends=True) if not NOISE.match(line))
+
+
+class _QuietTensorFlow:
+    """A ``sys.meta_path`` finder for ``tensorflow`` only: its loader runs with fd 2 filtered."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once: the first import is the one that prints
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def quiet_exec(module):
+            with _FilteredStderr():
+                exec_module(module)
+                module.config.list_physical_devices()  # the device probe (cuInit) prints now, not mid-run
+
+        spec.loader.exec_module = quiet_exec
+        return spec
+
+
+class _FilteredStderr:
+    """fd 2 into a temporary file for the block; afterwards its non-noise lines go to the real fd 2."""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        self.file = tempfile.TemporaryFile()
+        os.dup2(self.file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            sys.stderr.flush()
+        finally:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+        self.file.seek(0)
+        kept = replay(self.file.read().decode("utf-8", "replace"))
+        self.file.close()
+        if kept:
+            os.write(2, kept.encode("utf-8"))
+        return False

@@ -21,7 +21,8 @@ from experiments.config.metrics import MetricSpec
 from experiments.errors import LayerlabError
 from experiments.job.naming import child_run_name, name_from
 from experiments.sweeps.state import SweepState
-from experiments.sweeps.ui import best_child, group_metrics, metric_label
+from experiments.sweeps.champion import best_row
+from experiments.sweeps.ui import group_metrics, metric_label
 from tests.test_compare import run_row
 
 SEEDS = [0, 1, 2, 3, 4]
@@ -166,13 +167,12 @@ def test_group_metrics_have_readable_names_and_best_run_uses_validation():
     assert metric_label("lr=0.1, a/b") == "lr_0.1_ a_b"
 
     def run(name, val, test, status="FINISHED"):
-        return SimpleNamespace(info=SimpleNamespace(run_id=name, run_name=name, status=status),
-                               data=SimpleNamespace(metrics={"val_accuracy": val, "test_accuracy": test}))
+        return {"run_id": name, "status": status, "val": val, "test": test}
 
     state = SweepState(uri="", experiment="", experiment_id="", parent_run_id="p", sweep_id="s", sweep_dir=".",
                        metric=MetricSpec(name="accuracy", mode="max"))
     runs = [run("best-by-test", 0.80, 0.99), run("best-by-val", 0.90, 0.85), run("failed", 0.99, 0.99, "FAILED")]
-    assert best_child(runs, state).info.run_name == "best-by-val"
+    assert best_row(state, runs)["run_id"] == "best-by-val"
     loss = SweepState(uri="", experiment="", experiment_id="", parent_run_id="p", sweep_id="s", sweep_dir=".",
                       metric=MetricSpec(name="accuracy", mode="min"))
-    assert best_child(runs, loss).info.run_name == "best-by-test"
+    assert best_row(loss, runs)["run_id"] == "best-by-test"

@@ -112,6 +112,7 @@ class SweepSchema:
     compare_by: Optional[list[str]] = spec(None, expect="null (every swept key) or a list of swept keys, e.g. "
                                                         "'sweep.compare_by=[model.activation]'")
     all_pairs: bool = spec(False, expect=_BOOL)
+    register_as: Optional[str] = spec(None, expect="null or a registered model name (the best job's model goes there)")
 
 
 @dataclass

@@ -56,19 +56,29 @@ def log_outputs(cfg: DictConfig, model, data, history, out_dir: Path, channel: R
     channel.track("history.csv", lambda: mlflow.log_artifact(str(art / "history.csv")))
     if select(cfg, "tracking.log_model", True):
         if channel.online:
-            channel.track("model", lambda: log_model(model, data.test[0][:8]))
+            modules = select(cfg, "registry.modules", []) or []
+            channel.track("model", lambda: log_model(model, data.test[0][:8], modules))
         if not channel.online:  # keep the model for a later upload
             model.save(art / "model.keras")
 
 
-def log_model(model, x_example) -> None:
-    """The Keras-flavour model with its signature (load it after ``import layers``: safe mode needs them)."""
+def log_model(model, x_example, modules=()) -> None:
+    """The model with its signature, an input example and its own code (:mod:`experiments.job.packaging`).
+
+    It loads with ``mlflow.pyfunc.load_model(uri)`` anywhere TensorFlow, Keras
+    and MLflow are installed; ``mlflow.keras.load_model`` or the ``.keras`` file
+    need the custom layers registered first (``import layers``; README, "Models
+    outside the lab").
+    """
     import keras
     import tensorflow as tf
     from mlflow.models import infer_signature
 
+    from experiments.job.packaging import example_rows, log_self_contained_model
+
     signature = infer_signature(x_example, predict_proba(model, x_example, len(x_example)))
     # Explicit requirements: inference would import-scan for seconds and list only keras.
-    info = mlflow.keras.log_model(model, name="model", signature=signature,
-                                  pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"])
+    info = log_self_contained_model(model, signature, example_rows(x_example),
+                                    [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
+                                     f"mlflow=={mlflow.__version__}"], modules)
     mlflow.set_tag(tags.MODEL_URI, info.model_uri)

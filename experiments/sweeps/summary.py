@@ -12,6 +12,7 @@ import shlex
 import mlflow
 
 from experiments.job.records import read_records
+from experiments.sweeps.champion import best_row, choose_and_register
 from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import publish
 from experiments.tracking import tags
@@ -60,9 +61,10 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
             client.log_artifacts(state.parent_run_id, str(out / "comparison"), "comparison")
         except Exception as exc:
             print(f"layerlab: comparison skipped: {type(exc).__name__}: {exc}", flush=True)
+    best = best_row(state, rows)  # by the validation metric, never test: one choice for the UI and the registry
     if rows:
         try:  # the sweep at a glance in the UI; never lose the sweep's outcome over it
-            publish(client, state, runs, report)
+            publish(client, state, runs, report, best["run_id"] if best else None)
         except Exception as exc:
             print(f"layerlab: the sweep's description in MLflow is incomplete: {type(exc).__name__}: {exc}",
                   flush=True)
@@ -72,6 +74,7 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
         client.set_tag(state.parent_run_id, tags.ERROR, NO_JOB_STARTED)
     client.log_metric(state.parent_run_id, "jobs_finished", len(finished))
     client.log_metric(state.parent_run_id, "jobs_failed", len(failed))
+    print(choose_and_register(state, client, rows, best), flush=True)  # the best model, registered if asked
     client.set_terminated(state.parent_run_id, status)
     print(_summary_terminal(state, rows, failed, status, report), flush=True)
     return {"status": status, "rows": rows, "report": report}

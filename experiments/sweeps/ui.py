@@ -26,8 +26,6 @@ from experiments.sweeps.state import SweepState
 from experiments.tracking import tags
 
 NOTE_TAG = "mlflow.note.content"  # MLflow's own tag: the run's description in the UI
-BEST_RUN = "best_run"
-BEST_RUN_ID = "best_run_id"
 MAX_TAG_CHARS = 8000  # MLflow refuses longer tag values
 
 
@@ -106,20 +104,7 @@ def group_metrics(summary) -> dict[str, float]:
     return out
 
 
-def best_child(runs: list, state: SweepState):
-    """The FINISHED child with the best validation value of the compared metric (None if none has one)."""
-    scored = [(r.data.metrics[state.metric.val], r) for r in runs
-              if r.info.status == "FINISHED" and state.metric.val in r.data.metrics]
-    if not scored:
-        return None
-    best = scored[0]
-    for candidate in scored[1:]:
-        if state.metric.better(candidate[0], best[0]):
-            best = candidate
-    return best[1]
-
-
-def publish(client, state: SweepState, runs: list, report: dict | None) -> None:
+def publish(client, state: SweepState, runs: list, report: dict | None, best_run_id: str | None) -> None:
     """Child names, the parent's description, group metrics and ``best_run``: the sweep at a glance.
 
     Args:
@@ -127,19 +112,19 @@ def publish(client, state: SweepState, runs: list, report: dict | None) -> None:
         state: the sweep.
         runs: its child runs (any status), as MLflow ``Run`` objects.
         report: what :func:`experiments.analysis.compare.compare_sweep` returned, or None.
+        best_run_id: the best child by validation (:func:`experiments.sweeps.champion.best_row`), or None.
     """
     pid = state.parent_run_id
     rename_children(client, runs, state.compare_options.get("replicate_key", "seed"))
-    best = best_child(runs, state)
     best_line = None
-    if best is not None:
-        best = client.get_run(best.info.run_id)  # its new name
+    if best_run_id is not None:
+        best = client.get_run(best_run_id)  # its new name
         value = best.data.metrics[state.metric.val]
         best_line = (f"**Best run** (by {state.metric.val}, the validation value; never by test): "
                      f"`{best.info.run_name}` ({state.metric.val}={value:.4f}, run id `{best.info.run_id}`).")
-        client.set_tag(pid, BEST_RUN, best.info.run_name)
-        client.set_tag(pid, BEST_RUN_ID, best.info.run_id)
-        client.log_param(pid, BEST_RUN, best.info.run_name)
+        client.set_tag(pid, tags.BEST_RUN, best.info.run_name)
+        client.set_tag(pid, tags.BEST_RUN_ID, best.info.run_id)
+        client.log_param(pid, tags.BEST_RUN, best.info.run_name)
     finished = sum(r.info.status == "FINISHED" for r in runs)
     where = ["Full report, CSV files and learning curves: the artifacts `comparison/` of this run; "
              "the job list: `sweep_summary.md`."]

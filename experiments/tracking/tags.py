@@ -41,3 +41,6 @@ RESUMED = PREFIX + "resumed"
 UPLOADED_LATER = PREFIX + "uploaded_later"
 PARAM_NOTES = PREFIX + "param_notes"
 MODEL_URI = PREFIX + "model_uri"
+BEST_RUN = "best_run"                   # on a sweep's parent (tag and param): the best child's name, short for the UI
+BEST_RUN_ID = PREFIX + "best_run_id"      # on a sweep's parent: the child with the best validation metric
+BEST_MODEL_URI = PREFIX + "best_model_uri"  # ... and that child's logged model
