@@ -7,7 +7,6 @@ number is checked against scipy computed here on the same values.
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
