@@ -41,3 +41,9 @@ RESUMED = PREFIX + "resumed"
 UPLOADED_LATER = PREFIX + "uploaded_later"
 PARAM_NOTES = PREFIX + "param_notes"
 MODEL_URI = PREFIX + "model_uri"
+
+# Liveness of a RUNNING run (experiments.tracking.heartbeat / experiments.tracking.doctor).
+HEARTBEAT = PREFIX + "heartbeat"        # epoch seconds of the last beat (UTC), written at most every 30 s
+HOST = PREFIX + "host"                  # the machine the job runs on
+PID = PREFIX + "pid"                    # the job's process id there
+PID_START = PREFIX + "pid_start"        # that process's start time (/proc): a reused pid is not "alive"
