@@ -35,3 +35,4 @@ class SweepState:
     target: float = 0.9
     dry_run: bool = False
     finalized: bool = False
+    complete: str = ""  # the command that completes the sweep (set by the summary when a job did not finish)

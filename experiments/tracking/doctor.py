@@ -165,3 +165,14 @@ def main(argv=None) -> int:
     print(f"layerlab: doctor: {len(lost)} lost run(s) {'found' if args.dry_run else 'closed FAILED'} in "
           f"{len(exps)} experiment(s) of {uri}", flush=True)
     return 0
+
+
+def close_sweep_job(uri: str, experiment_id: str, sweep_id: str, job_num: int, reason: str) -> str | None:
+    """Close FAILED the RUNNING run of job ``job_num`` of a sweep (its worker died); its id, or None."""
+    from experiments.tracking.store import find_runs
+
+    runs = find_runs(uri, experiment_id, f"tags.`{tags.SWEEP_ID}` = '{sweep_id}' and "
+                                         f"tags.`{tags.JOB_NUM}` = '{job_num}'", statuses=["RUNNING"])
+    for run in runs:
+        close_run_failed(uri, run.info.run_id, reason)
+    return runs[0].info.run_id if runs else None
