@@ -224,3 +224,60 @@ def test_resume_from_a_damaged_checkpoint_is_one_paragraph(tmp_path, store):
     client = mlflow.MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("damaged").experiment_id])
     assert run.info.status == "KILLED"  # not reopened
+
+
+# ----------------------------------------------------------------------------- a killed sweep worker
+def _wait_for_running_job(client, exp_name: str, proc, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        exp = client.get_experiment_by_name(exp_name)
+        if exp is not None:
+            for r in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'"):
+                if r.data.tags.get(tags.PID) and r.data.tags.get(tags.ROLE) == "job" and \
+                        client.get_metric_history(r.info.run_id, "loss"):
+                    return r
+        if proc.poll() is not None:
+            raise AssertionError(f"sweep ended early:\n{proc.stdout.read()[-3000:]}\n{proc.stderr.read()[-3000:]}")
+        time.sleep(0.2)
+    raise AssertionError("no job started in time")
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_worker_is_one_failed_job_and_the_summary_completes(tmp_path, store):
+    sweep = ["-m", "hydra/launcher=layerlab", "hydra.launcher.n_jobs=2", *LONG, "training.epochs=8",
+             f"tracking.uri={store}", "tracking.experiment=killed", "seed=0,1,2,3"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *sweep, f"hydra.sweep.dir={tmp_path}/multirun"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = mlflow.MlflowClient(store)
+    victim = _wait_for_running_job(client, "killed", proc)
+    os.kill(int(victim.data.tags[tags.PID]), signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    (tmp_path / "sweep_out.txt").write_text(out + "\n----- stderr\n" + err)
+    assert proc.returncode != 0
+    assert "Traceback" not in out + err
+    exp = client.get_experiment_by_name("killed").experiment_id
+    jobs = client.search_runs([exp], f"tags.`{tags.ROLE}` = 'job'")
+    by_status = {}
+    for r in jobs:
+        by_status.setdefault(r.info.status, []).append(r)
+    assert len(by_status.get("FINISHED", [])) == 3, {k: len(v) for k, v in by_status.items()}
+    (dead,) = by_status["FAILED"]
+    assert dead.info.run_id == victim.info.run_id
+    assert dead.data.tags[tags.ERROR].startswith("the worker process was killed by signal 9 (SIGKILL); out of memory?")
+    assert "3/4 jobs finished" in out
+    assert f"job {victim.data.tags[tags.JOB_NUM]} FAILED: the worker process was killed by signal 9" in out
+    complete = next(line.strip() for line in out.splitlines() if "sweep.skip_finished=true" in line)
+    assert complete.startswith("python runner.py -m hydra/launcher=layerlab hydra.launcher.n_jobs=2 ")
+    assert "seed=0,1,2,3" in complete
+    summary = (tmp_path / "multirun/sweep_summary.md").read_text()
+    assert "sweep.skip_finished=true" in summary
+
+    # The completing command runs only the killed job.
+    words = complete.split()[2:] + [f"hydra.sweep.dir={tmp_path}/complete"]
+    again = subprocess.run([sys.executable, str(ROOT / "runner.py"), *words], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("layerlab: skipped, config") == 3
+    finished = client.search_runs([exp], f"tags.`{tags.ROLE}` = 'job' and attributes.status = 'FINISHED'")
+    assert len(finished) == 4

@@ -21,7 +21,7 @@ def write_ledger(sweep_dir: Path, jobs: dict[int, dict], hydra_overrides: list[s
     ``hydra_overrides``: the sweep's ``hydra.*`` / ``hydra/...`` overrides (the launcher), for the completing command."""
     path = Path(sweep_dir) / LEDGER
     tmp = path.with_suffix(".tmp")
-    keep = [o for o in hydra_overrides if not o.startswith(("hydra.sweep.dir=", "hydra.run.dir="))]
+    keep = [o for o in hydra_overrides if not o.startswith(("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode="))]
     tmp.write_text(json.dumps({"hydra_overrides": keep,
                                "jobs": [{"job": n, **j} for n, j in sorted(jobs.items())]}, indent=1))
     tmp.replace(path)
@@ -65,4 +65,4 @@ def sweep_hydra_overrides(sweep_dir: Path) -> list[str]:
         given = [str(o) for o in (HydraConfig.get().overrides.hydra or [])]
     except Exception:
         return []
-    return [o for o in given if not o.startswith(("hydra.sweep.dir=", "hydra.run.dir="))]
+    return [o for o in given if not o.startswith(("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode="))]

@@ -105,6 +105,14 @@ def close_run_failed(uri: str, run_id: str, reason: str, end_time_s: float | Non
     client.set_terminated(run_id, "FAILED", end_time=end_ms)
 
 
+def _closed_meanwhile(uri: str, run_id: str) -> bool:
+    """Someone (the launcher that saw its worker die, another doctor) closed or explained it since the search."""
+    import mlflow
+
+    run = mlflow.MlflowClient(tracking_uri=uri).get_run(run_id)
+    return run.info.status != "RUNNING" or bool(run.data.tags.get(tags.ERROR))
+
+
 def close_lost(uri: str, experiment_ids: list[str], stale_s: float = STALE_S, dry_run: bool = False,
                quiet: bool = False) -> list[LostRun]:
     """Close every lost run FAILED ("process lost; last heartbeat at ..."); the runs closed.
@@ -115,7 +123,7 @@ def close_lost(uri: str, experiment_ids: list[str], stale_s: float = STALE_S, dr
     try:
         lost = find_lost(uri, experiment_ids, stale_s)
         for run in lost:
-            if not dry_run:
+            if not dry_run and not _closed_meanwhile(uri, run.run_id):
                 close_run_failed(uri, run.run_id, run.reason, run.heartbeat)
             if not quiet or not dry_run:
                 print(f"layerlab: {'would close' if dry_run else 'closed'} run {run.run_id} ({run.name}) FAILED: "
@@ -168,11 +176,17 @@ def main(argv=None) -> int:
 
 
 def close_sweep_job(uri: str, experiment_id: str, sweep_id: str, job_num: int, reason: str) -> str | None:
-    """Close FAILED the RUNNING run of job ``job_num`` of a sweep (its worker died); its id, or None."""
+    """Close FAILED the run of job ``job_num`` of a sweep (its worker died); its id, or None.
+
+    The launcher knows the precise reason (the signal): it also replaces the
+    doctor's "process lost" when another job's start-up check came first.
+    """
     from experiments.tracking.store import find_runs
 
     runs = find_runs(uri, experiment_id, f"tags.`{tags.SWEEP_ID}` = '{sweep_id}' and "
-                                         f"tags.`{tags.JOB_NUM}` = '{job_num}'", statuses=["RUNNING"])
+                                         f"tags.`{tags.JOB_NUM}` = '{job_num}'", statuses=["RUNNING", "FAILED"])
+    runs = [r for r in runs if r.info.status == "RUNNING" or
+            r.data.tags.get(tags.ERROR, "").startswith("process lost")]
     for run in runs:
         close_run_failed(uri, run.info.run_id, reason)
     return runs[0].info.run_id if runs else None

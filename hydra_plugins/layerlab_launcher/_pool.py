@@ -12,12 +12,26 @@ from typing import Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.errors import CompactHydraException
 
 log = logging.getLogger(__name__)
 
 
-class WorkerLost(RuntimeError):
-    """A job whose worker process died (a signal, or an exit without an answer)."""
+class WorkerLost(CompactHydraException):
+    """A job whose worker process died (a signal, or an exit without an answer); Hydra prints it in one line."""
+
+
+class JobError(CompactHydraException):
+    """A failed job, re-raised by Hydra's sweeper at the end: one line, the job printed its own message already."""
+
+
+def _compact(ret: JobReturn, num: int) -> JobReturn:
+    value = ret._return_value
+    if ret.status == JobStatus.FAILED and isinstance(value, Exception) and not os.environ.get("LAYERLAB_DEBUG"):
+        text = (str(value).splitlines() or [""])[0][:500]
+        ret._return_value = JobError(f"job #{num} failed ({type(value).__name__}: {text}); its run, its error.txt "
+                                     "and the sweep summary below have the details")
+    return ret
 
 
 def death_reason(exitcode: int | None) -> str:
@@ -108,7 +122,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
                     except (EOFError, OSError):
                         data = None
                     if data is not None and w.job is not None:
-                        ret = cloudpickle.loads(data)
+                        ret = _compact(cloudpickle.loads(data), initial_job_idx + w.job)
                         results[w.job] = ret
                         jobs[initial_job_idx + w.job]["state"] = ("done" if ret.status == JobStatus.COMPLETED
                                                                   else "failed")
