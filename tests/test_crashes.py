@@ -281,3 +281,20 @@ def test_sigkill_of_a_worker_is_one_failed_job_and_the_summary_completes(tmp_pat
     assert again.stdout.count("layerlab: skipped, config") == 3
     finished = client.search_runs([exp], f"tags.`{tags.ROLE}` = 'job' and attributes.status = 'FINISHED'")
     assert len(finished) == 4
+
+
+def test_ledger_rows_and_completing_command(tmp_path):
+    from experiments.sweeps.launched import completing_command, unstarted_rows, write_ledger
+    from hydra_plugins.layerlab_launcher._pool import death_reason
+
+    write_ledger(tmp_path, {0: {"overrides": ["seed=0"], "state": "done", "error": ""},
+                            1: {"overrides": ["seed=1"], "state": "lost", "error": death_reason(-9)},
+                            2: {"overrides": ["seed=2"], "state": "queued", "error": ""}},
+                 ["hydra/launcher=layerlab", "hydra.mode=MULTIRUN", f"hydra.sweep.dir={tmp_path}"])
+    rows = {r["job"]: r for r in unstarted_rows(tmp_path, seen_jobs={"0"})}
+    assert set(rows) == {"1", "2"}
+    assert rows["1"]["status"] == "FAILED" and "killed by signal 9 (SIGKILL); out of memory?" in rows["1"]["error"]
+    assert rows["2"]["status"] == "NOT STARTED" and rows["2"]["rerun"] == "python runner.py seed=2"
+    assert completing_command(["seed=0,1,2", "model.activation=abs,relu"], ["hydra/launcher=layerlab"]) == (
+        "python runner.py -m hydra/launcher=layerlab seed=0,1,2 model.activation=abs,relu sweep.skip_finished=true")
+    assert "exited with code 3" in death_reason(3) and "SIGTERM" in death_reason(-15)
