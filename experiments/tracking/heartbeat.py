@@ -55,7 +55,6 @@ class Heartbeat:
         import mlflow
 
         self._client = mlflow.MlflowClient(self.uri)
-        self._beat(first=True)
         self._thread = threading.Thread(target=self._loop, name="layerlab-heartbeat", daemon=True)
         self._thread.start()
         return self
@@ -66,6 +65,7 @@ class Heartbeat:
             self._thread.join(timeout=5)
 
     def _loop(self) -> None:
+        self._beat(first=True)  # here, not in start(): a server that stalls never delays training
         while not self._stop.wait(self.interval_s):
             self._beat()
 
