@@ -17,7 +17,6 @@ import time
 import traceback
 from pathlib import Path
 
-import keras
 import mlflow
 import mlflow.data
 from omegaconf import DictConfig
@@ -34,11 +33,14 @@ from experiments.job.result import JobResult
 from experiments.models import count_params, summary_text
 from experiments.tracking import tags
 from experiments.tracking.channel import RunChannel
+from experiments.tracking.doctor import close_lost
+from experiments.tracking.heartbeat import Heartbeat
 from experiments.tracking.redaction import redact, tags_json
 from experiments.tracking.sink import MetricSink
 from experiments.tracking.store import ensure_experiment, find_parent, find_runs, git_state
 from experiments.tracking.uri import check_store, open_hint, resolve_uri
 from experiments.training.callbacks import make_callbacks
+from experiments.training.checkpoint import check_checkpoint, load_checkpoint
 from experiments.training.compile import compile_model
 from experiments.training.distribute import is_chief, make_strategy, shard_by_data
 from experiments.training.loop import fit_and_score
@@ -77,6 +79,7 @@ class TrackedJob:
         check_store(self.uri, float(select(cfg, "tracking.timeout_s", 10)))
         mlflow.set_tracking_uri(self.uri)
         exp_id = ensure_experiment(self.uri, str(cfg.tracking.experiment), select(cfg, "tracking.artifact_root", None))
+        close_lost(self.uri, [exp_id], quiet=True)  # runs whose process died: FAILED, not RUNNING forever
         if select(cfg, "sweep.skip_finished", False):
             done = self._runs_of_this_config(exp_id, ["FINISHED"])
             if done:
@@ -84,6 +87,7 @@ class TrackedJob:
                 return JobResult(status="SKIPPED", run_id=done[0].info.run_id, experiment_id=exp_id)
         resume_run, checkpoint = self._resume_target(exp_id)
         run_id = self._start_run(exp_id, resume_run).info.run_id
+        heartbeat = Heartbeat(self.uri, run_id).start()
         status, result = "FAILED", None
         t0 = time.perf_counter()
         try:
@@ -104,6 +108,7 @@ class TrackedJob:
             self._log_error(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
             raise
         finally:
+            heartbeat.stop()
             self.channel.track("wall time tag", lambda: mlflow.set_tag(tags.WALL_TIME_S,
                                                                        f"{time.perf_counter() - t0:.2f}"))
             self._close(run_id, status)
@@ -143,6 +148,7 @@ class TrackedJob:
         if not (folder / "last.keras").exists():
             raise ConfigError(f"run {run.info.run_id} has no checkpoint at {folder}", path="training.resume",
                               value=str(want), fix="resume on the machine where it ran, or start a new run")
+        check_checkpoint(folder)  # damaged: say so before the run is reopened
         return run, folder
 
     def _start_run(self, exp_id: str, resume_run):
@@ -253,8 +259,7 @@ class TrackedJob:
         with strategy.scope():  # variables (model and optimizer) are created on every replica
             data, model = prepare(cfg)
             if checkpoint is not None:
-                initial_epoch = int(json.loads((checkpoint / "state.json").read_text())["epochs_done"])
-                model = keras.models.load_model(checkpoint / "last.keras", safe_mode=True)
+                initial_epoch, model = load_checkpoint(checkpoint)  # a damaged file: a clear ConfigError
                 print(f"layerlab: resuming run {run_id} after epoch {initial_epoch}", flush=True)
             else:
                 compile_model(model, cfg)

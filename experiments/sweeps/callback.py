@@ -31,6 +31,7 @@ from experiments.sweeps.state import SweepState
 from experiments.sweeps.summary import finalize
 from experiments.sweeps.ui import compare_options
 from experiments.tracking import tags
+from experiments.tracking.doctor import close_lost
 from experiments.tracking.redaction import tags_json
 from experiments.tracking.store import ensure_experiment, git_state
 from experiments.tracking.uri import check_store, resolve_uri
@@ -79,6 +80,7 @@ def start_sweep(config: DictConfig) -> SweepState:
     check_store(uri, float(_sel(config, "tracking.timeout_s", 10)))
     experiment = str(_sel(config, "tracking.experiment", "layerlab"))
     exp_id = ensure_experiment(uri, experiment, _sel(config, "tracking.artifact_root"))
+    close_lost(uri, [exp_id], quiet=True)  # runs of earlier runs/sweeps whose process died: closed FAILED
     sweep_id = f"{sweep_dir.name.replace(':', '-')}-{uuid.uuid4().hex[:6]}"
     overrides = [str(o) for o in (_sel(config, "hydra.overrides.task", []) or [])]
     parent = mlflow.MlflowClient(uri).create_run(exp_id, run_name=f"sweep {sweep_id}", tags={

@@ -38,3 +38,4 @@ class SweepState:
     dry_run: bool = False
     finalized: bool = False
     compare_options: dict = field(default_factory=dict)
+    complete: str = ""  # the command that completes the sweep (set by the summary when a job did not finish)

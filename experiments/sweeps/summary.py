@@ -13,6 +13,7 @@ import mlflow
 
 from experiments.job.records import read_records
 from experiments.sweeps.champion import best_row, choose_and_register
+from experiments.sweeps.launched import completing_command, sweep_hydra_overrides, unstarted_rows
 from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import publish
 from experiments.tracking import tags
@@ -41,7 +42,10 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
             "error": r.data.tags.get(tags.ERROR, ""),
             "rerun": "python runner.py " + " ".join(shlex.quote(o) for o in overrides),
         })
+    rows += unstarted_rows(state.sweep_dir, {row["job"] for row in rows})  # killed while starting, never started
     failed = [row for row in rows if row["status"] != "FINISHED"]
+    sweep_overrides = json.loads(client.get_run(state.parent_run_id).data.tags.get(tags.OVERRIDES, "[]"))
+    state.complete = completing_command(sweep_overrides, sweep_hydra_overrides(state.sweep_dir)) if failed else ""
     out = state.sweep_dir
     out.mkdir(parents=True, exist_ok=True)
     summary_md = out / "sweep_summary.md"
@@ -117,6 +121,7 @@ def _summary_markdown(state: SweepState, rows, failed, interrupted: bool) -> str
         for r in failed:
             lines += [f"- job {r['job']} ({r['status']}): {r['error'] or 'see error.txt in the run'}",
                       f"  rerun alone: `{r['rerun']}`"]
+        lines += ["", f"Complete the sweep (runs only the jobs without a FINISHED run): `{state.complete}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -125,6 +130,8 @@ def _summary_terminal(state: SweepState, rows, failed, status: str, report) -> s
            f"(parent run {state.parent_run_id}, experiment {state.experiment!r})"]
     for r in failed:
         out.append(f"  job {r['job']} {r['status']}: {r['error'][:300]}\n    rerun alone: {r['rerun']}")
+    if failed:
+        out.append(f"  complete the sweep (only the jobs without a FINISHED run):\n    {state.complete}")
     if report:
         out.append(report.get("table", ""))
         out.extend(report.get("verdicts", []) or [])

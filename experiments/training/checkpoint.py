@@ -6,9 +6,12 @@ import json
 import math
 import os
 import time
+import zipfile
 from pathlib import Path
 
 import keras
+
+from experiments.errors import ConfigError
 
 
 class Checkpointer(keras.callbacks.Callback):
@@ -95,3 +98,65 @@ class Checkpointer(keras.callbacks.Callback):
         tmp = self.folder / f"{name}.tmp.keras"
         self.model.save(tmp)
         os.replace(tmp, self.folder / name)  # atomic: a kill mid-save keeps the previous file
+
+
+def _damage(file: Path) -> str | None:
+    """What is wrong with a ``.keras`` file (a zip archive), or None if it reads back whole."""
+    if not file.is_file():
+        return "it does not exist"
+    try:
+        with zipfile.ZipFile(file) as archive:
+            bad = archive.testzip()  # reads every member: truncation and flipped bytes fail here
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return f"it is not a complete .keras archive ({type(exc).__name__}: {exc})"
+    if bad is not None:
+        return f"its member {bad} is corrupt (CRC mismatch)"
+    if "config.json" not in names:
+        return "it has no config.json (not a Keras model file)"
+    return None
+
+
+def _damaged_error(folder: Path, file: Path, why: str) -> ConfigError:
+    best = folder / "best.keras"
+    choices = "start over (run without training.resume)"
+    if file.name != "best.keras" and _damage(best) is None:
+        choices += (f", or resume from the best weights, which are intact: cp {best} {file} (training then "
+                    f"continues after the epoch count in {folder / 'state.json'}, from the best epoch's weights)")
+    return ConfigError(f"the checkpoint {file} is damaged: {why}", path="training.resume",
+                       fix=f"{choices}; a damaged file is usually a disk that filled up or a copy cut short")
+
+
+def check_checkpoint(folder: Path) -> int:
+    """The epochs done of the checkpoint in ``folder``; a clear :class:`ConfigError` if it is damaged."""
+    folder = Path(folder)
+    file = folder / "last.keras"
+    why = _damage(file)
+    if why is not None:
+        raise _damaged_error(folder, file, why)
+    state = folder / "state.json"
+    try:
+        return int(json.loads(state.read_text())["epochs_done"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"the checkpoint state {state} is missing or damaged ({type(exc).__name__}: {exc})",
+                          path="training.resume",
+                          fix="start over (run without training.resume), or write the number of completed epochs "
+                              'there: {"epochs_done": N}') from None
+
+
+def load_checkpoint(folder: Path):
+    """(epochs done, compiled model) from ``folder/last.keras``; never a Keras traceback.
+
+    A truncated or corrupt file, or one Keras cannot rebuild, raises a
+    :class:`~experiments.errors.ConfigError` naming the file and the choices:
+    start over, or resume from ``best.keras`` when that one is intact.
+    """
+    folder = Path(folder)
+    epochs_done = check_checkpoint(folder)
+    file = folder / "last.keras"
+    try:
+        model = keras.models.load_model(file, safe_mode=True)
+    except Exception as exc:
+        raise _damaged_error(folder, file, f"Keras cannot load it ({type(exc).__name__}: "
+                                           f"{str(exc).splitlines()[0][:300] if str(exc) else ''})") from None
+    return epochs_done, model

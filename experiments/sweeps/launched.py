@@ -1,0 +1,68 @@
+"""The launch ledger of a sweep: every job the launcher was given, and what became of it.
+
+Written by this project's launcher (``hydra/launcher=layerlab``, in
+``hydra_plugins/layerlab_launcher``) into ``<sweep dir>/launched.json``; read
+by the sweep summary, which can then list jobs that never got an MLflow run
+(killed while starting, never started), and by nobody else.  Other launchers
+write no ledger: the summary then lists the runs it finds.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+LEDGER = "launched.json"
+
+
+def write_ledger(sweep_dir: Path, jobs: dict[int, dict], hydra_overrides: list[str] = ()) -> None:
+    """``jobs``: job number -> {"overrides": [...], "state": queued|running|done|failed|lost, "error": str};
+    ``hydra_overrides``: the sweep's ``hydra.*`` / ``hydra/...`` overrides (the launcher), for the completing command."""
+    path = Path(sweep_dir) / LEDGER
+    tmp = path.with_suffix(".tmp")
+    keep = [o for o in hydra_overrides if not o.startswith(("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode="))]
+    tmp.write_text(json.dumps({"hydra_overrides": keep,
+                               "jobs": [{"job": n, **j} for n, j in sorted(jobs.items())]}, indent=1))
+    tmp.replace(path)
+
+
+def read_ledger(sweep_dir: Path, key: str = "jobs") -> list:
+    try:
+        return json.loads((Path(sweep_dir) / LEDGER).read_text())[key]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def unstarted_rows(sweep_dir: Path, seen_jobs: set[str]) -> list[dict]:
+    """Summary rows for the ledger's jobs that have no MLflow run: died while starting, or never started."""
+    rows = []
+    for job in read_ledger(sweep_dir):
+        if str(job["job"]) in seen_jobs or job.get("state") == "done":
+            continue
+        lost = job.get("state") in ("lost", "failed")
+        overrides = job.get("overrides", [])
+        rows.append({"job": str(job["job"]), "status": "FAILED" if lost else "NOT STARTED", "run_id": "",
+                     "overrides": " ".join(overrides), "val": None, "test": None,
+                     "error": job.get("error") or ("" if lost else "never started: the sweep stopped before it"),
+                     "rerun": "python runner.py " + " ".join(shlex.quote(o) for o in overrides)})
+    return rows
+
+
+def completing_command(sweep_overrides: list[str], launcher_overrides: list[str] = ()) -> str:
+    """The one command that runs every job of the sweep that has no FINISHED run yet."""
+    words = [*launcher_overrides, *sweep_overrides, "sweep.skip_finished=true"]
+    return "python runner.py -m " + " ".join(shlex.quote(w) for w in words)
+
+
+def sweep_hydra_overrides(sweep_dir: Path) -> list[str]:
+    """The sweep's own ``hydra...`` overrides (launcher and its settings), from the ledger or Hydra's state."""
+    if (Path(sweep_dir) / LEDGER).is_file():
+        return read_ledger(sweep_dir, "hydra_overrides")
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        given = [str(o) for o in (HydraConfig.get().overrides.hydra or [])]
+    except Exception:
+        return []
+    return [o for o in given if not o.startswith(("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode="))]

@@ -1,0 +1,157 @@
+"""The parent side of the layerlab launcher: a pool of spawned workers, watched for deaths."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Sequence
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.errors import CompactHydraException
+
+log = logging.getLogger(__name__)
+
+
+class WorkerLost(CompactHydraException):
+    """A job whose worker process died (a signal, or an exit without an answer); Hydra prints it in one line."""
+
+
+class JobError(CompactHydraException):
+    """A failed job, re-raised by Hydra's sweeper at the end: one line, the job printed its own message already."""
+
+
+def _compact(ret: JobReturn, num: int) -> JobReturn:
+    value = ret._return_value
+    if ret.status == JobStatus.FAILED and isinstance(value, Exception) and not os.environ.get("LAYERLAB_DEBUG"):
+        text = (str(value).splitlines() or [""])[0][:500]
+        ret._return_value = JobError(f"job #{num} failed ({type(value).__name__}: {text}); its run, its error.txt "
+                                     "and the sweep summary below have the details")
+    return ret
+
+
+def death_reason(exitcode: int | None) -> str:
+    """A worker's exit code in words."""
+    if exitcode is not None and exitcode < 0:
+        sig = -exitcode
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        hint = "; out of memory? (the kernel's OOM killer sends it: see `dmesg`)" if sig == signal.SIGKILL else ""
+        return f"the worker process was killed by signal {sig} ({name}){hint}"
+    return f"the worker process exited with code {exitcode} before its job ended"
+
+
+def _workers(n_jobs: int, n_tasks: int) -> int:
+    cores = os.cpu_count() or 1
+    n = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+    return max(1, min(n, n_tasks))
+
+
+class _Worker:
+    def __init__(self, ctx, payload: bytes, threads: int):
+        from hydra_plugins.layerlab_launcher import _worker
+
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker.main, args=(child, payload, threads), daemon=True)
+        self.proc.start()
+        child.close()
+        self.job: int | None = None
+
+
+def _close_lost_run(job_num: int, reason: str) -> None:
+    """End the MLflow run of a job whose worker died FAILED, with ``reason``."""
+    from experiments.sweeps import callback
+
+    state = getattr(callback, "_ACTIVE", None)
+    if state is None or state.parent_run_id is None:
+        return
+    from experiments.tracking.doctor import close_sweep_job
+
+    try:
+        run_id = close_sweep_job(state.uri, state.experiment_id, state.sweep_id, job_num, reason)
+        if run_id:
+            log.info(f"#{job_num}: run {run_id} closed FAILED: {reason}")
+    except Exception as exc:  # the summary marks a RUNNING run KILLED anyway
+        log.warning(f"#{job_num}: could not close its run: {type(exc).__name__}: {exc}")
+
+
+def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    from joblib.externals import cloudpickle
+
+    from experiments.sweeps.launched import write_ledger
+
+    setup_globals()
+    config = launcher.config
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    n = _workers(launcher.n_jobs, len(job_overrides))
+    threads = max(1, (os.cpu_count() or 1) // n)
+    log.info(f"layerlab launcher: {n} worker(s), {threads} TF thread(s) each, {len(job_overrides)} job(s); "
+             f"sweep output dir: {sweep_dir}")
+    jobs = {}
+    for i, overrides in enumerate(job_overrides):
+        jobs[initial_job_idx + i] = {"overrides": list(filter_overrides(overrides)), "state": "queued", "error": ""}
+        log.info(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(overrides))}")
+    hydra_overrides = [str(o) for o in (config.hydra.overrides.hydra or [])]
+    write_ledger(sweep_dir, jobs, hydra_overrides)
+    payload = cloudpickle.dumps((launcher.hydra_context, config, launcher.task_function, Singleton.get_state()))
+    ctx = multiprocessing.get_context("spawn")
+    pending = list(range(len(job_overrides)))
+    results: dict[int, JobReturn] = {}
+    pool = [_Worker(ctx, payload, threads) for _ in range(n)]
+    try:
+        while len(results) < len(job_overrides):
+            for w in pool:
+                if w.job is None and pending:
+                    w.job = pending.pop(0)
+                    jobs[initial_job_idx + w.job]["state"] = "running"
+                    w.conn.send(("job", initial_job_idx + w.job, list(job_overrides[w.job])))
+            write_ledger(sweep_dir, jobs, hydra_overrides)
+            ready = wait([w.conn for w in pool] + [w.proc.sentinel for w in pool])
+            for w in list(pool):
+                if w.conn in ready or (w.proc.sentinel in ready and w.conn.poll()):
+                    try:
+                        _, _, data = w.conn.recv()
+                    except (EOFError, OSError):
+                        data = None
+                    if data is not None and w.job is not None:
+                        ret = _compact(cloudpickle.loads(data), initial_job_idx + w.job)
+                        results[w.job] = ret
+                        jobs[initial_job_idx + w.job]["state"] = ("done" if ret.status == JobStatus.COMPLETED
+                                                                  else "failed")
+                        w.job = None
+                        continue
+                if w.proc.sentinel in ready or not w.proc.is_alive():
+                    w.proc.join(timeout=5)
+                    pool.remove(w)
+                    w.conn.close()
+                    if w.job is not None:
+                        num = initial_job_idx + w.job
+                        reason = death_reason(w.proc.exitcode)
+                        log.error(f"#{num}: {reason}; the other jobs go on")
+                        _close_lost_run(num, reason)
+                        jobs[num].update(state="lost", error=reason)
+                        results[w.job] = JobReturn(overrides=list(job_overrides[w.job]), status=JobStatus.FAILED,
+                                                   _return_value=WorkerLost(f"job #{num}: {reason}"))
+                    if pending:
+                        pool.append(_Worker(ctx, payload, threads))
+    finally:
+        write_ledger(sweep_dir, jobs, hydra_overrides)
+        for w in pool:
+            try:
+                w.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        for w in pool:
+            w.proc.join(timeout=10)
+            if w.proc.is_alive():
+                w.proc.terminate()
+                w.proc.join(timeout=5)
+    return [results[i] for i in range(len(job_overrides))]

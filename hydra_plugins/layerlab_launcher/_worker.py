@@ -1,0 +1,61 @@
+"""One worker process of the layerlab launcher: runs the jobs it is handed, one at a time."""
+
+from __future__ import annotations
+
+import os
+
+
+def main(conn, payload: bytes, threads: int) -> None:
+    """Worker loop: receive ``("job", idx, overrides)``, answer ``("done", idx, pickled JobReturn)``; stop on None.
+
+    ``threads``: TensorFlow CPU threads for this worker (cores // workers), set before TensorFlow loads.
+    This process is new (spawned): the environment written here is its own.
+    """
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    from experiments.process import configure_process
+
+    configure_process()
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+    from joblib.externals import cloudpickle
+    from omegaconf import open_dict
+
+    hydra_context, config, task_function, singleton_state = cloudpickle.loads(payload)
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        _, idx, overrides = msg
+        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
+            sweep_config.hydra.job.num = idx
+        HydraConfig.instance().set_config(sweep_config)
+        try:
+            ret = run_job(hydra_context=hydra_context, config=sweep_config, task_function=task_function,
+                          job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        except BaseException as exc:  # noqa: BLE001 - Ctrl-C or SystemExit inside the job: report, then stop
+            ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=exc)
+            conn.send(("done", idx, _dump(ret)))
+            raise
+        conn.send(("done", idx, _dump(ret)))
+
+
+def _dump(ret) -> bytes:
+    from hydra.core.utils import JobStatus
+    from joblib.externals import cloudpickle
+
+    try:
+        return cloudpickle.dumps(ret)
+    except Exception:  # an unpicklable return value or exception: keep its text
+        value = ret._return_value
+        if ret.status == JobStatus.FAILED:
+            ret._return_value = RuntimeError(f"{type(value).__name__}: {value}")
+        else:
+            ret._return_value = repr(value)
+        ret.hydra_cfg = None
+        return cloudpickle.dumps(ret)

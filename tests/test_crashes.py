@@ -1,0 +1,300 @@
+"""Crashes without loss: heartbeats and the doctor (no run RUNNING forever), damaged checkpoints on resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from experiments.errors import ConfigError
+from experiments.tracking import tags
+from experiments.tracking.doctor import close_lost, lost_reason
+from experiments.tracking.heartbeat import Heartbeat, identity
+from tests.conftest import ROOT, run_cli
+
+LONG = ["dataset.limit=2000", "training.epochs=12", "training.batch_size=64", "tracking.log_model=false",
+        "tracking.log_plots=false"]
+HOST = socket.gethostname()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid  # just exited: free (pid reuse within the test is practically impossible)
+
+
+# ----------------------------------------------------------------------------------- heartbeat + doctor
+def test_lost_reason_tells_dead_from_alive():
+    now = time.time()
+    me = identity()
+    mine = {tags.HEARTBEAT: f"{now - 1000:.0f}", **me}
+    assert lost_reason(mine, now=now) is None  # this very process: alive however old its beat
+    dead = {tags.HEARTBEAT: f"{now - 5:.0f}", tags.HOST: HOST, tags.PID: str(_dead_pid())}
+    assert lost_reason(dead, now=now).startswith("process lost; last heartbeat at ")
+    reused = {**me, tags.HEARTBEAT: f"{now:.0f}", tags.PID_START: "1"}  # same pid, another process start
+    assert lost_reason(reused, now=now) is not None
+    other_fresh = {tags.HEARTBEAT: f"{now - 60:.0f}", tags.HOST: "elsewhere", tags.PID: "1"}
+    assert lost_reason(other_fresh, now=now) is None  # alive on another machine: never touched
+    other_stale = {**other_fresh, tags.HEARTBEAT: f"{now - 600:.0f}"}
+    assert "no heartbeat for 600 s" in lost_reason(other_stale, now=now)
+    assert lost_reason({tags.HOST: HOST, tags.PID: str(_dead_pid())}, now=now) is None  # no heartbeat: unknown
+
+
+def test_doctor_closes_only_lost_runs(store, tmp_path, capsys):
+    client = mlflow.MlflowClient(store)
+    exp = client.create_experiment("doc", artifact_location=str(tmp_path / "art"))
+    now = time.time()
+
+    def run(name, **extra):
+        return client.create_run(exp, run_name=name, tags={tags.OVERRIDES: '["seed=3"]', **extra}).info.run_id
+
+    dead = run("dead", **{tags.HEARTBEAT: f"{now - 40:.0f}", tags.HOST: HOST, tags.PID: str(_dead_pid())})
+    alive_here = run("alive", **{tags.HEARTBEAT: f"{now:.0f}", **identity()})
+    alive_there = run("there", **{tags.HEARTBEAT: f"{now - 30:.0f}", tags.HOST: "gpu-7", tags.PID: "42"})
+    stale_there = run("stale", **{tags.HEARTBEAT: f"{now - 3600:.0f}", tags.HOST: "gpu-7", tags.PID: "43"})
+    old_style = run("no-beat")
+    lost = close_lost(store, [exp])
+    assert {r.run_id for r in lost} == {dead, stale_there}
+    for rid in (dead, stale_there):
+        r = client.get_run(rid)
+        assert r.info.status == "FAILED"
+        assert r.data.tags[tags.ERROR].startswith("process lost; last heartbeat at ")
+        assert f"python runner.py seed=3 training.resume={rid}" in r.data.tags[tags.ERROR]
+    for rid in (alive_here, alive_there, old_style):
+        assert client.get_run(rid).info.status == "RUNNING"
+    assert "closed run" in capsys.readouterr().out
+    assert close_lost(store, [exp]) == []  # nothing left
+
+
+def test_heartbeat_writes_host_pid_and_time(store, tmp_path):
+    client = mlflow.MlflowClient(store)
+    exp = client.create_experiment("beat", artifact_location=str(tmp_path / "art"))
+    rid = client.create_run(exp).info.run_id
+    beat = Heartbeat(store, rid, interval_s=0.2).start()
+    time.sleep(0.7)
+    beat.stop()
+    t = client.get_run(rid).data.tags
+    assert t[tags.HOST] == HOST and t[tags.PID] == str(os.getpid())
+    assert abs(float(t[tags.HEARTBEAT]) - time.time()) < 5 and beat.beats >= 2
+
+
+# ------------------------------------------------------------------------------------ damaged checkpoint
+@pytest.fixture(scope="module")
+def checkpoint_folder(tmp_path_factory) -> Path:
+    import keras
+
+    folder = tmp_path_factory.mktemp("ck")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("adam", "mse")
+    model.save(folder / "last.keras")
+    model.save(folder / "best.keras")
+    (folder / "state.json").write_text(json.dumps({"epochs_done": 3}))
+    return folder
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_intact_checkpoint_loads(checkpoint_folder):
+    from experiments.training.checkpoint import load_checkpoint
+
+    epochs, model = load_checkpoint(checkpoint_folder)
+    assert epochs == 3 and model.count_params() == 10
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
+def test_damaged_checkpoint_is_a_clear_error(checkpoint_folder, tmp_path, damage):
+    from experiments.training.checkpoint import load_checkpoint
+
+    folder = _copy(checkpoint_folder, tmp_path / "ck")
+    last = folder / "last.keras"
+    data = bytearray(last.read_bytes())
+    if damage == "truncate":
+        last.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        mid = len(data) // 3
+        data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
+        last.write_bytes(bytes(data))
+    else:
+        last.write_bytes(b"")
+    with pytest.raises(ConfigError) as info:
+        load_checkpoint(folder)
+    text = str(info.value)
+    assert f"the checkpoint {last} is damaged" in text and "\n" not in text
+    assert "start over (run without training.resume)" in text
+    assert f"cp {folder / 'best.keras'} {last}" in text  # best.keras is intact: offered
+    (folder / "best.keras").write_bytes(b"junk")
+    with pytest.raises(ConfigError) as info:
+        load_checkpoint(folder)
+    assert "best" not in str(info.value).split("Fix:")[-1]
+
+
+# ------------------------------------------------------------------------------- real processes (slow)
+def _popen(args, tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *args, f"hydra.run.dir={tmp_path}/outputs/run"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_epochs(folder: Path, n: int, proc, timeout: float = 180) -> None:
+    state = folder / "checkpoints/state.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(state.read_text())["epochs_done"] >= n:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early:\n{proc.stderr.read()[-3000:]}")
+        time.sleep(0.1)
+    raise AssertionError("no checkpoint in time")
+
+
+@pytest.mark.slow
+def test_kill9_run_is_closed_by_doctor_and_resumes(tmp_path, store):
+    args = [*LONG, f"tracking.uri={store}", "tracking.experiment=zombie", "training.checkpoint.every_s=0"]
+    proc = _popen(args, tmp_path / "first")
+    _wait_for_epochs(tmp_path / "first/outputs/run", 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    client = mlflow.MlflowClient(store)
+    exp = client.get_experiment_by_name("zombie").experiment_id
+    (run,) = client.search_runs([exp])
+    assert run.info.status == "RUNNING"  # what MLflow alone would keep forever
+    assert run.data.tags[tags.PID] == str(proc.pid) and run.data.tags[tags.HOST] == HOST
+
+    doc = subprocess.run([sys.executable, "-m", "experiments.doctor", "--tracking-uri", store], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert doc.returncode == 0, doc.stderr[-2000:]
+    assert f"closed run {run.info.run_id}" in doc.stdout and "1 lost run(s) closed FAILED" in doc.stdout
+    closed = client.get_run(run.info.run_id)
+    assert closed.info.status == "FAILED"
+    assert closed.data.tags[tags.ERROR].startswith("process lost; last heartbeat at ")
+
+    epochs_done = json.loads((tmp_path / "first/outputs/run/checkpoints/state.json").read_text())["epochs_done"]
+    resumed = run_cli(*args, "training.resume=true", tmp_path=tmp_path / "second")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming run {run.info.run_id} after epoch {epochs_done}" in resumed.stdout
+    again = client.get_run(run.info.run_id)
+    assert again.info.status == "FINISHED"
+    steps = {m.step for m in client.get_metric_history(run.info.run_id, "loss")}
+    assert set(range(epochs_done, 12)) <= steps
+
+
+@pytest.mark.slow
+def test_next_run_closes_a_zombie_automatically(tmp_path, store):
+    client = mlflow.MlflowClient(store)
+    exp = client.create_experiment("auto", artifact_location=str(tmp_path / "art"))
+    zombie = client.create_run(exp, tags={tags.HEARTBEAT: f"{time.time():.0f}", tags.HOST: HOST,
+                                          tags.PID: str(_dead_pid())}).info.run_id
+    proc = run_cli("dataset.limit=400", "training.epochs=1", "tracking.log_model=false", "tracking.log_plots=false",
+                   f"tracking.uri={store}", "tracking.experiment=auto", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"closed run {zombie}" in proc.stdout
+    assert client.get_run(zombie).info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_resume_from_a_damaged_checkpoint_is_one_paragraph(tmp_path, store):
+    args = [*LONG, f"tracking.uri={store}", "tracking.experiment=damaged", "training.checkpoint.every_s=0"]
+    proc = _popen(args, tmp_path / "first")
+    _wait_for_epochs(tmp_path / "first/outputs/run", 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    last = tmp_path / "first/outputs/run/checkpoints/last.keras"
+    last.write_bytes(last.read_bytes()[:1000])  # a copy cut short
+    resumed = run_cli(*args, "training.resume=true", tmp_path=tmp_path / "second")
+    assert resumed.returncode == 2
+    assert "Traceback" not in resumed.stderr
+    assert f"layerlab: error: training.resume" in resumed.stderr
+    assert f"the checkpoint {last} is damaged" in resumed.stderr and "start over" in resumed.stderr
+    client = mlflow.MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("damaged").experiment_id])
+    assert run.info.status == "KILLED"  # not reopened
+
+
+# ----------------------------------------------------------------------------- a killed sweep worker
+def _wait_for_running_job(client, exp_name: str, proc, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        exp = client.get_experiment_by_name(exp_name)
+        if exp is not None:
+            for r in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'"):
+                if r.data.tags.get(tags.PID) and r.data.tags.get(tags.ROLE) == "job" and \
+                        client.get_metric_history(r.info.run_id, "loss"):
+                    return r
+        if proc.poll() is not None:
+            raise AssertionError(f"sweep ended early:\n{proc.stdout.read()[-3000:]}\n{proc.stderr.read()[-3000:]}")
+        time.sleep(0.2)
+    raise AssertionError("no job started in time")
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_worker_is_one_failed_job_and_the_summary_completes(tmp_path, store):
+    sweep = ["-m", "hydra/launcher=layerlab", "hydra.launcher.n_jobs=2", *LONG, "training.epochs=8",
+             f"tracking.uri={store}", "tracking.experiment=killed", "seed=0,1,2,3"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *sweep, f"hydra.sweep.dir={tmp_path}/multirun"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = mlflow.MlflowClient(store)
+    victim = _wait_for_running_job(client, "killed", proc)
+    os.kill(int(victim.data.tags[tags.PID]), signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    (tmp_path / "sweep_out.txt").write_text(out + "\n----- stderr\n" + err)
+    assert proc.returncode != 0
+    assert "Traceback" not in out + err
+    exp = client.get_experiment_by_name("killed").experiment_id
+    jobs = client.search_runs([exp], f"tags.`{tags.ROLE}` = 'job'")
+    by_status = {}
+    for r in jobs:
+        by_status.setdefault(r.info.status, []).append(r)
+    assert len(by_status.get("FINISHED", [])) == 3, {k: len(v) for k, v in by_status.items()}
+    (dead,) = by_status["FAILED"]
+    assert dead.info.run_id == victim.info.run_id
+    assert dead.data.tags[tags.ERROR].startswith("the worker process was killed by signal 9 (SIGKILL); out of memory?")
+    assert "3/4 jobs finished" in out
+    assert f"job {victim.data.tags[tags.JOB_NUM]} FAILED: the worker process was killed by signal 9" in out
+    complete = next(line.strip() for line in out.splitlines() if "sweep.skip_finished=true" in line)
+    assert complete.startswith("python runner.py -m hydra/launcher=layerlab hydra.launcher.n_jobs=2 ")
+    assert "seed=0,1,2,3" in complete
+    summary = (tmp_path / "multirun/sweep_summary.md").read_text()
+    assert "sweep.skip_finished=true" in summary
+
+    # The completing command runs only the killed job.
+    words = complete.split()[2:] + [f"hydra.sweep.dir={tmp_path}/complete"]
+    again = subprocess.run([sys.executable, str(ROOT / "runner.py"), *words], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("layerlab: skipped, config") == 3
+    finished = client.search_runs([exp], f"tags.`{tags.ROLE}` = 'job' and attributes.status = 'FINISHED'")
+    assert len(finished) == 4
+
+
+def test_ledger_rows_and_completing_command(tmp_path):
+    from experiments.sweeps.launched import completing_command, unstarted_rows, write_ledger
+    from hydra_plugins.layerlab_launcher._pool import death_reason
+
+    write_ledger(tmp_path, {0: {"overrides": ["seed=0"], "state": "done", "error": ""},
+                            1: {"overrides": ["seed=1"], "state": "lost", "error": death_reason(-9)},
+                            2: {"overrides": ["seed=2"], "state": "queued", "error": ""}},
+                 ["hydra/launcher=layerlab", "hydra.mode=MULTIRUN", f"hydra.sweep.dir={tmp_path}"])
+    rows = {r["job"]: r for r in unstarted_rows(tmp_path, seen_jobs={"0"})}
+    assert set(rows) == {"1", "2"}
+    assert rows["1"]["status"] == "FAILED" and "killed by signal 9 (SIGKILL); out of memory?" in rows["1"]["error"]
+    assert rows["2"]["status"] == "NOT STARTED" and rows["2"]["rerun"] == "python runner.py seed=2"
+    assert completing_command(["seed=0,1,2", "model.activation=abs,relu"], ["hydra/launcher=layerlab"]) == (
+        "python runner.py -m hydra/launcher=layerlab seed=0,1,2 model.activation=abs,relu sweep.skip_finished=true")
+    assert "exited with code 3" in death_reason(3) and "SIGTERM" in death_reason(-15)
