@@ -144,6 +144,11 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
                         pool.append(_Worker(ctx, payload, threads))
     finally:
         write_ledger(sweep_dir, jobs, hydra_overrides)
+        # Once more, now that no other job runs: another job's start-up check (the doctor) may have
+        # found the dead worker's run between our check and our write, and called it "process lost".
+        for num, job in jobs.items():
+            if job["state"] == "lost":
+                _close_lost_run(num, job["error"])
         for w in pool:
             try:
                 w.conn.send(None)
