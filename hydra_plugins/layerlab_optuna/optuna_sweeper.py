@@ -53,12 +53,15 @@ def default_storage(tracking_uri: str) -> str:
     return f"sqlite:///{(db.resolve().parent / STORAGE_FILE)}"
 
 
-def make_sampler(spec: dict | None, space: dict):
+def make_sampler(spec: dict | None, space: dict, done: int = 0):
+    """``done``: trials the study has already; a seeded sampler of a continued study is seeded ``seed + done``,
+    so it does not draw the first search's values again."""
     import optuna
 
     spec = dict(spec or {})
     kind = str(spec.pop("type", "tpe") or "tpe").lower()
     seed = spec.pop("seed", None)
+    seed = None if seed is None else int(seed) + done
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed, **spec)
     if kind == "random":
@@ -118,9 +121,11 @@ class LayerlabOptunaSweeper(Sweeper):
         name = self.study_name or str(OmegaConf.select(cfg, "tracking.experiment", default="layerlab"))
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            study = optuna.create_study(study_name=name, storage=open_storage(storage_url),
-                                        sampler=make_sampler(self.sampler, space), pruner=make_pruner(self.pruner),
-                                        direction=direction, load_if_exists=True)
+            storage = open_storage(storage_url)
+            known = {s.study_name: s.n_trials for s in optuna.get_all_studies(storage)}
+            study = optuna.create_study(study_name=name, storage=storage,
+                                        sampler=make_sampler(self.sampler, space, known.get(name, 0)),
+                                        pruner=make_pruner(self.pruner), direction=direction, load_if_exists=True)
         except ValueError as exc:  # e.g. another direction than the stored study's
             raise ConfigError(f"the study {name!r} in {storage_url} cannot be continued ({exc})",
                               path="hydra.sweeper.study_name", value=name,
