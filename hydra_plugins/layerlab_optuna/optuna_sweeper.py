@@ -122,7 +122,7 @@ class LayerlabOptunaSweeper(Sweeper):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
             storage = open_storage(storage_url)
-            known = {s.study_name: s.n_trials for s in optuna.get_all_studies(storage)}
+            known = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
             study = optuna.create_study(study_name=name, storage=storage,
                                         sampler=make_sampler(self.sampler, space, known.get(name, 0)),
                                         pruner=make_pruner(self.pruner), direction=direction, load_if_exists=True)
