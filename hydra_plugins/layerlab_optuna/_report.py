@@ -94,6 +94,8 @@ class StudyParent:
                 f"{count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed")
         best = study.best_trial if count[TrialState.COMPLETE] else None
         words = [*self.fixed, *(f"{k}={format_value(v)}" for k, v in (best.params.items() if best else []))]
+        if any(w.lstrip("+").startswith("experiment=") for w in self.fixed):
+            words.append("hydra.mode=RUN")  # an experiment file that sets MULTIRUN would search again
         rerun = "python runner.py " + " ".join(shlex.quote(w) for w in words)
         if best is not None:
             line += (f"\nlayerlab: best trial {best.number}: {metric_key}={best.value:.4f} with "
