@@ -33,7 +33,7 @@ def resolved_container(cfg: DictConfig) -> dict:
 
 
 # Keys that change neither what is trained nor how: excluded from the config hash.
-HASH_EXCLUDE = ("dry_run", "list_layers", "tracking", "sweep", "training.resume", "training.verbose")
+HASH_EXCLUDE = ("dry_run", "list_layers", "tracking", "sweep", "optuna", "training.resume", "training.verbose")
 
 
 def config_hash(cfg: DictConfig) -> str:

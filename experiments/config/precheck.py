@@ -92,8 +92,8 @@ def check_sweep_overrides(args: list[str]) -> None:
             raise ConfigError(
                 "Hydra's basic sweeper enumerates values (a,b,c, range(), glob()) and cannot sample an "
                 "interval(...)", path=override.get_key_element(), value=override.input_line.split("=", 1)[1],
-                fix="list the values to try (e.g. optimizer.learning_rate=0.0001,0.001,0.01), or use a search "
-                    "sweeper that samples intervals (hydra/sweeper=optuna with hydra-optuna-sweeper installed)")
+                fix="list the values to try (e.g. optimizer.learning_rate=0.0001,0.001,0.01), or use the search "
+                    "sweeper, which samples intervals (add hydra/sweeper=optuna)")
 
 
 def extra_config_dirs(args: list[str]) -> list[Path]:

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+HIDDEN_PREFIX = "+optuna."  # overrides the Optuna sweeper adds to each trial (experiments.training.pruning)
+
+
 @dataclass
 class JobContext:
     """What Hydra knows about the current job (defaults outside Hydra: tests, notebooks).
@@ -40,6 +43,9 @@ def hydra_context() -> JobContext:
     hc = HydraConfig.get()
     mode = str(hc.mode).split(".")[-1] if hc.mode is not None else "RUN"
     multirun = mode == "MULTIRUN"
-    return JobContext(output_dir=hc.runtime.output_dir, overrides=list(hc.overrides.task),
+    # The hidden +optuna.* keys (study, storage, trial) are how the search reaches the job; they are not
+    # part of the job's own config (run names, the rerun command, the overrides tag).
+    overrides = [o for o in hc.overrides.task if not str(o).startswith(HIDDEN_PREFIX)]
+    return JobContext(output_dir=hc.runtime.output_dir, overrides=overrides,
                       job_num=hc.job.num if multirun else None, mode=mode,
                       sweep_dir=str(hc.sweep.dir) if multirun else None, launcher=hc.launcher)

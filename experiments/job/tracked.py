@@ -168,6 +168,9 @@ class TrackedJob:
             tags.METRIC_MODE: self.metric.mode,
             **git_state(),
         }
+        trial = select(cfg, "optuna.trial_number", None)
+        if trial is not None:  # a trial of hydra/sweeper=optuna (experiments.training.pruning)
+            run_tags.update({tags.TRIAL_NUMBER: str(trial), tags.STUDY: str(select(cfg, "optuna.study", ""))})
         act = select(cfg, "model.activation", None)
         name = f"{cfg.model.name}-{act}-seed{cfg.seed}" if act else f"{cfg.model.name}-seed{cfg.seed}"
         if ctx.in_sweep and ctx.sweep_dir:
@@ -246,6 +249,10 @@ class TrackedJob:
         callbacks = make_callbacks(cfg, out_dir=ck_dir, sink=self._on_epoch, run_id=run_id)
         self.checkpointer = next((c for c in callbacks if hasattr(c, "flush")), None)
         history, final = fit_and_score(model, strategy, cfg, datasets, callbacks, initial_epoch)
+        pruned = next((c.pruned_epoch for c in callbacks if getattr(c, "pruned_epoch", None)), None)
+        if pruned:  # stopped by the study's pruner: FINISHED, and said so
+            self.channel.track("pruned tags", lambda: mlflow.set_tags({tags.PRUNED: "true",
+                                                                        tags.PRUNED_EPOCH: str(pruned)}))
         if self.sink is not None:
             self.sink(final, self.epochs_done)  # journaled like the epochs (early stopping may end before epochs)
             artifacts.log_outputs(cfg, model, data, history, self.out_dir, self.channel)

@@ -38,4 +38,5 @@ class SweepState:
     dry_run: bool = False
     finalized: bool = False
     compare_options: dict = field(default_factory=dict)
+    note: str = ""  # text put first in the parent's description (an Optuna study's best trial)
     complete: str = ""  # the command that completes the sweep (set by the summary when a job did not finish)

@@ -135,5 +135,7 @@ def publish(client, state: SweepState, runs: list, report: dict | None, best_run
     else:
         text = (f"## Sweep {state.sweep_id}\n\n{finished}/{len(runs)} jobs finished; no comparison "
                 f"(sweep.compare=false, or it failed: see the terminal).\n\n" + (best_line or "") + "\n")
+    if state.note:
+        text = state.note + "\n" + text
     client.set_tag(pid, NOTE_TAG, text if len(text) <= MAX_TAG_CHARS else text[:MAX_TAG_CHARS - 80]
                    + "\n\n(cut here: the full text is in comparison/comparison.md)\n")

@@ -34,6 +34,14 @@ MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
 METRIC = PREFIX + "metric"              # Keras log name, e.g. "sparse_categorical_accuracy"
 METRIC_MODE = PREFIX + "metric_mode"    # "max" | "min"
 
+# Optuna search (hydra/sweeper=optuna): the study and the trial a run is.
+STUDY = PREFIX + "study"                # on the parent and every trial's run: the study name
+STUDY_STORAGE = PREFIX + "study_storage"  # on the parent: the Optuna storage URL (redacted)
+TRIAL_NUMBER = "trial_number"           # on a trial's run: Optuna's trial number
+BEST_TRIAL = PREFIX + "best_trial"      # on the parent: the best trial's number
+PRUNED = PREFIX + "pruned"              # "true" on a trial stopped by the pruner (its run ends FINISHED)
+PRUNED_EPOCH = PREFIX + "pruned_epoch"  # the last epoch it trained (1-based)
+
 # What happened.
 ERROR = PREFIX + "error"
 WALL_TIME_S = PREFIX + "wall_time_s"

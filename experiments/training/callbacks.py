@@ -1,4 +1,4 @@
-"""The Keras callbacks of a job: epoch timing, NaN guard, stop on signal, checkpoints, metric logging."""
+"""The Keras callbacks of a job: epoch timing, NaN guard, stop on signal, checkpoints, pruning, metric logging."""
 
 from __future__ import annotations
 
@@ -99,6 +99,11 @@ def make_callbacks(cfg, *, out_dir: Path, sink=None, run_id: str | None = None) 
         monitor, mode = _monitor(cfg, "training.early_stopping.monitor", metric)
         cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=int(es.patience),
                                                  restore_best_weights=bool(es.restore_best_weights)))
+    trial_id = select(cfg, "optuna.trial_id", None)
+    if trial_id is not None:  # a trial of hydra/sweeper=optuna: report each epoch, stop when pruned
+        from experiments.training.pruning import OptunaPruning
+
+        cbs.append(OptunaPruning(str(cfg.optuna.storage), str(cfg.optuna.study), int(trial_id), metric.val))
     if sink is not None:
         cbs.append(EpochLogger(sink))  # last, so it sees epoch_time_s added by EpochTimer
     return cbs

@@ -1,0 +1,1 @@
+"""layerlab's Hydra sweeper: Optuna search with a maintained Optuna on hydra-core 1.3, pruning across processes."""
