@@ -1,14 +1,16 @@
 """How fast does the team server take metrics when several jobs log at once?  (GitHub issue 15, part 4)
 
-    python -m bench.server_load [--quick] [--writers 1,4,8] [--batches 150] [--runs 4] [--out FILE]
+    python -m bench.server_load [--quick] [--writers 1,4,8] [--batches 200] [--runs 4] [--out FILE]
 
 Starts the team stack of ``scripts/mlflow_stack.sh`` (PostgreSQL + ``mlflow server`` with its default
 2 uvicorn workers, on free loopback ports, in a temporary state folder; stopped at the end), then, for
 each writer count, starts that many writer processes at once (multiprocessing, spawned). Each writer
-creates its own runs, sends two untimed warm-up batches, waits for the others at a barrier, then sends a
+creates its own runs, sends two untimed warm-up batches (after one untimed warm-up round of 2 writers
+that nobody reports), waits for the others at a barrier, then sends a
 fixed number of ``MlflowClient.log_batch`` calls over HTTP: one batch is one epoch of one run (the 6
 metrics a job logs per epoch, the next step each time, cycling over its runs). Every call is timed on
-the client (request to response, so it includes the server's write to PostgreSQL).
+the client (request to response, so it includes the server's write to PostgreSQL). For reference, 100
+``get_experiment`` calls (nothing written) from one process give the floor of one REST call.
 
 Reported per writer count: median and p95 latency of one ``log_batch``, the batches per second of all
 writers together (over the window from the first timed call to the last), and both as ratios to the
@@ -206,15 +208,17 @@ def render(d: dict) -> str:
         f"`MlflowClient.log_batch` over HTTP to the team stack (`scripts/mlflow_stack.sh`: PostgreSQL backend, "
         f"`mlflow server` with 2 uvicorn workers, both on this machine). One batch = one epoch of one run "
         f"({len(EPOCH_METRICS)} metrics); each writer process logs {d['batches']} batches over its own "
-        f"{d['runs']} runs after 2 untimed warm-up batches, all writers released at once. Latency is client-side "
+        f"{d['runs']} runs after 2 untimed warm-up batches, all writers released at once (after an untimed warm-up round of 2 writers). Latency is client-side "
         "(request to response: includes the server's write to PostgreSQL). Ratios are against the 1-writer row "
         "of this run.",
         "",
         table(["writers", "batches", "median ms", "p95 ms", "max ms", "batches/s (all writers)",
                "median vs 1", "p95 vs 1", "batches/s vs 1"], body),
         "",
-        f"The writers, the server's workers and PostgreSQL all run on this machine's {d['cores']} cores (load "
-        "average in the header).",
+        f"For reference, a call that writes nothing (`get_experiment`, {len(d['read_ms'])} calls from one "
+        f"process, no other writer) takes median {percentile(d['read_ms'], 50):.1f} ms, p95 "
+        f"{percentile(d['read_ms'], 95):.1f} ms. The writers, the server's workers and PostgreSQL all run on "
+        f"this machine's {d['cores']} cores (load average in the header).",
     ]
     if d["quick"]:
         md += ["", "_--quick run: tiny sizes; these numbers only show that the script works._"]
@@ -224,7 +228,7 @@ def render(d: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--writers", default=None, help="comma-separated writer counts, 1 first (default 1,4,8; --quick 1,2)")
-    p.add_argument("--batches", type=int, default=None, help="timed log_batch calls per writer (default 150, --quick 4)")
+    p.add_argument("--batches", type=int, default=None, help="timed log_batch calls per writer (default 200, --quick 4)")
     p.add_argument("--runs", type=int, default=4, help="runs per writer (default 4)")
     args = p.parse_args(argv)
     if args.render_only:
@@ -232,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(x) for x in (args.writers or ("1,2" if args.quick else "1,4,8")).split(",")]
     if counts[0] != 1:
         p.error("--writers must start with 1 (the baseline of the ratios)")
-    batches = args.batches or (4 if args.quick else 150)
+    batches = args.batches or (4 if args.quick else 200)
     header = Header(NAME, argv, args.quick, with_tf=False)
     services = Path(tempfile.mkdtemp(prefix="layerlab-bench-svc-", dir="/tmp"))  # traversable by `postgres`
     env = stack_env(services)
@@ -242,7 +246,16 @@ def main(argv: list[str] | None = None) -> int:
         say(f"stack up at {uri} in {time.perf_counter() - t0:.1f} s")
         from mlflow import MlflowClient
 
-        exp_id = MlflowClient(uri).create_experiment(EXPERIMENT)
+        client = MlflowClient(uri)
+        exp_id = client.create_experiment(EXPERIMENT)
+        warm = measure(uri, exp_id, 2, 2, 10)  # untimed: both uvicorn workers and PostgreSQL warmed up first
+        say(f"warm-up: {warm['batches']} batches from 2 writers (not reported)")
+        read_ms = []  # the floor of one REST call that writes nothing, from this process alone
+        for _ in range(10 if args.quick else 100):
+            t = time.perf_counter()
+            client.get_experiment(exp_id)
+            read_ms.append((time.perf_counter() - t) * 1000)
+        say(f"get_experiment (reads only): median {percentile(read_ms, 50):.1f} ms")
         results = []
         for n in counts:
             r = measure(uri, exp_id, n, args.runs, batches)
@@ -253,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_stack(env)
         shutil.rmtree(services, ignore_errors=True)
-    data = {"results": results, "batches": batches, "runs": args.runs, "cores": os.cpu_count(), "quick": args.quick}
+    data = {"results": results, "read_ms": read_ms, "batches": batches, "runs": args.runs, "cores": os.cpu_count(), "quick": args.quick}
     return finish(args, NAME, TITLE, header, data, render)
 
 
