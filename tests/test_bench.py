@@ -1,6 +1,6 @@
 """The benchmark scripts of bench/ keep working: each runs once with --quick into a temporary file.
 
-The four scripts run concurrently (they are independent, each with its own
+The five scripts run concurrently (they are independent, each with its own
 temporary stores and output file), so the whole module takes about as long as
 the slowest one; their timings are meaningless here, only their output is
 checked. The section writer and the profile parsers are tested directly.
