@@ -1,6 +1,6 @@
 """The benchmark scripts of bench/ keep working: each runs once with --quick into a temporary file.
 
-The four scripts run concurrently (they are independent, each with its own
+The five scripts run concurrently (they are independent, each with its own
 temporary stores and output file), so the whole module takes about as long as
 the slowest one; their timings are meaningless here, only their output is
 checked. The section writer and the profile parsers are tested directly.
@@ -154,3 +154,14 @@ def test_statistics_helpers():
     assert common.spread([1.0, 2.0, 4.0], 1) == "2.0 (1.0-4.0, n=3)"
     assert common.spread([], 1) == "n/a"
     assert "| a |" in common.table(["a"], [[1]])
+
+
+def test_server_load_without_postgresql_fails_with_one_clear_paragraph(tmp_path):
+    env = {**common.clean_env(), "LAYERLAB_PG_BIN": str(tmp_path / "no-postgres")}
+    proc = subprocess.run([sys.executable, "-m", "bench.server_load", "--quick", "--out", str(tmp_path / "B.md")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    message = proc.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message
+    assert "cannot start the PostgreSQL + MLflow stack" in message and "apt-get install postgresql" in message
+    assert "Nothing was measured." in message and not (tmp_path / "B.md").exists()

@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,35 +34,21 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
+from tests.mlflow_stack_helpers import env as _env
+from tests.mlflow_stack_helpers import free_port as _free_port
+from tests.mlflow_stack_helpers import listen_hosts as _listen_hosts
+from tests.mlflow_stack_helpers import running_stack
+from tests.mlflow_stack_helpers import stack as _stack
+from tests.mlflow_stack_helpers import tail as _tail
 
 pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
 
-SCRIPT = ROOT / "scripts" / "mlflow_stack.sh"
 SWEEP = ["model.activation=abs,relu", "seed=0,1", "training.epochs=1", "dataset.limit=300"]
 JOBS = [("abs", "0"), ("abs", "1"), ("relu", "0"), ("relu", "1")]
 SWEEP_TIMEOUT = 420
-# Inherited from a surrounding sweep or shell, these would redirect or re-parent the runs under test.
-_LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
-              "LAYERLAB_PG_PASSWORD", "LAYERLAB_SERVICES_DIR", "RAY_ADDRESS")
 
 
 # ---------------------------------------------------------------------------------------- helpers
-
-
-def _env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
-    env.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **extra})
-    return env
-
-
-def _tail(proc, n: int = 6000) -> str:
-    return f"--- stdout ---\n{(proc.stdout or '')[-n:]}\n--- stderr ---\n{(proc.stderr or '')[-n:]}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _require(module: str, extra: str, package: str) -> None:
@@ -143,26 +128,6 @@ def _assert_same_as_basic(basic_children, other_children, launcher: str) -> None
         assert not diff, f"{launcher} {job}: metrics differ from the basic launcher's (basic, {launcher}): {diff}"
 
 
-def _listen_hosts(port: int) -> set[str]:
-    """Local addresses with a listening TCP socket on ``port`` (from /proc/net/tcp*)."""
-    hosts = set()
-    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            addr, hex_port = fields[1].split(":")
-            if fields[3] == "0A" and int(hex_port, 16) == port:  # 0A = LISTEN
-                if width == 8:
-                    hosts.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(addr)[::-1]))
-                else:
-                    raw = b"".join(bytes.fromhex(addr[i:i + 8])[::-1] for i in range(0, 32, 8))
-                    hosts.add(socket.inet_ntop(socket.AF_INET6, raw))
-    return hosts
-
-
 def _group_alive(pgid: int) -> bool:
     """Some process of process group ``pgid`` is still running (zombies do not count)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -198,11 +163,6 @@ def _stop_tree(proc: subprocess.Popen, grace_s: float = 40) -> None:
 # ------------------------------------------------ (a) PostgreSQL-backed MLflow server, joblib sweep
 
 
-def _stack(cmd: str, env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), cmd], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
 @pytest.fixture(scope="session")
 def mlflow_stack():
     """The stack of scripts/mlflow_stack.sh in a private state folder on free ports; stopped at the end.
@@ -210,31 +170,9 @@ def mlflow_stack():
     The state folder is made with mkdtemp under /tmp, not pytest's tmp_path: run as root, the cluster
     belongs to the `postgres` user, which cannot traverse pytest's 0700 base folder.
     """
-    services = Path(tempfile.mkdtemp(prefix="layerlab-svc-", dir="/tmp"))
     # Characters that need escaping in SQL, in libpq's password file and in a shell.
-    password = f"pw:'{secrets.token_hex(6)}\\$x"
-    pg_port, mlflow_port = _free_port(), _free_port()
-    env = _env(LAYERLAB_SERVICES_DIR=str(services), LAYERLAB_PG_PORT=str(pg_port),
-               LAYERLAB_MLFLOW_PORT=str(mlflow_port), LAYERLAB_PG_PASSWORD=password)
-    t0 = time.perf_counter()
-    started = _stack("start", env)
-    start_s = time.perf_counter() - t0
-    try:
-        if started.returncode == 4:
-            pytest.skip("the MLflow stack cannot be set up on this machine: "
-                        + (started.stderr.strip().splitlines() or ["(no message)"])[-1])
-        assert started.returncode == 0, f"mlflow_stack.sh start exited {started.returncode}\n{_tail(started)}"
-        uri = _stack("uri", env).stdout.strip()
-        yield {"uri": uri, "services": services, "env": env, "pg_port": pg_port, "mlflow_port": mlflow_port,
-               "password": password, "start": started, "start_s": start_s}
-    finally:
-        stopped = _stack("stop", env, timeout=180)
-        try:
-            assert stopped.returncode == 0, f"mlflow_stack.sh stop exited {stopped.returncode}\n{_tail(stopped)}"
-            for port in (pg_port, mlflow_port):
-                assert not _listen_hosts(port), f"port {port} still listening after stop"
-        finally:
-            shutil.rmtree(services, ignore_errors=True)
+    with running_stack(password=f"pw:'{secrets.token_hex(6)}\\$x") as info:
+        yield info
 
 
 def test_stack_serves_on_loopback_and_is_idempotent(mlflow_stack):
