@@ -153,6 +153,11 @@ def test_child_names_say_what_differs():
                           ["model=lambda_mlp,class_mlp", "model.activation=abs,relu", "seed=0,1,2,3",
                            "training.epochs=1"]) == "activation=abs model=lambda_mlp seed=3"
     assert name_from({"seed": "1", "a.lr": "0.1", "b.lr": "0.2"}) == "a.lr=0.1 b.lr=0.2 seed=1"
+    # A launcher may retype the values it hands to the job (Ray: False for false, escaped colons): keys decide.
+    assert child_run_name(["model.activation=abs", "seed=1", "tracking.log_model=False",
+                           "tracking.uri=sqlite\\:////tmp/m.db", "+notes.x=1"],
+                          ["model.activation=abs,relu", "seed=0,1", "tracking.log_model=false",
+                           "tracking.uri=sqlite:////tmp/m.db", "+notes.x=1"]) == "activation=abs seed=1"
 
 
 def test_group_metrics_have_readable_names_and_best_run_uses_validation():

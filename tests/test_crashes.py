@@ -298,3 +298,42 @@ def test_ledger_rows_and_completing_command(tmp_path):
     assert completing_command(["seed=0,1,2", "model.activation=abs,relu"], ["hydra/launcher=layerlab"]) == (
         "python runner.py -m hydra/launcher=layerlab seed=0,1,2 model.activation=abs,relu sweep.skip_finished=true")
     assert "exited with code 3" in death_reason(3) and "SIGTERM" in death_reason(-15)
+
+
+def test_a_retried_attempt_is_not_a_failed_job():
+    from experiments.sweeps.summary import RETRIED, mark_retried
+
+    rows = [{"job": "1", "status": "FAILED", "error": "process lost"}, {"job": "1", "status": "FINISHED", "error": ""},
+            {"job": "2", "status": "FAILED", "error": "boom"}]
+    mark_retried(rows)
+    assert [r["status"] for r in rows] == [RETRIED, "FINISHED", "FAILED"]
+    assert rows[0]["error"] == "FAILED, then retried and FINISHED: process lost"
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_ray_worker_loses_one_attempt_and_the_sweep_finishes(tmp_path, store):
+    """Ray retries a task whose worker died: the lost attempt's run ends FAILED with the reason, the job finishes."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    sweep = ["-m", "hydra/launcher=ray_local", *LONG, f"tracking.uri={store}", "tracking.experiment=ray_killed",
+             "seed=0,1,2,3", "sweep.compare=false"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LAYERLAB_RAY_CPUS": "2"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *sweep, f"hydra.sweep.dir={tmp_path}/multirun"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = mlflow.MlflowClient(store)
+    victim = _wait_for_running_job(client, "ray_killed", proc)
+    os.kill(int(victim.data.tags[tags.PID]), signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    (tmp_path / "sweep_out.txt").write_text(out + "\n----- stderr\n" + err)
+    assert proc.returncode == 0, err[-3000:]
+    exp = client.get_experiment_by_name("ray_killed").experiment_id
+    jobs = client.search_runs([exp], f"tags.`{tags.ROLE}` = 'job'")
+    finished = [r for r in jobs if r.info.status == "FINISHED"]
+    assert sorted(r.data.tags[tags.JOB_NUM] for r in finished) == ["0", "1", "2", "3"]
+    (lost,) = [r for r in jobs if r.info.status != "FINISHED"]
+    assert lost.info.run_id == victim.info.run_id and lost.info.status == "FAILED"
+    assert lost.data.tags[tags.ERROR].startswith("process lost; last heartbeat at ")
+    assert "FINISHED: 4/4 jobs finished" in out
+    (parent,) = client.search_runs([exp], f"tags.`{tags.ROLE}` = 'parent'")
+    assert parent.info.status == "FINISHED"
+    names = {r.info.run_name for r in finished}
+    assert names == {f"seed={i}" for i in range(4)}, names  # named by what differs, whatever Ray did to the values

@@ -41,6 +41,22 @@ def child_run_name(job_overrides: Iterable[str], sweep_overrides: Iterable[str],
     Returns:
         e.g. ``activation=abs model=lambda_mlp seed=3``; ``""`` when nothing differs.
     """
-    shared = {o.strip() for o in sweep_overrides}
-    values = dict(_split(o) for o in job_overrides if o.strip() not in shared and "=" in o)
-    return name_from({k: v for k, v in values.items() if not k.startswith("hydra.")}, replicate_key)
+    constant = constant_keys(sweep_overrides)
+    values = dict(_split(o) for o in job_overrides if "=" in o)
+    return name_from({k: v for k, v in values.items() if k not in constant and not k.startswith("hydra.")},
+                     replicate_key)
+
+
+def constant_keys(sweep_overrides: Iterable[str]) -> set[str]:
+    """Keys the sweep gives one value for every job (by key: a launcher may retype the value, False for false)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = set()
+    for override in sweep_overrides:
+        try:
+            (parsed,) = OverridesParser.create().parse_overrides([override.strip()])
+        except Exception:
+            continue  # not an override Hydra would take: leave the key in the name
+        if not parsed.is_sweep_override():
+            keys.add(parsed.get_key_element().lstrip("~+"))
+    return keys

@@ -43,7 +43,8 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
             "rerun": "python runner.py " + " ".join(shlex.quote(o) for o in overrides),
         })
     rows += unstarted_rows(state.sweep_dir, {row["job"] for row in rows})  # killed while starting, never started
-    failed = [row for row in rows if row["status"] != "FINISHED"]
+    mark_retried(rows)
+    failed = [row for row in rows if row["status"] not in ("FINISHED", RETRIED)]
     sweep_overrides = json.loads(client.get_run(state.parent_run_id).data.tags.get(tags.OVERRIDES, "[]"))
     state.complete = completing_command(sweep_overrides, sweep_hydra_overrides(state.sweep_dir)) if failed else ""
     out = state.sweep_dir
@@ -82,6 +83,21 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
     client.set_terminated(state.parent_run_id, status)
     print(_summary_terminal(state, rows, failed, status, report), flush=True)
     return {"status": status, "rows": rows, "report": report}
+
+
+RETRIED = "RETRIED"  # an attempt of a job that another attempt finished (a launcher that retries, e.g. Ray)
+
+
+def mark_retried(rows: list[dict]) -> None:
+    """A job with a FINISHED run is finished: its other attempts (a worker lost, then retried) are RETRIED.
+
+    Their runs stay FAILED in MLflow with the reason; they are neither counted as failed jobs nor rerun.
+    """
+    done = {row["job"] for row in rows if row["status"] == "FINISHED"}
+    for row in rows:
+        if row["status"] != "FINISHED" and row["job"] in done:
+            row["error"] = f"{row['status']}, then retried and FINISHED: {row['error']}".rstrip(": ")
+            row["status"] = RETRIED
 
 
 NO_JOB_STARTED = ("no job of the sweep started: the sweeper or the launcher stopped it before its first job "
@@ -126,7 +142,8 @@ def _summary_markdown(state: SweepState, rows, failed, interrupted: bool) -> str
 
 
 def _summary_terminal(state: SweepState, rows, failed, status: str, report) -> str:
-    out = [f"\nlayerlab: sweep {state.sweep_id} {status}: {len(rows) - len(failed)}/{len(rows)} jobs finished "
+    jobs = [row for row in rows if row["status"] != RETRIED]  # a retried job counts once
+    out = [f"\nlayerlab: sweep {state.sweep_id} {status}: {len(jobs) - len(failed)}/{len(jobs)} jobs finished "
            f"(parent run {state.parent_run_id}, experiment {state.experiment!r})"]
     for r in failed:
         out.append(f"  job {r['job']} {r['status']}: {r['error'][:300]}\n    rerun alone: {r['rerun']}")
