@@ -50,3 +50,12 @@ def compose(*overrides: str):
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _nothing_lands_in_the_project_root():
+    """A test that creates an MLflow experiment without an artifact location writes to ./mlruns in the project
+    root, whose mere presence flips a plain `mlflow ui` there to the (refused) file store: fail the session."""
+    before = (ROOT / "mlruns").exists()
+    yield
+    assert before or not (ROOT / "mlruns").exists(), "a test wrote ./mlruns into the project root"

@@ -39,7 +39,7 @@ def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow-metric")
     uri = f"sqlite:///{root}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
-    exp_id = client.create_experiment(EXPERIMENT)
+    exp_id = client.create_experiment(EXPERIMENT, artifact_location=(root / "artifacts").as_uri())  # not ./mlruns
 
     def log_job(sweep, act, seed, test_acc, curve, metric_tags):
         run = client.create_run(exp_id, run_name=f"{act}-{seed}")

@@ -346,7 +346,7 @@ def store(tmp_path_factory):
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
-    exp_id = client.create_experiment(EXPERIMENT)
+    exp_id = client.create_experiment(EXPERIMENT, artifact_location=(root / "artifacts").as_uri())  # not ./mlruns
 
     def log_job(act, seed, accs, status="FINISHED", sweep=SWEEP):
         """Log one job run as a child of the currently active parent run."""

@@ -83,7 +83,7 @@ def test_a_stop_request_ends_the_run_killed(store, tmp_path):
 
 def test_a_sweep_job_finds_its_parent_by_tag_query(store, tmp_path):
     client = mlflow.MlflowClient(store)
-    exp_id = client.create_experiment("layerlab")
+    exp_id = client.create_experiment("layerlab", artifact_location=(tmp_path / "artifacts").as_uri())  # not ./mlruns
     parent = client.create_run(exp_id, tags={tags.ROLE: tags.ROLE_PARENT, tags.SWEEP_ID: "s-1",
                                              tags.SWEEP_DIR_RAW: "multirun/x"})
     ctx = JobContext(output_dir=str(tmp_path / "out"), mode="MULTIRUN", sweep_dir="multirun/x", job_num=3,
