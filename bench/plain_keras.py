@@ -1,6 +1,6 @@
 """The lecture's section-4 experiment as a plain Keras script: the baseline of ``bench.overhead``.
 
-    python bench/plain_keras.py [--epochs 20] [--seed 0] [--autolog] [--report times.json]
+    python bench/plain_keras.py [--epochs 20] [--seed 0] [--activation abs] [--autolog] [--report times.json]
 
 Written the way the lecture writes it (Sequential model, Lambda layers,
 ``model.fit`` on NumPy arrays), on the same data as ``python runner.py``: the
@@ -29,6 +29,8 @@ from tensorflow.keras import callbacks, layers, models, optimizers  # noqa: E402
 p = argparse.ArgumentParser()
 p.add_argument("--epochs", type=int, default=20)
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--activation", choices=("abs", "relu"), default="abs",
+               help="the hidden activation: the lecture's abs, or the ReLU it is compared with")
 p.add_argument("--autolog", action="store_true", help="add mlflow.keras.autolog() (variant B of bench.overhead)")
 p.add_argument("--report", default=None, help="write the timings as JSON here")
 args = p.parse_args()
@@ -71,7 +73,10 @@ rna.add(layers.Input(shape=(28, 28), dtype="uint8"))
 rna.add(layers.Flatten())
 rna.add(layers.Lambda(lambda x: tf.cast(x, "float32") / 255.))  # uint8 pixels to [0, 1]
 rna.add(layers.Dense(128))
-rna.add(layers.Lambda(lambda x: tf.math.abs(x)))
+if args.activation == "abs":
+    rna.add(layers.Lambda(lambda x: tf.math.abs(x)))
+else:
+    rna.add(layers.Lambda(lambda x: tf.nn.relu(x)))
 rna.add(layers.Dense(10, activation="softmax"))
 
 adam = optimizers.Adam(learning_rate=0.001)

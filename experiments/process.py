@@ -20,6 +20,8 @@ nothing is buffered in a thread that an ``os._exit`` could cut short.
 ``LAYERLAB_DEBUG=1`` turns the filter off.
 """
 
+import atexit
+import gc
 import importlib.machinery
 import os
 import re
@@ -58,6 +60,49 @@ def configure_process() -> None:
     if os.environ.get("LAYERLAB_DEBUG") != "1" and "tensorflow" not in sys.modules:
         if not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
             sys.meta_path.insert(0, _QuietTensorFlow())
+
+
+def freeze_imported_heap() -> None:
+    """Once per process, after the libraries are imported: move their objects out of the garbage collector's way.
+
+    TensorFlow, Keras and MLflow leave about 470,000 long-lived objects; every
+    full collection walks them all (``keras.backend.clear_session()`` at the
+    start of each job collects: 250 ms, measured). ``gc.freeze()`` moves what
+    exists now to the permanent generation, so a collection walks only what
+    the jobs create (6-9 ms); the garbage of one job is still freed before
+    the next. Import-time garbage is collected first, so nothing is leaked.
+    """
+    global _HEAP_FROZEN
+    if _HEAP_FROZEN:
+        return
+    _HEAP_FROZEN = True
+    gc.collect()
+    gc.freeze()
+
+
+_HEAP_FROZEN = False
+
+
+def exit_without_teardown_at_exit() -> None:
+    """In a launcher's worker process: when it is told to exit, skip the interpreter's teardown of TensorFlow.
+
+    A joblib worker that ran jobs exits only when its sweep is over; its
+    normal exit tears TensorFlow down for about a second while the sweep's
+    parent waits for it (measured). Every job has already ended its MLflow run
+    and flushed its metrics by then, so the worker leaves with ``os._exit``
+    from an ``atexit`` handler registered after TensorFlow's own (handlers run
+    last-in first-out). Not under a profiler or tracer, nor with
+    ``LAYERLAB_NO_FAST_EXIT`` set.
+    """
+    if sys.getprofile() is not None or sys.gettrace() is not None or os.environ.get("LAYERLAB_NO_FAST_EXIT"):
+        return
+
+    def _leave() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    atexit.register(_leave)
 
 
 def replay(text: str) -> str:

@@ -107,7 +107,8 @@ def _calls(tree: ast.AST):
 
 
 GLOBAL_STATE = ("os.environ.setdefault", "os.environ.update", "os.environ[]=", "os.putenv", "matplotlib.use",
-                "socket.setdefaulttimeout", "warnings.filterwarnings", "logging.basicConfig")
+                "socket.setdefaulttimeout", "warnings.filterwarnings", "logging.basicConfig",
+                "gc.freeze", "gc.disable")
 
 
 def test_process_wide_state_is_set_in_one_place():

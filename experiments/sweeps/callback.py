@@ -3,7 +3,8 @@
 The :class:`SweepCallback` (configured under ``hydra.callbacks``) runs in the
 process that launches the jobs:
 
-* ``on_multirun_start`` creates the tracking store and the experiment *once*
+* ``on_multirun_start`` starts warming a joblib sweep's workers
+  (:mod:`experiments.sweeps.warm`), then creates the tracking store and the experiment *once*
   (several workers migrating a fresh SQLite store at once corrupt it) and
   opens the parent run, tagged with the sweep folder; every job finds it by a
   tag query on that folder (:func:`experiments.tracking.store.find_parent`),
@@ -13,6 +14,10 @@ process that launches the jobs:
   job with its status, runs the statistical comparison, logs both to the
   parent run and closes it FINISHED, FAILED or KILLED
   (:mod:`experiments.sweeps.summary`).
+
+MLflow and the summary are imported when first used, not with this module:
+Hydra imports it at start-up, and the parent's own imports then overlap the
+workers' warm-up instead of delaying it.
 """
 
 from __future__ import annotations
@@ -21,15 +26,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.config.metrics import compared_metric
 from experiments.errors import LayerlabError
 from experiments.sweeps.state import SweepState
-from experiments.sweeps.summary import finalize
 from experiments.sweeps.ui import compare_options
+from experiments.sweeps.warm import JOBLIB_LAUNCHER, prepare_summary, release_joblib_workers, warm_workers
 from experiments.tracking import tags
 from experiments.tracking.doctor import close_lost
 from experiments.tracking.redaction import tags_json
@@ -39,6 +43,8 @@ from experiments.training.threads import worker_threads
 
 _ACTIVE: SweepState | None = None
 EVER_STARTED = False  # a sweep ran in this process (its launcher may own worker processes)
+_LAUNCHER = ""  # the _target_ of the sweep's launcher
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 def _sel(cfg, path, default=None):
@@ -53,13 +59,19 @@ class SweepCallback(Callback):
     """Hydra callback that groups a multirun under one MLflow parent run."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global _ACTIVE
+        global _ACTIVE, _LAUNCHER
+        _LAUNCHER = str(_sel(config, "hydra.launcher._target_", ""))
+        warm = warm_workers(_sel(config, "hydra.launcher"))
         try:
             _ACTIVE = start_sweep(config)
         except LayerlabError as exc:
             # Hydra would turn an exception here into a warning and run every job anyway.
             print(f"layerlab: error: {exc}", flush=True)
             raise SystemExit(exc.exit_code)
+        if warm is not None:
+            warm.wait()  # the launcher's own Parallel call then reuses the warm workers
+        if not _ACTIVE.dry_run:
+            prepare_summary()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         finalize_active(interrupted=False)
@@ -83,6 +95,8 @@ def start_sweep(config: DictConfig) -> SweepState:
     close_lost(uri, [exp_id], quiet=True)  # runs of earlier runs/sweeps whose process died: closed FAILED
     sweep_id = f"{sweep_dir.name.replace(':', '-')}-{uuid.uuid4().hex[:6]}"
     overrides = [str(o) for o in (_sel(config, "hydra.overrides.task", []) or [])]
+    import mlflow
+
     parent = mlflow.MlflowClient(uri).create_run(exp_id, run_name=f"sweep {sweep_id}", tags={
         tags.ROLE: tags.ROLE_PARENT,
         tags.SWEEP_ID: sweep_id,
@@ -104,6 +118,25 @@ def start_sweep(config: DictConfig) -> SweepState:
     return state
 
 
+def workers_released() -> bool:
+    """True when no launcher worker of this process outlives it: it may then skip the interpreter's teardown.
+
+    No sweep, or one of the basic launcher (its jobs ran in this process and
+    closed their runs): nothing to wait for. The joblib launcher: its idle
+    workers are shut down here first. Other launchers (layerlab's pool, Ray,
+    SLURM) shut their workers down in the normal exit.
+    """
+    if not EVER_STARTED or _LAUNCHER == BASIC_LAUNCHER:
+        return True
+    if _LAUNCHER == JOBLIB_LAUNCHER:
+        try:
+            release_joblib_workers()
+            return True
+        except Exception:
+            return False
+    return False
+
+
 def finalize_active(interrupted: bool, failed: bool = False) -> None:
     """Finalise the sweep started in this process, if any and not done yet."""
     global _ACTIVE
@@ -112,12 +145,16 @@ def finalize_active(interrupted: bool, failed: bool = False) -> None:
         return
     state.finalized = True
     try:
+        from experiments.sweeps.summary import finalize
+
         finalize(state, interrupted, failed)
     except Exception as exc:  # never mask the sweep's own outcome
         print(f"layerlab: could not finalise sweep {state.sweep_id}: {type(exc).__name__}: {exc}", flush=True)
         if state.parent_run_id is None:
             return
         try:
+            import mlflow
+
             mlflow.MlflowClient(state.uri).set_terminated(state.parent_run_id, "KILLED" if interrupted else "FAILED")
         except Exception:
             pass

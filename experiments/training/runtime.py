@@ -8,6 +8,7 @@ from typing import Any
 import keras
 
 from experiments.config.access import select
+from experiments.process import freeze_imported_heap
 from experiments.training.distribute import configure_devices
 
 
@@ -32,7 +33,8 @@ def setup_runtime(cfg, launcher_threads: int | None = None) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, int(threads))))
         except RuntimeError:
             pass  # TF already started in this reused worker, by an earlier job with the same share
-    keras.backend.clear_session()
+    freeze_imported_heap()  # first job of this process: later collections skip TensorFlow's own objects
+    keras.backend.clear_session()  # frees the previous job's model in a reused worker
     keras.utils.set_random_seed(int(cfg.seed))
     if select(cfg, "training.deterministic", False):
         tf.config.experimental.enable_op_determinism()

@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.config.metrics import compared_metric
 from experiments.errors import ConfigError, LayerlabError
 from experiments.tracking.uri import resolve_uri, sqlite_path
-from experiments.training.pruning import PRUNED_ATTR, PRUNER_ATTR, VALUE_ATTR, make_pruner, open_storage
+from experiments.training.pruning_study import PRUNED_ATTR, PRUNER_ATTR, VALUE_ATTR, make_pruner, open_storage
 from hydra_plugins.layerlab_optuna import _report
 from hydra_plugins.layerlab_optuna._space import format_value, grid_space, parse_space
 

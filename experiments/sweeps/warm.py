@@ -1,0 +1,111 @@
+"""Warm workers: a joblib sweep's worker processes start importing TensorFlow while the parent sets up.
+
+Hydra's joblib launcher starts its loky workers only when it launches the
+first batch, after the sweep's parent has imported MLflow, opened the store
+and created its parent run; each worker then spends seconds importing
+TensorFlow, Keras and MLflow before its first job can start (profiled in
+BENCHMARKS.md, section 2b). Both waits were serial.
+
+:func:`warm_workers` runs, in a thread of the parent, a ``joblib.Parallel``
+call with the launcher's own settings whose tasks import what a job
+imports. Joblib keeps one reusable loky executor per process and hands it to
+the next ``Parallel`` call made with the same settings: the launcher's call
+then finds the workers started and warm. Nothing else is shared: the
+workers hold no job state, and a warm-up that fails (or a launcher setting
+that makes joblib start new workers) only costs the time it took.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from omegaconf import OmegaConf
+
+JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+
+
+def _import_job_modules() -> int:
+    """In a worker: what a job imports (TensorFlow, Keras, MLflow, ...), quietly; returns the worker's pid."""
+    from experiments.process import configure_process, exit_without_teardown_at_exit
+
+    configure_process()  # the worker's TensorFlow import is filtered like the parent's
+    import experiments.job.entry  # noqa: F401  (the job's whole import chain)
+
+    exit_without_teardown_at_exit()  # registered after TensorFlow's own exit handlers, so it runs first
+    return os.getpid()
+
+
+def joblib_settings(launcher: Any) -> dict | None:
+    """The keyword arguments Hydra's joblib launcher gives ``joblib.Parallel``, or None for another launcher.
+
+    Args:
+        launcher: the ``hydra.launcher`` node of the sweep's config.
+    """
+    if launcher is None:
+        return None
+    settings = OmegaConf.to_container(launcher, resolve=True) if OmegaConf.is_config(launcher) else dict(launcher)
+    if settings.pop("_target_", None) != JOBLIB_LAUNCHER:
+        return None
+    settings["backend"] = "loky"  # as the launcher does (hydra_joblib_launcher._core.launch)
+    for key in ("pre_dispatch", "batch_size", "max_nbytes"):
+        try:
+            if settings.get(key):
+                settings[key] = int(settings[key])
+        except (TypeError, ValueError):
+            pass
+    return settings
+
+
+def _import_summary_modules() -> None:
+    """In the parent: what the sweep's final comparison imports (pandas, SciPy, MLflow), while the jobs run."""
+    import experiments.analysis.compare  # noqa: F401  (imported by the summary when it compares)
+    import experiments.sweeps.summary  # noqa: F401
+
+
+def prepare_summary() -> None:
+    """Import the final comparison's modules in a daemon thread: the parent only waits while its jobs run."""
+    threading.Thread(target=_import_summary_modules, name="layerlab-import-summary", daemon=True).start()
+
+
+class WarmUp:
+    """The warm-up of a joblib sweep's workers, running in a daemon thread of the parent."""
+
+    def __init__(self, settings: dict):
+        from joblib import Parallel, cpu_count, delayed
+
+        n_jobs = int(settings.get("n_jobs") or -1)
+        workers = n_jobs if n_jobs > 0 else max(1, cpu_count() + 1 + n_jobs)
+        self.pids: list[int] = []
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.pids = list(Parallel(**settings)(delayed(_import_job_modules)() for _ in range(workers)))
+            except BaseException as exc:  # never fatal: the launcher starts its workers itself
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, name="layerlab-warm-workers", daemon=True)
+        self.thread.start()
+
+    def wait(self, timeout_s: float = 120.0) -> None:
+        """Wait until the workers are warm (before the launcher's own ``Parallel`` call uses them)."""
+        self.thread.join(timeout_s)
+
+
+def warm_workers(launcher: Any) -> WarmUp | None:
+    """Start warming the workers of a joblib sweep; None for any other launcher.
+
+    Args:
+        launcher: the ``hydra.launcher`` node of the sweep's config.
+    """
+    settings = joblib_settings(launcher)
+    return WarmUp(settings) if settings is not None else None
+
+
+def release_joblib_workers() -> None:
+    """Shut down this process's joblib workers (idle once the sweep is over) and wait until they are gone."""
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor(reuse=True).shutdown(wait=True)
