@@ -106,8 +106,8 @@ def timeline(db: Path, spawn: float, exited: float) -> dict[str, float]:
                            "ON t.run_uuid = r.run_uuid AND t.key = 'layerlab.role'").fetchall()
     parent = next(r for r in rows if r[2] == "parent")
     jobs = [r for r in rows if r[2] == "job"]
-    return {"parent run created": parent[0] - spawn, "first job's run started": min(r[0] for r in jobs) - spawn,
-            "last job's run ended": max(r[1] for r in jobs) - spawn, "parent run closed": parent[1] - spawn,
+    return {"parent run created": parent[0] - spawn, "first job started": min(r[0] for r in jobs) - spawn,
+            "last job ended": max(r[1] for r in jobs) - spawn, "parent run closed": parent[1] - spawn,
             "process exited": exited - spawn}
 
 
@@ -168,8 +168,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summary(d: dict) -> list[list[str]]:
-    """No target of its own: the profile explains section 2."""
-    return []
+    """No target of its own: where the time goes, in one row (the profile explains section 2)."""
+    t = d["timeline"]
+    workers = [v for k, v in d["phases"].items() if k.startswith("worker")]
+    imports = sum(w.get(PHASES[0][0], 0.0) for w in workers) / max(1, len(workers))
+    fit = sum(w.get("job: fit (training + validation epochs)", 0.0) for w in workers) / d["jobs"]
+    first, last = t["first job started"], t["last job ended"]
+    return [["2b. sweep profile", f"joblib sweep of {d['jobs']} jobs: where the time goes (no target)",
+             f"{first:.1f} s before the first job (imports {imports:.1f} s per worker), "
+             f"{last - first:.1f} s of jobs (fit {fit:.2f} s per job), {t['process exited'] - last:.1f} s after the last",
+             "n/a"]]
 
 
 def render(d: dict) -> str:

@@ -165,3 +165,50 @@ def test_server_load_without_postgresql_fails_with_one_clear_paragraph(tmp_path)
     assert "\n" not in message and "Traceback" not in message
     assert "cannot start the PostgreSQL + MLflow stack" in message and "apt-get install postgresql" in message
     assert "Nothing was measured." in message and not (tmp_path / "B.md").exists()
+
+
+def test_sweep_vs_shell_reports_three_ways_and_the_targets(quick_runs):
+    _, _, md = quick_runs["sweep_vs_shell"]
+    section = _section(md.read_text(), "sweep_vs_shell")
+    for way in ("| shell ", "| basic ", "| joblib "):
+        assert way in section
+    assert "joblib / basic <= 0.6" in section and "joblib / shell loop <= 0.7" in section
+    assert "single run: runner.py <= 1.05x the plain script" in section
+    assert "xargs -P 2" in section and "load (1 min) before each" in section
+
+
+def test_sweep_profile_puts_the_parent_and_each_worker_in_phases(quick_runs):
+    _, _, md = quick_runs["sweep_profile"]
+    section = _section(md.read_text(), "sweep_profile")
+    assert "| parent s | worker 1 s | worker 2 s |" in section
+    assert "imports (TensorFlow" in section and "waiting: parent for its workers" in section
+    assert "first job started" in section and "process exited" in section
+
+
+def test_sweep_profile_parser_keeps_main_threads_of_the_parent_and_the_workers():
+    from bench.sweep_profile import OTHER, parse_raw
+
+    parent = 'process 10:""'
+    worker = parent + ';process 11:"python -m joblib.externals.loky.backend.popen_loky_posix --process-name LokyProcess-1"'
+    tracker = parent + ';process 12:"python -c from joblib.externals.loky.backend.resource_tracker import main"'
+    raw = "\n".join([
+        f"{parent};<module> (runner.py:23);Parallel._retrieve (joblib/parallel.py:1) 100",
+        f"{parent};<module> (runner.py:23);start_sweep (experiments/sweeps/callback.py:90) 20",
+        f"{parent};Thread._bootstrap (threading.py:1002);Queue._feed (q.py:1) 500",  # not the main thread
+        f"{worker};_run_module_as_main (<frozen runpy>:198);_process_worker (loky/process_executor.py:1);"
+        "Queue.get (multiprocessing/queues.py:122) 30",
+        f"{worker};_run_module_as_main (<frozen runpy>:198);run_job (experiments/job/entry.py:1);"
+        "_find_and_load (<frozen importlib._bootstrap>:1176) 50",
+        f"{worker};_run_module_as_main (<frozen runpy>:198);fit_and_score (experiments/training/loop.py:1);"
+        "TensorFlowTrainer.fit (keras/src/backend/tensorflow/trainer.py:1) 40",
+        f"{worker};_run_module_as_main (<frozen runpy>:198);mystery (x.py:1) 5",
+        f"{tracker};main (x.py:1) 99",
+    ])
+    got = parse_raw(raw, rate=10)
+    assert set(got) == {"parent", "worker 1"}
+    assert got["parent"] == {"waiting: parent for its workers": 10.0,
+                             "sweep start: store, experiment, parent run": 2.0}
+    w = got["worker 1"]
+    assert w["waiting: worker for its next job"] == 3.0
+    assert w["imports (TensorFlow, Keras, MLflow, pandas, SciPy, ...)"] == 5.0  # an import inside a job is an import
+    assert w["job: fit (training + validation epochs)"] == 4.0 and w[OTHER] == 0.5
