@@ -33,7 +33,7 @@ from experiments.config.metrics import compared_metric
 from experiments.errors import LayerlabError
 from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import compare_options
-from experiments.sweeps.warm import JOBLIB_LAUNCHER, prepare_summary, release_joblib_workers, warm_workers
+from experiments.sweeps.warm import JOBLIB_LAUNCHER, import_summary_modules, release_joblib_workers, warm_workers
 from experiments.tracking import tags
 from experiments.tracking.doctor import close_lost
 from experiments.tracking.redaction import tags_json
@@ -69,9 +69,9 @@ class SweepCallback(Callback):
             print(f"layerlab: error: {exc}", flush=True)
             raise SystemExit(exc.exit_code)
         if warm is not None:
+            if not _ACTIVE.dry_run:
+                import_summary_modules()  # the parent would only wait here
             warm.wait()  # the launcher's own Parallel call then reuses the warm workers
-        if not _ACTIVE.dry_run:
-            prepare_summary()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         finalize_active(interrupted=False)
