@@ -65,18 +65,18 @@ def configure_process() -> None:
 def freeze_imported_heap() -> None:
     """Once per process, after the libraries are imported: move their objects out of the garbage collector's way.
 
-    TensorFlow, Keras and MLflow leave about 470,000 long-lived objects; every
+    TensorFlow, Keras and MLflow leave about 590,000 long-lived objects; every
     full collection walks them all (``keras.backend.clear_session()`` at the
     start of each job collects: 250 ms, measured). ``gc.freeze()`` moves what
     exists now to the permanent generation, so a collection walks only what
     the jobs create (6-9 ms); the garbage of one job is still freed before
-    the next. Import-time garbage is collected first, so nothing is leaked.
+    the next. No collection first: right after the imports it found 0
+    unreachable objects and cost 0.33 s (measured), so freezing leaks nothing.
     """
     global _HEAP_FROZEN
     if _HEAP_FROZEN:
         return
     _HEAP_FROZEN = True
-    gc.collect()
     gc.freeze()
 
 
