@@ -77,7 +77,7 @@ def test_warm_workers_are_the_ones_the_launcher_call_reuses():
                              "require": None, "verbose": 0, "timeout": None, "pre_dispatch": "2*n_jobs",
                              "batch_size": "auto", "temp_folder": None, "max_nbytes": None, "mmap_mode": "r"})
     warm = warm_workers(node)
-    warm.wait(300)
+    warm.wait()
     assert warm.error is None, warm.error
     assert len(warm.pids) == 2 and all(pid != os.getpid() for pid in warm.pids)
     from experiments.sweeps.warm import joblib_settings

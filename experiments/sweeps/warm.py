@@ -89,9 +89,13 @@ class WarmUp:
         self.thread = threading.Thread(target=run, name="layerlab-warm-workers", daemon=True)
         self.thread.start()
 
-    def wait(self, timeout_s: float = 120.0) -> None:
-        """Wait until the workers are warm (before the launcher's own ``Parallel`` call uses them)."""
-        self.thread.join(timeout_s)
+    def wait(self) -> None:
+        """Wait until the workers are warm (before the launcher's own ``Parallel`` call uses them).
+
+        No time limit: two ``Parallel`` calls must not share the executor at once, and a
+        worker that hangs while importing would hang the launcher's call just the same.
+        """
+        self.thread.join()
 
 
 def warm_workers(launcher: Any) -> WarmUp | None:
