@@ -16,7 +16,7 @@ import sys
 
 from experiments.config.precheck import check
 from experiments.errors import LayerlabError
-from experiments.process import configure_process
+from experiments.process import configure_process, teardown_may_be_skipped
 
 # experiments.job and experiments.sweeps are imported inside the functions below, after the
 # pre-check: a typo in an override is then reported before TensorFlow loads (about 3 s).
@@ -101,8 +101,7 @@ def fast_exit(code: int, allowed: bool = True) -> None:
     a parent that only waited for joblib workers still spent 1.1 s in the
     teardown of MLflow, pandas and SciPy (measured).
     """
-    # A profiler or tracer (cProfile, coverage) writes its results at normal exit: let it.
-    if not allowed or sys.getprofile() is not None or sys.gettrace() is not None or os.environ.get("LAYERLAB_NO_FAST_EXIT"):
+    if not allowed or not teardown_may_be_skipped():
         sys.exit(code)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -83,6 +83,12 @@ def freeze_imported_heap() -> None:
 _HEAP_FROZEN = False
 
 
+def teardown_may_be_skipped() -> bool:
+    """False under a profiler or tracer (cProfile, coverage write their results at normal exit) or with
+    ``LAYERLAB_NO_FAST_EXIT`` set; the one rule of :func:`exit_without_teardown_at_exit` and ``cli.fast_exit``."""
+    return sys.getprofile() is None and sys.gettrace() is None and not os.environ.get("LAYERLAB_NO_FAST_EXIT")
+
+
 def exit_without_teardown_at_exit() -> None:
     """In a launcher's worker process: when it is told to exit, skip the interpreter's teardown of TensorFlow.
 
@@ -94,7 +100,7 @@ def exit_without_teardown_at_exit() -> None:
     last-in first-out). Not under a profiler or tracer, nor with
     ``LAYERLAB_NO_FAST_EXIT`` set.
     """
-    if sys.getprofile() is not None or sys.gettrace() is not None or os.environ.get("LAYERLAB_NO_FAST_EXIT"):
+    if not teardown_may_be_skipped():
         return
 
     def _leave() -> None:

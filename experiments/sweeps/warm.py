@@ -23,6 +23,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from experiments.training.threads import parallel_jobs
+
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 
 
@@ -73,10 +75,9 @@ class WarmUp:
     """The warm-up of a joblib sweep's workers, running in a daemon thread of the parent."""
 
     def __init__(self, settings: dict):
-        from joblib import Parallel, cpu_count, delayed
+        from joblib import Parallel, delayed
 
-        n_jobs = int(settings.get("n_jobs") or -1)
-        workers = n_jobs if n_jobs > 0 else max(1, cpu_count() + 1 + n_jobs)
+        workers = parallel_jobs(settings.get("n_jobs"))
         self.pids: list[int] = []
         self.error: BaseException | None = None
 

@@ -21,7 +21,10 @@ def worker_threads(launcher: Any) -> int | None:
     if "joblib" not in target.lower():
         return None
     cores = os.cpu_count() or 1
-    n_jobs = int(select(launcher, "n_jobs", -1) or -1)
-    if n_jobs <= 0:  # joblib: -1 = all cores, -2 = all but one, ...
-        n_jobs = max(1, cores + 1 + n_jobs)
-    return max(1, cores // n_jobs)
+    return max(1, cores // parallel_jobs(select(launcher, "n_jobs", -1)))
+
+
+def parallel_jobs(n_jobs: Any) -> int:
+    """Worker processes for joblib's ``n_jobs``: a positive number as is; -1 all cores, -2 all but one, ..."""
+    n = int(n_jobs or -1)
+    return n if n > 0 else max(1, (os.cpu_count() or 1) + 1 + n)
