@@ -78,12 +78,16 @@ def test_heartbeat_writes_host_pid_and_time(store, tmp_path):
     client = mlflow.MlflowClient(store)
     exp = client.create_experiment("beat", artifact_location=str(tmp_path / "art"))
     rid = client.create_run(exp).info.run_id
+    started = time.time()
     beat = Heartbeat(store, rid, interval_s=0.2).start()
-    time.sleep(0.7)
+    deadline = time.monotonic() + 120  # a loaded machine may delay the beats; only their count matters
+    while beat.beats < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     beat.stop()
     t = client.get_run(rid).data.tags
     assert t[tags.HOST] == HOST and t[tags.PID] == str(os.getpid())
-    assert abs(float(t[tags.HEARTBEAT]) - time.time()) < 5 and beat.beats >= 2
+    assert beat.beats >= 2
+    assert started - 1 <= float(t[tags.HEARTBEAT]) <= time.time() + 1  # the time of a beat, not another clock
 
 
 # ------------------------------------------------------------------------------------ damaged checkpoint

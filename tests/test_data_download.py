@@ -12,7 +12,6 @@ import hashlib
 import http.server
 import socket
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -134,10 +133,10 @@ def test_silent_server_times_out(online, monkeypatch):
         listener.listen(1)
         _point_at(monkeypatch, f"http://127.0.0.1:{listener.getsockname()[1]}/mnist.npz", "0" * 64, timeout=0.3)
         before = socket.getdefaulttimeout()
-        start = time.monotonic()
+        # No clock here: a server that never answers would hang the test (pytest-timeout fails it); the
+        # message proves the 0.3 s timeout ended the wait.
         with pytest.raises(DataError) as info:
             load_dataset({"name": "mnist"}, seed=0)
-        assert time.monotonic() - start < 10
     assert "timed out" in str(info.value)
     assert socket.getdefaulttimeout() == before
     assert not online.exists() or not any(online.iterdir())

@@ -102,10 +102,8 @@ def _free_port() -> int:
 
 def test_dead_server_is_detected_before_training(tmp_path):
     port = _free_port()
-    t0 = time.monotonic()
     proc = run_cli(*TINY, f"tracking.uri=http://127.0.0.1:{port}", "tracking.timeout_s=3", tmp_path=tmp_path)
     assert proc.returncode == 2
-    assert time.monotonic() - t0 < 60
     assert f"the MLflow tracking server at http://127.0.0.1:{port} does not answer" in proc.stderr
     assert "Epoch 1" not in proc.stdout and "Traceback" not in proc.stderr
 
