@@ -1,4 +1,4 @@
-"""Sweeps at the machine's speed: N jobs three ways, alternating (GitHub issue 16).
+"""Sweeps at the machine's speed: N jobs four ways, alternating (GitHub issues 16 and 21).
 
     python -m bench.sweep_vs_shell [--quick] [--sizes 8 20] [--rounds 2] [--epochs 20] [--out FILE]
 
@@ -12,7 +12,11 @@ MNIST digits) are run, in one call and alternating:
 * **basic**: ``python runner.py -m model.activation=abs,relu seed=...`` with
   Hydra's basic launcher (one job after the other, in one process);
 * **joblib**: the same sweep with ``hydra/launcher=joblib
-  hydra.launcher.n_jobs=2`` (two warm worker processes).
+  hydra.launcher.n_jobs=2`` (two warm worker processes);
+* **layerlab**: the same sweep with ``hydra/launcher=layerlab
+  hydra.launcher.n_jobs=2``, the launcher that survives a killed worker and
+  the one the README's parallel examples use (target: as fast as joblib,
+  at most 1.05x its time).
 
 Both sweeps track everything layerlab tracks by default (params, per-epoch
 metrics, checkpoints, plots, the model, the sweep's parent run and its
@@ -48,7 +52,8 @@ TITLE = "2. Sweeps at the machine's speed: shell loop vs basic vs joblib"
 TARGET_JOBLIB_BASIC = 0.6
 TARGET_JOBLIB_SHELL = 0.7
 TARGET_SINGLE = 1.05
-WAYS = ("shell", "basic", "joblib")
+TARGET_LAYERLAB_JOBLIB = 1.05
+WAYS = ("shell", "basic", "joblib", "layerlab")
 WORKERS = 2
 
 
@@ -71,7 +76,7 @@ def tracking_args(work: Path) -> list[str]:
 def sweep_cmd(work: Path, jobs: list[tuple[str, int]], epochs: int, way: str) -> list[str]:
     acts = sorted({a for a, _ in jobs})
     seeds = sorted({s for _, s in jobs})
-    launcher = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={WORKERS}"] if way == "joblib" else []
+    launcher = [f"hydra/launcher={way}", f"hydra.launcher.n_jobs={WORKERS}"] if way in ("joblib", "layerlab") else []
     return [PYTHON, str(ROOT / "runner.py"), "-m", "model.activation=" + ",".join(acts),
             "seed=" + ",".join(map(str, seeds)), f"training.epochs={epochs}", *tracking_args(work),
             f"hydra.sweep.dir={work / 'multirun'}", *launcher]
@@ -164,8 +169,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _ratios(d: dict, n: str) -> tuple[float, float, float]:
     res = d["results"][n]
-    shell, basic, joblib = (median(r["wall"] for r in res[w]) for w in WAYS)
+    shell, basic, joblib = (median(r["wall"] for r in res[w]) for w in ("shell", "basic", "joblib"))
     return joblib / basic, joblib / shell, basic / shell
+
+
+def _layerlab_ratio(d: dict, n: str) -> float | None:
+    """layerlab / joblib, or None for results saved before the fourth way existed."""
+    res = d["results"][n]
+    if not res.get("layerlab"):
+        return None
+    return median(r["wall"] for r in res["layerlab"]) / median(r["wall"] for r in res["joblib"])
 
 
 def summary(d: dict) -> list[list[str]]:
@@ -177,6 +190,10 @@ def summary(d: dict) -> list[list[str]]:
                      verdict(jb <= TARGET_JOBLIB_BASIC)])
         rows.append([f"2. sweeps (N={n})", f"joblib / shell loop <= {TARGET_JOBLIB_SHELL}", f"{js:.2f}",
                      verdict(js <= TARGET_JOBLIB_SHELL)])
+        lj = _layerlab_ratio(d, n)
+        if lj is not None:
+            rows.append([f"2. sweeps (N={n})", f"layerlab / joblib <= {TARGET_LAYERLAB_JOBLIB}", f"{lj:.2f}",
+                         verdict(lj <= TARGET_LAYERLAB_JOBLIB)])
     s = d["singles"]
     ratio = median(r["wall"] for r in s["runner"]) / median(r["wall"] for r in s["plain"])
     rows.append(["2. single run", f"runner.py <= {TARGET_SINGLE}x plain script (store exists)", f"{ratio:.2f}x",
@@ -190,7 +207,9 @@ def render(d: dict) -> str:
     rows, targets = [], []
     for n, res in d["results"].items():
         for way in WAYS:
-            runs = res[way]
+            runs = res.get(way)
+            if not runs:
+                continue
             rows.append([n, way, spread([r["wall"] for r in runs], 1), f"{median(r['per_min'] for r in runs):.1f}",
                          f"{median(r['cpu'] for r in runs):.0f}", " / ".join(f"{r['load']:.2f}" for r in runs)])
         jb, js, bs = _ratios(d, n)
@@ -199,6 +218,10 @@ def render(d: dict) -> str:
                     [n, f"joblib / shell loop <= {TARGET_JOBLIB_SHELL}", f"{js:.2f} ({1 / js:.2f}x faster)",
                      verdict(js <= TARGET_JOBLIB_SHELL)],
                     [n, "basic / shell loop (no target)", f"{bs:.2f}", "n/a"]]
+        lj = _layerlab_ratio(d, n)
+        if lj is not None:
+            targets.append([n, f"layerlab / joblib <= {TARGET_LAYERLAB_JOBLIB} (survives a killed worker)",
+                            f"{lj:.2f}", verdict(lj <= TARGET_LAYERLAB_JOBLIB)])
     s = d["singles"]
     plain, runner = (median(r["wall"] for r in s[w]) for w in ("plain", "runner"))
     targets.append(["single", f"single run: runner.py <= {TARGET_SINGLE}x the plain script", f"{runner / plain:.2f}x "
@@ -208,7 +231,9 @@ def render(d: dict) -> str:
         f"batch 1024, mnist_sample), {rounds} command(s) per way and size, alternating the order. **shell**: "
         f"`bench/plain_keras.py` N times through `xargs -P {d['workers']}` (nothing tracked); **basic**: "
         "`python runner.py -m model.activation=abs,relu seed=...` (Hydra's basic launcher); **joblib**: the same "
-        f"with `hydra/launcher=joblib hydra.launcher.n_jobs={d['workers']}`. The sweeps log everything layerlab "
+        f"with `hydra/launcher=joblib hydra.launcher.n_jobs={d['workers']}`; **layerlab**: the same with "
+        f"`hydra/launcher=layerlab hydra.launcher.n_jobs={d['workers']}` (survives a killed worker). "
+        "The sweeps log everything layerlab "
         "logs by default (params, per-epoch metrics, checkpoints, plots, the model, the parent run and its "
         "comparison), each to its own copy of an empty, migrated SQLite store.",
         "",

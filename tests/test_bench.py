@@ -167,12 +167,13 @@ def test_server_load_without_postgresql_fails_with_one_clear_paragraph(tmp_path)
     assert "Nothing was measured." in message and not (tmp_path / "B.md").exists()
 
 
-def test_sweep_vs_shell_reports_three_ways_and_the_targets(quick_runs):
+def test_sweep_vs_shell_reports_four_ways_and_the_targets(quick_runs):
     _, _, md = quick_runs["sweep_vs_shell"]
     section = _section(md.read_text(), "sweep_vs_shell")
-    for way in ("| shell ", "| basic ", "| joblib "):
+    for way in ("| shell ", "| basic ", "| joblib ", "| layerlab "):
         assert way in section
     assert "joblib / basic <= 0.6" in section and "joblib / shell loop <= 0.7" in section
+    assert "layerlab / joblib <= 1.05" in section
     assert "single run: runner.py <= 1.05x the plain script" in section
     assert "xargs -P 2" in section and "load (1 min) before each" in section
 
