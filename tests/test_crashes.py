@@ -74,6 +74,39 @@ def test_doctor_closes_only_lost_runs(store, tmp_path, capsys):
     assert close_lost(store, [exp]) == []  # nothing left
 
 
+def test_doctor_closes_a_lost_sweep_parent_with_the_completing_command_and_its_orphans(store, tmp_path):
+    client = mlflow.MlflowClient(store)
+    exp = client.create_experiment("sweep-doc", artifact_location=str(tmp_path / "art"))
+    now = time.time()
+    command = "python runner.py -m model.activation=abs,relu seed=0,1 sweep.skip_finished=true"
+    parent = client.create_run(exp, run_name="sweep s1", tags={
+        tags.ROLE: tags.ROLE_PARENT, tags.COMPLETING_COMMAND: command,
+        tags.HEARTBEAT: f"{now - 20:.0f}", tags.HOST: HOST, tags.PID: str(_dead_pid())}).info.run_id
+
+    def child(name, **extra):
+        return client.create_run(exp, run_name=name, tags={tags.ROLE: tags.ROLE_JOB, tags.PARENT_RUN_ID: parent,
+                                                           tags.OVERRIDES: '["seed=1"]', **extra}).info.run_id
+
+    unborn = child("no beat yet")  # its process died before its first beat: only the parent tells
+    alive = child("alive", **{tags.HEARTBEAT: f"{now:.0f}", **identity()})  # still running elsewhere in a worker
+    done = child("done")
+    client.set_terminated(done, "FINISHED")
+    other = client.create_run(exp, run_name="unrelated, no beat").info.run_id  # not this sweep's: untouched
+
+    lost = close_lost(store, [exp])
+    assert {r.run_id for r in lost} == {parent, unborn}
+    p = client.get_run(parent)
+    assert p.info.status == "FAILED"
+    assert p.data.tags[tags.ERROR].startswith("process lost; last heartbeat at ")
+    assert f"complete the sweep (every job without a FINISHED run) with: {command}" in p.data.tags[tags.ERROR]
+    text = Path(client.download_artifacts(parent, "error.txt", str(tmp_path))).read_text()
+    assert command in text
+    assert client.get_run(unborn).info.status == "FAILED"
+    assert "the sweep's process was lost" in client.get_run(unborn).data.tags[tags.ERROR]
+    assert [client.get_run(r).info.status for r in (alive, done, other)] == ["RUNNING", "FINISHED", "RUNNING"]
+    assert close_lost(store, [exp]) == []
+
+
 def test_heartbeat_writes_host_pid_and_time(store, tmp_path):
     client = mlflow.MlflowClient(store)
     exp = client.create_experiment("beat", artifact_location=str(tmp_path / "art"))

@@ -10,13 +10,18 @@ A RUNNING run is *lost* when
   another machine keeps beating and is never touched.
 
 Runs without a heartbeat (made before it existed, or in their first second)
-are left alone.  ``python -m experiments.doctor`` runs this by hand; every
+are left alone, except the children of a lost sweep parent: a sweep's parent
+run beats too, from the process that launched the sweep, and when that
+process is gone (SIGKILL, power loss) the parent is closed FAILED with the
+command that completes the sweep, and so is every child still RUNNING that
+is not alive by its own heartbeat.  ``python -m experiments.doctor`` runs this by hand; every
 run and sweep runs it on its experiment when it starts.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import socket
@@ -27,6 +32,7 @@ from experiments.tracking import tags
 from experiments.tracking.heartbeat import process_start
 
 STALE_S = 300.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,7 +41,8 @@ class LostRun:
     experiment_id: str
     name: str
     reason: str
-    heartbeat: float
+    heartbeat: float | None
+    role: str = tags.ROLE_JOB
 
 
 def _alive_here(pid: int, started: str) -> bool:
@@ -83,7 +90,7 @@ def find_lost(uri: str, experiment_ids: list[str], stale_s: float = STALE_S, now
         reason = lost_reason(run.data.tags, now=now, stale_s=stale_s)
         if reason:
             lost.append(LostRun(run.info.run_id, run.info.experiment_id, run.info.run_name or "", reason,
-                                float(run.data.tags[tags.HEARTBEAT])))
+                                float(run.data.tags[tags.HEARTBEAT]), run.data.tags.get(tags.ROLE, tags.ROLE_JOB)))
     return lost
 
 
@@ -113,18 +120,62 @@ def _closed_meanwhile(uri: str, run_id: str) -> bool:
     return run.info.status != "RUNNING" or bool(run.data.tags.get(tags.ERROR))
 
 
+def close_sweep_parent_failed(uri: str, run_id: str, reason: str, end_time_s: float | None = None) -> None:
+    """End a sweep's parent run FAILED with ``reason`` and the command that completes the sweep."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    command = client.get_run(run_id).data.tags.get(tags.COMPLETING_COMMAND, "")
+    fix = (f"complete the sweep (every job without a FINISHED run) with: {command}" if command
+           else "rerun the sweep with sweep.skip_finished=true")
+    client.set_tag(run_id, tags.ERROR, f"{reason}. Fix: {fix}"[:4000])
+    try:
+        client.log_text(run_id, f"{reason}.\n\nFix: {fix}\n", "error.txt")
+    except Exception as exc:  # the tag says it already; an unreachable artifact store must not keep the run open
+        log.debug("error.txt of %s not written: %s", run_id, exc)
+    end_ms = int(end_time_s * 1000) if end_time_s else None
+    client.set_terminated(run_id, "FAILED", end_time=end_ms)
+
+
+def orphaned_children(uri: str, experiment_id: str, parent_run_id: str) -> list[LostRun]:
+    """RUNNING children of a lost sweep parent that no living process vouches for (lost, or never beat)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([experiment_id], max_results=5000,
+                              filter_string=f"attributes.status = 'RUNNING' and "
+                                            f"tags.`{tags.PARENT_RUN_ID}` = '{parent_run_id}'")
+    orphans = []
+    for run in runs:
+        beat = run.data.tags.get(tags.HEARTBEAT)
+        if beat and lost_reason(run.data.tags) is None:
+            continue  # its own process is alive: it closes its run itself
+        orphans.append(LostRun(run.info.run_id, run.info.experiment_id, run.info.run_name or "",
+                               "the sweep's process was lost while this job ran" if not beat
+                               else lost_reason(run.data.tags), float(beat or 0) or None))
+    return orphans
+
+
 def close_lost(uri: str, experiment_ids: list[str], stale_s: float = STALE_S, dry_run: bool = False,
                quiet: bool = False) -> list[LostRun]:
     """Close every lost run FAILED ("process lost; last heartbeat at ..."); the runs closed.
 
-    With ``quiet`` (the automatic check at the start of a run or sweep) any
-    error is swallowed: a failing check must never stop the new work.
+    A lost sweep parent is closed with the command that completes its sweep,
+    and its orphaned children (:func:`orphaned_children`) with it. With
+    ``quiet`` (the automatic check at the start of a run or sweep) any error
+    is swallowed: a failing check must never stop the new work.
     """
     try:
         lost = find_lost(uri, experiment_ids, stale_s)
+        for run in list(lost):
+            if run.role == tags.ROLE_PARENT:
+                children = [c for c in orphaned_children(uri, run.experiment_id, run.run_id)
+                            if c.run_id not in {r.run_id for r in lost}]
+                lost += children
         for run in lost:
             if not dry_run and not _closed_meanwhile(uri, run.run_id):
-                close_run_failed(uri, run.run_id, run.reason, run.heartbeat)
+                close = close_sweep_parent_failed if run.role == tags.ROLE_PARENT else close_run_failed
+                close(uri, run.run_id, run.reason, run.heartbeat)
             if not quiet or not dry_run:
                 print(f"layerlab: {'would close' if dry_run else 'closed'} run {run.run_id} ({run.name}) FAILED: "
                       f"{run.reason}", flush=True)

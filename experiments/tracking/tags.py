@@ -58,3 +58,4 @@ HEARTBEAT = PREFIX + "heartbeat"        # epoch seconds of the last beat (UTC), 
 HOST = PREFIX + "host"                  # the machine the job runs on
 PID = PREFIX + "pid"                    # the job's process id there
 PID_START = PREFIX + "pid_start"        # that process's start time (/proc): a reused pid is not "alive"
+COMPLETING_COMMAND = PREFIX + "completing_command"  # on a sweep's parent: the command that finishes it
