@@ -14,8 +14,8 @@ from tests.conftest import ROOT, compose
 
 def test_the_default_config_is_valid_and_comes_back_resolved():
     data = validate(compose())
-    assert data["training"]["epochs"] == 20 and data["model"]["name"] == "lambda_mlp"
-    assert "hydra" not in data
+    assert data.training.epochs == 20 and data.model.name == "lambda_mlp"
+    assert "hydra" not in data.extra
 
 
 @pytest.mark.parametrize("group", sorted(GROUPS))
@@ -60,7 +60,7 @@ def test_unknown_key_in_a_group_yaml_is_reported_with_the_closest_name(tmp_path)
 
 
 def test_user_keys_at_the_top_level_are_kept():
-    assert validate(compose("+notes.owner=alice"))["notes"] == {"owner": "alice"}
+    assert validate(compose("+notes.owner=alice")).extra["notes"] == {"owner": "alice"}
 
 
 def test_missing_group_says_how_to_add_it():

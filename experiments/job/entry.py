@@ -11,8 +11,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 import layers
-from experiments.config.access import select
-from experiments.config.schema import validate
+from experiments.config.schema import run_mode, validate
 from experiments.job.context import hydra_context
 from experiments.job.dry_run import dry_run
 from experiments.job.result import JobResult
@@ -42,11 +41,12 @@ def list_registry() -> str:
 def run_job(cfg: DictConfig) -> JobResult:
     """Run one job. Raises :class:`LayerlabError` (or KeyboardInterrupt) on failure."""
     ctx = hydra_context()
-    if select(cfg, "dry_run", False) is True and select(cfg, "list_layers", False) is not True:
+    mode = run_mode(cfg)
+    if mode == "dry_run":
         return dry_run(cfg, ctx)
-    validate(cfg)
-    if cfg.list_layers:
+    job = validate(cfg)  # below this line the job reads `job`, the typed config; `cfg` is only logged
+    if mode == "list":
         print(list_registry())
         return JobResult(status="LISTED")
     with graceful_interrupts():
-        return TrackedJob(cfg, ctx).run()
+        return TrackedJob(cfg, ctx, job).run()

@@ -27,6 +27,11 @@ def open_storage(url: str):
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
+def trial_id(storage, study_name: str, number: int) -> int:
+    """The storage's id of trial ``number`` of the study: the storage's public lookup (no ``trial._trial_id``)."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), int(number))
+
+
 def make_pruner(spec: dict | None):
     """The pruner of ``spec`` (``{"type": "median", "n_startup_trials": 5, ...}``; the rest are its arguments)."""
     import optuna

@@ -47,12 +47,6 @@ def death_reason(exitcode: int | None) -> str:
     return f"the worker process exited with code {exitcode} before its job ended"
 
 
-def _workers(n_jobs: int, n_tasks: int) -> int:
-    cores = os.cpu_count() or 1
-    n = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
-    return max(1, min(n, n_tasks))
-
-
 class _Worker:
     def __init__(self, ctx, payload: bytes, threads: int):
         from hydra_plugins.layerlab_launcher import _worker
@@ -66,9 +60,9 @@ class _Worker:
 
 def _close_lost_run(job_num: int, reason: str) -> None:
     """End the MLflow run of a job whose worker died FAILED, with ``reason``."""
-    from experiments.sweeps import callback
+    from experiments.sweeps import current_sweep
 
-    state = getattr(callback, "_ACTIVE", None)
+    state = current_sweep().state
     if state is None or state.parent_run_id is None:
         return
     from experiments.tracking.doctor import close_sweep_job
@@ -84,6 +78,7 @@ def _close_lost_run(job_num: int, reason: str) -> None:
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
     from joblib.externals import cloudpickle
 
+    from experiments.config.launcher import parallel_jobs, threads_per_worker
     from experiments.sweeps.launched import write_ledger
 
     setup_globals()
@@ -91,8 +86,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    n = _workers(launcher.n_jobs, len(job_overrides))
-    threads = max(1, (os.cpu_count() or 1) // n)
+    n = parallel_jobs(launcher.n_jobs, len(job_overrides))
+    threads = threads_per_worker(n)
     log.info(f"layerlab launcher: {n} worker(s), {threads} TF thread(s) each, {len(job_overrides)} job(s); "
              f"sweep output dir: {sweep_dir}")
     jobs = {}

@@ -14,7 +14,7 @@ import shlex
 import warnings
 from pathlib import Path
 
-from experiments.sweeps import callback
+from experiments.sweeps import current_sweep
 from experiments.tracking import tags
 from experiments.tracking.redaction import redact
 from hydra_plugins.layerlab_optuna._space import describe, format_value
@@ -30,7 +30,7 @@ class StudyParent:
     def attach(cls, study, storage: str, space: dict, sampler: dict, pruner: dict, fixed: list[str]) -> "StudyParent":
         import mlflow
 
-        state = getattr(callback, "_ACTIVE", None)
+        state = current_sweep().state
         if state is None or state.parent_run_id is None:
             return cls(None, None, fixed)
         client = mlflow.MlflowClient(state.uri)
