@@ -16,7 +16,7 @@ import sys
 
 from experiments.config.precheck import check
 from experiments.errors import LayerlabError
-from experiments.process import configure_process, teardown_may_be_skipped
+from experiments.process import configure_process, debug_enabled, teardown_may_be_skipped
 
 # experiments.job and experiments.sweeps are imported inside the functions below, after the
 # pre-check: a typo in an override is then reported before TensorFlow loads (about 3 s).
@@ -30,7 +30,7 @@ def _is_multirun() -> bool:
         from hydra.core.hydra_config import HydraConfig
 
         return str(HydraConfig.get().mode).endswith("MULTIRUN")
-    except Exception:
+    except ValueError:  # HydraConfig not set: not inside a Hydra run
         return False
 
 
@@ -39,7 +39,7 @@ def run_from_hydra(cfg):
     configure_process()  # a no-op in runner.py's process; a launcher's spawned worker gets the quiet TF import too
     from experiments.job.entry import run_job
 
-    debug = os.environ.get("LAYERLAB_DEBUG") == "1"
+    debug = debug_enabled()
     try:
         result = run_job(cfg)
     except LayerlabError as exc:

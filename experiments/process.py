@@ -18,6 +18,11 @@ that window that is not one of :data:`NOISE` is written out again, in order.
 Only that window is filtered: errors later in the run are never touched, and
 nothing is buffered in a thread that an ``os._exit`` could cut short.
 ``LAYERLAB_DEBUG=1`` turns the filter off.
+
+This is also the one place that reads ``LAYERLAB_DEBUG`` (:func:`debug_enabled`,
+used by the CLI, the compare command and the launcher plugin) and the one
+place that writes the environment (:func:`configure_process`,
+:func:`set_worker_threads` in a launcher's spawned worker).
 """
 
 import atexit
@@ -49,6 +54,20 @@ NOISE = re.compile("|".join([
 ]))
 
 
+def debug_enabled() -> bool:
+    """``LAYERLAB_DEBUG=1``: full tracebacks, TensorFlow's start-up lines; any other value (``0``, unset) is off."""
+    return os.environ.get("LAYERLAB_DEBUG") == "1"
+
+
+def set_worker_threads(threads: int) -> None:
+    """In a launcher's freshly spawned worker, before TensorFlow loads: its share of the CPU threads.
+
+    The environment written here is the worker's own; a value the user set wins.
+    """
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+
 def configure_process() -> None:
     """Process-wide defaults, set once at start (a variable the user set wins).
 
@@ -57,7 +76,7 @@ def configure_process() -> None:
     """
     for key, value in PROCESS_ENV.items():
         os.environ.setdefault(key, value)
-    if os.environ.get("LAYERLAB_DEBUG") != "1" and "tensorflow" not in sys.modules:
+    if not debug_enabled() and "tensorflow" not in sys.modules:
         if not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
             sys.meta_path.insert(0, _QuietTensorFlow())
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from experiments.adapters.hydra_internals import BASIC_LAUNCHER
+
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 LAYERLAB_LAUNCHER = "hydra_plugins.layerlab_launcher.layerlab_launcher.LayerlabLauncher"
-# Hydra's default launcher, by the class name Hydra writes into hydra.launcher._target_ (compared, never imported).
-BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 _KINDS = {BASIC_LAUNCHER: "basic", JOBLIB_LAUNCHER: "joblib", LAYERLAB_LAUNCHER: "layerlab"}
 
 

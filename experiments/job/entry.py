@@ -21,9 +21,9 @@ from experiments.training.interrupts import graceful_interrupts
 
 def list_registry() -> str:
     def origin(name: str) -> str:
-        return getattr(layers.registry.get(name), "__module__", "")
+        return getattr(layers.layer_registry.get(name), "__module__", "")
 
-    names = layers.registry.names()
+    names = layers.layer_registry.names()
     project = [n for n in names if origin(n).startswith("layers.")]
     user = [n for n in names if not origin(n).startswith(("layers.", "keras"))]
     from_keras = [n for n in names if origin(n).startswith("keras")]

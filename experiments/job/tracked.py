@@ -10,6 +10,7 @@ there lets ``python -m experiments.upload <output dir>`` finish the run later
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -45,6 +46,8 @@ from experiments.training.compile import compile_model
 from experiments.training.distribute import is_chief, make_strategy, shard_by_data
 from experiments.training.loop import fit_and_score
 from experiments.training.runtime import setup_runtime
+
+log = logging.getLogger(__name__)
 
 
 class TrackedJob:
@@ -203,8 +206,8 @@ class TrackedJob:
         else:
             try:
                 mlflow.end_run(status=status)
-            except Exception:
-                pass  # the server is gone: the local run is popped all the same
+            except Exception as exc:  # the server is gone: the local run is popped all the same
+                log.debug("end_run while offline: %r", exc)
         self.channel.leave_for_upload(self.out_dir, run_id, status, self.sink.sent if self.sink else 0)
 
     def _keep_last_epoch(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from experiments.config.overrides import parse_overrides
 from experiments.config.schema import SweepSchema
 from experiments.job.naming import name_from
 from experiments.sweeps.state import SweepState
@@ -41,12 +42,8 @@ def compare_options(sweep: SweepSchema) -> dict:
 
 
 def _override_values(run) -> dict[str, str]:
-    values = {}
-    for o in json.loads(run.data.tags.get(tags.OVERRIDES, "[]") or "[]"):
-        key, sep, value = str(o).strip().lstrip("~+").partition("=")
-        if sep and not key.startswith("hydra."):
-            values[key.strip()] = value.strip()
-    return values
+    overrides = parse_overrides(json.loads(run.data.tags.get(tags.OVERRIDES, "[]") or "[]"))
+    return {o.key: o.value for o in overrides if o.value is not None and not o.is_hydra}
 
 
 def rename_children(client, runs: list, replicate_key: str) -> None:

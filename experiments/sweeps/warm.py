@@ -21,6 +21,7 @@ import os
 import threading
 from typing import Any
 
+from experiments.adapters.hydra_internals import joblib_parallel_kwargs
 from experiments.config.launcher import JOBLIB_LAUNCHER, LauncherSettings, launcher_settings, parallel_jobs
 
 __all__ = ["JOBLIB_LAUNCHER", "joblib_settings", "warm_workers", "release_joblib_workers", "import_summary_modules"]
@@ -47,16 +48,7 @@ def joblib_settings(launcher: LauncherSettings | Any) -> dict | None:
         launcher = launcher_settings(launcher)
     if launcher.kind != "joblib":
         return None
-    settings = dict(launcher.settings)
-    settings.pop("_target_", None)
-    settings["backend"] = "loky"  # as the launcher does (hydra_joblib_launcher._core.launch)
-    for key in ("pre_dispatch", "batch_size", "max_nbytes"):
-        try:
-            if settings.get(key):
-                settings[key] = int(settings[key])
-        except (TypeError, ValueError):
-            pass
-    return settings
+    return joblib_parallel_kwargs(launcher.settings)
 
 
 def import_summary_modules() -> None:

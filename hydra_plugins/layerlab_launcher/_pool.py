@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import signal
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -13,6 +12,9 @@ from typing import Sequence
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.errors import CompactHydraException
+
+from experiments.adapters.hydra_internals import failed_return, job_error
+from experiments.process import debug_enabled
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +28,11 @@ class JobError(CompactHydraException):
 
 
 def _compact(ret: JobReturn, num: int) -> JobReturn:
-    value = ret._return_value
-    if ret.status == JobStatus.FAILED and isinstance(value, Exception) and not os.environ.get("LAYERLAB_DEBUG"):
+    value = job_error(ret)
+    if isinstance(value, Exception) and not debug_enabled():
         text = (str(value).splitlines() or [""])[0][:500]
-        ret._return_value = JobError(f"job #{num} failed ({type(value).__name__}: {text}); its run, its error.txt "
-                                     "and the sweep summary below have the details")
+        ret.return_value = JobError(f"job #{num} failed ({type(value).__name__}: {text}); its run, its error.txt "
+                                    "and the sweep summary below have the details")
     return ret
 
 
@@ -133,8 +135,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
                         log.error(f"#{num}: {reason}; the other jobs go on")
                         _close_lost_run(num, reason)
                         jobs[num].update(state="lost", error=reason)
-                        results[w.job] = JobReturn(overrides=list(job_overrides[w.job]), status=JobStatus.FAILED,
-                                                   _return_value=WorkerLost(f"job #{num}: {reason}"))
+                        results[w.job] = failed_return(job_overrides[w.job], WorkerLost(f"job #{num}: {reason}"))
                     if pending:
                         pool.append(_Worker(ctx, payload, threads))
     finally:

@@ -32,6 +32,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.config.multirun import multirun_config
+from experiments.adapters.hydra_internals import job_error
 from experiments.config.launcher import LauncherSettings, parallel_jobs
 from experiments.errors import ConfigError, LayerlabError
 from experiments.tracking.uri import resolve_uri, sqlite_path
@@ -178,7 +179,7 @@ class LayerlabOptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         if result.status != JobStatus.COMPLETED:
-            error = str(getattr(result, "_return_value", "") or "").splitlines()
+            error = str(job_error(result) or "").splitlines()
             trial.set_user_attr("error", (error[0] if error else "the job failed")[:500])
             _tell(study, trial, TrialState.FAIL)
             print(f"layerlab: trial {trial.number} FAILED: {error[0] if error else 'see its run'}", flush=True)
