@@ -84,13 +84,13 @@ def configure_process() -> None:
 def freeze_imported_heap() -> None:
     """Once per process, after the libraries are imported: move their objects out of the garbage collector's way.
 
-    TensorFlow, Keras and MLflow leave about 590,000 long-lived objects; every
-    full collection walks them all (``keras.backend.clear_session()`` at the
-    start of each job collects: 250 ms, measured). ``gc.freeze()`` moves what
-    exists now to the permanent generation, so a collection walks only what
-    the jobs create (6-9 ms); the garbage of one job is still freed before
-    the next. No collection first: right after the imports it found 0
-    unreachable objects and cost 0.33 s (measured), so freezing leaks nothing.
+    TensorFlow, Keras and MLflow leave hundreds of thousands of long-lived
+    objects; every full collection walks them all (``keras.backend.clear_session()``
+    at the start of each job collects). ``gc.freeze()`` moves what exists now
+    to the permanent generation, so a collection walks only what the jobs
+    create; the garbage of one job is still freed before the next. No
+    collection first: right after the imports it found no unreachable objects,
+    so freezing leaks nothing (figures: BENCHMARKS.md, section 2b).
     """
     global _HEAP_FROZEN
     if _HEAP_FROZEN:
@@ -112,8 +112,8 @@ def exit_without_teardown_at_exit() -> None:
     """In a launcher's worker process: when it is told to exit, skip the interpreter's teardown of TensorFlow.
 
     A joblib worker that ran jobs exits only when its sweep is over; its
-    normal exit tears TensorFlow down for about a second while the sweep's
-    parent waits for it (measured). Every job has already ended its MLflow run
+    normal exit tears TensorFlow down while the sweep's parent waits for it
+    (BENCHMARKS.md, section 2b). Every job has already ended its MLflow run
     and flushed its metrics by then, so the worker leaves with ``os._exit``
     from an ``atexit`` handler registered after TensorFlow's own (handlers run
     last-in first-out). Not under a profiler or tracer, nor with

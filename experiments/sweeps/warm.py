@@ -56,7 +56,7 @@ def import_summary_modules() -> None:
 
     Done here rather than in a thread during the jobs: a thread importing
     modules holds the GIL while the launcher pickles and dispatches the
-    first jobs (it delayed them by 0.7 s, measured).
+    first jobs (it delayed them; BENCHMARKS.md, section 2b).
     """
     import experiments.analysis.compare  # noqa: F401  (imported by the summary when it compares)
     import experiments.sweeps.summary  # noqa: F401
