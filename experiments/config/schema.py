@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from experiments.config.access import resolved_container, select
 from experiments.config.datasets import DatasetSchema, dataset_config
@@ -231,7 +232,7 @@ def validate(cfg: DictConfig) -> JobConfig:
 def _resolved(cfg: DictConfig) -> dict:
     try:
         return resolved_container(cfg)
-    except Exception as exc:  # an interpolation that does not resolve, a missing value (???)
+    except OmegaConfBaseException as exc:  # an interpolation that does not resolve, a missing value (???)
         key = getattr(exc, "full_key", None) or "the config"
         raise ConfigError(f"cannot be resolved ({type(exc).__name__}: {str(exc).splitlines()[0]})", path=str(key),
                           fix="check the ${...} reference or give the key a value") from None
