@@ -9,7 +9,7 @@ fails alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -30,7 +30,6 @@ class MultirunConfig:
         dry_run: a ``dry_run=true`` sweep.
         launcher: ``hydra.launcher`` (:class:`~experiments.config.launcher.LauncherSettings`).
         task_overrides: the sweep's own overrides (``hydra.overrides.task``).
-        hydra_overrides: its ``hydra.*`` / ``hydra/...`` overrides (the launcher and its settings).
         tracking, sweep: the groups, checked by the schema.
         metric: the judged metric.
     """
@@ -42,7 +41,6 @@ class MultirunConfig:
     sweep: SweepSchema
     metric: MetricSpec
     task_overrides: tuple[str, ...] = ()
-    hydra_overrides: tuple[str, ...] = field(default=())
 
 
 def multirun_config(config: DictConfig) -> MultirunConfig:
@@ -59,5 +57,4 @@ def multirun_config(config: DictConfig) -> MultirunConfig:
         sweep=typed(SweepSchema, select(config, "sweep", None) or {}, "sweep"),
         metric=compared_metric(config),
         task_overrides=tuple(str(o) for o in (select(config, "hydra.overrides.task", None) or [])),
-        hydra_overrides=tuple(str(o) for o in (select(config, "hydra.overrides.hydra", None) or [])),
     )
