@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import numbers
 import typing
 from typing import Any, Callable
@@ -106,7 +107,7 @@ def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] 
         raise ConfigError(f"expected a mapping of {cls.__name__} keys, got {type(node).__name__}", path=path,
                           value=node, fix=f"select a config group option, e.g. {path}=<option>")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     for key in node:
         if key not in fields and not (extra and extra(key)):
             raise ConfigError(f"unknown key for {label or path or 'the config'}{did_you_mean(key, fields)}",
@@ -144,7 +145,7 @@ def build(cls: type, checked: dict) -> Any:
     (the model's free-form graph, the user's own keys) are not attributes: the
     schema class keeps them in a field of its own when it needs them.
     """
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
         if not f.init or f.name not in checked:
@@ -162,6 +163,12 @@ def build(cls: type, checked: dict) -> Any:
 def typed(cls: type, node: Any, path: str, **kwargs: Any) -> Any:
     """:func:`check_node` (same arguments), then :func:`build`: the checked node as a frozen ``cls``."""
     return build(cls, check_node(cls, node, path, **kwargs))
+
+
+@functools.cache
+def _hints(cls: type) -> dict:
+    """The evaluated annotations of a schema class (evaluated once: every job validates several classes)."""
+    return typing.get_type_hints(cls)
 
 
 def _dataclass_of(annotation: Any) -> type | None:
