@@ -31,9 +31,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config.multirun import multirun_config
 from experiments.adapters.hydra_internals import job_error
 from experiments.config.launcher import LauncherSettings, parallel_jobs
+from experiments.config.multirun import multirun_config
 from experiments.errors import ConfigError, LayerlabError
 from experiments.tracking.uri import resolve_uri, sqlite_path
 from experiments.training.pruning_study import (PRUNED_ATTR, PRUNER_ATTR, VALUE_ATTR, make_pruner, open_storage,
