@@ -85,13 +85,14 @@ def measure(overrides: list[str], batch_size: int, epochs: int) -> dict:
     import keras
     import numpy as np
 
+    from experiments.config.schema import validate
     from experiments.data import make_tf_dataset
     from experiments.job.prepare import prepare
     from experiments.training.callbacks import EpochTimer
     from experiments.training.compile import compile_model
     from experiments.training.runtime import setup_runtime
 
-    cfg = compose(overrides)
+    cfg = validate(compose(overrides))
     setup_runtime(cfg)
     t0 = time.perf_counter()
     data, model = prepare(cfg)  # validate registry modules, load_dataset, build_model, check shapes
@@ -99,7 +100,7 @@ def measure(overrides: list[str], batch_size: int, epochs: int) -> dict:
     x = np.concatenate([data.train[0], data.val[0], data.test[0]])
     y = np.concatenate([data.train[1], data.val[1], data.test[1]])
     compile_model(model, cfg)
-    ds = make_tf_dataset(x, y, batch_size, shuffle=True, seed=int(cfg.seed))
+    ds = make_tf_dataset(x, y, batch_size, shuffle=True, seed=cfg.seed)
     timer = EpochTimer()
 
     class Collect(keras.callbacks.Callback):

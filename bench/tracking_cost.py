@@ -138,15 +138,16 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
     exp_id = client.create_experiment("bench-logging", artifact_location=(tmp / "artifacts").as_uri())
 
     from bench.scaling import compose
+    from experiments.config.schema import validate
     from experiments.models.builder import build_model
     from experiments.training.compile import compile_model
 
-    cfg = compose([])  # the default experiment: lecture MLP, Adam 1e-3, sparse CE
+    cfg = validate(compose([]))  # the default experiment: lecture MLP, Adam 1e-3, sparse CE
 
     def model():
         keras.backend.clear_session()
         keras.utils.set_random_seed(0)
-        m = build_model(cfg.model, input_shapes={"input": data.input_shape})
+        m = build_model(cfg.model_spec, input_shapes={"input": data.input_shape})
         compile_model(m, cfg)
         return m
 
@@ -185,11 +186,11 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
                 elif mode.startswith("NanGuard"):
                     callbacks += [NanGuard(), StopOnSignal()]
                 elif mode.startswith("the two checkpoint"):
-                    callbacks += [c for c in make_callbacks(compose([]), out_dir=tmp / f"out-{run_id}", run_id=run_id)
+                    callbacks += [c for c in make_callbacks(validate(compose([])), out_dir=tmp / f"out-{run_id}", run_id=run_id)
                                   if isinstance(c, (Checkpointer, keras.callbacks.ModelCheckpoint))]
                 else:  # the callbacks runner.py uses: timer, NaN guard, signals, [checkpoints], EpochLogger(sink)
                     ck = "false" if "checkpoints off" in mode else "true"
-                    callbacks = make_callbacks(compose([f"training.checkpoint.enabled={ck}"]),
+                    callbacks = make_callbacks(validate(compose([f"training.checkpoint.enabled={ck}"])),
                                                out_dir=tmp / f"out-{run_id}", sink=sink, run_id=run_id)
         m = model()
         if mode.startswith("NumPy arrays"):  # the lecture's way: Keras' own array adapter, shuffled by Keras

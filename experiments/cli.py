@@ -16,10 +16,10 @@ import sys
 
 from experiments.config.precheck import check
 from experiments.errors import LayerlabError
-from experiments.process import configure_process, teardown_may_be_skipped
+from experiments.process import configure_process, debug_enabled, teardown_may_be_skipped
 
 # experiments.job and experiments.sweeps are imported inside the functions below, after the
-# pre-check: a typo in an override is then reported before TensorFlow loads (about 3 s).
+# pre-check: a typo in an override is then reported before TensorFlow loads (seconds; BENCHMARKS.md section 1).
 
 class JobFailed(RuntimeError):
     """A sweep job's user error, re-raised without its traceback for Hydra."""
@@ -30,7 +30,7 @@ def _is_multirun() -> bool:
         from hydra.core.hydra_config import HydraConfig
 
         return str(HydraConfig.get().mode).endswith("MULTIRUN")
-    except Exception:
+    except ValueError:  # HydraConfig not set: not inside a Hydra run
         return False
 
 
@@ -39,7 +39,7 @@ def run_from_hydra(cfg):
     configure_process()  # a no-op in runner.py's process; a launcher's spawned worker gets the quiet TF import too
     from experiments.job.entry import run_job
 
-    debug = os.environ.get("LAYERLAB_DEBUG") == "1"
+    debug = debug_enabled()
     try:
         result = run_job(cfg)
     except LayerlabError as exc:
@@ -93,13 +93,13 @@ def guarded(main, precheck: bool = False) -> None:
 
 
 def fast_exit(code: int, allowed: bool = True) -> None:
-    """Exit without the interpreter's slow teardown of TensorFlow (1-2 s of CPU per run, BENCHMARKS.md).
+    """Exit without the interpreter's slow teardown of TensorFlow (its cost: BENCHMARKS.md, section 2b).
 
     Safe only once everything is closed: the MLflow run is ended and the metric
     sink flushed by the job itself. After a sweep only when no launcher worker
     outlives the process (:func:`experiments.sweeps.callback.workers_released`):
-    a parent that only waited for joblib workers still spent 1.1 s in the
-    teardown of MLflow, pandas and SciPy (measured).
+    a parent that only waited for joblib workers still spends a second or so
+    in the teardown of MLflow, pandas and SciPy (BENCHMARKS.md, section 2b).
     """
     if not allowed or not teardown_may_be_skipped():
         sys.exit(code)

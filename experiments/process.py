@@ -18,6 +18,11 @@ that window that is not one of :data:`NOISE` is written out again, in order.
 Only that window is filtered: errors later in the run are never touched, and
 nothing is buffered in a thread that an ``os._exit`` could cut short.
 ``LAYERLAB_DEBUG=1`` turns the filter off.
+
+This is also the one place that reads ``LAYERLAB_DEBUG`` (:func:`debug_enabled`,
+used by the CLI, the compare command and the launcher plugin) and the one
+place that writes the environment (:func:`configure_process`,
+:func:`set_worker_threads` in a launcher's spawned worker).
 """
 
 import atexit
@@ -49,6 +54,20 @@ NOISE = re.compile("|".join([
 ]))
 
 
+def debug_enabled() -> bool:
+    """``LAYERLAB_DEBUG=1``: full tracebacks, TensorFlow's start-up lines; any other value (``0``, unset) is off."""
+    return os.environ.get("LAYERLAB_DEBUG") == "1"
+
+
+def set_worker_threads(threads: int) -> None:
+    """In a launcher's freshly spawned worker, before TensorFlow loads: its share of the CPU threads.
+
+    The environment written here is the worker's own; a value the user set wins.
+    """
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+
 def configure_process() -> None:
     """Process-wide defaults, set once at start (a variable the user set wins).
 
@@ -57,7 +76,7 @@ def configure_process() -> None:
     """
     for key, value in PROCESS_ENV.items():
         os.environ.setdefault(key, value)
-    if os.environ.get("LAYERLAB_DEBUG") != "1" and "tensorflow" not in sys.modules:
+    if not debug_enabled() and "tensorflow" not in sys.modules:
         if not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
             sys.meta_path.insert(0, _QuietTensorFlow())
 
@@ -65,13 +84,13 @@ def configure_process() -> None:
 def freeze_imported_heap() -> None:
     """Once per process, after the libraries are imported: move their objects out of the garbage collector's way.
 
-    TensorFlow, Keras and MLflow leave about 590,000 long-lived objects; every
-    full collection walks them all (``keras.backend.clear_session()`` at the
-    start of each job collects: 250 ms, measured). ``gc.freeze()`` moves what
-    exists now to the permanent generation, so a collection walks only what
-    the jobs create (6-9 ms); the garbage of one job is still freed before
-    the next. No collection first: right after the imports it found 0
-    unreachable objects and cost 0.33 s (measured), so freezing leaks nothing.
+    TensorFlow, Keras and MLflow leave hundreds of thousands of long-lived
+    objects; every full collection walks them all (``keras.backend.clear_session()``
+    at the start of each job collects). ``gc.freeze()`` moves what exists now
+    to the permanent generation, so a collection walks only what the jobs
+    create; the garbage of one job is still freed before the next. No
+    collection first: right after the imports it found no unreachable objects,
+    so freezing leaks nothing (figures: BENCHMARKS.md, section 2b).
     """
     global _HEAP_FROZEN
     if _HEAP_FROZEN:
@@ -93,8 +112,8 @@ def exit_without_teardown_at_exit() -> None:
     """In a launcher's worker process: when it is told to exit, skip the interpreter's teardown of TensorFlow.
 
     A joblib worker that ran jobs exits only when its sweep is over; its
-    normal exit tears TensorFlow down for about a second while the sweep's
-    parent waits for it (measured). Every job has already ended its MLflow run
+    normal exit tears TensorFlow down while the sweep's parent waits for it
+    (BENCHMARKS.md, section 2b). Every job has already ended its MLflow run
     and flushed its metrics by then, so the worker leaves with ``os._exit``
     from an ``atexit`` handler registered after TensorFlow's own (handlers run
     last-in first-out). Not under a profiler or tracer, nor with

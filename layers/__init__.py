@@ -1,13 +1,14 @@
 """The layer library of layerlab and its registry.
 
-``layers.registry`` maps names used in YAML to layer classes: Keras' built-in
+``layers.layer_registry`` (in the submodule ``layers.registry``) maps names used in
+YAML to layer classes: Keras' built-in
 layers by class name, the lecture's custom layers, and layers from user
 modules loaded with :func:`load_modules`.  ``layers.functions`` maps names to
 the functions usable in ``Lambda`` layers and as activations (``abs``,
 ``square``, ``rescale``, ``rectifier``).
 """
 
-from layers.registry import Registry, RegistryError, register_layer, registry
+from layers.registry import Registry, RegistryError, layer_registry, register_layer
 from layers.functions import (
     absolute,
     activation_name,
@@ -29,14 +30,14 @@ register_keras_layers()
 def load_modules(modules) -> None:
     """Import user modules (dotted paths) so their registrations run."""
     for m in modules or ():
-        registry.load_module(m)
+        layer_registry.load_module(m)
 
 
 __all__ = [
     "Registry",
     "RegistryError",
     "register_layer",
-    "registry",
+    "layer_registry",
     "functions",
     "get_function",
     "resolve_activation",

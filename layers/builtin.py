@@ -6,7 +6,7 @@ import inspect
 
 import keras
 
-from layers.registry import registry
+from layers.registry import layer_registry
 
 # Abstract bases and wrappers that make no sense as a YAML node on their own.
 _SKIP = {"Layer", "InputLayer", "InputSpec", "Wrapper", "RNN", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
@@ -18,7 +18,7 @@ def register_keras_layers() -> int:
     for name, obj in vars(keras.layers).items():
         if name.startswith("_") or name in _SKIP or not inspect.isclass(obj):
             continue
-        if issubclass(obj, keras.layers.Layer) and name not in registry:
-            registry.register(obj, name=name)
+        if issubclass(obj, keras.layers.Layer) and name not in layer_registry:
+            layer_registry.register(obj, name=name)
             count += 1
     return count

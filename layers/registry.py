@@ -1,6 +1,6 @@
 """A small name -> object registry, in the spirit of fvcore's ``Registry``.
 
-One instance holds layer classes (``layers.registry``), another the named
+One instance holds layer classes (``layers.layer_registry``), another the named
 functions usable in ``Lambda`` layers and as activations
 (``layers.functions``).  Registration is by decorator; a miss raises a
 :class:`RegistryError` that names the registry, suggests the closest names
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 
 class RegistryError(KeyError, LookupError):
@@ -148,13 +148,9 @@ def _describe(obj: Any) -> str:
     return f"{mod}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
-def callable_name(fn: Callable) -> str:
-    return getattr(fn, "__name__", repr(fn))
-
-
 #: The layer registry: Keras' built-in layers by class name, the project's
 #: layers, and whatever user modules listed under ``registry.modules`` add.
-registry = Registry(
+layer_registry = Registry(
     "layer",
     how_to_register=(
         "Add a layer with `@layers.register_layer` on a `keras.layers.Layer` subclass in your own "
@@ -176,7 +172,7 @@ def register_layer(cls=None, *, name: str | None = None, package: str = "layerla
     def deco(c):
         key = name or c.__name__
         c = keras.saving.register_keras_serializable(package=package, name=key)(c)
-        registry.register(c, name=key)
+        layer_registry.register(c, name=key)
         return c
 
     return deco if cls is None else deco(cls)

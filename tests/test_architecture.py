@@ -1,4 +1,4 @@
-"""The house rules of experiments/ and layers/, checked on the source itself.
+"""The house rules of experiments/, layers/ and hydra_plugins/, checked on the source itself.
 
 Every import statement counts, also those inside functions: the package
 graph must be one-way (no circle at any depth), layers/ never imports
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("layers", "experiments")
+PACKAGES = ("layers", "experiments", "hydra_plugins")
 MAX_LINES = 400
 
 
@@ -89,6 +89,40 @@ def test_data_flows_one_way(lower, upper):
     """A lower layer never imports an upper one (README, Architecture)."""
     wrong = [f"{m} -> {t}" for m, ts in GRAPH.items() if m.startswith(lower) for t in ts if t.startswith(upper)]
     assert wrong == []
+
+
+def test_plugins_sit_above_everything_and_adapters_below():
+    """hydra_plugins/ is imported by Hydra only (like runner.py); the library adapters import nothing of ours."""
+    up = [f"{m} -> {t}" for m, ts in GRAPH.items() if not m.startswith("hydra_plugins") for t in ts
+          if t.startswith("hydra_plugins")]
+    adapters = [f"{m} -> {t}" for m, ts in GRAPH.items() if m.startswith("experiments.adapters") for t in ts]
+    assert up == [] and adapters == []
+
+
+def test_no_module_reads_another_packages_private_globals():
+    """Shared state is passed as objects (experiments.sweeps.current_sweep()), never read with getattr(module, "_x")."""
+    found = []
+    for module, path in MODULES.items():
+        if module.startswith("experiments.adapters"):  # the one place for a library's private attributes
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and ast.unparse(node.func) == "getattr" and len(node.args) >= 2
+                    and isinstance(node.args[1], ast.Constant) and str(node.args[1].value).startswith("_")
+                    and not str(node.args[1].value).startswith("__")):
+                found.append(f"{module}: {ast.unparse(node)}")
+    assert found == []
+
+
+def test_config_is_read_by_key_only_in_experiments_config():
+    """Code below the job reads the typed config (JobConfig); only experiments/config looks keys up by path."""
+    found = []
+    for module, path in MODULES.items():
+        if module.startswith("experiments.config"):
+            continue
+        for call in _calls(ast.parse(path.read_text())):
+            if call in ("select", "OmegaConf.select", "_sel"):
+                found.append(f"{module}: {call}")
+    assert found == []
 
 
 def test_every_module_has_one_job_and_stays_small():

@@ -145,7 +145,7 @@ def test_get_config_has_every_constructor_argument(layer):
 
 
 def test_registry_resolves_keras_and_project_layers():
-    reg = layers.registry
+    reg = layers.layer_registry
     for name in ("Dense", "Conv2D", "Flatten", "Dropout", "BatchNormalization", "Add", "Concatenate",
                  "MaxPooling2D", "Lambda"):
         assert reg.get(name) is getattr(keras.layers, name)
@@ -158,7 +158,7 @@ def test_registry_resolves_keras_and_project_layers():
 
 def test_registry_miss_names_the_registry_and_suggests():
     with pytest.raises(KeyError) as info:
-        layers.registry.get("ResidualDens")
+        layers.layer_registry.get("ResidualDens")
     msg = str(info.value)
     assert "no layer named 'ResidualDens' in the layer registry" in msg
     assert "did you mean 'ResidualDense'" in msg
@@ -178,7 +178,7 @@ def test_registering_a_name_twice_raises():
 
 def test_user_module_adds_a_layer():
     layers.load_modules(["tests.fixtures.user_layers"])
-    scale = layers.registry.get("Scale")
+    scale = layers.layer_registry.get("Scale")
     np.testing.assert_allclose(scale(3.0)(np.ones((1, 2), dtype="float32")), [[3.0, 3.0]])
     layers.load_modules(["tests.fixtures.user_layers"])  # loading again is harmless
 

@@ -14,8 +14,8 @@ from tests.conftest import ROOT, compose
 
 def test_the_default_config_is_valid_and_comes_back_resolved():
     data = validate(compose())
-    assert data["training"]["epochs"] == 20 and data["model"]["name"] == "lambda_mlp"
-    assert "hydra" not in data
+    assert data.training.epochs == 20 and data.model.name == "lambda_mlp"
+    assert "hydra" not in data.extra
 
 
 @pytest.mark.parametrize("group", sorted(GROUPS))
@@ -60,7 +60,7 @@ def test_unknown_key_in_a_group_yaml_is_reported_with_the_closest_name(tmp_path)
 
 
 def test_user_keys_at_the_top_level_are_kept():
-    assert validate(compose("+notes.owner=alice"))["notes"] == {"owner": "alice"}
+    assert validate(compose("+notes.owner=alice")).extra["notes"] == {"owner": "alice"}
 
 
 def test_missing_group_says_how_to_add_it():
@@ -114,3 +114,58 @@ def test_precheck_uses_hydra_to_reject_an_unknown_group_option():
         check_group_options(["model=lambda_mlp,lamda_mlp"])
     assert info.value.path == "model" and "did you mean 'lambda_mlp'" in str(info.value)
     check(["model=class_mlp", "training.epochs=3", "seed=0,1"])  # valid: no error
+
+
+def test_validate_returns_frozen_typed_objects_with_the_schema_defaults():
+    import dataclasses
+
+    from experiments.config.datasets import SyntheticSchema
+    from experiments.config.schema import JobConfig, TrackingSchema
+
+    job = validate(compose("dataset=synthetic", "+optuna.study=s", "+optuna.storage=sqlite:///x.db",
+                           "+optuna.trial_number=3"))
+    assert isinstance(job, JobConfig) and isinstance(job.dataset, SyntheticSchema)
+    assert job.tracking.timeout_s == TrackingSchema.__dataclass_fields__["timeout_s"].default
+    assert job.sweep.replicate_key == "seed" and isinstance(job.training.metrics, tuple)
+    assert job.optuna.trial_number == 3 and job.metric == compared_metric(compose())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.training.epochs = 5  # type: ignore[misc]
+    assert validate(compose()).optuna is None
+
+
+def test_a_sweeps_parent_reads_its_settings_typed_and_one_launcher_rule():
+    import os
+
+    from experiments.config.launcher import LauncherSettings, launcher_settings, parallel_jobs, threads_per_worker
+    from experiments.config.multirun import multirun_config
+    from experiments.sweeps.warm import JOBLIB_LAUNCHER
+
+    settings = multirun_config(compose("sweep.replicate_key=run", "tracking.experiment=e"))
+    assert settings.sweep.replicate_key == "run" and settings.tracking.experiment == "e"
+    with pytest.raises(ConfigError) as info:
+        multirun_config(compose("tracking.timeout_s=0"))
+    assert info.value.path == "tracking.timeout_s"
+    cores = os.cpu_count() or 1
+    joblib = launcher_settings({"_target_": JOBLIB_LAUNCHER, "n_jobs": 2})
+    assert joblib.kind == "joblib" and joblib.workers() == 2 and joblib.threads_per_job() == max(1, cores // 2)
+    assert parallel_jobs(-1) == cores and parallel_jobs(8, n_tasks=3) == 3 and threads_per_worker(cores) == 1
+    assert LauncherSettings().kind == "none" and LauncherSettings().threads_per_job() is None
+    assert launcher_settings({"_target_": "hydra_plugins.layerlab_launcher.layerlab_launcher.LayerlabLauncher",
+                              "n_jobs": 2}).threads_per_job() is None  # its workers get theirs at spawn
+
+
+def test_the_sweep_context_is_one_public_object():
+    from experiments.config.launcher import LauncherSettings
+    from experiments.sweeps import current_sweep
+    from experiments.sweeps.state import SweepState
+
+    context = current_sweep()
+    assert context is current_sweep() and context.state is None
+    state = SweepState(uri="", experiment="", experiment_id="", parent_run_id="p", sweep_id="s",
+                       sweep_dir=ROOT / "multirun", metric=MetricSpec("loss", "min"))
+    context.activate(state)
+    try:
+        assert current_sweep().parent_run_id == "p" and current_sweep().ledger_dir == ROOT / "multirun"
+    finally:
+        assert context.take() is state and context.state is None
+    assert isinstance(context.launcher, LauncherSettings)

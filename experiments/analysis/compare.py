@@ -28,7 +28,6 @@ The parts: :mod:`~experiments.analysis.runs` (loading),
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -43,6 +42,7 @@ from experiments.analysis.runs import load_runs, not_finished
 from experiments.analysis.stats import pairwise_tests
 from experiments.analysis.summary import summarize
 from experiments.errors import LayerlabError
+from experiments.process import debug_enabled
 from experiments.tracking import tags
 
 __all__ = ["compare_sweep", "main"]
@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             replicate_key=args.replicate_key, compare_by=args.compare_by, all_pairs=args.all_pairs,
         )
     except LayerlabError as exc:
-        if os.environ.get("LAYERLAB_DEBUG") == "1":
+        if debug_enabled():
             raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -253,9 +253,3 @@ def all_verdicts(factors: pd.DataFrame, interactions: pd.DataFrame, pairs: pd.Da
     out += list(pairs["verdict"]) if pairs is not None and len(pairs) else []
     return out
 
-
-def effect_cell(row: pd.Series) -> str:
-    """``d_z=1.23`` / ``g=0.45`` / ``n/a`` for a table cell."""
-    value = row.get("effect_size", math.nan)
-    return f"{row.get('effect_kind', '')}={value:.2f}" if isinstance(value, float) and math.isfinite(value) else "n/a"
-

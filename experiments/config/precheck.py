@@ -9,12 +9,16 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from pathlib import Path
 
 import yaml
 
+from experiments.config.overrides import parse_override, parse_overrides
 from experiments.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 _OPTION_LIST = re.compile(r"^[\w\-/.,]+$")
@@ -46,17 +50,15 @@ def check_group_options(args: list[str], conf: Path = CONF) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.errors import MissingConfigException
 
-    for arg in args:
-        if arg.startswith("-") or "=" not in arg:
-            continue
-        key, value = arg.split("=", 1)
-        group = key.lstrip("+~")
-        if "." in group or group.startswith("hydra") or not (conf / group).is_dir() or not _OPTION_LIST.match(value):
+    for parsed in parse_overrides(a for a in args if not a.startswith("-")):
+        group, value = parsed.key, parsed.value
+        if (value is None or "." in group or parsed.is_hydra or not (conf / group).is_dir()
+                or not _OPTION_LIST.match(value)):
             continue  # a value, a Hydra/plugin group, or a sweep function (glob, range): Hydra checks those
         for option in filter(None, value.split(",")):
             try:
                 with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-                    compose("config", overrides=[f"{key}={option}"])
+                    compose("config", overrides=[f"{parsed.hydra.get_key_element()}={option}"])
             except MissingConfigException as exc:
                 options = sorted(exc.options or [])
                 close = difflib.get_close_matches(option, options, n=3, cutoff=0.5)
@@ -64,8 +66,9 @@ def check_group_options(args: list[str], conf: Path = CONF) -> None:
                 raise ConfigError(f"no option {option!r} in config group {group!r}{hint}", path=group, value=option,
                                   fix=f"choose one of {', '.join(options)} (files in conf/{group}/), "
                                       f"or add conf/{group}/{option}.yaml") from None
-            except Exception:
-                continue  # anything else (a bad value elsewhere) is reported by the job itself
+            except Exception as exc:  # anything else (a bad value elsewhere) is reported by the job itself
+                log.debug("pre-check of %s=%s left to Hydra: %r", group, option, exc)
+                continue
 
 
 def check_sweep_overrides(args: list[str]) -> None:
@@ -76,22 +79,19 @@ def check_sweep_overrides(args: list[str]) -> None:
     """
     if not any(a in ("-m", "--multirun") for a in args):
         return
-    if any(a.split("=", 1)[0].lstrip("+~") == "hydra/sweeper" and a.split("=", 1)[1] != "basic"
-           for a in args if "=" in a):
-        return  # another sweeper decides what it accepts
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ValueType
 
     candidates = [a for a in args if "=" in a and not a.startswith("-")]
-    try:
-        parsed = OverridesParser.create().parse_overrides(candidates)
-    except Exception:
+    parsed = [parse_override(a) for a in candidates]
+    if None in parsed:
         return  # a syntax error: Hydra's own message names it
+    if any(o.key == "hydra/sweeper" and o.value != "basic" for o in parsed):
+        return  # another sweeper decides what it accepts
     for override in parsed:
-        if override.value_type == ValueType.INTERVAL_SWEEP:
+        if override.hydra.value_type == ValueType.INTERVAL_SWEEP:
             raise ConfigError(
                 "Hydra's basic sweeper enumerates values (a,b,c, range(), glob()) and cannot sample an "
-                "interval(...)", path=override.get_key_element(), value=override.input_line.split("=", 1)[1],
+                "interval(...)", path=override.hydra.get_key_element(), value=override.value,
                 fix="list the values to try (e.g. optimizer.learning_rate=0.0001,0.001,0.01), or use the search "
                     "sweeper, which samples intervals (add hydra/sweeper=optuna)")
 

@@ -13,18 +13,26 @@ jobs, so one bad value would abort the whole sweep before anything ran; here a
 bad job fails alone (FAILED run, a rerun command in the sweep summary) and the
 others go on.  ``python runner.py -m ... dry_run=true`` checks every job of a
 sweep without training.
+
+:func:`validate` returns a :class:`JobConfig`: frozen instances of these
+classes, every default filled in from the ``spec(...)`` of its field (the only
+place a default is written).  The code below ``experiments/job/`` reads that
+object (``job.training.epochs``), never the raw config; a new key is one new
+field here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from experiments.config.access import resolved_container, select
-from experiments.config.datasets import validate_dataset
-from experiments.config.fields import check_node, spec
+from experiments.config.datasets import DatasetSchema, dataset_config
+from experiments.config.fields import check_node, spec, typed
+from experiments.config.metrics import MetricSpec, judged_metric
 from experiments.errors import ConfigError
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -39,7 +47,7 @@ def _non_negative(v) -> bool:
     return v >= 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class EarlyStoppingSchema:
     enabled: bool = spec(False, expect=_BOOL)
     monitor: Optional[str] = spec(None, expect="null (the validation value of the compared metric) or a log key "
@@ -48,7 +56,7 @@ class EarlyStoppingSchema:
     restore_best_weights: bool = spec(True, expect=_BOOL)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckpointSchema:
     enabled: bool = spec(True, expect=_BOOL)
     every_s: float = spec(30, expect="a non-negative number of seconds", check=_non_negative)
@@ -56,7 +64,7 @@ class CheckpointSchema:
                                                "such as val_loss")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingSchema:
     epochs: int = spec(expect="a positive integer, e.g. training.epochs=20", check=_positive)
     batch_size: int = spec(expect="a positive integer, e.g. training.batch_size=1024", check=_positive)
@@ -76,14 +84,14 @@ class TrainingSchema:
                                               fix="use training.resume=true or training.resume=<run id>")
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimizerSchema:
     name: str = spec(expect="a keras.optimizers class name such as Adam")
     learning_rate: float = spec(expect="a positive number, e.g. optimizer.learning_rate=0.001", check=_positive)
     args: dict = spec(expect="a mapping of extra optimizer arguments", default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrackingSchema:
     uri: Optional[str] = spec(None, expect="null, sqlite:///path.db, http://host:port, postgresql://...")
     experiment: str = spec("layerlab", expect="a non-empty experiment name", check=lambda v: bool(v.strip()))
@@ -94,12 +102,12 @@ class TrackingSchema:
     retry_s: float = spec(30, expect="a non-negative number of seconds", check=_non_negative)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RegistrySchema:
     modules: list[str] = spec(expect="a list of dotted module paths, e.g. [my_pkg.layers]", default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SweepSchema:
     compare: bool = spec(True, expect=_BOOL)
     metric: Optional[str] = spec(None, expect="null (the first of training.metrics) or a Keras metric name")
@@ -115,7 +123,7 @@ class SweepSchema:
     register_as: Optional[str] = spec(None, expect="null or a registered model name (the best job's model goes there)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelSchema:
     """The model group's own keys.
 
@@ -129,7 +137,16 @@ class ModelSchema:
     description: Optional[str] = spec(None, expect="a sentence")
 
 
-@dataclass
+@dataclass(frozen=True)
+class OptunaSchema:
+    """The hidden ``+optuna.*`` keys the search sweeper gives each trial's job (hydra_plugins/layerlab_optuna)."""
+
+    study: str = spec(expect="the Optuna study's name")
+    storage: str = spec(expect="the study's storage URL")
+    trial_number: int = spec(expect="the trial's number in the study", check=_non_negative)
+
+
+@dataclass(frozen=True)
 class RootSchema:
     seed: int = spec(0, expect="a non-negative integer", check=_non_negative)
     dry_run: bool = spec(False, expect=_BOOL)
@@ -146,8 +163,52 @@ GROUPS: dict[str, type] = {
 REQUIRED_GROUPS = ("dataset", "model", "optimizer", "training", "tracking")
 
 
-def validate(cfg: DictConfig) -> dict:
-    """Check the composed config against the schema; return it resolved, as plain Python.
+@dataclass(frozen=True)
+class JobConfig:
+    """One job's validated config, as the code below ``experiments/job/`` reads it.
+
+    Args:
+        seed, dry_run, list_layers: the top-level keys (:class:`RootSchema`).
+        training, optimizer, tracking, registry, sweep, model: one schema instance per group.
+        model_spec: the whole ``model`` node, plain and resolved: the graph :mod:`experiments.models` builds.
+        dataset: the dataset option's schema instance (:mod:`experiments.config.datasets`).
+        optuna: the trial of a search sweep, None otherwise.
+        extra: the user's own top-level keys (``+notes.owner=alice``), logged as params.
+    """
+
+    seed: int
+    dry_run: bool
+    list_layers: bool
+    training: TrainingSchema
+    optimizer: OptimizerSchema
+    tracking: TrackingSchema
+    registry: RegistrySchema
+    sweep: SweepSchema
+    model: ModelSchema
+    model_spec: dict
+    dataset: DatasetSchema
+    optuna: Optional[OptunaSchema] = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def metric(self) -> MetricSpec:
+        """The judged metric (:func:`experiments.config.metrics.judged_metric`)."""
+        return judged_metric(self.sweep.metric, self.sweep.mode, self.training.metrics)
+
+
+_ROOT_KEYS = ("seed", "dry_run", "list_layers")
+
+
+def run_mode(cfg: DictConfig) -> str:
+    """``"dry_run"``, ``"list"`` or ``"run"``: what ``run_job`` does, read before the config is validated
+    (a dry run records its own validation failure)."""
+    if select(cfg, "list_layers", False) is True:
+        return "list"
+    return "dry_run" if select(cfg, "dry_run", False) is True else "run"
+
+
+def validate(cfg: DictConfig) -> JobConfig:
+    """Check the composed config against the schema; return it as a frozen, typed :class:`JobConfig`.
 
     Raises:
         ConfigError: the first problem, naming the path, the value, what is
@@ -159,20 +220,19 @@ def validate(cfg: DictConfig) -> dict:
                               fix=f"add `- {group}: <option>` to the defaults or pass `{group}=<option>`")
     data = _resolved(cfg)
     # Top-level keys beyond the schema (`+notes.x=...`) are the user's own: kept and logged as params.
-    root = {k: v for k, v in data.items() if k in ("seed", "dry_run", "list_layers")}
-    check_node(RootSchema, root, "")
-    for group, schema in GROUPS.items():
-        if group in data:
-            check_node(schema, data[group], group)
-    check_node(ModelSchema, data["model"], "model", extra=lambda key: True)
-    validate_dataset(data["dataset"])
-    return data
+    root = check_node(RootSchema, {k: v for k, v in data.items() if k in _ROOT_KEYS}, "")
+    groups = {group: typed(schema, data.get(group, {}), group) for group, schema in GROUPS.items()}
+    model = typed(ModelSchema, data["model"], "model", extra=lambda key: True)
+    optuna = typed(OptunaSchema, data["optuna"], "optuna") if data.get("optuna") is not None else None
+    extra = {k: v for k, v in data.items() if k not in (*_ROOT_KEYS, *GROUPS, "model", "dataset", "optuna")}
+    return JobConfig(**root, **groups, model=model, model_spec=dict(data["model"]),
+                     dataset=dataset_config(data["dataset"]), optuna=optuna, extra=extra)
 
 
 def _resolved(cfg: DictConfig) -> dict:
     try:
         return resolved_container(cfg)
-    except Exception as exc:  # an interpolation that does not resolve, a missing value (???)
+    except OmegaConfBaseException as exc:  # an interpolation that does not resolve, a missing value (???)
         key = getattr(exc, "full_key", None) or "the config"
         raise ConfigError(f"cannot be resolved ({type(exc).__name__}: {str(exc).splitlines()[0]})", path=str(key),
                           fix="check the ${...} reference or give the key a value") from None

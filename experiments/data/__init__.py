@@ -1,7 +1,7 @@
 """Datasets for layerlab: one config group option -> seeded, stratified splits.
 
-``load_dataset(cfg.dataset, seed)`` turns the ``dataset`` config group node
-(``conf/dataset/<name>.yaml``) into a :class:`DataSplits` with train,
+``load_dataset(job.dataset, seed)`` turns the job's typed ``dataset`` (the
+option's frozen schema instance, ``conf/dataset/<name>.yaml``) into a :class:`DataSplits` with train,
 validation and test arrays; ``make_tf_dataset`` wraps one split in a batched,
 prefetched ``tf.data.Dataset``.
 

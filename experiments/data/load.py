@@ -8,9 +8,9 @@ The keys, types and ranges of every option are the config schema's
 from __future__ import annotations
 
 import numbers
-from typing import Callable
+from typing import Any, Callable
 
-from experiments.config.datasets import validate_dataset
+from experiments.config.datasets import DatasetSchema, dataset_config, validate_dataset
 from experiments.data.digits import load_digits
 from experiments.data.mnist import load_mnist
 from experiments.data.mnist_sample import load_mnist_sample
@@ -19,9 +19,9 @@ from experiments.data.splits import DataSplits, make_splits
 from experiments.data.synthetic import load_synthetic
 from experiments.errors import ConfigError
 
-# Option name -> ``(opts, seed) -> RawData``; the same names as
+# Option name -> ``(opts, seed) -> RawData`` (``opts``: the option's frozen schema instance); the same names as
 # experiments.config.datasets.DATASET_SCHEMAS and conf/dataset/*.yaml.
-DATASETS: dict[str, Callable[[dict, int], RawData]] = {
+DATASETS: dict[str, Callable[[DatasetSchema, int], RawData]] = {
     "mnist_sample": load_mnist_sample,
     "mnist": load_mnist,
     "digits": load_digits,
@@ -40,12 +40,12 @@ def validate_config(cfg) -> dict:
     return validate_dataset(cfg)
 
 
-def load_dataset(cfg, seed: int) -> DataSplits:
+def load_dataset(cfg: DatasetSchema | Any, seed: int) -> DataSplits:
     """Load the dataset that ``cfg`` names and split it, stratified and seeded.
 
     Args:
-        cfg: the ``dataset`` config group node (``DictConfig`` or ``dict``)
-            with ``name``, ``limit``, ``val_fraction``, ``test_fraction`` and
+        cfg: the job's typed ``dataset`` (``JobConfig.dataset``), or a
+            ``dataset`` node (``DictConfig`` or ``dict``, checked here) with ``name``, ``limit``, ``val_fraction``, ``test_fraction`` and
             the option's own keys (see ``conf/dataset/*.yaml``).
         seed: drives the subsample, the splits and synthetic data; the same
             seed gives identical arrays.
@@ -57,9 +57,9 @@ def load_dataset(cfg, seed: int) -> DataSplits:
         ConfigError: a key is unknown or has a bad value (``dataset.<key>``).
         DataError: the data cannot be read (missing or corrupt file).
     """
-    opts = validate_config(cfg)
+    opts = dataset_config(cfg)
     seed = _check_seed(seed)
-    raw = DATASETS[opts["name"]](opts, seed)
+    raw = DATASETS[opts.name](opts, seed)
     return make_splits(raw, opts, seed)
 
 

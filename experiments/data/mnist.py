@@ -37,7 +37,7 @@ def load_mnist(opts: dict, seed: int) -> RawData:
         opts: the dataset options (``path``).
         seed: unused (the data are fixed).
     """
-    file, from_path = find_mnist(opts["path"])
+    file, from_path = find_mnist(opts.path)
     (x, y), test = read_mnist_npz(file, from_path)
     return RawData(x=x, y=y, num_classes=10, test=test)
 

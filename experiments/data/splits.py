@@ -65,7 +65,7 @@ def make_splits(raw: RawData, opts: dict, seed: int) -> DataSplits:
             ``val_fraction``, ``test_fraction``, ...).
         seed: seed of the subsample and the splits.
     """
-    limit = opts["limit"]
+    limit = opts.limit
     if limit is not None and not raw.limited:
         raw = apply_limit(raw, limit, seed)
     if raw.test is None:
@@ -74,7 +74,7 @@ def make_splits(raw: RawData, opts: dict, seed: int) -> DataSplits:
         train, val = _split_val(raw, opts, seed)
         test = raw.test
     return DataSplits(
-        name=opts["name"],
+        name=opts.name,
         train=train,
         val=val,
         test=test,
@@ -143,13 +143,13 @@ def _too_few(opts: dict, n: int, sizes: dict[str, int], k: int, need: int) -> Co
         k: classes present.
         need: the smallest total that works with these fractions.
     """
-    key = "limit" if opts["limit"] is not None else ("num_samples" if "num_samples" in opts else "val_fraction")
+    key = "limit" if opts.limit is not None else ("num_samples" if hasattr(opts, "num_samples") else "val_fraction")
     split_text = ", ".join(f"{s} {v}" for s, v in sizes.items())
     return ConfigError(
         f"{n} samples give splits of {split_text}, but a stratified split needs at least one sample "
         f"per class ({k}) in each",
         path=f"dataset.{key}",
-        value=opts[key],
+        value=getattr(opts, key),
         fix=f"use at least {need} samples (raise dataset.limit or set it to null) or raise the smaller fraction",
     )
 
@@ -194,7 +194,7 @@ def _split_three(raw: RawData, opts: dict, seed: int):
         seed: seed of both splits.
     """
     n, k = len(raw.y), len(np.unique(raw.y))
-    vf, tf_ = opts["val_fraction"], opts["test_fraction"]
+    vf, tf_ = opts.val_fraction, opts.test_fraction
     sizes = _three_sizes(n, vf, tf_)
     if min(sizes.values()) < k:
         need = max(n, 3 * k)
@@ -215,13 +215,13 @@ def _split_val(raw: RawData, opts: dict, seed: int):
         seed: seed of the split.
     """
     n, k = len(raw.y), len(np.unique(raw.y))
-    vf = opts["val_fraction"]
+    vf = opts.val_fraction
     n_val = round(vf * n)
     if min(n_val, n - n_val) < k:
         need = max(n, 2 * k)
         while min(round(vf * need), need - round(vf * need)) < k:
             need += 1
-        if raw.test is not None and opts["limit"] is not None:
+        if raw.test is not None and opts.limit is not None:
             # limit counts the official test samples too: scale up to the total.
             need = math.ceil(need * (n + len(raw.test[1])) / n)
         raise _too_few(opts, n, {"train": n - n_val, "val": n_val}, k, need)

@@ -48,9 +48,9 @@ def load_synthetic(opts: dict, seed: int) -> RawData:
         opts: ``shape``, ``num_classes``, ``num_samples``, ``limit``.
         seed: the same seed gives the same images and labels.
     """
-    shape = tuple(int(d) for d in opts["shape"])
-    num_classes = int(opts["num_classes"])
-    n = opts["num_samples"] if opts["limit"] is None else min(opts["num_samples"], opts["limit"])
+    shape = tuple(int(d) for d in opts.shape)
+    num_classes = int(opts.num_classes)
+    n = opts.num_samples if opts.limit is None else min(opts.num_samples, opts.limit)
     n = int(n)
     rng = np.random.default_rng(seed)
     prototypes = _prototypes(rng, shape, num_classes)
@@ -61,7 +61,7 @@ def load_synthetic(opts: dict, seed: int) -> RawData:
         raise DataError(
             f"{n} images of shape {list(shape)} need {n * math.prod(shape) / 2**30:.1f} GiB",
             path="dataset.num_samples",
-            value=opts["num_samples"],
+            value=opts.num_samples,
             fix="lower dataset.num_samples, set dataset.limit, or use a smaller dataset.shape",
         ) from exc
     chunk = max(1, _SYNTHETIC_CHUNK_ELEMENTS // math.prod(shape))

@@ -9,7 +9,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.analysis import run_plots
-from experiments.config.access import flatten, resolved_container, select
+from experiments.config.access import flatten, resolved_container
+from experiments.config.schema import JobConfig
 from experiments.tracking import tags
 from experiments.tracking.channel import RunChannel
 from experiments.tracking.redaction import params_from_flat, redact
@@ -35,16 +36,16 @@ def log_config_files(cfg: DictConfig, out_dir: Path, channel: RunChannel) -> Non
             channel.track(f".hydra/{f.name}", lambda c=content, n=f.name: mlflow.log_text(redact(c), f".hydra/{n}"))
 
 
-def log_outputs(cfg: DictConfig, model, data, history, out_dir: Path, channel: RunChannel) -> None:
+def log_outputs(job: JobConfig, model, data, history, out_dir: Path, channel: RunChannel) -> None:
     """history.csv, the plots and the model; kept in ``out_dir/artifacts`` for a later upload when offline."""
-    batch_size = int(cfg.training.batch_size)
+    batch_size = job.training.batch_size
     art = out_dir / "artifacts"
     art.mkdir(parents=True, exist_ok=True)
     hist = pd.DataFrame(history.history if history is not None else {})
     hist.index.name = "epoch"
     hist.to_csv(art / "history.csv")
-    if select(cfg, "tracking.log_plots", True):
-        metric = str(cfg.training.metrics[0]) if len(cfg.training.metrics) else "loss"
+    if job.tracking.log_plots:
+        metric = str(job.training.metrics[0]) if job.training.metrics else "loss"
         plot_files = run_plots.plot_history(hist, art, metric)
         x_test, y_test = data.test
         y_pred = predict_classes(model, x_test, batch_size)
@@ -54,9 +55,9 @@ def log_outputs(cfg: DictConfig, model, data, history, out_dir: Path, channel: R
         for f in plot_files:
             channel.track(f"plots/{f.name}", lambda f=f: mlflow.log_artifact(str(f), "plots"))
     channel.track("history.csv", lambda: mlflow.log_artifact(str(art / "history.csv")))
-    if select(cfg, "tracking.log_model", True):
+    if job.tracking.log_model:
         if channel.online:
-            modules = select(cfg, "registry.modules", []) or []
+            modules = list(job.registry.modules)
             channel.track("model", lambda: log_model(model, data.test[0][:8], modules))
         if not channel.online:  # keep the model for a later upload
             model.save(art / "model.keras")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from experiments.config.launcher import LauncherSettings, launcher_settings
 
 HIDDEN_PREFIX = "+optuna."  # overrides the Optuna sweeper adds to each trial (experiments.training.pruning)
 
@@ -19,7 +19,7 @@ class JobContext:
         job_num: the job's number in a sweep (None for a single run).
         mode: ``RUN`` or ``MULTIRUN``.
         sweep_dir: ``hydra.sweep.dir`` as this job sees it (how it finds its sweep's parent run).
-        launcher: the ``hydra.launcher`` node (thread split of parallel launchers).
+        launcher: the job's launcher (:class:`~experiments.config.launcher.LauncherSettings`: its thread share).
     """
 
     output_dir: str | None = None
@@ -27,7 +27,7 @@ class JobContext:
     job_num: int | None = None
     mode: str = "RUN"
     sweep_dir: str | None = None
-    launcher: Any = None
+    launcher: LauncherSettings = field(default_factory=LauncherSettings)
 
     @property
     def in_sweep(self) -> bool:
@@ -48,4 +48,5 @@ def hydra_context() -> JobContext:
     overrides = [o for o in hc.overrides.task if not str(o).startswith(HIDDEN_PREFIX)]
     return JobContext(output_dir=hc.runtime.output_dir, overrides=overrides,
                       job_num=hc.job.num if multirun else None, mode=mode,
-                      sweep_dir=str(hc.sweep.dir) if multirun else None, launcher=hc.launcher)
+                      sweep_dir=str(hc.sweep.dir) if multirun else None,
+                      launcher=launcher_settings(hc.launcher))

@@ -23,18 +23,23 @@ from experiments.models import count_params, summary_text
 from experiments.training.compile import compile_model
 
 def dry_run(cfg: DictConfig, ctx: JobContext) -> JobResult:
-    """Check one config as far as it goes without training; record the outcome in a sweep."""
+    """Check one config as far as it goes without training; record the outcome in a sweep.
+
+    Args:
+        cfg: the raw composed config (validated here, so that a failure is recorded; printed resolved).
+        ctx: the job's Hydra context.
+    """
     try:
-        validate(cfg)
-        data, model = prepare(cfg)
-        compile_model(model, cfg)  # checks optimizer, loss and metric names too
+        job = validate(cfg)
+        data, model = prepare(job)
+        compile_model(model, job)  # checks optimizer, loss and metric names too
     except LayerlabError as exc:
         write_record(ctx, {"valid": False, "error": str(exc)})
         raise
     print(OmegaConf.to_yaml(resolved_container(cfg), sort_keys=False), end="")
     print(summary_text(model), end="")
     counts = count_params(model)
-    print(f"dry run: {cfg.model.name} builds with {counts['total']:,} params "
+    print(f"dry run: {job.model.name} builds with {counts['total']:,} params "
           f"({counts['trainable']:,} trainable); data {data.name} {tuple(data.input_shape)}, "
           f"{len(data.train[1])}/{len(data.val[1])}/{len(data.test[1])} train/val/test. Nothing trained or logged.")
     write_record(ctx, {"valid": True, "params": counts["total"]})

@@ -11,8 +11,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 import layers
-from experiments.config.access import select
-from experiments.config.schema import validate
+from experiments.config.schema import run_mode, validate
 from experiments.job.context import hydra_context
 from experiments.job.dry_run import dry_run
 from experiments.job.result import JobResult
@@ -22,9 +21,9 @@ from experiments.training.interrupts import graceful_interrupts
 
 def list_registry() -> str:
     def origin(name: str) -> str:
-        return getattr(layers.registry.get(name), "__module__", "")
+        return getattr(layers.layer_registry.get(name), "__module__", "")
 
-    names = layers.registry.names()
+    names = layers.layer_registry.names()
     project = [n for n in names if origin(n).startswith("layers.")]
     user = [n for n in names if not origin(n).startswith(("layers.", "keras"))]
     from_keras = [n for n in names if origin(n).startswith("keras")]
@@ -42,11 +41,12 @@ def list_registry() -> str:
 def run_job(cfg: DictConfig) -> JobResult:
     """Run one job. Raises :class:`LayerlabError` (or KeyboardInterrupt) on failure."""
     ctx = hydra_context()
-    if select(cfg, "dry_run", False) is True and select(cfg, "list_layers", False) is not True:
+    mode = run_mode(cfg)
+    if mode == "dry_run":
         return dry_run(cfg, ctx)
-    validate(cfg)
-    if cfg.list_layers:
+    job = validate(cfg)  # below this line the job reads `job`, the typed config; `cfg` is only logged
+    if mode == "list":
         print(list_registry())
         return JobResult(status="LISTED")
     with graceful_interrupts():
-        return TrackedJob(cfg, ctx).run()
+        return TrackedJob(cfg, ctx, job).run()

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-
-def _split(override: str) -> tuple[str, str]:
-    key, _, value = override.strip().lstrip("~+").partition("=")
-    return key.strip(), value.strip()
+from experiments.config.overrides import parse_overrides
 
 
 def short_keys(keys: Iterable[str]) -> dict[str, str]:
@@ -42,21 +39,12 @@ def child_run_name(job_overrides: Iterable[str], sweep_overrides: Iterable[str],
         e.g. ``activation=abs model=lambda_mlp seed=3``; ``""`` when nothing differs.
     """
     constant = constant_keys(sweep_overrides)
-    values = dict(_split(o) for o in job_overrides if "=" in o)
+    values = {o.key: o.value for o in parse_overrides(job_overrides) if o.value is not None}
     return name_from({k: v for k, v in values.items() if k not in constant and not k.startswith("hydra.")},
                      replicate_key)
 
 
 def constant_keys(sweep_overrides: Iterable[str]) -> set[str]:
     """Keys the sweep gives one value for every job (by key: a launcher may retype the value, False for false)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    keys = set()
-    for override in sweep_overrides:
-        try:
-            (parsed,) = OverridesParser.create().parse_overrides([override.strip()])
-        except Exception:
-            continue  # not an override Hydra would take: leave the key in the name
-        if not parsed.is_sweep_override():
-            keys.add(parsed.get_key_element().lstrip("~+"))
-    return keys
+    # An override Hydra would not take is left out here, so its key stays in the name.
+    return {o.key for o in parse_overrides(sweep_overrides) if not o.is_sweep}

@@ -5,38 +5,37 @@ Nothing here logs; a dry run stops right after :func:`prepare`.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
 import layers
-from experiments.config.access import select
+from experiments.config.schema import JobConfig
 from experiments.data import load_dataset
 from experiments.errors import ConfigError, DataError
 from experiments.models import build_model
 
 
-def prepare(cfg: DictConfig):
+def prepare(job: JobConfig):
     """Load the registry modules and the data, build the model, check that they fit; nothing is logged.
 
     Returns:
         (data, model): the dataset splits and the built (uncompiled) model.
     """
     try:
-        layers.load_modules(select(cfg, "registry.modules", []) or [])
+        layers.load_modules(list(job.registry.modules))
     except KeyError as exc:
         raise ConfigError(str(exc), path="registry.modules",
                           fix="remove the module from registry.modules or make it importable") from None
-    data = load_dataset(cfg.dataset, int(cfg.seed))
-    model = build_model(cfg.model, input_shapes={"input": data.input_shape, **_input_names(cfg, data)})
-    check_data_fits_model(data, model, cfg)
+    data = load_dataset(job.dataset, job.seed)
+    model = build_model(job.model_spec, input_shapes={"input": data.input_shape, **_input_names(job, data)})
+    check_data_fits_model(data, model, job)
     return data, model
 
 
-def _input_names(cfg, data) -> dict:
-    inputs = select(cfg, "model.inputs", None)
-    return {str(k): data.input_shape for k in inputs} if isinstance(inputs, DictConfig) else {}
+def _input_names(job: JobConfig, data) -> dict:
+    """Every named input of the graph form takes the dataset's shape unless it gives its own."""
+    inputs = job.model_spec.get("inputs")
+    return {str(k): data.input_shape for k in inputs} if isinstance(inputs, dict) else {}
 
 
-def check_data_fits_model(data, model, cfg) -> None:
+def check_data_fits_model(data, model, job: JobConfig) -> None:
     """Images must have the model's input shape; labels must fit its output and loss."""
     import numpy as np
 
@@ -44,13 +43,13 @@ def check_data_fits_model(data, model, cfg) -> None:
     if len(model.inputs) == 1 and tuple(data.input_shape) != expected and None not in expected:
         raise DataError(
             f"the dataset {data.name!r} has images of shape {tuple(data.input_shape)} but the model "
-            f"{cfg.model.name!r} takes {expected}", path="model.input.shape", value=list(expected),
+            f"{job.model.name!r} takes {expected}", path="model.input.shape", value=list(expected),
             fix=f"use a dataset of that shape, or set the model's input shape to {list(data.input_shape)} "
                 "(or null to take it from the dataset)")
     out_units = model.outputs[0].shape[-1]
     labels = np.concatenate([data.train[1], data.val[1], data.test[1]])
     lo, hi = int(labels.min()), int(labels.max())
-    loss = str(cfg.training.loss)
+    loss = job.training.loss
     if "sparse_categorical" in loss and (lo < 0 or hi >= out_units):
         raise DataError(
             f"labels go from {lo} to {hi} but the model's output has {out_units} unit(s), so "

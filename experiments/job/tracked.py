@@ -10,6 +10,7 @@ there lets ``python -m experiments.upload <output dir>`` finish the run later
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -21,8 +22,8 @@ import mlflow
 import mlflow.data
 from omegaconf import DictConfig
 
-from experiments.config.access import config_hash, select
-from experiments.config.metrics import compared_metric
+from experiments.config.access import config_hash
+from experiments.config.schema import JobConfig, validate
 from experiments.data import make_tf_dataset
 from experiments.errors import ConfigError, LayerlabError
 from experiments.job import artifacts
@@ -45,29 +46,32 @@ from experiments.training.compile import compile_model
 from experiments.training.distribute import is_chief, make_strategy, shard_by_data
 from experiments.training.loop import fit_and_score
 from experiments.training.runtime import setup_runtime
-from experiments.training.threads import worker_threads
+
+log = logging.getLogger(__name__)
 
 
 class TrackedJob:
     """Runs one config as one MLflow run (new, or resumed from a checkpoint).
 
     Args:
-        cfg: the composed, validated job config.
+        cfg: the composed config: what is logged (params, config.yaml) and hashed; nothing reads keys from it.
         ctx: the Hydra context of the job (:func:`experiments.job.context.hydra_context`).
+        job: ``cfg`` validated (:func:`experiments.config.schema.validate`); validated here when not given.
     """
 
-    def __init__(self, cfg: DictConfig, ctx: JobContext):
+    def __init__(self, cfg: DictConfig, ctx: JobContext, job: JobConfig | None = None):
         self.cfg = cfg
+        self.job = job if job is not None else validate(cfg)
         self.ctx = ctx
         self.out_dir = Path(ctx.output_dir or tempfile.mkdtemp(prefix="layerlab-")).resolve()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.uri = resolve_uri(select(cfg, "tracking.uri", None))
+        self.uri = resolve_uri(self.job.tracking.uri)
         self.hash = config_hash(cfg)
-        self.metric = compared_metric(cfg)
+        self.metric = self.job.metric
         self.epochs_done = 0
         self.sink: MetricSink | None = None
         self.checkpointer = None
-        self.channel = RunChannel(self.uri, enabled=is_chief(cfg))  # multi-worker: only the chief logs
+        self.channel = RunChannel(self.uri, enabled=is_chief(self.job.training))  # multi-worker: only the chief logs
 
     # ------------------------------------------------------------------ public
     def run(self) -> JobResult:
@@ -75,12 +79,12 @@ class TrackedJob:
             result = self._train(None, None)
             print(f"layerlab: worker finished ({self.epochs_done} epochs); the chief logged the run", flush=True)
             return result
-        cfg = self.cfg
-        check_store(self.uri, float(select(cfg, "tracking.timeout_s", 10)))
+        tracking = self.job.tracking
+        check_store(self.uri, tracking.timeout_s)
         mlflow.set_tracking_uri(self.uri)
-        exp_id = ensure_experiment(self.uri, str(cfg.tracking.experiment), select(cfg, "tracking.artifact_root", None))
+        exp_id = ensure_experiment(self.uri, tracking.experiment, tracking.artifact_root)
         close_lost(self.uri, [exp_id], quiet=True)  # runs whose process died: FAILED, not RUNNING forever
-        if select(cfg, "sweep.skip_finished", False):
+        if self.job.sweep.skip_finished:
             done = self._runs_of_this_config(exp_id, ["FINISHED"])
             if done:
                 print(f"layerlab: skipped, config {self.hash} already has FINISHED run {done[0].info.run_id}")
@@ -123,7 +127,7 @@ class TrackedJob:
 
     def _resume_target(self, exp_id: str):
         """(run to resume or None, checkpoint folder or None) from ``training.resume``."""
-        want = select(self.cfg, "training.resume", None)
+        want = self.job.training.resume
         if want in (None, False) or str(want).lower() in ("false", "null", "none"):
             return None, None
         if want is True or str(want).lower() == "true":
@@ -156,11 +160,11 @@ class TrackedJob:
             run = mlflow.start_run(run_id=resume_run.info.run_id)
             mlflow.set_tags({tags.RESUMED: "true", tags.OUTPUT_DIR: str(self.out_dir)})
             return run
-        cfg, ctx = self.cfg, self.ctx
+        job, ctx = self.job, self.ctx
         run_tags = {
             tags.ROLE: tags.ROLE_JOB,
-            tags.MODEL: str(cfg.model.name),
-            tags.DATASET: str(cfg.dataset.name),
+            tags.MODEL: job.model.name,
+            tags.DATASET: job.dataset.name,
             tags.OVERRIDES: redact(tags_json(ctx.overrides)),
             tags.CONFIG_HASH: self.hash,
             tags.OUTPUT_DIR: str(self.out_dir),
@@ -168,11 +172,10 @@ class TrackedJob:
             tags.METRIC_MODE: self.metric.mode,
             **git_state(),
         }
-        trial = select(cfg, "optuna.trial_number", None)
-        if trial is not None:  # a trial of hydra/sweeper=optuna (experiments.training.pruning)
-            run_tags.update({tags.TRIAL_NUMBER: str(trial), tags.STUDY: str(select(cfg, "optuna.study", ""))})
-        act = select(cfg, "model.activation", None)
-        name = f"{cfg.model.name}-{act}-seed{cfg.seed}" if act else f"{cfg.model.name}-seed{cfg.seed}"
+        if job.optuna is not None:  # a trial of hydra/sweeper=optuna (experiments.training.pruning)
+            run_tags.update({tags.TRIAL_NUMBER: str(job.optuna.trial_number), tags.STUDY: job.optuna.study})
+        act = job.model.activation
+        name = f"{job.model.name}-{act}-seed{job.seed}" if act else f"{job.model.name}-seed{job.seed}"
         if ctx.in_sweep and ctx.sweep_dir:
             parent = find_parent(self.uri, exp_id, ctx.sweep_dir)
             sweep_overrides: list = []
@@ -182,15 +185,14 @@ class TrackedJob:
                 sweep_overrides = json.loads(parent.data.tags.get(tags.OVERRIDES, "[]") or "[]")
             run_tags[tags.JOB_NUM] = str(ctx.job_num)
             # Named by what differs between the sweep's jobs: activation=abs model=lambda_mlp seed=3.
-            key = str(select(cfg, "sweep.replicate_key", "seed") or "seed")
-            name = child_run_name(ctx.overrides, sweep_overrides, key) or f"#{ctx.job_num} {name}"
+            name = child_run_name(ctx.overrides, sweep_overrides, job.sweep.replicate_key) or f"#{ctx.job_num} {name}"
         return mlflow.start_run(experiment_id=exp_id, run_name=name, tags=run_tags)
 
     def _close(self, run_id: str, status: str) -> None:
         """Flush metrics and end the run; or leave everything ready for a later upload."""
         delivered = True
         if self.sink is not None:
-            delivered = self.sink.close(timeout=float(select(self.cfg, "tracking.retry_s", 30)) + 30)
+            delivered = self.sink.close(timeout=self.job.tracking.retry_s + 30)
         if not delivered:
             self.channel.go_offline(self.sink.last_error or "metrics could not be delivered")
         if self.channel.online:
@@ -204,8 +206,8 @@ class TrackedJob:
         else:
             try:
                 mlflow.end_run(status=status)
-            except Exception:
-                pass  # the server is gone: the local run is popped all the same
+            except Exception as exc:  # the server is gone: the local run is popped all the same
+                log.debug("end_run while offline: %r", exc)
         self.channel.leave_for_upload(self.out_dir, run_id, status, self.sink.sent if self.sink else 0)
 
     def _keep_last_epoch(self) -> None:
@@ -224,52 +226,50 @@ class TrackedJob:
 
     # ------------------------------------------------------------- training
     def _train(self, run_id: str | None, checkpoint: Path | None) -> JobResult:
-        cfg = self.cfg
+        job = self.job
         if checkpoint is None:
-            artifacts.log_params(cfg, self.channel)
-        artifacts.log_config_files(cfg, self.out_dir, self.channel)
-        setup_runtime(cfg, worker_threads(self.ctx.launcher))
-        strategy = make_strategy(cfg)
+            artifacts.log_params(self.cfg, self.channel)
+        artifacts.log_config_files(self.cfg, self.out_dir, self.channel)
+        setup_runtime(job, self.ctx.launcher.threads_per_job())
+        strategy = make_strategy(job.training)
         if strategy.num_replicas_in_sync > 1:
             print(f"layerlab: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas; global batch "
-                  f"{cfg.training.batch_size}", flush=True)
+                  f"{job.training.batch_size}", flush=True)
         data, model, initial_epoch = self._model(strategy, run_id, checkpoint)
         self.epochs_done = initial_epoch
-        bs, seed = int(cfg.training.batch_size), int(cfg.seed)
-        datasets = {"train": make_tf_dataset(*data.train, bs, shuffle=bool(select(cfg, "training.shuffle", True)),
-                                             seed=seed),
+        bs, seed = job.training.batch_size, job.seed
+        datasets = {"train": make_tf_dataset(*data.train, bs, shuffle=job.training.shuffle, seed=seed),
                     "val": make_tf_dataset(*data.val, bs, shuffle=False, seed=seed),
                     "test": make_tf_dataset(*data.test, bs, shuffle=False, seed=seed)}
         datasets = {k: shard_by_data(v) for k, v in datasets.items()}
         if self.channel.enabled:
             self.sink = MetricSink(mlflow.MlflowClient(self.uri), run_id, self.out_dir / "metrics.jsonl",
-                                   retry_for_s=float(select(cfg, "tracking.retry_s", 30)))
+                                   retry_for_s=job.tracking.retry_s)
         # A non-chief worker checkpoints into its own folder: two writers must not share one file.
         ck_dir = self.out_dir if self.channel.enabled else self.out_dir / f"worker_{os.getpid()}"
-        callbacks = make_callbacks(cfg, out_dir=ck_dir, sink=self._on_epoch, run_id=run_id)
+        callbacks = make_callbacks(job, out_dir=ck_dir, sink=self._on_epoch, run_id=run_id)
         self.checkpointer = next((c for c in callbacks if hasattr(c, "flush")), None)
-        history, final = fit_and_score(model, strategy, cfg, datasets, callbacks, initial_epoch)
+        history, final = fit_and_score(model, strategy, job.training, datasets, callbacks, initial_epoch)
         pruned = next((c.pruned_epoch for c in callbacks if getattr(c, "pruned_epoch", None)), None)
         if pruned:  # stopped by the study's pruner: FINISHED, and said so
             self.channel.track("pruned tags", lambda: mlflow.set_tags({tags.PRUNED: "true",
                                                                         tags.PRUNED_EPOCH: str(pruned)}))
         if self.sink is not None:
             self.sink(final, self.epochs_done)  # journaled like the epochs (early stopping may end before epochs)
-            artifacts.log_outputs(cfg, model, data, history, self.out_dir, self.channel)
+            artifacts.log_outputs(job, model, data, history, self.out_dir, self.channel)
         metrics = {k: float(v[-1]) for k, v in (history.history or {}).items() if v}
         return JobResult(status="FINISHED", run_id=run_id, metrics={**metrics, **final})
 
     def _model(self, strategy, run_id: str | None, checkpoint: Path | None):
         """(data, compiled model, epochs already done), built inside the strategy's scope."""
-        cfg = self.cfg
         initial_epoch = 0
         with strategy.scope():  # variables (model and optimizer) are created on every replica
-            data, model = prepare(cfg)
+            data, model = prepare(self.job)
             if checkpoint is not None:
                 initial_epoch, model = load_checkpoint(checkpoint)  # a damaged file: a clear ConfigError
                 print(f"layerlab: resuming run {run_id} after epoch {initial_epoch}", flush=True)
             else:
-                compile_model(model, cfg)
+                compile_model(model, self.job)
         if checkpoint is None:
             counts = count_params(model)
             self.channel.track("model params", lambda: mlflow.log_params({
@@ -289,7 +289,7 @@ class TrackedJob:
         shown = " ".join(f"{k}={result.metrics[k]:.4f}" for k in dict.fromkeys(keys or sorted(result.metrics)[:3]))
         state = result.status + ("" if self.channel.online else " (tracking pending upload)")
         return (f"layerlab: {state} {shown} | run {result.run_id} in experiment "
-                f"{self.cfg.tracking.experiment!r} (id {exp_id}) | open with {open_hint(self.uri)}")
+                f"{self.job.tracking.experiment!r} (id {exp_id}) | open with {open_hint(self.uri)}")
 
 
 def log_dataset_inputs(data) -> None:

@@ -88,11 +88,11 @@ def make_layer(spec: dict, path: str, claim: Claim, layer_name: str | None = Non
         raise ModelGraphError("the layer spec has no `type`", path=path,
                               fix="add `type: <a registry name>`; `python runner.py list_layers=true` lists them")
     type_name = spec["type"]
-    if type_name not in layerlib.registry:
-        raise ModelGraphError(layerlib.registry.miss_message(type_name, how=False), path=f"{path}.type",
+    if type_name not in layerlib.layer_registry:
+        raise ModelGraphError(layerlib.layer_registry.miss_message(type_name, how=False), path=f"{path}.type",
                               value=type_name, fix="use a registered name (`python runner.py list_layers=true`). "
-                              + layerlib.registry.how_to_register)
-    cls = layerlib.registry.get(type_name)
+                              + layerlib.layer_registry.how_to_register)
+    cls = layerlib.layer_registry.get(type_name)
     args = {k: substitute(v, params, f"{path}.{k}") for k, v in spec.items() if k not in NODE_KEYS}
     if layer_name is not None:
         args.setdefault("name", layer_name)

@@ -5,8 +5,8 @@ same layout) itself, at a fixed width.  Keras' own summary prints through a
 ``rich`` console whose width comes from the terminal or ``$COLUMNS`` (80 when
 there is no terminal), which would clip the table; rendering into our own
 console of a given width needs no environment variable.  The rows come from
-the node structures Keras' ``print_summary`` reads (``_nodes_by_depth``,
-``_inbound_nodes``, ``_keras_history``; Keras has no public equivalent);
+the call graph Keras' ``print_summary`` reads, through the Keras adapter
+(:mod:`experiments.adapters.keras_internals`: Keras has no public equivalent);
 ``tests/test_models_summary.py`` compares the text with Keras' own summary.
 """
 
@@ -21,6 +21,7 @@ import rich.console
 import rich.table
 import rich.text
 
+from experiments.adapters.keras_internals import inbound_nodes, nodes_by_depth, tensor_origin
 #: Width of the table (Keras' ``line_length``) and of the console it is drawn on.
 LINE_LENGTH = 110
 CONSOLE_WIDTH = 120
@@ -77,17 +78,17 @@ def _layers_and_nodes(model: keras.Model) -> tuple[list, list | None]:
     column) unless it is a chain: one node per depth, each with one input,
     and no layer called twice.
     """
-    if isinstance(model, keras.Sequential) or not hasattr(model, "_nodes_by_depth"):
+    levels = None if isinstance(model, keras.Sequential) else nodes_by_depth(model)
+    if levels is None:
         return model.layers, None
-    levels = list(model._nodes_by_depth.values())
     nodes = [n for level in levels for n in level]
     chain = all(len(level) == 1 and len(keras.tree.flatten(level[0].input_tensors)) <= 1 for level in levels)
-    chain = chain and all(sum(n in nodes for n in layer._inbound_nodes) <= 1 for layer in model.operations)
+    chain = chain and all(sum(n in nodes for n in inbound_nodes(layer)) <= 1 for layer in model.operations)
     return model.operations, None if chain else nodes
 
 
 def _output_shape(layer) -> str:
-    nodes = getattr(layer, "_inbound_nodes", None)
+    nodes = inbound_nodes(layer)
     if not nodes:
         return "?"
     shapes = keras.tree.map_structure(lambda t: f"({', '.join(map(str, t.shape))})", nodes[-1].output_tensors)
@@ -106,10 +107,10 @@ def _param_cell(layer) -> str:
 def _connections(layer, graph_nodes: list) -> str:
     """``name[node][tensor]`` of each tensor the layer is called on in this model."""
     sources = []
-    for node in layer._inbound_nodes:
+    for node in inbound_nodes(layer):
         if node in graph_nodes:
             for t in node.input_tensors:
-                op, node_index, tensor_index = t._keras_history
+                op, node_index, tensor_index = tensor_origin(t)
                 sources.append(f"{op.name}[{node_index}][{tensor_index}]")
     return ", ".join(sources) or "-"
 

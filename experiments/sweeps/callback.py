@@ -22,54 +22,44 @@ workers' warm-up instead of delaying it.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from experiments.config.metrics import compared_metric
+from experiments.config.multirun import multirun_config
 from experiments.errors import LayerlabError
+from experiments.sweeps.context import current_sweep
 from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import compare_options
-from experiments.sweeps.warm import JOBLIB_LAUNCHER, import_summary_modules, release_joblib_workers, warm_workers
+from experiments.sweeps.warm import import_summary_modules, release_joblib_workers, warm_workers
 from experiments.tracking import tags
 from experiments.tracking.doctor import close_lost
 from experiments.tracking.redaction import tags_json
 from experiments.tracking.store import ensure_experiment, git_state
 from experiments.tracking.uri import check_store, resolve_uri
-from experiments.training.threads import worker_threads
 
-_ACTIVE: SweepState | None = None
-EVER_STARTED = False  # a sweep ran in this process (its launcher may own worker processes)
-_LAUNCHER = ""  # the _target_ of the sweep's launcher
-BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
-
-
-def _sel(cfg, path, default=None):
-    try:
-        value = OmegaConf.select(cfg, path, default=default)
-    except Exception:
-        return default
-    return default if value is None else value
+log = logging.getLogger(__name__)
 
 
 class SweepCallback(Callback):
     """Hydra callback that groups a multirun under one MLflow parent run."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global _ACTIVE, _LAUNCHER
-        _LAUNCHER = str(_sel(config, "hydra.launcher._target_", ""))
-        warm = warm_workers(_sel(config, "hydra.launcher"))
+        context = current_sweep()
         try:
-            _ACTIVE = start_sweep(config)
+            settings = multirun_config(config)
+            context.begin(settings.launcher)
+            warm = warm_workers(settings.launcher)
+            context.activate(start_sweep(settings))
         except LayerlabError as exc:
             # Hydra would turn an exception here into a warning and run every job anyway.
             print(f"layerlab: error: {exc}", flush=True)
             raise SystemExit(exc.exit_code)
         if warm is not None:
-            if not _ACTIVE.dry_run:
+            if not settings.dry_run:
                 import_summary_modules()  # the parent would only wait here
             warm.wait()  # the launcher's own Parallel call then reuses the warm workers
 
@@ -77,24 +67,23 @@ class SweepCallback(Callback):
         finalize_active(interrupted=False)
 
 
-def start_sweep(config: DictConfig) -> SweepState:
-    """Create the store and experiment once, and open the sweep's parent run (none for a dry run)."""
-    global EVER_STARTED
-    EVER_STARTED = True
-    sweep_dir = Path(str(_sel(config, "hydra.sweep.dir", "multirun")))
-    metric = compared_metric(config)
-    if _sel(config, "dry_run", False) is True:
+def start_sweep(settings) -> SweepState:
+    """Create the store and experiment once, and open the sweep's parent run (none for a dry run).
+
+    Args:
+        settings: the sweep's :class:`~experiments.config.multirun.MultirunConfig`.
+    """
+    sweep_dir, metric, tracking = settings.sweep_dir, settings.metric, settings.tracking
+    if settings.dry_run:
         print("layerlab: dry run of a sweep: every job is composed, validated and built; nothing is logged",
               flush=True)
         return SweepState(uri="", experiment="", experiment_id="", parent_run_id=None, sweep_id="dry-run",
                           sweep_dir=sweep_dir, metric=metric, compare=False, dry_run=True)
-    uri = resolve_uri(_sel(config, "tracking.uri"))
-    check_store(uri, float(_sel(config, "tracking.timeout_s", 10)))
-    experiment = str(_sel(config, "tracking.experiment", "layerlab"))
-    exp_id = ensure_experiment(uri, experiment, _sel(config, "tracking.artifact_root"))
+    uri = resolve_uri(tracking.uri)
+    check_store(uri, tracking.timeout_s)
+    exp_id = ensure_experiment(uri, tracking.experiment, tracking.artifact_root)
     close_lost(uri, [exp_id], quiet=True)  # runs of earlier runs/sweeps whose process died: closed FAILED
     sweep_id = f"{sweep_dir.name.replace(':', '-')}-{uuid.uuid4().hex[:6]}"
-    overrides = [str(o) for o in (_sel(config, "hydra.overrides.task", []) or [])]
     import mlflow
 
     parent = mlflow.MlflowClient(uri).create_run(exp_id, run_name=f"sweep {sweep_id}", tags={
@@ -102,18 +91,17 @@ def start_sweep(config: DictConfig) -> SweepState:
         tags.SWEEP_ID: sweep_id,
         tags.SWEEP_DIR: str(sweep_dir.resolve()),
         tags.SWEEP_DIR_RAW: str(sweep_dir),  # what each job sees as its hydra.sweep.dir
-        tags.OVERRIDES: tags_json(overrides),
+        tags.OVERRIDES: tags_json(list(settings.task_overrides)),
         tags.METRIC: metric.name,
         tags.METRIC_MODE: metric.mode,
         **git_state(),
     })
-    state = SweepState(uri=uri, experiment=experiment, experiment_id=exp_id, parent_run_id=parent.info.run_id,
-                       sweep_id=sweep_id, sweep_dir=sweep_dir, metric=metric,
-                       compare=bool(_sel(config, "sweep.compare", True)),
-                       target=float(_sel(config, "sweep.target_accuracy", 0.9)),
-                       compare_options=compare_options(config))
-    threads = worker_threads(_sel(config, "hydra.launcher"))
-    print(f"layerlab: sweep {sweep_id}: parent run {state.parent_run_id} in experiment {experiment!r}"
+    state = SweepState(uri=uri, experiment=tracking.experiment, experiment_id=exp_id,
+                       parent_run_id=parent.info.run_id, sweep_id=sweep_id, sweep_dir=sweep_dir, metric=metric,
+                       compare=settings.sweep.compare, target=float(settings.sweep.target_accuracy),
+                       compare_options=compare_options(settings.sweep))
+    threads = settings.launcher.threads_per_job()
+    print(f"layerlab: sweep {sweep_id}: parent run {state.parent_run_id} in experiment {tracking.experiment!r}"
           + (f", {threads} TF thread(s) per parallel job" if threads else ""), flush=True)
     return state
 
@@ -126,21 +114,22 @@ def workers_released() -> bool:
     workers are shut down here first. Other launchers (layerlab's pool, Ray,
     SLURM) shut their workers down in the normal exit.
     """
-    if not EVER_STARTED or _LAUNCHER == BASIC_LAUNCHER:
+    context = current_sweep()
+    if not context.ever_started or context.launcher.kind == "basic":
         return True
-    if _LAUNCHER == JOBLIB_LAUNCHER:
+    if context.launcher.kind == "joblib":
         try:
             release_joblib_workers()
             return True
-        except Exception:
+        except Exception as exc:  # a worker that will not stop: the normal exit waits for it
+            log.debug("joblib workers not released: %r", exc)
             return False
     return False
 
 
 def finalize_active(interrupted: bool, failed: bool = False) -> None:
     """Finalise the sweep started in this process, if any and not done yet."""
-    global _ACTIVE
-    state, _ACTIVE = _ACTIVE, None
+    state = current_sweep().take()
     if state is None or state.finalized:
         return
     state.finalized = True
@@ -156,5 +145,5 @@ def finalize_active(interrupted: bool, failed: bool = False) -> None:
             import mlflow
 
             mlflow.MlflowClient(state.uri).set_terminated(state.parent_run_id, "KILLED" if interrupted else "FAILED")
-        except Exception:
-            pass
+        except Exception as close_exc:  # the store itself is gone: the doctor closes the parent later
+            log.debug("parent run %s not closed: %r", state.parent_run_id, close_exc)

@@ -13,6 +13,8 @@ import json
 import shlex
 from pathlib import Path
 
+from experiments.config.overrides import parse_overrides
+
 LEDGER = "launched.json"
 
 
@@ -21,7 +23,7 @@ def write_ledger(sweep_dir: Path, jobs: dict[int, dict], hydra_overrides: list[s
     ``hydra_overrides``: the sweep's ``hydra.*`` / ``hydra/...`` overrides (the launcher), for the completing command."""
     path = Path(sweep_dir) / LEDGER
     tmp = path.with_suffix(".tmp")
-    keep = [o for o in hydra_overrides if not o.startswith(("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode="))]
+    keep = reusable_hydra_overrides(hydra_overrides)
     tmp.write_text(json.dumps({"hydra_overrides": keep,
                                "jobs": [{"job": n, **j} for n, j in sorted(jobs.items())]}, indent=1))
     tmp.replace(path)
@@ -63,6 +65,12 @@ def sweep_hydra_overrides(sweep_dir: Path) -> list[str]:
         from hydra.core.hydra_config import HydraConfig
 
         given = [str(o) for o in (HydraConfig.get().overrides.hydra or [])]
-    except Exception:
+    except ValueError:  # HydraConfig not set: not inside a Hydra run
         return []
-    return [o for o in given if not o.startswith(("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode="))]
+    return reusable_hydra_overrides(given)
+
+
+def reusable_hydra_overrides(hydra_overrides) -> list[str]:
+    """The sweep's ``hydra`` overrides a completing command repeats: not its folders, nor its mode."""
+    return [o.text for o in parse_overrides(hydra_overrides)
+            if o.key not in ("hydra.sweep.dir", "hydra.run.dir", "hydra.mode")]

@@ -57,7 +57,7 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
     if state.compare and len(finished) >= 1:
         try:
             # Imported here, not at the top: Hydra instantiates this package's callback for single runs
-            # too, and the statistics stack (scipy.stats, ~0.4 s) is needed only at the end of a sweep.
+            # too, and the statistics stack (scipy.stats; BENCHMARKS.md section 1) is needed only at the end of a sweep.
             from experiments.analysis.compare import compare_sweep
 
             report = compare_sweep(state.uri, state.experiment, sweep_id=state.sweep_id, out_dir=out / "comparison",

@@ -17,10 +17,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
-
-from omegaconf import DictConfig, OmegaConf
-
+from experiments.config.overrides import parse_overrides
+from experiments.config.schema import SweepSchema
 from experiments.job.naming import name_from
 from experiments.sweeps.state import SweepState
 from experiments.tracking import tags
@@ -29,34 +27,23 @@ NOTE_TAG = "mlflow.note.content"  # MLflow's own tag: the run's description in t
 MAX_TAG_CHARS = 8000  # MLflow refuses longer tag values
 
 
-def compare_options(config: DictConfig) -> dict:
+def compare_options(sweep: SweepSchema) -> dict:
     """``replicate_key``, ``compare_by`` and ``all_pairs`` of the sweep group, as plain values.
 
     Args:
-        config: the composed config of the sweep (``on_multirun_start``).
+        sweep: the sweep's ``sweep`` group (:class:`~experiments.config.schema.SweepSchema`).
     """
-    def sel(path: str, default: Any) -> Any:
-        try:
-            value = OmegaConf.select(config, path, default=default)
-        except Exception:
-            return default
-        return default if value is None else value
-
-    by = sel("sweep.compare_by", None)
+    by = sweep.compare_by
     if isinstance(by, str):
         by = [by]
-    return {"replicate_key": str(sel("sweep.replicate_key", "seed")),
+    return {"replicate_key": str(sweep.replicate_key),
             "compare_by": [str(k) for k in by] if by else None,
-            "all_pairs": bool(sel("sweep.all_pairs", False))}
+            "all_pairs": bool(sweep.all_pairs)}
 
 
 def _override_values(run) -> dict[str, str]:
-    values = {}
-    for o in json.loads(run.data.tags.get(tags.OVERRIDES, "[]") or "[]"):
-        key, sep, value = str(o).strip().lstrip("~+").partition("=")
-        if sep and not key.startswith("hydra."):
-            values[key.strip()] = value.strip()
-    return values
+    overrides = parse_overrides(json.loads(run.data.tags.get(tags.OVERRIDES, "[]") or "[]"))
+    return {o.key: o.value for o in overrides if o.value is not None and not o.is_hydra}
 
 
 def rename_children(client, runs: list, replicate_key: str) -> None:

@@ -21,11 +21,10 @@ import os
 import threading
 from typing import Any
 
-from omegaconf import OmegaConf
+from experiments.adapters.hydra_internals import joblib_parallel_kwargs
+from experiments.config.launcher import JOBLIB_LAUNCHER, LauncherSettings, launcher_settings, parallel_jobs
 
-from experiments.training.threads import parallel_jobs
-
-JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+__all__ = ["JOBLIB_LAUNCHER", "joblib_settings", "warm_workers", "release_joblib_workers", "import_summary_modules"]
 
 
 def _import_job_modules() -> int:
@@ -39,25 +38,17 @@ def _import_job_modules() -> int:
     return os.getpid()
 
 
-def joblib_settings(launcher: Any) -> dict | None:
+def joblib_settings(launcher: LauncherSettings | Any) -> dict | None:
     """The keyword arguments Hydra's joblib launcher gives ``joblib.Parallel``, or None for another launcher.
 
     Args:
-        launcher: the ``hydra.launcher`` node of the sweep's config.
+        launcher: the sweep's :class:`~experiments.config.launcher.LauncherSettings` (or its ``hydra.launcher`` node).
     """
-    if launcher is None:
+    if not isinstance(launcher, LauncherSettings):
+        launcher = launcher_settings(launcher)
+    if launcher.kind != "joblib":
         return None
-    settings = OmegaConf.to_container(launcher, resolve=True) if OmegaConf.is_config(launcher) else dict(launcher)
-    if settings.pop("_target_", None) != JOBLIB_LAUNCHER:
-        return None
-    settings["backend"] = "loky"  # as the launcher does (hydra_joblib_launcher._core.launch)
-    for key in ("pre_dispatch", "batch_size", "max_nbytes"):
-        try:
-            if settings.get(key):
-                settings[key] = int(settings[key])
-        except (TypeError, ValueError):
-            pass
-    return settings
+    return joblib_parallel_kwargs(launcher.settings)
 
 
 def import_summary_modules() -> None:
@@ -65,7 +56,7 @@ def import_summary_modules() -> None:
 
     Done here rather than in a thread during the jobs: a thread importing
     modules holds the GIL while the launcher pickles and dispatches the
-    first jobs (it delayed them by 0.7 s, measured).
+    first jobs (it delayed them; BENCHMARKS.md, section 2b).
     """
     import experiments.analysis.compare  # noqa: F401  (imported by the summary when it compares)
     import experiments.sweeps.summary  # noqa: F401
@@ -99,11 +90,11 @@ class WarmUp:
         self.thread.join()
 
 
-def warm_workers(launcher: Any) -> WarmUp | None:
+def warm_workers(launcher: LauncherSettings | Any) -> WarmUp | None:
     """Start warming the workers of a joblib sweep; None for any other launcher.
 
     Args:
-        launcher: the ``hydra.launcher`` node of the sweep's config.
+        launcher: the sweep's :class:`~experiments.config.launcher.LauncherSettings` (or its ``hydra.launcher`` node).
     """
     settings = joblib_settings(launcher)
     return WarmUp(settings) if settings is not None else None

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from experiments.tracking import tags
 from experiments.tracking.heartbeat import process_start
 
+log = logging.getLogger(__name__)
+
 STALE_S = 300.0
 log = logging.getLogger(__name__)
 
@@ -106,8 +108,8 @@ def close_run_failed(uri: str, run_id: str, reason: str, end_time_s: float | Non
     client.set_tag(run_id, tags.ERROR, f"{reason}. Fix: {hint}"[:4000])
     try:
         client.log_text(run_id, f"{reason}.\n\nFix: {hint}\n", "error.txt")
-    except Exception:
-        pass  # the tag says it already; an unreachable artifact store must not keep the run open
+    except Exception as exc:  # the tag says it already; an unreachable artifact store must not keep the run open
+        log.debug("error.txt of run %s not written: %r", run_id, exc)
     end_ms = int(end_time_s * 1000) if end_time_s else None
     client.set_terminated(run_id, "FAILED", end_time=end_ms)
 

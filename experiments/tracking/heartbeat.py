@@ -11,12 +11,15 @@ training never waits for it.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
 
 from experiments.tracking import tags
+
+log = logging.getLogger(__name__)
 
 INTERVAL_S = 30.0
 
@@ -77,5 +80,5 @@ class Heartbeat:
         try:
             self._client.log_batch(self.run_id, tags=now + extra, synchronous=True)
             self.beats += 1
-        except Exception:
-            pass  # the server is away: the metric sink and the offline channel deal with that
+        except Exception as exc:  # the server is away: the metric sink and the offline channel deal with that
+            log.debug("heartbeat of run %s not sent: %r", self.run_id, exc)

@@ -21,7 +21,8 @@ from experiments.tracking import tags
 from experiments.tracking.uri import PROJECT_ROOT, check_artifact_location, default_artifact_root, sqlite_path
 
 # Bounded wait for another process that is creating the same SQLite store (seconds). Creating a fresh
-# store (MLflow's schema migrations) took about 1 s here; 120 s leaves room for a slow disk.
+# store (MLflow's schema migrations) takes about a second (BENCHMARKS.md section 1); the bound leaves room
+# for a slow disk.
 STORE_LOCK_TIMEOUT_S = 120.0
 
 

@@ -9,8 +9,8 @@ from typing import Callable
 
 import keras
 
-from experiments.config.access import select
-from experiments.config.metrics import MetricSpec, compared_metric, default_mode
+from experiments.config.metrics import MetricSpec, default_mode
+from experiments.config.schema import JobConfig
 from experiments.errors import TrainingError
 from experiments.training.checkpoint import Checkpointer
 from experiments.training.interrupts import StopRequest
@@ -78,32 +78,30 @@ def _is_number(v) -> bool:
         return False
 
 
-def _monitor(cfg, key: str, metric: MetricSpec) -> tuple[str, str]:
-    """(log key, mode) that ``key`` (``training.checkpoint.monitor``, ...) names; null: the compared metric."""
-    chosen = select(cfg, key, None)
+def _monitor(chosen: str | None, metric: MetricSpec) -> tuple[str, str]:
+    """(log key, mode) of a ``monitor`` setting (``training.checkpoint.monitor``, ...); null: the compared metric."""
     if not chosen:
         return metric.val, metric.mode
     return str(chosen), default_mode(str(chosen))
 
 
-def make_callbacks(cfg, *, out_dir: Path, sink=None, run_id: str | None = None) -> list:
+def make_callbacks(job: JobConfig, *, out_dir: Path, sink=None, run_id: str | None = None) -> list:
     """The callbacks of a job: timing, NaN guard, checkpoints, early stopping, logging."""
-    metric = compared_metric(cfg)
+    metric = job.metric
     cbs: list = [EpochTimer(), NanGuard(), StopOnSignal()]
-    if select(cfg, "training.checkpoint.enabled", False):
-        monitor, mode = _monitor(cfg, "training.checkpoint.monitor", metric)
+    ck, es = job.training.checkpoint, job.training.early_stopping
+    if ck.enabled:
+        monitor, mode = _monitor(ck.monitor, metric)
         cbs.append(Checkpointer(Path(out_dir) / "checkpoints", run_id, monitor=monitor, mode=mode,
-                                every_s=float(select(cfg, "training.checkpoint.every_s", 30))))
-    if select(cfg, "training.early_stopping.enabled", False):
-        es = cfg.training.early_stopping
-        monitor, mode = _monitor(cfg, "training.early_stopping.monitor", metric)
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=int(es.patience),
-                                                 restore_best_weights=bool(es.restore_best_weights)))
-    trial_id = select(cfg, "optuna.trial_id", None)
-    if trial_id is not None:  # a trial of hydra/sweeper=optuna: report each epoch, stop when pruned
+                                every_s=float(ck.every_s)))
+    if es.enabled:
+        monitor, mode = _monitor(es.monitor, metric)
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=es.patience,
+                                                 restore_best_weights=es.restore_best_weights))
+    if job.optuna is not None:  # a trial of hydra/sweeper=optuna: report each epoch, stop when pruned
         from experiments.training.pruning import OptunaPruning
 
-        cbs.append(OptunaPruning(str(cfg.optuna.storage), str(cfg.optuna.study), int(trial_id), metric.val))
+        cbs.append(OptunaPruning(job.optuna.storage, job.optuna.study, job.optuna.trial_number, metric.val))
     if sink is not None:
         cbs.append(EpochLogger(sink))  # last, so it sees epoch_time_s added by EpochTimer
     return cbs

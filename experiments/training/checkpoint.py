@@ -17,8 +17,8 @@ from experiments.errors import ConfigError
 class Checkpointer(keras.callbacks.Callback):
     """Keeps the last completed epoch (for resume) and the best one, cheaply.
 
-    Saving a ``.keras`` file after every epoch cost 40-60 ms per epoch here
-    (BENCHMARKS.md), as much as the epoch itself.  Instead each epoch end takes
+    Saving a ``.keras`` file after every epoch cost as much as a small epoch
+    itself (BENCHMARKS.md, section 1).  Instead each epoch end takes
     an in-memory snapshot of the weights and optimizer state; ``last.keras``
     is written at most every ``every_s`` seconds, at the end of training and
     when the job is interrupted (:meth:`flush`), so what ``training.resume``

@@ -6,14 +6,14 @@ import difflib
 
 import keras
 
-from experiments.config.access import select
+from experiments.config.schema import JobConfig, OptimizerSchema
 from experiments.errors import ConfigError
 
 
-def make_optimizer(cfg) -> keras.optimizers.Optimizer:
+def make_optimizer(optimizer: OptimizerSchema) -> keras.optimizers.Optimizer:
     """The optimizer named by ``optimizer.name`` with its learning rate and args."""
-    name = str(cfg.optimizer.name)
-    args = dict(select(cfg, "optimizer.args", {}) or {})
+    name = optimizer.name
+    args = dict(optimizer.args or {})
     known = {n: getattr(keras.optimizers, n) for n in dir(keras.optimizers)
              if isinstance(getattr(keras.optimizers, n), type) and issubclass(getattr(keras.optimizers, n), keras.optimizers.Optimizer)}
     lookup = {n.lower(): n for n in known}
@@ -23,27 +23,26 @@ def make_optimizer(cfg) -> keras.optimizers.Optimizer:
         raise ConfigError(f"no Keras optimizer of that name{hint}", path="optimizer.name", value=name,
                           fix=f"use one of {', '.join(sorted(k for k in known if k not in ('Optimizer', 'LossScaleOptimizer')))}")
     try:
-        return known[lookup[name.lower()]](learning_rate=float(cfg.optimizer.learning_rate), **args)
+        return known[lookup[name.lower()]](learning_rate=float(optimizer.learning_rate), **args)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"the optimizer rejected its arguments ({exc})", path="optimizer.args", value=args,
                           fix="check the argument names against the Keras optimizer's documentation") from None
 
 
-def compile_model(model: keras.Model, cfg) -> None:
-    """``model.compile`` with the optimizer, loss and metrics of the config."""
-    loss = str(cfg.training.loss)
+def compile_model(model: keras.Model, job: JobConfig) -> None:
+    """``model.compile`` with the optimizer, loss and metrics of the job's typed config."""
+    loss = job.training.loss
     try:
         keras.losses.get(loss)
     except (ValueError, TypeError):
         raise ConfigError("is not a Keras loss", path="training.loss", value=loss,
                           fix="use e.g. sparse_categorical_crossentropy (integer labels) or binary_crossentropy") from None
-    metrics = [str(m) for m in cfg.training.metrics]
+    metrics = [str(m) for m in job.training.metrics]
     for i, m in enumerate(metrics):
         try:
             keras.metrics.get(m)
         except (ValueError, TypeError):
             raise ConfigError("is not a Keras metric", path=f"training.metrics.{i}", value=m,
                               fix="use e.g. sparse_categorical_accuracy or accuracy") from None
-    jit = select(cfg, "training.jit_compile", False)
-    model.compile(optimizer=make_optimizer(cfg), loss=loss, metrics=metrics,
-                  jit_compile=jit if jit in (True, False, "auto") else False)
+    model.compile(optimizer=make_optimizer(job.optimizer), loss=loss, metrics=metrics,
+                  jit_compile=job.training.jit_compile)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import os
 
-from experiments.config.access import select
+from experiments.config.schema import TrainingSchema
 from experiments.errors import ConfigError
 
 
-def configure_devices(cfg) -> None:
+def configure_devices(training: TrainingSchema) -> None:
     """Split the CPU into logical devices when asked; must run before TensorFlow starts."""
-    n = select(cfg, "training.logical_cpus", None)
+    n = training.logical_cpus
     if not n:
         return
     import tensorflow as tf
@@ -53,19 +53,19 @@ def task_info() -> tuple[str, int]:
     return str(task.get("type", "worker")), int(task.get("index", 0))
 
 
-def is_chief(cfg) -> bool:
+def is_chief(training: TrainingSchema) -> bool:
     """Whether this process logs to MLflow: always, except non-chief multi-worker tasks."""
-    if select(cfg, "training.strategy", "default") != "multi_worker":
+    if training.strategy != "multi_worker":
         return True
     kind, index = task_info()
     return kind == "chief" or (kind == "worker" and index == 0)
 
 
-def make_strategy(cfg):
+def make_strategy(training: TrainingSchema):
     """The ``tf.distribute.Strategy`` for ``training.strategy``."""
     import tensorflow as tf
 
-    name = select(cfg, "training.strategy", "default")
+    name = training.strategy
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

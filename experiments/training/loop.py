@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from experiments.config.access import select
+from experiments.config.schema import TrainingSchema
 from experiments.training.evaluate import evaluate
 from experiments.training.interrupts import StopRequest
 from experiments.training.multi_worker import MultiWorkerTrainer
 from experiments.training.runtime import fit_verbosity
 
 
-def fit_and_score(model, strategy, cfg, datasets: dict, callbacks: list, initial_epoch: int = 0):
+def fit_and_score(model, strategy, training: TrainingSchema, datasets: dict, callbacks: list, initial_epoch: int = 0):
     """Train from ``initial_epoch`` to ``training.epochs``, then score the train and test splits.
 
     Args:
         model: the compiled model, built inside ``strategy.scope()``.
         strategy: the ``tf.distribute`` strategy of the job.
-        cfg: the job config.
+        training: the job's ``training`` group (``JobConfig.training``).
         datasets: ``{"train": ..., "val": ..., "test": ...}`` batched ``tf.data`` datasets.
         callbacks: the job's callbacks (:func:`experiments.training.callbacks.make_callbacks`).
         initial_epoch: epochs already done (a resumed run).
@@ -26,16 +26,16 @@ def fit_and_score(model, strategy, cfg, datasets: dict, callbacks: list, initial
     """
     import tensorflow as tf
 
-    epochs = int(cfg.training.epochs)
+    epochs = training.epochs
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Keras 3's fit cannot run under this strategy (see experiments/training/multi_worker.py).
-        trainer = MultiWorkerTrainer(model, strategy, str(cfg.training.loss), list(cfg.training.metrics),
-                                     model.optimizer, int(cfg.training.batch_size))
+        trainer = MultiWorkerTrainer(model, strategy, training.loss, list(training.metrics),
+                                     model.optimizer, training.batch_size)
         history = trainer.fit(datasets["train"], datasets["val"], epochs, initial_epoch, callbacks)
         StopRequest.check()
         return history, {**trainer.evaluate(datasets["train"], "train_"), **trainer.evaluate(datasets["test"], "test_")}
     history = model.fit(datasets["train"], validation_data=datasets["val"], epochs=epochs, initial_epoch=initial_epoch,
                         callbacks=callbacks, shuffle=False,  # tf.data shuffles, seeded
-                        verbose=fit_verbosity(select(cfg, "training.verbose", "auto")))
+                        verbose=fit_verbosity(training.verbose))
     StopRequest.check()  # a signal during the last epoch's validation
     return history, {**evaluate(model, datasets["train"], "train_"), **evaluate(model, datasets["test"], "test_")}

@@ -4,7 +4,8 @@ The study lives in an Optuna RDB storage (a SQLite file beside ``mlflow.db`` by
 default), so a job in any process (the sweeper's own, a joblib worker, a
 layerlab worker) reaches its trial with ``optuna.trial.Trial(study, trial_id)``.
 The sweeper (``hydra/sweeper=optuna``, ``hydra_plugins/layerlab_optuna``) passes
-the study name, the storage and the trial id as hidden ``+optuna.*`` overrides;
+the study name, the storage and the trial number as hidden ``+optuna.*`` overrides
+(the job's ``JobConfig.optuna``); the storage maps the number to the trial;
 the pruner's settings are stored with the study (user attribute ``pruner``), so
 the sweeper and every job build the same pruner (:func:`make_pruner`).
 
@@ -20,24 +21,25 @@ import math
 
 import keras
 
-from experiments.training.pruning_study import PRUNED_ATTR, PRUNER_ATTR, VALUE_ATTR, make_pruner, open_storage
+from experiments.training.pruning_study import PRUNED_ATTR, PRUNER_ATTR, VALUE_ATTR, make_pruner, open_storage, trial_id
 
 
 class OptunaPruning(keras.callbacks.Callback):
     """Reports ``monitor`` to the Optuna trial each epoch; stops training when the study's pruner says so.
 
     Args:
-        storage: the study's storage URL; study: its name; trial_id: the trial's storage id.
+        storage: the study's storage URL; study: its name; trial_number: the trial's number in the study.
         monitor: the log key reported (the compared validation metric, ``val_<metric>``).
     """
 
-    def __init__(self, storage: str, study: str, trial_id: int, monitor: str):
+    def __init__(self, storage: str, study: str, trial_number: int, monitor: str):
         super().__init__()
         import optuna
 
-        loaded = optuna.load_study(study_name=study, storage=open_storage(storage))
+        rdb = open_storage(storage)
+        loaded = optuna.load_study(study_name=study, storage=rdb, pruner=None)
         loaded.pruner = make_pruner(loaded.user_attrs.get(PRUNER_ATTR))
-        self.trial = optuna.trial.Trial(loaded, int(trial_id))
+        self.trial = optuna.trial.Trial(loaded, trial_id(rdb, study, trial_number))
         self.monitor = monitor
         self.pruned_epoch: int | None = None
 

@@ -4,7 +4,7 @@ Kept apart from the Keras callback (:mod:`experiments.training.pruning`) so
 that the sweeper (``hydra_plugins/layerlab_optuna``), which runs in the sweep's
 parent process, never imports Keras or TensorFlow: with a parallel launcher
 the parent only waits for its workers, and importing TensorFlow there cost
-2.3 s before the first worker started (measured, BENCHMARKS.md section 2b).
+seconds before the first worker started (BENCHMARKS.md, section 2b).
 """
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ def open_storage(url: str):
 
     kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+def trial_id(storage, study_name: str, number: int) -> int:
+    """The storage's id of trial ``number`` of the study: the storage's public lookup (no ``trial._trial_id``)."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), int(number))
 
 
 def make_pruner(spec: dict | None):

@@ -7,26 +7,26 @@ from typing import Any
 
 import keras
 
-from experiments.config.access import select
+from experiments.config.schema import JobConfig
 from experiments.process import freeze_imported_heap
 from experiments.training.distribute import configure_devices
 
 
-def setup_runtime(cfg, launcher_threads: int | None = None) -> None:
+def setup_runtime(job: JobConfig, launcher_threads: int | None = None) -> None:
     """Fresh Keras state, thread counts, seeds and (optionally) op determinism.
 
     Called at the start of every job: worker processes of the joblib launcher
     are reused across jobs, so each job clears the Keras session first.
 
     Args:
-        cfg: the job config (``training.threads`` wins over ``launcher_threads``).
+        job: the job's typed config (``training.threads`` wins over ``launcher_threads``).
         launcher_threads: the share of the cores of one parallel job
-            (:func:`experiments.training.threads.worker_threads`).
+            (:meth:`experiments.config.launcher.LauncherSettings.threads_per_job`).
     """
     import tensorflow as tf
 
-    configure_devices(cfg)  # first: logical devices can only be set before TensorFlow starts
-    threads = select(cfg, "training.threads", None) or launcher_threads
+    configure_devices(job.training)  # first: logical devices can only be set before TensorFlow starts
+    threads = job.training.threads or launcher_threads
     if threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(int(threads))
@@ -35,8 +35,8 @@ def setup_runtime(cfg, launcher_threads: int | None = None) -> None:
             pass  # TF already started in this reused worker, by an earlier job with the same share
     freeze_imported_heap()  # first job of this process: later collections skip TensorFlow's own objects
     keras.backend.clear_session()  # frees the previous job's model in a reused worker
-    keras.utils.set_random_seed(int(cfg.seed))
-    if select(cfg, "training.deterministic", False):
+    keras.utils.set_random_seed(job.seed)
+    if job.training.deterministic:
         tf.config.experimental.enable_op_determinism()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import signal
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -13,6 +12,9 @@ from typing import Sequence
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.errors import CompactHydraException
+
+from experiments.adapters.hydra_internals import failed_return, job_error
+from experiments.process import debug_enabled
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +28,11 @@ class JobError(CompactHydraException):
 
 
 def _compact(ret: JobReturn, num: int) -> JobReturn:
-    value = ret._return_value
-    if ret.status == JobStatus.FAILED and isinstance(value, Exception) and not os.environ.get("LAYERLAB_DEBUG"):
+    value = job_error(ret)
+    if isinstance(value, Exception) and not debug_enabled():
         text = (str(value).splitlines() or [""])[0][:500]
-        ret._return_value = JobError(f"job #{num} failed ({type(value).__name__}: {text}); its run, its error.txt "
-                                     "and the sweep summary below have the details")
+        ret.return_value = JobError(f"job #{num} failed ({type(value).__name__}: {text}); its run, its error.txt "
+                                    "and the sweep summary below have the details")
     return ret
 
 
@@ -47,12 +49,6 @@ def death_reason(exitcode: int | None) -> str:
     return f"the worker process exited with code {exitcode} before its job ended"
 
 
-def _workers(n_jobs: int, n_tasks: int) -> int:
-    cores = os.cpu_count() or 1
-    n = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
-    return max(1, min(n, n_tasks))
-
-
 class _Worker:
     def __init__(self, ctx, payload: bytes, threads: int):
         from hydra_plugins.layerlab_launcher import _worker
@@ -66,9 +62,9 @@ class _Worker:
 
 def _close_lost_run(job_num: int, reason: str) -> None:
     """End the MLflow run of a job whose worker died FAILED, with ``reason``."""
-    from experiments.sweeps import callback
+    from experiments.sweeps import current_sweep
 
-    state = getattr(callback, "_ACTIVE", None)
+    state = current_sweep().state
     if state is None or state.parent_run_id is None:
         return
     from experiments.tracking.doctor import close_sweep_job
@@ -84,6 +80,7 @@ def _close_lost_run(job_num: int, reason: str) -> None:
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
     from joblib.externals import cloudpickle
 
+    from experiments.config.launcher import parallel_jobs, threads_per_worker
     from experiments.sweeps.launched import write_ledger
 
     setup_globals()
@@ -91,8 +88,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    n = _workers(launcher.n_jobs, len(job_overrides))
-    threads = max(1, (os.cpu_count() or 1) // n)
+    n = parallel_jobs(launcher.n_jobs, len(job_overrides))
+    threads = threads_per_worker(n)
     log.info(f"layerlab launcher: {n} worker(s), {threads} TF thread(s) each, {len(job_overrides)} job(s); "
              f"sweep output dir: {sweep_dir}")
     jobs = {}
@@ -138,8 +135,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
                         log.error(f"#{num}: {reason}; the other jobs go on")
                         _close_lost_run(num, reason)
                         jobs[num].update(state="lost", error=reason)
-                        results[w.job] = JobReturn(overrides=list(job_overrides[w.job]), status=JobStatus.FAILED,
-                                                   _return_value=WorkerLost(f"job #{num}: {reason}"))
+                        results[w.job] = failed_return(job_overrides[w.job], WorkerLost(f"job #{num}: {reason}"))
                     if pending:
                         pool.append(_Worker(ctx, payload, threads))
     finally:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 
 def main(conn, payload: bytes, threads: int) -> None:
     """Worker loop: receive ``("job", idx, overrides)``, answer ``("done", idx, pickled JobReturn)``; stop on None.
@@ -11,14 +9,14 @@ def main(conn, payload: bytes, threads: int) -> None:
     ``threads``: TensorFlow CPU threads for this worker (cores // workers), set before TensorFlow loads.
     This process is new (spawned): the environment written here is its own.
     """
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-    from experiments.process import configure_process
+    from experiments.adapters.hydra_internals import failed_return
+    from experiments.process import configure_process, set_worker_threads
 
+    set_worker_threads(threads)
     configure_process()
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.singleton import Singleton
-    from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+    from hydra.core.utils import run_job, setup_globals
     from joblib.externals import cloudpickle
     from omegaconf import open_dict
 
@@ -39,7 +37,7 @@ def main(conn, payload: bytes, threads: int) -> None:
             ret = run_job(hydra_context=hydra_context, config=sweep_config, task_function=task_function,
                           job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         except BaseException as exc:  # noqa: BLE001 - Ctrl-C or SystemExit inside the job: report, then stop
-            ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=exc)
+            ret = failed_return(overrides, exc)
             conn.send(("done", idx, _dump(ret)))
             raise
         conn.send(("done", idx, _dump(ret)))
@@ -49,13 +47,15 @@ def _dump(ret) -> bytes:
     from hydra.core.utils import JobStatus
     from joblib.externals import cloudpickle
 
+    from experiments.adapters.hydra_internals import job_error
+
     try:
         return cloudpickle.dumps(ret)
     except Exception:  # an unpicklable return value or exception: keep its text
-        value = ret._return_value
         if ret.status == JobStatus.FAILED:
-            ret._return_value = RuntimeError(f"{type(value).__name__}: {value}")
+            error = job_error(ret)
+            ret.return_value = RuntimeError(f"{type(error).__name__}: {error}")
         else:
-            ret._return_value = repr(value)
+            ret.return_value = repr(ret.return_value)
         ret.hydra_cfg = None
         return cloudpickle.dumps(ret)

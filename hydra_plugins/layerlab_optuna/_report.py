@@ -10,14 +10,18 @@ the sweep folder, :mod:`experiments.sweeps.callback`), tagged ``trial_number``.
 
 from __future__ import annotations
 
+import logging
 import shlex
 import warnings
 from pathlib import Path
 
-from experiments.sweeps import callback
+from experiments.config.overrides import parse_overrides
+from experiments.sweeps import current_sweep
 from experiments.tracking import tags
 from experiments.tracking.redaction import redact
 from hydra_plugins.layerlab_optuna._space import describe, format_value
+
+log = logging.getLogger(__name__)
 
 
 class StudyParent:
@@ -30,7 +34,7 @@ class StudyParent:
     def attach(cls, study, storage: str, space: dict, sampler: dict, pruner: dict, fixed: list[str]) -> "StudyParent":
         import mlflow
 
-        state = getattr(callback, "_ACTIVE", None)
+        state = current_sweep().state
         if state is None or state.parent_run_id is None:
             return cls(None, None, fixed)
         client = mlflow.MlflowClient(state.uri)
@@ -61,8 +65,8 @@ class StudyParent:
             for key, value in params.items():
                 try:
                     client.log_param(state.parent_run_id, key, str(value)[:6000])
-                except Exception:  # a continued study with other settings: the first ones stay
-                    pass
+                except Exception as exc:  # a continued study with other settings: the first ones stay
+                    log.debug("param %s of the study's parent kept: %r", key, exc)
         return cls(state, client, fixed)
 
     def after_batch(self, study, batch: list) -> None:
@@ -94,7 +98,7 @@ class StudyParent:
                 f"{count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed")
         best = study.best_trial if count[TrialState.COMPLETE] else None
         words = [*self.fixed, *(f"{k}={format_value(v)}" for k, v in (best.params.items() if best else []))]
-        if any(w.lstrip("+").startswith("experiment=") for w in self.fixed):
+        if any(o.key == "experiment" for o in parse_overrides(self.fixed)):
             words.append("hydra.mode=RUN")  # an experiment file that sets MULTIRUN would search again
         rerun = "python runner.py " + " ".join(shlex.quote(w) for w in words)
         if best is not None:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 
+from experiments.config.overrides import ParsedOverride, parse_override
 from experiments.errors import ConfigError
 
 
-def _distribution(override: Override):
+def _distribution(parsed: ParsedOverride):
     import optuna.distributions as d
 
+    override = parsed.hydra
     value = override.value()
     key = override.get_key_element()
     if isinstance(value, ChoiceSweep):
@@ -28,7 +29,7 @@ def _distribution(override: Override):
             return d.CategoricalDistribution(list(override.sweep_iterator(transformer=lambda x: x)))
         values = list(range(int(value.start), int(value.stop), int(value.step)))
         if not values:
-            raise ConfigError("this range() is empty", path=key, value=override.input_line.split("=", 1)[1],
+            raise ConfigError("this range() is empty", path=key, value=parsed.value,
                               fix="give range(start, stop, step) with start < stop (stop is excluded)")
         return d.IntDistribution(values[0], values[-1], step=int(value.step))
     if isinstance(value, IntervalSweep):
@@ -36,7 +37,7 @@ def _distribution(override: Override):
         if isinstance(value.start, int) and isinstance(value.end, int) and not log:
             return d.IntDistribution(int(value.start), int(value.end))
         return d.FloatDistribution(float(value.start), float(value.end), log=log)
-    raise ConfigError("this sweep syntax cannot be searched", path=key, value=override.input_line.split("=", 1)[1],
+    raise ConfigError("this sweep syntax cannot be searched", path=key, value=parsed.value,
                       fix="use interval(a, b), tag(log, interval(a, b)), choice(a, b), a,b or range(a, b, step)")
 
 
@@ -45,16 +46,25 @@ def parse_space(arguments: list[str], params: dict | None) -> tuple[dict[str, An
 
     A key given on the command line wins over the same key of ``params``.
     """
-    parser = OverridesParser.create()
-    given = {o.get_key_element(): o for o in parser.parse_overrides(list(arguments))}
+    given = {o.hydra.get_key_element(): o for o in map(_parsed, arguments)}
     from_params = [f"{k}={v}" for k, v in (params or {}).items() if str(k) not in given]
     space, fixed = {}, []
-    for override in [*parser.parse_overrides(from_params), *given.values()]:
-        if override.is_sweep_override():
-            space[override.get_key_element()] = _distribution(override)
+    for override in [*map(_parsed, from_params), *given.values()]:
+        if override.is_sweep:
+            space[override.hydra.get_key_element()] = _distribution(override)
         else:
-            fixed.append(override.input_line)
+            fixed.append(override.hydra.input_line)
     return space, fixed
+
+
+def _parsed(text: str) -> ParsedOverride:
+    """One override of the search; Hydra's own error when it does not parse (as before the sweep starts)."""
+    parsed = parse_override(text)
+    if parsed is None:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        OverridesParser.create().parse_overrides([text])  # raises Hydra's message for this text
+    return parsed
 
 
 def format_value(value: Any) -> str:

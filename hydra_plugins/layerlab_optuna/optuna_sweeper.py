@@ -24,7 +24,6 @@ This sweeper keeps its config names (``n_trials``, ``study_name``, ``storage``,
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Optional
 
 from hydra.core.utils import JobStatus
@@ -32,10 +31,13 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config.metrics import compared_metric
+from experiments.adapters.hydra_internals import job_error
+from experiments.config.launcher import LauncherSettings, parallel_jobs
+from experiments.config.multirun import multirun_config
 from experiments.errors import ConfigError, LayerlabError
 from experiments.tracking.uri import resolve_uri, sqlite_path
-from experiments.training.pruning_study import PRUNED_ATTR, PRUNER_ATTR, VALUE_ATTR, make_pruner, open_storage
+from experiments.training.pruning_study import (PRUNED_ATTR, PRUNER_ATTR, VALUE_ATTR, make_pruner, open_storage,
+                                                trial_id)
 from hydra_plugins.layerlab_optuna import _report
 from hydra_plugins.layerlab_optuna._space import format_value, grid_space, parse_space
 
@@ -108,17 +110,17 @@ class LayerlabOptunaSweeper(Sweeper):
     def _sweep(self, arguments: list[str]) -> list:
         import optuna
 
-        cfg = self.config
+        settings = multirun_config(self.config)
         space, fixed = parse_space(arguments, self.params)
         if not space:
             raise ConfigError("nothing to search: no override or hydra.sweeper.params entry has a sweep value",
                               path="hydra.sweeper.params",
                               fix="give e.g. 'optimizer.learning_rate=tag(log, interval(1e-4, 1e-1))' or "
                                   "'model.activation=choice(abs, relu)'")
-        metric = compared_metric(cfg)
+        metric = settings.metric
         direction = self.direction or ("maximize" if metric.higher_is_better else "minimize")
-        storage_url = self.storage or default_storage(resolve_uri(OmegaConf.select(cfg, "tracking.uri")))
-        name = self.study_name or str(OmegaConf.select(cfg, "tracking.experiment", default="layerlab"))
+        storage_url = self.storage or default_storage(resolve_uri(settings.tracking.uri))
+        name = self.study_name or settings.tracking.experiment
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
             storage = open_storage(storage_url)
@@ -131,9 +133,9 @@ class LayerlabOptunaSweeper(Sweeper):
                               path="hydra.sweeper.study_name", value=name,
                               fix="keep the study's settings, or give a new hydra.sweeper.study_name") from None
         study.set_user_attr(PRUNER_ATTR, self.pruner)  # what every job's callback builds (experiments.training.pruning)
-        stale = _close_stale(study)
+        stale = _close_stale(study, storage)
         done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-        n_jobs = self._n_jobs()
+        n_jobs = self._n_jobs(settings.launcher)
         print(f"layerlab: study {name!r} ({direction} {metric.val}) in {storage_url}: {done} trial(s) done"
               + (f", {stale} left RUNNING by an earlier search closed FAIL" if stale else "")
               + f"; running {max(self.n_trials - done, 0)} more, {n_jobs} at a time", flush=True)
@@ -150,7 +152,8 @@ class LayerlabOptunaSweeper(Sweeper):
                 raise
             reader = open_storage(storage_url)  # uncached: what the jobs wrote from their processes
             for trial, result in zip(batch, results):
-                self._tell_result(study, trial, result, reader.get_trial_user_attrs(trial._trial_id))
+                attrs = reader.get_trial(trial_id(reader, name, trial.number)).user_attrs
+                self._tell_result(study, trial, result, attrs)
             returns.extend(results)
             done += len(batch)
             parent.after_batch(study, batch)
@@ -158,18 +161,16 @@ class LayerlabOptunaSweeper(Sweeper):
         return returns
 
     # ------------------------------------------------------------------
-    def _n_jobs(self) -> int:
-        n = self.n_jobs
-        if n is None:
-            n = OmegaConf.select(self.config, "hydra.launcher.n_jobs", default=None) or 1
-        n = int(n)
-        return max(1, (os.cpu_count() or 1) + 1 + n if n < 0 else n)
+    def _n_jobs(self, launcher: LauncherSettings) -> int:
+        """Trials per batch: ``hydra.sweeper.n_jobs``, else as many as the launcher runs at once."""
+        if self.n_jobs is not None:
+            return parallel_jobs(self.n_jobs) if int(self.n_jobs) else 1
+        return launcher.workers() if launcher.n_jobs else 1
 
     @staticmethod
     def _overrides(fixed: list[str], trial, name: str, storage: str) -> list[str]:
         drawn = [f"{k}={format_value(v)}" for k, v in trial.params.items()]
-        hidden = [f"+optuna.study='{name}'", f"+optuna.storage='{storage}'", f"+optuna.trial_id={trial._trial_id}",
-                  f"+optuna.trial_number={trial.number}"]
+        hidden = [f"+optuna.study='{name}'", f"+optuna.storage='{storage}'", f"+optuna.trial_number={trial.number}"]
         return [*fixed, *drawn, *hidden]
 
     @staticmethod
@@ -178,7 +179,7 @@ class LayerlabOptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         if result.status != JobStatus.COMPLETED:
-            error = str(getattr(result, "_return_value", "") or "").splitlines()
+            error = str(job_error(result) or "").splitlines()
             trial.set_user_attr("error", (error[0] if error else "the job failed")[:500])
             _tell(study, trial, TrialState.FAIL)
             print(f"layerlab: trial {trial.number} FAILED: {error[0] if error else 'see its run'}", flush=True)
@@ -198,13 +199,16 @@ def _tell(study, trial, state, value: float | None = None) -> None:
         pass
 
 
-def _close_stale(study) -> int:
-    """Trials RUNNING in the storage: no search runs them now (one search per study at a time). FAIL them."""
+def _close_stale(study, storage) -> int:
+    """Trials RUNNING in the storage: no search runs them now (one search per study at a time). FAIL them.
+
+    ``storage``: the study's storage, opened by the sweeper itself (its public methods, not ``study._storage``).
+    """
     from optuna.trial import TrialState
 
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
     for t in stale:
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        storage.set_trial_state_values(trial_id(storage, study.study_name, t.number), TrialState.FAIL)
     return len(stale)
 
 

@@ -1,0 +1,43 @@
+"""Hydra internals used where Hydra has no public way; checked against hydra-core 1.3.8 and
+hydra-joblib-launcher 1.2.0 (``tests/test_adapters.py`` fails when they change).
+
+* A failed job's exception: ``JobReturn.return_value`` raises it (and writes
+  "Error executing job" to stderr), and the dataclass' constructor names the
+  field ``_return_value``; reading and building a FAILED ``JobReturn`` needs
+  that name.  Writing uses the public setter (``ret.return_value = ...``).
+* The basic launcher's class path (``hydra._internal...``), compared with
+  ``hydra.launcher._target_``, never imported.
+* The joblib launcher's conversion of its config to ``joblib.Parallel``
+  arguments (``hydra_joblib_launcher._core.process_joblib_cfg``), used by the
+  warm-up so that its ``Parallel`` call has exactly the launcher's settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+def failed_return(overrides: Sequence[str], error: BaseException):
+    """A FAILED ``JobReturn`` of a job whose ``error`` was caught outside Hydra's ``run_job``."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=error)
+
+
+def job_error(ret) -> Any:
+    """The exception a FAILED ``JobReturn`` carries (None for any other status), without raising it."""
+    from hydra.core.utils import JobStatus
+
+    return ret._return_value if ret.status == JobStatus.FAILED else None
+
+
+def joblib_parallel_kwargs(settings: dict) -> dict:
+    """``joblib.Parallel`` keyword arguments from the joblib launcher's config, as the launcher makes them."""
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+
+    kwargs = {k: v for k, v in settings.items() if k != "_target_"}
+    process_joblib_cfg(kwargs)
+    kwargs["backend"] = "loky"  # as the launcher does (hydra_joblib_launcher._core.launch)
+    return kwargs

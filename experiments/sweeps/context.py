@@ -1,0 +1,65 @@
+"""The sweep running in this process, as one object handed to whoever takes part in it.
+
+:class:`SweepContext` holds the active sweep (its :class:`~experiments.sweeps.state.SweepState`:
+store, experiment, parent run, sweep folder and so its launch ledger), the
+sweep's launcher settings, and whether a sweep ever ran in this process.  The
+Hydra callback (:mod:`experiments.sweeps.callback`) opens and closes it; the
+launcher plugin (``hydra_plugins/layerlab_launcher``: closing the run of a job
+whose worker died), the search sweeper (``hydra_plugins/layerlab_optuna``: the
+study's parent run) and ``experiments.cli`` (may the process skip its
+teardown?) read it with :func:`current_sweep`; nobody reads module globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from experiments.config.launcher import LauncherSettings
+from experiments.sweeps.state import SweepState
+
+
+@dataclass
+class SweepContext:
+    """The sweep of this process.
+
+    Args:
+        state: the active sweep, from ``on_multirun_start`` until it is finalised (None before and after).
+        launcher: the launcher of the last sweep started here.
+        ever_started: a sweep ran in this process (its launcher may still own worker processes).
+    """
+
+    state: SweepState | None = None
+    launcher: LauncherSettings = field(default_factory=LauncherSettings)
+    ever_started: bool = False
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The active sweep's parent run (None: no sweep, or a dry run)."""
+        return self.state.parent_run_id if self.state is not None else None
+
+    @property
+    def ledger_dir(self) -> Path | None:
+        """The folder of the active sweep's launch ledger (:mod:`experiments.sweeps.launched`)."""
+        return Path(self.state.sweep_dir) if self.state is not None else None
+
+    def begin(self, launcher: LauncherSettings) -> None:
+        """Called by the callback first thing in ``on_multirun_start`` (before the parent run exists)."""
+        self.launcher, self.ever_started = launcher, True
+
+    def activate(self, state: SweepState) -> None:
+        """Called by the callback once the sweep's parent run is open."""
+        self.state = state
+
+    def take(self) -> SweepState | None:
+        """The active sweep, which stops being active (finalised once, by whoever takes it)."""
+        state, self.state = self.state, None
+        return state
+
+
+_CURRENT = SweepContext()
+
+
+def current_sweep() -> SweepContext:
+    """This process's :class:`SweepContext` (the same object for its whole life)."""
+    return _CURRENT

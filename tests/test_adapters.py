@@ -1,0 +1,52 @@
+"""The library internals layerlab uses (experiments/adapters/): each test fails when the library changes one."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import pytest
+
+
+def test_hydra_failed_job_return_carries_the_error_without_raising_it():
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from experiments.adapters.hydra_internals import failed_return, job_error
+
+    assert "_return_value" in {f.name for f in dataclasses.fields(JobReturn)}
+    error = ValueError("bad value")
+    ret = failed_return(("a=1",), error)
+    assert ret.status == JobStatus.FAILED and ret.overrides == ["a=1"]
+    assert job_error(ret) is error
+    with pytest.raises(ValueError):
+        ret.return_value  # the public property raises it: why the adapter reads the field
+    ret.return_value = RuntimeError("replaced")  # the public setter writes the same field
+    assert str(job_error(ret)) == "replaced"
+    assert job_error(JobReturn(status=JobStatus.COMPLETED, _return_value="ok")) is None
+
+
+def test_hydra_basic_launcher_path_and_joblib_settings_conversion():
+    from hydra.utils import get_class
+
+    from experiments.adapters.hydra_internals import BASIC_LAUNCHER, joblib_parallel_kwargs
+
+    assert get_class(BASIC_LAUNCHER).__name__ == "BasicLauncher"
+    kwargs = joblib_parallel_kwargs({"_target_": "x", "n_jobs": 2, "max_nbytes": "1000", "pre_dispatch": "2*n_jobs",
+                                     "batch_size": "auto", "backend": None})
+    assert kwargs == {"n_jobs": 2, "max_nbytes": 1000, "pre_dispatch": "2*n_jobs", "batch_size": "auto",
+                      "backend": "loky"}
+
+
+def test_keras_call_graph_internals():
+    from experiments.adapters.keras_internals import inbound_nodes, nodes_by_depth, tensor_origin
+
+    inputs = keras.Input((4,), name="x")
+    shared = keras.layers.Dense(3, name="shared")
+    a, b = shared(inputs), shared(inputs)
+    model = keras.Model(inputs, keras.layers.Add(name="add")([a, b]))
+    levels = nodes_by_depth(model)
+    assert levels is not None and sum(len(level) for level in levels) == 4  # input, shared twice, add
+    assert len(inbound_nodes(shared)) == 2
+    add_node = inbound_nodes(model.get_layer("add"))[0]
+    origins = [tensor_origin(t) for t in add_node.input_tensors]
+    assert [(op.name, node, tensor) for op, node, tensor in origins] == [("shared", 0, 0), ("shared", 1, 0)]
