@@ -133,7 +133,7 @@ class ModelSchema:
 class RootSchema:
     seed: int = spec(0, expect="a non-negative integer", check=_non_negative)
     dry_run: bool = spec(False, expect=_BOOL)
-    list_layers: bool = spec(False, expect=_BOOL)
+    list_layers: Union[bool, str] = spec(False, expect="true, false or a layer name pattern such as '*Dense*'")
 
 
 GROUPS: dict[str, type] = {

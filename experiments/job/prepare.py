@@ -20,15 +20,20 @@ def prepare(cfg: DictConfig):
     Returns:
         (data, model): the dataset splits and the built (uncompiled) model.
     """
+    load_registry_modules(cfg)
+    data = load_dataset(cfg.dataset, int(cfg.seed))
+    model = build_model(cfg.model, input_shapes={"input": data.input_shape, **_input_names(cfg, data)})
+    check_data_fits_model(data, model, cfg)
+    return data, model
+
+
+def load_registry_modules(cfg: DictConfig) -> None:
+    """Import the modules of ``registry.modules`` so their layers resolve by name."""
     try:
         layers.load_modules(select(cfg, "registry.modules", []) or [])
     except KeyError as exc:
         raise ConfigError(str(exc), path="registry.modules",
                           fix="remove the module from registry.modules or make it importable") from None
-    data = load_dataset(cfg.dataset, int(cfg.seed))
-    model = build_model(cfg.model, input_shapes={"input": data.input_shape, **_input_names(cfg, data)})
-    check_data_fits_model(data, model, cfg)
-    return data, model
 
 
 def _input_names(cfg, data) -> dict:
