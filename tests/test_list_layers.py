@@ -45,7 +45,7 @@ def test_the_runner_filters_and_loads_the_users_registry_modules(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Scale  (tests.fixtures.user_layers)  Multiplies the input by a constant factor." in proc.stdout
     heads = {line.split()[0] for line in proc.stdout.splitlines() if line and not line.startswith(" ")}
-    assert {"Scale", "Rescaling"} <= heads and "Dense" not in heads
+    assert {"Scale", "RandomGrayscale"} <= heads and "Dense" not in heads
     assert "factor" in proc.stdout
     bad = run_cli("list_layers=Dnse", tmp_path=tmp_path)
     assert bad.returncode == 2 and "layerlab: error: list_layers = 'Dnse'" in bad.stderr and "Traceback" not in bad.stderr
