@@ -40,9 +40,7 @@ def draw_model(model: keras.Model, path: Path | str, dpi: int = 96) -> Path | No
         return None
     path = Path(path)
     try:
-        dot = keras.utils.model_to_dot(model, show_shapes=True, show_layer_names=True, show_layer_activations=True,
-                                       expand_nested=True, dpi=dpi, rankdir="TB")
-        _frame_blocks(dot, model)
+        dot = model_dot(model, dpi)
         path.parent.mkdir(parents=True, exist_ok=True)
         dot.write(str(path), format="png")
     except Exception as exc:  # a picture is never worth a failed run: say why, go on
@@ -50,6 +48,14 @@ def draw_model(model: keras.Model, path: Path | str, dpi: int = 96) -> Path | No
               flush=True)
         return None
     return path
+
+
+def model_dot(model: keras.Model, dpi: int = 96):
+    """The ``pydot`` graph of the picture (needs ``pydot``, not Graphviz): Keras' boxes, blocks as clusters."""
+    dot = keras.utils.model_to_dot(model, show_shapes=True, show_layer_names=True, show_layer_activations=True,
+                                   expand_nested=True, dpi=dpi, rankdir="TB")
+    _frame_blocks(dot, model)
+    return dot
 
 
 def _frame_blocks(dot, model: keras.Model) -> None:
