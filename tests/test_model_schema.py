@@ -45,6 +45,7 @@ def _load(name: str) -> dict:
     return yaml.safe_load((ROOT / "conf" / "model" / f"{name}.yaml").read_text())
 
 
+@pytest.mark.slow  # a real CLI process: the registry is global and other tests load user modules into it
 def test_committed_schema_is_the_live_registrys():
     proc = _schema_cli()
     assert proc.returncode == 0, proc.stderr
