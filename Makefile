@@ -12,10 +12,12 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 .PHONY: run test install install-scale bench mlflow-ui mlflow-server mlflow-server-stop clean
 
 # Re-install only when pyproject.toml changes (idempotent: a second call does nothing).
-$(STAMP): pyproject.toml
+# Graphviz (Debian's graphviz, for the model picture) only when `dot` is missing; never fails the install.
+$(STAMP): pyproject.toml scripts/install_graphviz.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	sh scripts/install_graphviz.sh
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP) scripts/install_browser.sh

@@ -102,11 +102,21 @@ def get_function(name: str) -> Callable:
     return fn
 
 
+def keras_activation_names() -> list[str]:
+    """The names ``keras.activations.get`` knows (``relu``, ``gelu``, ...)."""
+    return sorted(k for k in dir(keras.activations)
+                  if not k.startswith("_") and k.islower() and k not in ("get", "serialize", "deserialize"))
+
+
+def activation_names() -> list[str]:
+    """Every name an ``activation:`` or a Lambda's ``function:`` accepts: registered ones (aliases too), then Keras'."""
+    return list(dict.fromkeys(functions.names(aliases=True) + keras_activation_names()))
+
+
 def _keras_activation_suggestions(name: str) -> list[str]:
     import difflib
 
-    known = [k for k in dir(keras.activations) if not k.startswith("_") and k.islower() and k not in ("get", "serialize", "deserialize")]
-    return difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
+    return difflib.get_close_matches(name.lower(), keras_activation_names(), n=3, cutoff=0.6)
 
 
 def resolve_activation(identifier: Any) -> Callable:
@@ -143,6 +153,8 @@ __all__ = [
     "rescale",
     "rectifier",
     "get_function",
+    "activation_names",
+    "keras_activation_names",
     "resolve_activation",
     "activation_name",
     "RegistryError",

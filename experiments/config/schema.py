@@ -150,7 +150,7 @@ class OptunaSchema:
 class RootSchema:
     seed: int = spec(0, expect="a non-negative integer", check=_non_negative)
     dry_run: bool = spec(False, expect=_BOOL)
-    list_layers: bool = spec(False, expect=_BOOL)
+    list_layers: Union[bool, str] = spec(False, expect="true, false or a layer name pattern such as '*Dense*'")
 
 
 GROUPS: dict[str, type] = {
@@ -178,7 +178,7 @@ class JobConfig:
 
     seed: int
     dry_run: bool
-    list_layers: bool
+    list_layers: Union[bool, str]
     training: TrainingSchema
     optimizer: OptimizerSchema
     tracking: TrackingSchema
@@ -202,8 +202,9 @@ _ROOT_KEYS = ("seed", "dry_run", "list_layers")
 def run_mode(cfg: DictConfig) -> str:
     """``"dry_run"``, ``"list"`` or ``"run"``: what ``run_job`` does, read before the config is validated
     (a dry run records its own validation failure)."""
-    if select(cfg, "list_layers", False) is True:
-        return "list"
+    listing = select(cfg, "list_layers", False)
+    if listing is True or (isinstance(listing, str) and listing not in ("", "false")):
+        return "list"  # true, or a layer name pattern ('*Dense*')
     return "dry_run" if select(cfg, "dry_run", False) is True else "run"
 
 

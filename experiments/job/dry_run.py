@@ -10,6 +10,8 @@ Nothing reaches MLflow.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.config.access import resolved_container
@@ -20,6 +22,7 @@ from experiments.job.prepare import prepare
 from experiments.job.records import write_record
 from experiments.job.result import JobResult
 from experiments.models import count_params, summary_text
+from experiments.models.picture import PICTURE, draw_model
 from experiments.training.compile import compile_model
 
 def dry_run(cfg: DictConfig, ctx: JobContext) -> JobResult:
@@ -38,6 +41,9 @@ def dry_run(cfg: DictConfig, ctx: JobContext) -> JobResult:
         raise
     print(OmegaConf.to_yaml(resolved_container(cfg), sort_keys=False), end="")
     print(summary_text(model), end="")
+    picture = draw_model(model, Path(ctx.output_dir) / PICTURE) if ctx.output_dir else None
+    if picture is not None:
+        print(f"model picture: {picture}")
     counts = count_params(model)
     print(f"dry run: {job.model.name} builds with {counts['total']:,} params "
           f"({counts['trainable']:,} trainable); data {data.name} {tuple(data.input_shape)}, "

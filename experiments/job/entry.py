@@ -10,32 +10,14 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-import layers
 from experiments.config.schema import run_mode, validate
 from experiments.job.context import hydra_context
 from experiments.job.dry_run import dry_run
+from experiments.job.listing import list_registry
+from experiments.job.prepare import load_registry_modules
 from experiments.job.result import JobResult
 from experiments.job.tracked import TrackedJob
 from experiments.training.interrupts import graceful_interrupts
-
-
-def list_registry() -> str:
-    def origin(name: str) -> str:
-        return getattr(layers.layer_registry.get(name), "__module__", "")
-
-    names = layers.layer_registry.names()
-    project = [n for n in names if origin(n).startswith("layers.")]
-    user = [n for n in names if not origin(n).startswith(("layers.", "keras"))]
-    from_keras = [n for n in names if origin(n).startswith("keras")]
-    functions = [f"{n} (alias {', '.join(layers.functions.aliases_of(n))})" if layers.functions.aliases_of(n) else n
-                 for n in layers.functions.names()]
-    return "\n".join([
-        "Layers (type: in model YAML):",
-        "  project / user: " + ", ".join(project + user),
-        "  keras:          " + ", ".join(from_keras),
-        "Functions (Lambda `function:` and `activation:`): " + ", ".join(functions)
-        + ", and every Keras activation (relu, elu, gelu, softmax, ...)",
-    ])
 
 
 def run_job(cfg: DictConfig) -> JobResult:
@@ -45,8 +27,9 @@ def run_job(cfg: DictConfig) -> JobResult:
     if mode == "dry_run":
         return dry_run(cfg, ctx)
     job = validate(cfg)  # below this line the job reads `job`, the typed config; `cfg` is only logged
-    if mode == "list":
-        print(list_registry())
+    if mode == "list":  # list_layers: true, or a name pattern ('*Dense*')
+        load_registry_modules(job)
+        print(list_registry(None if job.list_layers is True else str(job.list_layers)))
         return JobResult(status="LISTED")
     with graceful_interrupts():
         return TrackedJob(cfg, ctx, job).run()

@@ -18,15 +18,20 @@ def prepare(job: JobConfig):
     Returns:
         (data, model): the dataset splits and the built (uncompiled) model.
     """
+    load_registry_modules(job)
+    data = load_dataset(job.dataset, job.seed)
+    model = build_model(job.model_spec, input_shapes={"input": data.input_shape, **_input_names(job, data)})
+    check_data_fits_model(data, model, job)
+    return data, model
+
+
+def load_registry_modules(job: JobConfig) -> None:
+    """Import the modules of ``registry.modules`` so their layers resolve by name."""
     try:
         layers.load_modules(list(job.registry.modules))
     except KeyError as exc:
         raise ConfigError(str(exc), path="registry.modules",
                           fix="remove the module from registry.modules or make it importable") from None
-    data = load_dataset(job.dataset, job.seed)
-    model = build_model(job.model_spec, input_shapes={"input": data.input_shape, **_input_names(job, data)})
-    check_data_fits_model(data, model, job)
-    return data, model
 
 
 def _input_names(job: JobConfig, data) -> dict:

@@ -32,6 +32,7 @@ from experiments.job.naming import child_run_name
 from experiments.job.prepare import prepare
 from experiments.job.result import JobResult
 from experiments.models import count_params, summary_text
+from experiments.models.picture import PICTURE, draw_model
 from experiments.tracking import tags
 from experiments.tracking.channel import RunChannel
 from experiments.tracking.doctor import close_lost
@@ -276,6 +277,9 @@ class TrackedJob:
                 "n_params_total": counts["total"], "n_params_trainable": counts["trainable"],
                 **{f"data.{k}": v for k, v in data.summary().items()}}))
             self.channel.track("model summary", lambda: mlflow.log_text(summary_text(model), "model_summary.txt"))
+            picture = draw_model(model, self.out_dir / PICTURE) if self.channel.enabled else None
+            if picture is not None:  # beside model_summary.txt
+                self.channel.track("model picture", lambda: mlflow.log_artifact(str(picture)), best_effort=True)
             self.channel.track("dataset inputs", lambda: log_dataset_inputs(data), best_effort=True)
         return data, model, initial_epoch
 

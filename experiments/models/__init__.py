@@ -20,7 +20,9 @@ naming the config path (``model.nodes.hidden.units``), the value and the fix.
 
 Modules: ``builder`` (:func:`build_model`, the entry point), ``graph``
 (wiring nodes and blocks), ``specs`` (one layer or input spec -> a checked
-layer), ``summary`` (:func:`summary_text`, :func:`count_params`).
+layer), ``summary`` (:func:`summary_text`, :func:`count_params`), ``blocks``
+(which block use each built layer came from), ``picture`` (the model's PNG),
+``json_schema`` (the JSON Schema of the model files, for editors).
 """
 
 from experiments.models.builder import build_model

@@ -12,6 +12,7 @@ import keras
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from experiments.errors import ModelGraphError
+from experiments.models.blocks import remember_blocks
 from experiments.models.graph import GraphBuilder
 from experiments.models.specs import did_you_mean
 
@@ -51,9 +52,9 @@ def build_model(model_cfg: Any, *, input_shapes: Mapping[str, tuple] | None = No
         if "nodes" in spec or "outputs" in spec:
             raise ModelGraphError("a model has either `layers` (sequential form) or `nodes`/`outputs` (graph form), not both",
                                   path=f"{root}.layers", fix="keep one of the two forms")
-        return builder.sequential(spec, name)
+        return remember_blocks(builder.sequential(spec, name), builder.block_of)
     if "nodes" in spec:
-        return builder.graph(spec, name)
+        return remember_blocks(builder.graph(spec, name), builder.block_of)
     raise ModelGraphError("has neither `layers` (sequential form) nor `nodes` (graph form)", path=root,
                           fix="add a `layers:` list or `inputs:`/`nodes:`/`outputs:`; see conf/model/*.yaml")
 

@@ -36,6 +36,9 @@ class GraphBuilder:
         self.root = root
         self.input_shapes = input_shapes
         self.layer_names: set[str] = set()
+        #: layer name -> the block uses it was made in, outermost first (the model picture draws them as boxes)
+        self.block_of: dict[str, tuple[str, ...]] = {}
+        self._uses: list[str] = []
 
     # ------------------------------------------------------------ model forms
     def sequential(self, spec: dict, name: str) -> keras.Model:
@@ -191,8 +194,12 @@ class GraphBuilder:
             raise ModelGraphError(f"block {bname!r} takes {len(in_names)} input(s) ({', '.join(in_names)}) but gets {len(srcs)}",
                                   path=f"{path}.inputs", fix="name as many inputs as the block declares")
         tensors = dict(zip(in_names, srcs))
-        outs = self._wire(block.get("nodes") or {}, tensors, as_list(block.get("outputs")), f"{bpath}.nodes",
-                          f"{bpath}.outputs", prefix=f"{prefix}_", params=values, depth=depth)
+        self._uses.append(f"{prefix}: {bname}")
+        try:
+            outs = self._wire(block.get("nodes") or {}, tensors, as_list(block.get("outputs")), f"{bpath}.nodes",
+                              f"{bpath}.outputs", prefix=f"{prefix}_", params=values, depth=depth)
+        finally:
+            self._uses.pop()
         if len(outs) != 1:
             raise ModelGraphError("a block used as a node must have exactly one output", path=f"{bpath}.outputs",
                                   fix="list a single node under outputs")
@@ -214,7 +221,10 @@ class GraphBuilder:
         return make_input(name, spec, path, self._claim_name, self.input_shapes)
 
     def _layer(self, spec: dict, path: str, layer_name: str | None = None, params: dict | None = None):
-        return make_layer(spec, path, self._claim_name, layer_name=layer_name, params=params)
+        layer = make_layer(spec, path, self._claim_name, layer_name=layer_name, params=params)
+        if self._uses:
+            self.block_of[layer.name] = tuple(self._uses)
+        return layer
 
     def _claim_name(self, name: str, path: str) -> None:
         if name in self.layer_names:

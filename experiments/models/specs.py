@@ -10,13 +10,13 @@ closest valid name.  Also here: the small helpers the graph builder shares
 from __future__ import annotations
 
 import difflib
-import inspect
 from typing import Any, Callable, Iterable, Mapping
 
 import keras
 
 import layers as layerlib
 from experiments.errors import ModelGraphError
+from layers.signature import constructor_arguments
 
 # Keys of a layer spec that are not layer constructor arguments.
 NODE_KEYS = {"type", "block", "inputs", "share"}
@@ -55,30 +55,9 @@ def substitute(value: Any, params: dict | None, path: str) -> Any:
 
 
 def constructor_params(cls) -> tuple[set[str], set[str]]:
-    """(accepted argument names, required ones) of a layer class's constructor.
-
-    Follows ``**kwargs`` up the class hierarchy to ``keras.layers.Layer`` so
-    base arguments (``name``, ``dtype``, ``trainable``) are accepted too.
-    """
-    accepted: set[str] = set()
-    required: set[str] = set()
-    first = True
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        forwards = False
-        for p in list(inspect.signature(init).parameters.values())[1:]:
-            if p.kind is p.VAR_KEYWORD:
-                forwards = True
-            elif p.kind is not p.VAR_POSITIONAL:
-                accepted.add(p.name)
-                if first and p.default is p.empty:
-                    required.add(p.name)
-        first = False
-        if not forwards or klass is keras.layers.Layer:
-            break
-    return accepted, required
+    """(accepted argument names, required ones) of a layer class's constructor (:mod:`layers.signature`)."""
+    arguments = constructor_arguments(cls)
+    return {a.name for a in arguments}, {a.name for a in arguments if a.required}
 
 
 def make_layer(spec: dict, path: str, claim: Claim, layer_name: str | None = None,
