@@ -113,6 +113,12 @@ class SweepSchema:
                                                         "'sweep.compare_by=[model.activation]'")
     all_pairs: bool = spec(False, expect=_BOOL)
     register_as: Optional[str] = spec(None, expect="null or a registered model name (the best job's model goes there)")
+    min_effect: Optional[float] = spec(None, expect="null or a positive difference in the metric's units worth "
+                                                    "detecting, e.g. sweep.min_effect=0.005",
+                                       check=lambda v: v is None or v > 0)
+    equivalence_margin: Optional[float] = spec(None, expect="null or a positive margin in the metric's units, e.g. "
+                                                            "sweep.equivalence_margin=0.005",
+                                               check=lambda v: v is None or v > 0)
 
 
 @dataclass

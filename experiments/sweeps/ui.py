@@ -30,7 +30,7 @@ MAX_TAG_CHARS = 8000  # MLflow refuses longer tag values
 
 
 def compare_options(config: DictConfig) -> dict:
-    """``replicate_key``, ``compare_by`` and ``all_pairs`` of the sweep group, as plain values.
+    """``replicate_key``, ``compare_by``, ``all_pairs``, ``min_effect``, ``equivalence_margin`` of the sweep group.
 
     Args:
         config: the composed config of the sweep (``on_multirun_start``).
@@ -47,7 +47,8 @@ def compare_options(config: DictConfig) -> dict:
         by = [by]
     return {"replicate_key": str(sel("sweep.replicate_key", "seed")),
             "compare_by": [str(k) for k in by] if by else None,
-            "all_pairs": bool(sel("sweep.all_pairs", False))}
+            "all_pairs": bool(sel("sweep.all_pairs", False)),
+            "min_effect": sel("sweep.min_effect", None), "equivalence_margin": sel("sweep.equivalence_margin", None)}
 
 
 def _override_values(run) -> dict[str, str]:
