@@ -31,8 +31,8 @@ EFFECT_NAMES = {"d_z": "Cohen's d_z", "g": "Hedges' g", "": "effect size"}
 _TEST_COLUMNS = [
     "metric", "group_a", "group_b", "n_a", "n_b", "mean_a", "mean_b", "diff", "diff_ci_low",
     "diff_ci_high", "welch_p", "paired_p", "n_pairs", "test", "p_holm", "significant", "better", "verdict",
-    "effect_size", "effect_kind", "detectable_diff", "min_effect", "replicates_needed", "equivalence_margin", "tost_p", "tost_p_holm",
-    "equivalence",
+    "effect_size", "effect_kind", "detectable_diff", "min_effect", "replicates_needed", "equivalence_margin", "tost_p",
+    "tost_p_holm", "equivalence",
 ]
 
 
