@@ -19,8 +19,8 @@ equivalence margin, whether the difference is shown to lie within it
 from __future__ import annotations
 
 import math
-from itertools import combinations
-from typing import Any, Sequence
+from itertools import combinations, groupby
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 from scipy import stats
@@ -89,6 +89,26 @@ def _label(where: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in where.items())
 
 
+def simple_effects(
+    fin: pd.DataFrame, replicate_key: str = SEED_KEY, compare_by: Sequence[str] | None = None
+) -> Iterator[tuple[str, str, str, str, pd.DataFrame, pd.DataFrame]]:
+    """Every simple effect of a sweep, factor by factor: ``(factor, within, level_a, level_b, runs_a, runs_b)``.
+
+    Args:
+        fin: the FINISHED runs.
+        replicate_key: the key whose values are replicates.
+        compare_by: the factors to compare along (``None``: every swept key).
+    """
+    swept = group_columns(fin, replicate_key)
+    table = key_values(fin, swept)
+    for factor in compared_factors(swept, compare_by):
+        for stratum in _strata(table, [k for k in swept if k != factor]):
+            cell = _mask(table, stratum)
+            for la, lb in combinations(_levels(table[cell], factor), 2):
+                yield (factor, _label(stratum), la, lb, fin[cell & (table[factor] == la)],
+                       fin[cell & (table[factor] == lb)])
+
+
 def factor_tests(
     df: pd.DataFrame, metric: MetricLike = None, *, mode: str | None = None, alpha: float = 0.05,
     replicate_key: str = SEED_KEY, compare_by: Sequence[str] | None = None, min_effect: float | None = None,
@@ -115,20 +135,14 @@ def factor_tests(
     """
     spec = resolve_metric(df, metric, mode)
     fin = finished(df)
-    swept = group_columns(fin, replicate_key)
-    table = key_values(fin, swept)
     frames = []
-    for factor in compared_factors(swept, compare_by):
-        others = [k for k in swept if k != factor]
+    for factor, effects in groupby(simple_effects(fin, replicate_key, compare_by), key=lambda e: e[0]):
         rows, within = [], []
-        for stratum in _strata(table, others):
-            cell = _mask(table, stratum)
-            for la, lb in combinations(_levels(table[cell], factor), 2):
-                a, b = fin[cell & (table[factor] == la)], fin[cell & (table[factor] == lb)]
-                row = compare_two(a, b, spec.test, f"{factor}={la}", f"{factor}={lb}", replicate_key, alpha=alpha,
-                                  min_effect=min_effect, margin=margin)
-                rows.append({"factor": factor, "within": _label(stratum), "level_a": la, "level_b": lb, **row})
-                within.append(_label(stratum))
+        for _, where, la, lb, a, b in effects:
+            row = compare_two(a, b, spec.test, f"{factor}={la}", f"{factor}={lb}", replicate_key, alpha=alpha,
+                              min_effect=min_effect, margin=margin)
+            rows.append({"factor": factor, "within": where, "level_a": la, "level_b": lb, **row})
+            within.append(where)
         decide(rows, spec, alpha, within, replicate_key=replicate_key, min_effect=min_effect, margin=margin)
         frames.append(pd.DataFrame(rows))
     if not frames or all(f.empty for f in frames):

@@ -89,7 +89,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def _pair_by_seed(
+def pair_by_replicate(
     a: pd.DataFrame, b: pd.DataFrame, key: str, replicate_key: str = SEED_KEY
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Align two groups by seed (the replicate key) when both have exactly the same seeds.
@@ -248,7 +248,7 @@ def compare_two(
         row.update(unpaired_sensitivity(va, vb, alpha, min_effect))
         if margin:
             row["tost_p"] = tost_welch(va, vb, margin)
-        paired = _pair_by_seed(a, b, key, replicate_key)
+        paired = pair_by_replicate(a, b, key, replicate_key)
         # Identical differences for every replicate: the paired t is undefined (sd 0), so Welch decides.
         if paired is not None and len(paired[0]) >= 2 and np.ptp(paired[0] - paired[1]) > 0:
             rel = stats.ttest_rel(*paired)
