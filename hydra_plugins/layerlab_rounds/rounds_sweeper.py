@@ -69,6 +69,9 @@ class LayerlabRoundsSweeper(Sweeper):
         values = {o.get_key_element(): _values(o) for o in parser.parse_overrides(lines)}  # the later one wins
         rounds = bool(until.get("ci_half_width") or until.get("verdict"))
         rule = _rule(until, _replicates(values.get(key), key), self.config) if rounds else None
+        if rounds and OmegaConf.select(self.config, "dry_run", default=False):
+            raise ConfigError("a dry run trains nothing, so there is nothing to add rounds to", path="sweep.until",
+                              value=until, fix="drop dry_run=true, or the sweep.until.* keys")
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
