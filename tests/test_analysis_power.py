@@ -182,24 +182,3 @@ def test_compare_command_rejects_a_non_positive_min_effect(close_store, tmp_path
         cmp.main(["close", "--tracking-uri", close_store, "--out", str(tmp_path), "--min-effect", "0"])
     assert info.value.code == 2 and "must be a positive number" in capsys.readouterr().err
 
-
-@pytest.mark.slow
-def test_a_sweep_with_min_effect_and_margin_describes_what_it_could_see(tmp_path, store):
-    """A real 2x2 multirun: the sweep keys reach the comparison, its CSV and the parent's description."""
-    import mlflow
-
-    from tests.conftest import TINY, run_cli
-
-    proc = run_cli("-m", "model.activation=abs,relu", "seed=0,1", *TINY, "tracking.log_model=false",
-                   "training.checkpoint.enabled=false", f"tracking.uri={store}", "tracking.experiment=reach",
-                   "sweep.min_effect=0.01", "sweep.equivalence_margin=0.05", tmp_path=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "detectable (80% power)" in proc.stdout and "n for min effect" in proc.stdout
-    client = mlflow.MlflowClient(store)
-    exp = client.get_experiment_by_name("reach")
-    parent = next(r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("layerlab.role") == "parent")
-    note = parent.data.tags["mlflow.note.content"]
-    assert "detectable (80% power)" in note and "equivalent (TOST)" in note and "for 0.01" in note
-    csv = pd.read_csv(client.download_artifacts(parent.info.run_id, "comparison/comparison_tests.csv", str(tmp_path)))
-    assert {"detectable_diff", "replicates_needed", "tost_p", "equivalence"} <= set(csv.columns)
-    assert (csv["min_effect"] == 0.01).all() and (csv["equivalence_margin"] == 0.05).all()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mlflow
-import numpy as np
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
@@ -51,23 +51,31 @@ def test_rounds_need_a_cap():
 
 @pytest.mark.slow
 def test_a_sweep_adds_new_seeds_in_rounds_up_to_the_cap(tmp_path, store):
-    # A half width no 2 x 4 seeds can reach: the rounds go on to the cap (2, then 3, then 4 seeds per group).
+    """A real multirun: new seeds in rounds up to the cap; sweep.min_effect / equivalence_margin reach the report."""
+    # A half width no 3 seeds can reach: the rounds go on to the cap (2, then 3 seeds per group).
     proc = run_cli("-m", "hydra/sweeper=rounds", "model.activation=abs,relu", "seed=0,1", *TINY,
                    "tracking.log_model=false", "training.checkpoint.enabled=false", f"tracking.uri={store}",
-                   "tracking.experiment=rounds", "sweep.until.ci_half_width=0.000001", "sweep.until.max_replicates=4",
-                   "sweep.until.step=1", tmp_path=tmp_path)
+                   "tracking.experiment=rounds", "sweep.until.ci_half_width=0.000001", "sweep.until.max_replicates=3",
+                   "sweep.until.step=1", "sweep.min_effect=0.01", "sweep.equivalence_margin=0.05", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "layerlab: round 1 (2 seeds per group): not decided yet" in proc.stdout
-    assert "layerlab: round 3 (4 seeds per group): the cap of 4 replicates was reached" in proc.stdout
+    assert "layerlab: round 2 (3 seeds per group): the cap of 3 replicates was reached" in proc.stdout
     client = mlflow.MlflowClient(store)
     exp = client.get_experiment_by_name("rounds")
     runs = client.search_runs([exp.experiment_id], max_results=100)
     parent = next(r for r in runs if r.data.tags.get("layerlab.role") == "parent")
     children = [r for r in runs if r.data.tags.get("layerlab.role") == "job"]
     combos = sorted((c.data.params["model.activation"], c.data.params["seed"]) for c in children)
-    assert combos == sorted((a, str(s)) for a in ("abs", "relu") for s in range(4))  # each seed once per group
-    assert sorted(int(c.data.tags["layerlab.job_num"]) for c in children) == list(range(8))
-    assert parent.data.tags["layerlab.rounds"] == "3" and parent.info.status == "FINISHED"
+    assert combos == sorted((a, str(s)) for a in ("abs", "relu") for s in range(3))  # each seed once per group
+    assert sorted(int(c.data.tags["layerlab.job_num"]) for c in children) == list(range(6))
+    assert parent.data.tags["layerlab.rounds"] == "2" and parent.info.status == "FINISHED"
     assert "rounds.md" in {f.path for f in client.list_artifacts(parent.info.run_id)}
-    assert parent.data.metrics["jobs_finished"] == 8
-    assert np.isfinite(float(parent.data.metrics["jobs_failed"]))
+    assert parent.data.metrics["jobs_finished"] == 6
+    # The final comparison covers every round, and says what it could see (sweep.min_effect, equivalence_margin).
+    assert "detectable (80% power)" in proc.stdout and "n for min effect" in proc.stdout
+    note = parent.data.tags["mlflow.note.content"]
+    assert "detectable (80% power)" in note and "equivalent (TOST)" in note and "for 0.01" in note
+    csv = pd.read_csv(client.download_artifacts(parent.info.run_id, "comparison/comparison_tests.csv", str(tmp_path)))
+    assert (csv["n_pairs"] == 3).all() and (csv["min_effect"] == 0.01).all()
+    assert (csv["equivalence_margin"] == 0.05).all() and set(csv["equivalence"]) <= {"equivalent",
+                                                                                   "not shown equivalent"}
