@@ -61,6 +61,8 @@ def compare_sweep(
     replicate_key: str = SEED_KEY,
     compare_by: Sequence[str] | None = None,
     all_pairs: bool = False,
+    min_effect: float | None = None,
+    equivalence_margin: float | None = None,
 ) -> dict[str, Any]:
     """Load a sweep's runs, summarize, compare along each factor, plot and write the report.
 
@@ -83,6 +85,9 @@ def compare_sweep(
         replicate_key: the swept key whose values are replicates (``sweep.replicate_key``).
         compare_by: the factors to compare along (``sweep.compare_by``; ``None``: every swept key).
         all_pairs: also test every pair of groups (``sweep.all_pairs``), Holm over all pairs.
+        min_effect: the difference worth detecting (``sweep.min_effect``): every comparison says how
+            many replicates would detect it with 80% power (the detectable difference is always given).
+        equivalence_margin: ``sweep.equivalence_margin``: a TOST per comparison, "equivalent within ±d".
 
     Returns:
         ``markdown``, ``csv``, ``tests_csv`` (Paths), ``plots`` (list of
@@ -100,7 +105,7 @@ def compare_sweep(
     runs = load_runs(tracking_uri, experiment, sweep_id, metric=metric, mode=mode)
     spec = resolve_metric(runs, metric, mode)
     summary = summarize(runs, target, metric=spec, replicate_key=replicate_key)
-    options = {"alpha": alpha, "replicate_key": replicate_key}
+    options = {"alpha": alpha, "replicate_key": replicate_key, "min_effect": min_effect, "margin": equivalence_margin}
     tests = factor_tests(runs, spec, compare_by=compare_by, **options)
     interactions = interaction_tests(runs, spec, compare_by=compare_by, **options)
     pairs = pairwise_tests(runs, spec, **options) if all_pairs else None
@@ -124,6 +129,14 @@ def compare_sweep(
         "pairs": pairs,
         "failed": failed,
     }
+
+
+def _positive(text: str) -> float:
+    """A positive number for ``--min-effect`` / ``--equivalence-margin`` (argparse reports the error)."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number in the metric's units, e.g. 0.005 (got {text})")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -161,6 +174,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-by", action="append", default=None, metavar="KEY",
                    help="compare along this swept key only (repeatable; default: every swept key)")
     p.add_argument("--all-pairs", action="store_true", help="also test every pair of groups (Holm over all pairs)")
+    p.add_argument("--min-effect", type=_positive, default=None, metavar="D",
+                   help="the difference worth detecting: say how many replicates would detect it with 80%% power")
+    p.add_argument("--equivalence-margin", type=_positive, default=None, metavar="D",
+                   help="also test equivalence within ±D (two one-sided tests, Holm per family)")
     return p
 
 
@@ -180,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.tracking_uri, args.experiment, sweep_id=args.sweep_id, out_dir=args.out,
             target=args.target, metric=args.metric, mode=args.mode, alpha=args.alpha,
             replicate_key=args.replicate_key, compare_by=args.compare_by, all_pairs=args.all_pairs,
+            min_effect=args.min_effect, equivalence_margin=args.equivalence_margin,
         )
     except LayerlabError as exc:
         if debug_enabled():

@@ -13,6 +13,7 @@ import pandas as pd
 
 from experiments.analysis.formatting import fmt, fmt_p, markdown_table
 from experiments.analysis.metric import pretty_metric
+from experiments.analysis.power import POWER, replicates_text
 from experiments.analysis.stats import EFFECT_NAMES
 from experiments.analysis.summary import metric_columns, summary_metric
 
@@ -27,6 +28,39 @@ INTERACTION_NOTE = (
     "per replicate, one-sample t-test (paired), else Welch-Satterthwaite on the four cell means; Holm over "
     "the contrasts."
 )
+REACH_NOTE = (
+    f"Detectable: the smallest true difference the same test would find with {POWER:.0%} power at the sweep's "
+    "alpha, from the observed spread (statsmodels' t-test power; paired on the differences, else two-sample). "
+    "n for min effect: replicates per group (per cell for interactions) for sweep.min_effect at that power. "
+    "Equivalent: two one-sided tests (TOST) within ±sweep.equivalence_margin, Holm per family."
+)
+
+
+def _has(frame: pd.DataFrame | None, column: str) -> bool:
+    """Whether any row of ``frame`` has a value in ``column`` (min effect / margin set)."""
+    return frame is not None and column in frame.columns and bool(frame[column].notna().any())
+
+
+def _reach_header(frame: pd.DataFrame | None) -> list[str]:
+    """The columns on what the sweep could see: always the detectable difference, the others when asked for."""
+    if frame is None or "detectable_diff" not in frame.columns:
+        return []
+    return [f"detectable ({POWER:.0%} power)", *(["n for min effect"] if _has(frame, "min_effect") else []),
+            *(["equivalent (TOST)"] if _has(frame, "equivalence_margin") else [])]
+
+
+def _reach_cells(frame: pd.DataFrame, r: pd.Series) -> list[str]:
+    """One row's cells under :func:`_reach_header`."""
+    if "detectable_diff" not in frame.columns:
+        return []
+    cells = [fmt(r["detectable_diff"])]
+    if _has(frame, "min_effect"):
+        cells.append(f"{replicates_text(r['replicates_needed'])} for {r['min_effect']:g}")
+    if _has(frame, "equivalence_margin"):
+        holm = fmt_p(r["tost_p_holm"])
+        cells.append(f"{'yes' if r['equivalence'] == 'equivalent' else 'not shown'} ±{r['equivalence_margin']:g} "
+                     f"(Holm p {holm})" if r["equivalence"] else "n/a")
+    return cells
 
 
 def _effect(row: pd.Series) -> str:
@@ -46,7 +80,7 @@ def factor_rows(tests: pd.DataFrame) -> list[list[str]]:
         [str(r["factor"]), str(r["within"]) or "(all runs)", f"{r['level_a']} − {r['level_b']}",
          f"{r['diff']:+.4f} ({fmt(r['diff_ci_low'])} to {fmt(r['diff_ci_high'])})", _effect(r),
          f"{r['test']} ({int(r['n_pairs'])} pairs)" if r["test"] == "paired" else str(r["test"]),
-         _p(r), fmt_p(r["p_holm"]), "yes" if r["significant"] else "no"]
+         _p(r), fmt_p(r["p_holm"]), "yes" if r["significant"] else "no", *_reach_cells(tests, r)]
         for _, r in tests.iterrows()
     ]
 
@@ -57,6 +91,16 @@ INTERACTION_HEADER = ["contrast", "by", "difference at each", "difference of dif
                       "significant"]
 
 
+def factor_header(tests: pd.DataFrame) -> list[str]:
+    """The factor table's header: the fixed columns, then what the sweep could see."""
+    return FACTOR_HEADER + _reach_header(tests)
+
+
+def interaction_header(inter: pd.DataFrame | None) -> list[str]:
+    """The interaction table's header."""
+    return INTERACTION_HEADER + _reach_header(inter)
+
+
 def interaction_rows(inter: pd.DataFrame) -> list[list[str]]:
     """The rows of the interaction table."""
     return [
@@ -64,7 +108,7 @@ def interaction_rows(inter: pd.DataFrame) -> list[list[str]]:
          f"{r['by']}: {r['by_a']} vs {r['by_b']}",
          f"{fmt(r['diff_at_a'])} vs {fmt(r['diff_at_b'])}",
          f"{r['dd']:+.4f} ({fmt(r['dd_ci_low'])} to {fmt(r['dd_ci_high'])})",
-         fmt_p(r["p"]), fmt_p(r["p_holm"]), "yes" if r["significant"] else "no"]
+         fmt_p(r["p"]), fmt_p(r["p_holm"]), "yes" if r["significant"] else "no", *_reach_cells(inter, r)]
         for _, r in inter.iterrows()
     ]
 
@@ -75,11 +119,12 @@ def factor_sections(tests: pd.DataFrame, interactions: pd.DataFrame | None) -> l
     if tests.empty:
         return lines + ["Only one group: nothing to compare.", ""]
     metric = pretty_metric(str(tests["metric"].iloc[0]))
-    lines += [FACTOR_NOTE + f" Compared: {metric}.", "", markdown_table(FACTOR_HEADER, factor_rows(tests)), ""]
+    lines += [FACTOR_NOTE + f" Compared: {metric}. " + REACH_NOTE, "",
+              markdown_table(factor_header(tests), factor_rows(tests)), ""]
     verdicts = list(tests["verdict"])
     if interactions is not None and len(interactions):
         lines += ["## Interaction", "", INTERACTION_NOTE, "",
-                  markdown_table(INTERACTION_HEADER, interaction_rows(interactions)), ""]
+                  markdown_table(interaction_header(interactions), interaction_rows(interactions)), ""]
         verdicts += list(interactions["verdict"])
     return lines + ["### Verdicts", "", *[f"- {v}" for v in verdicts], ""]
 
@@ -87,8 +132,9 @@ def factor_sections(tests: pd.DataFrame, interactions: pd.DataFrame | None) -> l
 def render_factor_table(tests: pd.DataFrame, interactions: pd.DataFrame | None) -> str:
     """The factor comparisons (and interactions) as fixed-width text for the terminal."""
     blocks = []
-    for header, rows in ((FACTOR_HEADER, factor_rows(tests)),
-                         (INTERACTION_HEADER, interaction_rows(interactions) if interactions is not None else [])):
+    for header, rows in ((factor_header(tests), factor_rows(tests)),
+                         (interaction_header(interactions),
+                          interaction_rows(interactions) if interactions is not None else [])):
         if not rows:
             continue
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
@@ -128,9 +174,11 @@ def description_markdown(
                             [[r["group"], int(r["n"]), _pm(r, test_p), _pm(r, val_p)] for _, r in summary.iterrows()]),
              ""]
     if len(tests):
-        lines += ["### Comparisons along each factor", "", markdown_table(FACTOR_HEADER, factor_rows(tests)), ""]
+        lines += ["### Comparisons along each factor", "", markdown_table(factor_header(tests), factor_rows(tests)),
+                  ""]
     if interactions is not None and len(interactions):
-        lines += ["### Interaction", "", markdown_table(INTERACTION_HEADER, interaction_rows(interactions)), ""]
+        lines += ["### Interaction", "",
+                  markdown_table(interaction_header(interactions), interaction_rows(interactions)), ""]
     verdicts = list(tests["verdict"]) if len(tests) else []
     verdicts += list(interactions["verdict"]) if interactions is not None and len(interactions) else []
     lines += ["### Verdicts", "", *([f"- {v}" for v in verdicts] or ["- Only one group: nothing to compare."]), ""]

@@ -10,21 +10,26 @@ factor (its family).  :func:`interaction_tests` asks whether the difference
 along one factor changes with another: the difference of differences, its 95%
 CI and p-value (a one-sample t-test of the per-replicate differences of
 differences when paired, else a Welch-Satterthwaite t on the four cell means),
-Holm-adjusted over the interaction family.
+Holm-adjusted over the interaction family.  Every row also says what the
+sweep could detect (:mod:`experiments.analysis.power`) and, with an
+equivalence margin, whether the difference is shown to lie within it
+(:mod:`experiments.analysis.equivalence`).
 """
 
 from __future__ import annotations
 
 import math
-from itertools import combinations
-from typing import Any, Sequence
+from itertools import combinations, groupby
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 from scipy import stats
 
+from experiments.analysis.equivalence import equivalence_label, equivalence_sentence, tost_from_estimate, tost_paired
 from experiments.analysis.formatting import fmt, fmt_p
 from experiments.analysis.groups import SEED_KEY, group_columns, key_values, seeds, value_sort_key
 from experiments.analysis.metric import MetricLike, pretty_metric, resolve_metric
+from experiments.analysis.power import contrast_sensitivity, paired_sensitivity, sensitivity_sentence
 from experiments.analysis.runs import final_values, finished
 from experiments.analysis.stats import CONFIDENCE, compare_two, decide, holm
 from experiments.config.metrics import MetricSpec
@@ -32,7 +37,8 @@ from experiments.errors import LayerlabError
 
 INTERACTION_COLUMNS = [
     "factor", "by", "within", "level_a", "level_b", "by_a", "by_b", "diff_at_a", "diff_at_b", "dd", "dd_ci_low",
-    "dd_ci_high", "p", "n_pairs", "test", "p_holm", "significant", "verdict",
+    "dd_ci_high", "p", "n_pairs", "test", "p_holm", "significant", "detectable_diff", "min_effect", "replicates_needed",
+    "equivalence_margin", "tost_p", "tost_p_holm", "equivalence", "verdict",
 ]
 
 
@@ -83,9 +89,30 @@ def _label(where: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in where.items())
 
 
+def simple_effects(
+    fin: pd.DataFrame, replicate_key: str = SEED_KEY, compare_by: Sequence[str] | None = None
+) -> Iterator[tuple[str, str, str, str, pd.DataFrame, pd.DataFrame]]:
+    """Every simple effect of a sweep, factor by factor: ``(factor, within, level_a, level_b, runs_a, runs_b)``.
+
+    Args:
+        fin: the FINISHED runs.
+        replicate_key: the key whose values are replicates.
+        compare_by: the factors to compare along (``None``: every swept key).
+    """
+    swept = group_columns(fin, replicate_key)
+    table = key_values(fin, swept)
+    for factor in compared_factors(swept, compare_by):
+        for stratum in _strata(table, [k for k in swept if k != factor]):
+            cell = _mask(table, stratum)
+            for la, lb in combinations(_levels(table[cell], factor), 2):
+                yield (factor, _label(stratum), la, lb, fin[cell & (table[factor] == la)],
+                       fin[cell & (table[factor] == lb)])
+
+
 def factor_tests(
     df: pd.DataFrame, metric: MetricLike = None, *, mode: str | None = None, alpha: float = 0.05,
-    replicate_key: str = SEED_KEY, compare_by: Sequence[str] | None = None,
+    replicate_key: str = SEED_KEY, compare_by: Sequence[str] | None = None, min_effect: float | None = None,
+    margin: float | None = None,
 ) -> pd.DataFrame:
     """Compare the levels of each factor within each combination of the other factors.
 
@@ -96,6 +123,8 @@ def factor_tests(
         alpha: significance level.
         replicate_key: the key whose values are replicates (pairs the runs).
         compare_by: the factors to compare along (``None``: every swept key).
+        min_effect: the difference worth detecting (``sweep.min_effect``), or ``None``.
+        margin: the equivalence margin (``sweep.equivalence_margin``), or ``None``.
 
     Returns:
         One row per (factor, stratum, pair of levels): ``factor``, ``within``
@@ -106,20 +135,15 @@ def factor_tests(
     """
     spec = resolve_metric(df, metric, mode)
     fin = finished(df)
-    swept = group_columns(fin, replicate_key)
-    table = key_values(fin, swept)
     frames = []
-    for factor in compared_factors(swept, compare_by):
-        others = [k for k in swept if k != factor]
+    for factor, effects in groupby(simple_effects(fin, replicate_key, compare_by), key=lambda e: e[0]):
         rows, within = [], []
-        for stratum in _strata(table, others):
-            cell = _mask(table, stratum)
-            for la, lb in combinations(_levels(table[cell], factor), 2):
-                a, b = fin[cell & (table[factor] == la)], fin[cell & (table[factor] == lb)]
-                row = compare_two(a, b, spec.test, f"{factor}={la}", f"{factor}={lb}", replicate_key)
-                rows.append({"factor": factor, "within": _label(stratum), "level_a": la, "level_b": lb, **row})
-                within.append(_label(stratum))
-        decide(rows, spec, alpha, within)
+        for _, where, la, lb, a, b in effects:
+            row = compare_two(a, b, spec.test, f"{factor}={la}", f"{factor}={lb}", replicate_key, alpha=alpha,
+                              min_effect=min_effect, margin=margin)
+            rows.append({"factor": factor, "within": where, "level_a": la, "level_b": lb, **row})
+            within.append(where)
+        decide(rows, spec, alpha, within, replicate_key=replicate_key, min_effect=min_effect, margin=margin)
         frames.append(pd.DataFrame(rows))
     if not frames or all(f.empty for f in frames):
         return pd.DataFrame(columns=["factor", "within", "level_a", "level_b", "verdict"])
@@ -136,11 +160,16 @@ def _cell_values(fin: pd.DataFrame, mask: pd.Series, key: str, replicate_key: st
     return values
 
 
-def _difference_of_differences(cells: list[pd.Series]) -> dict[str, Any]:
+def _difference_of_differences(
+    cells: list[pd.Series], alpha: float, min_effect: float | None, margin: float | None
+) -> dict[str, Any]:
     """(a,x) - (b,x) - ((a,y) - (b,y)) with its CI and p-value, paired by replicate when possible.
 
     Args:
         cells: final values of the cells (a,x), (b,x), (a,y), (b,y), indexed by replicate.
+        alpha: significance level (for the detectable difference).
+        min_effect: the difference worth detecting, or ``None``.
+        margin: the equivalence margin, or ``None``.
     """
     common = set(cells[0].index)
     for c in cells[1:]:
@@ -148,7 +177,9 @@ def _difference_of_differences(cells: list[pd.Series]) -> dict[str, Any]:
     paired = len(common) >= 2 and all(len(c) == len(common) for c in cells)
     means = [float(c.mean()) if len(c) else math.nan for c in cells]
     out = {"diff_at_a": means[0] - means[1], "diff_at_b": means[2] - means[3], "n_pairs": 0,
-           "dd_ci_low": math.nan, "dd_ci_high": math.nan, "p": math.nan, "test": "none"}
+           "dd_ci_low": math.nan, "dd_ci_high": math.nan, "p": math.nan, "test": "none",
+           "detectable_diff": math.nan, "replicates_needed": math.nan, "tost_p": math.nan,
+           "min_effect": min_effect or math.nan, "equivalence_margin": margin or math.nan}
     out["dd"] = out["diff_at_a"] - out["diff_at_b"]
     if paired:
         order = sorted(common, key=value_sort_key)
@@ -158,7 +189,9 @@ def _difference_of_differences(cells: list[pd.Series]) -> dict[str, Any]:
         if math.isfinite(float(res.pvalue)):
             ci = res.confidence_interval(confidence_level=CONFIDENCE)
             out.update(n_pairs=len(dd), p=float(res.pvalue), test="paired", dd_ci_low=float(ci.low),
-                       dd_ci_high=float(ci.high))
+                       dd_ci_high=float(ci.high), **paired_sensitivity(dd, alpha, min_effect))
+            if margin:
+                out["tost_p"] = tost_paired(dd, [0.0] * len(dd), margin)
         return out
     if all(len(c) >= 2 for c in cells):
         terms = [float(c.var(ddof=1)) / len(c) for c in cells]
@@ -167,13 +200,17 @@ def _difference_of_differences(cells: list[pd.Series]) -> dict[str, Any]:
             dof = se ** 4 / sum(t ** 2 / (len(c) - 1) for t, c in zip(terms, cells))
             half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
             out.update(p=float(2 * stats.t.sf(abs(out["dd"]) / se, dof)), test="welch",
-                       dd_ci_low=out["dd"] - half, dd_ci_high=out["dd"] + half)
+                       dd_ci_low=out["dd"] - half, dd_ci_high=out["dd"] + half,
+                       **contrast_sensitivity(se, min(len(c) for c in cells), alpha, min_effect))
+            if margin:
+                out["tost_p"] = tost_from_estimate(out["dd"], se, dof, margin)
     return out
 
 
 def interaction_tests(
     df: pd.DataFrame, metric: MetricLike = None, *, mode: str | None = None, alpha: float = 0.05,
-    replicate_key: str = SEED_KEY, compare_by: Sequence[str] | None = None,
+    replicate_key: str = SEED_KEY, compare_by: Sequence[str] | None = None, min_effect: float | None = None,
+    margin: float | None = None,
 ) -> pd.DataFrame:
     """Does the difference along one factor change with another? (difference of differences).
 
@@ -188,6 +225,8 @@ def interaction_tests(
         alpha: significance level.
         replicate_key: the key that pairs runs.
         compare_by: the compared factors (``None``: every swept key).
+        min_effect: the difference of differences worth detecting, or ``None``.
+        margin: the equivalence margin, or ``None``.
 
     Returns:
         Columns :data:`INTERACTION_COLUMNS`: ``diff_at_a`` is mean(level_a) -
@@ -218,11 +257,22 @@ def interaction_tests(
                                  for bv in (xa, xb) for lv in (la, lb)]
                         values = [_cell_values(fin, m, spec.test, replicate_key) for m in masks]
                         rows.append({"factor": factor, "by": by, "within": _label(stratum), "level_a": la,
-                                     "level_b": lb, "by_a": xa, "by_b": xb, **_difference_of_differences(values)})
-    for row, p_adj in zip(rows, holm([r["p"] for r in rows])):
-        row["p_holm"] = p_adj
+                                     "level_b": lb, "by_a": xa, "by_b": xb,
+                                     **_difference_of_differences(values, alpha, min_effect, margin)})
+    tost = [r["tost_p"] for r in rows]
+    n_tost = sum(math.isfinite(p) for p in tost)
+    for row, p_adj, t_adj in zip(rows, holm([r["p"] for r in rows]), holm(tost)):
+        row["p_holm"], row["tost_p_holm"] = p_adj, t_adj
         row["significant"] = bool(math.isfinite(p_adj) and p_adj < alpha)
+        row["equivalence"] = equivalence_label(t_adj, alpha) if margin and math.isfinite(row["tost_p"]) else ""
         row["verdict"] = _interaction_verdict(row, spec, alpha, len(rows))
+        if not row["significant"] and row["test"] != "none":
+            # Each cell runs every replicate (paired) or its own ones (unpaired): either way, counted per cell.
+            row["verdict"] += sensitivity_sentence(row["detectable_diff"], row["replicates_needed"], min_effect,
+                                                   f"{replicate_key}s per cell")
+        if row["equivalence"]:
+            row["verdict"] += equivalence_sentence(row["equivalence"], margin, row["tost_p"], row["tost_p_holm"],
+                                                   n_tost)
     return pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
 
 

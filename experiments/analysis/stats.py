@@ -16,9 +16,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from experiments.analysis.equivalence import equivalence_label, equivalence_sentence, tost_paired, tost_welch
 from experiments.analysis.formatting import fmt, fmt_p
 from experiments.analysis.groups import SEED_KEY, grouped, seeds, value_sort_key
 from experiments.analysis.metric import MetricLike, pretty_metric, resolve_metric
+from experiments.analysis.power import paired_sensitivity, sensitivity_sentence, unpaired_sensitivity
 from experiments.analysis.runs import final_values, finished
 from experiments.config.metrics import MetricSpec
 
@@ -29,7 +31,8 @@ EFFECT_NAMES = {"d_z": "Cohen's d_z", "g": "Hedges' g", "": "effect size"}
 _TEST_COLUMNS = [
     "metric", "group_a", "group_b", "n_a", "n_b", "mean_a", "mean_b", "diff", "diff_ci_low",
     "diff_ci_high", "welch_p", "paired_p", "n_pairs", "test", "p_holm", "significant", "better", "verdict",
-    "effect_size", "effect_kind",
+    "effect_size", "effect_kind", "detectable_diff", "min_effect", "replicates_needed", "equivalence_margin", "tost_p",
+    "tost_p_holm", "equivalence",
 ]
 
 
@@ -86,7 +89,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def _pair_by_seed(
+def pair_by_replicate(
     a: pd.DataFrame, b: pd.DataFrame, key: str, replicate_key: str = SEED_KEY
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Align two groups by seed (the replicate key) when both have exactly the same seeds.
@@ -127,7 +130,7 @@ def _interval(result: Any) -> tuple[float, float]:
 
 def pairwise_tests(
     df: pd.DataFrame, metric: MetricLike = None, *, mode: str | None = None, alpha: float = 0.05,
-    replicate_key: str = SEED_KEY,
+    replicate_key: str = SEED_KEY, min_effect: float | None = None, margin: float | None = None,
 ) -> pd.DataFrame:
     """Compare every pair of groups on the final test value of a metric with t-tests.
 
@@ -146,6 +149,8 @@ def pairwise_tests(
         mode: ``"max"``/``"min"``; default from the tag or the metric's name.
         alpha: significance level.
         replicate_key: the key that pairs runs and is not a group key (``seed``).
+        min_effect: the difference worth detecting (``sweep.min_effect``): replicates needed for it.
+        margin: the equivalence margin (``sweep.equivalence_margin``): a TOST per pair.
 
     Returns:
         One row per pair, columns: ``metric`` (the ``test_`` key),
@@ -156,16 +161,20 @@ def pairwise_tests(
         (``paired``/``welch``/``none``), ``p_holm``, ``significant`` (bool),
         ``better`` (label of the better group when significant, else ``""``),
         ``verdict`` (a sentence), ``effect_size`` (Cohen's d_z of the paired
-        differences, else Hedges' g) and ``effect_kind`` (``d_z``/``g``).
+        differences, else Hedges' g), ``effect_kind`` (``d_z``/``g``),
+        ``detectable_diff`` (80% power at ``alpha``), ``replicates_needed``
+        (for ``min_effect``), ``tost_p``, ``tost_p_holm`` and ``equivalence``
+        (``equivalent`` / ``not shown equivalent``; NaN/empty without ``margin``).
     """
     spec = resolve_metric(df, metric, mode)
     fin = finished(df)
     _, labels, groups = grouped(fin, replicate_key)
+    options = {"alpha": alpha, "min_effect": min_effect, "margin": margin}
     rows = [
-        compare_two(fin[labels == ga], fin[labels == gb], spec.test, ga, gb, replicate_key)
+        compare_two(fin[labels == ga], fin[labels == gb], spec.test, ga, gb, replicate_key, **options)
         for (ga, _), (gb, _) in combinations(groups, 2)
     ]
-    decide(rows, spec, alpha)
+    decide(rows, spec, alpha, replicate_key=replicate_key, min_effect=min_effect, margin=margin)
     return pd.DataFrame(rows, columns=_TEST_COLUMNS)
 
 
@@ -196,7 +205,8 @@ def cohens_dz(diffs: np.ndarray) -> float:
 
 
 def compare_two(
-    a: pd.DataFrame, b: pd.DataFrame, key: str, ga: str, gb: str, replicate_key: str = SEED_KEY
+    a: pd.DataFrame, b: pd.DataFrame, key: str, ga: str, gb: str, replicate_key: str = SEED_KEY, *,
+    alpha: float = 0.05, min_effect: float | None = None, margin: float | None = None,
 ) -> dict[str, Any]:
     """One comparison of two sets of runs on the final value of a metric (no decision yet).
 
@@ -210,10 +220,13 @@ def compare_two(
         ga: label of A.
         gb: label of B.
         replicate_key: the key that pairs runs (``seed``).
+        alpha: significance level (for the detectable difference).
+        min_effect: the difference worth detecting, or ``None``.
+        margin: the equivalence margin, or ``None`` (no TOST).
 
     Returns:
         A row of :func:`pairwise_tests` without ``p_holm``, ``significant``,
-        ``better`` and ``verdict`` (see :func:`decide`).
+        ``better``, ``verdict``, ``tost_p_holm`` and ``equivalence`` (see :func:`decide`).
     """
     va, vb = final_values(a, key).dropna().to_numpy(), final_values(b, key).dropna().to_numpy()
     row: dict[str, Any] = {
@@ -222,7 +235,8 @@ def compare_two(
         "mean_b": float(vb.mean()) if len(vb) else math.nan,
         "diff_ci_low": math.nan, "diff_ci_high": math.nan,
         "welch_p": math.nan, "paired_p": math.nan, "n_pairs": 0, "test": "none",
-        "effect_size": math.nan, "effect_kind": "",
+        "effect_size": math.nan, "effect_kind": "", "detectable_diff": math.nan, "replicates_needed": math.nan,
+        "tost_p": math.nan, "min_effect": min_effect or math.nan, "equivalence_margin": margin or math.nan,
     }
     row["diff"] = row["mean_a"] - row["mean_b"]
     if len(va) >= 2 and len(vb) >= 2:
@@ -231,7 +245,10 @@ def compare_two(
         row["test"] = "welch"
         row["diff_ci_low"], row["diff_ci_high"] = _interval(welch)
         row["effect_size"], row["effect_kind"] = hedges_g(va, vb), "g"
-        paired = _pair_by_seed(a, b, key, replicate_key)
+        row.update(unpaired_sensitivity(va, vb, alpha, min_effect))
+        if margin:
+            row["tost_p"] = tost_welch(va, vb, margin)
+        paired = pair_by_replicate(a, b, key, replicate_key)
         # Identical differences for every replicate: the paired t is undefined (sd 0), so Welch decides.
         if paired is not None and len(paired[0]) >= 2 and np.ptp(paired[0] - paired[1]) > 0:
             rel = stats.ttest_rel(*paired)
@@ -241,11 +258,17 @@ def compare_two(
                 row["test"] = "paired"
                 row["diff_ci_low"], row["diff_ci_high"] = _interval(rel)
                 row["effect_size"], row["effect_kind"] = cohens_dz(paired[0] - paired[1]), "d_z"
+                row.update(paired_sensitivity(paired[0] - paired[1], alpha, min_effect))
+                if margin:
+                    row["tost_p"] = tost_paired(*paired, margin)
     return row
 
 
-def decide(rows: list[dict[str, Any]], spec: MetricSpec, alpha: float, within: Sequence[str] | None = None) -> None:
-    """Holm-adjust the deciding p-values of one family of comparisons and write each verdict (in place).
+def decide(
+    rows: list[dict[str, Any]], spec: MetricSpec, alpha: float, within: Sequence[str] | None = None, *,
+    replicate_key: str = SEED_KEY, min_effect: float | None = None, margin: float | None = None,
+) -> None:
+    """Holm-adjust the deciding (and TOST) p-values of one family of comparisons and write each verdict (in place).
 
     Args:
         rows: rows of :func:`compare_two`, one family (all pairs, or one factor's comparisons).
@@ -253,10 +276,18 @@ def decide(rows: list[dict[str, Any]], spec: MetricSpec, alpha: float, within: S
         alpha: significance level.
         within: per row, the stratum the comparison is made in (e.g. ``model=class_mlp``),
             said before the verdict; ``None`` or ``""``: nothing said.
+        replicate_key: what a replicate is called in the verdict (``seed`` -> "seeds").
+        min_effect: the difference worth detecting (named in a non-significant verdict), or ``None``.
+        margin: the equivalence margin, or ``None``: no equivalence verdict.
     """
     # p-value the decision rests on (NaN when no test was possible/defined).
     decision = [r["paired_p"] if r["test"] == "paired" else r["welch_p"] for r in rows]
     n_tests = sum(math.isfinite(p) for p in decision)
+    tost = [r.get("tost_p", math.nan) if margin else math.nan for r in rows]
+    n_tost = sum(math.isfinite(p) for p in tost)
+    for row, p_adj in zip(rows, holm(tost)):
+        row["tost_p_holm"] = p_adj
+        row["equivalence"] = equivalence_label(p_adj, alpha) if margin and math.isfinite(row["tost_p"]) else ""
     for i, (row, p_adj) in enumerate(zip(rows, holm(decision))):
         row["p_holm"] = p_adj
         row["significant"] = bool(math.isfinite(p_adj) and p_adj < alpha)
@@ -264,6 +295,12 @@ def decide(rows: list[dict[str, Any]], spec: MetricSpec, alpha: float, within: S
         row["better"] = (row["group_a"] if a_better else row["group_b"]) if row["significant"] else ""
         where = within[i] if within else ""
         row["verdict"] = (f"Within {where}: " if where else "") + _verdict(row, spec, alpha, n_tests)
+        if not row["significant"] and math.isfinite(row["p_holm"]):
+            row["verdict"] += sensitivity_sentence(row["detectable_diff"], row["replicates_needed"], min_effect,
+                                                   f"{replicate_key}s per group")
+        if row["equivalence"]:
+            row["verdict"] += equivalence_sentence(row["equivalence"], margin, row["tost_p"], row["tost_p_holm"],
+                                                   n_tost)
 
 
 def _verdict(row: dict[str, Any], spec: MetricSpec, alpha: float, n_tests: int) -> str:

@@ -108,6 +108,19 @@ class RegistrySchema:
 
 
 @dataclass(frozen=True)
+class UntilSchema:
+    ci_half_width: Optional[float] = spec(None, expect="null or a positive half width in the metric's units, e.g. "
+                                                       "sweep.until.ci_half_width=0.003",
+                                          check=lambda v: v is None or v > 0)
+    verdict: bool = spec(False, expect=_BOOL)
+    max_replicates: Optional[int] = spec(None, expect="null or the most seeds per group, e.g. "
+                                                      "sweep.until.max_replicates=20",
+                                         check=lambda v: v is None or v >= 2)
+    step: Optional[int] = spec(None, expect="null (as many as given first) or a positive number of seeds per round",
+                               check=lambda v: v is None or v > 0)
+
+
+@dataclass(frozen=True)
 class SweepSchema:
     compare: bool = spec(True, expect=_BOOL)
     metric: Optional[str] = spec(None, expect="null (the first of training.metrics) or a Keras metric name")
@@ -121,6 +134,14 @@ class SweepSchema:
                                                         "'sweep.compare_by=[model.activation]'")
     all_pairs: bool = spec(False, expect=_BOOL)
     register_as: Optional[str] = spec(None, expect="null or a registered model name (the best job's model goes there)")
+    min_effect: Optional[float] = spec(None, expect="null or a positive difference in the metric's units worth "
+                                                    "detecting, e.g. sweep.min_effect=0.005",
+                                       check=lambda v: v is None or v > 0)
+    equivalence_margin: Optional[float] = spec(None, expect="null or a positive margin in the metric's units, e.g. "
+                                                            "sweep.equivalence_margin=0.005",
+                                               check=lambda v: v is None or v > 0)
+    until: UntilSchema = spec(expect="a mapping (ci_half_width, verdict, max_replicates, step)",
+                              default_factory=UntilSchema)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ MAX_TAG_CHARS = 8000  # MLflow refuses longer tag values
 
 
 def compare_options(sweep: SweepSchema) -> dict:
-    """``replicate_key``, ``compare_by`` and ``all_pairs`` of the sweep group, as plain values.
+    """``replicate_key``, ``compare_by``, ``all_pairs``, ``min_effect``, ``equivalence_margin`` of the sweep group, as plain values.
 
     Args:
         sweep: the sweep's ``sweep`` group (:class:`~experiments.config.schema.SweepSchema`).
@@ -38,7 +38,8 @@ def compare_options(sweep: SweepSchema) -> dict:
         by = [by]
     return {"replicate_key": str(sweep.replicate_key),
             "compare_by": [str(k) for k in by] if by else None,
-            "all_pairs": bool(sweep.all_pairs)}
+            "all_pairs": bool(sweep.all_pairs),
+            "min_effect": sweep.min_effect, "equivalence_margin": sweep.equivalence_margin}
 
 
 def _override_values(run) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""hydra/sweeper=rounds: replicates in rounds until the answer is clear (sweep.until.*)."""

@@ -1,0 +1,175 @@
+"""``hydra/sweeper=rounds``: Hydra's basic sweep, then new seeds in rounds until the answer is clear.
+
+With ``sweep.until.ci_half_width=w`` (every compared difference known to
+within ±w) or ``sweep.until.verdict=true`` (every comparison different, or
+equivalent within ``sweep.equivalence_margin``), and ``sweep.until.max_replicates``
+as the cap, the sweep first runs the seeds it was given, then asks the
+stopping rule (:mod:`experiments.analysis.sequential`: alpha spending over
+the rounds, so looking after every round does not inflate false positives)
+and, until it says stop, runs another round of new seeds (never reused) for
+every group through the configured launcher (basic, joblib, layerlab, Ray...).
+Without ``sweep.until`` it is the basic sweeper.  The outcome (rounds, reason,
+repeated confidence intervals) goes to ``rounds.md`` in the sweep folder and on
+the sweep's parent run, with the tag ``layerlab.rounds``.
+
+Kept apart from :mod:`experiments.sweeps` on purpose: it only launches more
+jobs of the same sweep (same folder, job numbers continuing), which the
+parent run and the final comparison then include like any other job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.analysis.rounds import next_replicates, paired_differences, rounds_markdown
+from experiments.analysis.runs import load_runs
+from experiments.analysis.sequential import Decision, StoppingRule, decide
+from experiments.errors import ConfigError, LayerlabError
+from experiments.config.multirun import multirun_config
+from experiments.sweeps import current_sweep
+from experiments.tracking import tags
+
+
+class LayerlabRoundsSweeper(Sweeper):
+    """See the module docstring; arguments are ``hydra.sweeper.*`` (conf/hydra/sweeper/rounds.yaml)."""
+
+    def __init__(self, max_batch_size: int | None = None, params: dict | None = None) -> None:
+        super().__init__()
+        self.max_batch_size = max_batch_size
+        self.params = dict(params or {})
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
+        self.launcher: Any = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context,
+                                                                task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        try:
+            return self._sweep(arguments)
+        except LayerlabError as exc:  # one paragraph, before or between rounds
+            print(f"layerlab: error: {exc}", flush=True)
+            raise SystemExit(exc.exit_code)
+
+    def _sweep(self, arguments: list[str]) -> list:
+        settings = multirun_config(self.config)  # typed: every default lives in the schema
+        until = dataclasses.asdict(settings.sweep.until)
+        key = str(settings.sweep.replicate_key)
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        lines = [*(f"{k}={v}" for k, v in self.params.items()), *arguments]
+        values = {o.get_key_element(): _values(o) for o in parser.parse_overrides(lines)}  # the later one wins
+        rounds = bool(until.get("ci_half_width") or until.get("verdict"))
+        rule = _rule(until, _replicates(values.get(key), key), settings.sweep.equivalence_margin) if rounds else None
+        if rounds and settings.dry_run:
+            raise ConfigError("a dry run trains nothing, so there is nothing to add rounds to", path="sweep.until",
+                              value=until, fix="drop dry_run=true, or the sweep.until.* keys")
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        used = _replicates(values[key], key) if rounds else []
+        returns: list = []
+        while True:
+            returns += self._launch(values, sum(len(r) for r in returns))
+            if rule is None:
+                break
+            decision, labels = self._decide(rule, key, len(used))
+            print(f"layerlab: round {decision.look} ({len(used)} {key}s per group): "
+                  f"{decision.reason or 'not decided yet, adding ' + key + 's'}", flush=True)
+            if decision.stop:
+                self._record(rule, decision, labels)
+                break
+            looks = rule.looks()
+            current = next_replicates(used, looks[decision.look] - looks[decision.look - 1])
+            used += current
+            values[key] = [str(v) for v in current]
+        for results in returns:  # as the basic sweeper: a failed job's error surfaces once everything ran
+            for r in results:
+                _ = r.return_value
+        return returns
+
+    def _launch(self, values: dict[str, list[str]], job_idx: int) -> list:
+        """Every combination of ``values`` as jobs, in batches of ``max_batch_size``, numbered from ``job_idx``."""
+        jobs = [[f"{k}={v}" for k, v in zip(values, combo)] for combo in itertools.product(*values.values())]
+        size = self.max_batch_size or len(jobs)
+        out = []
+        for start in range(0, len(jobs), size):
+            batch = jobs[start:start + size]
+            self.validate_batch_is_legal(batch)
+            out.append(self.launcher.launch(batch, initial_job_idx=job_idx + start))
+        return out
+
+    def _decide(self, rule: StoppingRule, key: str, n: int) -> tuple[Decision, list[str]]:
+        state = current_sweep().state
+        if state is None or state.dry_run:
+            raise ConfigError("rounds need the sweep's MLflow parent run (not a dry run)", path="sweep.until",
+                              value=None, fix="run without dry_run=true, or without sweep.until")
+        runs = load_runs(state.uri, state.experiment, state.sweep_id, metric=state.metric.name,
+                         mode=state.metric.mode)
+        pairs = paired_differences(runs, state.metric.name, mode=state.metric.mode, replicate_key=key,
+                                   compare_by=state.compare_options.get("compare_by"))
+        broken = [label for label, diffs in pairs if diffs is None or len(diffs) != n]
+        if broken or not pairs:
+            raise LayerlabError(
+                f"the rounds stopped after {n} seeds per group: {', '.join(broken) or 'nothing to compare'} "
+                f"{'has' if len(broken) == 1 else 'have'} no complete pairing by {key} (a job failed?); the runs so "
+                "far are kept and compared")
+        return decide(rule, [d for _, d in pairs]), [label for label, _ in pairs]
+
+    def _record(self, rule: StoppingRule, decision: Decision, labels: Sequence[str]) -> None:
+        state = current_sweep().state
+        text = rounds_markdown(rule, decision, labels, state.metric.test)
+        path = Path(state.sweep_dir) / "rounds.md"
+        path.write_text(text, encoding="utf-8")
+        print(text, flush=True)
+        import mlflow
+
+        client = mlflow.MlflowClient(state.uri)
+        client.set_tag(state.parent_run_id, tags.ROUNDS, str(decision.look))
+        client.log_artifact(state.parent_run_id, str(path))
+
+
+def _values(override: Any) -> list[str]:
+    """The values one override sweeps (one for a plain override), as Hydra's basic sweeper reads them."""
+    if not override.is_sweep_override():
+        return [override.get_value_element_as_str()]
+    if not override.is_discrete_sweep():
+        raise ConfigError("hydra/sweeper=rounds sweeps lists and ranges only", path=override.get_key_element(),
+                          value=override.input_line, fix="list the values, e.g. key=a,b or key=range(0,5)")
+    return list(override.sweep_string_iterator())
+
+
+def _replicates(values: list[str] | None, key: str) -> list[int]:
+    """The integer replicate values given (``seed=0,1,2`` or ``seed=range(0,3)``)."""
+    if values is None:
+        raise ConfigError(f"rounds add new values of {key}, but {key} is not swept", path="sweep.until", value=None,
+                          fix=f"sweep the replicates, e.g. {key}=0,1,2,3,4")
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise ConfigError(f"rounds add new integer values of {key}", path=key, value=",".join(values),
+                          fix=f"sweep integers, e.g. {key}=0,1,2,3,4") from None
+
+
+def _rule(until: dict, given: list[int], margin: float | None) -> StoppingRule:
+    """The stopping rule of ``sweep.until`` for the seeds given first."""
+    cap = until.get("max_replicates")
+    if not cap or cap < len(given):
+        raise ConfigError("rounds need a cap of at least the seeds given first", path="sweep.until.max_replicates",
+                          value=cap, fix=f"e.g. sweep.until.max_replicates={max(2 * len(given), 4)}")
+    if len(given) < 2:
+        raise ConfigError("the first round needs at least 2 seeds per group", path="sweep.until", value=given,
+                          fix="give at least two seeds first, e.g. seed=0,1,2")
+    return StoppingRule(first=len(given), step=int(until.get("step") or len(given)), max_replicates=int(cap),
+                        ci_half_width=until.get("ci_half_width"), verdict=bool(until.get("verdict")), margin=margin)
