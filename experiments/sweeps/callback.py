@@ -35,6 +35,7 @@ from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import compare_options
 from experiments.sweeps.warm import JOBLIB_LAUNCHER, import_summary_modules, release_joblib_workers, warm_workers
 from experiments.tracking import tags
+from experiments.tracking.auth import access_errors
 from experiments.tracking.doctor import close_lost
 from experiments.tracking.redaction import tags_json
 from experiments.tracking.store import ensure_experiment, git_state
@@ -97,7 +98,7 @@ def start_sweep(config: DictConfig) -> SweepState:
     overrides = [str(o) for o in (_sel(config, "hydra.overrides.task", []) or [])]
     import mlflow
 
-    parent = mlflow.MlflowClient(uri).create_run(exp_id, run_name=f"sweep {sweep_id}", tags={
+    parent_tags = {
         tags.ROLE: tags.ROLE_PARENT,
         tags.SWEEP_ID: sweep_id,
         tags.SWEEP_DIR: str(sweep_dir.resolve()),
@@ -106,7 +107,9 @@ def start_sweep(config: DictConfig) -> SweepState:
         tags.METRIC: metric.name,
         tags.METRIC_MODE: metric.mode,
         **git_state(),
-    })
+    }
+    with access_errors(uri, experiment, "write to"):  # the sweep's first write: 403 for a read-only user
+        parent = mlflow.MlflowClient(uri).create_run(exp_id, run_name=f"sweep {sweep_id}", tags=parent_tags)
     state = SweepState(uri=uri, experiment=experiment, experiment_id=exp_id, parent_run_id=parent.info.run_id,
                        sweep_id=sweep_id, sweep_dir=sweep_dir, metric=metric,
                        compare=bool(_sel(config, "sweep.compare", True)),
