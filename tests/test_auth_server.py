@@ -161,6 +161,17 @@ def test_a_read_only_user_gets_one_paragraph_and_logs_nothing(auth_stack, alice_
                                   "ask an admin", "MLFLOW_TRACKING_USERNAME")
     assert {r.info.run_id for r in _all_runs(_admin_client(auth_stack))} == before
 
+    # What the message tells the user to ask for: the admin grants EDIT, and mallory may write.
+    from mlflow.server.auth.client import AuthServiceClient
+
+    exp_id = client.get_experiment_by_name(OWN_EXPERIMENT).experiment_id
+    AuthServiceClient(auth_stack["uri"]).grant_user_permission("mallory", "experiment", exp_id, "EDIT")
+    os.environ.update(MLFLOW_TRACKING_USERNAME="mallory", MLFLOW_TRACKING_PASSWORD=auth_stack["users"]["mallory"])
+    as_mallory = mlflow.MlflowClient(auth_stack["uri"])
+    run = as_mallory.create_run(exp_id, run_name="granted")
+    as_mallory.set_terminated(run.info.run_id, "FINISHED")
+    assert run.info.run_id not in before
+
 
 def test_a_user_denied_the_experiment_gets_one_paragraph_and_logs_nothing(auth_stack):
     from mlflow.server.auth.client import AuthServiceClient
