@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -113,6 +114,8 @@ def auth_stack():
         finally:
             for k, v in saved.items():
                 os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+            for sweep_dir in SWEEP_DIRS:
+                shutil.rmtree(sweep_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
