@@ -76,8 +76,9 @@ SECRET_KEY_FILE="$SERVICES/mlflow_secret_key"
 USERS_DIR="$SERVICES/users"
 AUTH="${LAYERLAB_MLFLOW_AUTH:-0}"
 DEFAULT_PERMISSION="${LAYERLAB_MLFLOW_DEFAULT_PERMISSION:-READ}"
-# Checking a password costs the server a deliberately slow hash on every request (1.3 s per request with a
-# load average of 13 on 2 cores, measured); a worker may remember a good login this long instead.
+# Checking a password costs the server a deliberately slow hash on every request (a median 0.8-1.0 s per
+# request without the cache, 0.3-0.5 s with it, at a load average of about 20 on 2 cores: README, Scaling
+# out); a worker may remember a good login this long instead.
 AUTH_CACHE_S="${LAYERLAB_MLFLOW_AUTH_CACHE_S:-60}"
 
 say() { printf 'mlflow_stack: %s\n' "$*"; }
