@@ -41,9 +41,9 @@ bench: $(STAMP)
 mlflow-ui: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
-# PostgreSQL + MLflow server on 127.0.0.1:5005 (see README, Scaling out).
+# PostgreSQL + MLflow server on 127.0.0.1:5005 (see README, Scaling out); AUTH=1: with users and passwords.
 mlflow-server: $(STAMP)
-	scripts/mlflow_stack.sh start
+	scripts/mlflow_stack.sh start $(if $(filter 1,$(AUTH)),--auth)
 
 mlflow-server-stop:
 	scripts/mlflow_stack.sh stop

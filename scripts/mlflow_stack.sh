@@ -4,6 +4,8 @@
 # also serves the artifacts. Everything listens on 127.0.0.1 only.
 #
 #   scripts/mlflow_stack.sh start    install what is missing, start PostgreSQL, then MLflow; wait for /health
+#   scripts/mlflow_stack.sh start --auth   the same, MLflow behind its basic-auth app (users, passwords, permissions)
+#   scripts/mlflow_stack.sh adduser NAME   (--auth server) create user NAME with a generated password; prints its file
 #   scripts/mlflow_stack.sh stop     stop MLflow, then PostgreSQL (fast shutdown: running transactions roll back)
 #   scripts/mlflow_stack.sh status   what runs where; exit 0 when both run and MLflow is healthy, 3 otherwise
 #   scripts/mlflow_stack.sh uri      print the tracking URI (for MLFLOW_TRACKING_URI or tracking.uri)
@@ -13,6 +15,10 @@
 # State lives in .services/ (git-ignored): postgres/ (data folder and server log, owned by the
 # database's OS user), pgpass and pg_*password (0600: the only places the passwords are kept),
 # mlflow.log, mlflow.pid, mlartifacts/ (the artifact store the server writes to).
+# With --auth also (all 0600): mlflow_admin_password (user `admin`), mlflow_secret_key (Flask's),
+# mlflow_auth.ini (MLFLOW_AUTH_CONFIG_PATH: no password in it), mlflow_auth.db (users, password hashes,
+# permissions), users/NAME.password (one per `adduser`), mlflow.auth (marks the running server as --auth).
+# Passwords and the key reach the server through its environment, never its command line.
 #
 # Environment (all optional):
 #   LAYERLAB_PG_PASSWORD           password of the database role `mlflow` (default: generated once, kept
@@ -24,6 +30,12 @@
 #   LAYERLAB_SERVICES_DIR          state folder (default <project>/.services); tests use a temporary one
 #   LAYERLAB_VENV                  virtualenv with mlflow (default <project>/.venv)
 #   LAYERLAB_PG_BIN                folder of initdb/pg_ctl/psql (default: newest /usr/lib/postgresql/*/bin)
+#   LAYERLAB_MLFLOW_AUTH           1: as `start --auth`
+#   LAYERLAB_MLFLOW_DEFAULT_PERMISSION  (--auth) what a user may do with experiments that others created:
+#                                  READ (default: read, not write), NO_PERMISSIONS, EDIT or MANAGE
+#   LAYERLAB_MLFLOW_AUTH_CACHE_S   (--auth) seconds a server worker remembers a checked login (default 60;
+#                                  0: check the password hash on every request). A changed password or a
+#                                  deleted user may still work on another worker for this long.
 #
 # Exit status: 0 done, 1 failed (the message says why, with the log's tail), 2 usage, 3 `status`: not all
 # up, 4 a prerequisite is missing and cannot be installed here (no PostgreSQL and not root, apt-get or pip
@@ -55,6 +67,19 @@ PORT_FILE="$SERVICES/pg_port"
 MLFLOW_LOG="$SERVICES/mlflow.log"
 MLFLOW_PID="$SERVICES/mlflow.pid"
 ARTIFACTS="$SERVICES/mlartifacts"
+AUTH_MARK="$SERVICES/mlflow.auth"
+AUTH_INI="$SERVICES/mlflow_auth.ini"
+AUTH_DB="$SERVICES/mlflow_auth.db"
+ADMIN_USER=admin
+ADMIN_PW_FILE="$SERVICES/mlflow_admin_password"
+SECRET_KEY_FILE="$SERVICES/mlflow_secret_key"
+USERS_DIR="$SERVICES/users"
+AUTH="${LAYERLAB_MLFLOW_AUTH:-0}"
+DEFAULT_PERMISSION="${LAYERLAB_MLFLOW_DEFAULT_PERMISSION:-READ}"
+# Checking a password costs the server a deliberately slow hash on every request (a median 0.8-1.0 s per
+# request without the cache, 0.3-0.5 s with it, at a load average of about 20 on 2 cores: README, Scaling
+# out); a worker may remember a good login this long instead.
+AUTH_CACHE_S="${LAYERLAB_MLFLOW_AUTH_CACHE_S:-60}"
 
 say() { printf 'mlflow_stack: %s\n' "$*"; }
 die() { printf 'mlflow_stack: error: %s\n' "$*" >&2; exit 1; }
@@ -131,6 +156,15 @@ ensure_psycopg2() {
         "$VENV/bin/python" -m pip install --quiet -e "${ROOT}[postgres]" >"$SERVICES/pip.log" 2>&1 \
             || { tail_log "$SERVICES/pip.log"; missing "could not install the postgres extra (psycopg2-binary) into $VENV (log: $SERVICES/pip.log)"; }
         "$VENV/bin/python" -c 'import psycopg2' >/dev/null 2>&1 || missing "psycopg2 still not importable in $VENV"
+    fi
+}
+
+ensure_auth_extra() {  # MLflow's basic-auth app needs Flask-WTF (mlflow[auth], in the postgres extra)
+    if ! "$VENV/bin/python" -c 'import flask_wtf' >/dev/null 2>&1; then
+        say "installing mlflow[auth] into $VENV (pip install -e '.[postgres]')..."
+        "$VENV/bin/python" -m pip install --quiet -e "${ROOT}[postgres]" >"$SERVICES/pip.log" 2>&1 \
+            || { tail_log "$SERVICES/pip.log"; missing "could not install mlflow[auth] into $VENV (log: $SERVICES/pip.log)"; }
+        "$VENV/bin/python" -c 'import flask_wtf' >/dev/null 2>&1 || missing "flask_wtf still not importable in $VENV"
     fi
 }
 
@@ -298,9 +332,34 @@ PY
     [[ "$body" == *OK* ]]
 }
 
+prepare_auth() {  # the secrets (generated once, 0600) and the ini of MLflow's basic-auth app
+    case "$DEFAULT_PERMISSION" in
+        READ|USE|EDIT|MANAGE|NO_PERMISSIONS) ;;
+        *) die "LAYERLAB_MLFLOW_DEFAULT_PERMISSION='$DEFAULT_PERMISSION' is not one of READ, USE, EDIT, MANAGE, NO_PERMISSIONS" ;;
+    esac
+    [[ "$AUTH_CACHE_S" =~ ^[0-9]+$ ]] || die "LAYERLAB_MLFLOW_AUTH_CACHE_S='$AUTH_CACHE_S' is not a number of seconds"
+    [[ -s "$ADMIN_PW_FILE" ]] || write_secret "$ADMIN_PW_FILE" "$(random_password)"
+    [[ -s "$SECRET_KEY_FILE" ]] || write_secret "$SECRET_KEY_FILE" "$(random_password)"
+    [[ -e "$AUTH_DB" ]] || (umask 077; : >"$AUTH_DB")  # SQLite keeps the mode of an existing (empty) file
+    # No password in the ini: the admin's comes from the environment (MLFLOW_AUTH_ADMIN_PASSWORD), and
+    # only counts at the first start, when MLflow creates the admin user in the empty user store.
+    (umask 077; cat >"$AUTH_INI.tmp" <<INI
+[mlflow]
+default_permission = $DEFAULT_PERMISSION
+database_uri = sqlite:///$AUTH_DB
+admin_username = $ADMIN_USER
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+auth_cache_ttl_seconds = $AUTH_CACHE_S
+INI
+    ) && mv -f "$AUTH_INI.tmp" "$AUTH_INI"
+}
+
 start_mlflow() {
     local pid
     if pid="$(mlflow_pid)"; then
+        if [[ "$AUTH" == 1 && ! -e "$AUTH_MARK" ]]; then
+            die "the MLflow server (pid $pid) runs without authentication; \`$0 stop\` it first, then \`$0 start --auth\`"
+        fi
         if healthy; then
             say "MLflow server already running (pid $pid) at http://$HOST:$MLFLOW_PORT"
             return
@@ -310,12 +369,27 @@ start_mlflow() {
         valid_port "$MLFLOW_PORT" || die "invalid LAYERLAB_MLFLOW_PORT '$MLFLOW_PORT'"
         port_in_use "$MLFLOW_PORT" && die "port $MLFLOW_PORT is taken by another program; stop it or set LAYERLAB_MLFLOW_PORT"
         mkdir -p "$ARTIFACTS"
-        say "starting MLflow server on http://$HOST:$MLFLOW_PORT (log: $MLFLOW_LOG)"
+        local app=()
+        rm -f "$AUTH_MARK"
+        if [[ "$AUTH" == 1 ]]; then
+            prepare_auth
+            app=(--app-name basic-auth)
+            : >"$AUTH_MARK"
+        fi
+        say "starting MLflow server on http://$HOST:$MLFLOW_PORT${app:+ with authentication (basic-auth)} (log: $MLFLOW_LOG)"
         printf '\n=== %s start ===\n' "$(date -Is)" >>"$MLFLOW_LOG"
         # Own session (setsid): `stop` ends the server and its uvicorn workers as one process group.
         # No password in the URI: libpq reads it from $PGPASSFILE. The driver is named: SQLAlchemy 2.1
         # maps a bare postgresql:// to psycopg 3, while the `postgres` extra installs psycopg2.
-        (cd "$SERVICES" && PGPASSFILE="$PGPASS" PGCONNECT_TIMEOUT=10 exec setsid "$VENV/bin/mlflow" server \
+        # With --auth, the admin password and Flask's key go in the environment (not in `ps`).
+        (cd "$SERVICES"
+         if [[ "$AUTH" == 1 ]]; then
+             MLFLOW_AUTH_CONFIG_PATH="$AUTH_INI"
+             MLFLOW_AUTH_ADMIN_PASSWORD="$(cat "$ADMIN_PW_FILE")"
+             MLFLOW_FLASK_SERVER_SECRET_KEY="$(cat "$SECRET_KEY_FILE")"
+             export MLFLOW_AUTH_CONFIG_PATH MLFLOW_AUTH_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY
+         fi
+         PGPASSFILE="$PGPASS" PGCONNECT_TIMEOUT=10 exec setsid "$VENV/bin/mlflow" server "${app[@]}" \
             --backend-store-uri "postgresql+psycopg2://$DB_ROLE@$HOST:$PG_PORT/$DB_NAME" \
             --artifacts-destination "$ARTIFACTS" \
             --host "$HOST" --port "$MLFLOW_PORT" --workers "$WORKERS" \
@@ -358,7 +432,39 @@ stop_mlflow() {
         say "MLflow server did not stop within 20 s; killing its process group"
         kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi
-    rm -f "$MLFLOW_PID"
+    rm -f "$MLFLOW_PID" "$AUTH_MARK"
+}
+
+add_user() {  # add_user NAME: a user of the --auth server, created by the admin through MLflow's REST API
+    local name="$1" pw file
+    [[ "$name" =~ ^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$ ]] \
+        || { printf 'mlflow_stack: error: user name %q: use letters, digits and _ . @ - (at most 64)\n' "$name" >&2; exit 2; }
+    mlflow_pid >/dev/null && healthy || die "the MLflow server is not running; start it with \`$0 start --auth\`"
+    [[ -e "$AUTH_MARK" && -s "$ADMIN_PW_FILE" ]] \
+        || die "the MLflow server runs without authentication; \`$0 stop\`, then \`$0 start --auth\`"
+    (umask 077; mkdir -p "$USERS_DIR")
+    file="$USERS_DIR/$name.password"
+    [[ -e "$file" ]] && die "$file exists already: user '$name' was created before (delete the file only if the user is gone)"
+    pw="$(random_password)"
+    # Every secret through the environment; the REST call is MLflow's own client (AuthServiceClient).
+    if ! MLFLOW_TRACKING_USERNAME="$ADMIN_USER" MLFLOW_TRACKING_PASSWORD="$(cat "$ADMIN_PW_FILE")" \
+            LAYERLAB_NEW_USER_PASSWORD="$pw" "$VENV/bin/python" -W ignore - "http://$HOST:$MLFLOW_PORT" "$name" <<'PY'
+import os
+import sys
+
+from mlflow.exceptions import MlflowException
+from mlflow.server.auth.client import AuthServiceClient
+
+try:
+    AuthServiceClient(sys.argv[1]).create_user(sys.argv[2], os.environ["LAYERLAB_NEW_USER_PASSWORD"])
+except MlflowException as exc:
+    sys.exit(f"mlflow_stack: error: could not create user {sys.argv[2]!r}: {exc.message}")
+PY
+    then
+        exit 1
+    fi
+    write_secret "$file" "$pw"
+    say "created user '$name'; password in $file (mode 0600). The user sets MLFLOW_TRACKING_USERNAME=$name and MLFLOW_TRACKING_PASSWORD=<that file's content> in the environment"
 }
 
 # --------------------------------------------------------------- commands
@@ -373,12 +479,16 @@ cmd_start() {
     lock
     ensure_postgres_installed
     ensure_psycopg2
+    [[ "$AUTH" == 1 ]] && ensure_auth_extra
     init_cluster
     choose_pg_port
     start_postgres
     ensure_role_and_db
     start_mlflow
     say "ready: MLFLOW_TRACKING_URI=http://$HOST:$MLFLOW_PORT (backend postgresql on $HOST:$PG_PORT, artifacts in $ARTIFACTS)"
+    if [[ -e "$AUTH_MARK" ]]; then
+        say "authentication on: admin user '$ADMIN_USER', password in $ADMIN_PW_FILE; add users with \`$0 adduser NAME\`"
+    fi
 }
 
 cmd_stop() {
@@ -401,6 +511,7 @@ cmd_status() {
     if pid="$(mlflow_pid)"; then
         if healthy; then
             say "MLflow: running (pid $pid), http://$HOST:$MLFLOW_PORT/health OK, artifacts in $ARTIFACTS"
+            [[ -e "$AUTH_MARK" ]] && say "MLflow: authentication on (basic-auth; admin password in $ADMIN_PW_FILE)"
         else
             say "MLflow: pid $pid alive but http://$HOST:$MLFLOW_PORT/health does not answer (log: $MLFLOW_LOG)"; ok=3
         fi
@@ -410,10 +521,19 @@ cmd_status() {
     return "$ok"
 }
 
+usage() { printf 'usage: %s start [--auth]|stop|status|uri|adduser NAME\n' "$0" >&2; exit 2; }
+
 case "${1:-}" in
-    start) cmd_start ;;
+    start)
+        case "${2:-}" in
+            "") ;;
+            --auth) AUTH=1 ;;
+            *) usage ;;
+        esac
+        cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
     uri) printf 'http://%s:%s\n' "$HOST" "$MLFLOW_PORT" ;;
-    *) printf 'usage: %s start|stop|status|uri\n' "$0" >&2; exit 2 ;;
+    adduser) [[ $# == 2 ]] || usage; lock; add_user "$2" ;;
+    *) usage ;;
 esac

@@ -66,19 +66,20 @@ def listen_hosts(port: int) -> set[str]:
     return hosts
 
 
-def stack(cmd: str, stack_env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``scripts/mlflow_stack.sh CMD`` with ``stack_env``."""
-    return subprocess.run(["bash", str(SCRIPT), cmd], cwd=ROOT, env=stack_env, capture_output=True, text=True,
-                          timeout=timeout)
+def stack(cmd: str, stack_env: dict, timeout: int = 300, args: tuple = ()) -> subprocess.CompletedProcess:
+    """``scripts/mlflow_stack.sh CMD ARGS`` with ``stack_env``."""
+    return subprocess.run(["bash", str(SCRIPT), cmd, *args], cwd=ROOT, env=stack_env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 @contextlib.contextmanager
-def running_stack(password: str | None = None, **extra_env: str):
+def running_stack(password: str | None = None, start_args: tuple = (), **extra_env: str):
     """The stack in a private state folder on free ports; stopped (ports closed, folder removed) at the end.
 
     The state folder is made with mkdtemp under /tmp, not pytest's tmp_path: run as root, the cluster
     belongs to the `postgres` user, which cannot traverse pytest's 0700 base folder. Yields a dict:
     uri, services, env, pg_port, mlflow_port, password, start (the completed start command), start_s.
+    ``start_args``: what follows ``start`` (``("--auth",)``: the server with users and passwords).
     """
     services = Path(tempfile.mkdtemp(prefix="layerlab-svc-", dir="/tmp"))
     password = password or secrets.token_hex(12)
@@ -88,7 +89,7 @@ def running_stack(password: str | None = None, **extra_env: str):
     if "LAYERLAB_VENV" not in stack_env and not (ROOT / ".venv").exists() and sys.prefix != sys.base_prefix:
         stack_env["LAYERLAB_VENV"] = sys.prefix  # a checkout without its own .venv: the tests' virtualenv
     t0 = time.perf_counter()
-    started = stack("start", stack_env)
+    started = stack("start", stack_env, args=start_args)
     start_s = time.perf_counter() - t0
     try:
         if started.returncode == 4:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, PERMISSION_DENIED, UNAUTHENTICATED
 
 from experiments.errors import TrackingError
 from experiments.tracking.auth import access_errors
@@ -14,7 +15,7 @@ from experiments.tracking.auth import access_errors
 URI = "http://127.0.0.1:5005"
 
 
-def _refused(code: str, monkeypatch, user: str | None) -> TrackingError:
+def _refused(code: int, monkeypatch, user: str | None) -> TrackingError:
     monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
     if user is None:
         monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
@@ -30,26 +31,26 @@ def _refused(code: str, monkeypatch, user: str | None) -> TrackingError:
 
 
 def test_a_wrong_password_names_the_user_and_the_variables(monkeypatch):
-    err = _refused("UNAUTHENTICATED", monkeypatch, "alice")
+    err = _refused(UNAUTHENTICATED, monkeypatch, "alice")
     assert err.path == "tracking.uri"
     assert "'alice'" in str(err) and "HTTP 401" in str(err) and "MLFLOW_TRACKING_PASSWORD" in str(err)
 
 
 def test_no_login_at_all_says_which_variables_to_set(monkeypatch):
-    err = _refused("UNAUTHENTICATED", monkeypatch, None)
+    err = _refused(UNAUTHENTICATED, monkeypatch, None)
     assert "MLFLOW_TRACKING_USERNAME is not set" in str(err)
 
 
 def test_a_refused_write_asks_an_admin_for_permission(monkeypatch):
-    err = _refused("PERMISSION_DENIED", monkeypatch, "mallory")
+    err = _refused(PERMISSION_DENIED, monkeypatch, "mallory")
     assert err.path == "tracking.experiment"
     assert "'mallory' write to experiment 'team'" in str(err) and "ask an admin" in str(err)
 
 
-def test_other_mlflow_errors_pass_through():
+def test_other_errors_pass_through():
     with pytest.raises(MlflowException, match="boom"):
         with access_errors(URI, "team", "write to"):
-            raise MlflowException("boom", error_code="INVALID_PARAMETER_VALUE")
+            raise MlflowException("boom", error_code=INVALID_PARAMETER_VALUE)
     with pytest.raises(KeyError):
         with access_errors(URI, "team", "write to"):
             raise KeyError("not MLflow's")

@@ -34,6 +34,7 @@ from experiments.job.result import JobResult
 from experiments.models import count_params, summary_text
 from experiments.models.picture import PICTURE, draw_model
 from experiments.tracking import tags
+from experiments.tracking.auth import access_errors
 from experiments.tracking.channel import RunChannel
 from experiments.tracking.doctor import close_lost
 from experiments.tracking.heartbeat import Heartbeat
@@ -91,7 +92,8 @@ class TrackedJob:
                 print(f"layerlab: skipped, config {self.hash} already has FINISHED run {done[0].info.run_id}")
                 return JobResult(status="SKIPPED", run_id=done[0].info.run_id, experiment_id=exp_id)
         resume_run, checkpoint = self._resume_target(exp_id)
-        run_id = self._start_run(exp_id, resume_run).info.run_id
+        with access_errors(self.uri, str(cfg.tracking.experiment), "write to"):  # the first write: 403 if read-only
+            run_id = self._start_run(exp_id, resume_run).info.run_id
         heartbeat = Heartbeat(self.uri, run_id).start()
         status, result = "FAILED", None
         t0 = time.perf_counter()

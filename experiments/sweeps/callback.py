@@ -36,6 +36,7 @@ from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import compare_options
 from experiments.sweeps.warm import import_summary_modules, release_joblib_workers, warm_workers
 from experiments.tracking import tags
+from experiments.tracking.auth import access_errors
 from experiments.tracking.doctor import close_lost
 from experiments.tracking.redaction import tags_json
 from experiments.tracking.store import ensure_experiment, git_state
@@ -86,7 +87,7 @@ def start_sweep(settings) -> SweepState:
     sweep_id = f"{sweep_dir.name.replace(':', '-')}-{uuid.uuid4().hex[:6]}"
     import mlflow
 
-    parent = mlflow.MlflowClient(uri).create_run(exp_id, run_name=f"sweep {sweep_id}", tags={
+    parent_tags = {
         tags.ROLE: tags.ROLE_PARENT,
         tags.SWEEP_ID: sweep_id,
         tags.SWEEP_DIR: str(sweep_dir.resolve()),
@@ -95,7 +96,9 @@ def start_sweep(settings) -> SweepState:
         tags.METRIC: metric.name,
         tags.METRIC_MODE: metric.mode,
         **git_state(),
-    })
+    }
+    with access_errors(uri, tracking.experiment, "write to"):  # the sweep's first write: 403 for a read-only user
+        parent = mlflow.MlflowClient(uri).create_run(exp_id, run_name=f"sweep {sweep_id}", tags=parent_tags)
     state = SweepState(uri=uri, experiment=tracking.experiment, experiment_id=exp_id,
                        parent_run_id=parent.info.run_id, sweep_id=sweep_id, sweep_dir=sweep_dir, metric=metric,
                        compare=settings.sweep.compare, target=float(settings.sweep.target_accuracy),

@@ -18,6 +18,7 @@ from filelock import FileLock, Timeout
 
 from experiments.errors import TrackingError
 from experiments.tracking import tags
+from experiments.tracking.auth import access_errors
 from experiments.tracking.uri import PROJECT_ROOT, check_artifact_location, default_artifact_root, sqlite_path
 
 # Bounded wait for another process that is creating the same SQLite store (seconds). Creating a fresh
@@ -63,7 +64,7 @@ def ensure_experiment(uri: str, name: str, artifact_root: str | None = None) -> 
     store is opened under :func:`store_lock`; on a server, the loser of the
     race looks the experiment up again instead of failing.
     """
-    with store_lock(uri):
+    with store_lock(uri), access_errors(uri, name, "read or create"):  # a 401/403 here: one paragraph
         return _ensure_experiment(uri, name, artifact_root)
 
 
