@@ -118,7 +118,7 @@ def summary(d: dict) -> list[list[str]]:
             section, figure = LECTURE[(model, act)]
             mean, low, high = mean_ci([r["acc"] for r in runs])
             rows.append([f"6. lecture {section}", f"{model}, {act}: lecture's {figure:.4f} (no target)",
-                         f"{mean:.4f} (95% CI {low:.4f}-{high:.4f}, n={len(runs)})", "n/a"])
+                         f"{mean:.4f} (95% CI {low:.4f} to {high:.4f}, n={len(runs)})", "n/a"])
     return rows
 
 
