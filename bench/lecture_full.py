@@ -68,11 +68,19 @@ def run_study(tmp: Path, quick: bool) -> dict:
     finally:
         stop.set()
         sampler.join()
-    out = proc.stdout
-    printed = out[out.find("layerlab: sweep"):].strip() if "layerlab: sweep" in out else ""
+    printed = final_report(proc.stdout)
     shown = ["python", "runner.py", *cmd[2:-2]]
     return {"fetch": fetch, "command": " ".join(shown), "wall_s": wall_s, "loads": loads, "printed": printed,
             "runs": read_runs(f"sqlite:///{tmp / 'mlflow.db'}")}
+
+
+def final_report(out: str) -> str:
+    """The sweep's closing summary and comparison: from its last ``layerlab: sweep`` line up to the file paths."""
+    start = out.rfind("layerlab: sweep")
+    if start < 0:
+        return ""
+    lines = out[start:].strip().splitlines()
+    return "\n".join(line for line in lines if not line.startswith(("comparison: ", "browse: ")))
 
 
 def read_runs(uri: str) -> list[dict]:
@@ -158,7 +166,7 @@ def render(d: dict) -> str:
         md += ["", f"`python -m experiments.data.fetch mnist` ({d['fetch']['wall_s']:.1f} s):", "",
                "```", d["fetch"]["stdout"], "```"]
     if d.get("printed"):
-        md += ["", "What the sweep printed at the end:", "", "```", d["printed"], "```"]
+        md += ["", "What the sweep printed at the end:", "", "```", final_report(d["printed"]), "```"]
     if d.get("quick"):
         md += ["", "_--quick run: tiny sizes; these numbers only show that the script works._"]
     return "\n".join(md)
