@@ -281,3 +281,19 @@ def test_a_run_records_source_and_digest(index, tmp_path):
         [e.experiment_id for e in mlflow.MlflowClient(f"sqlite:///{db}").search_experiments()])[0]
     expected = arrays_digest(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
     assert run.data.params["data.source"] == "cache" and run.data.params["data.sha256"] == expected
+
+
+def test_the_full_data_study_is_abs_vs_relu_on_mnist():
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import ROOT
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        full = compose("config", ["+experiment=abs_vs_relu_full"], return_hydra_config=True)
+        quick = compose("config", ["+experiment=abs_vs_relu"], return_hydra_config=True)
+    assert full.dataset.name == "mnist" and quick.dataset.name == "mnist_sample"
+    assert full.tracking.experiment == "abs_vs_relu_full"
+    assert dict(full.hydra.sweeper.params) == dict(quick.hydra.sweeper.params) == {
+        "model": "lambda_mlp,class_mlp", "model.activation": "abs,relu", "seed": "0,1,2,3,4"}
+    assert (full.training.epochs, full.training.batch_size, full.training.deterministic) == (20, 1024, True)
+    assert str(full.hydra.mode) == "RunMode.MULTIRUN"
