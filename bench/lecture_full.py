@@ -160,7 +160,7 @@ def render(d: dict) -> str:
                "lecture in CI", "wall s per run, median (min-max)"], rows),
         "",
         "Data per run (`data.source`, `data.sha256`, `data.train_size` params): "
-        + "; ".join(f"{s} {h[:12] if h else '?'}... ({n} train)" for s, h, n in sources) + ".",
+        + "; ".join(f"{s} {h[:12]}... ({n} train)" if s else f"not recorded ({n} train)" for s, h, n in sources) + ".",
     ]
     if d.get("fetch"):
         md += ["", f"`python -m experiments.data.fetch mnist` ({d['fetch']['wall_s']:.1f} s):", "",
