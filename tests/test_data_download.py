@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import os
 import socket
 import threading
 import urllib.request
@@ -61,9 +62,18 @@ def served(tmp_path):
 
 @pytest.fixture
 def online(tmp_path, monkeypatch):
-    """An empty Keras cache in ``tmp_path/keras`` and downloads allowed (conftest sets LAYERLAB_OFFLINE)."""
+    """An empty Keras cache in ``tmp_path/keras`` and downloads allowed (conftest sets LAYERLAB_OFFLINE).
+
+    The package index (tried after Keras' origin) is a closed local port, and
+    the machine's pip.conf is ignored: nothing reaches the network.
+    """
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("LAYERLAB_OFFLINE", raising=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{s.getsockname()[1]}/simple")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
     return tmp_path / "keras" / "datasets"
 
 
@@ -89,7 +99,7 @@ def test_download_into_keras_cache_with_a_per_request_timeout(served, online, mo
     assert len(splits.test[1]) == 50 and (len(splits.train[1]), len(splits.val[1])) == (180, 20)
     assert timeouts == [7.5]  # the timeout is the request's ...
     assert seen == [before] and socket.getdefaulttimeout() == before  # ... never the process's
-    assert [p.name for p in online.iterdir()] == ["mnist.npz"]  # no temporary left
+    assert sorted(p.name for p in online.iterdir()) == ["mnist.npz", "mnist.npz.lock"]  # no temporary left
     assert hashlib.sha256((online / "mnist.npz").read_bytes()).hexdigest() == digest
     monkeypatch.setattr(urllib.request, "urlopen", None)  # the second load uses the cache
     assert len(load_dataset({"name": "mnist"}, seed=0).test[1]) == 50
@@ -102,7 +112,7 @@ def test_wrong_hash_leaves_nothing(tmp_path, online, monkeypatch):
         load_dataset({"name": "mnist"}, seed=0)
     text = str(info.value)
     assert info.value.path == "dataset.path" and "SHA-256" in text and digest in text and "mnist_sample" in text
-    assert not online.exists() or not any(online.iterdir())
+    assert not online.exists() or [p.name for p in online.iterdir()] == ["mnist.npz.lock"]
 
 
 def test_fetch_replaces_an_existing_file(tmp_path):
@@ -139,7 +149,7 @@ def test_silent_server_times_out(online, monkeypatch):
             load_dataset({"name": "mnist"}, seed=0)
     assert "timed out" in str(info.value)
     assert socket.getdefaulttimeout() == before
-    assert not online.exists() or not any(online.iterdir())
+    assert not online.exists() or [p.name for p in online.iterdir()] == ["mnist.npz.lock"]
 
 
 def test_offline_never_calls_the_network(tmp_path, monkeypatch):

