@@ -35,9 +35,9 @@ How (the public API; the sweep integration calls only this)::
 * a :class:`ReplicaResult` per replica: ``status`` FINISHED, or FAILED with
   the :class:`~experiments.errors.TrainingError` of the NaN guard (the
   replica was masked, the others trained on); its Keras ``History``; its
-  ``train_*`` / ``test_*`` scores (:func:`experiments.training.evaluate.evaluate`
-  on the standalone model, as :func:`~experiments.training.loop.fit_and_score`
-  scores a solo run); ``model``: the standalone, compiled ``keras.Model``
+  ``train_*`` / ``test_*`` scores (one :func:`experiments.training.evaluate.evaluate`
+  of the fused model per split, whose per-replica values are those of
+  :func:`~experiments.training.loop.fit_and_score` scoring a solo run); ``model``: the standalone, compiled ``keras.Model``
   holding only that replica's weights, with the solo model's name and layer
   names (``model.save`` / ``keras.models.load_model(safe_mode=True)``).
 
@@ -79,7 +79,7 @@ import keras
 
 from experiments.errors import ConfigError
 from experiments.training.evaluate import evaluate
-from experiments.training.fused_callbacks import REPLICA_LOSS, ReplicaDispatch, ReplicaState
+from experiments.training.fused_callbacks import REPLICA_LOSS, ReplicaDispatch, ReplicaState, replica_logs
 from experiments.training.fused_loss import ReplicaLoss
 
 
@@ -187,13 +187,18 @@ class FusedReplicas:
         dispatch = ReplicaDispatch(states, [output_name(i) for i in range(len(states))])
         self.fused.fit(train, validation_data=val, epochs=int(epochs), initial_epoch=int(initial_epoch),
                        callbacks=[dispatch], shuffle=False, verbose=verbose)
+        # Scored by the fused model, whose test step validation has already traced: one trace for all
+        # replicas instead of one per replica; each replica's scores are what its own evaluate gives.
+        scores = {prefix: evaluate(self.fused, _zip([d[split] for d in per_replica], split), "")
+                  for prefix, split in (("train_", "train"), ("test_", "test"))}
         results = []
-        for seed, state, data in zip(self.seeds, states, per_replica):
+        for i, (seed, state) in enumerate(zip(self.seeds, states)):
             if state.error is not None:
                 results.append(ReplicaResult(seed, "FAILED", state.history, error=state.error))
                 continue
-            scores = {**evaluate(state.model, data["train"], "train_"), **evaluate(state.model, data["test"], "test_")}
-            results.append(ReplicaResult(seed, "FINISHED", state.history, scores, state.model,
+            mine = {f"{prefix}{k}": v for prefix, values in scores.items()
+                    for k, v in replica_logs(values, output_name(i)).items()}
+            results.append(ReplicaResult(seed, "FINISHED", state.history, mine, state.model,
                                          stopped_epoch=state.stopped_epoch))
         return results
 
