@@ -92,33 +92,36 @@ def fused(cfg, seeds: list[int]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=2, help="alternating rounds per R (median reported)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="alternating rounds per R (median reported; default 2, --quick 1)")
     p.add_argument("--replicas", type=int, nargs="+", default=None, help="group sizes R (default 1 2 5 10 20)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per fit (default 20; --quick: 2)")
-    p.add_argument("--jit-max", type=int, default=5,
-                   help="measure fused+jit only up to this R (XLA compiles the whole fused graph: minutes on 2 cores)")
+    p.add_argument("--jit-max", type=int, default=None,
+                   help="measure fused+jit only up to this R (default 5, --quick 1): XLA compiles the whole fused graph")
     args = p.parse_args(argv)
     if args.render_only:
         return finish(args, NAME, TITLE, None, {}, render)
     header = Header(NAME, argv, args.quick)
     replicas = args.replicas or ([1, 2] if args.quick else [1, 2, 5, 10, 20])
     epochs = args.epochs or (2 if args.quick else 20)
+    rounds = args.rounds or (1 if args.quick else 2)
+    jit_max = args.jit_max if args.jit_max is not None else (1 if args.quick else 5)
     base = ["model=lambda_mlp", "dataset=mnist_sample", "training.batch_size=1024", f"training.epochs={epochs}",
             "training.verbose=0", "training.checkpoint.enabled=false"] + (["dataset.limit=400"] if args.quick else [])
     cfgs = {"solo": compose(base), "fused": compose(base), "fused+jit": compose(base + ["training.jit_compile=true"])}
     run = {"solo": solo, "fused": fused, "fused+jit": fused}
     times: dict[str, dict[str, list[float]]] = {str(r): {w: [] for w in WAYS} for r in replicas}
     fused(cfgs["fused"], [100, 101])  # warm-up: TensorFlow's first-graph costs go to nobody
-    for rnd in range(args.rounds):
+    for rnd in range(rounds):
         for r in replicas:
             order = WAYS if rnd % 2 == 0 else WAYS[::-1]
             for way in order:
-                if way == "fused+jit" and r > args.jit_max:
+                if way == "fused+jit" and r > jit_max:
                     continue
                 seconds = run[way](cfgs[way], list(range(r)))
                 times[str(r)][way].append(seconds)
                 say(f"round {rnd + 1} R={r:>2} {way:<9}: {seconds:6.2f} s")
-    data = {"quick": args.quick, "epochs": epochs, "rounds": args.rounds, "replicas": replicas, "times": times}
+    data = {"quick": args.quick, "epochs": epochs, "rounds": rounds, "replicas": replicas, "times": times}
     return finish(args, NAME, TITLE, header, data, render)
 
 

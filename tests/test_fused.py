@@ -164,3 +164,20 @@ def test_replicas_with_different_batch_counts_are_refused():
     with pytest.raises(ConfigError, match="different numbers of train batches") as err:
         engine.fit([small, large], epochs=1)
     assert "dataset" in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_each_replica_checkpoints_its_own_weights(tmp_path):
+    from experiments.training.checkpoint import Checkpointer, load_checkpoint
+
+    folders = [tmp_path / f"seed{seed}" for seed in SEEDS[:2]]
+    results = _fused("lambda_mlp", SEEDS[:2], callbacks=[[Checkpointer(f, f"run{i}", monitor="val_loss", every_s=0)]
+                                                         for i, f in enumerate(folders)])
+    x = load_dataset(_cfg("lambda_mlp", 0).dataset, 0).test[0][:16]
+    outputs = []
+    for r, folder in zip(results, folders):
+        epochs_done, last = load_checkpoint(folder)  # what training.resume reads, checked for damage
+        assert epochs_done == 2
+        np.testing.assert_allclose(np.asarray(last(x)), np.asarray(r.model(x)), atol=TOLERANCE)
+        assert (folder / "best.keras").is_file()
+        outputs.append(np.asarray(last(x)))
+    assert not np.allclose(outputs[0], outputs[1])  # two replicas, two different models
