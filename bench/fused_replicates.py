@@ -121,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = run[way](cfgs[way], list(range(r)))
                 times[str(r)][way].append(seconds)
                 say(f"round {rnd + 1} R={r:>2} {way:<9}: {seconds:6.2f} s")
-    data = {"quick": args.quick, "epochs": epochs, "rounds": rounds, "replicas": replicas, "times": times}
-    return finish(args, NAME, TITLE, header, data, render)
+        # written after every round: a long run stopped early still leaves its complete rounds
+        data = {"quick": args.quick, "epochs": epochs, "rounds": rnd + 1, "replicas": replicas, "times": times}
+        finish(args, NAME, TITLE, header, data, render)
+    return 0
 
 
 def summary(d: dict) -> list[list[str]]:

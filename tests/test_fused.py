@@ -117,11 +117,16 @@ def test_a_replica_model_is_the_solo_model_alone_and_round_trips(lambda_group, t
     assert model.name == solo_model.name
     assert [layer.name for layer in model.layers] == [layer.name for layer in solo_model.layers]
     assert model.count_params() == solo_model.count_params()  # this replica's weights only
+    # its optimizer holds what the solo run's holds (iteration count, learning rate, Adam's moments)
+    mine, solo = [np.asarray(v) for v in model.optimizer.variables], [np.asarray(v) for v in solo_model.optimizer.variables]
+    assert [a.shape for a in mine] == [b.shape for b in solo] and len(mine) == 2 + 2 * len(model.trainable_variables)
+    assert all(np.all(np.abs(a.astype(float) - b.astype(float)) <= TOLERANCE) for a, b in zip(mine, solo))
     x = load_dataset(_cfg("lambda_mlp", 1).dataset, 1).test[0][:16]
     path = tmp_path / "replica.keras"
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(solo_model(x)), atol=TOLERANCE)
+    assert int(loaded.optimizer.iterations) == int(solo_model.optimizer.iterations) == 6  # 2 epochs x 3 batches
 
 
 def test_a_nan_loss_fails_its_replica_only_with_the_solo_message(lambda_group):

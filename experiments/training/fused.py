@@ -63,11 +63,13 @@ may reorder reductions run to run, fused or not. A replica stopped early
 (early stopping) or masked (NaN) still computes in the fused graph until
 the fit ends: its weights are put back, its logs ignored.
 
-Callbacks that change the optimizer (``ReduceLROnPlateau``) act on the
-replica's own optimizer, not the fused one, and so do nothing here; the
-job's callbacks do not use them. A checkpoint (``last.keras``) holds the
-replica's weights with a fresh optimizer state: resuming a fused replica
-restarts Adam's moments (not done yet).
+Each replica's own optimizer (of its standalone model) is given its share
+of the fused optimizer's state before its callbacks see an epoch's end and
+when it stops (:mod:`experiments.training.fused_optimizer`), so its
+checkpoints and its returned model hold what the solo run's would: weights,
+Adam's moments, the iteration count. Callbacks that *change* the optimizer
+(``ReduceLROnPlateau``) act on that copy, not on the fused optimizer, and so
+do nothing here; the job's callbacks do not use them.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ from experiments.errors import ConfigError
 from experiments.training.evaluate import evaluate
 from experiments.training.fused_callbacks import REPLICA_LOSS, ReplicaDispatch, ReplicaState, replica_logs
 from experiments.training.fused_loss import ReplicaLoss
+from experiments.training.fused_optimizer import SlotMap
 
 
 @dataclass
@@ -184,7 +187,8 @@ class FusedReplicas:
         states = [ReplicaState(model, [*cbs]) for model, cbs in zip(self.models, callbacks_per_replica)]
         for state in states:
             state.callbacks.append(state.history)  # last, as Keras adds History: it sees what the others add
-        dispatch = ReplicaDispatch(states, [output_name(i) for i in range(len(states))])
+        slots = SlotMap(self.fused, self.models)
+        dispatch = ReplicaDispatch(states, [output_name(i) for i in range(len(states))], slots.to_replica)
         self.fused.fit(train, validation_data=val, epochs=int(epochs), initial_epoch=int(initial_epoch),
                        callbacks=[dispatch], shuffle=False, verbose=verbose)
         # Scored by the fused model, whose test step validation has already traced: one trace for all

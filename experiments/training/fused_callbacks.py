@@ -23,6 +23,7 @@ checkpoints, early stopping, metric logging) work per replica unchanged:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import keras
 
@@ -73,12 +74,16 @@ class ReplicaDispatch(keras.callbacks.Callback):
     Args:
         replicas: one :class:`ReplicaState` per output, in output order.
         outputs: the fused model's output names (``r0``, ``r1``, ...).
+        sync: ``i ->`` gives replica i's optimizer its share of the fused optimizer's state
+            (:meth:`experiments.training.fused_optimizer.SlotMap.to_replica`), before its callbacks
+            see an epoch's end (a checkpoint saves that state) and when its training ends.
     """
 
-    def __init__(self, replicas: list[ReplicaState], outputs: list[str]):
+    def __init__(self, replicas: list[ReplicaState], outputs: list[str], sync: Callable[[int], None] | None = None):
         super().__init__()
         self.replicas = replicas
         self.outputs = outputs
+        self.sync = sync or (lambda i: None)
         self._epoch = 0
 
     def _each(self, hook: str, *args, logs=None) -> None:
@@ -119,6 +124,9 @@ class ReplicaDispatch(keras.callbacks.Callback):
         self._each("on_test_batch_end", batch, logs=logs or {})
 
     def on_epoch_end(self, epoch, logs=None):
+        for i, state in enumerate(self.replicas):
+            if state.active:
+                self.sync(i)
         self._each("on_epoch_end", epoch, logs=logs or {})
         for state in self.replicas:
             if state.active and state.model.stop_training:
@@ -127,8 +135,9 @@ class ReplicaDispatch(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        for state in self.replicas:
+        for i, state in enumerate(self.replicas):
             if state.active:
+                self.sync(i)
                 self._end(state)
         for state in self.replicas:
             if state.frozen_weights is not None:
