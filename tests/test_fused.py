@@ -186,3 +186,14 @@ def test_each_replica_checkpoints_its_own_weights(tmp_path):
         assert (folder / "best.keras").is_file()
         outputs.append(np.asarray(last(x)))
     assert not np.allclose(outputs[0], outputs[1])  # two replicas, two different models
+
+
+@pytest.mark.parametrize("regularizer", ["kernel_regularizer", "activity_regularizer"])
+def test_regularization_losses_are_refused(regularizer):
+    def build_one(seed):
+        return keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                                 keras.layers.Dense(10, activation="softmax", **{regularizer: "l2"})])
+
+    with pytest.raises(ConfigError, match="regularization losses") as err:
+        FusedReplicas(build_one, [0, 1], lambda m: m.compile(optimizer="adam", loss="sparse_categorical_crossentropy"))
+    assert str(err.value).startswith("model = 'sequential") and "Fix:" in str(err.value)

@@ -128,8 +128,9 @@ class FusedReplicas:
             model = build_one(seed)
             compile_one(model)
             self.models.append(model)
-        _check_independent(self.models[0])
+        self.states: list[ReplicaState] = []
         self.fused = self._fuse()
+        _check_independent(self.models[0])
 
     def _fuse(self) -> keras.Model:
         """One functional model: input ``r{i}_input`` -> replica i -> output ``r{i}``; shares their variables."""
@@ -172,19 +173,18 @@ class FusedReplicas:
         Returns:
             One :class:`ReplicaResult` per replica, in seed order.
         """
-        per_replica = []
-        for seed in self.seeds:
-            if callable(datasets):
-                _seed_like_a_solo_run(seed, clear=False)
-                per_replica.append(datasets(seed))
-            else:
-                per_replica = list(datasets)
-                break
+        per_replica = [_made_after_seeding(datasets, seed) for seed in self.seeds] if callable(datasets) \
+            else list(datasets)
+        if len(per_replica) != len(self.seeds):
+            raise ValueError(f"{len(per_replica)} dataset dicts for {len(self.seeds)} replicas")
         train, val = (_zip([d[k] for d in per_replica], k) for k in ("train", "val"))
         callbacks_per_replica = callbacks_per_replica or [[] for _ in self.seeds]
         if len(callbacks_per_replica) != len(self.seeds):
             raise ValueError(f"{len(callbacks_per_replica)} callback lists for {len(self.seeds)} replicas")
-        states = [ReplicaState(model, [*cbs]) for model, cbs in zip(self.models, callbacks_per_replica)]
+        # Kept on the engine: after an interruption (Ctrl-C raises out of fit) the caller still finds each
+        # replica's history, error and callbacks (to flush checkpoints, close runs KILLED).
+        self.states = states = [ReplicaState(model, [*cbs])
+                                for model, cbs in zip(self.models, callbacks_per_replica)]
         for state in states:
             state.callbacks.append(state.history)  # last, as Keras adds History: it sees what the others add
         slots = SlotMap(self.fused, self.models)
@@ -214,6 +214,12 @@ def _seed_like_a_solo_run(seed: int, clear: bool = True) -> None:
     keras.utils.set_random_seed(int(seed))
 
 
+def _made_after_seeding(make_datasets, seed: int) -> dict:
+    """``make_datasets(seed)`` under that seed: ``Dataset.shuffle`` takes TensorFlow's global seed."""
+    _seed_like_a_solo_run(seed, clear=False)
+    return make_datasets(seed)
+
+
 def _fresh(metric):
     """A metric identifier as compile takes it (a serialized metric object becomes a new one)."""
     return keras.metrics.deserialize(metric) if isinstance(metric, dict) else metric
@@ -231,6 +237,8 @@ def _check_independent(model: keras.Model) -> None:
     if "LossScale" in str(opt.get("class_name", "")):  # dynamic scaling; a fixed loss_scale_factor is per step
         raise ConfigError("loss scaling is shared by all fused replicas (one overflow would skip every replica's "
                           "step)", path="optimizer", fix="train without loss scaling, or without sweep.fuse_replicates")
+    spec = model.inputs[0]
+    model(keras.ops.zeros((1, *spec.shape[1:]), dtype=spec.dtype), training=False)  # activity losses show in a call
     if model.losses:
         raise ConfigError("the model has regularization losses, which fused replicates do not support yet",
                           path="model", value=model.name,
