@@ -197,3 +197,25 @@ def test_regularization_losses_are_refused(regularizer):
     with pytest.raises(ConfigError, match="regularization losses") as err:
         FusedReplicas(build_one, [0, 1], lambda m: m.compile(optimizer="adam", loss="sparse_categorical_crossentropy"))
     assert str(err.value).startswith("model = 'sequential") and "Fix:" in str(err.value)
+
+
+def test_a_resumed_replica_hands_its_optimizer_state_to_the_fused_optimizer():
+    from experiments.training.fused_optimizer import SlotMap
+
+    cfg = _cfg("lambda_mlp", 0)
+    engine = FusedReplicas(lambda seed: prepare(OmegaConf.merge(cfg, {"seed": seed}))[1], [0, 1],
+                           lambda m: compile_model(m, cfg))
+    slots = SlotMap(engine.fused, engine.models)
+    assert slots.available
+    for i, model in enumerate(engine.models):  # as if loaded from replica i's last.keras
+        model.optimizer.build(model.trainable_variables)
+        for j, var in enumerate(model.optimizer.variables[2:]):  # after the iteration count and learning rate
+            var.assign(np.full(var.shape, 10 * i + j, dtype="float32"))
+        slots.from_replica(i)
+    fused_values = {float(np.asarray(v).flat[0]) for v in engine.fused.optimizer.variables[2:]}
+    assert fused_values == {float(10 * i + j) for i in range(2) for j in range(8)}  # every slot filled, once
+    for i, model in enumerate(engine.models):
+        for var in model.optimizer.variables[2:]:
+            var.assign(np.zeros(var.shape, dtype="float32"))
+        slots.to_replica(i)
+        assert [float(np.asarray(v).flat[0]) for v in model.optimizer.variables[2:]] == [10.0 * i + j for j in range(8)]

@@ -40,6 +40,13 @@ How (the public API; the sweep integration calls only this)::
   :func:`~experiments.training.loop.fit_and_score` scoring a solo run); ``model``: the standalone, compiled ``keras.Model``
   holding only that replica's weights, with the solo model's name and layer
   names (``model.save`` / ``keras.models.load_model(safe_mode=True)``).
+* interrupted (Ctrl-C raises ``Interrupted`` out of ``fit``): ``engine.states``
+  still holds each replica's history, error and callbacks (flush its
+  checkpointer, close its run KILLED).
+* resume: load each replica's ``last.keras`` weights into ``engine.models[i]``
+  and its optimizer, then ``SlotMap(engine.fused, engine.models).from_replica(i)``
+  (:mod:`experiments.training.fused_optimizer`) before ``fit(...,
+  initial_epoch=done)``; wiring this into the job is left to the integration.
 
 Equal to solo runs: with ``training.deterministic`` each replica's
 per-epoch train and validation metrics and its test metrics equal the solo
