@@ -35,7 +35,8 @@ PYTHON = sys.executable
 
 # The benchmark scripts, and the section order in BENCHMARKS.md (a new section is inserted at its place):
 # the summary that bench.run_all writes from the scripts' raw results comes first.
-SCRIPTS = ("overhead", "sweep_vs_shell", "sweep_profile", "scaling", "tracking_cost", "server_load", "lecture_full")
+SCRIPTS = ("overhead", "sweep_vs_shell", "sweep_profile", "scaling", "tracking_cost", "server_load", "lecture_full",
+           "fused_replicates")
 SECTIONS = ("summary", *SCRIPTS)
 
 HEADER = """# Benchmarks
