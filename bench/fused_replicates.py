@@ -22,6 +22,8 @@ the median of the rounds is reported, with the ratio fused / solo.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import time
 
@@ -35,11 +37,14 @@ WAYS = ("solo", "fused", "fused+jit")
 
 
 def compose(overrides: list[str]):
+    """The typed job config (``validate``) of ``runner.py``'s composition with ``overrides``."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from experiments.config.schema import validate
+
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
+        return validate(hydra_compose(config_name="config", overrides=overrides))
 
 
 def _datasets(cfg, seed: int) -> dict:
@@ -55,7 +60,6 @@ def _datasets(cfg, seed: int) -> dict:
 def solo(cfg, seeds: list[int]) -> float:
     """Seconds to train and score ``seeds`` one after the other, each as a job does."""
     import tensorflow as tf
-    from omegaconf import OmegaConf
 
     from experiments.job.prepare import prepare
     from experiments.training.compile import compile_model
@@ -64,26 +68,24 @@ def solo(cfg, seeds: list[int]) -> float:
 
     t0 = time.perf_counter()
     for seed in seeds:
-        job = OmegaConf.merge(cfg, {"seed": seed})
+        job = dataclasses.replace(cfg, seed=seed)
         setup_runtime(job)
         _, model = prepare(job)
         compile_model(model, job)
-        fit_and_score(model, tf.distribute.get_strategy(), job, _datasets(job, seed), [])
+        fit_and_score(model, tf.distribute.get_strategy(), job.training, _datasets(job, seed), [])
     return time.perf_counter() - t0
 
 
 def fused(cfg, seeds: list[int]) -> float:
     """Seconds to train and score ``seeds`` as one fused group."""
-    from omegaconf import OmegaConf
-
     from experiments.job.prepare import prepare
     from experiments.training.compile import compile_model
     from experiments.training.fused import FusedReplicas
     from experiments.training.runtime import setup_runtime
 
     t0 = time.perf_counter()
-    setup_runtime(OmegaConf.merge(cfg, {"seed": seeds[0]}))
-    engine = FusedReplicas(lambda seed: prepare(OmegaConf.merge(cfg, {"seed": seed}))[1], seeds,
+    setup_runtime(dataclasses.replace(cfg, seed=seeds[0]))
+    engine = FusedReplicas(lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], seeds,
                            lambda m: compile_model(m, cfg))
     results = engine.fit(lambda seed: _datasets(cfg, seed), int(cfg.training.epochs))
     assert all(r.status == "FINISHED" for r in results)

@@ -127,7 +127,7 @@ def test_sweep_keys_reject_non_positive_values(override):
     with pytest.raises(ConfigError) as info:
         validate(compose(override))
     assert info.value.path == override.split("=")[0] and "positive" in str(info.value)
-    assert validate(compose("sweep.min_effect=0.005", "sweep.equivalence_margin=0.01"))["sweep"]["min_effect"] == 0.005
+    assert validate(compose("sweep.min_effect=0.005", "sweep.equivalence_margin=0.01")).sweep.min_effect == 0.005
 
 
 @pytest.fixture(scope="module")

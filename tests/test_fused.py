@@ -6,15 +6,17 @@ fit_and_score); the fused group builds its replicas through the same functions.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import keras
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from experiments.data import load_dataset, make_tf_dataset
 from experiments.errors import ConfigError, TrainingError
+from experiments.config.schema import validate
 from experiments.job.prepare import prepare
 from experiments.training.callbacks import NanGuard
 from experiments.training.compile import compile_model
@@ -30,7 +32,7 @@ SMALL = ["dataset.limit=400", "training.epochs=2", "training.batch_size=128", "t
 
 
 def _cfg(model: str, seed: int, *extra: str):
-    return compose(f"model={model}", f"seed={seed}", *SMALL, *extra)
+    return validate(compose(f"model={model}", f"seed={seed}", *SMALL, *extra))  # the typed config a job reads
 
 
 def _datasets(cfg, seed: int) -> dict:
@@ -52,7 +54,7 @@ def _solo(model: str, seed: int, *extra: str, callbacks=None, broken: bool = Fal
     if broken:
         _break(built)
     compile_model(built, cfg)
-    history, final = fit_and_score(built, tf.distribute.get_strategy(), cfg, _datasets(cfg, seed), callbacks or [])
+    history, final = fit_and_score(built, tf.distribute.get_strategy(), cfg.training, _datasets(cfg, seed), callbacks or [])
     return history.history, final, built
 
 
@@ -67,7 +69,7 @@ def _fused(model: str, seeds=SEEDS, *extra: str, broken_seed: int | None = None,
     setup_runtime(cfg)  # op determinism, as the group's job would set it
 
     def build_one(seed):
-        _, built = prepare(OmegaConf.merge(cfg, {"seed": seed}))
+        _, built = prepare(dataclasses.replace(cfg, seed=seed))
         if seed == broken_seed:
             _break(built)
         return built
@@ -162,7 +164,7 @@ def test_global_clipnorm_is_refused_with_its_config_path():
 def test_replicas_with_different_batch_counts_are_refused():
     cfg = _cfg("lambda_mlp", 0)
     setup_runtime(cfg)
-    engine = FusedReplicas(lambda seed: prepare(OmegaConf.merge(cfg, {"seed": seed}))[1], [0, 1],
+    engine = FusedReplicas(lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], [0, 1],
                            lambda m: compile_model(m, cfg))
     small = _datasets(cfg, 0)
     large = {**small, "train": small["train"].concatenate(small["train"])}
@@ -203,7 +205,7 @@ def test_a_resumed_replica_hands_its_optimizer_state_to_the_fused_optimizer():
     from experiments.training.fused_optimizer import SlotMap
 
     cfg = _cfg("lambda_mlp", 0)
-    engine = FusedReplicas(lambda seed: prepare(OmegaConf.merge(cfg, {"seed": seed}))[1], [0, 1],
+    engine = FusedReplicas(lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], [0, 1],
                            lambda m: compile_model(m, cfg))
     slots = SlotMap(engine.fused, engine.models)
     assert slots.available

@@ -30,11 +30,11 @@ def list_registry(pattern: str | None = None, width: int | None = None) -> str:
     if pattern is None:
         return _overview()
     width = width or shutil.get_terminal_size((100, 24)).columns
-    matched = [n for n in layers.registry.names() if fnmatch.fnmatch(n.lower(), pattern.lower())]
+    matched = [n for n in layers.layer_registry.names() if fnmatch.fnmatch(n.lower(), pattern.lower())]
     functions = [n for n in layers.functions.names() if fnmatch.fnmatch(n.lower(), pattern.lower())
                  or any(fnmatch.fnmatch(a.lower(), pattern.lower()) for a in layers.functions.aliases_of(n))]
     if not matched and not functions:
-        close = layers.registry.suggest(pattern.strip("*?[]")) + layers.functions.suggest(pattern.strip("*?[]"))
+        close = layers.layer_registry.suggest(pattern.strip("*?[]")) + layers.functions.suggest(pattern.strip("*?[]"))
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(f"no layer or function matches the pattern{hint}", path="list_layers", value=pattern,
                           fix="use a shell pattern such as list_layers='*Dense*' (case-insensitive), or "
@@ -47,9 +47,9 @@ def list_registry(pattern: str | None = None, width: int | None = None) -> str:
 
 def _overview() -> str:
     def origin(name: str) -> str:
-        return getattr(layers.registry.get(name), "__module__", "")
+        return getattr(layers.layer_registry.get(name), "__module__", "")
 
-    names = layers.registry.names()
+    names = layers.layer_registry.names()
     project = [n for n in names if origin(n).startswith("layers.")]
     user = [n for n in names if not origin(n).startswith(("layers.", "keras"))]
     from_keras = [n for n in names if origin(n).startswith("keras")]
@@ -71,7 +71,7 @@ def _with_aliases(names: list[str]) -> list[str]:
 def _layer_text(name: str, width: int) -> str:
     """``Dense  (keras)  summary``, one line per own argument (name, default or required, JSON type, help),
     then the names of the base ``Layer`` arguments every layer takes."""
-    info = describe_layer(name, layers.registry.get(name))
+    info = describe_layer(name, layers.layer_registry.get(name))
     module = info.cls.__module__
     lines = [f"{name}  ({'keras' if module.startswith('keras') else module})  {info.summary}".rstrip()]
     base = {a.name for a in constructor_arguments(keras.layers.Layer)}
