@@ -320,6 +320,31 @@ def test_sigkill_of_a_worker_is_one_failed_job_and_the_summary_completes(tmp_pat
     assert len(finished) == 4
 
 
+@pytest.mark.slow
+def test_sigkill_of_the_sweep_process_leaves_no_parent_running(tmp_path, store):
+    """The sweep's own process dies (SIGKILL): the next check closes its parent FAILED with the completing command."""
+    sweep = ["-m", *LONG, "training.epochs=8", f"tracking.uri={store}", "tracking.experiment=orphaned", "seed=0,1"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *sweep, f"hydra.sweep.dir={tmp_path}/multirun"],
+                            cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    client = mlflow.MlflowClient(store)
+    _wait_for_running_job(client, "orphaned", proc)  # the basic launcher: the job runs in the sweep's process
+    exp = client.get_experiment_by_name("orphaned").experiment_id
+    (parent,) = client.search_runs([exp], f"tags.`{tags.ROLE}` = 'parent'")
+    assert parent.info.status == "RUNNING" and parent.data.tags.get(tags.HEARTBEAT)  # the parent beats too
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+
+    closed = close_lost(store, [exp])  # what the next run, sweep or `python -m experiments.doctor` does
+    assert parent.info.run_id in {r.run_id for r in closed}
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FAILED"
+    error = parent.data.tags[tags.ERROR]
+    assert error.startswith("process lost; last heartbeat at ")
+    assert "complete the sweep" in error and "sweep.skip_finished=true" in error and "seed=0,1" in error
+    assert client.search_runs([exp], "attributes.status = 'RUNNING'") == []  # its running job is closed too
+
+
 def test_ledger_rows_and_completing_command(tmp_path):
     from experiments.sweeps.launched import completing_command, unstarted_rows, write_ledger
     from hydra_plugins.layerlab_launcher._pool import death_reason

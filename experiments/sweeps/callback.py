@@ -32,12 +32,14 @@ from omegaconf import DictConfig
 from experiments.config.multirun import multirun_config
 from experiments.errors import LayerlabError
 from experiments.sweeps.context import current_sweep
+from experiments.sweeps.launched import completing_command, sweep_hydra_overrides
 from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import compare_options
 from experiments.sweeps.warm import import_summary_modules, release_joblib_workers, warm_workers
 from experiments.tracking import tags
 from experiments.tracking.auth import access_errors
 from experiments.tracking.doctor import close_lost
+from experiments.tracking.heartbeat import Heartbeat
 from experiments.tracking.redaction import tags_json
 from experiments.tracking.store import ensure_experiment, git_state
 from experiments.tracking.uri import check_store, resolve_uri
@@ -95,6 +97,8 @@ def start_sweep(settings) -> SweepState:
         tags.OVERRIDES: tags_json(list(settings.task_overrides)),
         tags.METRIC: metric.name,
         tags.METRIC_MODE: metric.mode,
+        # What the doctor puts in the parent's error if this process dies (SIGKILL, power loss).
+        tags.COMPLETING_COMMAND: completing_command(list(settings.task_overrides), sweep_hydra_overrides(sweep_dir)),
         **git_state(),
     }
     with access_errors(uri, tracking.experiment, "write to"):  # the sweep's first write: 403 for a read-only user
@@ -103,6 +107,8 @@ def start_sweep(settings) -> SweepState:
                        parent_run_id=parent.info.run_id, sweep_id=sweep_id, sweep_dir=sweep_dir, metric=metric,
                        compare=settings.sweep.compare, target=float(settings.sweep.target_accuracy),
                        compare_options=compare_options(settings.sweep))
+    # The parent beats like a job, from this process: the doctor of a later run closes it if this process dies.
+    state.heartbeat = Heartbeat(uri, state.parent_run_id).start()
     threads = settings.launcher.threads_per_job()
     print(f"layerlab: sweep {sweep_id}: parent run {state.parent_run_id} in experiment {tracking.experiment!r}"
           + (f", {threads} TF thread(s) per parallel job" if threads else ""), flush=True)
@@ -136,6 +142,8 @@ def finalize_active(interrupted: bool, failed: bool = False) -> None:
     if state is None or state.finalized:
         return
     state.finalized = True
+    if state.heartbeat is not None:
+        state.heartbeat.stop()  # the parent is closed below by this living process
     try:
         from experiments.sweeps.summary import finalize
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from experiments.config.metrics import MetricSpec
@@ -39,4 +40,5 @@ class SweepState:
     finalized: bool = False
     compare_options: dict = field(default_factory=dict)
     note: str = ""  # text put first in the parent's description (an Optuna study's best trial)
+    heartbeat: Any = None  # the parent run's Heartbeat (experiments.tracking.heartbeat), stopped at finalisation
     complete: str = ""  # the command that completes the sweep (set by the summary when a job did not finish)
