@@ -37,7 +37,7 @@ _REF = "#/definitions/"
 
 def model_schema() -> dict:
     """The schema as a JSON-ready dict, for the layers and functions registered now."""
-    names = layerlib.registry.names()
+    names = layerlib.layer_registry.names()
     layer_defs = _shared_arguments({f"layer_{n}": _layer_def(n) for n in names})
     return {
         "$schema": DRAFT,
@@ -138,7 +138,7 @@ def model_schema() -> dict:
 
 def _layer_def(name: str) -> dict:
     """The keys a spec with ``type: name`` may have: the node keys and the constructor's arguments."""
-    info = describe_layer(name, layerlib.registry.get(name))
+    info = describe_layer(name, layerlib.layer_registry.get(name))
     props: dict[str, Any] = {"type": {}, "inputs": {}, "share": {}}
     for arg in info.arguments:
         props[arg.name] = _argument_schema(name, arg)
@@ -224,6 +224,6 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    print(f"layerlab: wrote {out} ({len(layerlib.registry)} layers); model YAML files beside it use it with the "
+    print(f"layerlab: wrote {out} ({len(layerlib.layer_registry)} layers); model YAML files beside it use it with the "
           f"first line `# yaml-language-server: $schema=./{out.name}`", flush=True)
     return 0
