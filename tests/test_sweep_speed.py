@@ -122,7 +122,9 @@ def test_a_joblib_sweep_exits_fast_leaving_no_worker_and_no_startup_noise(tmp_pa
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         statuses = dict(db.execute("SELECT t.value, r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
                                    "AND t.key = 'layerlab.role' WHERE t.value = 'parent'").fetchall())
-        pids = {v for (v,) in db.execute("SELECT value FROM tags WHERE key = 'layerlab.pid'")}
+        # the jobs' pids (the parent run beats from the sweep's own process, so its pid tag is the parent's)
+        pids = {v for (v,) in db.execute("SELECT p.value FROM tags p JOIN tags r ON r.run_uuid = p.run_uuid "
+                                         "AND r.key = 'layerlab.role' AND r.value = 'job' WHERE p.key = 'layerlab.pid'")}
     assert statuses == {"parent": "FINISHED"}
     # the jobs ran in worker processes, not in the parent
     assert pids and str(proc.pid) not in pids
