@@ -96,15 +96,23 @@ def find_lost(uri: str, experiment_ids: list[str], stale_s: float = STALE_S, now
     return lost
 
 
+def _fix_for(run, run_id: str) -> str:
+    """How to finish what the lost run was doing: a job resumes from its checkpoint, a sweep's parent completes it."""
+    if run.data.tags.get(tags.ROLE) == tags.ROLE_PARENT:
+        command = run.data.tags.get(tags.COMPLETING_COMMAND, "")
+        return (f"complete the sweep (every job without a FINISHED run) with: {command}" if command
+                else "rerun the sweep with sweep.skip_finished=true")
+    overrides = json.loads(run.data.tags.get(tags.OVERRIDES, "[]") or "[]")
+    return ("resume from its last checkpoint with: python runner.py "
+            + " ".join(shlex.quote(o) for o in overrides) + f" training.resume={run_id}").replace("  ", " ")
+
+
 def close_run_failed(uri: str, run_id: str, reason: str, end_time_s: float | None = None) -> None:
-    """End a run FAILED with ``reason`` (tag ``layerlab.error`` and ``error.txt``), and how to resume it."""
+    """End a run FAILED with ``reason`` (tag ``layerlab.error`` and ``error.txt``) and how to finish its work."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
-    run = client.get_run(run_id)
-    overrides = json.loads(run.data.tags.get(tags.OVERRIDES, "[]") or "[]")
-    hint = ("resume from its last checkpoint with: python runner.py "
-            + " ".join(shlex.quote(o) for o in overrides) + f" training.resume={run_id}").replace("  ", " ")
+    hint = _fix_for(client.get_run(run_id), run_id)
     client.set_tag(run_id, tags.ERROR, f"{reason}. Fix: {hint}"[:4000])
     try:
         client.log_text(run_id, f"{reason}.\n\nFix: {hint}\n", "error.txt")
@@ -120,23 +128,6 @@ def _closed_meanwhile(uri: str, run_id: str) -> bool:
 
     run = mlflow.MlflowClient(tracking_uri=uri).get_run(run_id)
     return run.info.status != "RUNNING" or bool(run.data.tags.get(tags.ERROR))
-
-
-def close_sweep_parent_failed(uri: str, run_id: str, reason: str, end_time_s: float | None = None) -> None:
-    """End a sweep's parent run FAILED with ``reason`` and the command that completes the sweep."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    command = client.get_run(run_id).data.tags.get(tags.COMPLETING_COMMAND, "")
-    fix = (f"complete the sweep (every job without a FINISHED run) with: {command}" if command
-           else "rerun the sweep with sweep.skip_finished=true")
-    client.set_tag(run_id, tags.ERROR, f"{reason}. Fix: {fix}"[:4000])
-    try:
-        client.log_text(run_id, f"{reason}.\n\nFix: {fix}\n", "error.txt")
-    except Exception as exc:  # the tag says it already; an unreachable artifact store must not keep the run open
-        log.debug("error.txt of %s not written: %s", run_id, exc)
-    end_ms = int(end_time_s * 1000) if end_time_s else None
-    client.set_terminated(run_id, "FAILED", end_time=end_ms)
 
 
 def orphaned_children(uri: str, experiment_id: str, parent_run_id: str) -> list[LostRun]:
@@ -176,8 +167,7 @@ def close_lost(uri: str, experiment_ids: list[str], stale_s: float = STALE_S, dr
                 lost += children
         for run in lost:
             if not dry_run and not _closed_meanwhile(uri, run.run_id):
-                close = close_sweep_parent_failed if run.role == tags.ROLE_PARENT else close_run_failed
-                close(uri, run.run_id, run.reason, run.heartbeat)
+                close_run_failed(uri, run.run_id, run.reason, run.heartbeat)
             if not quiet or not dry_run:
                 print(f"layerlab: {'would close' if dry_run else 'closed'} run {run.run_id} ({run.name}) FAILED: "
                       f"{run.reason}", flush=True)
