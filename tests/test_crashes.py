@@ -321,6 +321,36 @@ def test_sigkill_of_a_worker_is_one_failed_job_and_the_summary_completes(tmp_pat
 
 
 @pytest.mark.slow
+def test_a_dead_worker_of_the_stock_joblib_launcher_ends_with_the_summary_not_a_traceback(tmp_path, store):
+    """hydra/launcher=joblib loses its batch when a worker dies; the sweep still ends as a failed sweep does."""
+    sweep = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *LONG, "training.epochs=8",
+             f"tracking.uri={store}", "tracking.experiment=joblib_killed", "seed=0,1,2,3"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *sweep, f"hydra.sweep.dir={tmp_path}/multirun"],
+                            cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    client = mlflow.MlflowClient(store)
+    victim = _wait_for_running_job(client, "joblib_killed", proc)
+    os.kill(int(victim.data.tags[tags.PID]), signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    (tmp_path / "sweep_out.txt").write_text(out + "\n----- stderr\n" + err)
+    assert proc.returncode == 1
+    assert "Traceback" not in out + err and "TerminatedWorkerError" not in out + err
+    assert "layerlab: error: a worker process of the joblib launcher died" in err
+    assert "hydra/launcher=layerlab survives a dead worker" in err
+    # Then the summary, as for any failed sweep: what finished, and the command that completes the sweep.
+    assert "/4 jobs finished" in out and "complete the sweep (only the jobs without a FINISHED run):" in out
+    complete = next(line.strip() for line in out.splitlines() if "sweep.skip_finished=true" in line)
+    assert complete.startswith("python runner.py -m hydra/launcher=joblib hydra.launcher.n_jobs=2 ")
+    exp = client.get_experiment_by_name("joblib_killed").experiment_id
+    (parent,) = client.search_runs([exp], f"tags.`{tags.ROLE}` = 'parent'")
+    assert parent.info.status == "FAILED"
+    jobs = client.search_runs([exp], f"tags.`{tags.ROLE}` = 'job'")
+    assert victim.info.run_id in {r.info.run_id for r in jobs}
+    assert all(r.info.status != "RUNNING" for r in jobs)  # the lost batch's runs are closed, none left RUNNING
+    assert client.get_run(victim.info.run_id).info.status in ("KILLED", "FAILED")
+
+
+@pytest.mark.slow
 def test_sigkill_of_the_sweep_process_leaves_no_parent_running(tmp_path, store):
     """The sweep's own process dies (SIGKILL): the next check closes its parent FAILED with the completing command."""
     sweep = ["-m", *LONG, "training.epochs=8", f"tracking.uri={store}", "tracking.experiment=orphaned", "seed=0,1"]

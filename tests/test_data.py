@@ -198,6 +198,17 @@ def test_mnist_from_local_path(tmp_path):
         assert x.dtype == np.uint8 and y.dtype == np.int64
 
 
+def test_mnist_lecture_protocol_validates_on_the_official_test_set(tmp_path):
+    """dataset.validation_set=official_test: every training digit trains, the test digits validate (the lecture's fit)."""
+    arrays = _write_mnist_npz(tmp_path / "mnist.npz")
+    splits = load_dataset({"name": "mnist", "path": str(tmp_path / "mnist.npz"), "validation_set": "official_test"},
+                          seed=0)
+    np.testing.assert_array_equal(splits.train[1], arrays["y_train"])
+    for split in (splits.val, splits.test):
+        np.testing.assert_array_equal(split[0], arrays["x_test"])
+        np.testing.assert_array_equal(split[1], arrays["y_test"])
+
+
 def test_mnist_path_expands_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     _write_mnist_npz(tmp_path / "mnist.npz")
@@ -346,6 +357,8 @@ def test_make_tf_dataset_rejects_bad_input():
         ({"name": "digits", "path": "x.npz"}, "dataset.path"),
         ({"name": "mnist", "path": 3}, "dataset.path"),
         ({"name": "mnist", "val_fraction": 1}, "dataset.val_fraction"),
+        ({"name": "mnist", "validation_set": "test"}, "dataset.validation_set"),
+        ({"name": "mnist_sample", "validation_set": "official_test"}, "dataset.validation_set"),
     ],
 )
 def test_config_errors(cfg, path):

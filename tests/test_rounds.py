@@ -75,6 +75,10 @@ def test_a_sweep_adds_new_seeds_in_rounds_up_to_the_cap(tmp_path, store):
     assert "detectable (80% power)" in proc.stdout and "n for min effect" in proc.stdout
     note = parent.data.tags["mlflow.note.content"]
     assert "detectable (80% power)" in note and "equivalent (TOST)" in note and "for 0.01" in note
+    # The final verdict says how many rounds of seeds it rests on: on the terminal and in the description.
+    final = proc.stdout[proc.stdout.rindex("layerlab: sweep "):]
+    assert "rounds (hydra/sweeper=rounds): Stopped after round 2 of at most 2 (3 replicates per group)" in final
+    assert "**Rounds** (`hydra/sweeper=rounds`): Stopped after round 2 of at most 2 (3 replicates per group)" in note
     csv = pd.read_csv(client.download_artifacts(parent.info.run_id, "comparison/comparison_tests.csv", str(tmp_path)))
     assert (csv["n_pairs"] == 3).all() and (csv["min_effect"] == 0.01).all()
     assert (csv["equivalence_margin"] == 0.05).all() and set(csv["equivalence"]) <= {"equivalent",

@@ -52,6 +52,13 @@ def next_replicates(used: Sequence[int], count: int) -> list[int]:
     return list(range(start, start + count))
 
 
+def rounds_headline(decision: Decision) -> str:
+    """One sentence for the verdict: after how many rounds (and replicates per group) the sweep stopped, and why."""
+    n = decision.intervals[0].n if decision.intervals else 0
+    return (f"Stopped after round {decision.look} of at most {decision.rounds} ({n} replicates per group): "
+            f"{decision.reason}.")
+
+
 def rounds_markdown(rule: StoppingRule, decision: Decision, labels: Sequence[str], metric: str) -> str:
     """The outcome of the rounds: how many, why they stopped, and each difference's repeated confidence interval.
 
@@ -61,13 +68,11 @@ def rounds_markdown(rule: StoppingRule, decision: Decision, labels: Sequence[str
         labels: the comparisons, in the order of ``decision.intervals``.
         metric: the compared metric's key (``test_...``).
     """
-    n = decision.intervals[0].n if decision.intervals else 0
     rows = [[label, f"{iv.estimate:+.4f}", f"{iv.low:.4f} to {iv.high:.4f}", f"±{iv.half_width:.4f}", status]
             for label, iv, status in zip(labels, decision.intervals, decision.statuses)]
     return "\n".join([
         "## Rounds", "",
-        f"Stopped after round {decision.look} of at most {decision.rounds} ({n} replicates per group): "
-        f"{decision.reason}.",
+        rounds_headline(decision),
         "",
         f"Repeated confidence intervals of the mean paired difference in {pretty_metric(metric)} (alpha "
         f"{rule.alpha:g} over the family, Lan-DeMets O'Brien-Fleming spending over the rounds; valid whichever "

@@ -36,6 +36,10 @@ def _fraction_fix(key: str) -> str:
     return f"set dataset.{key} to a fraction such as 0.1"
 
 
+# Where the validation data of a dataset with an official test set comes from: a stratified share of the training
+# set (held_out, val_fraction), or the official test set itself, as the lecture's fit(validation_data=...) did.
+VALIDATION_SETS = ("held_out", "official_test")
+
 _LIMIT_EXPECT = "null or an integer of at least 2 x num_classes"
 _LIMIT_FIX = "set dataset.limit=null to use every sample, or a larger cap such as dataset.limit=1000"
 
@@ -84,6 +88,9 @@ class MnistSchema(DatasetSchema):
                                           check=_optional_fraction, fix=_fraction_fix("test_fraction"))
     path: Any = spec(None, expect="null or the path of an mnist.npz file", check=_path_ok,
                      fix="set dataset.path=/path/to/mnist.npz or dataset.path=null")
+    validation_set: str = spec("held_out", expect="held_out or official_test", check=lambda v: v in VALIDATION_SETS,
+                               fix="set dataset.validation_set=held_out (the default) or dataset.validation_set="
+                                   "official_test (the lecture's protocol)")
 
 
 @dataclass(frozen=True)

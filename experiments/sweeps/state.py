@@ -41,4 +41,5 @@ class SweepState:
     compare_options: dict = field(default_factory=dict)
     note: str = ""  # text put first in the parent's description (an Optuna study's best trial)
     heartbeat: Any = None  # the parent run's Heartbeat (experiments.tracking.heartbeat), stopped at finalisation
+    rounds: str = ""  # how the rounds of hydra/sweeper=rounds ended (analysis.rounds.rounds_headline), for the verdict
     complete: str = ""  # the command that completes the sweep (set by the summary when a job did not finish)

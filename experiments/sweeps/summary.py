@@ -152,6 +152,8 @@ def _summary_terminal(state: SweepState, rows, failed, status: str, report) -> s
     if report:
         out.append(report.get("table", ""))
         out.extend(report.get("verdicts", []) or [])
+    if state.rounds:
+        out.append(f"rounds (hydra/sweeper=rounds): {state.rounds} See rounds.md for the repeated confidence intervals.")
         out.append(f"comparison: {state.sweep_dir / 'comparison' / 'comparison.md'} (also in the parent run's artifacts)")
     out.append(f"browse: {open_hint(state.uri)}, experiment {state.experiment!r}, "
                f"the run 'sweep {state.sweep_id}' and its children")

@@ -123,6 +123,9 @@ def publish(client, state: SweepState, runs: list, report: dict | None, best_run
     else:
         text = (f"## Sweep {state.sweep_id}\n\n{finished}/{len(runs)} jobs finished; no comparison "
                 f"(sweep.compare=false, or it failed: see the terminal).\n\n" + (best_line or "") + "\n")
+    if state.rounds:  # the verdicts above are fixed-sample tests: say how many rounds of seeds they rest on
+        text += (f"\n**Rounds** (`hydra/sweeper=rounds`): {state.rounds} Repeated confidence intervals, valid "
+                 "whichever round it stopped at: the artifact `rounds.md`.\n")
     if state.note:
         text = state.note + "\n" + text
     client.set_tag(pid, NOTE_TAG, text if len(text) <= MAX_TAG_CHARS else text[:MAX_TAG_CHARS - 80]

@@ -29,7 +29,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.analysis.rounds import next_replicates, paired_differences, rounds_markdown
+from experiments.analysis.rounds import next_replicates, paired_differences, rounds_headline, rounds_markdown
 from experiments.analysis.runs import load_runs
 from experiments.analysis.sequential import Decision, StoppingRule, decide
 from experiments.errors import ConfigError, LayerlabError
@@ -130,6 +130,7 @@ class LayerlabRoundsSweeper(Sweeper):
     def _record(self, rule: StoppingRule, decision: Decision, labels: Sequence[str]) -> None:
         state = current_sweep().state
         text = rounds_markdown(rule, decision, labels, state.metric.test)
+        state.rounds = rounds_headline(decision)  # the final verdict (terminal, parent's description) says it too
         path = Path(state.sweep_dir) / "rounds.md"
         path.write_text(text, encoding="utf-8")
         print(text, flush=True)
