@@ -179,25 +179,39 @@ def test_damaged_checkpoint_is_a_clear_error(checkpoint_folder, tmp_path, damage
 
 
 # ------------------------------------------------------------------------------- real processes (slow)
-def _popen(args, tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *args, f"hydra.run.dir={tmp_path}/outputs/run"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _popen(args, tmp_path, env: dict | None = None, **popen):
+    """``runner.py`` with ``args`` (a sweep when they start with ``-m``), its output folder under ``tmp_path``."""
+    folder = f"hydra.sweep.dir={tmp_path}/multirun" if args[:1] == ["-m"] else f"hydra.run.dir={tmp_path}/outputs/run"
+    popen = popen or {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    return subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *args, folder], cwd=ROOT,
+                            env={**(env or os.environ), "PYTHONUNBUFFERED": "1"}, **popen)
+
+
+def _wait(found, proc, timeout: float, what: str):
+    """Poll ``found()`` until it returns something (returned), the process ends early, or ``timeout`` (a liveness
+    bound for a loaded machine, not a speed check) passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = found()
+        if value is not None:
+            return value
+        if proc.poll() is not None:
+            raise AssertionError(f"ended early, waiting for {what}:\n{proc.stdout.read()[-3000:]}\n"
+                                 f"{proc.stderr.read()[-3000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"no {what} in {timeout:.0f} s")
 
 
 def _wait_for_epochs(folder: Path, n: int, proc, timeout: float = 180) -> None:
     state = folder / "checkpoints/state.json"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def done():
         try:
-            if json.loads(state.read_text())["epochs_done"] >= n:
-                return
+            return True if json.loads(state.read_text())["epochs_done"] >= n else None
         except (OSError, ValueError, KeyError):
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(f"training ended early:\n{proc.stderr.read()[-3000:]}")
-        time.sleep(0.1)
-    raise AssertionError("no checkpoint in time")
+            return None
+
+    _wait(done, proc, timeout, f"checkpoint of {n} epochs")
 
 
 @pytest.mark.slow
@@ -265,18 +279,15 @@ def test_resume_from_a_damaged_checkpoint_is_one_paragraph(tmp_path, store):
 
 # ----------------------------------------------------------------------------- a killed sweep worker
 def _wait_for_running_job(client, exp_name: str, proc, timeout: float = 240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def running_job():
         exp = client.get_experiment_by_name(exp_name)
-        if exp is not None:
-            for r in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'"):
-                if r.data.tags.get(tags.PID) and r.data.tags.get(tags.ROLE) == "job" and \
-                        client.get_metric_history(r.info.run_id, "loss"):
-                    return r
-        if proc.poll() is not None:
-            raise AssertionError(f"sweep ended early:\n{proc.stdout.read()[-3000:]}\n{proc.stderr.read()[-3000:]}")
-        time.sleep(0.2)
-    raise AssertionError("no job started in time")
+        for r in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'") if exp else []:
+            if r.data.tags.get(tags.PID) and r.data.tags.get(tags.ROLE) == "job" and \
+                    client.get_metric_history(r.info.run_id, "loss"):
+                return r
+        return None
+
+    return _wait(running_job, proc, timeout, "running job with a logged epoch")
 
 
 @pytest.mark.slow
@@ -284,8 +295,7 @@ def test_sigkill_of_a_worker_is_one_failed_job_and_the_summary_completes(tmp_pat
     sweep = ["-m", "hydra/launcher=layerlab", "hydra.launcher.n_jobs=2", *LONG, "training.epochs=8",
              f"tracking.uri={store}", "tracking.experiment=killed", "seed=0,1,2,3"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *sweep, f"hydra.sweep.dir={tmp_path}/multirun"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _popen(sweep, tmp_path, env)
     client = mlflow.MlflowClient(store)
     victim = _wait_for_running_job(client, "killed", proc)
     os.kill(int(victim.data.tags[tags.PID]), signal.SIGKILL)
@@ -325,9 +335,7 @@ def test_a_dead_worker_of_the_stock_joblib_launcher_ends_with_the_summary_not_a_
     """hydra/launcher=joblib loses its batch when a worker dies; the sweep still ends as a failed sweep does."""
     sweep = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *LONG, "training.epochs=8",
              f"tracking.uri={store}", "tracking.experiment=joblib_killed", "seed=0,1,2,3"]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *sweep, f"hydra.sweep.dir={tmp_path}/multirun"],
-                            cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = _popen(sweep, tmp_path)
     client = mlflow.MlflowClient(store)
     victim = _wait_for_running_job(client, "joblib_killed", proc)
     os.kill(int(victim.data.tags[tags.PID]), signal.SIGKILL)
@@ -354,9 +362,7 @@ def test_a_dead_worker_of_the_stock_joblib_launcher_ends_with_the_summary_not_a_
 def test_sigkill_of_the_sweep_process_leaves_no_parent_running(tmp_path, store):
     """The sweep's own process dies (SIGKILL): the next check closes its parent FAILED with the completing command."""
     sweep = ["-m", *LONG, "training.epochs=8", f"tracking.uri={store}", "tracking.experiment=orphaned", "seed=0,1"]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *sweep, f"hydra.sweep.dir={tmp_path}/multirun"],
-                            cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = _popen(sweep, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     client = mlflow.MlflowClient(store)
     _wait_for_running_job(client, "orphaned", proc)  # the basic launcher: the job runs in the sweep's process
     exp = client.get_experiment_by_name("orphaned").experiment_id
@@ -409,8 +415,7 @@ def test_sigkill_of_a_ray_worker_loses_one_attempt_and_the_sweep_finishes(tmp_pa
     sweep = ["-m", "hydra/launcher=ray_local", *LONG, f"tracking.uri={store}", "tracking.experiment=ray_killed",
              "seed=0,1,2,3", "sweep.compare=false"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "LAYERLAB_RAY_CPUS": "2"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *sweep, f"hydra.sweep.dir={tmp_path}/multirun"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _popen(sweep, tmp_path, env)
     client = mlflow.MlflowClient(store)
     victim = _wait_for_running_job(client, "ray_killed", proc)
     os.kill(int(victim.data.tags[tags.PID]), signal.SIGKILL)
