@@ -319,6 +319,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+QUICK_NOTE = "_--quick run: tiny sizes; these numbers only show that the script works._"
+
+
+def run_script(main, name: str) -> None:
+    """``sys.exit(main())`` for ``python -m bench.<name>``; a failed child command is one line on stderr, exit 1."""
+    try:
+        sys.exit(main())
+    except ChildFailed as exc:
+        print(f"bench.{name}: a command failed: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
 class ChildFailed(RuntimeError):
     pass
 

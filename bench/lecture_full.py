@@ -30,7 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import PYTHON, ROOT, Header, clean_env, finish, parser, run_timed, say, table  # noqa: E402
+from bench.common import clean_env, finish, Header, parser, PYTHON, QUICK_NOTE, ROOT, run_timed, say, table  # noqa: E402
 
 NAME = "lecture_full"
 TITLE = "6. The lecture's figures on full MNIST; abs vs ReLU on 60,000 digits"
@@ -168,7 +168,7 @@ def render(d: dict) -> str:
     if d.get("printed"):
         md += ["", "What the sweep printed at the end:", "", "```", final_report(d["printed"]), "```"]
     if d.get("quick"):
-        md += ["", "_--quick run: tiny sizes; these numbers only show that the script works._"]
+        md += ["", QUICK_NOTE]
     return "\n".join(md)
 
 

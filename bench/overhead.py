@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (PYTHON, ROOT, ChildFailed, Header, finish, clean_env, fmt, median, parser, run_timed, say,
+from bench.common import (PYTHON, ROOT, Header, finish, clean_env, fmt, median, parser, run_script, run_timed, say,
                           spread, table, verdict)
 
 NAME = "overhead"
@@ -524,8 +524,4 @@ def findings(results: dict[str, list[dict]], prof: dict | None, epochs: int, ext
     return out
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ChildFailed as exc:
-        print(f"bench.overhead: a run failed: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_script(main, "overhead")

@@ -33,7 +33,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import ROOT, Header, finish, median, parser, say, table, verdict  # noqa: E402
+from bench.common import finish, Header, median, parser, QUICK_NOTE, ROOT, say, table, verdict  # noqa: E402
 
 NAME = "scaling"
 TITLE = "3. Scaling: epoch time against data size and image size"
@@ -253,7 +253,7 @@ def report(peak, mm_n, mm_reps, mlp, conv, conv_n, threads, quick) -> str:
                "GFLOP/s", "of matmul peak"], conv_rows),
     ]
     if quick:
-        md += ["", "_--quick run: tiny sizes; these numbers only show that the script works._"]
+        md += ["", QUICK_NOTE]
     return "\n".join(md)
 
 

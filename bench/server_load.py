@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, Header, clean_env, finish, fmt, parser, say, table
+from bench.common import clean_env, finish, fmt, Header, parser, QUICK_NOTE, ROOT, say, table
 
 NAME = "server_load"
 TITLE = "5. Server load: log_batch latency with concurrent writers"
@@ -221,7 +221,7 @@ def render(d: dict) -> str:
         f"this machine's {d['cores']} cores (load average in the header).",
     ]
     if d["quick"]:
-        md += ["", "_--quick run: tiny sizes; these numbers only show that the script works._"]
+        md += ["", QUICK_NOTE]
     return "\n".join(md)
 
 

@@ -28,7 +28,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from bench.common import (PYTHON, ROOT, ChildFailed, Header, clean_env, finish, parser, run_timed, say, table)
+from bench.common import (PYTHON, QUICK_NOTE, ROOT, ChildFailed, Header, clean_env, finish, parser, run_script, run_timed,
+                          say, table)
 from bench.sweep_vs_shell import finished_jobs, jobs_of, make_store, sweep_cmd
 
 NAME = "sweep_profile"
@@ -216,13 +217,9 @@ def render(d: dict) -> str:
         table(["phase", "parent s", *(f"{w} s" for w in workers), "workers per job s"], rows),
     ]
     if d["quick"]:
-        md += ["", "_--quick run: tiny sizes; these numbers only show that the script works._"]
+        md += ["", QUICK_NOTE]
     return "\n".join(md)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ChildFailed as exc:
-        print(f"bench.sweep_profile: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_script(main, "sweep_profile")

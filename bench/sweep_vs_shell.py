@@ -44,8 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (PYTHON, ROOT, ChildFailed, Header, finish, median, parser, run_timed, say, spread, table,
-                          verdict)
+from bench.common import (PYTHON, QUICK_NOTE, ROOT, ChildFailed, Header, finish, median, parser, run_script, run_timed,
+                          say, spread, table, verdict)
 
 NAME = "sweep_vs_shell"
 TITLE = "2. Sweeps at the machine's speed: shell loop vs basic vs joblib"
@@ -242,13 +242,9 @@ def render(d: dict) -> str:
         table(["N", "target", "measured (medians)", "result"], targets),
     ]
     if d["quick"]:
-        md += ["", "_--quick run: tiny sizes; these numbers only show that the script works._"]
+        md += ["", QUICK_NOTE]
     return "\n".join(md)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ChildFailed as exc:
-        print(f"bench.sweep_vs_shell: a command failed: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_script(main, "sweep_vs_shell")

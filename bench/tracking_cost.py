@@ -30,7 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import Header, finish, median, parser, say, spread, table  # noqa: E402
+from bench.common import finish, Header, median, parser, QUICK_NOTE, say, spread, table  # noqa: E402
 
 NAME = "tracking_cost"
 TITLE = "4. Tracking cost: comparing many runs, logging every epoch"
@@ -315,7 +315,7 @@ def report(comp: list[dict], hist_epochs: int, logc: dict, quick: bool) -> str:
         f"background: {spread([d * 1000 for d in logc['deliver']], 1)} ms.",
     ]
     if quick:
-        md += ["", "_--quick run: tiny sizes; these numbers only show that the script works._"]
+        md += ["", QUICK_NOTE]
     return "\n".join(md)
 
 
