@@ -19,7 +19,7 @@ from experiments.sweeps.progress_display import SweepProgress, live_wanted
 from experiments.training.progress_file import read_status, read_statuses, status_path, write_status
 from tests.conftest import ROOT, run_cli
 
-SWEEP = ["dataset=digits", "training.epochs=1", "training.batch_size=128", "tracking.log_model=false",
+SWEEP = ["dataset=digits", "model.input.shape=null", "training.epochs=1", "training.batch_size=128", "tracking.log_model=false",
          "tracking.log_plots=false", "training.checkpoint.enabled=false", "sweep.compare=false"]
 CONTROL = re.compile(r"[\x1b\r]")
 LIBRARY_LINES = re.compile(r"Creating initial MLflow database tables|alembic|Context impl SQLiteImpl|"

@@ -13,7 +13,11 @@ process that launches the jobs:
   ``runner.py`` when Hydra skips that hook because a job failed) lists every
   job with its status, runs the statistical comparison, logs both to the
   parent run and closes it FINISHED, FAILED or KILLED
-  (:mod:`experiments.sweeps.summary`).
+  (:mod:`experiments.sweeps.summary`);
+* in between, the sweep's progress display (:mod:`experiments.sweeps.progress_display`)
+  reads the status file each job writes into the sweep folder: ``on_job_start``
+  and ``on_job_end`` run in the job's own process (a launcher's worker or this
+  one) and write its start and its outcome, a Keras callback its epochs.
 
 MLflow and the summary are imported when first used, not with this module:
 Hydra imports it at start-up, and the parent's own imports then overlap the
@@ -61,9 +65,12 @@ class SweepCallback(Callback):
         try:
             settings = multirun_config(config)
             context.begin(settings.launcher)
+            if not settings.dry_run:  # before any worker starts: on a terminal, their output goes above the display
+                context.progress = start_progress(settings)
             warm = warm_workers(settings.launcher)
             context.activate(start_sweep(settings))
         except LayerlabError as exc:
+            context.stop_progress()
             # Hydra would turn an exception here into a warning and run every job anyway.
             print(f"layerlab: error: {exc}", flush=True)
             raise SystemExit(exc.exit_code)
@@ -71,8 +78,6 @@ class SweepCallback(Callback):
             if not settings.dry_run:
                 import_summary_modules()  # the parent would only wait here
             warm.wait()  # the launcher's own Parallel call then reuses the warm workers
-        if not settings.dry_run:
-            context.progress = start_progress(settings)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         finalize_active(interrupted=False)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from experiments.sweeps import progress_view as view
 from experiments.sweeps.progress_view import Board
+from experiments.sweeps.terminal_capture import TerminalCapture
 from experiments.training.progress_file import PROGRESS_DIR, read_statuses
 
 POLL_S = 0.5
@@ -65,6 +66,7 @@ class SweepProgress:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._live = None
+        self._capture: TerminalCapture | None = None
         self._t0 = time.monotonic()
 
     def expect(self, jobs: int) -> None:
@@ -78,7 +80,8 @@ class SweepProgress:
             from rich.console import Console
             from rich.live import Live
 
-            console = Console(file=self.stream, highlight=False)
+            self._capture = TerminalCapture(self._line)  # workers' writes to the terminal go above the panel
+            console = Console(file=self._capture.terminal, highlight=False)
             self._live = Live(console=console, auto_refresh=False, transient=False, redirect_stdout=True,
                               redirect_stderr=True)
             self._live.start()
@@ -93,8 +96,9 @@ class SweepProgress:
             self._thread.join(timeout=5)
         self.poll()
         if self._live is not None:
-            self._live.stop()
-            self._live = None
+            live, self._live = self._live, None
+            live.stop()
+            self._capture.restore()
 
     def board(self) -> Board:
         jobs = read_statuses(self.sweep_dir)
@@ -117,8 +121,9 @@ class SweepProgress:
             return board
 
     def _line(self, text: str) -> None:
-        if self._live is not None:
-            self._live.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        live = self._live
+        if live is not None:
+            live.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
             print(text, file=self.stream, flush=True)
 

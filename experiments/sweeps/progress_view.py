@@ -123,7 +123,7 @@ def result_line(job: dict, board: Board) -> str:
     took = duration(job["updated"] - job["started"]) if "updated" in job and "started" in job else "?"
     parts = [f"layerlab: job {job['job']} {status}", board.names.get(int(job["job"]), ""), value_text(job),
              f"in {took}"]
-    error = job.get("error")
+    error = (str(job.get("error") or "").strip().splitlines() or [""])[0]
     if state(job) == LOST:
         error = "its process is gone (killed, out of memory?)"
     text = " ".join(p for p in parts if p)
