@@ -25,7 +25,7 @@ def panel(board: Board):
     if not running:
         return head
     table = Table(box=None, padding=(0, 2), show_edge=False, header_style="dim")
-    for column in ("job", "running", "epoch", "validation", "for"):
+    for column in ("job", "running", "epochs done", "validation", "for"):
         table.add_column(column)
     for job in running:
         took = time.time() - job["started"] if "started" in job else None

@@ -131,7 +131,7 @@ def result_line(job: dict, board: Board) -> str:
 
 
 def epoch_text(job: dict) -> str:
-    """``epoch 3/10`` of a running job (``starting`` before its first epoch)."""
+    """``3/10``: the epochs a running job has finished (``starting`` before it trains)."""
     if not job.get("epochs"):
         return "starting"
-    return f"epoch {job.get('epoch', 0)}/{job['epochs']}"
+    return f"{job.get('epoch', 0)}/{job['epochs']}"
