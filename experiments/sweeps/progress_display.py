@@ -110,14 +110,14 @@ class SweepProgress:
         """One look: a line for each job that ended since the last look, and the live panel redrawn."""
         with self._lock:
             board = self.board()
-            for job in board.jobs:
-                if view.state(job) != view.RUNNING and int(job["job"]) not in self.reported:
-                    self.reported.add(int(job["job"]))
-                    self._line(view.result_line(job, board))
-            if self._live is not None:
+            ended = [j for j in board.jobs if view.state(j) != view.RUNNING and int(j["job"]) not in self.reported]
+            if self._live is not None:  # first the panel, so that a line printed above redraws the new one
                 from experiments.sweeps.progress_panel import panel
 
-                self._live.update(panel(board), refresh=True)
+                self._live.update(panel(board), refresh=True)  # rich draws a printed line's panel from the last refresh
+            for job in ended:
+                self.reported.add(int(job["job"]))
+                self._line(view.result_line(job, board))
             return board
 
     def _line(self, text: str) -> None:
