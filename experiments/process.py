@@ -23,8 +23,9 @@ Library INFO lines are off too unless ``LAYERLAB_DEBUG=1``: MLflow's (its
 ``MLFLOW_LOGGING_LEVEL``, set here) and, in a sweep, the launchers' per-job
 lines (:func:`quiet_launch_lines`, called when the sweep starts).
 
-This is also the one place that reads ``LAYERLAB_DEBUG`` (:func:`debug_enabled`,
-used by the CLI, the compare command and the launcher plugin) and the one
+This is also the one place that reads ``LAYERLAB_PROGRESS`` (:func:`plain_progress`)
+and ``LAYERLAB_DEBUG`` (:func:`debug_enabled`, used by the CLI, the compare
+command and the launcher plugin) and the one
 place that writes the environment (:func:`configure_process`,
 :func:`set_worker_threads` in a launcher's spawned worker).
 """
@@ -68,6 +69,11 @@ LAUNCH_LOGGERS = ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.
 def debug_enabled() -> bool:
     """``LAYERLAB_DEBUG=1``: full tracebacks, TensorFlow's start-up lines; any other value (``0``, unset) is off."""
     return os.environ.get("LAYERLAB_DEBUG") == "1"
+
+
+def plain_progress() -> bool:
+    """``LAYERLAB_PROGRESS=plain``: a sweep prints plain lines on a terminal too, no live display."""
+    return os.environ.get("LAYERLAB_PROGRESS") == "plain"
 
 
 def set_worker_threads(threads: int) -> None:

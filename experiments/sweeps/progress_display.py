@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from experiments.process import plain_progress
 from experiments.sweeps import progress_view as view
 from experiments.sweeps.progress_view import Board
 from experiments.sweeps.terminal_capture import TerminalCapture
@@ -37,7 +38,7 @@ def live_wanted(stream) -> bool:
         tty = stream.isatty()
     except (AttributeError, ValueError):
         return False
-    return tty and os.environ.get("TERM", "") != "dumb" and os.environ.get("LAYERLAB_PROGRESS") != "plain"
+    return tty and os.environ.get("TERM", "") != "dumb" and not plain_progress()
 
 
 class SweepProgress:
