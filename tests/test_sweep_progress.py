@@ -19,8 +19,9 @@ from experiments.sweeps.progress_display import SweepProgress, live_wanted
 from experiments.training.progress_file import read_status, read_statuses, status_path, write_status
 from tests.conftest import ROOT, run_cli
 
-SWEEP = ["dataset=digits", "model.input.shape=null", "training.epochs=1", "training.batch_size=128", "tracking.log_model=false",
-         "tracking.log_plots=false", "training.checkpoint.enabled=false", "sweep.compare=false"]
+SWEEP = ["dataset=digits", "model.input.shape=null", "training.epochs=1", "training.batch_size=128",
+         "tracking.log_model=false", "tracking.log_plots=false", "training.checkpoint.enabled=false",
+         "sweep.compare=false"]
 CONTROL = re.compile(r"[\x1b\r]")
 LIBRARY_LINES = re.compile(r"Creating initial MLflow database tables|alembic|Context impl SQLiteImpl|"
                            r"Launching \d+ jobs|\t#\d+ : ")
@@ -78,7 +79,8 @@ def test_plain_renderer_prints_one_line_per_finished_job_with_counts_and_eta(tmp
     assert len(lines) == 2, lines
     assert lines[0].startswith("layerlab: job 0 FINISHED activation=abs seed=0 val_accuracy=0.9123 in ")
     assert "1 done, 1 running, 0 failed, 2 left, ETA " in lines[0] and "ETA ?" not in lines[0]
-    assert lines[1].startswith("layerlab: job 2 FAILED activation=abs seed=1") and ": dataset.limit: too small |" in lines[1]
+    assert lines[1].startswith("layerlab: job 2 FAILED activation=abs seed=1")
+    assert ": dataset.limit: too small |" in lines[1]
     assert "1 done, 1 running, 1 failed, 1 left" in lines[1]
     assert not CONTROL.search(out_file.read_text())
     assert (board.names[0], board.names[1]) == ("activation=abs seed=0", "activation=relu seed=0")

@@ -7,8 +7,9 @@ reads their progress from files in the sweep folder instead of from memory:
 starts and ends (the sweep callback's ``on_job_start`` / ``on_job_end``, in
 the job's own process) and after every epoch (the Keras callback
 :class:`experiments.training.callbacks.ProgressFile`).  No Keras here: the
-sweep's parent process imports this module before TensorFlow loads.  Each write replaces the file atomically (write a temporary file,
-then ``os.replace``), so a reader never sees half a file.
+sweep's parent process imports this module before TensorFlow loads.  Each
+write replaces the file atomically (write a temporary file, then
+``os.replace``), so a reader never sees half a file.
 
 Fields: ``job``, ``pid``, ``host``, ``overrides`` (the job's, as typed),
 ``status`` (``running``, then ``FINISHED``, ``FAILED``, ``SKIPPED``, ...),
