@@ -16,6 +16,7 @@ import pytest
 from experiments.config.multirun import count_jobs
 from experiments.sweeps import progress_view as view
 from experiments.sweeps.progress_display import SweepProgress, live_wanted
+from experiments.training.runtime import fit_verbosity
 from experiments.training.progress_file import read_status, read_statuses, status_path, write_status
 from tests.conftest import ROOT, run_cli
 
@@ -100,6 +101,12 @@ def test_sweep_size_from_overrides_and_sweeper_params():
     assert count_jobs(["model.activation=abs,relu", "seed=range(0,3)", "training.epochs=1"], {}) == 6
     assert count_jobs(["seed=0,1"], {"model.activation": "abs,relu,tanh", "seed": "0,1,2,3"}) == 6
     assert count_jobs(["training.epochs=1"], {}) == 1
+
+
+def test_keras_prints_no_epoch_lines_in_a_sweep_unless_asked():
+    assert fit_verbosity("auto", in_sweep=True) == 0
+    assert fit_verbosity(2, in_sweep=True) == 2 and fit_verbosity(1, in_sweep=True) == 1  # training.verbose=2 / 1
+    assert fit_verbosity("auto", in_sweep=False) in (1, 2)  # a single run: its bar (or a line per epoch in a log)
 
 
 def test_no_live_display_off_a_terminal(tmp_path, monkeypatch):
