@@ -16,8 +16,8 @@ import pytest
 from experiments.config.multirun import count_jobs
 from experiments.sweeps import progress_view as view
 from experiments.sweeps.progress_display import SweepProgress, live_wanted
-from experiments.training.runtime import fit_verbosity
 from experiments.training.progress_file import read_status, read_statuses, status_path, write_status
+from experiments.training.runtime import fit_verbosity
 from tests.conftest import ROOT, run_cli
 
 SWEEP = ["dataset=digits", "model.input.shape=null", "training.epochs=1", "training.batch_size=128",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from experiments.config.schema import TrainingSchema
+from experiments.training.callbacks import ProgressFile
 from experiments.training.evaluate import evaluate
 from experiments.training.interrupts import StopRequest
 from experiments.training.multi_worker import MultiWorkerTrainer
-from experiments.training.callbacks import ProgressFile
 from experiments.training.runtime import fit_verbosity
 
 
