@@ -19,8 +19,13 @@ Only that window is filtered: errors later in the run are never touched, and
 nothing is buffered in a thread that an ``os._exit`` could cut short.
 ``LAYERLAB_DEBUG=1`` turns the filter off.
 
-This is also the one place that reads ``LAYERLAB_DEBUG`` (:func:`debug_enabled`,
-used by the CLI, the compare command and the launcher plugin) and the one
+Library INFO lines are off too unless ``LAYERLAB_DEBUG=1``: MLflow's (its
+``MLFLOW_LOGGING_LEVEL``, set here) and, in a sweep, the launchers' per-job
+lines (:func:`quiet_launch_lines`, called when the sweep starts).
+
+This is also the one place that reads ``LAYERLAB_PROGRESS`` (:func:`plain_progress`)
+and ``LAYERLAB_DEBUG`` (:func:`debug_enabled`, used by the CLI, the compare
+command and the launcher plugin) and the one
 place that writes the environment (:func:`configure_process`,
 :func:`set_worker_threads` in a launcher's spawned worker).
 """
@@ -28,6 +33,7 @@ place that writes the environment (:func:`configure_process`,
 import atexit
 import gc
 import importlib.machinery
+import logging
 import os
 import re
 import sys
@@ -54,9 +60,20 @@ NOISE = re.compile("|".join([
 ]))
 
 
+# The launchers' per-job INFO lines ("Launching 4 jobs locally", "#0 : seed=0 ..."): the sweep's progress
+# display names every job instead (experiments/sweeps/progress_display.py). Their warnings still show.
+LAUNCH_LOGGERS = ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher",
+                  "hydra_plugins.hydra_ray_launcher", "hydra_plugins.layerlab_launcher")
+
+
 def debug_enabled() -> bool:
     """``LAYERLAB_DEBUG=1``: full tracebacks, TensorFlow's start-up lines; any other value (``0``, unset) is off."""
     return os.environ.get("LAYERLAB_DEBUG") == "1"
+
+
+def plain_progress() -> bool:
+    """``LAYERLAB_PROGRESS=plain``: a sweep prints plain lines on a terminal too, no live display."""
+    return os.environ.get("LAYERLAB_PROGRESS") == "plain"
 
 
 def set_worker_threads(threads: int) -> None:
@@ -76,9 +93,21 @@ def configure_process() -> None:
     """
     for key, value in PROCESS_ENV.items():
         os.environ.setdefault(key, value)
+    if not debug_enabled():
+        # MLflow's INFO lines ("Creating initial MLflow database tables...") are for its developers; read
+        # when mlflow is imported, so set before. Its warnings and errors still show.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     if not debug_enabled() and "tensorflow" not in sys.modules:
         if not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
             sys.meta_path.insert(0, _QuietTensorFlow())
+
+
+def quiet_launch_lines() -> None:
+    """In a sweep's own process, when it starts: the launchers' per-job INFO lines off (``LAYERLAB_DEBUG=1``: on)."""
+    if debug_enabled():
+        return
+    for name in LAUNCH_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def freeze_imported_heap() -> None:

@@ -14,6 +14,7 @@ from experiments.job.context import JobContext, hydra_context
 from experiments.job.tracked import TrackedJob
 from experiments.tracking import tags
 from experiments.training.interrupts import StopRequest
+from experiments.training.progress_file import read_status
 from tests.conftest import compose
 
 SMALL = ["dataset=synthetic", "dataset.limit=300", "training.epochs=2", "training.batch_size=64",
@@ -84,14 +85,20 @@ def test_a_stop_request_ends_the_run_killed(store, tmp_path):
 def test_a_sweep_job_finds_its_parent_by_tag_query(store, tmp_path):
     client = mlflow.MlflowClient(store)
     exp_id = client.create_experiment("layerlab", artifact_location=(tmp_path / "artifacts").as_uri())  # not ./mlruns
+    sweep_dir = str(tmp_path / "multirun" / "x")
     parent = client.create_run(exp_id, tags={tags.ROLE: tags.ROLE_PARENT, tags.SWEEP_ID: "s-1",
-                                             tags.SWEEP_DIR_RAW: "multirun/x"})
-    ctx = JobContext(output_dir=str(tmp_path / "out"), mode="MULTIRUN", sweep_dir="multirun/x", job_num=3,
+                                             tags.SWEEP_DIR_RAW: sweep_dir})
+    ctx = JobContext(output_dir=str(tmp_path / "out"), mode="MULTIRUN", sweep_dir=sweep_dir, job_num=3,
                      overrides=["seed=0"])
     _run(store, tmp_path, ctx=ctx)
     (child,) = client.search_runs([exp_id], f"tags.`{tags.ROLE}` = 'job'")
     assert child.data.tags[tags.PARENT_RUN_ID] == parent.info.run_id
     assert child.data.tags[tags.SWEEP_ID] == "s-1" and child.data.tags[tags.JOB_NUM] == "3"
+    # What the sweep's progress display reads: the epochs this job trained and its last validation value.
+    status = read_status(ctx.progress_path)
+    assert ctx.progress_path == tmp_path / "multirun" / "x" / ".progress" / "3.json"
+    assert status["epoch"] == status["epochs"] == 2 and status["metric"] == "val_" + child.data.tags[tags.METRIC]
+    assert 0 <= status["value"] <= 1
 
 
 def test_skip_finished_skips_the_same_config(store, tmp_path):

@@ -18,6 +18,7 @@ from experiments.config.access import select
 from experiments.config.fields import typed
 from experiments.config.launcher import LauncherSettings, launcher_settings
 from experiments.config.metrics import MetricSpec, compared_metric
+from experiments.config.overrides import parse_overrides
 from experiments.config.schema import SweepSchema, TrackingSchema
 
 
@@ -32,6 +33,9 @@ class MultirunConfig:
         task_overrides: the sweep's own overrides (``hydra.overrides.task``).
         tracking, sweep: the groups, checked by the schema.
         metric: the judged metric.
+        planned_jobs: how many jobs the sweep's overrides and ``hydra.sweeper.params`` make (the
+            basic sweep, a rounds sweep's first round); None when not countable here (a search: its
+            sweeper says, :meth:`experiments.sweeps.context.SweepContext.expect_jobs`).
     """
 
     sweep_dir: Path
@@ -41,6 +45,7 @@ class MultirunConfig:
     sweep: SweepSchema
     metric: MetricSpec
     task_overrides: tuple[str, ...] = ()
+    planned_jobs: int | None = None
 
 
 def multirun_config(config: DictConfig) -> MultirunConfig:
@@ -49,6 +54,9 @@ def multirun_config(config: DictConfig) -> MultirunConfig:
     Raises:
         ConfigError: a bad ``tracking.*`` or ``sweep.*`` value, or one that does not resolve.
     """
+    task_overrides = tuple(str(o) for o in (select(config, "hydra.overrides.task", None) or []))
+    search = "optuna" in str(select(config, "hydra.sweeper._target_", "")).lower()
+    params = select(config, "hydra.sweeper.params", None)
     return MultirunConfig(
         sweep_dir=Path(str(select(config, "hydra.sweep.dir", None) or "multirun")),
         dry_run=select(config, "dry_run", False) is True,
@@ -56,5 +64,20 @@ def multirun_config(config: DictConfig) -> MultirunConfig:
         tracking=typed(TrackingSchema, select(config, "tracking", None) or {}, "tracking"),
         sweep=typed(SweepSchema, select(config, "sweep", None) or {}, "sweep"),
         metric=compared_metric(config),
-        task_overrides=tuple(str(o) for o in (select(config, "hydra.overrides.task", None) or [])),
+        task_overrides=task_overrides,
+        planned_jobs=None if search else count_jobs(task_overrides, dict(params) if params else {}),
     )
+
+
+def count_jobs(task_overrides, params: dict) -> int | None:
+    """Jobs of a basic sweep: the product of each swept key's values (``hydra.sweeper.params``, the command
+    line winning per key, as Hydra's basic sweeper merges them); None for a sweep it cannot list (``glob``)."""
+    by_key = {o.key: o for o in parse_overrides([*(f"{k}={v}" for k, v in params.items()), *task_overrides])}
+    count = 1
+    for override in by_key.values():
+        if override.is_sweep:
+            try:
+                count *= len(list(override.hydra.sweep_string_iterator()))
+            except Exception:  # interval() or glob(): no finite list here
+                return None
+    return count

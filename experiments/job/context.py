@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from experiments.config.launcher import LauncherSettings, launcher_settings
+from experiments.training.progress_file import status_path
 
 HIDDEN_PREFIX = "+optuna."  # overrides the Optuna sweeper adds to each trial (experiments.training.pruning)
 
@@ -32,6 +34,13 @@ class JobContext:
     @property
     def in_sweep(self) -> bool:
         return self.mode == "MULTIRUN"
+
+    @property
+    def progress_path(self) -> Path | None:
+        """The status file this sweep job publishes for the sweep's live display; None outside a sweep."""
+        if not self.in_sweep or self.sweep_dir is None or self.job_num is None:
+            return None
+        return status_path(self.sweep_dir, self.job_num)
 
 
 def hydra_context() -> JobContext:

@@ -121,7 +121,8 @@ class TrackedJob:
             self._close(run_id, status)
             if result is not None:
                 result.status = status
-                print(self._final_line(result, exp_id), flush=True)
+                if not self.ctx.in_sweep:  # a sweep's display prints each job's result line (sweeps.progress_display)
+                    print(self._final_line(result, exp_id), flush=True)
 
     # --------------------------------------------------------- run lifecycle
     def _runs_of_this_config(self, exp_id: str, statuses: list[str]) -> list:
@@ -250,7 +251,8 @@ class TrackedJob:
                                    retry_for_s=job.tracking.retry_s)
         # A non-chief worker checkpoints into its own folder: two writers must not share one file.
         ck_dir = self.out_dir if self.channel.enabled else self.out_dir / f"worker_{os.getpid()}"
-        callbacks = make_callbacks(job, out_dir=ck_dir, sink=self._on_epoch, run_id=run_id)
+        callbacks = make_callbacks(job, out_dir=ck_dir, sink=self._on_epoch, run_id=run_id,
+                                   progress=self.ctx.progress_path)
         self.checkpointer = next((c for c in callbacks if hasattr(c, "flush")), None)
         history, final = fit_and_score(model, strategy, job.training, datasets, callbacks, initial_epoch)
         pruned = next((c.pruned_epoch for c in callbacks if getattr(c, "pruned_epoch", None)), None)

@@ -13,7 +13,11 @@ process that launches the jobs:
   ``runner.py`` when Hydra skips that hook because a job failed) lists every
   job with its status, runs the statistical comparison, logs both to the
   parent run and closes it FINISHED, FAILED or KILLED
-  (:mod:`experiments.sweeps.summary`).
+  (:mod:`experiments.sweeps.summary`);
+* in between, the sweep's progress display (:mod:`experiments.sweeps.progress_display`)
+  reads the status file each job writes into the sweep folder: ``on_job_start``
+  and ``on_job_end`` run in the job's own process (a launcher's worker or this
+  one) and write its start and its outcome, a Keras callback its epochs.
 
 MLflow and the summary are imported when first used, not with this module:
 Hydra imports it at start-up, and the parent's own imports then overlap the
@@ -26,11 +30,15 @@ import logging
 import uuid
 from typing import Any
 
+from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from experiments.adapters.hydra_internals import job_error
 from experiments.config.multirun import multirun_config
 from experiments.errors import LayerlabError
+from experiments.job.context import hydra_context
+from experiments.process import quiet_launch_lines
 from experiments.sweeps.context import current_sweep
 from experiments.sweeps.launched import completing_command, sweep_hydra_overrides
 from experiments.sweeps.state import SweepState
@@ -43,6 +51,7 @@ from experiments.tracking.heartbeat import Heartbeat
 from experiments.tracking.redaction import tags_json
 from experiments.tracking.store import ensure_experiment, git_state
 from experiments.tracking.uri import check_store, resolve_uri
+from experiments.training.progress_file import RUNNING, write_status
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +61,16 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         context = current_sweep()
+        quiet_launch_lines()  # the progress display names each job instead
         try:
             settings = multirun_config(config)
             context.begin(settings.launcher)
+            if not settings.dry_run:  # before any worker starts: on a terminal, their output goes above the display
+                context.progress = start_progress(settings)
             warm = warm_workers(settings.launcher)
             context.activate(start_sweep(settings))
         except LayerlabError as exc:
+            context.stop_progress()
             # Hydra would turn an exception here into a warning and run every job anyway.
             print(f"layerlab: error: {exc}", flush=True)
             raise SystemExit(exc.exit_code)
@@ -68,6 +81,31 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         finalize_active(interrupted=False)
+
+    # In the job's own process (a launcher's worker, or this one): what the sweep's display reads.
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        job = hydra_context()
+        if job.progress_path is not None:
+            write_status(job.progress_path, fresh=True, job=job.job_num, overrides=list(job.overrides),
+                         status=RUNNING)
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        job = hydra_context()
+        if job.progress_path is None or job_return is None:
+            return
+        if job_return.status == JobStatus.COMPLETED:
+            write_status(job.progress_path, status=str(job_return.return_value or "COMPLETED"))
+        else:
+            error = str(job_error(job_return) or "").strip().splitlines()
+            write_status(job.progress_path, status="FAILED", error=error[0] if error else "")
+
+
+def start_progress(settings):
+    """The sweep's live display (plain lines where stdout is not a terminal), started."""
+    from experiments.sweeps.progress_display import SweepProgress
+
+    return SweepProgress(settings.sweep_dir, settings.task_overrides, settings.sweep.replicate_key,
+                         settings.planned_jobs).start()
 
 
 def start_sweep(settings) -> SweepState:
@@ -138,6 +176,7 @@ def workers_released() -> bool:
 
 def finalize_active(interrupted: bool, failed: bool = False) -> None:
     """Finalise the sweep started in this process, if any and not done yet."""
+    current_sweep().stop_progress()  # its last lines before the summary's
     state = current_sweep().take()
     if state is None or state.finalized:
         return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from experiments.config.launcher import LauncherSettings
 from experiments.sweeps.state import SweepState
@@ -27,11 +28,13 @@ class SweepContext:
         state: the active sweep, from ``on_multirun_start`` until it is finalised (None before and after).
         launcher: the launcher of the last sweep started here.
         ever_started: a sweep ran in this process (its launcher may still own worker processes).
+        progress: the active sweep's display (:class:`~experiments.sweeps.progress_display.SweepProgress`), or None.
     """
 
     state: SweepState | None = None
     launcher: LauncherSettings = field(default_factory=LauncherSettings)
     ever_started: bool = False
+    progress: Any = None
 
     @property
     def parent_run_id(self) -> str | None:
@@ -50,6 +53,17 @@ class SweepContext:
     def activate(self, state: SweepState) -> None:
         """Called by the callback once the sweep's parent run is open."""
         self.state = state
+
+    def expect_jobs(self, jobs: int) -> None:
+        """A sweeper tells the display how many jobs it will run (an Optuna search: its trials)."""
+        if self.progress is not None:
+            self.progress.expect(jobs)
+
+    def stop_progress(self) -> None:
+        """The display ends (before the sweep's summary is printed); a no-op when none runs."""
+        progress, self.progress = self.progress, None
+        if progress is not None:
+            progress.stop()
 
     def take(self) -> SweepState | None:
         """The active sweep, which stops being active (finalised once, by whoever takes it)."""

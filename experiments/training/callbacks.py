@@ -14,6 +14,7 @@ from experiments.config.schema import JobConfig
 from experiments.errors import TrainingError
 from experiments.training.checkpoint import Checkpointer
 from experiments.training.interrupts import StopRequest
+from experiments.training.progress_file import write_status
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -70,6 +71,32 @@ class EpochLogger(keras.callbacks.Callback):
         self.sink(metrics, epoch)
 
 
+class ProgressFile(keras.callbacks.Callback):
+    """After each epoch: the epoch and the judged metric's validation value into the sweep job's status file.
+
+    Args:
+        path: the job's status file (:func:`experiments.training.progress_file.status_path`).
+        epochs: the epochs the job trains in all.
+        monitor: the log key shown (the judged metric's validation key, e.g. ``val_sparse_categorical_accuracy``).
+        pruned: returns the epoch an Optuna pruner stopped the trial at, or None.
+    """
+
+    def __init__(self, path: Path, epochs: int, monitor: str, pruned: Callable[[], int | None] = lambda: None):
+        super().__init__()
+        self.path, self.epochs, self.monitor, self.pruned = Path(path), int(epochs), monitor, pruned
+
+    def on_train_begin(self, logs=None):
+        write_status(self.path, epochs=self.epochs, metric=self.monitor)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        write_status(self.path, epoch=epoch + 1, value=None if value is None else float(value))
+
+    def on_train_end(self, logs=None):
+        if self.pruned():
+            write_status(self.path, pruned=True)
+
+
 def _is_number(v) -> bool:
     try:
         float(v)
@@ -85,8 +112,14 @@ def _monitor(chosen: str | None, metric: MetricSpec) -> tuple[str, str]:
     return str(chosen), default_mode(str(chosen))
 
 
-def make_callbacks(job: JobConfig, *, out_dir: Path, sink=None, run_id: str | None = None) -> list:
-    """The callbacks of a job: timing, NaN guard, checkpoints, early stopping, logging."""
+def make_callbacks(job: JobConfig, *, out_dir: Path, sink=None, run_id: str | None = None,
+                   progress: Path | None = None) -> list:
+    """The callbacks of a job: timing, NaN guard, checkpoints, early stopping, pruning, logging, sweep progress.
+
+    Args:
+        progress: the job's status file in its sweep's folder (a sweep job only,
+            :func:`experiments.training.progress_file.status_path`); None outside a sweep.
+    """
     metric = job.metric
     cbs: list = [EpochTimer(), NanGuard(), StopOnSignal()]
     ck, es = job.training.checkpoint, job.training.early_stopping
@@ -98,10 +131,15 @@ def make_callbacks(job: JobConfig, *, out_dir: Path, sink=None, run_id: str | No
         monitor, mode = _monitor(es.monitor, metric)
         cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=es.patience,
                                                  restore_best_weights=es.restore_best_weights))
+    pruning = None
     if job.optuna is not None:  # a trial of hydra/sweeper=optuna: report each epoch, stop when pruned
         from experiments.training.pruning import OptunaPruning
 
-        cbs.append(OptunaPruning(job.optuna.storage, job.optuna.study, job.optuna.trial_number, metric.val))
+        pruning = OptunaPruning(job.optuna.storage, job.optuna.study, job.optuna.trial_number, metric.val)
+        cbs.append(pruning)
+    if progress is not None:  # the sweep's live display reads it (experiments.sweeps.progress_display)
+        cbs.append(ProgressFile(progress, job.training.epochs, metric.val,
+                                pruned=lambda: pruning.pruned_epoch if pruning is not None else None))
     if sink is not None:
         cbs.append(EpochLogger(sink))  # last, so it sees epoch_time_s added by EpochTimer
     return cbs

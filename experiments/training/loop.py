@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from experiments.config.schema import TrainingSchema
+from experiments.training.callbacks import ProgressFile
 from experiments.training.evaluate import evaluate
 from experiments.training.interrupts import StopRequest
 from experiments.training.multi_worker import MultiWorkerTrainer
@@ -36,6 +37,7 @@ def fit_and_score(model, strategy, training: TrainingSchema, datasets: dict, cal
         return history, {**trainer.evaluate(datasets["train"], "train_"), **trainer.evaluate(datasets["test"], "test_")}
     history = model.fit(datasets["train"], validation_data=datasets["val"], epochs=epochs, initial_epoch=initial_epoch,
                         callbacks=callbacks, shuffle=False,  # tf.data shuffles, seeded
-                        verbose=fit_verbosity(training.verbose))
+                        verbose=fit_verbosity(training.verbose, in_sweep=any(isinstance(c, ProgressFile)
+                                                                             for c in callbacks)))
     StopRequest.check()  # a signal during the last epoch's validation
     return history, {**evaluate(model, datasets["train"], "train_"), **evaluate(model, datasets["test"], "test_")}

@@ -72,7 +72,7 @@ def _close_lost_run(job_num: int, reason: str) -> None:
     try:
         run_id = close_sweep_job(state.uri, state.experiment_id, state.sweep_id, job_num, reason)
         if run_id:
-            log.info(f"#{job_num}: run {run_id} closed FAILED: {reason}")
+            log.warning(f"#{job_num}: run {run_id} closed FAILED: {reason}")  # shown in a quiet sweep too
     except Exception as exc:  # the summary marks a RUNNING run KILLED anyway
         log.warning(f"#{job_num}: could not close its run: {type(exc).__name__}: {exc}")
 

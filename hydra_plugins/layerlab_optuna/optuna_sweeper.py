@@ -35,6 +35,7 @@ from experiments.adapters.hydra_internals import job_error
 from experiments.config.launcher import LauncherSettings, parallel_jobs
 from experiments.config.multirun import multirun_config
 from experiments.errors import ConfigError, LayerlabError
+from experiments.sweeps import current_sweep
 from experiments.tracking.uri import resolve_uri, sqlite_path
 from experiments.training.pruning_study import (PRUNED_ATTR, PRUNER_ATTR, VALUE_ATTR, make_pruner, open_storage,
                                                 trial_id)
@@ -139,6 +140,7 @@ class LayerlabOptunaSweeper(Sweeper):
         print(f"layerlab: study {name!r} ({direction} {metric.val}) in {storage_url}: {done} trial(s) done"
               + (f", {stale} left RUNNING by an earlier search closed FAIL" if stale else "")
               + f"; running {max(self.n_trials - done, 0)} more, {n_jobs} at a time", flush=True)
+        current_sweep().expect_jobs(max(self.n_trials - done, 0))  # the progress display's "left" and ETA
         parent = _report.StudyParent.attach(study, storage_url, space, self.sampler, self.pruner, fixed)
         returns: list = []
         while done < self.n_trials:
