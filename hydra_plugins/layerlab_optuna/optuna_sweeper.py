@@ -111,6 +111,11 @@ class LayerlabOptunaSweeper(Sweeper):
         import optuna
 
         settings = multirun_config(self.config)
+        if settings.sweep.fuse_replicates:
+            raise ConfigError("an Optuna search cannot fuse replicates: its trials are different settings chosen one "
+                              "after the other, not seeds of one setting", path="sweep.fuse_replicates", value=True,
+                              fix="drop sweep.fuse_replicates=true from the search, or sweep the seeds with the "
+                                  "default sweeper (python runner.py -m ... seed=0,1,2 sweep.fuse_replicates=true)")
         space, fixed = parse_space(arguments, self.params)
         if not space:
             raise ConfigError("nothing to search: no override or hydra.sweeper.params entry has a sweep value",
