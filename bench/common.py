@@ -36,7 +36,7 @@ PYTHON = sys.executable
 # The benchmark scripts, and the section order in BENCHMARKS.md (a new section is inserted at its place):
 # the summary that bench.run_all writes from the scripts' raw results comes first.
 SCRIPTS = ("overhead", "sweep_vs_shell", "sweep_profile", "scaling", "tracking_cost", "server_load", "lecture_full",
-           "fused_replicates")
+           "fused_replicates", "fused_sweep")
 SECTIONS = ("summary", *SCRIPTS)
 
 HEADER = """# Benchmarks
