@@ -7,6 +7,7 @@ unfused sweep logs (names, params, tags, metrics within 1e-5, loadable models).
 
 from __future__ import annotations
 
+import json
 import math
 
 import mlflow
@@ -92,12 +93,13 @@ def test_a_fused_sweep_logs_the_runs_of_the_unfused_sweep(tmp_path, store):
         assert f.info.run_name == s.info.run_name  # e.g. "activation=relu seed=2"
         assert f.data.tags[tags.JOB_NUM] == s.data.tags[tags.JOB_NUM]
         assert f.data.tags[tags.CONFIG_HASH] == s.data.tags[tags.CONFIG_HASH]
-        assert f.data.tags[tags.OVERRIDES] == s.data.tags[tags.OVERRIDES].replace(
-            "]", ', "sweep.fuse_replicates=true"]')
-        assert set(f.data.tags) - set(s.data.tags) == {tags.FUSED_GROUP}
+        mine, theirs = (json.loads(r.data.tags[tags.OVERRIDES]) for r in (f, s))
+        assert [o for o in mine if o != "sweep.fuse_replicates=true" and not o.startswith("tracking.")] == [
+            o for o in theirs if not o.startswith("tracking.")]  # the same job, but for the experiment's name
+        assert set(f.data.tags) - set(s.data.tags) == {tags.FUSED_GROUP, tags.FUSED_JOB}
         assert set(f.data.params) == set(s.data.params)
         differ = {k for k in s.data.params if s.data.params[k] != f.data.params[k]}
-        assert differ == {"sweep.fuse_replicates"}
+        assert differ == {"sweep.fuse_replicates", "tracking.experiment"}
         assert set(f.data.metrics) == set(s.data.metrics)
         for key, value in s.data.metrics.items():
             if key != "epoch_time_s" and not key.startswith("sys"):

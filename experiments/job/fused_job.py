@@ -57,9 +57,9 @@ from experiments.training.runtime import setup_runtime
 class ReplicaRun(TrackedJob):
     """One replica's MLflow run, as the solo job with its seed would have it (see the module docs)."""
 
-    def __init__(self, cfg: DictConfig, ctx: JobContext, job: JobConfig, group: str):
+    def __init__(self, cfg: DictConfig, ctx: JobContext, job: JobConfig, group: str, fused_job: int | None = None):
         super().__init__(cfg, ctx, job)
-        self.group = group
+        self.group, self.fused_job = group, fused_job
         self.run_id: str | None = None
         self.heartbeat: Heartbeat | None = None
         self.data = None
@@ -71,7 +71,9 @@ class ReplicaRun(TrackedJob):
         from mlflow.tracking.context.registry import resolve_tags  # the tags mlflow.start_run adds (user, source)
 
         name, run_tags = self._run_identity(exp_id)
-        run_tags[tags.FUSED_GROUP] = self.group
+        run_tags[tags.FUSED_GROUP] = self.group  # for a person: "job 2 seeds 0,1,2,3,4"
+        if self.fused_job is not None:
+            run_tags[tags.FUSED_JOB] = str(self.fused_job)
         client = mlflow.MlflowClient(self.uri)
         with access_errors(self.uri, self.job.tracking.experiment, "write to"):
             self.run_id = client.create_run(exp_id, run_name=name, tags=resolve_tags(run_tags)).info.run_id
@@ -195,7 +197,7 @@ def run_fused(cfg: DictConfig, ctx: JobContext, job: JobConfig) -> JobResult:
                                fused_dir / f"seed{seed}" if fused_dir else None)
         if fused_dir is not None:
             _write_hydra_files(Path(rctx.output_dir), mine, rctx.overrides, fused_dir)
-        replicas.append(ReplicaRun(mine, rctx, validate(mine), group))
+        replicas.append(ReplicaRun(mine, rctx, validate(mine), group, ctx.job_num))
     first = replicas[0]
     tracking = job.tracking
     check_store(first.uri, tracking.timeout_s)
