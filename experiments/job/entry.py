@@ -38,5 +38,5 @@ def run_job(cfg: DictConfig) -> JobResult:
             return run_fused(cfg, ctx, job)
         if job.sweep.fuse_replicates and ctx.in_sweep:
             print("layerlab: note: sweep.fuse_replicates=true, but this sweep's sweeper did not group the replicates "
-                  "(only the default hydra/sweeper=layerlab does); this job trains alone", flush=True)
+                  "(the project's default sweeper does; a dry run does not fuse); this job trains alone", flush=True)
         return TrackedJob(cfg, ctx, job).run()
