@@ -62,6 +62,23 @@ def test_a_replica_gets_the_overrides_and_config_of_its_solo_job():
     assert mine == solo and cfg.seed == 0  # the fused job's own config is untouched
 
 
+def test_the_basic_sweeper_becomes_the_projects_and_an_experiments_sweeper_is_kept():
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.utils import get_class
+
+    from experiments.adapters.hydra_internals import BASIC_SWEEPER, PROJECT_SWEEPER, use_project_sweeper
+    from tests.conftest import ROOT
+
+    assert get_class(BASIC_SWEEPER).__name__ == "BasicSweeper"
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        plain = hydra_compose(config_name="config", return_hydra_config=True)
+        search = hydra_compose(config_name="config", overrides=["+experiment=mlp_search"], return_hydra_config=True)
+    assert plain.hydra.sweeper._target_ == BASIC_SWEEPER and use_project_sweeper(plain)
+    assert plain.hydra.sweeper._target_ == PROJECT_SWEEPER and get_class(PROJECT_SWEEPER).__name__
+    assert not use_project_sweeper(search) and "optuna" in search.hydra.sweeper._target_
+
+
 # ------------------------------------------------------------------ real multiruns
 SWEEP = ["model.activation=abs,relu", "seed=0,1,2", *TINY, "training.deterministic=true"]
 

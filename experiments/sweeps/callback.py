@@ -29,6 +29,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from experiments.adapters.hydra_internals import use_project_sweeper
 from experiments.config.multirun import multirun_config
 from experiments.errors import LayerlabError
 from experiments.sweeps.context import current_sweep
@@ -51,6 +52,7 @@ class SweepCallback(Callback):
     """Hydra callback that groups a multirun under one MLflow parent run."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        use_project_sweeper(config)  # the basic sweeper becomes hydra/sweeper=layerlab (fused replicates, rounds)
         context = current_sweep()
         try:
             settings = multirun_config(config)
