@@ -12,6 +12,7 @@ import math
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
 from experiments.config.fusion import fuse_jobs, replica_overrides
@@ -125,6 +126,21 @@ def test_a_fused_sweep_logs_the_runs_of_the_unfused_sweep(tmp_path, store):
         assert [m.step for m in history] == [0, 1]
         files = {a.path for a in mlflow.MlflowClient(store).list_artifacts(f.info.run_id)}
         assert {"config.yaml", "history.csv", "model_summary.txt", "plots"} <= files
+    # The comparison sees the same runs: the same tests, estimates and verdicts.
+    client = mlflow.MlflowClient(store)
+    tables = []
+    for name in ("solo", "fused"):
+        exp = client.get_experiment_by_name(name)
+        (parent,) = client.search_runs([exp.experiment_id], f"tags.`{tags.ROLE}` = '{tags.ROLE_PARENT}'")
+        tables.append(pd.read_csv(client.download_artifacts(parent.info.run_id, "comparison/comparison_tests.csv",
+                                                             str(tmp_path / name))))
+    solo_t, fused_t = tables
+    assert list(fused_t.columns) == list(solo_t.columns) and len(fused_t) == len(solo_t) > 0
+    for column in solo_t.columns:
+        if pd.api.types.is_numeric_dtype(solo_t[column]):
+            assert np.allclose(fused_t[column], solo_t[column], atol=1e-4, equal_nan=True), column
+        else:
+            assert fused_t[column].tolist() == solo_t[column].tolist(), column
     # Each replica's own model: only its weights, loadable like any other logged model.
     mlflow.set_tracking_uri(store)  # models:/m-... resolves through the tracking store
     x = load_dataset(validate(compose(*TINY)).dataset, 0).test[0][:3]
