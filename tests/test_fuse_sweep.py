@@ -169,3 +169,24 @@ def test_an_optuna_search_refuses_to_fuse(tmp_path, store):
     assert proc.returncode != 0
     assert "an Optuna search cannot fuse replicates" in proc.stdout and "sweep.fuse_replicates" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_a_diverging_replica_fails_alone_as_its_solo_run_does(tmp_path, store):
+    """SGD at learning rate 94 diverges for some seeds only (here seeds 0 and 4 of 0-4; found by a sweep of rates):
+    fused, exactly those replicas' runs FAIL with the solo message while the others FINISH."""
+    args = ["optimizer=sgd", "optimizer.learning_rate=94", "seed=0,1,2,3,4", "dataset.limit=400", "training.epochs=3",
+            "training.batch_size=128", "training.deterministic=true", "tracking.log_model=false",
+            "tracking.log_plots=false", "training.checkpoint.enabled=false", "sweep.compare=false",
+            f"tracking.uri={store}"]
+    outcome = {}
+    for name, extra in (("solo", []), ("fused", ["sweep.fuse_replicates=true"])):
+        proc = run_cli("-m", "hydra/launcher=basic", *args, *extra, f"tracking.experiment={name}",
+                       tmp_path=tmp_path / name)
+        runs = _children(store, name)
+        outcome[name] = {r.data.params["seed"]: (r.info.status, r.data.tags.get(tags.ERROR, "")) for r in runs}
+        statuses = {status for status, _ in outcome[name].values()}
+        assert proc.returncode != 0 and statuses == {"FAILED", "FINISHED"}, (name, outcome[name])
+    assert outcome["fused"] == outcome["solo"]  # the same seeds fail, with the same message
+    assert all("the training loss became" in error for status, error in outcome["fused"].values()
+               if status == "FAILED")
