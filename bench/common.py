@@ -37,7 +37,7 @@ PYTHON = sys.executable
 # the summary that bench.run_all writes from the scripts' raw results comes first.
 SCRIPTS = ("overhead", "sweep_vs_shell", "sweep_profile", "scaling", "tracking_cost", "server_load", "lecture_full",
            "lecture_protocol",
-           "fused_replicates")
+           "fused_replicates", "fused_sweep")
 SECTIONS = ("summary", *SCRIPTS)
 
 HEADER = """# Benchmarks

@@ -57,27 +57,35 @@ def multirun_config(config: DictConfig) -> MultirunConfig:
     task_overrides = tuple(str(o) for o in (select(config, "hydra.overrides.task", None) or []))
     search = "optuna" in str(select(config, "hydra.sweeper._target_", "")).lower()
     params = select(config, "hydra.sweeper.params", None)
+    sweep = typed(SweepSchema, select(config, "sweep", None) or {}, "sweep")
+    fused = (sweep.replicate_key, sweep.fuse_max) if sweep.fuse_replicates and not search else None
     return MultirunConfig(
         sweep_dir=Path(str(select(config, "hydra.sweep.dir", None) or "multirun")),
         dry_run=select(config, "dry_run", False) is True,
         launcher=launcher_settings(select(config, "hydra.launcher", None)),
         tracking=typed(TrackingSchema, select(config, "tracking", None) or {}, "tracking"),
-        sweep=typed(SweepSchema, select(config, "sweep", None) or {}, "sweep"),
+        sweep=sweep,
         metric=compared_metric(config),
         task_overrides=task_overrides,
-        planned_jobs=None if search else count_jobs(task_overrides, dict(params) if params else {}),
+        planned_jobs=None if search else count_jobs(task_overrides, dict(params) if params else {}, fused),
     )
 
 
-def count_jobs(task_overrides, params: dict) -> int | None:
+def count_jobs(task_overrides, params: dict, fused: tuple[str, int | None] | None = None) -> int | None:
     """Jobs of a basic sweep: the product of each swept key's values (``hydra.sweeper.params``, the command
-    line winning per key, as Hydra's basic sweeper merges them); None for a sweep it cannot list (``glob``)."""
+    line winning per key, as Hydra's basic sweeper merges them); None for a sweep it cannot list (``glob``).
+
+    With ``fused=(replicate_key, fuse_max)`` (``sweep.fuse_replicates``) the replicates of a group are one job,
+    or one per ``fuse_max`` of them (:func:`experiments.config.fusion.fuse_jobs`)."""
     by_key = {o.key: o for o in parse_overrides([*(f"{k}={v}" for k, v in params.items()), *task_overrides])}
     count = 1
-    for override in by_key.values():
+    for key, override in by_key.items():
         if override.is_sweep:
             try:
-                count *= len(list(override.hydra.sweep_string_iterator()))
+                n = len(list(override.hydra.sweep_string_iterator()))
             except Exception:  # interval() or glob(): no finite list here
                 return None
+            if fused is not None and key == fused[0]:
+                n = -(-n // (fused[1] or n))  # ceil: fused jobs of at most fuse_max replicas
+            count *= n
     return count

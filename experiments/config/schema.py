@@ -142,6 +142,13 @@ class SweepSchema:
                                                check=lambda v: v is None or v > 0)
     until: UntilSchema = spec(expect="a mapping (ci_half_width, verdict, max_replicates, step)",
                               default_factory=UntilSchema)
+    # Fused replicates (experiments/sweeps/fusion.py groups the jobs, experiments/job/fused_job.py trains them).
+    fuse_replicates: bool = spec(False, expect=_BOOL)
+    fuse_max: Optional[int] = spec(None, expect="null (one fused job per group) or the most replicas in one fused "
+                                                "job, e.g. sweep.fuse_max=5", check=lambda v: v is None or v > 0)
+    # Set by the sweeper on a fused job, never by hand: the group's seeds and the job numbers they had alone.
+    fused_seeds: Optional[list[int]] = spec(None, expect="null; set by the sweeper (sweep.fuse_replicates=true)")
+    fused_jobs: Optional[list[int]] = spec(None, expect="null; set by the sweeper (sweep.fuse_replicates=true)")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 It validates the config against the schema, then lists the registry, makes
 a dry run (build + summary, nothing logged: :mod:`experiments.job.dry_run`) or hands the job to
-:class:`~experiments.job.tracked.TrackedJob`, which owns the MLflow run.
+:class:`~experiments.job.tracked.TrackedJob`, which owns the MLflow run (a fused group of seeds, set by the
+sweeper, to :func:`~experiments.job.fused_job.run_fused`: one fit, one run per seed).
 User errors come out as one paragraph (:class:`~experiments.errors.LayerlabError`).
 """
 
@@ -13,6 +14,7 @@ from omegaconf import DictConfig
 from experiments.config.schema import run_mode, validate
 from experiments.job.context import hydra_context
 from experiments.job.dry_run import dry_run
+from experiments.job.fused_job import run_fused
 from experiments.job.listing import list_registry
 from experiments.job.prepare import load_registry_modules
 from experiments.job.result import JobResult
@@ -32,4 +34,9 @@ def run_job(cfg: DictConfig) -> JobResult:
         print(list_registry(None if job.list_layers is True else str(job.list_layers)))
         return JobResult(status="LISTED")
     with graceful_interrupts():
+        if job.sweep.fused_seeds:  # set by the sweeper (sweep.fuse_replicates=true): several seeds, one fit
+            return run_fused(cfg, ctx, job)
+        if job.sweep.fuse_replicates and ctx.in_sweep:
+            print("layerlab: note: sweep.fuse_replicates=true, but this sweep's sweeper did not group the replicates "
+                  "(the project's default sweeper does; a dry run does not fuse); this job trains alone", flush=True)
         return TrackedJob(cfg, ctx, job).run()

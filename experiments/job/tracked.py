@@ -164,6 +164,11 @@ class TrackedJob:
             run = mlflow.start_run(run_id=resume_run.info.run_id)
             mlflow.set_tags({tags.RESUMED: "true", tags.OUTPUT_DIR: str(self.out_dir)})
             return run
+        name, run_tags = self._run_identity(exp_id)
+        return mlflow.start_run(experiment_id=exp_id, run_name=name, tags=run_tags)
+
+    def _run_identity(self, exp_id: str) -> tuple[str, dict]:
+        """(run name, tags) of a new run: by its model and seed, or in a sweep by what differs from the others."""
         job, ctx = self.job, self.ctx
         run_tags = {
             tags.ROLE: tags.ROLE_JOB,
@@ -190,7 +195,7 @@ class TrackedJob:
             run_tags[tags.JOB_NUM] = str(ctx.job_num)
             # Named by what differs between the sweep's jobs: activation=abs model=lambda_mlp seed=3.
             name = child_run_name(ctx.overrides, sweep_overrides, job.sweep.replicate_key) or f"#{ctx.job_num} {name}"
-        return mlflow.start_run(experiment_id=exp_id, run_name=name, tags=run_tags)
+        return name, run_tags
 
     def _close(self, run_id: str, status: str) -> None:
         """Flush metrics and end the run; or leave everything ready for a later upload."""
@@ -276,16 +281,20 @@ class TrackedJob:
             else:
                 compile_model(model, self.job)
         if checkpoint is None:
-            counts = count_params(model)
-            self.channel.track("model params", lambda: mlflow.log_params({
-                "n_params_total": counts["total"], "n_params_trainable": counts["trainable"],
-                **{f"data.{k}": v for k, v in data.summary().items()}}))
-            self.channel.track("model summary", lambda: mlflow.log_text(summary_text(model), "model_summary.txt"))
-            picture = draw_model(model, self.out_dir / PICTURE) if self.channel.enabled else None
-            if picture is not None:  # beside model_summary.txt
-                self.channel.track("model picture", lambda: mlflow.log_artifact(str(picture)), best_effort=True)
-            self.channel.track("dataset inputs", lambda: log_dataset_inputs(data), best_effort=True)
+            self._describe(model, data)
         return data, model, initial_epoch
+
+    def _describe(self, model, data) -> None:
+        """The model's size, summary and picture and the dataset inputs, into the active run."""
+        counts = count_params(model)
+        self.channel.track("model params", lambda: mlflow.log_params({
+            "n_params_total": counts["total"], "n_params_trainable": counts["trainable"],
+            **{f"data.{k}": v for k, v in data.summary().items()}}))
+        self.channel.track("model summary", lambda: mlflow.log_text(summary_text(model), "model_summary.txt"))
+        picture = draw_model(model, self.out_dir / PICTURE) if self.channel.enabled else None
+        if picture is not None:  # beside model_summary.txt
+            self.channel.track("model picture", lambda: mlflow.log_artifact(str(picture)), best_effort=True)
+        self.channel.track("dataset inputs", lambda: log_dataset_inputs(data), best_effort=True)
 
     def _on_epoch(self, metrics: dict, step: int) -> None:
         self.epochs_done = step + 1

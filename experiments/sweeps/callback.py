@@ -34,7 +34,7 @@ from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments.adapters.hydra_internals import job_error
+from experiments.adapters.hydra_internals import job_error, use_project_sweeper
 from experiments.config.multirun import multirun_config
 from experiments.errors import LayerlabError
 from experiments.job.context import hydra_context
@@ -60,6 +60,7 @@ class SweepCallback(Callback):
     """Hydra callback that groups a multirun under one MLflow parent run."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        use_project_sweeper(config)  # the basic sweeper becomes hydra/sweeper=layerlab (fused replicates, rounds)
         context = current_sweep()
         quiet_launch_lines()  # the progress display names each job instead
         try:

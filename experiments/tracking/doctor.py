@@ -226,8 +226,11 @@ def close_sweep_job(uri: str, experiment_id: str, sweep_id: str, job_num: int, r
     """
     from experiments.tracking.store import find_runs
 
-    runs = find_runs(uri, experiment_id, f"tags.`{tags.SWEEP_ID}` = '{sweep_id}' and "
-                                         f"tags.`{tags.JOB_NUM}` = '{job_num}'", statuses=["RUNNING", "FAILED"])
+    sweep = f"tags.`{tags.SWEEP_ID}` = '{sweep_id}' and "
+    runs = [r for r in find_runs(uri, experiment_id, sweep + f"tags.`{tags.JOB_NUM}` = '{job_num}'",
+                                 statuses=["RUNNING", "FAILED"]) if tags.FUSED_JOB not in r.data.tags]
+    # A fused job's replicas carry their solo job numbers; the launcher's number is their FUSED_JOB.
+    runs += find_runs(uri, experiment_id, sweep + f"tags.`{tags.FUSED_JOB}` = '{job_num}'", statuses=["RUNNING", "FAILED"])
     runs = [r for r in runs if r.info.status == "RUNNING" or
             r.data.tags.get(tags.ERROR, "").startswith("process lost")]
     for run in runs:

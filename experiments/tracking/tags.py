@@ -52,6 +52,8 @@ MODEL_URI = PREFIX + "model_uri"
 BEST_RUN = "best_run"                   # on a sweep's parent (tag and param): the best child's name, short for the UI
 BEST_RUN_ID = PREFIX + "best_run_id"      # on a sweep's parent: the child with the best validation metric
 BEST_MODEL_URI = PREFIX + "best_model_uri"  # ... and that child's logged model
+FUSED_GROUP = PREFIX + "fused_group"  # on each replica's run of a fused job (sweep.fuse_replicates): its group
+FUSED_JOB = PREFIX + "fused_job"      # ... and the fused job's own Hydra job number (JOB_NUM is the replica's solo one)
 ROUNDS = PREFIX + "rounds"              # on a sweep's parent (hydra/sweeper=rounds): the rounds it ran
 
 # Liveness of a RUNNING run (experiments.tracking.heartbeat / experiments.tracking.doctor).

@@ -36,6 +36,7 @@ from experiments.config.launcher import LauncherSettings, parallel_jobs
 from experiments.config.multirun import multirun_config
 from experiments.errors import ConfigError, LayerlabError
 from experiments.sweeps import current_sweep
+from experiments.sweeps.launch import launch_batch
 from experiments.tracking.uri import resolve_uri, sqlite_path
 from experiments.training.pruning_study import (PRUNED_ATTR, PRUNER_ATTR, VALUE_ATTR, make_pruner, open_storage,
                                                 trial_id)
@@ -112,6 +113,19 @@ class LayerlabOptunaSweeper(Sweeper):
         import optuna
 
         settings = multirun_config(self.config)
+        if settings.sweep.fuse_replicates:
+            raise ConfigError("an Optuna search cannot fuse replicates: its trials are different settings chosen one "
+                              "after the other, not seeds of one setting", path="sweep.fuse_replicates", value=True,
+                              fix="drop sweep.fuse_replicates=true from the search, or sweep the seeds with the "
+                                  "default sweeper (python runner.py -m ... seed=0,1,2 sweep.fuse_replicates=true)")
+        if settings.sweep.until.ci_half_width or settings.sweep.until.verdict:
+            raise ConfigError("an Optuna search cannot add seeds in rounds: sweep.until.* stops a sweep of replicates "
+                              "when its comparisons are clear, and a search's trials are not replicates",
+                              path="sweep.until", value=dict(ci_half_width=settings.sweep.until.ci_half_width,
+                                                             verdict=settings.sweep.until.verdict),
+                              fix="drop the sweep.until.* keys from the search; to settle a comparison, sweep the "
+                                  "chosen settings' seeds with the default sweeper (python runner.py -m ... "
+                                  "seed=0,1,2 sweep.until.ci_half_width=0.003 sweep.until.max_replicates=20)")
         space, fixed = parse_space(arguments, self.params)
         if not space:
             raise ConfigError("nothing to search: no override or hydra.sweeper.params entry has a sweep value",
@@ -147,7 +161,7 @@ class LayerlabOptunaSweeper(Sweeper):
             batch = [study.ask(space) for _ in range(min(n_jobs, self.n_trials - done))]
             overrides = [self._overrides(fixed, t, name, storage_url) for t in batch]
             try:
-                results = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
+                results = launch_batch(self.launcher, overrides, batch[0].number)
             except BaseException:
                 for t in batch:  # never leave a trial RUNNING in the study
                     _tell(study, t, optuna.trial.TrialState.FAIL)

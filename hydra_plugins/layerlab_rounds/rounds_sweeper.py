@@ -1,4 +1,10 @@
-"""``hydra/sweeper=rounds``: Hydra's basic sweep, then new seeds in rounds until the answer is clear.
+"""The project's sweeper (``hydra/sweeper=layerlab``, the default; ``rounds`` is its old name): Hydra's
+basic sweep, plus fused replicates, plus new seeds in rounds until the answer is clear.
+
+With ``sweep.fuse_replicates=true`` the jobs that differ only in the seed are
+handed to the launcher as one fused job per group (at most ``sweep.fuse_max``
+replicas each; :mod:`experiments.config.fusion`), the first batch and every
+round alike; not in a dry run, whose jobs are each checked alone.
 
 With ``sweep.until.ci_half_width=w`` (every compared difference known to
 within ±w) or ``sweep.until.verdict=true`` (every comparison different, or
@@ -33,13 +39,15 @@ from experiments.analysis.rounds import next_replicates, paired_differences, rou
 from experiments.analysis.runs import load_runs
 from experiments.analysis.sequential import Decision, StoppingRule, decide
 from experiments.errors import ConfigError, LayerlabError
+from experiments.config.fusion import check_fusable, fuse_jobs
 from experiments.config.multirun import multirun_config
 from experiments.sweeps import current_sweep
+from experiments.sweeps.launch import launch_batch
 from experiments.tracking import tags
 
 
 class LayerlabRoundsSweeper(Sweeper):
-    """See the module docstring; arguments are ``hydra.sweeper.*`` (conf/hydra/sweeper/rounds.yaml)."""
+    """See the module docstring; arguments are ``hydra.sweeper.*`` (conf/hydra/sweeper/layerlab.yaml)."""
 
     def __init__(self, max_batch_size: int | None = None, params: dict | None = None) -> None:
         super().__init__()
@@ -48,6 +56,8 @@ class LayerlabRoundsSweeper(Sweeper):
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher: Any = None
+        self.fuse: tuple[str, int | None] | None = None  # (replicate key, fuse_max) when fusing replicates
+        self.solo_jobs = 0  # jobs so far as an unfused sweep would number them (a fused job holds several)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -79,6 +89,9 @@ class LayerlabRoundsSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         used = _replicates(values[key], key) if rounds else []
+        if settings.sweep.fuse_replicates and not settings.dry_run:
+            check_fusable(key)
+            self.fuse = (key, settings.sweep.fuse_max)
         returns: list = []
         while True:
             returns += self._launch(values, sum(len(r) for r in returns))
@@ -102,12 +115,17 @@ class LayerlabRoundsSweeper(Sweeper):
     def _launch(self, values: dict[str, list[str]], job_idx: int) -> list:
         """Every combination of ``values`` as jobs, in batches of ``max_batch_size``, numbered from ``job_idx``."""
         jobs = [[f"{k}={v}" for k, v in zip(values, combo)] for combo in itertools.product(*values.values())]
+        if self.fuse is not None:  # each group of replicates becomes one job, numbered as its runs would be alone
+            fused = fuse_jobs(jobs, self.fuse[0], self.fuse[1], first_job=self.solo_jobs)
+            print(f"layerlab: {len(jobs)} jobs fused into {len(fused)} (sweep.fuse_replicates=true)", flush=True)
+            self.solo_jobs += len(jobs)
+            jobs = [group.overrides for group in fused]
         size = self.max_batch_size or len(jobs)
         out = []
         for start in range(0, len(jobs), size):
             batch = jobs[start:start + size]
             self.validate_batch_is_legal(batch)
-            out.append(self.launcher.launch(batch, initial_job_idx=job_idx + start))
+            out.append(launch_batch(self.launcher, batch, job_idx + start))  # a dead joblib worker: one paragraph
         return out
 
     def _decide(self, rule: StoppingRule, key: str, n: int) -> tuple[Decision, list[str]]:

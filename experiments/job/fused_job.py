@@ -1,0 +1,259 @@
+"""A fused job: the seeds of one setting trained in ONE fit, each replica still its own MLflow run.
+
+The sweeper gives this job ``sweep.fused_seeds=[0,1,2]`` and
+``sweep.fused_jobs=[...]`` (:mod:`experiments.config.fusion`). Every replica
+is a :class:`ReplicaRun`: the config, overrides, output folder, job number and
+run of the solo job with that seed, and it logs what that job logs (params
+with its own seed, per-epoch metrics under the usual names while the fit
+runs, test metrics, config files, model summary and picture, dataset inputs,
+history, plots, its own model with only its weights, checkpoints), plus the
+tag ``layerlab.fused_group``. The training itself is one
+:class:`~experiments.training.fused.FusedReplicas` fit.
+
+The runs are created before the fit (the sweep sees them RUNNING, metrics
+arrive each epoch); params and artifacts are logged after it, one replica
+after the other (MLflow's fluent API has one active run per thread, and
+:func:`experiments.job.artifacts.log_outputs` logs through it).
+
+Outcomes per replica: a NaN loss ends that replica's run FAILED with the
+solo job's message while the others finish (the job then fails, as a sweep
+job with a failed run does); Ctrl-C ends every replica's run KILLED with the
+command that resumes it, alone, from its own checkpoint (a fused group is not
+resumed as a group); any other error ends every replica's run FAILED with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import traceback
+from pathlib import Path
+
+import mlflow
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from experiments.config.fusion import replica_overrides
+from experiments.config.schema import JobConfig, validate
+from experiments.data import make_tf_dataset
+from experiments.errors import ConfigError, LayerlabError
+from experiments.job import artifacts
+from experiments.job.context import JobContext
+from experiments.job.prepare import prepare
+from experiments.job.result import JobResult
+from experiments.job.tracked import TrackedJob
+from experiments.tracking import tags
+from experiments.tracking.auth import access_errors
+from experiments.tracking.doctor import close_lost
+from experiments.tracking.heartbeat import Heartbeat
+from experiments.tracking.sink import MetricSink
+from experiments.tracking.store import ensure_experiment
+from experiments.tracking.uri import check_store
+from experiments.training.callbacks import make_callbacks
+from experiments.training.compile import compile_model
+from experiments.training.fused import FusedReplicas, ReplicaResult
+from experiments.training.runtime import setup_runtime
+
+
+class ReplicaRun(TrackedJob):
+    """One replica's MLflow run, as the solo job with its seed would have it (see the module docs)."""
+
+    def __init__(self, cfg: DictConfig, ctx: JobContext, job: JobConfig, group: str, fused_job: int | None = None):
+        super().__init__(cfg, ctx, job)
+        self.group, self.fused_job = group, fused_job
+        self.first = False  # the replica whose epochs the sweep's progress display shows
+        self.fused_progress = None  # the fused job's status file (JobContext.progress_path), set on the first
+        self.run_id: str | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.data = None
+        self.model = None
+        self.t0 = time.perf_counter()
+
+    def open(self, exp_id: str) -> None:
+        """Create the run (name and tags as the solo job's, plus the fused group), its heartbeat and metric sink."""
+        from mlflow.tracking.context.registry import resolve_tags  # the tags mlflow.start_run adds (user, source)
+
+        name, run_tags = self._run_identity(exp_id)
+        run_tags[tags.FUSED_GROUP] = self.group  # for a person: "job 2 seeds 0,1,2,3,4"
+        if self.fused_job is not None:
+            run_tags[tags.FUSED_JOB] = str(self.fused_job)
+        client = mlflow.MlflowClient(self.uri)
+        with access_errors(self.uri, self.job.tracking.experiment, "write to"):
+            self.run_id = client.create_run(exp_id, run_name=name, tags=resolve_tags(run_tags)).info.run_id
+        self.heartbeat = Heartbeat(self.uri, self.run_id).start()
+        self.sink = MetricSink(client, self.run_id, self.out_dir / "metrics.jsonl", retry_for_s=self.job.tracking.retry_s)
+        self.t0 = time.perf_counter()
+
+    def callbacks(self) -> list:
+        """The solo job's callbacks (NaN guard, checkpoints, early stopping, epoch metrics), for this replica."""
+        # The sweep's display follows the fused job through its first replica (all replicas are at the same epoch).
+        progress = self.fused_progress if self.first else None
+        callbacks = make_callbacks(self.job, out_dir=self.out_dir, sink=self._on_epoch, run_id=self.run_id,
+                                   progress=progress)
+        self.checkpointer = next((c for c in callbacks if hasattr(c, "flush")), None)
+        return callbacks
+
+    def build(self):
+        """The solo job's data and model (called by the engine right after seeding, as the solo job builds)."""
+        self.data, self.model = prepare(self.job)
+        return self.model
+
+    def datasets(self) -> dict:
+        bs, seed, shuffle = self.job.training.batch_size, self.job.seed, self.job.training.shuffle
+        return {"train": make_tf_dataset(*self.data.train, bs, shuffle=shuffle, seed=seed),
+                "val": make_tf_dataset(*self.data.val, bs, shuffle=False, seed=seed),
+                "test": make_tf_dataset(*self.data.test, bs, shuffle=False, seed=seed)}
+
+    def close_as(self, status: str, result: ReplicaResult | None = None, error: str | None = None) -> JobResult:
+        """Log what the solo job logs for this outcome into the run, then end it ``status``."""
+        if self.run_id is None:  # its run was never created (the store failed first)
+            return JobResult(status=status)
+        mlflow.start_run(run_id=self.run_id)  # the active run of the fluent logging below (it stays RUNNING)
+        out = JobResult(status=status, run_id=self.run_id)
+        try:
+            artifacts.log_params(self.cfg, self.channel)
+            artifacts.log_config_files(self.cfg, self.out_dir, self.channel)
+            if self.model is not None:
+                self._describe(self.model, self.data)
+            if result is not None and status == "FINISHED":
+                self.sink(result.scores, self.epochs_done)  # journaled like the epochs, as the solo job does
+                artifacts.log_outputs(self.job, result.model, self.data, result.history, self.out_dir, self.channel)
+                last = {k: float(v[-1]) for k, v in (result.history.history or {}).items() if v}
+                out.metrics = {**last, **result.scores}
+            if error:
+                self._log_error(error)
+        finally:
+            self.heartbeat.stop()
+            wall = time.perf_counter() - self.t0
+            self.channel.track("wall time tag", lambda: mlflow.set_tag(tags.WALL_TIME_S, f"{wall:.2f}"))
+            self._close(self.run_id, status)
+        return out
+
+    def finished_before(self, exp_id: str) -> bool:
+        """``sweep.skip_finished``: this seed's config already has a FINISHED run (then it is left out)."""
+        done = self._runs_of_this_config(exp_id, ["FINISHED"])
+        if done:
+            print(f"layerlab: skipped seed {self.job.seed}, config {self.hash} already has FINISHED run "
+                  f"{done[0].info.run_id}", flush=True)
+        return bool(done)
+
+    def report(self, result: JobResult) -> None:
+        """The solo job's last line, for this replica."""
+        print(self._final_line(result, result.experiment_id), flush=True)
+
+    def interrupted(self, exc: BaseException) -> None:
+        """Ctrl-C: keep the last completed epoch and end the run KILLED with the command that resumes it alone."""
+        self._keep_last_epoch()
+        self.close_as("KILLED", error=f"interrupted ({exc or 'Ctrl-C'}) after {self.epochs_done} completed "
+                                      f"epoch(s); resume with: python runner.py {' '.join(self.ctx.overrides)} "
+                                      f"training.resume={self.run_id}")
+
+
+def replica_config(cfg: DictConfig, seed: int) -> DictConfig:
+    """The composed config of the solo job with ``seed``: its seed, the sweeper's fused keys null."""
+    mine = copy.deepcopy(cfg)
+    with read_write(mine), open_dict(mine):
+        mine.seed = int(seed)
+        mine.sweep.fused_seeds = None
+        mine.sweep.fused_jobs = None
+    return mine
+
+
+def replica_context(ctx: JobContext, seed: int, job_num: int | None, out_dir: Path | None) -> JobContext:
+    """The Hydra context the solo job with ``seed`` would have had: its overrides, job number, own folder."""
+    return JobContext(output_dir=None if out_dir is None else str(out_dir), overrides=replica_overrides(ctx.overrides, seed), job_num=job_num,
+                      mode=ctx.mode, sweep_dir=ctx.sweep_dir, launcher=ctx.launcher)
+
+
+def _write_hydra_files(out_dir: Path, cfg: DictConfig, overrides: list[str], fused_dir: Path) -> None:
+    """``.hydra/`` of the replica's folder as Hydra writes a solo job's (the run logs them as artifacts)."""
+    hydra_dir = out_dir / ".hydra"
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+    (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+    hydra_yaml = fused_dir / ".hydra" / "hydra.yaml"
+    if hydra_yaml.is_file():
+        (hydra_dir / "hydra.yaml").write_text(hydra_yaml.read_text())
+
+
+def _refuse_unfusable(job: JobConfig) -> None:
+    training = job.training
+    if training.resume not in (None, False) and str(training.resume).lower() not in ("false", "null", "none"):
+        raise ConfigError("a fused group is not resumed as a group", path="training.resume", value=training.resume,
+                          fix="resume each replica alone with the command in its run's error (its own checkpoint)")
+    if training.strategy != "default":
+        raise ConfigError("fused replicates train on one device", path="training.strategy", value=training.strategy,
+                          fix="use training.strategy=default, or drop sweep.fuse_replicates=true")
+
+
+def run_fused(cfg: DictConfig, ctx: JobContext, job: JobConfig) -> JobResult:
+    """Train the seeds ``job.sweep.fused_seeds`` in one fit; one MLflow run per replica (see the module docs)."""
+    _refuse_unfusable(job)
+    seeds = [int(s) for s in job.sweep.fused_seeds]
+    numbers = list(job.sweep.fused_jobs or [])
+    if numbers and len(numbers) != len(seeds):
+        raise ConfigError("sweep.fused_jobs needs one job number per seed of sweep.fused_seeds",
+                          path="sweep.fused_jobs", value=numbers, fix="leave both keys to the sweeper")
+    fused_dir = Path(ctx.output_dir) if ctx.output_dir else None
+    group = f"job {ctx.job_num if ctx.job_num is not None else 'run'} seeds {','.join(map(str, seeds))}"
+    replicas = []
+    for i, seed in enumerate(seeds):
+        mine = replica_config(cfg, seed)
+        rctx = replica_context(ctx, seed, numbers[i] if numbers else ctx.job_num,
+                               fused_dir / f"seed{seed}" if fused_dir else None)
+        if fused_dir is not None:
+            _write_hydra_files(Path(rctx.output_dir), mine, rctx.overrides, fused_dir)
+        replicas.append(ReplicaRun(mine, rctx, validate(mine), group, ctx.job_num))
+    first = replicas[0]
+    tracking = job.tracking
+    check_store(first.uri, tracking.timeout_s)
+    mlflow.set_tracking_uri(first.uri)
+    exp_id = ensure_experiment(first.uri, tracking.experiment, tracking.artifact_root)
+    close_lost(first.uri, [exp_id], quiet=True)
+    if job.sweep.skip_finished:
+        replicas = [r for r in replicas if not r.finished_before(exp_id)]
+        if not replicas:
+            return JobResult(status="SKIPPED", experiment_id=exp_id)
+    replicas[0].first, replicas[0].fused_progress = True, ctx.progress_path
+    print(f"layerlab: fused job: {len(replicas)} replica(s) (seeds {', '.join(str(r.job.seed) for r in replicas)}) "
+          "in one fit", flush=True)
+    for r in replicas:
+        r.open(exp_id)
+    results = _train(job, replicas)
+    outcomes = [r.close_as(res.status, res, None if res.error is None else str(res.error))
+                for r, res in zip(replicas, results)]
+    for r, out in zip(replicas, outcomes):
+        out.experiment_id = exp_id
+        r.report(out)
+    failed = next((res.error for res in results if res.error is not None), None)
+    if failed is not None:  # as a solo job whose run FAILED: the sweep lists it and exits non-zero
+        raise failed
+    return JobResult(status="FINISHED", run_id=outcomes[0].run_id, experiment_id=exp_id, metrics=outcomes[0].metrics)
+
+
+def _train(job: JobConfig, replicas: list[ReplicaRun]) -> list[ReplicaResult]:
+    """The fused fit; on Ctrl-C every run KILLED, on any other error every run FAILED (then raised)."""
+    by_seed = {r.job.seed: r for r in replicas}
+    try:
+        setup_runtime(job, replicas[0].ctx.launcher.threads_per_job())
+        engine = FusedReplicas(lambda seed: by_seed[seed].build(), [r.job.seed for r in replicas],
+                               lambda model: compile_model(model, job))
+        return engine.fit(lambda seed: by_seed[seed].datasets(), job.training.epochs,
+                          [r.callbacks() for r in replicas])
+    except KeyboardInterrupt as exc:
+        for r in replicas:
+            r.interrupted(exc)
+        raise
+    except LayerlabError as exc:
+        _fail_all(replicas, str(exc))
+        raise
+    except Exception as exc:
+        _fail_all(replicas, f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
+        raise
+
+
+def _fail_all(replicas: list[ReplicaRun], text: str) -> None:
+    for r in replicas:
+        try:
+            r.close_as("FAILED", error=text)
+        except Exception as exc:  # never hide the job's own error behind a logging one
+            print(f"layerlab: could not close run {r.run_id}: {exc}", flush=True)
