@@ -31,6 +31,7 @@ class MultirunConfig:
         dry_run: a ``dry_run=true`` sweep.
         launcher: ``hydra.launcher`` (:class:`~experiments.config.launcher.LauncherSettings`).
         task_overrides: the sweep's own overrides (``hydra.overrides.task``).
+        hydra_overrides: its overrides of Hydra itself (``hydra.overrides.hydra``: launcher, sweeper, folders).
         tracking, sweep: the groups, checked by the schema.
         metric: the judged metric.
         planned_jobs: how many jobs the sweep's overrides and ``hydra.sweeper.params`` make (the
@@ -45,6 +46,7 @@ class MultirunConfig:
     sweep: SweepSchema
     metric: MetricSpec
     task_overrides: tuple[str, ...] = ()
+    hydra_overrides: tuple[str, ...] = ()
     planned_jobs: int | None = None
 
 
@@ -67,6 +69,7 @@ def multirun_config(config: DictConfig) -> MultirunConfig:
         sweep=sweep,
         metric=compared_metric(config),
         task_overrides=task_overrides,
+        hydra_overrides=tuple(str(o) for o in (select(config, "hydra.overrides.hydra", None) or [])),
         planned_jobs=None if search else count_jobs(task_overrides, dict(params) if params else {}, fused),
     )
 

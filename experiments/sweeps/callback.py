@@ -40,7 +40,7 @@ from experiments.errors import LayerlabError
 from experiments.job.context import hydra_context
 from experiments.process import quiet_launch_lines
 from experiments.sweeps.context import current_sweep
-from experiments.sweeps.launched import completing_command, sweep_hydra_overrides
+from experiments.sweeps.launched import completing_command, reusable_hydra_overrides, sweep_hydra_overrides
 from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import compare_options
 from experiments.sweeps.warm import import_summary_modules, release_joblib_workers, warm_workers
@@ -126,6 +126,8 @@ def start_sweep(settings) -> SweepState:
     exp_id = ensure_experiment(uri, tracking.experiment, tracking.artifact_root)
     close_lost(uri, [exp_id], quiet=True)  # runs of earlier runs/sweeps whose process died: closed FAILED
     sweep_id = f"{sweep_dir.name.replace(':', '-')}-{uuid.uuid4().hex[:6]}"
+    # From the composed config: a launcher whose jobs run elsewhere (joblib) never sets Hydra's state here.
+    hydra_overrides = sweep_hydra_overrides(sweep_dir, reusable_hydra_overrides(settings.hydra_overrides))
     import mlflow
 
     parent_tags = {
@@ -137,7 +139,7 @@ def start_sweep(settings) -> SweepState:
         tags.METRIC: metric.name,
         tags.METRIC_MODE: metric.mode,
         # What the doctor puts in the parent's error if this process dies (SIGKILL, power loss).
-        tags.COMPLETING_COMMAND: completing_command(list(settings.task_overrides), sweep_hydra_overrides(sweep_dir)),
+        tags.COMPLETING_COMMAND: completing_command(list(settings.task_overrides), hydra_overrides),
         **git_state(),
     }
     with access_errors(uri, tracking.experiment, "write to"):  # the sweep's first write: 403 for a read-only user
@@ -145,7 +147,8 @@ def start_sweep(settings) -> SweepState:
     state = SweepState(uri=uri, experiment=tracking.experiment, experiment_id=exp_id,
                        parent_run_id=parent.info.run_id, sweep_id=sweep_id, sweep_dir=sweep_dir, metric=metric,
                        compare=settings.sweep.compare, target=float(settings.sweep.target_accuracy),
-                       compare_options=compare_options(settings.sweep))
+                       compare_options=compare_options(settings.sweep), planned_jobs=settings.planned_jobs,
+                       hydra_overrides=hydra_overrides)
     # The parent beats like a job, from this process: the doctor of a later run closes it if this process dies.
     state.heartbeat = Heartbeat(uri, state.parent_run_id).start()
     threads = settings.launcher.threads_per_job()

@@ -57,10 +57,13 @@ def completing_command(sweep_overrides: list[str], launcher_overrides: list[str]
     return "python runner.py -m " + " ".join(shlex.quote(w) for w in words)
 
 
-def sweep_hydra_overrides(sweep_dir: Path) -> list[str]:
-    """The sweep's own ``hydra...`` overrides (launcher and its settings), from the ledger or Hydra's state."""
+def sweep_hydra_overrides(sweep_dir: Path, known: list[str] | None = None) -> list[str]:
+    """The sweep's own ``hydra...`` overrides (launcher and its settings): from the ledger, else ``known`` (what
+    the sweep's start read), else Hydra's state (which a launcher's failure may already have cleared)."""
     if (Path(sweep_dir) / LEDGER).is_file():
         return read_ledger(sweep_dir, "hydra_overrides")
+    if known is not None:
+        return list(known)
     try:
         from hydra.core.hydra_config import HydraConfig
 

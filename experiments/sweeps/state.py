@@ -42,4 +42,6 @@ class SweepState:
     note: str = ""  # text put first in the parent's description (an Optuna study's best trial)
     heartbeat: Any = None  # the parent run's Heartbeat (experiments.tracking.heartbeat), stopped at finalisation
     rounds: str = ""  # how the rounds of hydra/sweeper=rounds ended (analysis.rounds.rounds_headline), for the verdict
+    planned_jobs: int | None = None  # the jobs the sweep lists (None: a search, or not countable), for the summary
+    hydra_overrides: list | None = None  # the sweep's hydra... overrides as its start read them (completing command)
     complete: str = ""  # the command that completes the sweep (set by the summary when a job did not finish)

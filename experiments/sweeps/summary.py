@@ -30,23 +30,25 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
     rows = []
     for r in sorted(runs, key=lambda r: int(r.data.tags.get(tags.JOB_NUM, "0") or 0)):
         status = r.info.status
+        error = r.data.tags.get(tags.ERROR, "")
         if status == "RUNNING":  # a worker killed hard leaves its run RUNNING
             client.set_terminated(r.info.run_id, "KILLED")
-            status = "KILLED"
+            status, error = "KILLED", error or STILL_RUNNING
         overrides = json.loads(r.data.tags.get(tags.OVERRIDES, "[]"))
         rows.append({
             "job": r.data.tags.get(tags.JOB_NUM, "?"), "status": status, "run_id": r.info.run_id,
             "overrides": " ".join(overrides),
             "val": r.data.metrics.get(state.metric.val),
             "test": r.data.metrics.get(state.metric.test),
-            "error": r.data.tags.get(tags.ERROR, ""),
+            "error": error,
             "rerun": "python runner.py " + " ".join(shlex.quote(o) for o in overrides),
         })
     rows += unstarted_rows(state.sweep_dir, {row["job"] for row in rows})  # killed while starting, never started
     mark_retried(rows)
     failed = [row for row in rows if row["status"] not in ("FINISHED", RETRIED)]
     sweep_overrides = json.loads(client.get_run(state.parent_run_id).data.tags.get(tags.OVERRIDES, "[]"))
-    state.complete = completing_command(sweep_overrides, sweep_hydra_overrides(state.sweep_dir)) if failed else ""
+    state.complete = completing_command(sweep_overrides, sweep_hydra_overrides(state.sweep_dir, state.hydra_overrides)) \
+        if failed else ""
     out = state.sweep_dir
     out.mkdir(parents=True, exist_ok=True)
     summary_md = out / "sweep_summary.md"
@@ -85,6 +87,8 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
     return {"status": status, "rows": rows, "report": report}
 
 
+STILL_RUNNING = ("its run was still RUNNING when the sweep ended: the process running it died or was stopped "
+                 "with the launcher's batch")
 RETRIED = "RETRIED"  # an attempt of a job that another attempt finished (a launcher that retries, e.g. Ray)
 
 
@@ -143,8 +147,10 @@ def _summary_markdown(state: SweepState, rows, failed, interrupted: bool) -> str
 
 def _summary_terminal(state: SweepState, rows, failed, status: str, report) -> str:
     jobs = [row for row in rows if row["status"] != RETRIED]  # a retried job counts once
+    unseen = (state.planned_jobs or 0) - len({row["job"] for row in jobs})  # never started, not even in a ledger
     out = [f"\nlayerlab: sweep {state.sweep_id} {status}: {len(jobs) - len(failed)}/{len(jobs)} jobs finished "
-           f"(parent run {state.parent_run_id}, experiment {state.experiment!r})"]
+           + (f"and {unseen} of the {state.planned_jobs} planned never started " if unseen > 0 else "")
+           + f"(parent run {state.parent_run_id}, experiment {state.experiment!r})"]
     for r in failed:
         out.append(f"  job {r['job']} {r['status']}: {r['error'][:300]}\n    rerun alone: {r['rerun']}")
     if failed:
