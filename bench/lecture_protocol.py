@@ -81,6 +81,20 @@ def read_runs(uri: str) -> list[dict]:
     return out
 
 
+def summary(d: dict) -> list[list[str]]:
+    """Rows of BENCHMARKS.md's summary: each lecture figure against the seeds' last-epoch validation accuracy."""
+    rows = []
+    for (model, act), (section, figure) in LECTURE.items():
+        last = [r["last_val"] for r in d["runs"] if (r["model"], r["activation"]) == (model, act)
+                and r["status"] == "FINISHED" and r["last_val"] is not None]
+        if last:
+            mean, low, high = mean_ci(last)
+            rows.append([f"6b. lecture {section}", f"{model}, {act}: the lecture's {figure:.4f} in the seeds' 95% CI",
+                         f"{mean:.4f} (95% CI {low:.4f} to {high:.4f}, n={len(last)})",
+                         "**met**" if low <= figure <= high else "**missed**"])
+    return rows
+
+
 def render(d: dict) -> str:
     """The section's markdown from the saved raw results."""
     rows = []

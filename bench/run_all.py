@@ -15,19 +15,39 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+from pathlib import Path
 import subprocess
 import sys
 import time
 
-from bench.common import DEFAULT_OUT, PYTHON, ROOT, SCRIPTS, clean_env, raw_path, table, write_section
+from bench.common import DEFAULT_OUT, PYTHON, ROOT, SCRIPTS, clean_env, markers, raw_path, table, write_section
+
+
+def _previous_summary(out: str) -> tuple[list[list[str]], list[str]]:
+    """The table rows and "Runs summarised here" lines of the summary section ``out`` has now."""
+    path = Path(out)
+    if not path.exists():
+        return [], []
+    start, end = markers("summary")
+    text = path.read_text()
+    if start not in text or end not in text:
+        return [], []
+    lines = text[text.index(start):text.index(end)].splitlines()
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines
+            if line.startswith("|") and not line.startswith("|--")]
+    return rows[1:], [line for line in lines if line.startswith("- `bench.")]
 
 
 def write_summary(out: str) -> str | None:
     """The summary section from every script's saved raw results (those that exist)."""
     rows, runs = [], []
+    old_rows, old_runs = _previous_summary(out)
     for name in SCRIPTS:
         path = raw_path(out, name)
-        if not path.exists():
+        if not path.exists():  # measured elsewhere (raw results are not in git): keep what the summary said
+            number = importlib.import_module(f"bench.{name}").TITLE.split()[0] + " "
+            rows += [r for r in old_rows if r[0].startswith(number)]
+            runs += [line for line in old_runs if line.startswith(f"- `bench.{name}`")]
             continue
         saved = json.loads(path.read_text())
         rows += importlib.import_module(f"bench.{name}").summary(saved["data"])

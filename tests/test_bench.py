@@ -123,6 +123,25 @@ def test_run_all_runs_the_chosen_scripts(quick_runs):
     assert text.index(markers("summary")[0]) < text.index(markers("scaling")[0])
 
 
+def test_the_summary_keeps_the_rows_of_scripts_measured_elsewhere(tmp_path):
+    """Raw results are not in git: a summary rebuilt on another machine keeps the rows it cannot recompute."""
+    from bench.run_all import write_summary
+
+    out = tmp_path / "B.md"
+    row = "| 3. scaling | MLP epoch time grows at most linearly | 5.44 -> 3.43 us/sample | **met** |"
+    write_section(out, "summary", "Summary", "\n".join(["| question | target | measured | result |",
+                                                        "|---|---|---|---|", row, "",
+                                                        "- `bench.scaling`: 2026-11-28 02:02 UTC; load before: 1.1"]))
+    (tmp_path / "B.lecture_protocol.json").write_text(json.dumps({
+        "header": "- Date: 2026-12-03 12:46 UTC, took 1 s\n- Load average (1/5/15 min) before: 1 / 1 / 1",
+        "data": {"runs": [{"model": "lambda_mlp", "activation": "abs", "status": "FINISHED", "last_val": v}
+                          for v in (0.977, 0.978, 0.979)]}}))
+    body = write_summary(str(out))
+    assert "3. scaling" in body and "5.44 -> 3.43 us/sample" in body and "- `bench.scaling`: 2026-11-28" in body
+    assert "6b. lecture section 4" in body and "0.9780 (95% CI" in body  # recomputed from its raw results
+    assert body.count("3. scaling") == 1
+
+
 def test_write_section_inserts_in_order_and_replaces(tmp_path):
     out = tmp_path / "B.md"
     write_section(out, "scaling", "Scaling", "first")
