@@ -295,8 +295,8 @@ def test_sigkill_of_a_worker_is_one_failed_job_and_the_summary_completes(tmp_pat
     sweep = ["-m", "hydra/launcher=layerlab", "hydra.launcher.n_jobs=2", *LONG, "training.epochs=8",
              f"tracking.uri={store}", "tracking.experiment=killed", "seed=0,1,2,3"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    client = mlflow.MlflowClient(store)  # the store is created here, before the sweep: two first users race
     proc = _popen(sweep, tmp_path, env)
-    client = mlflow.MlflowClient(store)
     victim = _wait_for_running_job(client, "killed", proc)
     os.kill(int(victim.data.tags[tags.PID]), signal.SIGKILL)
     out, err = proc.communicate(timeout=600)
@@ -335,8 +335,8 @@ def test_a_dead_worker_of_the_stock_joblib_launcher_ends_with_the_summary_not_a_
     """hydra/launcher=joblib loses its batch when a worker dies; the sweep still ends as a failed sweep does."""
     sweep = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *LONG, "training.epochs=8",
              f"tracking.uri={store}", "tracking.experiment=joblib_killed", "seed=0,1,2,3"]
+    client = mlflow.MlflowClient(store)  # the store is created here, before the sweep: two first users race
     proc = _popen(sweep, tmp_path)
-    client = mlflow.MlflowClient(store)
     victim = _wait_for_running_job(client, "joblib_killed", proc)
     os.kill(int(victim.data.tags[tags.PID]), signal.SIGKILL)
     out, err = proc.communicate(timeout=600)
@@ -368,8 +368,8 @@ def test_a_dead_worker_of_the_stock_joblib_launcher_ends_with_the_summary_not_a_
 def test_sigkill_of_the_sweep_process_leaves_no_parent_running(tmp_path, store):
     """The sweep's own process dies (SIGKILL): the next check closes its parent FAILED with the completing command."""
     sweep = ["-m", *LONG, "training.epochs=8", f"tracking.uri={store}", "tracking.experiment=orphaned", "seed=0,1"]
+    client = mlflow.MlflowClient(store)  # the store is created here, before the sweep: two first users race
     proc = _popen(sweep, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    client = mlflow.MlflowClient(store)
     _wait_for_running_job(client, "orphaned", proc)  # the basic launcher: the job runs in the sweep's process
     exp = client.get_experiment_by_name("orphaned").experiment_id
     (parent,) = client.search_runs([exp], f"tags.`{tags.ROLE}` = 'parent'")
@@ -421,8 +421,8 @@ def test_sigkill_of_a_ray_worker_loses_one_attempt_and_the_sweep_finishes(tmp_pa
     sweep = ["-m", "hydra/launcher=ray_local", *LONG, f"tracking.uri={store}", "tracking.experiment=ray_killed",
              "seed=0,1,2,3", "sweep.compare=false"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "LAYERLAB_RAY_CPUS": "2"}
+    client = mlflow.MlflowClient(store)  # the store is created here, before the sweep: two first users race
     proc = _popen(sweep, tmp_path, env)
-    client = mlflow.MlflowClient(store)
     victim = _wait_for_running_job(client, "ray_killed", proc)
     os.kill(int(victim.data.tags[tags.PID]), signal.SIGKILL)
     out, err = proc.communicate(timeout=600)
