@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict]] = {w: [] for w in WAYS}
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-fused-sweep-") as tmp_name:
         tmp = Path(tmp_name)
-        template = tmp / "template" / "mlflow.db"
-        template.parent.mkdir()
-        make_store(template)
+        template = make_store(tmp / "template" / "mlflow.db")
         k = 0
         for rnd in range(rounds):
             for way in WAYS if rnd % 2 == 0 else tuple(reversed(WAYS)):

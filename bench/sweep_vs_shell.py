@@ -62,10 +62,12 @@ def jobs_of(n: int) -> list[tuple[str, int]]:
     return [(act, seed) for seed in range((n + 1) // 2) for act in ("abs", "relu")][:n]
 
 
-def make_store(path: Path) -> None:
-    """An empty, migrated MLflow SQLite store at ``path`` (copied for every sweep)."""
+def make_store(path: Path) -> Path:
+    """An empty, migrated MLflow SQLite store at ``path`` (copied for every sweep); its folder is made too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     code = ("import mlflow; mlflow.MlflowClient(tracking_uri=%r).search_experiments()" % f"sqlite:///{path}")
     run_timed([PYTHON, "-c", code], cwd=path.parent, timeout=300)
+    return path
 
 
 def tracking_args(work: Path) -> list[str]:
@@ -143,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     singles: dict[str, list[dict]] = {"plain": [], "runner": []}
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-sweep-vs-shell-") as tmp_name:
         tmp = Path(tmp_name)
-        template = tmp / "template" / "mlflow.db"
-        template.parent.mkdir()
-        make_store(template)
+        template = make_store(tmp / "template" / "mlflow.db")
         k = 0
         for rnd in range(rounds):
             for way in ("plain", "runner") if rnd % 2 == 0 else ("runner", "plain"):
