@@ -423,7 +423,7 @@ def test_sigkill_of_a_ray_worker_loses_one_attempt_and_the_sweep_finishes(tmp_pa
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "LAYERLAB_RAY_CPUS": "2"}
     client = mlflow.MlflowClient(store)  # the store is created here, before the sweep: two first users race
     proc = _popen(sweep, tmp_path, env)
-    victim = _wait_for_running_job(client, "ray_killed", proc)
+    victim = _wait_for_running_job(client, "ray_killed", proc, timeout=600)  # Ray's start on a loaded machine
     os.kill(int(victim.data.tags[tags.PID]), signal.SIGKILL)
     out, err = proc.communicate(timeout=600)
     (tmp_path / "sweep_out.txt").write_text(out + "\n----- stderr\n" + err)
