@@ -38,7 +38,9 @@ PYTHON = sys.executable
 SCRIPTS = ("overhead", "sweep_vs_shell", "sweep_profile", "scaling", "tracking_cost", "server_load", "lecture_full",
            "lecture_protocol",
            "fused_replicates", "fused_sweep")
-SECTIONS = ("summary", *SCRIPTS)
+# Sections written by a script run with other arguments (run_all's EXTRA_RUNS), placed after the script's own.
+EXTRA_SECTIONS = {"fused_sweep": ("fused_sweep_mnist",)}
+SECTIONS = ("summary", *(s for name in SCRIPTS for s in (name, *EXTRA_SECTIONS.get(name, ()))))
 
 HEADER = """# Benchmarks
 

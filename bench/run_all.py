@@ -23,6 +23,10 @@ import time
 from bench.common import DEFAULT_OUT, PYTHON, ROOT, SCRIPTS, clean_env, markers, raw_path, table, write_section
 
 
+# Scripts run a second time with other arguments (their own section each; see bench.common.EXTRA_SECTIONS).
+EXTRA_RUNS = [("fused_sweep", ["--dataset", "mnist"])]
+
+
 def _previous_summary(out: str) -> tuple[list[list[str]], list[str]]:
     """The table rows and "Runs summarised here" lines of the summary section ``out`` has now."""
     path = Path(out)
@@ -80,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summary-only", action="store_true", help="run nothing: rewrite the summary section only")
     args = p.parse_args(argv)
     failed = []
-    for name in [] if args.summary_only else args.only:
-        cmd = [PYTHON, "-m", f"bench.{name}", "--out", args.out] + (["--quick"] if args.quick else [])
+    runs = [(name, []) for name in ([] if args.summary_only else args.only)]
+    if not args.quick:  # the extra runs need full data sets (fetched: never in --quick, which tests run offline)
+        runs += [(name, extra) for name, extra in EXTRA_RUNS if name in args.only and not args.summary_only]
+    for name, extra in runs:
+        cmd = [PYTHON, "-m", f"bench.{name}", "--out", args.out, *extra] + (["--quick"] if args.quick else [])
         print(f"==> {' '.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
         rc = subprocess.run(cmd, cwd=ROOT, env=clean_env()).returncode

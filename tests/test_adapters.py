@@ -50,3 +50,32 @@ def test_keras_call_graph_internals():
     add_node = inbound_nodes(model.get_layer("add"))[0]
     origins = [tensor_origin(t) for t in add_node.input_tensors]
     assert [(op.name, node, tensor) for op, node, tensor in origins] == [("shared", 0, 0), ("shared", 1, 0)]
+
+
+@pytest.mark.parametrize("prebuild", [False, True])
+def test_building_the_training_state_first_traces_the_train_step_once(prebuild):
+    """Keras creates optimizer and metric variables inside the first trace, so TensorFlow traces twice;
+    building them first (the adapter) leaves one trace, and the variables it creates are Keras' own."""
+    import numpy as np
+    import tensorflow as tf
+
+    from experiments.adapters.keras_internals import build_training_state
+
+    class Counted(keras.Sequential):
+        traces = 0
+
+        def train_step(self, data):  # Python runs it once per trace of the train function
+            Counted.traces += 1
+            return super().train_step(data)
+
+    keras.utils.set_random_seed(0)
+    model = Counted([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
+    x = np.arange(40, dtype="float32").reshape(10, 4) / 40
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(10) % 3)).batch(4)
+    if prebuild:
+        build_training_state(model, ds.element_spec)
+        assert model.optimizer.built and len(model.optimizer.variables) > 1
+        assert all(float(np.sum(np.abs(v.numpy()))) == 0.0 for v in model.metrics_variables)
+    model.fit(ds, epochs=2, verbose=0)
+    assert Counted.traces == (1 if prebuild else 2)

@@ -10,6 +10,10 @@ private attributes: the nodes by depth of a functional model, the nodes a
 layer was called in, and the (layer, node, tensor) a symbolic tensor comes
 from.  The public ``layer.input`` / ``layer.output`` name only a layer's
 first call, not every call of a shared layer.
+
+:func:`build_training_state` creates a compiled model's optimizer and
+metric variables before ``fit`` (Keras builds them inside the first trace of
+the train step, which makes TensorFlow trace it twice).
 """
 
 from __future__ import annotations
@@ -29,3 +33,23 @@ def inbound_nodes(layer) -> list:
 def tensor_origin(tensor) -> tuple:
     """``(operation, node index, tensor index)`` that produced a symbolic tensor."""
     return tuple(tensor._keras_history)
+
+
+def build_training_state(model, element_spec) -> None:
+    """Create the optimizer's and the compiled metrics' variables before ``fit`` traces its train step.
+
+    Without a distribution strategy, Keras 3 (TensorFlow backend) creates them
+    lazily, inside the first trace of the train step; ``tf.function`` then
+    traces the step a second time, since a function that created variables
+    must be traced again without creating them (about half the tracing time
+    of a small model's job, and of a fused group, BENCHMARKS.md). Keras'
+    ``_symbolic_build`` (what its ``fit`` does itself under a strategy) builds
+    them from the shapes alone: no data is read, no random number drawn, the
+    values are those Keras would create (zeros).
+
+    Args:
+        model: a compiled model.
+        element_spec: the training dataset's ``element_spec`` (``(x, y)`` specs).
+    """
+    with model.distribute_strategy.scope():
+        model._symbolic_build(data_batch=element_spec)

@@ -86,6 +86,7 @@ from typing import Callable, Sequence
 
 import keras
 
+from experiments.adapters.keras_internals import build_training_state
 from experiments.errors import ConfigError
 from experiments.training.evaluate import evaluate
 from experiments.training.fused_callbacks import REPLICA_LOSS, ReplicaDispatch, ReplicaState, replica_logs
@@ -196,6 +197,7 @@ class FusedReplicas:
             state.callbacks.append(state.history)  # last, as Keras adds History: it sees what the others add
         slots = SlotMap(self.fused, self.models)
         dispatch = ReplicaDispatch(states, [output_name(i) for i in range(len(states))], slots.to_replica)
+        build_training_state(self.fused, train.element_spec)  # one trace of the fused step, not two
         self.fused.fit(train, validation_data=val, epochs=int(epochs), initial_epoch=int(initial_epoch),
                        callbacks=[dispatch], shuffle=False, verbose=verbose)
         # Scored by the fused model, whose test step validation has already traced: one trace for all

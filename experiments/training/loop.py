@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from experiments.adapters.keras_internals import build_training_state
 from experiments.config.schema import TrainingSchema
 from experiments.training.callbacks import ProgressFile
 from experiments.training.evaluate import evaluate
@@ -35,6 +36,7 @@ def fit_and_score(model, strategy, training: TrainingSchema, datasets: dict, cal
         history = trainer.fit(datasets["train"], datasets["val"], epochs, initial_epoch, callbacks)
         StopRequest.check()
         return history, {**trainer.evaluate(datasets["train"], "train_"), **trainer.evaluate(datasets["test"], "test_")}
+    build_training_state(model, datasets["train"].element_spec)  # one trace of the train step, not two
     history = model.fit(datasets["train"], validation_data=datasets["val"], epochs=epochs, initial_epoch=initial_epoch,
                         callbacks=callbacks, shuffle=False,  # tf.data shuffles, seeded
                         verbose=fit_verbosity(training.verbose, in_sweep=any(isinstance(c, ProgressFile)
