@@ -98,11 +98,18 @@ def _close(a: float, b: float) -> bool:
 @pytest.mark.slow
 def test_a_fused_sweep_logs_the_runs_of_the_unfused_sweep(tmp_path, store):
     """Basic launcher, 2 activations x 3 seeds: the same 6 child runs, fused (2 jobs) or not (6 jobs)."""
+    printed = {}
     for name, extra in (("solo", []), ("fused", ["sweep.fuse_replicates=true"])):
         proc = run_cli("-m", "hydra/launcher=basic", *SWEEP, *extra, f"tracking.uri={store}",
                        f"tracking.experiment={name}", tmp_path=tmp_path / name)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        printed[name] = proc.stdout
     assert "layerlab: 6 jobs fused into 2 (sweep.fuse_replicates=true)" in proc.stdout
+    # Piped, a sweep job prints no end line of its own (the sweep's display has one line per job): nor does a replica.
+    for name, out in printed.items():
+        ends = [line for line in out.splitlines() if line.startswith("layerlab: FINISHED") or "| open with" in line]
+        assert ends == [], (name, ends)
+        assert sum(line.startswith("layerlab: job ") for line in out.splitlines()) == (6 if name == "solo" else 2)
     solo, fused = _children(store, "solo"), _children(store, "fused")
     assert len(fused) == 6 and all(r.info.status == "FINISHED" for r in fused)
     groups = {r.data.tags[tags.FUSED_GROUP] for r in fused}
