@@ -63,6 +63,17 @@ def test_a_replica_gets_the_overrides_and_config_of_its_solo_job():
     assert mine == solo and cfg.seed == 0  # the fused job's own config is untouched
 
 
+def test_the_sweeps_display_names_a_fused_job_by_its_seeds_not_the_sweepers_keys():
+    from experiments.sweeps.progress_view import names
+
+    fused = fuse_jobs(JOBS, fuse_max=2)
+    jobs = [{"job": i, "overrides": g.overrides} for i, g in enumerate(fused)] + [{"job": 9, "overrides": JOBS[0]}]
+    sweep = ["model.activation=abs,relu", "seed=0,1,2", "training.epochs=1"]
+    assert names(jobs, sweep) == {0: "activation=abs seed=0,1", 1: "activation=abs seed=2",
+                                  2: "activation=relu seed=0,1", 3: "activation=relu seed=2",
+                                  9: "activation=abs seed=0"}  # an unfused job: as before
+
+
 def test_the_basic_sweeper_becomes_the_projects_and_an_experiments_sweeper_is_kept():
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -109,7 +120,9 @@ def test_a_fused_sweep_logs_the_runs_of_the_unfused_sweep(tmp_path, store):
     for name, out in printed.items():
         ends = [line for line in out.splitlines() if line.startswith("layerlab: FINISHED") or "| open with" in line]
         assert ends == [], (name, ends)
-        assert sum(line.startswith("layerlab: job ") for line in out.splitlines()) == (6 if name == "solo" else 2)
+        jobs = [line for line in out.splitlines() if line.startswith("layerlab: job ")]
+        assert len(jobs) == (6 if name == "solo" else 2) and not any("fused_" in line for line in jobs), jobs
+    assert any(" FINISHED activation=relu seed=0,1,2 " in line for line in printed["fused"].splitlines())
     solo, fused = _children(store, "solo"), _children(store, "fused")
     assert len(fused) == 6 and all(r.info.status == "FINISHED" for r in fused)
     groups = {r.data.tags[tags.FUSED_GROUP] for r in fused}
