@@ -63,6 +63,17 @@ def test_a_replica_gets_the_overrides_and_config_of_its_solo_job():
     assert mine == solo and cfg.seed == 0  # the fused job's own config is untouched
 
 
+def test_the_sweeps_display_names_a_fused_job_by_its_seeds_not_the_sweepers_keys():
+    from experiments.sweeps.progress_view import names
+
+    fused = fuse_jobs(JOBS, fuse_max=2)
+    jobs = [{"job": i, "overrides": g.overrides} for i, g in enumerate(fused)] + [{"job": 9, "overrides": JOBS[0]}]
+    sweep = ["model.activation=abs,relu", "seed=0,1,2", "training.epochs=1"]
+    assert names(jobs, sweep) == {0: "activation=abs seed=0,1", 1: "activation=abs seed=2",
+                                  2: "activation=relu seed=0,1", 3: "activation=relu seed=2",
+                                  9: "activation=abs seed=0"}  # an unfused job: as before
+
+
 def test_the_basic_sweeper_becomes_the_projects_and_an_experiments_sweeper_is_kept():
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -98,11 +109,20 @@ def _close(a: float, b: float) -> bool:
 @pytest.mark.slow
 def test_a_fused_sweep_logs_the_runs_of_the_unfused_sweep(tmp_path, store):
     """Basic launcher, 2 activations x 3 seeds: the same 6 child runs, fused (2 jobs) or not (6 jobs)."""
+    printed = {}
     for name, extra in (("solo", []), ("fused", ["sweep.fuse_replicates=true"])):
         proc = run_cli("-m", "hydra/launcher=basic", *SWEEP, *extra, f"tracking.uri={store}",
                        f"tracking.experiment={name}", tmp_path=tmp_path / name)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        printed[name] = proc.stdout
     assert "layerlab: 6 jobs fused into 2 (sweep.fuse_replicates=true)" in proc.stdout
+    # Piped, a sweep job prints no end line of its own (the sweep's display has one line per job): nor does a replica.
+    for name, out in printed.items():
+        ends = [line for line in out.splitlines() if line.startswith("layerlab: FINISHED") or "| open with" in line]
+        assert ends == [], (name, ends)
+        jobs = [line for line in out.splitlines() if line.startswith("layerlab: job ")]
+        assert len(jobs) == (6 if name == "solo" else 2) and not any("fused_" in line for line in jobs), jobs
+    assert any(" FINISHED activation=relu seed=0,1,2 " in line for line in printed["fused"].splitlines())
     solo, fused = _children(store, "solo"), _children(store, "fused")
     assert len(fused) == 6 and all(r.info.status == "FINISHED" for r in fused)
     groups = {r.data.tags[tags.FUSED_GROUP] for r in fused}

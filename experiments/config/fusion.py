@@ -115,3 +115,15 @@ def replica_overrides(fused_overrides: Sequence[str], seed: int, replicate_key: 
     if not any(str(o).split("=", 1)[0] == replicate_key for o in out):
         out.append(f"{replicate_key}={seed}")
     return out
+
+
+def group_overrides(fused_overrides: Sequence[str], replicate_key: str = FUSABLE_KEY) -> list[str]:
+    """A fused job's overrides as a person reads them: the fused keys dropped and ``seed=0,1,2`` (its group's seeds,
+    in sweep syntax) as its seed; a job that is not fused, unchanged. The sweep's display names a job by these
+    (``activation=abs seed=0,1,2``, where an unfused job is ``activation=abs seed=0``)."""
+    pairs = [(str(o).split("=", 1)[0], str(o)) for o in fused_overrides]
+    seeds = next((o.split("=", 1)[1].strip().strip("[]") for key, o in pairs if key == SEEDS_KEY), None)
+    if seeds is None:
+        return [o for _, o in pairs]
+    return [f"{replicate_key}={seeds}" if key == replicate_key else o for key, o in pairs
+            if key not in (SEEDS_KEY, JOBS_KEY)]

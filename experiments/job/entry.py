@@ -9,6 +9,8 @@ User errors come out as one paragraph (:class:`~experiments.errors.LayerlabError
 
 from __future__ import annotations
 
+import sys
+
 from omegaconf import DictConfig
 
 from experiments.config.schema import run_mode, validate
@@ -20,6 +22,7 @@ from experiments.job.prepare import load_registry_modules
 from experiments.job.result import JobResult
 from experiments.job.tracked import TrackedJob
 from experiments.training.interrupts import graceful_interrupts
+from experiments.training.progress_file import write_status
 
 
 def run_job(cfg: DictConfig) -> JobResult:
@@ -33,10 +36,27 @@ def run_job(cfg: DictConfig) -> JobResult:
         load_registry_modules(job)
         print(list_registry(None if job.list_layers is True else str(job.list_layers)))
         return JobResult(status="LISTED")
-    with graceful_interrupts():
-        if job.sweep.fused_seeds:  # set by the sweeper (sweep.fuse_replicates=true): several seeds, one fit
-            return run_fused(cfg, ctx, job)
-        if job.sweep.fuse_replicates and ctx.in_sweep:
-            print("layerlab: note: sweep.fuse_replicates=true, but this sweep's sweeper did not group the replicates "
-                  "(the project's default sweeper does; a dry run does not fuse); this job trains alone", flush=True)
-        return TrackedJob(cfg, ctx, job).run()
+    try:
+        with graceful_interrupts():
+            if job.sweep.fused_seeds:  # set by the sweeper (sweep.fuse_replicates=true): several seeds, one fit
+                return run_fused(cfg, ctx, job)
+            if job.sweep.fuse_replicates and ctx.in_sweep:
+                print("layerlab: note: sweep.fuse_replicates=true, but this sweep's sweeper did not group the "
+                      "replicates (the project's default sweeper does; a dry run does not fuse); this job trains alone",
+                      flush=True)
+            return TrackedJob(cfg, ctx, job).run()
+    except KeyboardInterrupt as exc:
+        _publish_killed(ctx, exc)
+        raise
+
+
+def _publish_killed(ctx, exc: BaseException) -> None:
+    """Ctrl-C/SIGTERM: say KILLED in the job's sweep status file. Hydra calls no ``on_job_end`` for it, so the file
+    would stay "running", and once a launcher worker's process exits the sweep's display would call the job LOST
+    ("killed, out of memory?")."""
+    if ctx.progress_path is None:
+        return
+    try:
+        write_status(ctx.progress_path, status="KILLED", error=f"interrupted ({exc or 'Ctrl-C'})")
+    except OSError as err:  # never hide the interruption itself
+        print(f"layerlab: could not write the job's status file: {err}", file=sys.stderr, flush=True)

@@ -137,8 +137,10 @@ class ReplicaRun(TrackedJob):
         return bool(done)
 
     def report(self, result: JobResult) -> None:
-        """The solo job's last line, for this replica."""
-        print(self._final_line(result, result.experiment_id), flush=True)
+        """The solo job's last line, for this replica; none in a sweep, as a solo sweep job prints none (the sweep's
+        display prints one line per job: experiments.sweeps.progress_display)."""
+        if not self.ctx.in_sweep:
+            print(self._final_line(result, result.experiment_id), flush=True)
 
     def interrupted(self, exc: BaseException) -> None:
         """Ctrl-C: keep the last completed epoch and end the run KILLED with the command that resumes it alone."""
@@ -214,8 +216,9 @@ def run_fused(cfg: DictConfig, ctx: JobContext, job: JobConfig) -> JobResult:
         if not replicas:
             return JobResult(status="SKIPPED", experiment_id=exp_id)
     replicas[0].first, replicas[0].fused_progress = True, ctx.progress_path
-    print(f"layerlab: fused job: {len(replicas)} replica(s) (seeds {', '.join(str(r.job.seed) for r in replicas)}) "
-          "in one fit", flush=True)
+    if not ctx.in_sweep:  # in a sweep the sweeper said it once ("N jobs fused into M"); a sweep job is quiet
+        print(f"layerlab: fused job: {len(replicas)} replica(s) (seeds {', '.join(str(r.job.seed) for r in replicas)}) "
+              "in one fit", flush=True)
     for r in replicas:
         r.open(exp_id)
     results = _train(job, replicas)

@@ -11,6 +11,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from experiments.config.fusion import group_overrides
 from experiments.job.naming import child_run_name
 from experiments.training.progress_file import RUNNING
 
@@ -88,9 +89,10 @@ def _alive(pid) -> bool:
 
 
 def names(jobs: list[dict], sweep_overrides, replicate_key: str = "seed") -> dict[int, str]:
-    """Job number -> what differs (``activation=abs seed=1``), as the MLflow runs are named."""
-    return {int(j["job"]): child_run_name(j.get("overrides", []), sweep_overrides, replicate_key) or f"#{j['job']}"
-            for j in jobs}
+    """Job number -> what differs (``activation=abs seed=1``), as the MLflow runs are named; a fused job
+    (``sweep.fuse_replicates``) by its group's seeds (``activation=abs seed=0,1,2``), not the sweeper's fused keys."""
+    return {int(j["job"]): child_run_name(group_overrides(j.get("overrides", [])), sweep_overrides, replicate_key)
+            or f"#{j['job']}" for j in jobs}
 
 
 def duration(seconds: float | None) -> str:

@@ -24,7 +24,10 @@ def main(conn, payload: bytes, threads: int) -> None:
     setup_globals()
     Singleton.set_state(singleton_state)
     while True:
-        msg = conn.recv()
+        try:
+            msg = conn.recv()
+        except KeyboardInterrupt:  # Ctrl-C while idle: no job to close, the parent ends the sweep
+            raise SystemExit(130) from None
         if msg is None:
             return
         _, idx, overrides = msg
@@ -36,7 +39,10 @@ def main(conn, payload: bytes, threads: int) -> None:
         try:
             ret = run_job(hydra_context=hydra_context, config=sweep_config, task_function=task_function,
                           job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
-        except BaseException as exc:  # noqa: BLE001 - Ctrl-C or SystemExit inside the job: report, then stop
+        except KeyboardInterrupt as exc:  # Ctrl-C/SIGTERM: the job closed its runs KILLED; report, then stop quietly
+            conn.send(("done", idx, _dump(failed_return(overrides, exc))))
+            raise SystemExit(130) from None  # a traceback here would be the last thing a Ctrl-C'd sweep prints
+        except BaseException as exc:  # noqa: BLE001 - SystemExit inside the job: report, then stop
             ret = failed_return(overrides, exc)
             conn.send(("done", idx, _dump(ret)))
             raise
