@@ -2,10 +2,11 @@
 
 :class:`SweepContext` holds the active sweep (its :class:`~experiments.sweeps.state.SweepState`:
 store, experiment, parent run, sweep folder and so its launch ledger), the
-sweep's launcher settings, and whether a sweep ever ran in this process.  The
+sweep's launcher settings, the layerlab launcher's worker processes, and
+whether a sweep ever ran in this process.  The
 Hydra callback (:mod:`experiments.sweeps.callback`) opens and closes it; the
-launcher plugin (``hydra_plugins/layerlab_launcher``: closing the run of a job
-whose worker died), the search sweeper (``hydra_plugins/layerlab_optuna``: the
+launcher plugin (``hydra_plugins/layerlab_launcher``: its workers, closing the
+run of a job whose worker died), the search sweeper (``hydra_plugins/layerlab_optuna``: the
 study's parent run) and ``experiments.cli`` (may the process skip its
 teardown?) read it with :func:`current_sweep`; nobody reads module globals.
 """

@@ -1,4 +1,8 @@
-"""The parent side of the layerlab launcher: a pool of spawned workers, watched for deaths."""
+"""The parent side of the layerlab launcher: one batch on the sweep's spawned workers, watched for deaths.
+
+The workers belong to the sweep (:class:`experiments.sweeps.worker_pool.WorkerPool`, started warm by the sweep
+callback): a batch takes them, hands each its Hydra payload, then one job at a time, and gives them back.
+"""
 
 from __future__ import annotations
 
