@@ -62,11 +62,11 @@ def test_a_batch_takes_the_warm_workers_and_replaces_those_with_another_thread_s
         assert sorted(w.proc.pid for w in pool.idle) == sorted(w.proc.pid for w in first) and pool.busy == []
         (alone,) = pool.take(1, threads_per_worker(1))  # a batch of one job: one worker, all threads, a new process
         assert alone.threads == os.cpu_count() and alone.proc.pid not in {w.proc.pid for w in first}
-        assert pool.idle == [] and not any(w.proc.is_alive() for w in first)
+        assert pool.idle == [] and pool.retired[-2:] == first  # told to stop, not waited for by the batch
     finally:
-        everyone = pool.idle + pool.busy
+        everyone = pool.idle + pool.busy + pool.retired
         assert pool.close()
-    assert not any(w.proc.is_alive() for w in everyone) and pool.idle == pool.busy == []
+    assert not any(w.proc.is_alive() for w in everyone) and pool.idle == pool.busy == pool.retired == []
 
 
 @pytest.mark.slow

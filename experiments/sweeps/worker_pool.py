@@ -12,6 +12,7 @@ The pool is held by the sweep's :class:`~experiments.sweeps.context.SweepContext
 from __future__ import annotations
 
 import multiprocessing
+import time
 from typing import Iterable
 
 from experiments.config.launcher import LauncherSettings, threads_per_worker
@@ -61,6 +62,7 @@ class WorkerPool:
         self.ctx = multiprocessing.get_context("spawn")
         self.idle: list[PoolWorker] = []
         self.busy: list[PoolWorker] = []  # taken by a batch that has not given them back
+        self.retired: list[PoolWorker] = []  # told to stop, not waited for yet
         self.closed = False
 
     def spawn(self, threads: int) -> PoolWorker:
@@ -80,7 +82,10 @@ class WorkerPool:
         threads) is stopped: a job's TensorFlow threads are the same as without the pool.
         """
         fit = [w for w in self.idle if w.threads == threads and w.proc.is_alive()]
-        self.stop([w for w in self.idle if w not in fit])
+        for w in self.idle:
+            if w not in fit:  # not waited for here (it may still be importing TensorFlow): close() joins it
+                w.tell_stop()
+                self.retired.append(w)
         taken, self.idle = fit[:count], fit[count:]
         self.busy += taken
         return taken + [self.spawn(threads) for _ in range(count - len(taken))]
@@ -105,15 +110,18 @@ class WorkerPool:
         """Tell ``workers`` to stop, wait for them (terminated after :data:`STOP_WAIT_S`); True when all are gone."""
         workers = list(workers)
         for w in workers:
-            for held in (self.idle, self.busy):
+            for held in (self.idle, self.busy, self.retired):
                 if w in held:
                     held.remove(w)
             w.tell_stop()
+        deadline = time.monotonic() + STOP_WAIT_S  # one wait for all: they stop in parallel
         for w in workers:
-            w.proc.join(timeout=STOP_WAIT_S)
+            w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for w in workers:
             if w.proc.is_alive():
                 w.proc.terminate()
-                w.proc.join(timeout=5)
+        for w in workers:
+            w.proc.join(timeout=5)
             w.conn.close()
         return not any(w.proc.is_alive() for w in workers)
 
@@ -125,7 +133,7 @@ class WorkerPool:
     def close(self) -> bool:
         """Stop every worker and wait for them; True when none is left.  Safe to call more than once."""
         self.closed = True
-        return self.stop(self.idle + self.busy)
+        return self.stop(self.idle + self.busy + self.retired)
 
 
 def warm_pool(launcher: LauncherSettings, planned_jobs: int | None) -> WorkerPool | None:
