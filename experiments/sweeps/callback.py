@@ -78,9 +78,9 @@ class SweepCallback(Callback):
             # Hydra would turn an exception here into a warning and run every job anyway.
             print(f"layerlab: error: {exc}", flush=True)
             raise SystemExit(exc.exit_code)
+        if (warm is not None or context.workers is not None) and not settings.dry_run:
+            import_summary_modules()  # the parent would only wait for its workers' imports here
         if warm is not None:
-            if not settings.dry_run:
-                import_summary_modules()  # the parent would only wait here
             warm.wait()  # the launcher's own Parallel call then reuses the warm workers
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
