@@ -102,3 +102,14 @@ def test_an_interrupted_sweep_leaves_no_worker(tmp_path):
     assert proc.returncode == 130, out[-3000:]
     assert "Traceback" not in out
     assert _processes_with(mark) == []
+
+
+@pytest.mark.slow
+def test_a_failed_sweep_leaves_no_worker(tmp_path):
+    mark = uuid.uuid4().hex
+    # dataset.limit=30 cannot be split into stratified train/val/test: that job fails inside its run.
+    proc = _sweep(tmp_path, mark, "dataset.limit=30,400", "training.epochs=1", "training.batch_size=128", *QUIET)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, out[-3000:]
+    assert "1/2 jobs finished" in out
+    assert _processes_with(mark) == []
