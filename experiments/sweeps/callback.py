@@ -4,7 +4,8 @@ The :class:`SweepCallback` (configured under ``hydra.callbacks``) runs in the
 process that launches the jobs:
 
 * ``on_multirun_start`` starts warming a joblib sweep's workers
-  (:mod:`experiments.sweeps.warm`), then creates the tracking store and the experiment *once*
+  (:mod:`experiments.sweeps.warm`) or a layerlab sweep's (:mod:`experiments.sweeps.worker_pool`:
+  kept for all its batches, stopped when it ends), then creates the tracking store and the experiment *once*
   (several workers migrating a fresh SQLite store at once corrupt it) and
   opens the parent run, tagged with the sweep folder; every job finds it by a
   tag query on that folder (:func:`experiments.tracking.store.find_parent`),
@@ -44,6 +45,7 @@ from experiments.sweeps.launched import completing_command, reusable_hydra_overr
 from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import compare_options
 from experiments.sweeps.warm import import_summary_modules, release_joblib_workers, warm_workers
+from experiments.sweeps.worker_pool import warm_pool
 from experiments.tracking import tags
 from experiments.tracking.auth import access_errors
 from experiments.tracking.doctor import close_lost
@@ -69,15 +71,16 @@ class SweepCallback(Callback):
             if not settings.dry_run:  # before any worker starts: on a terminal, their output goes above the display
                 context.progress = start_progress(settings)
             warm = warm_workers(settings.launcher)
+            context.workers = warm_pool(settings.launcher, settings.planned_jobs)
             context.activate(start_sweep(settings))
         except LayerlabError as exc:
             context.stop_progress()
             # Hydra would turn an exception here into a warning and run every job anyway.
             print(f"layerlab: error: {exc}", flush=True)
             raise SystemExit(exc.exit_code)
+        if (warm is not None or context.workers is not None) and not settings.dry_run:
+            import_summary_modules()  # the parent would only wait for its workers' imports here
         if warm is not None:
-            if not settings.dry_run:
-                import_summary_modules()  # the parent would only wait here
             warm.wait()  # the launcher's own Parallel call then reuses the warm workers
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -161,9 +164,10 @@ def workers_released() -> bool:
     """True when no launcher worker of this process outlives it: it may then skip the interpreter's teardown.
 
     No sweep, or one of the basic launcher (its jobs ran in this process and
-    closed their runs): nothing to wait for. The joblib launcher: its idle
-    workers are shut down here first. Other launchers (layerlab's pool, Ray,
-    SLURM) shut their workers down in the normal exit.
+    closed their runs): nothing to wait for. The joblib and layerlab launchers:
+    their idle workers are shut down here first (layerlab's pool already by
+    :func:`finalize_active`). Other launchers (Ray, SLURM) shut their workers
+    down in the normal exit.
     """
     context = current_sweep()
     if not context.ever_started or context.launcher.kind == "basic":
@@ -175,13 +179,23 @@ def workers_released() -> bool:
         except Exception as exc:  # a worker that will not stop: the normal exit waits for it
             log.debug("joblib workers not released: %r", exc)
             return False
+    if context.launcher.kind == "layerlab":
+        return context.release_workers()
     return False
 
 
 def finalize_active(interrupted: bool, failed: bool = False) -> None:
-    """Finalise the sweep started in this process, if any and not done yet."""
-    current_sweep().stop_progress()  # its last lines before the summary's
-    state = current_sweep().take()
+    """Finalise the sweep started in this process, if any and not done yet; its launcher's workers stop."""
+    context = current_sweep()
+    context.stop_progress()  # its last lines before the summary's
+    context.release_workers(wait=False)  # idle now: they exit while the summary is written
+    try:
+        _finalize(context.take(), interrupted, failed)
+    finally:
+        context.release_workers()  # no orphan worker, however the sweep ended
+
+
+def _finalize(state: SweepState | None, interrupted: bool, failed: bool) -> None:
     if state is None or state.finalized:
         return
     state.finalized = True

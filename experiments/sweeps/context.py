@@ -2,10 +2,11 @@
 
 :class:`SweepContext` holds the active sweep (its :class:`~experiments.sweeps.state.SweepState`:
 store, experiment, parent run, sweep folder and so its launch ledger), the
-sweep's launcher settings, and whether a sweep ever ran in this process.  The
+sweep's launcher settings, the layerlab launcher's worker processes, and
+whether a sweep ever ran in this process.  The
 Hydra callback (:mod:`experiments.sweeps.callback`) opens and closes it; the
-launcher plugin (``hydra_plugins/layerlab_launcher``: closing the run of a job
-whose worker died), the search sweeper (``hydra_plugins/layerlab_optuna``: the
+launcher plugin (``hydra_plugins/layerlab_launcher``: its workers, closing the
+run of a job whose worker died), the search sweeper (``hydra_plugins/layerlab_optuna``: the
 study's parent run) and ``experiments.cli`` (may the process skip its
 teardown?) read it with :func:`current_sweep`; nobody reads module globals.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from experiments.config.launcher import LauncherSettings
 from experiments.sweeps.state import SweepState
+from experiments.sweeps.worker_pool import WorkerPool
 
 
 @dataclass
@@ -29,12 +31,15 @@ class SweepContext:
         launcher: the launcher of the last sweep started here.
         ever_started: a sweep ran in this process (its launcher may still own worker processes).
         progress: the active sweep's display (:class:`~experiments.sweeps.progress_display.SweepProgress`), or None.
+        workers: the worker processes of a layerlab-launcher sweep (:class:`~experiments.sweeps.worker_pool.WorkerPool`),
+            started by the callback, used by the launcher for every batch, closed when the sweep ends; else None.
     """
 
     state: SweepState | None = None
     launcher: LauncherSettings = field(default_factory=LauncherSettings)
     ever_started: bool = False
     progress: Any = None
+    workers: WorkerPool | None = None
 
     @property
     def parent_run_id(self) -> str | None:
@@ -64,6 +69,15 @@ class SweepContext:
         progress, self.progress = self.progress, None
         if progress is not None:
             progress.stop()
+
+    def release_workers(self, wait: bool = True) -> bool:
+        """The sweep is over: its launcher workers stop (``wait``: and are gone); True when none is left."""
+        if self.workers is None:
+            return True
+        if not wait:
+            self.workers.tell_all_stop()
+            return False
+        return self.workers.close()
 
     def take(self) -> SweepState | None:
         """The active sweep, which stops being active (finalised once, by whoever takes it)."""

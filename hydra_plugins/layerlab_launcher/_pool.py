@@ -1,9 +1,12 @@
-"""The parent side of the layerlab launcher: a pool of spawned workers, watched for deaths."""
+"""The parent side of the layerlab launcher: one batch on the sweep's spawned workers, watched for deaths.
+
+The workers belong to the sweep (:class:`experiments.sweeps.worker_pool.WorkerPool`, started warm by the sweep
+callback): a batch takes them, hands each its Hydra payload, then one job at a time, and gives them back.
+"""
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import signal
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -49,17 +52,6 @@ def death_reason(exitcode: int | None) -> str:
     return f"the worker process exited with code {exitcode} before its job ended"
 
 
-class _Worker:
-    def __init__(self, ctx, payload: bytes, threads: int):
-        from hydra_plugins.layerlab_launcher import _worker
-
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker.main, args=(child, payload, threads), daemon=True)
-        self.proc.start()
-        child.close()
-        self.job: int | None = None
-
-
 def _close_lost_run(job_num: int, reason: str) -> None:
     """End the MLflow run of a job whose worker died FAILED, with ``reason``."""
     from experiments.sweeps import current_sweep
@@ -81,7 +73,9 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     from joblib.externals import cloudpickle
 
     from experiments.config.launcher import parallel_jobs, threads_per_worker
+    from experiments.sweeps import current_sweep
     from experiments.sweeps.launched import write_ledger
+    from experiments.sweeps.worker_pool import WorkerPool
 
     setup_globals()
     config = launcher.config
@@ -99,17 +93,23 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     hydra_overrides = [str(o) for o in (config.hydra.overrides.hydra or [])]
     write_ledger(sweep_dir, jobs, hydra_overrides)
     payload = cloudpickle.dumps((launcher.hydra_context, config, launcher.task_function, Singleton.get_state()))
-    ctx = multiprocessing.get_context("spawn")
+    # The sweep's pool (started warm by the sweep callback, kept for its next batches); a pool of its own
+    # when the launcher runs without the callback, closed when this batch ends.
+    sweep_pool = current_sweep().workers
+    workers = sweep_pool if sweep_pool is not None and not sweep_pool.closed else WorkerPool()
     pending = list(range(len(job_overrides)))
     results: dict[int, JobReturn] = {}
-    pool = [_Worker(ctx, payload, threads) for _ in range(n)]
+    pool = workers.take(n, threads)
+    for w in pool:
+        w.setup(payload)
+    finished = False
     try:
         while len(results) < len(job_overrides):
             for w in pool:
                 if w.job is None and pending:
-                    w.job = pending.pop(0)
-                    jobs[initial_job_idx + w.job]["state"] = "running"
-                    w.conn.send(("job", initial_job_idx + w.job, list(job_overrides[w.job])))
+                    job = pending.pop(0)
+                    jobs[initial_job_idx + job]["state"] = "running"
+                    w.run(job, initial_job_idx + job, list(job_overrides[job]))
             write_ledger(sweep_dir, jobs, hydra_overrides)
             ready = wait([w.conn for w in pool] + [w.proc.sentinel for w in pool])
             for w in list(pool):
@@ -128,7 +128,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
                 if w.proc.sentinel in ready or not w.proc.is_alive():
                     w.proc.join(timeout=5)
                     pool.remove(w)
-                    w.conn.close()
+                    workers.forget(w)
                     if w.job is not None:
                         num = initial_job_idx + w.job
                         reason = death_reason(w.proc.exitcode)
@@ -137,7 +137,10 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
                         jobs[num].update(state="lost", error=reason)
                         results[w.job] = failed_return(job_overrides[w.job], WorkerLost(f"job #{num}: {reason}"))
                     if pending:
-                        pool.append(_Worker(ctx, payload, threads))
+                        replacement = workers.spawn(threads)
+                        replacement.setup(payload)
+                        pool.append(replacement)
+        finished = True
     finally:
         write_ledger(sweep_dir, jobs, hydra_overrides)
         # Once more, now that no other job runs: another job's start-up check (the doctor) may have
@@ -145,14 +148,10 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         for num, job in jobs.items():
             if job["state"] == "lost":
                 _close_lost_run(num, job["error"])
-        for w in pool:
-            try:
-                w.conn.send(None)
-            except (OSError, ValueError):
-                pass
-        for w in pool:
-            w.proc.join(timeout=10)
-            if w.proc.is_alive():
-                w.proc.terminate()
-                w.proc.join(timeout=5)
+        if finished and workers is sweep_pool:
+            workers.give_back(pool)  # idle, TensorFlow imported: the sweep's next batch runs on them
+        else:  # interrupted (or no sweep to keep them for): stopped now, as each batch's workers used to be
+            workers.stop(pool)
+            if workers is not sweep_pool:
+                workers.close()
     return [results[i] for i in range(len(job_overrides))]
