@@ -19,6 +19,13 @@ def main(conn, threads: int) -> None:
     ``threads``: TensorFlow CPU threads for this worker (cores // workers), set before TensorFlow loads.
     This process is new (spawned): the environment written here is its own.
     """
+    try:
+        _serve(conn, threads)
+    except KeyboardInterrupt:  # Ctrl-C while warming up or idle: no job to close, the parent ends the sweep
+        raise SystemExit(130) from None  # a traceback here would be the last thing a Ctrl-C'd sweep prints
+
+
+def _serve(conn, threads: int) -> None:
     from experiments.process import configure_process, exit_without_teardown_at_exit, set_worker_threads
 
     set_worker_threads(threads)
@@ -54,6 +61,7 @@ def _setup(payload: bytes) -> tuple:
 
 
 def _run(conn, batch: tuple, idx: int, overrides: list) -> None:
+    """One job; its JobReturn goes back to the parent, whatever happens."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import run_job
     from omegaconf import open_dict
@@ -69,14 +77,13 @@ def _run(conn, batch: tuple, idx: int, overrides: list) -> None:
     try:
         ret = run_job(hydra_context=hydra_context, config=sweep_config, task_function=task_function,
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
-    except KeyboardInterrupt as exc:  # the job closed its run KILLED and said so: report, then stop quietly
+    except KeyboardInterrupt as exc:  # Ctrl-C/SIGTERM: the job closed its run KILLED and said so; report, then stop
         conn.send(("done", idx, _dump(failed_return(overrides, exc))))
-        return False
+        raise SystemExit(130) from None
     except BaseException as exc:  # noqa: BLE001 - SystemExit inside the job: report, then stop
         conn.send(("done", idx, _dump(failed_return(overrides, exc))))
         raise
     conn.send(("done", idx, _dump(ret)))
-    return True
 
 
 def _dump(ret) -> bytes:
