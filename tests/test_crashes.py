@@ -19,6 +19,7 @@ from experiments.tracking import tags
 from experiments.tracking.doctor import close_lost, lost_reason
 from experiments.tracking.heartbeat import Heartbeat, identity
 from tests.conftest import ROOT, run_cli
+from tests.liveness import wait_until
 
 LONG = ["dataset.limit=2000", "training.epochs=12", "training.batch_size=64", "tracking.log_model=false",
         "tracking.log_plots=false"]
@@ -187,21 +188,6 @@ def _popen(args, tmp_path, env: dict | None = None, **popen):
                             env={**(env or os.environ), "PYTHONUNBUFFERED": "1"}, **popen)
 
 
-def _wait(found, proc, timeout: float, what: str):
-    """Poll ``found()`` until it returns something (returned), the process ends early, or ``timeout`` (a liveness
-    bound for a loaded machine, not a speed check) passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = found()
-        if value is not None:
-            return value
-        if proc.poll() is not None:
-            raise AssertionError(f"ended early, waiting for {what}:\n{proc.stdout.read()[-3000:]}\n"
-                                 f"{proc.stderr.read()[-3000:]}")
-        time.sleep(0.2)
-    raise AssertionError(f"no {what} in {timeout:.0f} s")
-
-
 def _wait_for_epochs(folder: Path, n: int, proc, timeout: float = 180) -> None:
     state = folder / "checkpoints/state.json"
 
@@ -211,7 +197,7 @@ def _wait_for_epochs(folder: Path, n: int, proc, timeout: float = 180) -> None:
         except (OSError, ValueError, KeyError):
             return None
 
-    _wait(done, proc, timeout, f"checkpoint of {n} epochs")
+    wait_until(done, proc, timeout, f"checkpoint of {n} epochs")
 
 
 @pytest.mark.slow
@@ -287,7 +273,7 @@ def _wait_for_running_job(client, exp_name: str, proc, timeout: float = 240):
                 return r
         return None
 
-    return _wait(running_job, proc, timeout, "running job with a logged epoch")
+    return wait_until(running_job, proc, timeout, "running job with a logged epoch")
 
 
 @pytest.mark.slow

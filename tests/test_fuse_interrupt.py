@@ -13,7 +13,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -21,6 +20,7 @@ import pytest
 
 from experiments.tracking import tags
 from tests.conftest import ROOT
+from tests.liveness import wait_until
 
 pytestmark = pytest.mark.slow  # real sweeps and a real resume
 
@@ -30,19 +30,6 @@ SWEEP = ["model=lambda_mlp", f"seed={','.join(map(str, SEEDS))}", "sweep.fuse_re
          f"training.epochs={EPOCHS}", "training.batch_size=64", "training.checkpoint.every_s=0",
          "tracking.log_model=false", "tracking.log_plots=false", "sweep.compare=false"]
 LIVENESS_S = 600  # a bound for a loaded machine, never a speed check
-
-
-def _wait(found, proc, what: str):
-    deadline = time.monotonic() + LIVENESS_S
-    while time.monotonic() < deadline:
-        value = found()
-        if value is not None:
-            return value
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"the sweep ended early, waiting for {what}:\n{out[-3000:]}\n{err[-3000:]}")
-        time.sleep(0.2)
-    raise AssertionError(f"no {what} in {LIVENESS_S} s")
 
 
 def _replicas_training(client, exp_name: str):
@@ -75,7 +62,8 @@ def test_ctrl_c_of_a_fused_sweep_kills_every_replica_with_its_own_resume_command
     proc = subprocess.Popen(sweep, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
-        _wait(lambda: _replicas_training(client, experiment), proc, "every replica RUNNING with a logged epoch")
+        wait_until(lambda: _replicas_training(client, experiment), proc, LIVENESS_S,
+                   "every replica RUNNING with a logged epoch")
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground process group
         out, err = proc.communicate(timeout=LIVENESS_S)
     finally:
