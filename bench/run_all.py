@@ -20,11 +20,8 @@ import subprocess
 import sys
 import time
 
-from bench.common import DEFAULT_OUT, PYTHON, ROOT, SCRIPTS, clean_env, markers, raw_path, table, write_section
-
-
-# Scripts run a second time with other arguments (their own section each; see bench.common.EXTRA_SECTIONS).
-EXTRA_RUNS = [("fused_sweep", ["--dataset", "mnist"])]
+from bench.common import (DEFAULT_OUT, EXTRA_RUNS, PYTHON, ROOT, SCRIPTS, clean_env, markers, raw_path, table,
+                          write_section)
 
 
 def _previous_summary(out: str) -> tuple[list[list[str]], list[str]]:
@@ -86,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     runs = [(name, []) for name in ([] if args.summary_only else args.only)]
     if not args.quick:  # the extra runs need full data sets (fetched: never in --quick, which tests run offline)
-        runs += [(name, extra) for name, extra in EXTRA_RUNS if name in args.only and not args.summary_only]
+        runs += [(name, list(extra)) for name, _ in runs for _, extra in EXTRA_RUNS.get(name, ())]
     for name, extra in runs:
         cmd = [PYTHON, "-m", f"bench.{name}", "--out", args.out, *extra] + (["--quick"] if args.quick else [])
         print(f"==> {' '.join(cmd[1:])}", flush=True)
