@@ -148,10 +148,10 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         for num, job in jobs.items():
             if job["state"] == "lost":
                 _close_lost_run(num, job["error"])
-        if finished and workers is sweep_pool:
+        if workers is not sweep_pool:  # no sweep to keep them for: this batch's own pool
+            workers.close()
+        elif finished:
             workers.give_back(pool)  # idle, TensorFlow imported: the sweep's next batch runs on them
-        else:  # interrupted (or no sweep to keep them for): stopped now, as each batch's workers used to be
+        else:  # interrupted: stopped now, as each batch's workers used to be
             workers.stop(pool)
-            if workers is not sweep_pool:
-                workers.close()
     return [results[i] for i in range(len(job_overrides))]
