@@ -15,6 +15,7 @@ import signal
 import sys
 
 from experiments.config.precheck import check
+from experiments.config.schema import run_mode, validate
 from experiments.errors import LayerlabError
 from experiments.process import configure_process, debug_enabled, teardown_may_be_skipped
 
@@ -37,11 +38,14 @@ def _is_multirun() -> bool:
 def run_from_hydra(cfg):
     """The Hydra task function: run one job and translate its failures."""
     configure_process()  # a no-op in runner.py's process; a launcher's spawned worker gets the quiet TF import too
-    from experiments.job.entry import run_job
-
     debug = debug_enabled()
     try:
-        result = run_job(cfg)
+        # The typed config first: the schema needs no TensorFlow, so a wrong value (training.epochs=-1) is one
+        # paragraph in about 2 s instead of after the 4 s import. A dry run validates inside, to record a failure.
+        job = None if run_mode(cfg) == "dry_run" else validate(cfg)
+        from experiments.job.entry import run_job
+
+        result = run_job(cfg, job)
     except LayerlabError as exc:
         if debug:
             raise

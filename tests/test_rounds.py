@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from experiments.analysis.rounds import next_replicates, paired_differences, rounds_markdown
 from experiments.analysis.sequential import StoppingRule, decide
 from experiments.errors import ConfigError
-from hydra_plugins.layerlab_rounds.rounds_sweeper import _rule
+from hydra_plugins.layerlab_rounds._rounds import rule as _rule
 from tests.conftest import TINY, run_cli
 from tests.test_analysis_factors import SEEDS, cells, frame
 

@@ -13,7 +13,7 @@ import sys
 
 from omegaconf import DictConfig
 
-from experiments.config.schema import run_mode, validate
+from experiments.config.schema import JobConfig, run_mode, validate
 from experiments.job.context import hydra_context
 from experiments.job.dry_run import dry_run
 from experiments.job.fused_job import run_fused
@@ -25,13 +25,18 @@ from experiments.training.interrupts import graceful_interrupts
 from experiments.training.progress_file import write_status
 
 
-def run_job(cfg: DictConfig) -> JobResult:
-    """Run one job. Raises :class:`LayerlabError` (or KeyboardInterrupt) on failure."""
+def run_job(cfg: DictConfig, job: JobConfig | None = None) -> JobResult:
+    """Run one job. Raises :class:`LayerlabError` (or KeyboardInterrupt) on failure.
+
+    Args:
+        cfg: the composed config (logged as it is).
+        job: ``cfg`` already validated (:func:`~experiments.config.schema.validate`), or None to validate here.
+    """
     ctx = hydra_context()
     mode = run_mode(cfg)
     if mode == "dry_run":
         return dry_run(cfg, ctx)
-    job = validate(cfg)  # below this line the job reads `job`, the typed config; `cfg` is only logged
+    job = job or validate(cfg)  # below this line the job reads `job`, the typed config; `cfg` is only logged
     if mode == "list":  # list_layers: true, or a name pattern ('*Dense*')
         load_registry_modules(job)
         print(list_registry(None if job.list_layers is True else str(job.list_layers)))

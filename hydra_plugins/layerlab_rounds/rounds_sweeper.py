@@ -28,22 +28,17 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.analysis.rounds import next_replicates, paired_differences, rounds_headline, rounds_markdown
-from experiments.analysis.runs import load_runs
-from experiments.analysis.sequential import Decision, StoppingRule, decide
 from experiments.errors import ConfigError, LayerlabError
 from experiments.config.fusion import check_fusable, fuse_jobs
 from experiments.config.multirun import multirun_config
-from experiments.sweeps import current_sweep
 from experiments.sweeps.launch import launch_batch
-from experiments.tracking import tags
 
 
 class LayerlabRoundsSweeper(Sweeper):
@@ -81,7 +76,11 @@ class LayerlabRoundsSweeper(Sweeper):
         lines = [*(f"{k}={v}" for k, v in self.params.items()), *arguments]
         values = {o.get_key_element(): _values(o) for o in parser.parse_overrides(lines)}  # the later one wins
         rounds = bool(until.get("ci_half_width") or until.get("verdict"))
-        rule = _rule(until, _replicates(values.get(key), key), settings.sweep.equivalence_margin) if rounds else None
+        rule = None
+        if rounds:  # the statistics (SciPy, pandas) load only for a sweep that asks for rounds: Hydra imports this
+            from hydra_plugins.layerlab_rounds import _rounds  # plugin at every runner.py start
+
+            rule = _rounds.rule(until, _replicates(values.get(key), key), settings.sweep.equivalence_margin)
         if rounds and settings.dry_run:
             raise ConfigError("a dry run trains nothing, so there is nothing to add rounds to", path="sweep.until",
                               value=until, fix="drop dry_run=true, or the sweep.until.* keys")
@@ -97,14 +96,14 @@ class LayerlabRoundsSweeper(Sweeper):
             returns += self._launch(values, sum(len(r) for r in returns))
             if rule is None:
                 break
-            decision, labels = self._decide(rule, key, len(used))
+            decision, labels = _rounds.decide_round(rule, key, len(used))
             print(f"layerlab: round {decision.look} ({len(used)} {key}s per group): "
                   f"{decision.reason or 'not decided yet, adding ' + key + 's'}", flush=True)
             if decision.stop:
-                self._record(rule, decision, labels)
+                _rounds.record(rule, decision, labels)
                 break
             looks = rule.looks()
-            current = next_replicates(used, looks[decision.look] - looks[decision.look - 1])
+            current = _rounds.next_replicates(used, looks[decision.look] - looks[decision.look - 1])
             used += current
             values[key] = [str(v) for v in current]
         for results in returns:  # as the basic sweeper: a failed job's error surfaces once everything ran
@@ -128,36 +127,6 @@ class LayerlabRoundsSweeper(Sweeper):
             out.append(launch_batch(self.launcher, batch, job_idx + start))  # a dead joblib worker: one paragraph
         return out
 
-    def _decide(self, rule: StoppingRule, key: str, n: int) -> tuple[Decision, list[str]]:
-        state = current_sweep().state
-        if state is None or state.dry_run:
-            raise ConfigError("rounds need the sweep's MLflow parent run (not a dry run)", path="sweep.until",
-                              value=None, fix="run without dry_run=true, or without sweep.until")
-        runs = load_runs(state.uri, state.experiment, state.sweep_id, metric=state.metric.name,
-                         mode=state.metric.mode)
-        pairs = paired_differences(runs, state.metric.name, mode=state.metric.mode, replicate_key=key,
-                                   compare_by=state.compare_options.get("compare_by"))
-        broken = [label for label, diffs in pairs if diffs is None or len(diffs) != n]
-        if broken or not pairs:
-            raise LayerlabError(
-                f"the rounds stopped after {n} seeds per group: {', '.join(broken) or 'nothing to compare'} "
-                f"{'has' if len(broken) == 1 else 'have'} no complete pairing by {key} (a job failed?); the runs so "
-                "far are kept and compared")
-        return decide(rule, [d for _, d in pairs]), [label for label, _ in pairs]
-
-    def _record(self, rule: StoppingRule, decision: Decision, labels: Sequence[str]) -> None:
-        state = current_sweep().state
-        text = rounds_markdown(rule, decision, labels, state.metric.test)
-        state.rounds = rounds_headline(decision)  # the final verdict (terminal, parent's description) says it too
-        path = Path(state.sweep_dir) / "rounds.md"
-        path.write_text(text, encoding="utf-8")
-        print(text, flush=True)
-        import mlflow
-
-        client = mlflow.MlflowClient(state.uri)
-        client.set_tag(state.parent_run_id, tags.ROUNDS, str(decision.look))
-        client.log_artifact(state.parent_run_id, str(path))
-
 
 def _values(override: Any) -> list[str]:
     """The values one override sweeps (one for a plain override), as Hydra's basic sweeper reads them."""
@@ -179,16 +148,3 @@ def _replicates(values: list[str] | None, key: str) -> list[int]:
     except ValueError:
         raise ConfigError(f"rounds add new integer values of {key}", path=key, value=",".join(values),
                           fix=f"sweep integers, e.g. {key}=0,1,2,3,4") from None
-
-
-def _rule(until: dict, given: list[int], margin: float | None) -> StoppingRule:
-    """The stopping rule of ``sweep.until`` for the seeds given first."""
-    cap = until.get("max_replicates")
-    if not cap or cap < len(given):
-        raise ConfigError("rounds need a cap of at least the seeds given first", path="sweep.until.max_replicates",
-                          value=cap, fix=f"e.g. sweep.until.max_replicates={max(2 * len(given), 4)}")
-    if len(given) < 2:
-        raise ConfigError("the first round needs at least 2 seeds per group", path="sweep.until", value=given,
-                          fix="give at least two seeds first, e.g. seed=0,1,2")
-    return StoppingRule(first=len(given), step=int(until.get("step") or len(given)), max_replicates=int(cap),
-                        ci_half_width=until.get("ci_half_width"), verdict=bool(until.get("verdict")), margin=margin)
