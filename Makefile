@@ -32,13 +32,14 @@ install-scale: $(TEST_STAMP)
 run: $(STAMP)
 	$(PY) runner.py $(ARGS)
 
-# Two pytest workers (pytest-xdist), a test file each at a time (module fixtures such as the benchmark runs and the
-# servers stay in one process): most end-to-end tests keep one core busy, so on 2 cores the suite takes about
-# 0.7x the time of one worker (tests/README.md). PYTEST_WORKERS=0: one process, e.g. to debug a test.
+# Two pytest workers (pytest-xdist) take whole test files (module fixtures such as the benchmark runs and the
+# servers stay in one process), in the order of tests/conftest.py (end-to-end files first): most end-to-end tests
+# keep one core busy, so two workers use both cores of a 2-core machine (README, "Tests").
+# PYTEST_WORKERS=0: one process, e.g. to debug a test.
 PYTEST_WORKERS ?= 2
 
 test: $(TEST_STAMP)
-	$(PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all $(BENCH_ARGS)

@@ -152,20 +152,3 @@ def test_dry_run_prints_config_and_summary_without_training(tmp_path, store):
     assert "Total params: 134,794" in out
     assert "builds with 134,794 params" in out and "Nothing trained or logged" in out
     assert not (tmp_path / "mlflow.db").exists()
-
-
-@pytest.mark.slow
-def test_list_layers(tmp_path):
-    proc = run_cli("list_layers=true", tmp_path=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    for name in ("SimpleDense", "ResidualDense", "PreProcess", "ComputeSum2", "Conv2D", "rectifier", "abs"):
-        assert name in proc.stdout
-
-
-@pytest.mark.slow
-def test_bad_model_yaml_on_the_command_line_gives_one_paragraph_and_exit_2(tmp_path):
-    proc = run_cli("dry_run=true", "model.layers.2.type=Dence", tmp_path=tmp_path)
-    assert proc.returncode == 2
-    assert "layerlab: error: model.layers.2.type = 'Dence'" in proc.stderr
-    assert "did you mean 'Dense'" in proc.stderr
-    assert "Traceback" not in proc.stderr
