@@ -209,8 +209,11 @@ def test_sweep_vs_shell_reports_four_ways_and_the_targets(quick_runs):
 def test_sweep_profile_puts_the_parent_and_each_worker_in_phases(quick_runs):
     _, _, md = quick_runs["sweep_profile"]
     section = _section(md.read_text(), "sweep_profile")
-    # At least one worker: which of the two loky workers runs the 2 quick jobs depends on the machine's load.
-    assert "| parent s | worker 1 s |" in section
+    # At least one worker: which of the two loky workers runs the 2 quick jobs depends on the machine's load; and
+    # on a loaded machine py-spy may sample none of them (measured once under two pytest workers), which it says.
+    from bench.sweep_profile import NO_WORKER
+
+    assert "| parent s | worker 1 s |" in section or (NO_WORKER in section and "| parent s |" in section)
     assert "imports (TensorFlow" in section and "waiting: parent for its workers" in section
     assert "first job started" in section and "process exited" in section
 
