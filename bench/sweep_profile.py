@@ -178,11 +178,11 @@ def summary(d: dict) -> list[list[str]]:
     imports = sum(w.get(PHASES[0][0], 0.0) for w in workers) / max(1, len(workers))
     fit = sum(w.get("job: fit (training + validation epochs)", 0.0) for w in workers) / d["jobs"]
     first, last = t["first job started"], t["last job ended"]
+    before, during = ((f"imports {imports:.1f} s per worker", f"fit {fit:.2f} s per job") if workers
+                      else ("workers not sampled", None))  # nothing to average when py-spy saw no worker
+    jobs = f"{last - first:.1f} s of jobs" + (f" ({during})" if during else "")
     return [["2b. sweep profile", f"joblib sweep of {d['jobs']} jobs: where the time goes (no target)",
-             f"{first:.1f} s before the first job ("
-             + (f"imports {imports:.1f} s per worker), {last - first:.1f} s of jobs (fit {fit:.2f} s per job), "
-                if workers else f"workers not sampled), {last - first:.1f} s of jobs, ")
-             + f"{t['process exited'] - last:.1f} s after the last",
+             f"{first:.1f} s before the first job ({before}), {jobs}, {t['process exited'] - last:.1f} s after the last",
              "n/a"]]
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from experiments.job.context import JobContext
 from experiments.job.dry_run import dry_run
+from experiments.tracking import tags
 from tests.conftest import ROOT, compose, run_cli
 
 MODELS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
@@ -56,6 +57,6 @@ def test_every_model_trains_one_epoch_by_name(tmp_path, store):
         assert any(line.startswith("layerlab: FINISHED") for line in proc.stdout.splitlines()), proc.stdout[-2000:]
     client = mlflow.MlflowClient(store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=100,
-                              filter_string="tags.`layerlab.role` = 'job'")
-    status = {r.data.params["model.name"]: r.info.status for r in runs}
-    assert status == {name: "FINISHED" for name in MODELS}, status
+                              filter_string=f"tags.`{tags.ROLE}` = '{tags.ROLE_JOB}'")
+    status = sorted((r.data.params["model.name"], r.info.status) for r in runs)
+    assert status == [(name, "FINISHED") for name in sorted(MODELS)], status  # each model once, FINISHED
