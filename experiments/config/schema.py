@@ -75,6 +75,8 @@ class TrainingSchema:
     verbose: Any = spec("auto", expect="auto, 0, 1 or 2", check=lambda v: v in ("auto", 0, 1, 2))
     shuffle: bool = spec(True, expect=_BOOL)
     jit_compile: Union[bool, str] = spec(False, expect="true, false or auto", check=lambda v: v in (True, False, "auto"))
+    steps_per_execution: int = spec(32, expect="a positive integer, e.g. training.steps_per_execution=32",
+                                    check=_positive)
     threads: Optional[int] = spec(None, expect="null or a positive integer", check=lambda v: v is None or v > 0)
     strategy: str = spec("default", expect=f"one of {', '.join(STRATEGIES)}", check=lambda v: v in STRATEGIES)
     logical_cpus: Optional[int] = spec(None, expect="null or a positive integer", check=lambda v: v is None or v > 0)

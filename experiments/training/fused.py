@@ -163,7 +163,8 @@ class FusedReplicas:
                       loss=[loss] * len(self.models),
                       metrics=[[ReplicaLoss(loss, name=REPLICA_LOSS), *[_fresh(m) for m in metrics]]
                                for _ in self.models],
-                      jit_compile=config.get("jit_compile", False))
+                      jit_compile=config.get("jit_compile", False),
+                      steps_per_execution=config.get("steps_per_execution", 1))
         return fused
 
     def fit(self, datasets, epochs: int, callbacks_per_replica: Sequence[list] | None = None,
