@@ -1,4 +1,4 @@
-"""Replicates in one fused fit (experiments/training/fused.py): each replica equals its solo run.
+"""Replicates in one fused fit (experiments/training/fused/): each replica equals its solo run.
 
 The solo run is the path a normal job takes (setup_runtime, prepare, compile_model, make_tf_dataset,
 fit_and_score); the fused group builds its replicas through the same functions.
@@ -202,7 +202,7 @@ def test_regularization_losses_are_refused(regularizer):
 
 
 def test_a_resumed_replica_hands_its_optimizer_state_to_the_fused_optimizer():
-    from experiments.training.fused_optimizer import SlotMap
+    from experiments.training.fused.optimizer import SlotMap
 
     cfg = _cfg("lambda_mlp", 0)
     engine = FusedReplicas(lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], [0, 1],

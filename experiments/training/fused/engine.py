@@ -31,7 +31,7 @@ How (the public API; the sweep integration calls only this)::
 * ``callbacks_per_replica``: one list per replica (e.g. each from
   :func:`~experiments.training.callbacks.make_callbacks` with its own
   folder and sink); ``self.model`` is that replica's standalone model and
-  the logs carry the usual names (:mod:`experiments.training.fused_callbacks`).
+  the logs carry the usual names (:mod:`experiments.training.fused.callbacks`).
 * a :class:`ReplicaResult` per replica: ``status`` FINISHED, or FAILED with
   the :class:`~experiments.errors.TrainingError` of the NaN guard (the
   replica was masked, the others trained on); its Keras ``History``; its
@@ -45,7 +45,7 @@ How (the public API; the sweep integration calls only this)::
   checkpointer, close its run KILLED).
 * resume: load each replica's ``last.keras`` weights into ``engine.models[i]``
   and its optimizer, then ``SlotMap(engine.fused, engine.models).from_replica(i)``
-  (:mod:`experiments.training.fused_optimizer`) before ``fit(...,
+  (:mod:`experiments.training.fused.optimizer`) before ``fit(...,
   initial_epoch=done)``; wiring this into the job is left to the integration.
 
 Equal to solo runs: with ``training.deterministic`` each replica's
@@ -72,7 +72,7 @@ the fit ends: its weights are put back, its logs ignored.
 
 Each replica's own optimizer (of its standalone model) is given its share
 of the fused optimizer's state before its callbacks see an epoch's end and
-when it stops (:mod:`experiments.training.fused_optimizer`), so its
+when it stops (:mod:`experiments.training.fused.optimizer`), so its
 checkpoints and its returned model hold what the solo run's would: weights,
 Adam's moments, the iteration count. Callbacks that *change* the optimizer
 (``ReduceLROnPlateau``) act on that copy, not on the fused optimizer, and so
@@ -89,9 +89,9 @@ import keras
 from experiments.adapters.keras_internals import build_training_state
 from experiments.errors import ConfigError
 from experiments.training.evaluate import evaluate
-from experiments.training.fused_callbacks import REPLICA_LOSS, ReplicaDispatch, ReplicaState, replica_logs
-from experiments.training.fused_loss import ReplicaLoss
-from experiments.training.fused_optimizer import SlotMap
+from experiments.training.fused.callbacks import REPLICA_LOSS, ReplicaDispatch, ReplicaState, replica_logs
+from experiments.training.fused.loss import ReplicaLoss
+from experiments.training.fused.optimizer import SlotMap
 
 
 @dataclass
