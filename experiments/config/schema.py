@@ -36,6 +36,7 @@ from experiments.config.metrics import MetricSpec, judged_metric
 from experiments.errors import ConfigError
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_bfloat16")  # training.precision (experiments/training/precision.py)
 _BOOL = "true or false"
 
 
@@ -75,6 +76,7 @@ class TrainingSchema:
     verbose: Any = spec("auto", expect="auto, 0, 1 or 2", check=lambda v: v in ("auto", 0, 1, 2))
     shuffle: bool = spec(True, expect=_BOOL)
     jit_compile: Union[bool, str] = spec(False, expect="true, false or auto", check=lambda v: v in (True, False, "auto"))
+    precision: str = spec("float32", expect="float32 or mixed_bfloat16", check=lambda v: v in PRECISIONS)
     steps_per_execution: int = spec(32, expect="a positive integer, e.g. training.steps_per_execution=32",
                                     check=_positive)
     threads: Optional[int] = spec(None, expect="null or a positive integer", check=lambda v: v is None or v > 0)

@@ -131,8 +131,10 @@ class FusedReplicas:
             raise ConfigError("the replicas of a fused group need distinct seeds", path="seed", value=self.seeds,
                               fix="sweep the replicate key over distinct values, e.g. seed=0,1,2")
         self.models: list[keras.Model] = []
+        policy = keras.mixed_precision.global_policy()  # training.precision, set by setup_runtime
         for seed in self.seeds:
             _seed_like_a_solo_run(seed)
+            keras.mixed_precision.set_global_policy(policy)  # clear_session resets it
             model = build_one(seed)
             compile_one(model)
             self.models.append(model)
