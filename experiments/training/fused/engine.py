@@ -92,6 +92,7 @@ from experiments.training.evaluate import evaluate
 from experiments.training.fused.callbacks import REPLICA_LOSS, ReplicaDispatch, ReplicaState, replica_logs
 from experiments.training.fused.loss import ReplicaLoss
 from experiments.training.fused.optimizer import SlotMap
+from experiments.training.fused.stack import stackable, stacked_model
 
 
 @dataclass
@@ -143,13 +144,29 @@ class FusedReplicas:
         _check_independent(self.models[0])
 
     def _fuse(self) -> keras.Model:
-        """One functional model: input ``r{i}_input`` -> replica i -> output ``r{i}``; shares their variables."""
-        inputs, outputs = [], []
-        for i, model in enumerate(self.models):
+        """One functional model: input ``r{i}_input`` -> replica i -> output ``r{i}``; shares their variables.
+
+        Stacked (:mod:`experiments.training.fused.stack`: one batched product per layer for all replicas)
+        where the model allows it, else one branch per replica.
+        """
+        for model in self.models:
             if len(model.inputs) != 1 or len(model.outputs) != 1:
                 raise ConfigError("fused replicates support models with one input and one output",
                                   path="model", value=model.name,
                                   fix="train this model without fusing (sweep.fuse_replicates=false)")
+        reason = stackable(self.models[0])
+        self.stacked = reason is None
+        if self.stacked:
+            fused = stacked_model(self.models, lambda i: f"{output_name(i)}_input", output_name)
+        else:
+            print(f"layerlab: fused replicas side by side, not stacked: {reason}", flush=True)
+            fused = self._branches()
+        return self._compile(fused)
+
+    def _branches(self) -> keras.Model:
+        """One branch per replica: each replica's model called on its own input."""
+        inputs, outputs = [], []
+        for i, model in enumerate(self.models):
             spec = model.inputs[0]
             x = keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name=f"{output_name(i)}_input")
             # A new Functional over the same layers (no copy): named per replica, so output names are unique,
@@ -157,7 +174,10 @@ class FusedReplicas:
             replica = keras.Model(model.inputs, model.outputs, name=output_name(i))
             inputs.append(x)
             outputs.append(replica(x))
-        fused = keras.Model(inputs, outputs, name="fused_replicas")
+        return keras.Model(inputs, outputs, name="fused_replicas")
+
+    def _compile(self, fused: keras.Model) -> keras.Model:
+        """Compiled with the replicas' optimizer config, one loss and the metrics per output."""
         config = self.models[0].get_compile_config()
         loss = config["loss"]
         metrics = list(config.get("metrics") or [])
