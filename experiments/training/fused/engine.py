@@ -120,13 +120,15 @@ class FusedReplicas:
         build_one: ``seed -> keras.Model`` (uncompiled), called after seeding.
         seeds: the replicas' seeds, in order; distinct.
         compile_one: compiles one replica as a solo run does.
+        stack: stack the replicas where the model allows it (:mod:`experiments.training.fused.stack`);
+            False: one branch per replica always.
 
     Raises:
         ConfigError: duplicate seeds, or an optimizer/model setting that would couple the replicas.
     """
 
     def __init__(self, build_one: Callable[[int], keras.Model], seeds: Sequence[int],
-                 compile_one: Callable[[keras.Model], None]):
+                 compile_one: Callable[[keras.Model], None], stack: bool = True):
         self.seeds = [int(s) for s in seeds]
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("the replicas of a fused group need distinct seeds", path="seed", value=self.seeds,
@@ -140,10 +142,10 @@ class FusedReplicas:
             compile_one(model)
             self.models.append(model)
         self.states: list[ReplicaState] = []
-        self.fused = self._fuse()
+        self.fused = self._fuse(stack)
         _check_independent(self.models[0])
 
-    def _fuse(self) -> keras.Model:
+    def _fuse(self, stack: bool = True) -> keras.Model:
         """One functional model: input ``r{i}_input`` -> replica i -> output ``r{i}``; shares their variables.
 
         Stacked (:mod:`experiments.training.fused.stack`: one batched product per layer for all replicas)
@@ -154,7 +156,7 @@ class FusedReplicas:
                 raise ConfigError("fused replicates support models with one input and one output",
                                   path="model", value=model.name,
                                   fix="train this model without fusing (sweep.fuse_replicates=false)")
-        reason = stackable(self.models[0])
+        reason = stackable(self.models[0]) if stack else "not asked to (stack=False)"
         self.stacked = reason is None
         if self.stacked:
             fused = stacked_model(self.models, lambda i: f"{output_name(i)}_input", output_name)
