@@ -224,7 +224,11 @@ def test_a_resumed_replica_hands_its_optimizer_state_to_the_fused_optimizer():
 
 
 def _engine(model: str, seeds=SEEDS):
-    cfg = _cfg(model, seeds[0])
+    return _engine_with(model, seeds)
+
+
+def _engine_with(model: str, seeds, *extra: str):
+    cfg = _cfg(model, seeds[0], *extra)
     setup_runtime(cfg)
     return cfg, FusedReplicas(lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], seeds,
                               lambda m: compile_model(m, cfg))
@@ -253,3 +257,14 @@ def test_a_graph_model_falls_back_to_one_branch_per_replica_and_says_so(capsys):
         history, final, _ = _solo("residual_graph", r.seed, "training.epochs=1")
         _assert_close(r.history.history, history, f"residual_graph seed {r.seed} history")
         _assert_close(r.scores, final, f"residual_graph seed {r.seed} scores")
+
+
+def test_a_stacked_softmax_keeps_the_logits_the_loss_reads():
+    """Far from the optimum (SGD at rate 94) the crossentropy from logits and from clipped probabilities differ
+    by orders of magnitude: the stack's loss is the solo loss there too."""
+    extra = ("optimizer=sgd", "optimizer.learning_rate=94", "training.epochs=1")
+    cfg, engine = _engine_with("lambda_mlp", [1, 2], *extra)
+    assert engine.stacked
+    for r in engine.fit(lambda seed: _datasets(cfg, seed), 1):
+        solo = _solo("lambda_mlp", r.seed, *extra)[0]["loss"]
+        assert solo[0] > 1e3 and abs(r.history.history["loss"][0] - solo[0]) <= 1e-5 * solo[0]

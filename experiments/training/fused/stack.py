@@ -70,21 +70,29 @@ class _Stacked(keras.layers.Layer):
         self.built = True
 
 
-def _dense(x, group, compute_dtype):
+def _dense(x, group, compute_dtype, activate: bool = True):
     """``activation(x @ kernel + bias)`` of each replica's layer on its slice ``x[i]``, as one batched product."""
     parts = [_dense_parts(layer) for layer in group]
     kernel = ops.cast(ops.stack([k.value for k, _, _ in parts]), compute_dtype)
     y = ops.einsum("rbi,rio->rbo", x, kernel)
     if parts[0][1] is not None:
         y = y + ops.cast(ops.stack([b.value for _, b, _ in parts]), compute_dtype)[:, None, :]
-    return parts[0][2](y)
+    return parts[0][2](y) if activate else y
 
 
 class StackedDense(_Stacked):
-    """R ``Dense`` / ``SimpleDense`` layers of one config as one batched product."""
+    """R ``Dense`` / ``SimpleDense`` layers of one config as one batched product.
+
+    ``activate=False`` (the last layer): the activation is left to :class:`TakeReplica`, applied to each
+    replica's slice, so a softmax output keeps the logits Keras' crossentropy reads, as in the solo model.
+    """
+
+    def __init__(self, group: list, activate: bool = True, **kwargs):
+        super().__init__(group, **kwargs)
+        self.activate = activate
 
     def call(self, x):
-        return _dense(x, self.group, self.compute_dtype)
+        return _dense(x, self.group, self.compute_dtype, self.activate)
 
 
 class StackedResidual(_Stacked):
@@ -118,12 +126,13 @@ class StackInputs(keras.layers.Layer):
 class TakeReplica(keras.layers.Layer):
     """Replica ``index``'s slice of the stack: the fused model's output ``r{index}``."""
 
-    def __init__(self, index: int, **kwargs):
+    def __init__(self, index: int, activation=None, **kwargs):
         super().__init__(**kwargs)
         self.index = index
+        self.activation = activation
 
     def call(self, x):
-        return x[self.index]
+        return x[self.index] if self.activation is None else self.activation(x[self.index])
 
 
 def stacked_model(models: list[keras.Model], input_name, output_name) -> keras.Model:
@@ -131,10 +140,16 @@ def stacked_model(models: list[keras.Model], input_name, output_name) -> keras.M
     spec = models[0].inputs[0]
     inputs = [keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name=input_name(i)) for i in range(len(models))]
     x = StackInputs(name="stack_replicas")(inputs)
+    last = len(models[0].layers) - 1
+    activation = None
     for j, first in enumerate(models[0].layers):
         group = [m.layers[j] for m in models]
         kind = type(first).__name__
+        if kind in DENSE_LIKE and j == last:
+            activation = _dense_parts(first)[2]
+            x = StackedDense(group, activate=False, name=f"stacked_{first.name}")(x)
+            continue
         cls = StackedDense if kind in DENSE_LIKE else StackedResidual if kind == "ResidualDense" else Folded
         x = cls(group, name=f"stacked_{first.name}")(x)
-    outputs = [TakeReplica(i, name=output_name(i))(x) for i in range(len(models))]
+    outputs = [TakeReplica(i, activation, name=output_name(i))(x) for i in range(len(models))]
     return keras.Model(inputs, outputs, name="fused_replicas")
