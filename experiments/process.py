@@ -61,7 +61,7 @@ NOISE = re.compile("|".join([
 
 
 # The launchers' per-job INFO lines ("Launching 4 jobs locally", "#0 : seed=0 ..."): the sweep's progress
-# display names every job instead (experiments/sweeps/progress_display.py). Their warnings still show.
+# display names every job instead (experiments/sweeps/progress/display.py). Their warnings still show.
 LAUNCH_LOGGERS = ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher",
                   "hydra_plugins.hydra_ray_launcher", "hydra_plugins.layerlab_launcher")
 

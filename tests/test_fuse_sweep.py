@@ -64,7 +64,7 @@ def test_a_replica_gets_the_overrides_and_config_of_its_solo_job():
 
 
 def test_the_sweeps_display_names_a_fused_job_by_its_seeds_not_the_sweepers_keys():
-    from experiments.sweeps.progress_view import names
+    from experiments.sweeps.progress.view import names
 
     fused = fuse_jobs(JOBS, fuse_max=2)
     jobs = [{"job": i, "overrides": g.overrides} for i, g in enumerate(fused)] + [{"job": 9, "overrides": JOBS[0]}]

@@ -138,7 +138,7 @@ def test_a_sweeps_parent_reads_its_settings_typed_and_one_launcher_rule():
 
     from experiments.config.launcher import LauncherSettings, launcher_settings, parallel_jobs, threads_per_worker
     from experiments.config.multirun import multirun_config
-    from experiments.sweeps.warm import JOBLIB_LAUNCHER
+    from experiments.launching.warm import JOBLIB_LAUNCHER
 
     settings = multirun_config(compose("sweep.replicate_key=run", "tracking.experiment=e"))
     assert settings.sweep.replicate_key == "run" and settings.tracking.experiment == "e"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from experiments.config.multirun import count_jobs
-from experiments.sweeps import progress_view as view
-from experiments.sweeps.progress_display import SweepProgress, live_wanted
+from experiments.sweeps.progress import view
+from experiments.sweeps.progress.display import SweepProgress, live_wanted
 from experiments.training.progress_file import read_status, read_statuses, status_path, write_status
 from experiments.training.runtime import fit_verbosity
 from tests.conftest import ROOT, run_cli

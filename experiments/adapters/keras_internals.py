@@ -1,7 +1,7 @@
 """Keras internals used where Keras has no public way; checked against keras 3.15.1
 (``tests/test_adapters.py`` fails when they change).
 
-:mod:`experiments.models.summary` draws the table of ``model.summary()`` at a
+:mod:`experiments.models.describe` draws the table of ``model.summary()`` at a
 fixed width.  ``model.summary(print_fn=..., line_length=...)`` renders through
 a ``rich`` console whose width comes from the terminal or ``$COLUMNS`` (80
 without a terminal), which clips the table; widening it would mean writing

@@ -20,7 +20,7 @@ or from Python (the sweep calls this at the end of every sweep)::
 The parts: :mod:`~experiments.analysis.runs` (loading),
 :mod:`~experiments.analysis.metric` (which metric),
 :mod:`~experiments.analysis.groups` (which groups),
-:mod:`~experiments.analysis.summary` and :mod:`~experiments.analysis.stats`
+:mod:`~experiments.analysis.summarize` and :mod:`~experiments.analysis.stats`
 (the numbers), :mod:`~experiments.analysis.curves` (plots) and
 :mod:`~experiments.analysis.report` (text).
 """
@@ -40,7 +40,7 @@ from experiments.analysis.metric import FALLBACK_METRIC, MetricLike, pretty_metr
 from experiments.analysis.report import render_table, write_report
 from experiments.analysis.runs import load_runs, not_finished
 from experiments.analysis.stats import pairwise_tests
-from experiments.analysis.summary import summarize
+from experiments.analysis.summarize import summarize
 from experiments.errors import LayerlabError
 from experiments.process import debug_enabled
 from experiments.tracking import tags

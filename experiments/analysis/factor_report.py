@@ -15,7 +15,7 @@ from experiments.analysis.formatting import fmt, fmt_p, markdown_table
 from experiments.analysis.metric import pretty_metric
 from experiments.analysis.power import POWER, replicates_text
 from experiments.analysis.stats import EFFECT_NAMES
-from experiments.analysis.summary import metric_columns, summary_metric
+from experiments.analysis.summarize import metric_columns, summary_metric
 
 FACTOR_NOTE = (
     "Each factor's levels are compared within each combination of the other swept keys (simple effects): "
@@ -159,7 +159,7 @@ def description_markdown(
     """The short Markdown a person reads on the sweep's parent run: groups, comparisons, verdicts in words.
 
     Args:
-        summary: output of :func:`experiments.analysis.summary.summarize`.
+        summary: output of :func:`experiments.analysis.summarize.summarize`.
         tests: output of :func:`experiments.analysis.factors.factor_tests`.
         interactions: output of :func:`experiments.analysis.factors.interaction_tests`.
         title: the first line.

@@ -13,7 +13,7 @@ from experiments.analysis.factor_report import factor_sections
 from experiments.analysis.formatting import fmt, fmt_p, markdown_table as _markdown_table
 from experiments.analysis.groups import OVERRIDES_COLUMN, parse_overrides
 from experiments.analysis.metric import pretty_metric
-from experiments.analysis.summary import metric_columns, summary_metric
+from experiments.analysis.summarize import metric_columns, summary_metric
 
 CI_NOTE = "± = half width of the 95% CI of the mean (t distribution); FINISHED runs only."
 
@@ -51,7 +51,7 @@ def _target(summary: pd.DataFrame) -> float | None:
     """The target of a summary, ``None`` when none was set.
 
     Args:
-        summary: output of :func:`experiments.analysis.summary.summarize`.
+        summary: output of :func:`experiments.analysis.summarize.summarize`.
     """
     value = summary["target"].iloc[0]
     return None if value is None or pd.isna(value) else float(value)
@@ -61,7 +61,7 @@ def render_table(summary: pd.DataFrame) -> str:
     """The summary as a fixed-width text table for the terminal.
 
     Args:
-        summary: output of :func:`experiments.analysis.summary.summarize`.
+        summary: output of :func:`experiments.analysis.summarize.summarize`.
     """
     columns = list(metric_columns(summary_metric(summary)))
     shown = [p for p in columns if p.startswith("test_")] + columns[:1]  # test values, then the val metric
@@ -97,7 +97,7 @@ def _summary_section(summary: pd.DataFrame) -> list[str]:
     """The markdown lines of the summary table.
 
     Args:
-        summary: output of :func:`experiments.analysis.summary.summarize`.
+        summary: output of :func:`experiments.analysis.summarize.summarize`.
     """
     spec = summary_metric(summary)
     columns = metric_columns(spec)
@@ -215,7 +215,7 @@ def write_report(
     """Write ``comparison.md``, ``comparison.csv`` and ``comparison_tests.csv``.
 
     Args:
-        summary: output of :func:`experiments.analysis.summary.summarize`
+        summary: output of :func:`experiments.analysis.summarize.summarize`
             (saved as ``comparison.csv``).
         tests: output of :func:`experiments.analysis.factors.factor_tests`
             or of :func:`experiments.analysis.stats.pairwise_tests` (saved as

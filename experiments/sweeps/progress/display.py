@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 from experiments.process import plain_progress
-from experiments.sweeps import progress_view as view
-from experiments.sweeps.progress_view import Board
-from experiments.sweeps.terminal_capture import TerminalCapture
+from experiments.sweeps.progress import view
+from experiments.sweeps.progress.view import Board
+from experiments.sweeps.progress.terminal import TerminalCapture
 from experiments.training.progress_file import PROGRESS_DIR, read_statuses
 
 POLL_S = 0.5
@@ -113,7 +113,7 @@ class SweepProgress:
             board = self.board()
             ended = [j for j in board.jobs if view.state(j) != view.RUNNING and int(j["job"]) not in self.reported]
             if self._live is not None:  # first the panel, so that a line printed above redraws the new one
-                from experiments.sweeps.progress_panel import panel
+                from experiments.sweeps.progress.panel import panel
 
                 self._live.update(panel(board), refresh=True)  # rich draws a printed line's panel from the last refresh
             for job in ended:

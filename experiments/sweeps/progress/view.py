@@ -2,7 +2,7 @@
 
 Pure functions of the statuses (:mod:`experiments.training.progress_file`)
 and the clock, so that the plain renderer is tested on real files without a
-terminal; :mod:`experiments.sweeps.progress_display` polls and draws.
+terminal; :mod:`experiments.sweeps.progress.display` polls and draws.
 """
 
 from __future__ import annotations

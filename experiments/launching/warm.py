@@ -24,7 +24,7 @@ from typing import Any
 from experiments.adapters.hydra_internals import joblib_parallel_kwargs
 from experiments.config.launcher import JOBLIB_LAUNCHER, LauncherSettings, launcher_settings, parallel_jobs
 
-__all__ = ["JOBLIB_LAUNCHER", "joblib_settings", "warm_workers", "release_joblib_workers", "import_summary_modules"]
+__all__ = ["JOBLIB_LAUNCHER", "joblib_settings", "warm_workers", "release_joblib_workers"]
 
 
 def _import_job_modules() -> int:
@@ -49,17 +49,6 @@ def joblib_settings(launcher: LauncherSettings | Any) -> dict | None:
     if launcher.kind != "joblib":
         return None
     return joblib_parallel_kwargs(launcher.settings)
-
-
-def import_summary_modules() -> None:
-    """In the parent, while it waits for the warm-up: what the sweep's final comparison imports (SciPy, ...).
-
-    Done here rather than in a thread during the jobs: a thread importing
-    modules holds the GIL while the launcher pickles and dispatches the
-    first jobs (it delayed them; BENCHMARKS.md, section 2b).
-    """
-    import experiments.analysis.compare  # noqa: F401  (imported by the summary when it compares)
-    import experiments.sweeps.summary  # noqa: F401
 
 
 class WarmUp:

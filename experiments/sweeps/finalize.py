@@ -13,7 +13,7 @@ import mlflow
 
 from experiments.job.records import read_records
 from experiments.sweeps.champion import best_row, choose_and_register
-from experiments.sweeps.launched import completing_command, sweep_hydra_overrides, unstarted_rows
+from experiments.launching.ledger import completing_command, sweep_hydra_overrides, unstarted_rows
 from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import publish
 from experiments.tracking import tags
