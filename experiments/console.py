@@ -32,7 +32,7 @@ GROUPS = ("model", "dataset", "experiment", "optimizer", "training", "tracking",
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="layerlab", description=__doc__.splitlines()[0],
+        prog="layerlab", description="The project's tools beside `python runner.py` (training and sweeps).",
         epilog="`layerlab COMMAND --help` shows a command's own options. Train and sweep: python runner.py ...")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, text) in TOOLS.items():
@@ -74,14 +74,18 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: the process settings first (as ``runner.py``), then :func:`run`."""
+    configure_process()
+    return run(argv)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
     """Run ``layerlab`` with ``argv`` (default: the command line); the subcommand's exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    configure_process()
     if argv and argv[0] in TOOLS:
         module = importlib.import_module(TOOLS[argv[0]][0])
         return int(module.main(argv[1:]) or 0)
-    args = _parser().parse_args(argv)
-    return _list(args)
+    return _list(_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

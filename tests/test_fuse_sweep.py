@@ -214,3 +214,13 @@ def test_a_diverging_replica_fails_alone_as_its_solo_run_does(tmp_path, store):
     assert outcome["fused"] == outcome["solo"]  # the same seeds fail, with the same message
     assert all("the training loss became" in error for status, error in outcome["fused"].values()
                if status == "FAILED")
+
+
+def test_fusion_reads_overrides_as_hydra_does():
+    """``+seed=3`` sets the seed as ``seed=3`` does: grouped as a replicate, and a replica keeps the ``+``."""
+    from experiments.config.fusion import fuse_jobs, group_overrides, replica_overrides
+
+    groups = fuse_jobs([["model.activation=abs", "+seed=0"], ["model.activation=abs", "+seed=1"]])
+    assert len(groups) == 1 and groups[0].seeds == (0, 1)
+    assert replica_overrides(groups[0].overrides, 1) == ["model.activation=abs", "+seed=1"]
+    assert group_overrides(groups[0].overrides) == ["model.activation=abs", "+seed=0,1"]

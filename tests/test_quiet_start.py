@@ -77,3 +77,18 @@ def test_a_real_run_starts_quietly_unless_debugging(debug, tmp_path, store, tens
     else:
         assert PATTERNS.findall(_first_lines(proc)) == [], _first_lines(proc)
         assert not tensorflow_start_up_noise & shown, tensorflow_start_up_noise & shown
+
+
+@pytest.mark.parametrize("value,on", [("1", True), ("true", True), ("Yes", True), ("on", True), ("0", False),
+                                      ("false", False), ("", False), (None, False)])
+def test_a_layerlab_switch_has_one_meaning_of_true(monkeypatch, value, on):
+    from experiments.process import debug_enabled, env_flag, teardown_may_be_skipped
+
+    for name in ("LAYERLAB_DEBUG", "LAYERLAB_NO_FAST_EXIT"):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert env_flag("LAYERLAB_DEBUG") is on and debug_enabled() is on
+    if sys.getprofile() is None and sys.gettrace() is None:  # not under coverage or a debugger
+        assert teardown_may_be_skipped() is (not on)

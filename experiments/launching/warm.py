@@ -17,12 +17,15 @@ that makes joblib start new workers) only costs the time it took.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
 
 from experiments.adapters.hydra_internals import joblib_parallel_kwargs
 from experiments.config.launcher import JOBLIB_LAUNCHER, LauncherSettings, launcher_settings, parallel_jobs
+
+log = logging.getLogger(__name__)
 
 __all__ = ["JOBLIB_LAUNCHER", "joblib_settings", "warm_workers", "release_joblib_workers"]
 
@@ -59,13 +62,12 @@ class WarmUp:
 
         workers = parallel_jobs(settings.get("n_jobs"))
         self.pids: list[int] = []
-        self.error: BaseException | None = None
 
         def run() -> None:
             try:
                 self.pids = list(Parallel(**settings)(delayed(_import_job_modules)() for _ in range(workers)))
-            except BaseException as exc:  # never fatal: the launcher starts its workers itself
-                self.error = exc
+            except Exception as exc:  # never fatal: the launcher starts its workers itself
+                log.debug("joblib workers not warmed up: %r", exc)
 
         self.thread = threading.Thread(target=run, name="layerlab-warm-workers", daemon=True)
         self.thread.start()
