@@ -118,8 +118,17 @@ class SweepProgress:
                 self._live.update(panel(board), refresh=True)  # rich draws a printed line's panel from the last refresh
             for job in ended:
                 self.reported.add(int(job["job"]))
-                self._line(view.result_line(job, board))
+                self._line(view.result_line(job, board, self._width()))
             return board
+
+    def _width(self) -> int | None:
+        """The terminal's columns (job lines are fitted to them); None when the lines go to a file or pipe."""
+        if self._live is not None:
+            return self._live.console.width
+        try:
+            return shutil.get_terminal_size().columns if self.stream.isatty() else None
+        except (AttributeError, ValueError):
+            return None
 
     def _line(self, text: str) -> None:
         live = self._live
