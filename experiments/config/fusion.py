@@ -130,6 +130,20 @@ def replica_overrides(fused_overrides: Sequence[str], seed: int, replicate_key: 
     return out
 
 
+def solo_jobs(overrides: Sequence[str], job_num) -> list[tuple[str, list[str]]]:
+    """(job number, overrides) of each job that launched job ``job_num`` stands for: a fused job's replicas as
+    their solo jobs (numbered by ``sweep.fused_jobs``), any other job itself. How a sweep's summary lists a fused
+    job that left no run."""
+    by_key = {_key(o): str(o) for o in overrides}
+    if SEEDS_KEY not in by_key:
+        return [(str(job_num), [str(o) for o in overrides])]
+    seeds = list(parse_override(by_key[SEEDS_KEY]).hydra.value() or [])
+    numbers = list(parse_override(by_key[JOBS_KEY]).hydra.value() or []) if JOBS_KEY in by_key else []
+    if len(numbers) != len(seeds):
+        numbers = [f"{job_num}.{i}" for i in range(len(seeds))]  # not the sweeper's: still one row per replica
+    return [(str(n), replica_overrides(overrides, int(s))) for s, n in zip(seeds, numbers)]
+
+
 def group_overrides(fused_overrides: Sequence[str], replicate_key: str = FUSABLE_KEY) -> list[str]:
     """A fused job's overrides as a person reads them: the fused keys dropped and ``seed=0,1,2`` (its group's seeds,
     in sweep syntax) as its seed; a job that is not fused, unchanged. The sweep's display names a job by these
