@@ -41,8 +41,7 @@ def build_training_state(model, element_spec) -> None:
     Without a distribution strategy, Keras 3 (TensorFlow backend) creates them
     lazily, inside the first trace of the train step; ``tf.function`` then
     traces the step a second time, since a function that created variables
-    must be traced again without creating them (about half the tracing time
-    of a small model's job, and of a fused group, BENCHMARKS.md). Keras'
+    must be traced again without creating them (its cost: BENCHMARKS.md). Keras'
     ``_symbolic_build`` (what its ``fit`` does itself under a strategy) builds
     them from the shapes alone: no data is read, no random number drawn, the
     values are those Keras would create (zeros).

@@ -4,7 +4,7 @@ Hydra's joblib launcher starts its loky workers only when it launches the
 first batch, after the sweep's parent has imported MLflow, opened the store
 and created its parent run; each worker then spends seconds importing
 TensorFlow, Keras and MLflow before its first job can start (profiled in
-BENCHMARKS.md, section 2b). Both waits were serial.
+BENCHMARKS.md, section 2b). Without a warm-up the two waits add up.
 
 :func:`warm_workers` runs, in a thread of the parent, a ``joblib.Parallel``
 call with the launcher's own settings whose tasks import what a job

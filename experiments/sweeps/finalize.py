@@ -11,8 +11,8 @@ import shlex
 
 import mlflow
 
-from experiments.job.records import read_records
 from experiments.config.fusion import solo_jobs
+from experiments.job.records import read_records
 from experiments.launching.ledger import completing_command, job_row, sweep_hydra_overrides, unstarted_rows
 from experiments.sweeps.champion import best_row, choose_and_register
 from experiments.sweeps.progress import view

@@ -152,6 +152,6 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             workers.close()
         elif finished:
             workers.give_back(pool)  # idle, TensorFlow imported: the sweep's next batch runs on them
-        else:  # interrupted: stopped now, as each batch's workers used to be
+        else:  # interrupted: no later batch will come, so they stop now
             workers.stop(pool)
     return [results[i] for i in range(len(job_overrides))]
