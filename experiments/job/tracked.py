@@ -93,7 +93,7 @@ class TrackedJob:
             record.finish(status)
             if result is not None:
                 result.status = status
-                if not self.ctx.in_sweep:  # a sweep's display prints each job's result line (sweeps.progress_display)
+                if not self.ctx.in_sweep:  # a sweep's display prints each job's result line (sweeps.progress.display)
                     print(record.final_line(result, exp_id), flush=True)
 
     def _resume_target(self, exp_id: str):
