@@ -48,6 +48,11 @@ How (the public API; the sweep integration calls only this)::
   (:mod:`experiments.training.fused.optimizer`) before ``fit(...,
   initial_epoch=done)``; wiring this into the job is left to the integration.
 
+Stacked or side by side: where every layer allows it the fused model is one
+stack (:mod:`experiments.training.fused.stack`: one batched product per
+weighted layer for all replicas, a trace that does not grow with R); else one
+branch per replica, said in one line. Both hold the replicas' own variables.
+
 Equal to solo runs: with ``training.deterministic`` each replica's
 per-epoch train and validation metrics and its test metrics equal the solo
 run with the same seed (``tests/test_fused.py``, within 1e-6). The
