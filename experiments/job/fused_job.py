@@ -34,7 +34,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from experiments.config.fusion import replica_overrides
 from experiments.config.schema import JobConfig, validate
-from experiments.data import make_tf_dataset
 from experiments.errors import ConfigError, LayerlabError
 from experiments.job import artifacts
 from experiments.job.context import JobContext
@@ -99,9 +98,8 @@ class ReplicaRun(TrackedJob):
 
     def datasets(self) -> dict:
         bs, seed, shuffle = self.job.training.batch_size, self.job.seed, self.job.training.shuffle
-        return {"train": make_tf_dataset(*self.data.train, bs, shuffle=shuffle, seed=seed),
-                "val": make_tf_dataset(*self.data.val, bs, shuffle=False, seed=seed),
-                "test": make_tf_dataset(*self.data.test, bs, shuffle=False, seed=seed)}
+        return {split: self.data.tf_dataset(split, bs, shuffle=shuffle and split == "train", seed=seed)
+                for split in ("train", "val", "test")}
 
     def close_as(self, status: str, result: ReplicaResult | None = None, error: str | None = None) -> JobResult:
         """Log what the solo job logs for this outcome into the run, then end it ``status``."""

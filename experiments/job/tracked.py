@@ -24,7 +24,6 @@ from omegaconf import DictConfig
 
 from experiments.config.access import config_hash
 from experiments.config.schema import JobConfig, validate
-from experiments.data import make_tf_dataset
 from experiments.errors import ConfigError, LayerlabError
 from experiments.job import artifacts
 from experiments.job.context import JobContext
@@ -247,9 +246,9 @@ class TrackedJob:
         data, model, initial_epoch = self._model(strategy, run_id, checkpoint)
         self.epochs_done = initial_epoch
         bs, seed = job.training.batch_size, job.seed
-        datasets = {"train": make_tf_dataset(*data.train, bs, shuffle=job.training.shuffle, seed=seed),
-                    "val": make_tf_dataset(*data.val, bs, shuffle=False, seed=seed),
-                    "test": make_tf_dataset(*data.test, bs, shuffle=False, seed=seed)}
+        datasets = {"train": data.tf_dataset("train", bs, shuffle=job.training.shuffle, seed=seed),
+                    "val": data.tf_dataset("val", bs, shuffle=False, seed=seed),
+                    "test": data.tf_dataset("test", bs, shuffle=False, seed=seed)}
         datasets = {k: shard_by_data(v) for k, v in datasets.items()}
         if self.channel.enabled:
             self.sink = MetricSink(mlflow.MlflowClient(self.uri), run_id, self.out_dir / "metrics.jsonl",
@@ -315,6 +314,9 @@ def log_dataset_inputs(data) -> None:
     Args:
         data: the job's :class:`~experiments.data.splits.DataSplits`.
     """
+    # MLflow's own digest hashes only the first 10,000 elements; the loader's SHA-256 covers everything it read
+    # (cut to the 36 characters MLflow's store keeps).
+    digest = str(data.origin.get("sha256", ""))[:36] or None
     for context, (x, y) in (("training", data.train), ("validation", data.val), ("test", data.test)):
-        dataset = mlflow.data.from_numpy(x, targets=y, name=f"{data.name} ({context}, {len(y)} rows)")
+        dataset = mlflow.data.from_numpy(x, targets=y, name=f"{data.name} ({context}, {len(y)} rows)", digest=digest)
         mlflow.log_input(dataset, context=context)
