@@ -30,6 +30,7 @@ or name the function in a dataset YAML without registering it: ``name: my_sensor
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -56,7 +57,9 @@ class DatasetInfo:
 
     @property
     def summary(self) -> str:
-        return (self.schema.__doc__ or self.loader.__doc__ or "").strip().splitlines()[0]
+        doc = (self.schema.__doc__ if self.schema is not OpenSchema else None) or self.loader.__doc__ or ""
+        first = doc.strip().splitlines()[0] if doc.strip() else ""
+        return re.sub(r"^``[^`]+``: ", "", first)
 
 
 def register_dataset(name: str, *, schema: type[DatasetSchema] | None = None):
