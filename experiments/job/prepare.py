@@ -12,21 +12,37 @@ from experiments.errors import ConfigError, DataError
 from experiments.models import build_model
 
 
-def prepare(job: JobConfig):
+def prepare(job: JobConfig, data=None):
     """Load the registry modules and the data, build the model, check that they fit; nothing is logged.
+
+    Args:
+        job: the typed config.
+        data: the splits :func:`load_data` already returned (a tracked job loads them before its run exists),
+            or None to load them here.
 
     Returns:
         (data, model): the dataset splits and the built (uncompiled) model.
     """
-    load_registry_modules(job)
-    data = load_dataset(job.dataset, job.seed)
-    check_task_fits_loss(data, job)
+    if data is None:
+        data = load_data(job)
     spec = output_from_data(job.model_spec, data)
     model = build_model(spec, input_shapes={"input": data.input_shape, **_input_names(job, data)})
     check_data_fits_model(data, model, job)
     if data.target_scale is not None:
         model = in_target_units(model, *data.target_scale)
     return data, model
+
+
+def load_data(job: JobConfig):
+    """The registry modules imported, the dataset loaded and split, its task checked against the loss.
+
+    A tracked job calls this before it creates its MLflow run, so a bad dataset (a missing folder, a broken image,
+    a NaN in a table) stops with its message and leaves no half-logged run behind.
+    """
+    load_registry_modules(job)
+    data = load_dataset(job.dataset, job.seed)
+    check_task_fits_loss(data, job)
+    return data
 
 
 _CLASSIFICATION_LOSSES = ("crossentropy", "hinge", "kl_divergence", "poisson_nll")

@@ -28,7 +28,7 @@ from experiments.errors import ConfigError, LayerlabError
 from experiments.job import artifacts
 from experiments.job.context import JobContext
 from experiments.job.naming import child_run_name
-from experiments.job.prepare import prepare
+from experiments.job.prepare import load_data, prepare
 from experiments.job.result import JobResult
 from experiments.models import count_params, summary_text
 from experiments.models.picture import PICTURE, draw_model
@@ -72,6 +72,7 @@ class TrackedJob:
         self.epochs_done = 0
         self.sink: MetricSink | None = None
         self.checkpointer = None
+        self.data = None  # the dataset splits, loaded before the run starts (experiments.job.prepare.load_data)
         self.channel = RunChannel(self.uri, enabled=is_chief(self.job.training))  # multi-worker: only the chief logs
 
     # ------------------------------------------------------------------ public
@@ -91,6 +92,7 @@ class TrackedJob:
                 print(f"layerlab: skipped, config {self.hash} already has FINISHED run {done[0].info.run_id}")
                 return JobResult(status="SKIPPED", run_id=done[0].info.run_id, experiment_id=exp_id)
         resume_run, checkpoint = self._resume_target(exp_id)
+        self.data = load_data(self.job)  # bad data stops here, before a run exists (nothing half-logged)
         with access_errors(self.uri, self.job.tracking.experiment, "write to"):  # the first write: 403 if read-only
             run_id = self._start_run(exp_id, resume_run).info.run_id
         heartbeat = Heartbeat(self.uri, run_id).start()
@@ -273,7 +275,7 @@ class TrackedJob:
         """(data, compiled model, epochs already done), built inside the strategy's scope."""
         initial_epoch = 0
         with strategy.scope():  # variables (model and optimizer) are created on every replica
-            data, model = prepare(self.job)
+            data, model = prepare(self.job, self.data)
             if checkpoint is not None:
                 initial_epoch, model = load_checkpoint(checkpoint)  # a damaged file: a clear ConfigError
                 print(f"layerlab: resuming run {run_id} after epoch {initial_epoch}", flush=True)
