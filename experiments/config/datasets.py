@@ -198,9 +198,10 @@ class OpenSchema(DatasetSchema):
     NUM_CLASSES: ClassVar[Optional[int]] = None
     OPEN: ClassVar[bool] = True
 
-    _target_: Optional[str] = spec(None, expect="null or the dotted path of a loader function (my_pkg.data.load)",
-                                   check=lambda v: v is None or (isinstance(v, str) and "." in v),
-                                   fix="set dataset._target_=my_pkg.module.function")
+    # The YAML's `_target_` (Hydra's word for "the callable"), kept under a public name.
+    loader: Optional[str] = spec(None, expect="null or the dotted path of a loader function (my_pkg.data.load)",
+                                 check=lambda v: v is None or (isinstance(v, str) and "." in v),
+                                 fix="set dataset._target_=my_pkg.module.function")
     options: dict = spec(expect="the option's own keys", default_factory=dict)
 
 
@@ -311,6 +312,8 @@ def validate_dataset(node) -> dict:
     else:
         schema = DATASET_SCHEMAS[name]
     if getattr(schema, "OPEN", False):
+        if "_target_" in node:
+            node["loader"] = node.pop("_target_")
         fields = {f for f in schema.__dataclass_fields__ if f != "options"}
         node = {**{k: v for k, v in node.items() if k in fields},
                 "options": {k: v for k, v in node.items() if k not in fields}}

@@ -90,7 +90,7 @@ def registered() -> list[DatasetInfo]:
 
 def loader_for(opts: DatasetSchema) -> Loader:
     """The loader of ``opts``: its ``_target_`` function, or the one registered under its name."""
-    target = getattr(opts, "_target_", None)
+    target = getattr(opts, "loader", None)  # the YAML's _target_
     if target:
         module, _, attr = str(target).rpartition(".")
         try:
