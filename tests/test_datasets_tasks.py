@@ -19,11 +19,11 @@ from experiments.tracking import tags
 from tests import datasets_fixtures as fx
 from tests.conftest import compose
 
-QUIET = ["tracking.log_model=false", "tracking.log_plots=false", "training.verbose=0"]
+QUIET = ["tracking.log_plots=false", "training.verbose=0"]
 
 
-def _run(tmp_path, *overrides):
-    cfg = compose(*overrides, *QUIET)
+def _run(tmp_path, *overrides, log_model=False):
+    cfg = compose(*overrides, *QUIET, f"tracking.log_model={str(log_model).lower()}")
     return TrackedJob(cfg, JobContext(output_dir=str(tmp_path / "out"))).run()
 
 
@@ -64,7 +64,7 @@ def test_an_mlp_regresses_a_table_column_in_its_own_units_and_beats_the_mean(tmp
 def test_conv_binary_trains_on_a_two_class_image_folder_and_keeps_the_class_names(tmp_path, store):
     root = fx.image_folder(tmp_path / "pets", per_class=16, size=12)
     result = _run(tmp_path, "+experiment=image_folder_binary", f"dataset.path={root}", "dataset.image_size=[12,12]",
-                  "training.epochs=1", "training.batch_size=8", f"tracking.uri={store}")
+                  "training.epochs=1", "training.batch_size=8", f"tracking.uri={store}", log_model=True)
     assert result.status == "FINISHED" and "test_accuracy" in result.metrics
     client = mlflow.MlflowClient(store)
     run = client.get_run(result.run_id)
@@ -72,6 +72,8 @@ def test_conv_binary_trains_on_a_two_class_image_folder_and_keeps_the_class_name
     assert run.data.params["data.task"] == "binary" and run.data.params["data.files"] == "32"
     names = Path(client.download_artifacts(result.run_id, "class_names.json", str(tmp_path)))
     assert json.loads(names.read_text()) == ["cat", "dog"]
+    model_uri = run.data.tags[tags.MODEL_URI]  # the logged model carries them too
+    assert mlflow.models.get_model_info(model_uri).metadata["class_names"] == ["cat", "dog"]
 
 
 def test_bad_data_stops_before_a_run_exists(tmp_path, store):

@@ -64,12 +64,12 @@ def log_outputs(job: JobConfig, model, data, history, out_dir: Path, channel: Ru
     if job.tracking.log_model:
         if channel.online:
             modules = list(job.registry.modules)
-            channel.track("model", lambda: log_model(model, data.arrays("test", 8)[0], modules))
+            channel.track("model", lambda: log_model(model, data.arrays("test", 8)[0], modules, data.class_names))
         if not channel.online:  # keep the model for a later upload
             model.save(art / "model.keras")
 
 
-def log_model(model, x_example, modules=()) -> None:
+def log_model(model, x_example, modules=(), class_names=None) -> None:
     """The model with its signature, an input example and its own code (:mod:`experiments.job.packaging`).
 
     It loads with ``mlflow.pyfunc.load_model(uri)`` anywhere TensorFlow, Keras
@@ -87,5 +87,6 @@ def log_model(model, x_example, modules=()) -> None:
     # Explicit requirements: inference would import-scan for seconds and list only keras.
     info = log_self_contained_model(model, signature, example_rows(x_example),
                                     [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
-                                     f"mlflow=={mlflow.__version__}"], modules)
+                                     f"mlflow=={mlflow.__version__}"], modules,
+                                    {"class_names": list(class_names)} if class_names else None)
     mlflow.set_tag(tags.MODEL_URI, info.model_uri)
