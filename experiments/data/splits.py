@@ -33,6 +33,10 @@ class DataSplits:
         num_classes: number of classes the model must predict.
         input_shape: per-sample shape, e.g. ``(28, 28)`` or ``(32, 32, 3)``.
         origin: the loader's ``RawData.origin`` (source, digest), logged with the summary.
+        task: ``classification``, ``binary`` or ``regression`` (the loader's, or inferred from the labels).
+        class_names: the name of each class index, when the data has names (folders, string labels).
+        stream: the loader's reader of file paths (``image_folder``); ``None`` when ``x`` holds the samples.
+        target_scale: ``(mean, std)`` of a regression target over the training split, else ``None``.
     """
 
     name: str
@@ -75,8 +79,8 @@ class DataSplits:
 
         Returns:
             ``dataset_name``, ``train_size``, ``val_size``, ``test_size``,
-            ``num_classes``, ``input_shape`` (as ``"28x28"``) and the loader's origin
-            (``source``, ``sha256``) when it reports one.
+            ``num_classes``, ``input_shape`` (as ``"28x28"``), ``task``, ``class_names`` and the target's
+            ``target_mean``/``target_std`` when there are any, and the loader's origin (``source``, ``sha256``).
         """
         return {
             "dataset_name": self.name,
