@@ -6,7 +6,9 @@ validation and test arrays; ``make_tf_dataset`` wraps one split in a batched,
 prefetched ``tf.data.Dataset``.
 
 * Images stay ``uint8`` (0..255) and labels are ``int64``: normalisation is
-  the model's job (a rescale-by-255 layer).
+  the model's job (a rescale-by-255 layer). Table features are ``float32``
+  (numeric columns standardised by the training split), regression targets
+  ``float32`` in their own units.
 * Every split is stratified and seeded; ``limit`` is a stratified, seeded
   subsample taken before splitting (:mod:`.splits`).
 * The option's keys are checked by the config schema
