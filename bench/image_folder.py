@@ -171,7 +171,8 @@ def summary(d: dict) -> list[list[str]]:
 
 def render(d: dict) -> str:
     k, l = _epoch_s(d["runs"], "keras"), _epoch_s(d["runs"], "layerlab")
-    rows = [[r["variant"], r["n"], " / ".join(f"{t:.2f}" for t in r["epochs"]), f"{r.get('load_s', 0):.1f}",
+    rows = [[r["variant"], r["n"], " / ".join(f"{t:.2f}" for t in r["epochs"]),
+             f"{r['load_s']:.1f}" if "load_s" in r else "n/a",
              f"{r['peak_rss_mib']:,.0f}", f"{r['wall_s']:.1f}"] for r in d["runs"]]
     m = d["memory"]
     decoded = d["big_n"] * d["big_size"] ** 2 * 3 / 2**30
@@ -185,7 +186,7 @@ def render(d: dict) -> str:
         "",
         f"Epoch time after the first epoch (median over processes): layerlab {l:.2f} s, Keras {k:.2f} s: "
         f"**{l / k:.2f}x** (target <= {TARGET}x: {verdict(l / k <= TARGET)}). layerlab's one-off pass before "
-        "training (SHA-256 of every file and a PIL decode check) is the `load s` column; Keras has none.",
+        "training (SHA-256 of every file and a PIL decode check) is the `load s` column; Keras only lists the files.",
         "",
         f"Memory: {d['big_n']:,} PNGs of {d['big_size']}x{d['big_size']} RGB = {decoded:.1f} GiB decoded, trained "
         f"one epoch through `dataset=image_folder` under `RLIMIT_AS` = {d['cap_gib']:.0f} GiB (TensorFlow's own "
