@@ -40,6 +40,7 @@ def test_regression_judges_lower_is_better_everywhere_it_chooses():
     assert keeper.higher_is_better is False
 
 
+@pytest.mark.slow  # real training and MLflow logging
 def test_an_mlp_regresses_a_table_column_in_its_own_units_and_beats_the_mean(tmp_path, store):
     path = fx.table(tmp_path / "houses.csv", n=300, regression=True)
     result = _run(tmp_path, "+experiment=table_regression", f"dataset.path={path}", "dataset.target=price",
@@ -61,6 +62,7 @@ def test_an_mlp_regresses_a_table_column_in_its_own_units_and_beats_the_mean(tmp
     assert digests == {params["data.sha256"][:36]} and len(params["data.sha256"]) == 64
 
 
+@pytest.mark.slow  # real training and MLflow logging
 def test_conv_binary_trains_on_a_two_class_image_folder_and_keeps_the_class_names(tmp_path, store):
     root = fx.image_folder(tmp_path / "pets", per_class=16, size=12)
     result = _run(tmp_path, "+experiment=image_folder_binary", f"dataset.path={root}", "dataset.image_size=[12,12]",
