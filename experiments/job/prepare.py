@@ -126,3 +126,11 @@ def check_data_fits_model(data, model, job: JobConfig) -> None:
             f"{loss} needs one sigmoid output and labels 0/1; the model has {out_units} output unit(s) and the "
             f"labels go from {lo} to {hi}", path="training.loss", value=loss,
             fix="use sparse_categorical_crossentropy with a softmax output for several classes, or a two-class dataset")
+
+
+def split_datasets(job: JobConfig, data) -> dict:
+    """The ``tf.data`` pipelines of the three splits: train shuffled by ``training.shuffle``, val and test in order."""
+    bs, seed = job.training.batch_size, job.seed
+    return {"train": data.tf_dataset("train", bs, shuffle=job.training.shuffle, seed=seed),
+            "val": data.tf_dataset("val", bs, shuffle=False, seed=seed),
+            "test": data.tf_dataset("test", bs, shuffle=False, seed=seed)}
