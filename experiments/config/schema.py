@@ -269,7 +269,7 @@ def validate(cfg: DictConfig) -> JobConfig:
     optuna = typed(OptunaSchema, data["optuna"], "optuna") if data.get("optuna") is not None else None
     extra = {k: v for k, v in data.items() if k not in (*_ROOT_KEYS, *GROUPS, "model", "dataset", "optuna")}
     return JobConfig(**root, **groups, model=model, model_spec=dict(data["model"]),
-                     dataset=dataset_config(data["dataset"]), optuna=optuna, extra=extra)
+                     dataset=dataset_config(data["dataset"], (data.get("registry") or {}).get("modules")), optuna=optuna, extra=extra)
 
 
 def _resolved(cfg: DictConfig) -> dict:
