@@ -26,6 +26,8 @@ from experiments.models import build_model
 from tests.conftest import compose
 
 MODELS = ["class_mlp", "rectifier_mlp"]  # custom layer classes; Lambda layers with registered functions
+# class_mlp is logged with class names (as string labels or folder names give them), rectifier_mlp without.
+NAMES = {"class_mlp": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]}
 
 FRESH = r"""
 import importlib.util, json, sys
@@ -39,7 +41,10 @@ result = {}
 for name, model_uri in json.loads(sys.argv[5]).items():
     x = np.load(f"{out}/{name}_x.npy")
     if mode == "pyfunc":
-        probs = mlflow.pyfunc.load_model(model_uri).predict(x)
+        loaded = mlflow.pyfunc.load_model(model_uri)
+        probs = loaded.predict(x)
+        labels = loaded.predict(x, params={"output": "labels"})
+        result[name + ".labels"] = [v if isinstance(v, str) else int(v) for v in np.asarray(labels).tolist()]
     else:
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=f"{out}/{name}_dl")
         sys.path.insert(0, local + "/code"); import layers  # the README's one line: the code shipped with the model
@@ -71,7 +76,7 @@ def logged(tmp_path_factory):
             model.compile("adam", "sparse_categorical_crossentropy")
             model.fit(x, np.arange(64) % 10, epochs=1, verbose=0)
             with mlflow.start_run(experiment_id=exp) as run:
-                log_model(model, x[:8])
+                log_model(model, x[:8], class_names=NAMES.get(name), task="classification")
             uris[name] = client.get_run(run.info.run_id).data.tags["layerlab.model_uri"]
             np.save(out / f"{name}_x.npy", x[:16])
             np.save(out / f"{name}_p.npy", model.predict(x[:16], verbose=0))
@@ -91,7 +96,13 @@ def _fresh(mode: str, logged) -> dict:
 
 
 def test_pyfunc_predicts_the_same_without_the_project(logged):
-    assert _fresh("pyfunc", logged) == {name: pytest.approx(0.0, abs=1e-6) for name in MODELS}
+    result = _fresh("pyfunc", logged)
+    assert {name: result[name] for name in MODELS} == {name: pytest.approx(0.0, abs=1e-6) for name in MODELS}
+    # params={"output": "labels"}: each row's class by argmax, named where the model was logged with names
+    for name in MODELS:
+        index = np.load(logged["out"] / f"{name}_p.npy").argmax(axis=1)
+        expected = [NAMES[name][i] for i in index] if name in NAMES else index.tolist()
+        assert result[f"{name}.labels"] == expected
 
 
 def test_keras_safe_mode_predicts_the_same_after_the_one_line_import(logged):
@@ -118,3 +129,50 @@ def test_input_example_is_left_out_when_one_image_is_too_large():
     assert example_rows(np.zeros((8, 28, 28))).shape == (2, 28, 28)
     assert example_rows(np.zeros((8, 512, 512, 3))) is None  # 786,432 values > EXAMPLE_MAX_VALUES
     assert EXAMPLE_MAX_VALUES < 512 * 512 * 3
+
+
+def _train_and_load(tmp_path, store, *overrides):
+    """A real job on a tiny table (1 epoch, model logged), its pyfunc model loaded back, and its test rows."""
+    from experiments.config.schema import validate
+    from experiments.data import load_dataset
+    from experiments.job.context import JobContext
+    from experiments.job.tracked import TrackedJob
+
+    cfg = compose(*overrides, "training.epochs=1", "training.verbose=0", "tracking.log_plots=false",
+                  "tracking.log_model=true", f"tracking.uri={store}")
+    result = TrackedJob(cfg, JobContext(output_dir=str(tmp_path / "out"))).run()
+    assert result.status == "FINISHED"
+    uri = mlflow.MlflowClient(store).get_run(result.run_id).data.tags["layerlab.model_uri"]
+    mlflow.set_tracking_uri(store)
+    try:
+        loaded = mlflow.pyfunc.load_model(uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return loaded, load_dataset(validate(cfg).dataset, seed=0).test[0]
+
+
+def test_a_binary_table_classifier_answers_with_its_string_labels_on_request(tmp_path, store):
+    from tests import datasets_fixtures as fx
+
+    path = fx.table(tmp_path / "houses.csv", n=120)  # labels "big" / "small": binary, one sigmoid unit
+    loaded, x = _train_and_load(tmp_path, store, "dataset=table", "model=table_mlp", f"dataset.path={path}",
+                                "dataset.target=label", "training.loss=binary_crossentropy")
+    probs = loaded.predict(x)  # the default answer is unchanged: the sigmoid output
+    assert probs.shape == (len(x), 1) and ((probs >= 0) & (probs <= 1)).all()
+    labels = loaded.predict(x, params={"output": "labels"})
+    assert labels.tolist() == np.where(probs[:, 0] > 0.5, "small", "big").tolist()
+    assert loaded.metadata.metadata == {"class_names": ["big", "small"], "task": "binary"}
+
+
+@pytest.mark.slow  # a second real job; the regression contract (no params schema) is cheap to state
+def test_a_regression_model_answers_with_numbers_whatever_is_asked(tmp_path, store):
+    from tests import datasets_fixtures as fx
+
+    path = fx.table(tmp_path / "houses.csv", n=120, regression=True)
+    loaded, x = _train_and_load(tmp_path, store, "+experiment=table_regression", f"dataset.path={path}",
+                                "dataset.target=price")
+    assert loaded.metadata.signature.params is None and loaded.metadata.metadata == {"task": "regression"}
+    values = loaded.predict(x)
+    assert values.shape == (len(x), 1) and values.dtype == np.float32
+    np.testing.assert_array_equal(loaded.predict(x, params={"output": "labels"}), values)  # ignored, not refused

@@ -1,4 +1,5 @@
-"""``mlflow models serve`` on a logged layerlab model answers /invocations with class probabilities."""
+"""``mlflow models serve`` on a logged layerlab model answers /invocations with class probabilities, or with the
+class names when the request asks ``"params": {"output": "labels"}``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from experiments.models import build_model
 from tests.conftest import compose, free_port
 
 
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
 def _post(url: str, body: dict, timeout: float = 60) -> dict:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -28,7 +32,7 @@ def _post(url: str, body: dict, timeout: float = 60) -> dict:
 
 
 @pytest.mark.slow
-def test_served_model_answers_invocations_with_class_probabilities(tmp_path, store):
+def test_served_model_answers_with_class_probabilities_or_on_request_names(tmp_path, store):
     client = mlflow.MlflowClient(store)
     exp = client.create_experiment("serving", artifact_location=str(tmp_path / "artifacts"))
     model = build_model(compose("model=lambda_mlp").model)  # Lambda layers with the lab's registered functions
@@ -36,7 +40,7 @@ def test_served_model_answers_invocations_with_class_probabilities(tmp_path, sto
     mlflow.set_tracking_uri(store)
     try:
         with mlflow.start_run(experiment_id=exp) as run:
-            log_model(model, x)
+            log_model(model, x, class_names=NAMES, task="classification")
     finally:
         mlflow.set_tracking_uri(None)
         os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -65,6 +69,7 @@ def test_served_model_answers_invocations_with_class_probabilities(tmp_path, sto
             assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
             time.sleep(0.5)
         answer = _post(f"http://127.0.0.1:{port}/invocations", {"inputs": x.tolist()})
+        named = _post(f"http://127.0.0.1:{port}/invocations", {"inputs": x.tolist(), "params": {"output": "labels"}})
     finally:
         try:
             os.killpg(server.pid, signal.SIGTERM)  # the CLI and the uvicorn worker it started
@@ -78,3 +83,4 @@ def test_served_model_answers_invocations_with_class_probabilities(tmp_path, sto
     assert probs.shape == (4, 10)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(probs, expected, atol=1e-5)
+    assert named["predictions"] == [NAMES[i] for i in probs.argmax(axis=1)]

@@ -64,13 +64,17 @@ def log_outputs(job: JobConfig, model, data, history, out_dir: Path, channel: Ru
     if job.tracking.log_model:
         if channel.online:
             modules = list(job.registry.modules)
-            channel.track("model", lambda: log_model(model, data.arrays("test", 8)[0], modules, data.class_names))
+            channel.track("model", lambda: log_model(model, data.arrays("test", 8)[0], modules, data.class_names,
+                                                      data.task))
         if not channel.online:  # keep the model for a later upload
             model.save(art / "model.keras")
 
 
-def log_model(model, x_example, modules=(), class_names=None) -> None:
+def log_model(model, x_example, modules=(), class_names=None, task=None) -> None:
     """The model with its signature, an input example and its own code (:mod:`experiments.job.packaging`).
+
+    A classifier's signature declares the inference parameter ``output`` (``probabilities``, the default, or
+    ``labels``: the name in ``class_names`` of each row's class; :mod:`experiments.job.pyfunc_loader`).
 
     It loads with ``mlflow.pyfunc.load_model(uri)`` anywhere TensorFlow, Keras
     and MLflow are installed; ``mlflow.keras.load_model`` or the ``.keras`` file
@@ -81,12 +85,12 @@ def log_model(model, x_example, modules=(), class_names=None) -> None:
     import tensorflow as tf
     from mlflow.models import infer_signature
 
-    from experiments.job.packaging import example_rows, log_self_contained_model
+    from experiments.job.packaging import example_rows, log_self_contained_model, model_metadata, output_params
 
-    signature = infer_signature(x_example, predict_proba(model, x_example, len(x_example)))
+    signature = infer_signature(x_example, predict_proba(model, x_example, len(x_example)), params=output_params(task))
     # Explicit requirements: inference would import-scan for seconds and list only keras.
     info = log_self_contained_model(model, signature, example_rows(x_example),
                                     [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
                                      f"mlflow=={mlflow.__version__}"], modules,
-                                    {"class_names": list(class_names)} if class_names else None)
+                                    model_metadata(class_names, task))
     mlflow.set_tag(tags.MODEL_URI, info.model_uri)

@@ -28,6 +28,7 @@ import mlflow
 import numpy as np
 
 import layers
+from experiments.job.pyfunc_loader import OUTPUT_PARAM, OUTPUTS
 
 LOADER = Path(__file__).with_name("pyfunc_loader.py")
 LOADER_MODULE = "layerlab_pyfunc"
@@ -55,6 +56,24 @@ def _package_dirs(modules) -> list[Path]:
         elif file.suffix == ".py":
             found.add(file)
     return sorted(found)
+
+
+def output_params(task: str | None) -> dict | None:
+    """The inference parameters a model's signature declares, with their defaults (MLflow infers the params schema).
+
+    A classifier answers ``predict(x, params={"output": "labels"})`` (or a served request's ``"params"``) with the
+    class name of each row; the default, ``probabilities``, keeps what every client got before. A regression
+    model declares none: it answers with its values.
+    """
+    return None if task == "regression" else {OUTPUT_PARAM: OUTPUTS[0]}
+
+
+def model_metadata(class_names, task: str | None) -> dict | None:
+    """The MLmodel ``metadata`` the pyfunc loader reads: ``class_names`` (index -> name) and ``task``."""
+    meta = {"class_names": [str(n) for n in class_names]} if class_names else {}
+    if task:
+        meta["task"] = str(task)
+    return meta or None
 
 
 class _SelfContainedKeras:
