@@ -139,3 +139,26 @@ def test_fashion_mnist_reads_idx_and_refuses_files_that_are_not_the_official_one
     with pytest.raises(DataError) as err:
         load_dataset({"name": "fashion_mnist", "path": str(tmp_path / "none")}, seed=0)
     assert "scripts/install_fashion_mnist.sh" in str(err.value)
+
+
+def test_table_categories_come_from_the_training_split_only(tmp_path):
+    import pandas as pd
+
+    df = pd.read_csv(fx.table(tmp_path / "t.csv", n=120))
+    df["row"] = np.arange(len(df), dtype=np.float64)  # to find each row again after the shuffled split
+    df.loc[:9, "color"] = [f"rare{i}" for i in range(10)]  # ten categories of one row each: some miss training
+    df[["row", "color", "label"]].to_csv(tmp_path / "rare.csv", index=False)
+    data = load_dataset({"name": "table", "path": str(tmp_path / "rare.csv"), "target": "label"}, seed=0)
+    splits = {s: getattr(data, s)[0] for s in ("train", "val", "test")}
+    # Standardisation is one increasing affine map, so the rank of the `row` column among all rows is the row.
+    rows = np.argsort(np.argsort(np.concatenate([x[:, 0] for x in splits.values()])))
+    rows = dict(zip(splits, np.split(rows, np.cumsum([len(x) for x in splits.values()])[:-1])))
+    seen = sorted(set(df["color"].iloc[rows["train"]]))
+    unseen = set(df["color"]) - set(seen)
+    assert unseen and set(seen) & {f"rare{i}" for i in range(10)}  # the split gives both cases
+    assert data.origin["features"] == ",".join(["row", *(f"color_{c}" for c in seen)])
+    assert data.input_shape == (1 + len(seen),)
+    for split, x in splits.items():
+        unknown = df["color"].iloc[rows[split]].isin(unseen).to_numpy()
+        assert split != "train" or not unknown.any()
+        np.testing.assert_array_equal(x[:, 1:].sum(axis=1), np.where(unknown, 0.0, 1.0))  # unknown: all zeros

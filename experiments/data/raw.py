@@ -32,6 +32,9 @@ class RawData:
             ``dataset(x, y, batch_size, shuffle, seed)`` that reads the samples ``x`` (paths) from disk.
         standardize: indices of feature columns standardised by the training split's mean and standard deviation
             (after the split, so validation and test never inform them).
+        encode: an unfitted transformer with scikit-learn's ``fit(x)`` / ``transform(x)`` (and optionally
+            ``get_feature_names_out()``): fitted on the training split's ``x`` only, then applied to every split,
+            for raw features that need encoding (:class:`~experiments.data.table.TableEncoder`).
     """
 
     x: np.ndarray
@@ -44,6 +47,7 @@ class RawData:
     class_names: tuple[str, ...] | None = None
     stream: Any = None
     standardize: tuple[int, ...] = ()
+    encode: Any = None
 
     def resolved_task(self) -> str:
         """The task, inferred when the loader left it ``None``."""

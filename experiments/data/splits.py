@@ -114,13 +114,19 @@ def make_splits(raw: RawData, opts: dict, seed: int) -> DataSplits:
     else:
         train, val = _split_val(raw, opts, seed, stratify=task != "regression")
         test = raw.test
+    origin = raw.origin
+    if raw.encode is not None:  # fitted on the training rows only, so validation and test never inform it
+        encoder = raw.encode.fit(train[0])
+        train, val, test = ((encoder.transform(x), y) for x, y in (train, val, test))
+        if hasattr(encoder, "get_feature_names_out"):
+            origin = {**origin, "features": ",".join(encoder.get_feature_names_out())[:500]}
     if raw.standardize:
         train, val, test = _standardize(train, val, test, list(raw.standardize))
     target_scale = None
     if task == "regression":
         y = np.asarray(train[1], dtype=np.float64)
         target_scale = (float(y.mean()), float(y.std()) or 1.0)
-    shape = raw.stream.input_shape if raw.stream is not None else raw.x.shape[1:]
+    shape = raw.stream.input_shape if raw.stream is not None else train[0].shape[1:]
     return DataSplits(
         name=opts.name,
         train=train,
@@ -128,7 +134,7 @@ def make_splits(raw: RawData, opts: dict, seed: int) -> DataSplits:
         test=test,
         num_classes=raw.num_classes,
         input_shape=tuple(int(d) for d in shape),
-        origin=raw.origin,
+        origin=origin,
         task=task,
         class_names=tuple(raw.class_names) if raw.class_names else None,
         stream=raw.stream,

@@ -1,9 +1,12 @@
 """The ``table`` option: a CSV, TSV or Parquet table through pandas.
 
 ``dataset.target`` is the label (or regression target) column; ``dataset.features`` the feature columns (null:
-all others).  Numeric columns are standardised by the training split's statistics only (after the split,
-:mod:`.splits`); text, boolean and categorical columns with at most ``max_categories`` values are one-hot
-encoded; anything else (dates, free text) is refused with the column's name.
+all others).  The loader keeps the raw values; the encoding is fitted after the split on the training rows only
+(:class:`TableEncoder`, applied by :mod:`.splits`), so nothing of the validation or test rows informs it: numeric
+columns are standardised by the training split's mean and standard deviation, and text, boolean and categorical
+columns with at most ``max_categories`` values are one-hot encoded with the categories seen in training (a category
+seen only in validation or test rows is all zeros: the "unknown" bucket). Anything else (dates, free text) is
+refused with the column's name.
 """
 
 from __future__ import annotations
@@ -71,8 +74,8 @@ def load_table(opts, seed: int) -> RawData:
                         path="dataset.path", value=str(opts.path),
                         fix="fill or drop those rows in the file (pandas: df.dropna()), or leave those columns out "
                             "of dataset.features")
-    numeric, blocks, names = [], [], []
-    for col in features:
+    numeric, categorical = [], []
+    for i, col in enumerate(features):
         s = table[col]
         if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
             if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)
@@ -82,18 +85,47 @@ def load_table(opts, seed: int) -> RawData:
             if n > opts.max_categories:
                 raise _neither(col, f"a text column with {n} distinct values (more than dataset.max_categories="
                                     f"{opts.max_categories})", opts)
-            dummies = pd.get_dummies(s.astype(str), prefix=str(col), dtype=np.float32)
-            blocks.append(dummies.to_numpy())
-            names += list(dummies.columns)
+            categorical.append(i)
         else:
-            numeric.append(len(names))
-            blocks.append(s.to_numpy(dtype=np.float32)[:, None])
-            names.append(str(col))
-    x = np.concatenate(blocks, axis=1).astype(np.float32)
+            numeric.append(i)
+    # Raw values (categories as text) in one object array: rows are split first, then encoded (TableEncoder).
+    x = np.empty((len(table), len(features)), dtype=object)
+    for i, col in enumerate(features):
+        x[:, i] = table[col].astype(str).to_numpy() if i in categorical else table[col].to_numpy(dtype=np.float64)
     (y,), task, classes, class_names = labels_and_task([table[opts.target].to_numpy()], opts.task, "dataset.target")
-    origin = {"source": str(path), "sha256": sha256_file(path), "features": ",".join(names)[:500]}
+    origin = {"source": str(path), "sha256": sha256_file(path)}  # make_splits adds the encoded ``features``
     return RawData(x=x, y=y, num_classes=classes, origin=origin, task=task, class_names=class_names,
-                   standardize=tuple(numeric))
+                   encode=TableEncoder([str(c) for c in features], numeric, categorical))
+
+
+class TableEncoder:
+    """Numeric columns standardised, categorical ones one-hot encoded, both fitted on the training rows only.
+
+    scikit-learn's ``ColumnTransformer`` of ``StandardScaler`` and ``OneHotEncoder(handle_unknown="ignore")``:
+    a category the training rows do not hold encodes as all zeros. Output: float32, numeric columns first.
+    """
+
+    def __init__(self, columns: list[str], numeric: list[int], categorical: list[int]):
+        from sklearn.compose import ColumnTransformer
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        self.columns = columns
+        self._transformer = ColumnTransformer(
+            [("numeric", StandardScaler(), numeric),
+             ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32),
+              categorical)],
+            sparse_threshold=0, verbose_feature_names_out=False)
+
+    def fit(self, x: np.ndarray) -> "TableEncoder":
+        self._transformer.fit(x)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._transformer.transform(x), dtype=np.float32)
+
+    def get_feature_names_out(self) -> list[str]:
+        """``size``, ``rooms``, ``color_blue``...: the numeric columns, then one per category seen in training."""
+        return [str(n) for n in self._transformer.get_feature_names_out(self.columns)]
 
 
 def _neither(col, what: str, opts) -> DataError:
