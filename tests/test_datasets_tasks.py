@@ -17,7 +17,7 @@ from experiments.job.context import JobContext
 from experiments.job.tracked import TrackedJob
 from experiments.tracking import tags
 from tests import datasets_fixtures as fx
-from tests.conftest import compose
+from tests.conftest import compose, run_cli
 
 QUIET = ["tracking.log_plots=false", "training.verbose=0"]
 
@@ -76,6 +76,37 @@ def test_conv_binary_trains_on_a_two_class_image_folder_and_keeps_the_class_name
     assert json.loads(names.read_text()) == ["cat", "dog"]
     model_uri = run.data.tags[tags.MODEL_URI]  # the logged model carries them too
     assert mlflow.models.get_model_info(model_uri).metadata["class_names"] == ["cat", "dog"]
+
+
+@pytest.mark.slow  # the CLI: a 2 x 2 regression sweep, 1 epoch per job
+def test_a_regression_sweep_minimises_the_error_in_its_summary_comparison_and_champion(tmp_path, store):
+    import pandas as pd
+
+    path = fx.table(tmp_path / "houses.csv", n=120, regression=True)
+    done = run_cli("-m", "+experiment=table_regression", "seed=0,1", "model.activation=relu,tanh",
+                   f"dataset.path={path}", "dataset.target=price", "training.epochs=1", *QUIET,
+                   f"tracking.uri={store}", "sweep.register_as=houses", tmp_path=tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    client = mlflow.MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("table_regression").experiment_id])
+    parent = next(r for r in runs if tags.BEST_RUN_ID in r.data.tags)
+    children = [r for r in runs if r is not parent]
+    assert len(children) == 4 and parent.data.tags[tags.METRIC_MODE] == "min"
+    best = min(children, key=lambda r: r.data.metrics["val_mae"])  # the lowest validation error, never test
+    assert parent.data.tags[tags.BEST_RUN_ID] == best.info.run_id
+    assert parent.data.metrics["best_val_mae"] == pytest.approx(best.data.metrics["val_mae"])
+    assert client.get_model_version_by_alias("houses", "champion").run_id == best.info.run_id
+    assert f"val_mae={best.data.metrics['val_mae']:.4f} (min)" in out
+    # The summary and comparison: lower is better, and no "epochs to 0.9" (an accuracy's target) for an error.
+    assert "epochs to" not in out
+    report = tmp_path / "multirun" / "comparison"
+    assert "Compared metric: `test_mae` (lower is better)" in (report / "comparison.md").read_text()
+    summary = pd.read_csv(report / "comparison.csv").set_index("model.activation")
+    assert set(summary["mode"]) == {"min"} and summary["target"].isna().all()
+    for level in ("relu", "tanh"):
+        values = [r.data.metrics["test_mae"] for r in children if r.data.params["model.activation"] == level]
+        assert summary.loc[level, "test_mae_mean"] == pytest.approx(np.mean(values), rel=1e-6)
 
 
 def test_bad_data_stops_before_a_run_exists(tmp_path, store):

@@ -54,7 +54,7 @@ def compare_sweep(
     experiment: str,
     sweep_id: str | None = None,
     out_dir: str | Path = "comparison",
-    target: float | None = 0.9,
+    target: float | None | str = "auto",
     *,
     metric: MetricLike = None,
     mode: str | None = None,
@@ -75,7 +75,7 @@ def compare_sweep(
         sweep_id: the ``layerlab.sweep_id`` tag; ``None`` compares all job runs.
         out_dir: folder for the report and plots.
         target: value of the ``val_<metric>`` history for "epochs to target"
-            (``None``: no such column).
+            (``None``: no such column; ``"auto"``: 0.9 for a higher-is-better metric, none for a lower-is-better one).
         metric: the metric to compare: a Keras base name (``accuracy``,
             ``sparse_categorical_accuracy``, ``loss``) or its ``test_`` key;
             the groups are compared on ``test_<metric>``.  ``None``: the runs'
@@ -105,6 +105,8 @@ def compare_sweep(
     """
     runs = load_runs(tracking_uri, experiment, sweep_id, metric=metric, mode=mode)
     spec = resolve_metric(runs, metric, mode)
+    if target == "auto":
+        target = spec.default_target
     summary = summarize(runs, target, metric=spec, replicate_key=replicate_key)
     options = {"alpha": alpha, "replicate_key": replicate_key, "min_effect": min_effect, "margin": equivalence_margin}
     tests = factor_tests(runs, spec, compare_by=compare_by, **options)
@@ -167,8 +169,9 @@ def _parser() -> argparse.ArgumentParser:
         "else from the metric's name)",
     )
     p.add_argument(
-        "--target", "--target-accuracy", dest="target", type=float, default=0.9,
-        help="value of the val metric for 'epochs to target' (default: 0.9)",
+        "--target", "--target-accuracy", dest="target", type=float, default=None,
+        help="value of the val metric for 'epochs to target' (default: 0.9 for a higher-is-better metric, "
+        "none for a lower-is-better one)",
     )
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default: 0.05)")
     p.add_argument("--replicate-key", default=SEED_KEY,
@@ -197,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = compare_sweep(
             args.tracking_uri, args.experiment, sweep_id=args.sweep_id, out_dir=args.out,
-            target=args.target, metric=args.metric, mode=args.mode, alpha=args.alpha,
+            target="auto" if args.target is None else args.target, metric=args.metric, mode=args.mode, alpha=args.alpha,
             replicate_key=args.replicate_key, compare_by=args.compare_by, all_pairs=args.all_pairs,
             min_effect=args.min_effect, equivalence_margin=args.equivalence_margin,
         )

@@ -43,6 +43,12 @@ class MetricSpec:
     def higher_is_better(self) -> bool:
         return self.mode == "max"
 
+    @property
+    def default_target(self) -> float | None:
+        """The "epochs to reach" value when none is given: 0.9 of a higher-is-better metric (an accuracy); none
+        for a lower-is-better one, whose values (a loss, an error in the target's units) have no common scale."""
+        return 0.9 if self.higher_is_better else None
+
     def better(self, a: float, b: float) -> bool:
         """Whether ``a`` is strictly better than ``b``."""
         return a > b if self.higher_is_better else a < b

@@ -140,7 +140,9 @@ class SweepSchema:
     metric: Optional[str] = spec(None, expect="null (the first of training.metrics) or a Keras metric name")
     mode: Optional[str] = spec(None, expect="null (max, or min for losses and errors), max or min",
                                check=lambda v: v in (None, "max", "min"))
-    target_accuracy: float = spec(0.9, expect="the validation value whose 'epochs to reach' is reported")
+    target_accuracy: Optional[float] = spec(None, expect="null (0.9 for a higher-is-better metric, none for a "
+                                                         "lower-is-better one) or the validation value whose "
+                                                         "'epochs to reach' is reported")
     skip_finished: bool = spec(False, expect=_BOOL)
     replicate_key: str = spec("seed", expect="the swept key whose values are replicates, e.g. sweep.replicate_key=seed",
                               check=lambda v: bool(v.strip()))

@@ -136,6 +136,11 @@ def import_summary_modules() -> None:
     import experiments.sweeps.finalize  # noqa: F401
 
 
+def _epochs_target(value, metric) -> float | None:
+    """``sweep.target_accuracy``, or the metric's default (none for a lower-is-better metric) when it is null."""
+    return float(value) if value is not None else metric.default_target
+
+
 def start_sweep(settings) -> SweepState:
     """Create the store and experiment once, and open the sweep's parent run (none for a dry run).
 
@@ -171,7 +176,7 @@ def start_sweep(settings) -> SweepState:
         parent = mlflow.MlflowClient(uri).create_run(exp_id, run_name=f"sweep {sweep_id}", tags=parent_tags)
     state = SweepState(uri=uri, experiment=tracking.experiment, experiment_id=exp_id,
                        parent_run_id=parent.info.run_id, sweep_id=sweep_id, sweep_dir=sweep_dir, metric=metric,
-                       compare=settings.sweep.compare, target=float(settings.sweep.target_accuracy),
+                       compare=settings.sweep.compare, target=_epochs_target(settings.sweep.target_accuracy, metric),
                        compare_options=compare_options(settings.sweep), planned_jobs=settings.planned_jobs,
                        hydra_overrides=hydra_overrides)
     # The parent beats like a job, from this process: the doctor of a later run closes it if this process dies.

@@ -21,7 +21,7 @@ class SweepState:
         sweep_dir: Hydra's sweep folder (summary and comparison reports go there).
         metric: the compared metric (:func:`experiments.config.metrics.compared_metric`).
         compare: run the statistical comparison at the end.
-        target: the validation value whose "epochs to reach" is reported.
+        target: the validation value whose "epochs to reach" is reported (None: no such column).
         dry_run: a ``dry_run=true`` sweep: no parent run, nothing logged (``parent_run_id`` is None).
         compare_options: ``replicate_key``, ``compare_by``, ``all_pairs`` of the ``sweep`` group
             (:func:`experiments.sweeps.ui.compare_options`).
@@ -35,7 +35,7 @@ class SweepState:
     sweep_dir: Path
     metric: MetricSpec
     compare: bool = True
-    target: float = 0.9
+    target: float | None = 0.9
     dry_run: bool = False
     finalized: bool = False
     compare_options: dict = field(default_factory=dict)
