@@ -4,6 +4,7 @@ the nav, a module the API reference names that no longer imports, or a docstring
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,14 @@ def test_docs_config_fails_on_a_broken_anchor(tmp_path):
     result = _mkdocs_build(config_file, tmp_path / "site")
     assert result.returncode != 0
     assert "no-such-heading" in result.stdout + result.stderr
+
+
+def test_readme_is_short_and_its_links_resolve():
+    """The README is the five-minute read (the rest lives in docs/); every relative link in it points at a file."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250, "README.md is over 250 lines: move the new text into a page of docs/"
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    local = [t for t in targets if "://" not in t]
+    assert "docs/index.md" in local
+    missing = [t for t in local if not (ROOT / t).exists()]
+    assert not missing, f"README.md links to missing files: {missing}"
