@@ -25,9 +25,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "BENCHMARKS.md"
@@ -83,7 +84,7 @@ def raw_path(out: str | Path, name: str) -> Path:
     return out.parent / f"{out.stem}.{name}.json"
 
 
-def save_raw(out: str | Path, name: str, header: "Header", data: dict) -> Path:
+def save_raw(out: str | Path, name: str, header: Header, data: dict) -> Path:
     path = raw_path(out, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"header": header.markdown(), "data": data}, indent=1, default=str))
@@ -281,7 +282,7 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
 
 
-def write_section(out: str | Path, name: str, title: str, body: str, header: "Header | str | None" = None) -> Path:
+def write_section(out: str | Path, name: str, title: str, body: str, header: Header | str | None = None) -> Path:
     """Replace (or insert, in :data:`SECTIONS` order) the section ``name`` of ``out``."""
     out = Path(out)
     start, end = markers(name)
@@ -364,7 +365,7 @@ def say(*args: Any) -> None:
     print(*args, flush=True)
 
 
-def finish(args, name: str, title: str, header: "Header | None", data: dict, render) -> int:
+def finish(args, name: str, title: str, header: Header | None, data: dict, render) -> int:
     """Save the raw results (unless re-rendering), render the section, print it and write it."""
     if args.render_only:
         header_md, data = load_raw(args.out, name)

@@ -23,13 +23,12 @@ the median of the rounds is reported, with the ratio fused / solo.
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import ROOT, Header, finish, fmt, median, parser, say, spread, table  # noqa: E402
+from bench.common import ROOT, Header, finish, fmt, median, parser, say, spread, table
 
 NAME = "fused_replicates"
 TITLE = "Fused replicates: R seeds in one fit vs R solo fits (issue 24)"
@@ -132,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
 def summary(d: dict) -> list[list[str]]:
     """Rows of the summary table: question, target, measured, verdict."""
     r = str(max(d["replicas"]))
-    t = d["times"][r]
     jit = [str(x) for x in d["replicas"] if d["times"][str(x)]["fused+jit"]]
     jit_text = (f"; fused+jit at R={jit[-1]}: {_ratio(d, jit[-1], 'fused+jit')}x" if jit else "")
     return [["24. fused replicates", "no target here (the issue's 0.4x is for the whole abs_vs_relu sweep)",

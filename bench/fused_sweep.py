@@ -30,7 +30,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import PYTHON, ROOT, ChildFailed, Header, finish, median, parser, run_timed, say, spread, table, verdict
+from bench.common import (
+    PYTHON,
+    ROOT,
+    ChildFailed,
+    Header,
+    finish,
+    median,
+    parser,
+    run_timed,
+    say,
+    spread,
+    table,
+    verdict,
+)
 from bench.sweep_vs_shell import finished_jobs, make_store
 
 NAME = "fused_sweep"

@@ -29,13 +29,26 @@ import json
 import pstats
 import shutil
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (PYTHON, ROOT, Header, finish, clean_env, fmt, median, parser, run_script, run_timed, say,
-                          spread, table, verdict)
+from bench.common import (
+    PYTHON,
+    ROOT,
+    Header,
+    clean_env,
+    finish,
+    fmt,
+    median,
+    parser,
+    run_script,
+    run_timed,
+    say,
+    spread,
+    table,
+    verdict,
+)
 
 NAME = "overhead"
 TITLE = "1. Framework overhead: runner.py vs hand-written Keras"

@@ -15,13 +15,23 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-from pathlib import Path
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from bench.common import (DEFAULT_OUT, EXTRA_RUNS, PYTHON, ROOT, SCRIPTS, clean_env, markers, raw_path, table,
-                          write_section)
+from bench.common import (
+    DEFAULT_OUT,
+    EXTRA_RUNS,
+    PYTHON,
+    ROOT,
+    SCRIPTS,
+    clean_env,
+    markers,
+    raw_path,
+    table,
+    write_section,
+)
 
 
 def _previous_summary(out: str) -> tuple[list[list[str]], list[str]]:

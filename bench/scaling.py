@@ -33,7 +33,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import finish, Header, median, parser, QUICK_NOTE, ROOT, say, table, verdict  # noqa: E402
+from bench.common import QUICK_NOTE, ROOT, Header, finish, median, parser, say, table, verdict
 
 NAME = "scaling"
 TITLE = "3. Scaling: epoch time against data size and image size"

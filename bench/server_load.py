@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import clean_env, finish, fmt, Header, parser, QUICK_NOTE, ROOT, say, table
+from bench.common import QUICK_NOTE, ROOT, Header, clean_env, finish, fmt, parser, say, table
 
 NAME = "server_load"
 TITLE = "5. Server load: log_batch latency with concurrent writers"

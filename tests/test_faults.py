@@ -218,7 +218,7 @@ def test_bad_input_through_the_cli_is_one_paragraph_and_exit_2(case, tmp_path):
     args, expected = CATALOGUE[case]
     proc = run_cli("dry_run=true", *args, tmp_path=tmp_path)
     assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-2000:])
-    errors = [l for l in proc.stderr.splitlines() if l.startswith("layerlab: error: ")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("layerlab: error: ")]
     assert len(errors) == 1, proc.stderr[-3000:]
     assert expected in errors[0], errors[0]
     assert "Fix:" in errors[0] and "Traceback" not in proc.stderr

@@ -7,16 +7,15 @@ fit_and_score); the fused group builds its replicas through the same functions.
 from __future__ import annotations
 
 import dataclasses
-
 import math
 
 import keras
 import numpy as np
 import pytest
 
+from experiments.config.schema import validate
 from experiments.data import load_dataset, make_tf_dataset
 from experiments.errors import ConfigError, TrainingError
-from experiments.config.schema import validate
 from experiments.job.prepare import prepare
 from experiments.training.callbacks import NanGuard
 from experiments.training.compile import compile_model

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
 from experiments.analysis.factor_report import factor_sections
-from experiments.analysis.formatting import fmt, fmt_p, markdown_table as _markdown_table
+from experiments.analysis.formatting import fmt, fmt_p
+from experiments.analysis.formatting import markdown_table as _markdown_table
 from experiments.analysis.groups import OVERRIDES_COLUMN, parse_overrides
 from experiments.analysis.metric import pretty_metric
 from experiments.analysis.summary import metric_columns, summary_metric

@@ -22,7 +22,8 @@ import difflib
 import functools
 import numbers
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 

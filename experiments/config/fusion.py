@@ -15,8 +15,8 @@ so the sweep summary lists the same jobs as an unfused sweep).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from experiments.errors import ConfigError
 

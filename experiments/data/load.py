@@ -8,7 +8,8 @@ The keys, types and ranges of every option are the config schema's
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from experiments.config.datasets import DatasetSchema, dataset_config, validate_dataset
 from experiments.data.digits import load_digits

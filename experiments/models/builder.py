@@ -6,7 +6,8 @@ Checks the model's top-level keys, picks the form and hands the work to
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 from omegaconf import DictConfig, ListConfig, OmegaConf

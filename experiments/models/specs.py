@@ -10,7 +10,8 @@ closest valid name.  Also here: the small helpers the graph builder shares
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import keras
 

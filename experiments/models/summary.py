@@ -22,6 +22,7 @@ import rich.table
 import rich.text
 
 from experiments.adapters.keras_internals import inbound_nodes, nodes_by_depth, tensor_origin
+
 #: Width of the table (Keras' ``line_length``) and of the console it is drawn on.
 LINE_LENGTH = 110
 CONSOLE_WIDTH = 120

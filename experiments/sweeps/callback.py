@@ -77,7 +77,7 @@ class SweepCallback(Callback):
             context.stop_progress()
             # Hydra would turn an exception here into a warning and run every job anyway.
             print(f"layerlab: error: {exc}", flush=True)
-            raise SystemExit(exc.exit_code)
+            raise SystemExit(exc.exit_code) from None
         if (warm is not None or context.workers is not None) and not settings.dry_run:
             import_summary_modules()  # the parent would only wait for its workers' imports here
         if warm is not None:

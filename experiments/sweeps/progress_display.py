@@ -74,7 +74,7 @@ class SweepProgress:
         """The sweep's size, once its sweeper knows it (an Optuna search: the trials it will run)."""
         self.planned = int(jobs)
 
-    def start(self) -> "SweepProgress":
+    def start(self) -> SweepProgress:
         shutil.rmtree(self.sweep_dir / PROGRESS_DIR, ignore_errors=True)
         self._t0 = time.monotonic()
         if self.live_mode:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+
 from experiments.config.overrides import parse_overrides
 from experiments.config.schema import SweepSchema
 from experiments.job.naming import name_from

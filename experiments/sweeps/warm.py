@@ -58,7 +58,7 @@ def import_summary_modules() -> None:
     modules holds the GIL while the launcher pickles and dispatches the
     first jobs (it delayed them; BENCHMARKS.md, section 2b).
     """
-    import experiments.analysis.compare  # noqa: F401  (imported by the summary when it compares)
+    import experiments.analysis.compare  # imported by the summary when it compares
     import experiments.sweeps.summary  # noqa: F401
 
 

@@ -81,8 +81,8 @@ do nothing here; the job's callbacks do not use them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import keras
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Sequence
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals

@@ -31,7 +31,7 @@ class StudyParent:
         self.state, self.client, self.fixed = state, client, fixed
 
     @classmethod
-    def attach(cls, study, storage: str, space: dict, sampler: dict, pruner: dict, fixed: list[str]) -> "StudyParent":
+    def attach(cls, study, storage: str, space: dict, sampler: dict, pruner: dict, fixed: list[str]) -> StudyParent:
         import mlflow
 
         state = current_sweep().state
