@@ -220,7 +220,8 @@ def _split_val(raw: RawData, opts: dict, seed: int):
             the whole official train set and validates on the official test set instead.
         seed: seed of the split.
     """
-    if getattr(opts, "validation_set", "held_out") == "official_test":  # the lecture's protocol (conf/dataset/mnist.yaml)
+    # the lecture's protocol (conf/dataset/mnist.yaml)
+    if getattr(opts, "validation_set", "held_out") == "official_test":
         return (raw.x, raw.y), raw.test
     n, k = len(raw.y), len(np.unique(raw.y))
     vf = opts.val_fraction
