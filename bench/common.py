@@ -68,8 +68,11 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     """The common options of every benchmark script."""
     p = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script works, numbers mean little")
-    p.add_argument("--out", default=str(DEFAULT_OUT),
-                   help=f"markdown file whose '{name}' section is rewritten (default: {DEFAULT_OUT.name} in the project root)")
+    p.add_argument(
+        "--out",
+        default=str(DEFAULT_OUT),
+        help=f"markdown file whose '{name}' section is rewritten (default: {DEFAULT_OUT.name} in the project root)",
+    )
     p.add_argument("--render-only", action="store_true",
                    help="measure nothing: rewrite the section from the raw results the last run saved (see raw_path)")
     return p
@@ -220,8 +223,10 @@ class Header:
     def markdown(self) -> str:
         m = self.machine
         lines = [
-            f"- Command: `{self.command}`" + (" (**--quick**: tiny sizes, the numbers only show that it runs)" if self.quick else ""),
-            f"- Date: {self.started.strftime('%Y-%m-%d %H:%M %Z')}, took {time.perf_counter() - self.t0:.0f} s; commit {self.commit}",
+            f"- Command: `{self.command}`"
+            + (" (**--quick**: tiny sizes, the numbers only show that it runs)" if self.quick else ""),
+            f"- Date: {self.started.strftime('%Y-%m-%d %H:%M %Z')}, took {time.perf_counter() - self.t0:.0f} s; "
+            f"commit {self.commit}",
             f"- Machine: {m['cores']} cores, {m['memory']}, {m['cpu']}; Python {m['python']}",
             f"- Software: {m['tensorflow']}; {m['keras']}; {m['mlflow']}; {m['hydra']}",
             f"- Load average (1/5/15 min) before: {self.load_before}; after: {load_average()}",

@@ -97,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="alternating rounds per R (median reported; default 2, --quick 1)")
     p.add_argument("--replicas", type=int, nargs="+", default=None, help="group sizes R (default 1 2 5 10 20)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per fit (default 20; --quick: 2)")
-    p.add_argument("--jit-max", type=int, default=None,
-                   help="measure fused+jit only up to this R (default 5, --quick 1): XLA compiles the whole fused graph")
+    p.add_argument(
+        "--jit-max",
+        type=int,
+        default=None,
+        help="measure fused+jit only up to this R (default 5, --quick 1): XLA compiles the whole fused graph",
+    )
     args = p.parse_args(argv)
     if args.render_only:
         return finish(args, NAME, TITLE, None, {}, render)

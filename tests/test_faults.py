@@ -257,9 +257,15 @@ def test_unwritable_artifact_location(tmp_path, store):
 
 def test_secrets_are_never_logged(tmp_path, store):
     password, db_secret = "hunter2-env-secret", "s3cr3t-db-password"
-    proc = run_cli(*TINY, f"tracking.uri={store}", "tracking.log_model=false",
-                   f"+notes.db_uri=postgresql://alice:{db_secret}@db.internal:5432/lab", f"+notes.api_token={db_secret}",
-                   tmp_path=tmp_path, env={"MLFLOW_TRACKING_PASSWORD": password, "MLFLOW_TRACKING_USERNAME": "alice"})
+    proc = run_cli(
+        *TINY,
+        f"tracking.uri={store}",
+        "tracking.log_model=false",
+        f"+notes.db_uri=postgresql://alice:{db_secret}@db.internal:5432/lab",
+        f"+notes.api_token={db_secret}",
+        tmp_path=tmp_path,
+        env={"MLFLOW_TRACKING_PASSWORD": password, "MLFLOW_TRACKING_USERNAME": "alice"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = mlflow.MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("layerlab").experiment_id])

@@ -184,5 +184,7 @@ def test_user_module_adds_a_layer():
 
 
 def test_unimportable_user_module_says_so():
-    with pytest.raises(KeyError, match="cannot import the registry module 'tests.fixtures.broken_module'.*fancy_missing_dep"):
+    with pytest.raises(
+        KeyError, match="cannot import the registry module 'tests.fixtures.broken_module'.*fancy_missing_dep"
+    ):
         layers.load_modules(["tests.fixtures.broken_module"])

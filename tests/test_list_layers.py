@@ -48,4 +48,6 @@ def test_the_runner_filters_and_loads_the_users_registry_modules(tmp_path):
     assert {"Scale", "RandomGrayscale"} <= heads and "Dense" not in heads
     assert "factor" in proc.stdout
     bad = run_cli("list_layers=Dnse", tmp_path=tmp_path)
-    assert bad.returncode == 2 and "layerlab: error: list_layers = 'Dnse'" in bad.stderr and "Traceback" not in bad.stderr
+    assert (
+        bad.returncode == 2 and "layerlab: error: list_layers = 'Dnse'" in bad.stderr and "Traceback" not in bad.stderr
+    )

@@ -238,7 +238,11 @@ def write_report(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out / "comparison.md", "csv": out / "comparison.csv", "tests_csv": out / "comparison_tests.csv"}
+    paths = {
+        "markdown": out / "comparison.md",
+        "csv": out / "comparison.csv",
+        "tests_csv": out / "comparison_tests.csv",
+    }
     summary.to_csv(paths["csv"], index=False)
     tests.to_csv(paths["tests_csv"], index=False)
     for name, frame in (("interactions", interactions), ("pairs", pairs)):

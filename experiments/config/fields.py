@@ -132,8 +132,12 @@ def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] 
             continue
         meta = f.metadata
         if not type_ok(hint, value) or (meta.get("check") is not None and not meta["check"](value)):
-            raise ConfigError(f"expected {meta.get('expect', hint)}", path=where, value=value,
-                              fix=meta.get("fix") or f"set it with `{where}=<value>` on the command line or in the YAML")
+            raise ConfigError(
+                f"expected {meta.get('expect', hint)}",
+                path=where,
+                value=value,
+                fix=meta.get("fix") or f"set it with `{where}=<value>` on the command line or in the YAML",
+            )
         out[name] = value
     return out
 

@@ -33,8 +33,10 @@ def check_yaml_files(conf: Path = CONF) -> None:
             mark = getattr(exc, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"{path} is not valid YAML ({problem} at {where})",
-                              fix="fix the indentation or quoting there (a value with ': ' or '#' needs quotes)") from None
+            raise ConfigError(
+                f"{path} is not valid YAML ({problem} at {where})",
+                fix="fix the indentation or quoting there (a value with ': ' or '#' needs quotes)",
+            ) from None
 
 
 def check_group_options(args: list[str], conf: Path = CONF) -> None:

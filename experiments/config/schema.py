@@ -74,7 +74,9 @@ class TrainingSchema:
     deterministic: bool = spec(False, expect=_BOOL)
     verbose: Any = spec("auto", expect="auto, 0, 1 or 2", check=lambda v: v in ("auto", 0, 1, 2))
     shuffle: bool = spec(True, expect=_BOOL)
-    jit_compile: Union[bool, str] = spec(False, expect="true, false or auto", check=lambda v: v in (True, False, "auto"))
+    jit_compile: Union[bool, str] = spec(
+        False, expect="true, false or auto", check=lambda v: v in (True, False, "auto")
+    )
     threads: Optional[int] = spec(None, expect="null or a positive integer", check=lambda v: v is None or v > 0)
     strategy: str = spec("default", expect=f"one of {', '.join(STRATEGIES)}", check=lambda v: v in STRATEGIES)
     logical_cpus: Optional[int] = spec(None, expect="null or a positive integer", check=lambda v: v is None or v > 0)

@@ -46,8 +46,8 @@ def load_dataset(cfg: DatasetSchema | Any, seed: int) -> DataSplits:
 
     Args:
         cfg: the job's typed ``dataset`` (``JobConfig.dataset``), or a
-            ``dataset`` node (``DictConfig`` or ``dict``, checked here) with ``name``, ``limit``, ``val_fraction``, ``test_fraction`` and
-            the option's own keys (see ``conf/dataset/*.yaml``).
+            ``dataset`` node (``DictConfig`` or ``dict``, checked here) with ``name``, ``limit``,
+            ``val_fraction``, ``test_fraction`` and the option's own keys (see ``conf/dataset/*.yaml``).
         seed: drives the subsample, the splits and synthetic data; the same
             seed gives identical arrays.
 

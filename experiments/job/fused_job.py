@@ -80,7 +80,9 @@ class ReplicaRun(TrackedJob):
         with access_errors(self.uri, self.job.tracking.experiment, "write to"):
             self.run_id = client.create_run(exp_id, run_name=name, tags=resolve_tags(run_tags)).info.run_id
         self.heartbeat = Heartbeat(self.uri, self.run_id).start()
-        self.sink = MetricSink(client, self.run_id, self.out_dir / "metrics.jsonl", retry_for_s=self.job.tracking.retry_s)
+        self.sink = MetricSink(
+            client, self.run_id, self.out_dir / "metrics.jsonl", retry_for_s=self.job.tracking.retry_s
+        )
         self.t0 = time.perf_counter()
 
     def callbacks(self) -> list:
@@ -162,8 +164,14 @@ def replica_config(cfg: DictConfig, seed: int) -> DictConfig:
 
 def replica_context(ctx: JobContext, seed: int, job_num: int | None, out_dir: Path | None) -> JobContext:
     """The Hydra context the solo job with ``seed`` would have had: its overrides, job number, own folder."""
-    return JobContext(output_dir=None if out_dir is None else str(out_dir), overrides=replica_overrides(ctx.overrides, seed), job_num=job_num,
-                      mode=ctx.mode, sweep_dir=ctx.sweep_dir, launcher=ctx.launcher)
+    return JobContext(
+        output_dir=None if out_dir is None else str(out_dir),
+        overrides=replica_overrides(ctx.overrides, seed),
+        job_num=job_num,
+        mode=ctx.mode,
+        sweep_dir=ctx.sweep_dir,
+        launcher=ctx.launcher,
+    )
 
 
 def _write_hydra_files(out_dir: Path, cfg: DictConfig, overrides: list[str], fused_dir: Path) -> None:

@@ -1,4 +1,5 @@
-"""Run names a person can read: a sweep's child is named by what differs (``activation=abs model=lambda_mlp seed=3``)."""
+"""Run names a person can read: a sweep's child is named by what differs
+(``activation=abs model=lambda_mlp seed=3``)."""
 
 from __future__ import annotations
 

@@ -144,8 +144,12 @@ class TrackedJob:
             try:
                 run = mlflow.MlflowClient(self.uri).get_run(str(want))
             except Exception:
-                raise ConfigError("no such MLflow run", path="training.resume", value=want,
-                                  fix="copy the run id from `mlflow ui` or from the message of the interrupted run") from None
+                raise ConfigError(
+                    "no such MLflow run",
+                    path="training.resume",
+                    value=want,
+                    fix="copy the run id from `mlflow ui` or from the message of the interrupted run",
+                ) from None
         their_hash = run.data.tags.get(tags.CONFIG_HASH)
         if their_hash not in (None, self.hash):
             raise ConfigError(f"run {run.info.run_id} was made with another config (hash {their_hash}, this one "

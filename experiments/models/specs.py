@@ -106,7 +106,9 @@ def make_input(name: str, spec: Any, path: str, claim: Claim, data_shapes: Mappi
                               fix="write `{shape: [28, 28], dtype: uint8}`")
     extra = set(spec) - {"shape", "dtype"}
     if extra:
-        raise ModelGraphError("unknown input key", path=f"{path}.{sorted(extra)[0]}", fix="an input has `shape` and `dtype`")
+        raise ModelGraphError(
+            "unknown input key", path=f"{path}.{sorted(extra)[0]}", fix="an input has `shape` and `dtype`"
+        )
     shape = spec["shape"]
     if shape is None:
         shape = data_shapes.get(name)

@@ -31,8 +31,9 @@ class SweepContext:
         launcher: the launcher of the last sweep started here.
         ever_started: a sweep ran in this process (its launcher may still own worker processes).
         progress: the active sweep's display (:class:`~experiments.sweeps.progress_display.SweepProgress`), or None.
-        workers: the worker processes of a layerlab-launcher sweep (:class:`~experiments.sweeps.worker_pool.WorkerPool`),
-            started by the callback, used by the launcher for every batch, closed when the sweep ends; else None.
+        workers: the worker processes of a layerlab-launcher sweep
+            (:class:`~experiments.sweeps.worker_pool.WorkerPool`), started by the callback, used by the launcher
+            for every batch, closed when the sweep ends; else None.
     """
 
     state: SweepState | None = None

@@ -29,7 +29,8 @@ MAX_TAG_CHARS = 8000  # MLflow refuses longer tag values
 
 
 def compare_options(sweep: SweepSchema) -> dict:
-    """``replicate_key``, ``compare_by``, ``all_pairs``, ``min_effect``, ``equivalence_margin`` of the sweep group, as plain values.
+    """``replicate_key``, ``compare_by``, ``all_pairs``, ``min_effect``, ``equivalence_margin`` of the sweep group,
+    as plain values.
 
     Args:
         sweep: the sweep's ``sweep`` group (:class:`~experiments.config.schema.SweepSchema`).

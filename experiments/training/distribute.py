@@ -78,7 +78,9 @@ def make_strategy(training: TrainingSchema):
                               path="training.strategy", value=name,
                               fix="set TF_CONFIG on every worker (see README, Scaling out), or use mirrored/default")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ConfigError("unknown strategy", path="training.strategy", value=name, fix="use default, mirrored or multi_worker")
+    raise ConfigError(
+        "unknown strategy", path="training.strategy", value=name, fix="use default, mirrored or multi_worker"
+    )
 
 
 def shard_by_data(dataset):

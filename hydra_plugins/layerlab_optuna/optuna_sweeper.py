@@ -71,7 +71,9 @@ def make_sampler(spec: dict | None, space: dict, done: int = 0):
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "grid":
         return optuna.samplers.GridSampler(grid_space(space), seed=seed)
-    raise ConfigError("unknown sampler", path="hydra.sweeper.sampler.type", value=kind, fix="choose tpe, random or grid")
+    raise ConfigError(
+        "unknown sampler", path="hydra.sweeper.sampler.type", value=kind, fix="choose tpe, random or grid"
+    )
 
 
 class LayerlabOptunaSweeper(Sweeper):
@@ -138,7 +140,9 @@ class LayerlabOptunaSweeper(Sweeper):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
             storage = open_storage(storage_url)
-            known = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+            known = {
+                s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+            }
             study = optuna.create_study(study_name=name, storage=storage,
                                         sampler=make_sampler(self.sampler, space, known.get(name, 0)),
                                         pruner=make_pruner(self.pruner), direction=direction, load_if_exists=True)
