@@ -29,12 +29,12 @@ def test_mypy_is_clean_on_the_typed_packages(tmp_path):
 
 
 def test_pre_commit_runs_the_same_tools():
-    """The hooks are local (no download at commit time) and run ruff, ruff's formatter and mypy."""
+    """The hooks are local (no download at commit time): ruff, ruff's formatter, mypy, the subject's length."""
     import yaml
 
     config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
     hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
-    assert {"ruff", "ruff-format", "mypy"} <= set(hooks)
+    assert {"ruff", "ruff-format", "mypy", "subject-length"} <= set(hooks)
     assert all(repo["repo"] == "local" for repo in config["repos"])
     result = _run("pre_commit", "validate-config", ".pre-commit-config.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
