@@ -15,7 +15,7 @@ MNIST digits) are run, in one call and alternating:
   hydra.launcher.n_jobs=2`` (two warm worker processes);
 * **layerlab**: the same sweep with ``hydra/launcher=layerlab
   hydra.launcher.n_jobs=2``, the launcher that survives a killed worker and
-  the one the README's parallel examples use (target: as fast as joblib,
+  the one the docs' parallel examples use (target: as fast as joblib,
   at most 1.05x its time).
 
 Both sweeps track everything layerlab tracks by default (params, per-epoch

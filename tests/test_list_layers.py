@@ -10,7 +10,7 @@ from tests.conftest import run_cli
 
 
 def test_a_pattern_lists_the_matching_layers_with_their_arguments():
-    text = list_registry("*dense*", width=100)  # case-insensitive, as the README promises
+    text = list_registry("*dense*", width=100)  # case-insensitive, as docs/layers.md promises
     heads = [line.split()[0] for line in text.splitlines() if line and not line.startswith(" ")]
     assert {"Dense", "SimpleDense", "ResidualDense", "EinsumDense"} <= set(heads)
     assert "Conv2D" not in heads

@@ -68,8 +68,7 @@ def log_model(model, x_example, modules=()) -> None:
 
     It loads with ``mlflow.pyfunc.load_model(uri)`` anywhere TensorFlow, Keras
     and MLflow are installed; ``mlflow.keras.load_model`` or the ``.keras`` file
-    need the custom layers registered first (``import layers``; README, "Models
-    outside the lab").
+    need the custom layers registered first (``import layers``; ``docs/serving.md``).
     """
     import keras
     import tensorflow as tf

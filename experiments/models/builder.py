@@ -47,7 +47,7 @@ def build_model(model_cfg: Any, *, input_shapes: Mapping[str, tuple] | None = No
     blocks = spec.get("blocks") or {}
     if not isinstance(blocks, dict):
         raise ModelGraphError(
-            "must be a mapping of block name to block", path=f"{root}.blocks", fix="see the README's model format"
+            "must be a mapping of block name to block", path=f"{root}.blocks", fix="see docs/models.md"
         )
     builder = GraphBuilder(blocks, root, input_shapes or {})
     name = spec.get("name") or "model"

@@ -188,7 +188,7 @@ class GraphBuilder:
         bpath = f"{self.root}.blocks.{bname}"
         if not isinstance(block, dict):
             raise ModelGraphError(
-                "must be a mapping with params, inputs, nodes, outputs", path=bpath, fix="see the README"
+                "must be a mapping with params, inputs, nodes, outputs", path=bpath, fix="see docs/models.md"
             )
         unknown = set(block) - BLOCK_KEYS
         if unknown:
