@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import ROOT, TINY, compose, run_cli
+from tests.conftest import ROOT, TINY, compose, free_port, run_cli
 
 pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
 
@@ -94,14 +93,8 @@ def test_sweep_rerun_skips_finished_jobs(tmp_path, store):
     assert len(jobs) == 2  # nothing trained twice
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_dead_server_is_detected_before_training(tmp_path):
-    port = _free_port()
+    port = free_port()
     proc = run_cli(*TINY, f"tracking.uri=http://127.0.0.1:{port}", "tracking.timeout_s=3", tmp_path=tmp_path)
     assert proc.returncode == 2
     assert f"the MLflow tracking server at http://127.0.0.1:{port} does not answer" in proc.stderr
@@ -133,7 +126,7 @@ def _stop_server(proc: subprocess.Popen) -> None:
 
 
 def test_server_dying_mid_run_keeps_training_and_upload_finishes_the_run(tmp_path):
-    port, db, artifacts = _free_port(), tmp_path / "server.db", tmp_path / "server-artifacts"
+    port, db, artifacts = free_port(), tmp_path / "server.db", tmp_path / "server-artifacts"
     server = _start_server(db, port, artifacts)
     uri = f"http://127.0.0.1:{port}"
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import layers
 from experiments.config.schema import JobConfig
-from experiments.data import load_dataset
+from experiments.data import load_dataset, make_tf_dataset
 from experiments.errors import ConfigError, DataError
 from experiments.models import build_model
 
@@ -65,3 +65,11 @@ def check_data_fits_model(data, model, job: JobConfig) -> None:
             f"{loss} needs one sigmoid output and labels 0/1; the model has {out_units} output unit(s) and the "
             f"labels go from {lo} to {hi}", path="training.loss", value=loss,
             fix="use sparse_categorical_crossentropy with a softmax output for several classes, or a two-class dataset")
+
+
+def split_datasets(job: JobConfig, data) -> dict:
+    """The ``tf.data`` pipelines of the three splits: train shuffled by ``training.shuffle``, val and test in order."""
+    bs, seed = job.training.batch_size, job.seed
+    return {"train": make_tf_dataset(*data.train, bs, shuffle=job.training.shuffle, seed=seed),
+            "val": make_tf_dataset(*data.val, bs, shuffle=False, seed=seed),
+            "test": make_tf_dataset(*data.test, bs, shuffle=False, seed=seed)}
