@@ -22,7 +22,7 @@ def test_ruff_check_is_clean():
 
 def test_mypy_is_clean_on_the_typed_packages(tmp_path):
     files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"]
-    assert {"experiments/config", "layers"} <= set(files)
+    assert {"experiments/config", "experiments/job", "layers"} <= set(files)
     result = _run("mypy", "--cache-dir", str(tmp_path / "mypy_cache"))  # the packages of [tool.mypy] files
     assert result.returncode == 0, f"mypy found type errors:\n{result.stdout}{result.stderr}"
     assert "Success" in result.stdout

@@ -8,6 +8,7 @@ from __future__ import annotations
 import layers
 from experiments.config.schema import JobConfig
 from experiments.data import load_dataset, make_tf_dataset
+from experiments.data.splits import DataSplits
 from experiments.errors import ConfigError, DataError
 from experiments.models import build_model
 
@@ -67,7 +68,7 @@ def check_data_fits_model(data, model, job: JobConfig) -> None:
             fix="use sparse_categorical_crossentropy with a softmax output for several classes, or a two-class dataset")
 
 
-def split_datasets(job: JobConfig, data) -> dict:
+def split_datasets(job: JobConfig, data: DataSplits) -> dict:
     """The ``tf.data`` pipelines of the three splits: train shuffled by ``training.shuffle``, val and test in order."""
     bs, seed = job.training.batch_size, job.seed
     return {"train": make_tf_dataset(*data.train, bs, shuffle=job.training.shuffle, seed=seed),

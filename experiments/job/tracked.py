@@ -15,6 +15,7 @@ import os
 import tempfile
 import traceback
 from pathlib import Path
+from typing import cast
 
 import mlflow
 from omegaconf import DictConfig
@@ -59,6 +60,7 @@ class TrackedJob:
 
     def run(self) -> JobResult:
         record = self.record
+        result: JobResult | None
         if not self.channel.enabled:
             result = self._train(None, None)
             print(f"layerlab: worker finished ({record.epochs_done} epochs); the chief logged the run", flush=True)
@@ -109,7 +111,7 @@ class TrackedJob:
             run = runs[0]
         else:
             try:
-                run = mlflow.MlflowClient(self.record.uri).get_run(want)
+                run = mlflow.MlflowClient(self.record.uri).get_run(cast(str, want))
             except Exception:
                 raise ConfigError(
                     "no such MLflow run",
