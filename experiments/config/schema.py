@@ -36,6 +36,7 @@ from experiments.config.metrics import MetricSpec, judged_metric
 from experiments.errors import ConfigError
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_bfloat16")  # training.precision (experiments/training/precision.py)
 _BOOL = "true or false"
 
 
@@ -77,6 +78,9 @@ class TrainingSchema:
     jit_compile: Union[bool, str] = spec(
         False, expect="true, false or auto", check=lambda v: v in (True, False, "auto")
     )
+    precision: str = spec("float32", expect="float32 or mixed_bfloat16", check=lambda v: v in PRECISIONS)
+    steps_per_execution: int = spec(32, expect="a positive integer, e.g. training.steps_per_execution=32",
+                                    check=_positive)
     threads: Optional[int] = spec(None, expect="null or a positive integer", check=lambda v: v is None or v > 0)
     strategy: str = spec("default", expect=f"one of {', '.join(STRATEGIES)}", check=lambda v: v in STRATEGIES)
     logical_cpus: Optional[int] = spec(None, expect="null or a positive integer", check=lambda v: v is None or v > 0)
@@ -266,8 +270,15 @@ def validate(cfg: DictConfig) -> JobConfig:
     model = typed(ModelSchema, data["model"], "model", extra=lambda key: True)
     optuna = typed(OptunaSchema, data["optuna"], "optuna") if data.get("optuna") is not None else None
     extra = {k: v for k, v in data.items() if k not in (*_ROOT_KEYS, *GROUPS, "model", "dataset", "optuna")}
-    return JobConfig(**root, **groups, model=model, model_spec=dict(data["model"]),
-                     dataset=dataset_config(data["dataset"]), optuna=optuna, extra=extra)
+    return JobConfig(
+        **root,
+        **groups,
+        model=model,
+        model_spec=dict(data["model"]),
+        dataset=dataset_config(data["dataset"], (data.get("registry") or {}).get("modules")),
+        optuna=optuna,
+        extra=extra,
+    )
 
 
 def _resolved(cfg: DictConfig) -> dict:

@@ -24,7 +24,7 @@ from experiments.config.schema import JobConfig, validate
 from experiments.errors import ConfigError, LayerlabError
 from experiments.job import artifacts
 from experiments.job.context import JobContext
-from experiments.job.prepare import prepare, split_datasets
+from experiments.job.prepare import load_data, prepare, split_datasets
 from experiments.job.result import JobResult
 from experiments.job.run_record import RunRecord
 from experiments.tracking import tags
@@ -57,6 +57,7 @@ class TrackedJob:
         uri = resolve_uri(self.job.tracking.uri)
         self.channel = RunChannel(uri, enabled=is_chief(self.job.training))  # multi-worker: only the chief logs
         self.record = RunRecord(cfg, ctx, self.job, self.out_dir, uri, self.channel)
+        self.data = None  # the dataset splits, loaded before the run starts (experiments.job.prepare.load_data)
 
     def run(self) -> JobResult:
         record = self.record
@@ -74,6 +75,7 @@ class TrackedJob:
                 print(f"layerlab: skipped, config {record.hash} already has FINISHED run {done}")
                 return JobResult(status="SKIPPED", run_id=done, experiment_id=exp_id)
         resume_run, checkpoint = self._resume_target(exp_id)
+        self.data = load_data(self.job)  # bad data stops here, before a run exists (nothing half-logged)
         run_id = record.start(exp_id, resume_run)
         status, result = "FAILED", None
         try:
@@ -165,7 +167,7 @@ class TrackedJob:
         """(data, compiled model, epochs already done), built inside the strategy's scope."""
         initial_epoch = 0
         with strategy.scope():  # variables (model and optimizer) are created on every replica
-            data, model = prepare(self.job)
+            data, model = prepare(self.job, self.data)
             if checkpoint is not None:
                 initial_epoch, model = load_checkpoint(checkpoint)  # a damaged file: a clear ConfigError
                 print(f"layerlab: resuming run {run_id} after epoch {initial_epoch}", flush=True)
