@@ -21,7 +21,6 @@ from experiments.job.artifacts import log_model
 from experiments.models import build_model
 from tests.conftest import compose, free_port
 
-
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 

@@ -120,7 +120,7 @@ class TableEncoder:
               categorical)],
             sparse_threshold=0, verbose_feature_names_out=False)
 
-    def fit(self, x: np.ndarray) -> "TableEncoder":
+    def fit(self, x: np.ndarray) -> TableEncoder:
         self._transformer.fit(x)
         return self
 

@@ -70,7 +70,7 @@ def output_params(task: str | None) -> dict | None:
 
 def model_metadata(class_names, task: str | None) -> dict | None:
     """The MLmodel ``metadata`` the pyfunc loader reads: ``class_names`` (index -> name) and ``task``."""
-    meta = {"class_names": [str(n) for n in class_names]} if class_names else {}
+    meta: dict[str, object] = {"class_names": [str(n) for n in class_names]} if class_names else {}
     if task:
         meta["task"] = str(task)
     return meta or None
