@@ -115,3 +115,22 @@ def test_bad_data_stops_before_a_run_exists(tmp_path, store):
     assert err.value.path == "dataset.path"
     client = mlflow.MlflowClient(store)
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+@pytest.mark.slow  # real training and MLflow logging
+def test_fused_replicates_train_on_an_image_folder_and_keep_its_class_names(tmp_path, store):
+    """sweep.fuse_replicates with a streamed dataset: one fit for two seeds, one run per seed."""
+    from experiments.job.fused_job import run_fused
+
+    root = fx.image_folder(tmp_path / "pets", per_class=16, size=12)
+    cfg = compose("+experiment=image_folder_binary", f"dataset.path={root}", "dataset.image_size=[12,12]",
+                  "training.epochs=1", "training.batch_size=8", f"tracking.uri={store}", "seed=0",
+                  "sweep.fuse_replicates=true", "sweep.fused_seeds=[0,1]", "tracking.log_model=false", *QUIET)
+    result = run_fused(cfg, JobContext(output_dir=str(tmp_path / "out")), validate(cfg))
+    assert result.status == "FINISHED"
+    client = mlflow.MlflowClient(store)
+    runs = client.search_runs([result.experiment_id])
+    assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
+    assert {r.info.status for r in runs} == {"FINISHED"} and all("test_accuracy" in r.data.metrics for r in runs)
+    assert {(r.data.params["data.class_names"], r.data.params["data.task"], r.data.params["data.files"])
+            for r in runs} == {("cat,dog", "binary", "32")}
