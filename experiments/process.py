@@ -85,6 +85,12 @@ def set_worker_threads(threads: int) -> None:
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 
+def use_keras_backend(name: str) -> None:
+    """Before Keras is imported: the backend it will load (``tensorflow``, ``jax``, ``torch``; Keras reads
+    ``KERAS_BACKEND`` once, at its import). Inherited by the launcher workers this process starts afterwards."""
+    os.environ["KERAS_BACKEND"] = name
+
+
 def configure_process() -> None:
     """Process-wide defaults, set once at start (a variable the user set wins).
 

@@ -1,0 +1,133 @@
+"""Reading a sweep's runs from MLflow at scale: one call per run and metric vs bulk queries (issue 38)
+
+    python -m bench.load_runs [--quick] [--out FILE] [--sizes 1000 10000]
+
+N synthetic job runs of one sweep (2 activations x N/2 seeds, 20 epochs of the
+5 per-epoch metrics a job logs plus 2 test metrics, logged with the client's
+``log_batch`` as ``bench.tracking_cost`` does) in a temporary SQLite store.
+Timed, alternating, in this process:
+
+* old: ``mlflow.search_runs`` plus one ``MlflowClient.get_metric_history``
+  per run and history metric (what ``load_runs`` did before issue 38);
+* new: ``experiments.analysis.runs.load_runs`` (the same search, then the
+  histories by one SQL query per 500 runs: ``experiments.adapters.mlflow_store``);
+* the search alone (both paths share it), ``experiments.api.runs`` (the tidy
+  table) and ``experiments.api.histories`` (long format).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from bench.common import finish, Header, parser, QUICK_NOTE, say, table  # noqa: E402
+from bench.tracking_cost import EXPERIMENT, log_runs, SWEEP  # noqa: E402
+
+NAME = "load_runs"
+TITLE = "4b. Loading 1,000 and 10,000 runs: per-run calls vs bulk queries (issue 38)"
+EPOCHS = 20
+
+
+def old_load(uri: str) -> int:
+    """The pre-issue-38 loading: the search, then one ``get_metric_history`` per run and history metric."""
+    from mlflow import MlflowClient
+
+    from experiments.adapters.mlflow_store import per_run_metric_points
+    from experiments.analysis.metric import resolve_metric
+    from experiments.analysis.runs import history_dicts, history_keys, search_job_runs
+
+    _, df = search_job_runs(uri, EXPERIMENT, SWEEP)
+    keys = history_keys(resolve_metric(df, None, None))
+    points = per_run_metric_points(MlflowClient(tracking_uri=uri), df["run_id"].tolist(), keys)
+    points = points.sort_values(["run_id", "key", "step"], kind="stable").reset_index(drop=True)
+    df["history"] = history_dicts(points, df["run_id"].tolist())
+    return len(df)
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure(tmp: Path, sizes: list[int], repeats: int, old_up_to: int) -> list[dict]:
+    import mlflow
+
+    from experiments import api
+    from experiments.analysis.runs import load_runs, search_job_runs
+
+    uri = f"sqlite:///{tmp / 'runs.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment(EXPERIMENT, artifact_location=(tmp / "artifacts").as_uri())
+    logged, rows = 0, []
+    for n in sizes:
+        t0 = time.perf_counter()
+        log_runs(client, exp_id, logged, n, EPOCHS)
+        say(f"logged {n - logged} runs in {time.perf_counter() - t0:.0f} s")
+        logged = n
+        assert len(load_runs(uri, EXPERIMENT, SWEEP)) == n  # warm: the store's first read, imports
+        if n <= old_up_to:
+            assert old_load(uri) == n
+        row = {"n": n, "old": [], "new": [], "search": [], "api_runs": [], "api_histories": []}
+        for _ in range(repeats):
+            if n <= old_up_to:
+                row["old"].append(timed(lambda: old_load(uri)))
+            row["new"].append(timed(lambda: load_runs(uri, EXPERIMENT, SWEEP)))
+            row["search"].append(timed(lambda: search_job_runs(uri, EXPERIMENT, SWEEP)))
+            row["api_runs"].append(timed(lambda: api.runs(EXPERIMENT, SWEEP, uri)))
+            row["api_histories"].append(timed(lambda: api.histories(EXPERIMENT, SWEEP, uri)))
+        rows.append(row)
+        say(f"{n:>6} runs: " + ", ".join(f"{k} {min(v):.2f} s" for k, v in row.items() if k != "n" and v))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(NAME, __doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=None, help="numbers of runs (default: 1000 10000)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds per size (default: 3; quick: 1)")
+    p.add_argument("--old-up-to", type=int, default=10000,
+                   help="time the old per-run path only up to this many runs (default: 10000)")
+    args = p.parse_args(argv)
+    if args.render_only:
+        return finish(args, NAME, TITLE, None, {}, render)
+    header = Header(NAME, argv, args.quick, with_tf=False)
+    sizes = args.sizes or ([20, 60] if args.quick else [1000, 10000])
+    repeats = args.repeats or (1 if args.quick else 3)
+    with tempfile.TemporaryDirectory(prefix="layerlab-bench-load-runs-") as tmp_name:
+        rows = measure(Path(tmp_name), sizes, repeats, args.old_up_to)
+    return finish(args, NAME, TITLE, header, {"rows": rows, "quick": args.quick, "epochs": EPOCHS}, render)
+
+
+def _best(values: list[float]) -> str:
+    return f"{min(values):.2f}" if values else "not timed"
+
+
+def render(d: dict) -> str:
+    """The section's markdown from the saved raw results."""
+    rows = [[f"{r['n']:,}", _best(r["old"]), _best(r["new"]),
+             f"{min(r['old']) / min(r['new']):.1f}x" if r["old"] else "n/a", _best(r["search"]),
+             _best(r["api_runs"]), _best(r["api_histories"]), str(len(r["new"]))] for r in d["rows"]]
+    md = [
+        f"N job runs of one sweep (2 groups, {d['epochs']} epochs of 5 metrics plus 2 test metrics) in a temporary "
+        "SQLite store; best of the rounds, seconds, in one process. **old**: `mlflow.search_runs` plus one "
+        "`get_metric_history` per run and history metric (the loading before issue 38); **new**: `load_runs` "
+        "today (the same search, then one SQL query per 500 runs on MLflow's `metrics` table); **search**: "
+        "`mlflow.search_runs` alone, which both share; `api.runs` (the tidy table) and `api.histories` "
+        "(long format) of `experiments.api`.",
+        "",
+        table(["runs N", "old load_runs s", "new load_runs s", "old / new", "search alone s", "api.runs s",
+               "api.histories s", "rounds"], rows),
+    ]
+    if d["quick"]:
+        md += ["", QUICK_NOTE]
+    return "\n".join(md)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
