@@ -103,6 +103,9 @@ def configure_process() -> None:
         # MLflow's INFO lines ("Creating initial MLflow database tables...") are for its developers; read
         # when mlflow is imported, so set before. Its warnings and errors still show.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    if not debug_enabled():
+        # JAX's INFO line on every CPU-only start ("Unable to initialize backend 'tpu'") is not for the user.
+        logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     if not debug_enabled() and "tensorflow" not in sys.modules:
         if not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
             sys.meta_path.insert(0, _QuietTensorFlow())

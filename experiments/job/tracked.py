@@ -22,6 +22,7 @@ import mlflow
 import mlflow.data
 from omegaconf import DictConfig
 
+from experiments.backends import backend_tags
 from experiments.config.access import config_hash
 from experiments.config.schema import JobConfig, validate
 from experiments.data import make_tf_dataset
@@ -179,6 +180,7 @@ class TrackedJob:
             tags.OUTPUT_DIR: str(self.out_dir),
             tags.METRIC: self.metric.name,
             tags.METRIC_MODE: self.metric.mode,
+            **backend_tags(job.training.jit_compile),
             **git_state(),
         }
         if job.optuna is not None:  # a trial of hydra/sweeper=optuna (experiments.training.pruning)
