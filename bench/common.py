@@ -35,7 +35,8 @@ PYTHON = sys.executable
 
 # The benchmark scripts, and the section order in BENCHMARKS.md (a new section is inserted at its place):
 # the summary that bench.run_all writes from the scripts' raw results comes first.
-SCRIPTS = ("overhead", "sweep_vs_shell", "sweep_profile", "scaling", "tracking_cost", "server_load", "lecture_full",
+SCRIPTS = ("overhead", "sweep_vs_shell", "sweep_profile", "scaling", "tracking_cost", "load_runs", "server_load",
+           "lecture_full",
            "lecture_protocol",
            "fused_replicates", "fused_sweep")
 # Scripts `make bench` (bench.run_all) runs a second time with other arguments: (the section that run writes,

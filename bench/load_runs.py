@@ -104,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     return finish(args, NAME, TITLE, header, {"rows": rows, "quick": args.quick, "epochs": EPOCHS}, render)
 
 
+def summary(d: dict) -> list[list[str]]:
+    """Rows of the summary table: question, target, measured, verdict."""
+    last = d["rows"][-1]
+    old = f"{min(last['old']):.1f} s one call per run and metric, " if last["old"] else ""
+    return [["4b. loading runs", f"load_runs over {last['n']:,} runs (no target)",
+             f"{old}{min(last['new']):.1f} s by bulk query; api.runs {min(last['api_runs']):.1f} s", "n/a"]]
+
+
 def _best(values: list[float]) -> str:
     return f"{min(values):.2f}" if values else "not timed"
 

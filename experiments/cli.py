@@ -126,6 +126,18 @@ def _fresh_job(job_file: str, result_file: str) -> None:
     fast_exit(0)
 
 
+def command_line_backend(argv: list[str]) -> str | None:
+    """The one backend a command line asks for (``backend=jax``), None when it sweeps backends or names none."""
+    from experiments.config.overrides import parse_override
+    from experiments.config.schema import BACKENDS
+
+    for text in argv:
+        parsed = parse_override(text) if "=" in text else None
+        if parsed is not None and parsed.key == "backend" and not parsed.is_sweep and parsed.value in BACKENDS:
+            return parsed.value
+    return None
+
+
 def guarded(main, precheck: bool = False) -> None:
     """Call the Hydra ``main`` and finalise any sweep it started, however it ends.
 
@@ -140,6 +152,9 @@ def guarded(main, precheck: bool = False) -> None:
         except LayerlabError as exc:
             print(f"layerlab: error: {exc}", file=sys.stderr, flush=True)
             sys.exit(exc.exit_code)
+    backend = command_line_backend(sys.argv[1:])
+    if backend is not None:  # launcher workers started from this process import Keras on it
+        use_keras_backend(backend)
     from experiments.sweeps import callback as sweep
 
     def _term(signum, frame):  # between jobs of a sweep: end like Ctrl-C, so the parent run is closed KILLED
