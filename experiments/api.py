@@ -91,6 +91,7 @@ class Run:
         tracking_uri: where it was logged.
         metrics: the run's final metric values (``test_<metric>``, ``val_loss``...).
         params: the run's params (the flattened config, as strings).
+        tags: the run's tags (``layerlab.backend``, ``layerlab.overrides``...).
         log: what the job printed.
     """
 
@@ -100,6 +101,7 @@ class Run:
     tracking_uri: str
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict, repr=False)
     log: str = field(default="", repr=False)
 
     def history(self, keys: Sequence[str] | None = None) -> pd.DataFrame:
@@ -234,7 +236,8 @@ def run(overrides: Sequence[str] = (), *, tracking_uri: str | None = None, echo:
 
     experiment = MlflowClient(tracking_uri=uri).get_experiment(found.info.experiment_id).name
     return Run(run_id=found.info.run_id, status=found.info.status, experiment=experiment, tracking_uri=uri,
-               metrics=dict(found.data.metrics), params=dict(found.data.params), log=proc.stdout)
+               metrics=dict(found.data.metrics), params=dict(found.data.params), tags=dict(found.data.tags),
+               log=proc.stdout)
 
 
 def sweep(overrides: Sequence[str] = (), *, tracking_uri: str | None = None, echo: bool = False,

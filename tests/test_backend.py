@@ -1,0 +1,63 @@
+"""backend=tensorflow|jax: chosen before Keras loads, recorded on every run, compared by a sweep; the per-backend
+XLA default; a missing backend refused in one paragraph."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments import api
+from experiments.config.schema import validate
+from experiments.errors import LayerlabError
+from experiments.tracking import tags
+from tests.conftest import TINY, compose
+
+QUIET = [*TINY[:1], "training.epochs=1", *TINY[2:], "tracking.log_model=false", "tracking.log_plots=false"]
+
+
+def test_backend_key_and_the_xla_default_per_backend(monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert validate(compose()).backend == "tensorflow"
+    assert validate(compose()).training.jit_compile is False
+    assert validate(compose("backend=jax")).training.jit_compile is True  # eager JAX is slow
+    assert validate(compose("backend=jax", "training.jit_compile=false")).training.jit_compile is False
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert validate(compose()).backend == "jax"  # KERAS_BACKEND is the default
+    with pytest.raises(LayerlabError, match="backend"):
+        validate(compose("backend=theano"))
+
+
+def test_a_missing_backend_is_refused_before_keras_tries(monkeypatch):
+    from experiments import backends
+
+    monkeypatch.setitem(backends.MODULES, "torch", "no_such_torch_package")
+    with pytest.raises(LayerlabError, match="not installed") as exc:
+        backends.require_installed("torch")
+    assert "make install-torch" in str(exc.value)
+
+
+@pytest.mark.slow
+def test_single_run_on_jax_records_the_backend(store):
+    run = api.run(["backend=jax", *QUIET], tracking_uri=store)
+    assert run.status == "FINISHED", run.log[-2000:]
+    assert run.params["backend"] == "jax"
+    assert run.tags[tags.BACKEND] == "jax" and run.tags[tags.JIT_COMPILE] == "true"
+    assert run.tags[tags.BACKEND_VERSION][0].isdigit()
+    assert run.metrics["test_sparse_categorical_accuracy"] > 0
+
+
+@pytest.mark.slow
+def test_sweep_compares_backends_each_job_on_its_own(store):
+    """One process (basic launcher): the first job loads Keras on JAX, the TensorFlow job runs in a fresh one."""
+    sweep = api.sweep(["backend=jax,tensorflow", *QUIET], tracking_uri=store)
+    assert sweep.returncode == 0, sweep.log[-3000:]
+    runs = sweep.runs()
+    assert sorted(runs["backend"]) == ["jax", "tensorflow"] and (runs["status"] == "FINISHED").all()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    for run_id, backend in zip(runs["run_id"], runs["backend"]):
+        run_tags = client.get_run(run_id).data.tags
+        assert run_tags[tags.BACKEND] == backend  # what really ran, not only what was asked
+        assert run_tags[tags.PARENT_RUN_ID]  # the fresh process's run joined the sweep
+    assert "backend=jax" in sweep.log and "backend=tensorflow" in sweep.log  # the summary's groups
+    assert set(sweep.compare().summary["group"]) == {"backend=jax", "backend=tensorflow"}
