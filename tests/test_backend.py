@@ -61,3 +61,42 @@ def test_sweep_compares_backends_each_job_on_its_own(store):
         assert run_tags[tags.PARENT_RUN_ID]  # the fresh process's run joined the sweep
     assert "backend=jax" in sweep.log and "backend=tensorflow" in sweep.log  # the summary's groups
     assert set(sweep.compare().summary["group"]) == {"backend=jax", "backend=tensorflow"}
+
+
+BROKEN_LAYER = '''
+import keras
+import tensorflow as tf
+
+from layers import register_layer
+
+
+@register_layer(package="user_tf_ops")
+class TfSquare(keras.layers.Layer):
+    """Squares its input with a TensorFlow op: fine on TensorFlow, broken on every other backend."""
+
+    def call(self, inputs):
+        return tf.math.square(inputs)
+'''
+
+
+@pytest.mark.slow
+def test_check_layer_round_trips_across_backends_and_names_a_tf_only_layer(tmp_path):
+    """A .keras model saved on TensorFlow loads on JAX (and back) with equal predictions; a user layer written
+    with tf.* ops passes on TensorFlow and is named as failing on JAX, with the reason."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    (tmp_path / "user_tf_ops.py").write_text(BROKEN_LAYER)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    proc = subprocess.run([sys.executable, "-m", "experiments.check_layer", "SimpleDense", "TfSquare",
+                           "--module", "user_tf_ops", "--backends", "tensorflow,jax"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    simple, broken = proc.stdout.strip().splitlines()[-2:]
+    assert simple.startswith("SimpleDense: OK on tensorflow, jax")
+    assert "tensorflow loads jax's model" in simple and "jax loads tensorflow's model" in simple
+    assert broken.startswith("TfSquare: FAILS on jax at 'build'") and "works on tensorflow" in broken
+    assert "imports TensorFlow" in broken and "keras.ops" in broken
