@@ -24,6 +24,8 @@ def test_backend_key_and_the_xla_default_per_backend(monkeypatch):
     assert validate(compose()).backend == "jax"  # KERAS_BACKEND is the default
     with pytest.raises(LayerlabError, match="backend"):
         validate(compose("backend=theano"))
+    with pytest.raises(LayerlabError, match="TensorFlow backend only"):  # tf.distribute has no JAX twin here
+        validate(compose("backend=jax", "training.strategy=mirrored"))
 
 
 def test_a_missing_backend_is_refused_before_keras_tries(monkeypatch):

@@ -267,8 +267,13 @@ def validate(cfg: DictConfig) -> JobConfig:
     # Top-level keys beyond the schema (`+notes.x=...`) are the user's own: kept and logged as params.
     root = check_node(RootSchema, {k: v for k, v in data.items() if k in _ROOT_KEYS}, "")
     groups = {group: typed(schema, data.get(group, {}), group) for group, schema in GROUPS.items()}
+    backend = root.get("backend", "tensorflow")
     if groups["training"].jit_compile is None:  # per backend: JAX runs eagerly (slowly) without XLA
-        groups["training"] = replace(groups["training"], jit_compile=root.get("backend", "tensorflow") == "jax")
+        groups["training"] = replace(groups["training"], jit_compile=backend == "jax")
+    if backend != "tensorflow" and groups["training"].strategy != "default":
+        raise ConfigError(f"is a tf.distribute strategy, which runs on the TensorFlow backend only (backend={backend})",
+                          path="training.strategy", value=groups["training"].strategy,
+                          fix="use training.strategy=default on this backend, or backend=tensorflow")
     model = typed(ModelSchema, data["model"], "model", extra=lambda key: True)
     optuna = typed(OptunaSchema, data["optuna"], "optuna") if data.get("optuna") is not None else None
     extra = {k: v for k, v in data.items() if k not in (*_ROOT_KEYS, *GROUPS, "model", "dataset", "optuna")}
