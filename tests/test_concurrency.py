@@ -103,6 +103,45 @@ def test_two_sweeps_at_once_on_a_new_store(tmp_path):
         assert len({c.data.params["model.activation"] for c in children}) == 1  # each sweep kept its own jobs
 
 
+# Another MLflow client (a notebook, `mlflow ui`) opening the same new SQLite file: it takes no layerlab lock, so
+# both run MLflow's schema migration at once. It polls from the moment the file appears until it can read it.
+POLLER = """
+import os, sys, time, mlflow
+path, uri = sys.argv[1], sys.argv[2]
+deadline = time.time() + 300
+while not os.path.exists(path) and time.time() < deadline:
+    time.sleep(0.002)
+errors = 0
+while time.time() < deadline:
+    try:
+        mlflow.MlflowClient(uri).search_experiments()
+        break
+    except Exception:
+        errors += 1
+        time.sleep(0.05)
+print(errors)
+"""
+
+
+def test_a_sweep_raced_by_another_mlflow_client_on_a_new_store_keeps_its_parent(tmp_path):
+    db = tmp_path / "new.db"
+    store = f"sqlite:///{db}"
+    poller = subprocess.Popen([sys.executable, "-c", POLLER, str(db), store], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    time.sleep(3)  # its imports done: it is waiting for the file when the sweep creates it
+    ((code, stdout, stderr),) = _finish([_start(["-m", *QUICK, "seed=0,1", f"tracking.uri={store}"], tmp_path, "s")])
+    poller.communicate(timeout=300)
+    client = mlflow.MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("layerlab").experiment_id])
+    jobs = [r for r in runs if r.data.tags[tags.ROLE] == tags.ROLE_JOB]
+    if code != 0:  # a store the other client left half-made: the sweep stopped before its first job, and said why
+        assert "layerlab: error: tracking.uri" in stdout and jobs == [], (stdout[-2000:], stderr[-3000:])
+        return
+    (parent,) = [r for r in runs if r.data.tags[tags.ROLE] == tags.ROLE_PARENT]
+    assert parent.info.status == "FINISHED" and "2/2 jobs finished" in stdout
+    assert len(jobs) == 2 and all(j.data.tags.get(tags.PARENT_RUN_ID) == parent.info.run_id for j in jobs)
+
+
 def test_dry_run_sweep_logs_nothing_and_says_what_is_valid(tmp_path):
     store = f"sqlite:///{tmp_path}/untouched.db"
     (code, out, err), = _finish([_start(["-m", "model=lambda_mlp,class_mlp", "model.activation=abs,relu",

@@ -101,6 +101,23 @@ def test_a_sweep_job_finds_its_parent_by_tag_query(store, tmp_path):
     assert 0 <= status["value"] <= 1
 
 
+def test_a_sweep_job_without_its_parent_run_refuses_to_become_an_orphan(store, tmp_path):
+    """No RUNNING parent for its sweep folder (closed, or never opened): one paragraph, and no top-level run."""
+    from experiments.errors import TrackingError
+
+    client = mlflow.MlflowClient(store)
+    exp_id = client.create_experiment("layerlab", artifact_location=(tmp_path / "artifacts").as_uri())
+    sweep_dir = str(tmp_path / "multirun" / "x")
+    closed = client.create_run(exp_id, tags={tags.ROLE: tags.ROLE_PARENT, tags.SWEEP_DIR_RAW: sweep_dir})
+    client.set_terminated(closed.info.run_id, "FAILED")
+    ctx = JobContext(output_dir=str(tmp_path / "out"), mode="MULTIRUN", sweep_dir=sweep_dir, job_num=0,
+                     overrides=["seed=0"])
+    with pytest.raises(TrackingError) as err:
+        _run(store, tmp_path, ctx=ctx)
+    assert err.value.path == "tracking.uri" and "no RUNNING parent run" in str(err.value) and "Fix:" in str(err.value)
+    assert client.search_runs([exp_id], f"tags.`{tags.ROLE}` = 'job'") == []
+
+
 def test_skip_finished_skips_the_same_config(store, tmp_path):
     _run(store, tmp_path)
     _, again = _run(store, tmp_path, "sweep.skip_finished=true")

@@ -125,7 +125,44 @@ def test_a_killed_study_is_continued_up_to_n_trials(tmp_path):
     drawn = [tuple(t.params.values()) for t in trials if t.params]
     assert len(set(drawn)) == len(drawn)  # the continued search draws new values
     _, parents, children = _children(tmp_path)
-    assert len([p for p in parents if p.info.lifecycle_stage == "active"]) == 1
+    (parent,) = [p for p in parents if p.info.lifecycle_stage == "active"]
+    # A trial killed with the first search may have no run; every completed trial has one, under the parent.
+    complete = {t.number for t in trials if t.state.name == "COMPLETE"}
+    _assert_one_study_parent(parent, children, trials=len(trials), reopened=1, every_trial=False)
+    assert complete <= {int(c.data.tags["trial_number"]) for c in children}
+
+
+def _assert_one_study_parent(parent, children, trials: int, reopened: int, every_trial: bool = True) -> None:
+    """Every trial's run is a child of the study's one parent, named by the swept keys only; the parent FINISHED."""
+    assert parent.info.status == "FINISHED" and "layerlab.error" not in parent.data.tags
+    assert parent.data.tags.get("layerlab.reopened") == str(reopened)
+    numbers = sorted(int(c.data.tags["trial_number"]) for c in children)
+    assert len(set(numbers)) == len(numbers) and set(numbers) <= set(range(trials))
+    if every_trial:
+        assert numbers == list(range(trials))
+    assert all(c.data.tags.get("mlflow.parentRunId") == parent.info.run_id for c in children)
+    for child in children:  # e.g. "activation=abs learning_rate=0.0123", never the fixed keys (epochs, uri, ...)
+        keys = {word.split("=", 1)[0] for word in child.info.run_name.split()}
+        assert keys == {"activation", "learning_rate"}, child.info.run_name
+
+
+@pytest.mark.slow
+def test_a_finished_study_continues_in_its_parent_under_joblib_and_layerlab(tmp_path):
+    """The second and third searches reopen the first one's parent: no trial becomes a top-level orphan run."""
+    base = ["-m", "hydra/sweeper=optuna", "hydra.launcher.n_jobs=2", "hydra.sweeper.study_name=s", *SPACE, *TINY,
+            "training.epochs=1", *FAST, f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"]
+    for step, (launcher, n_trials) in enumerate((("joblib", 2), ("layerlab", 4), ("joblib", 5))):
+        res = subprocess.run([sys.executable, str(ROOT / "runner.py"), *base, f"hydra/launcher={launcher}",
+                              f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweep.dir={tmp_path}/multirun{step}"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        assert "closed run" not in res.stdout  # the reopened parent is never taken for a lost one
+        assert f"{n_trials}/{n_trials} jobs finished" in res.stdout  # the summary counts every trial of the study
+    _, parents, children = _children(tmp_path)
+    (parent,) = [p for p in parents if p.info.lifecycle_stage == "active"]
+    _assert_one_study_parent(parent, children, trials=5, reopened=2)
+    assert len(_study(tmp_path).trials) == 5
 
 
 @pytest.mark.slow

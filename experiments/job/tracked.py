@@ -26,7 +26,7 @@ from experiments.backends import backend_tags
 from experiments.config.access import config_hash
 from experiments.config.schema import JobConfig, validate
 from experiments.data import make_tf_dataset
-from experiments.errors import ConfigError, LayerlabError
+from experiments.errors import ConfigError, LayerlabError, TrackingError
 from experiments.job import artifacts
 from experiments.job.context import JobContext
 from experiments.job.naming import child_run_name
@@ -189,11 +189,16 @@ class TrackedJob:
         name = f"{job.model.name}-{act}-seed{job.seed}" if act else f"{job.model.name}-seed{job.seed}"
         if ctx.in_sweep and ctx.sweep_dir:
             parent = find_parent(self.uri, exp_id, ctx.sweep_dir)
-            sweep_overrides: list = []
-            if parent is not None:
-                run_tags[tags.PARENT_RUN_ID] = parent.info.run_id
-                run_tags[tags.SWEEP_ID] = parent.data.tags.get(tags.SWEEP_ID, "")
-                sweep_overrides = json.loads(parent.data.tags.get(tags.OVERRIDES, "[]") or "[]")
+            if parent is None:  # never a top-level orphan that no sweep summary or comparison would see
+                raise TrackingError(f"this job belongs to the sweep in {ctx.sweep_dir}, but that sweep has no RUNNING "
+                                    f"parent run in experiment {job.tracking.experiment!r} of {redact(self.uri)}",
+                                    path="tracking.uri",
+                                    fix="run the sweep again from its own command (its parent run is opened when it "
+                                        "starts); a sweep that was stopped is completed with the command in its "
+                                        "parent run's error")
+            run_tags[tags.PARENT_RUN_ID] = parent.info.run_id
+            run_tags[tags.SWEEP_ID] = parent.data.tags.get(tags.SWEEP_ID, "")
+            sweep_overrides = json.loads(parent.data.tags.get(tags.OVERRIDES, "[]") or "[]")
             run_tags[tags.JOB_NUM] = str(ctx.job_num)
             # Named by what differs between the sweep's jobs: activation=abs model=lambda_mlp seed=3.
             name = child_run_name(ctx.overrides, sweep_overrides, job.sweep.replicate_key) or f"#{ctx.job_num} {name}"

@@ -28,6 +28,7 @@ workers' warm-up instead of delaying it.
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid
 from typing import Any
 
@@ -37,9 +38,9 @@ from omegaconf import DictConfig
 
 from experiments.adapters.hydra_internals import job_error, use_project_sweeper
 from experiments.config.multirun import multirun_config
-from experiments.errors import LayerlabError
+from experiments.errors import LayerlabError, TrackingError
 from experiments.job.context import hydra_context
-from experiments.process import quiet_launch_lines
+from experiments.process import debug_enabled, quiet_launch_lines
 from experiments.sweeps.context import current_sweep
 from experiments.sweeps.launched import completing_command, reusable_hydra_overrides, sweep_hydra_overrides
 from experiments.sweeps.state import SweepState
@@ -73,11 +74,15 @@ class SweepCallback(Callback):
             warm = warm_workers(settings.launcher)
             context.workers = warm_pool(settings.launcher, settings.planned_jobs)
             context.activate(start_sweep(settings))
-        except LayerlabError as exc:
+        except Exception as exc:
+            # Hydra would turn an exception here into a warning and run every job anyway, without the parent
+            # run: each job's run would be a top-level orphan. The sweep stops before its first job instead.
             context.stop_progress()
-            # Hydra would turn an exception here into a warning and run every job anyway.
-            print(f"layerlab: error: {exc}", flush=True)
-            raise SystemExit(exc.exit_code)
+            error = exc if isinstance(exc, LayerlabError) else parent_not_opened(exc)
+            if debug_enabled():
+                traceback.print_exc()
+            print(f"layerlab: error: {error}", flush=True)
+            raise SystemExit(error.exit_code) from None
         if (warm is not None or context.workers is not None) and not settings.dry_run:
             import_summary_modules()  # the parent would only wait for its workers' imports here
         if warm is not None:
@@ -102,6 +107,15 @@ class SweepCallback(Callback):
         else:
             error = str(job_error(job_return) or "").strip().splitlines()
             write_status(job.progress_path, status="FAILED", error=error[0] if error else "")
+
+
+def parent_not_opened(exc: Exception) -> TrackingError:
+    """An unexpected failure while the sweep opened its store and parent run, as one paragraph."""
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return TrackingError(f"the sweep could not open its MLflow parent run ({type(exc).__name__}: {first}), so no "
+                         "job was started", path="tracking.uri",
+                         fix="check the store with `python -m experiments.doctor --dry-run` (same tracking.uri), "
+                             "then run the sweep again; LAYERLAB_DEBUG=1 shows the traceback")
 
 
 def start_progress(settings):

@@ -9,7 +9,8 @@
   compared metric (``test_acc_mean/activation:abs model:class_mlp``...), which
   the chart view plots side by side;
 * the tag and param ``best_run`` name the best child by the *validation*
-  metric (choosing by the test value would leak the test set into the choice).
+  metric (choosing by the test value would leak the test set into the choice);
+  the param is written once, so a reopened parent's tag is the one to read.
 """
 
 from __future__ import annotations
@@ -112,7 +113,10 @@ def publish(client, state: SweepState, runs: list, report: dict | None, best_run
                      f"`{best.info.run_name}` ({state.metric.val}={value:.4f}, run id `{best.info.run_id}`).")
         client.set_tag(pid, tags.BEST_RUN, best.info.run_name)
         client.set_tag(pid, tags.BEST_RUN_ID, best.info.run_id)
-        client.log_param(pid, tags.BEST_RUN, best.info.run_name)
+        if tags.BEST_RUN not in client.get_run(pid).data.params:
+            # A param never changes in MLflow: a reopened parent (a continued study) keeps its first one, and its
+            # tag and description name the best run of every trial so far.
+            client.log_param(pid, tags.BEST_RUN, best.info.run_name)
     finished = sum(r.info.status == "FINISHED" for r in runs)
     where = ["Full report, CSV files and learning curves: the artifacts `comparison/` of this run; "
              "the job list: `sweep_summary.md`."]

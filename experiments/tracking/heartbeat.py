@@ -39,6 +39,19 @@ def identity() -> dict[str, str]:
     return {tags.HOST: socket.gethostname(), tags.PID: str(pid), tags.PID_START: process_start(pid)}
 
 
+def claim(client, run_id: str) -> None:
+    """Write this process's identity and a fresh beat to ``run_id`` now, and wait until they are stored.
+
+    Whoever makes a closed run RUNNING again does this *first*: a lost-run check
+    (:mod:`experiments.tracking.doctor`) that looks at the run in between then
+    sees a living owner, never the identity of the process that ran it before.
+    """
+    from mlflow.entities import RunTag
+
+    beat = {**identity(), tags.HEARTBEAT: f"{time.time():.0f}"}
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in beat.items()], synchronous=True)
+
+
 class Heartbeat:
     """Writes the run's heartbeat now, then every ``interval_s`` seconds until :meth:`stop`.
 

@@ -19,12 +19,16 @@ from filelock import FileLock, Timeout
 from experiments.errors import TrackingError
 from experiments.tracking import tags
 from experiments.tracking.auth import access_errors
+from experiments.tracking.heartbeat import claim
 from experiments.tracking.uri import PROJECT_ROOT, check_artifact_location, default_artifact_root, sqlite_path
 
 # Bounded wait for another process that is creating the same SQLite store (seconds). Creating a fresh
 # store (MLflow's schema migrations) takes about a second (BENCHMARKS.md section 1); the bound leaves room
 # for a slow disk.
 STORE_LOCK_TIMEOUT_S = 120.0
+# Bounded wait for a program that does not take the lock (a notebook's MlflowClient, `mlflow ui`) and is
+# migrating the same new SQLite store: until it is done, every other opener fails on its half-made tables.
+STORE_MIGRATION_WAIT_S = 60.0
 
 
 @contextmanager
@@ -65,7 +69,38 @@ def ensure_experiment(uri: str, name: str, artifact_root: str | None = None) -> 
     race looks the experiment up again instead of failing.
     """
     with store_lock(uri), access_errors(uri, name, "read or create"):  # a 401/403 here: one paragraph
-        return _ensure_experiment(uri, name, artifact_root)
+        return wait_out_migration(uri, lambda: _ensure_experiment(uri, name, artifact_root))
+
+
+def wait_out_migration(uri: str, action, wait_s: float = STORE_MIGRATION_WAIT_S):
+    """``action()``, retried while another program migrates the same SQLite store; a lasting failure: one paragraph.
+
+    Two programs opening a new SQLite store at once both run MLflow's schema
+    migration; the loser fails ("table _alembic_tmp_... already exists",
+    "duplicate column", alembic's "expected to match one row") until the
+    winner is done, and then opens the store normally.  Servers migrate once
+    at their own start: their errors are not retried here.
+    """
+    if sqlite_path(uri) is None:
+        return action()
+    deadline = time.monotonic() + wait_s
+    delay = 0.2
+    while True:
+        try:
+            return action()
+        except TrackingError:
+            raise
+        except Exception as exc:
+            if time.monotonic() + delay > deadline:
+                first = (str(exc).strip().splitlines() or [""])[0][:300]
+                raise TrackingError(
+                    f"the SQLite store {uri} could not be opened for {wait_s:g} s ({type(exc).__name__}: {first}); "
+                    "another program may have created it at the same moment and left it half-made",
+                    path="tracking.uri",
+                    fix="if no other program uses the file, move it away and run again (a new store is created), "
+                        "or point tracking.uri at another sqlite:///path.db") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def _ensure_experiment(uri: str, name: str, artifact_root: str | None) -> str:
@@ -122,6 +157,27 @@ def find_runs(uri: str, experiment_id: str, filter_string: str, statuses: Iterab
     return runs
 
 
+
+
+def reopen_run(uri: str, run_id: str) -> None:
+    """Make a closed run RUNNING again, owned by this process (a continued study's parent run).
+
+    Its owner's identity and a fresh heartbeat are stored before its status,
+    so a lost-run check in any process (every job runs one when it starts)
+    sees this living process, not the dead one that ran it before.  An error
+    left by that earlier process (``layerlab.error``) is cleared: the run is
+    alive again; its ``error.txt`` stays as the record.  ``layerlab.reopened``
+    counts the reopenings.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    claim(client, run_id)
+    if tags.ERROR in run.data.tags:
+        client.delete_tag(run_id, tags.ERROR)
+    client.set_tag(run_id, tags.REOPENED, str(int(run.data.tags.get(tags.REOPENED, "0") or 0) + 1))
+    client.update_run(run_id, status="RUNNING")
 
 
 def find_parent(uri: str, experiment_id: str, sweep_dir: str):

@@ -49,6 +49,7 @@ PRUNED_EPOCH = PREFIX + "pruned_epoch"  # the last epoch it trained (1-based)
 ERROR = PREFIX + "error"
 WALL_TIME_S = PREFIX + "wall_time_s"
 RESUMED = PREFIX + "resumed"
+REOPENED = PREFIX + "reopened"          # on a parent run closed once and reopened (a continued study): how often
 UPLOADED_LATER = PREFIX + "uploaded_later"
 PARAM_NOTES = PREFIX + "param_notes"
 MODEL_URI = PREFIX + "model_uri"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from experiments.config.overrides import parse_overrides
 from experiments.sweeps import current_sweep
+from experiments.sweeps.parent import continue_in
 from experiments.tracking import tags
 from experiments.tracking.redaction import redact
 from hydra_plugins.layerlab_optuna._space import describe, format_value
@@ -45,14 +46,7 @@ class StudyParent:
             f"tags.`{tags.STUDY}` = '{study.study_name}'", max_results=50)
             if r.data.tags.get(tags.STUDY_STORAGE) == safe_storage and r.info.run_id != state.parent_run_id]
         if earlier:  # a continued study: its parent takes this sweep's jobs
-            old = earlier[0]
-            fresh = client.get_run(state.parent_run_id)
-            client.delete_run(state.parent_run_id)
-            client.update_run(old.info.run_id, status="RUNNING")
-            for key in (tags.SWEEP_DIR, tags.SWEEP_DIR_RAW):
-                client.set_tag(old.info.run_id, key, fresh.data.tags.get(key, ""))
-            state.parent_run_id = old.info.run_id
-            state.sweep_id = old.data.tags.get(tags.SWEEP_ID, state.sweep_id)
+            continue_in(state, earlier[0].info.run_id)
             print(f"layerlab: study {study.study_name!r} continues in its parent run {state.parent_run_id}", flush=True)
         else:
             client.set_tag(state.parent_run_id, tags.STUDY, study.study_name)
