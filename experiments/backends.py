@@ -14,7 +14,6 @@ load one.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from importlib import metadata
 
@@ -22,8 +21,7 @@ from experiments.config.schema import BACKENDS
 from experiments.errors import LayerlabError
 from experiments.tracking import tags
 
-# The package that provides each backend, and the distributions whose version is recorded.
-MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+# The distributions that provide each backend (their version is recorded).
 DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax",), "torch": ("torch",)}
 INSTALL = {"tensorflow": "pip install tensorflow-cpu", "jax": "pip install -e '.[jax]' (jax[cpu])",
            "torch": "make install-torch (pip install -e '.[torch]')"}
@@ -37,9 +35,15 @@ def loaded_backend() -> str | None:
     return str(keras.config.backend())
 
 
+def _installed(backend: str) -> bool:
+    """Whether the backend's package is installed, asked of its distribution's metadata: a ``find_spec`` would
+    consume the quiet-start import hook of ``tensorflow`` (:mod:`experiments.process`) without importing it."""
+    return backend_version(backend) != "?"
+
+
 def installed_backends() -> list[str]:
     """The backends whose package is installed here, in :data:`BACKENDS` order."""
-    return [b for b in BACKENDS if importlib.util.find_spec(MODULES[b]) is not None]
+    return [b for b in BACKENDS if _installed(b)]
 
 
 def require_installed(backend: str) -> None:
@@ -48,7 +52,7 @@ def require_installed(backend: str) -> None:
     Raises:
         LayerlabError: naming the key and the install command.
     """
-    if importlib.util.find_spec(MODULES[backend]) is None:
+    if not _installed(backend):
         raise LayerlabError(f"Keras backend {backend!r} is not installed in this environment "
                             f"(installed: {', '.join(installed_backends()) or 'none'})", path="backend", value=backend,
                             fix=f"install it ({INSTALL[backend]}) or choose another backend")

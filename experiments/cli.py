@@ -194,6 +194,4 @@ def fast_exit(code: int, allowed: bool = True) -> None:
 
 if __name__ == "__main__":  # the fresh process of run_on_backend
     configure_process()
-    import tensorflow  # noqa: F401  (the job's data pipeline needs it; imported now, under the quiet start)
-
     _fresh_job(*sys.argv[1:3])
