@@ -123,3 +123,10 @@ def test_example_notebook_runs(tmp_path, monkeypatch):
     jobs = client.search_runs([exp.experiment_id], "tags.`layerlab.role` = 'job'")
     assert sorted((r.data.params["model.activation"], r.info.status) for r in jobs) == \
         [("abs", "FINISHED")] * 2 + [("relu", "FINISHED")] * 2
+
+
+def test_run_with_a_bad_override_raises_the_jobs_own_paragraph(store):
+    """api.run starts runner.py; a job that logs no run comes back as its own one-paragraph error."""
+    with pytest.raises(LayerlabError, match="training.epochs") as exc:
+        api.run(["training.epochs=-1"], tracking_uri=store)
+    assert "logged no run (exit 2)" in str(exc.value)
