@@ -41,7 +41,8 @@ SCRIPTS = ("overhead", "sweep_vs_shell", "sweep_profile", "scaling", "tracking_c
            "fused_replicates", "fused_sweep")
 # Scripts `make bench` (bench.run_all) runs a second time with other arguments: (the section that run writes,
 # its arguments); the section goes right after the script's own.
-EXTRA_RUNS = {"fused_sweep": (("fused_sweep_mnist", ("--dataset", "mnist")),)}
+EXTRA_RUNS = {"fused_sweep": (("fused_sweep_mnist", ("--dataset", "mnist")),),
+              "load_runs": (("load_runs_server", ("--server", "1000")),)}
 SECTIONS = ("summary", *(s for name in SCRIPTS for s in (name, *(extra for extra, _ in EXTRA_RUNS.get(name, ())))))
 
 HEADER = """# Benchmarks

@@ -33,6 +33,8 @@ from bench.tracking_cost import EXPERIMENT, log_runs, SWEEP  # noqa: E402
 
 NAME = "load_runs"
 TITLE = "4b. Loading 1,000 and 10,000 runs: per-run calls vs bulk queries (issue 38)"
+SERVER_NAME = "load_runs_server"
+SERVER_TITLE = "4c. Loading runs from the PostgreSQL-backed team server: per-run calls vs bulk (issue 38)"
 EPOCHS = 20
 
 
@@ -121,19 +123,57 @@ def measure(tmp: Path, sizes: list[int], repeats: int, old_up_to: int) -> list[d
     return rows
 
 
+def measure_server(tmp: Path, n: int, repeats: int) -> dict:
+    """The same reads against the team stack (scripts/mlflow_stack.sh: PostgreSQL behind ``mlflow server``):
+    N runs logged over HTTP; old (per-run calls over HTTP), new over HTTP (get-history-bulk, 100 runs per call)
+    and new straight from PostgreSQL (the SQL path, for a user who has the database URI)."""
+    import mlflow
+
+    from bench.server_load import stack_env, start_stack, stop_stack
+    from experiments.analysis.runs import load_runs
+
+    env = stack_env(tmp / "services")
+    uri = start_stack(env)
+    try:
+        db = (f"postgresql+psycopg2://mlflow:{env['LAYERLAB_PG_PASSWORD']}@127.0.0.1:{env['LAYERLAB_PG_PORT']}"
+              "/mlflow")
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        exp_id = client.create_experiment(EXPERIMENT)
+        t0 = time.perf_counter()
+        log_runs(client, exp_id, 0, n, EPOCHS)
+        say(f"logged {n} runs over HTTP in {time.perf_counter() - t0:.0f} s")
+        row = {"n": n, "old": [], "new": [], "sql": []}
+        assert len(load_runs(uri, EXPERIMENT, SWEEP)) == n and old_load(uri) == n
+        for _ in range(repeats):
+            row["old"].append(timed(lambda: old_load(uri)))
+            row["new"].append(timed(lambda: load_runs(uri, EXPERIMENT, SWEEP)))
+            row["sql"].append(timed(lambda: load_runs(db, EXPERIMENT, SWEEP)))
+        say(f"server, {n} runs: " + ", ".join(f"{k} {min(v):.2f} s" for k, v in row.items() if k != "n"))
+        return row
+    finally:
+        stop_stack(env)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="numbers of runs (default: 1000 10000)")
     p.add_argument("--repeats", type=int, default=None, help="timed rounds per size (default: 3; quick: 1)")
+    p.add_argument("--server", type=int, default=0, metavar="N",
+                   help="also N runs on the PostgreSQL-backed server of scripts/mlflow_stack.sh (default: none)")
     p.add_argument("--old-up-to", type=int, default=10000,
                    help="time the old per-run path only up to this many runs (default: 10000)")
     args = p.parse_args(argv)
     if args.render_only:
-        return finish(args, NAME, TITLE, None, {}, render)
+        return finish(args, *((SERVER_NAME, SERVER_TITLE, None, {}, render_server) if args.server
+                              else (NAME, TITLE, None, {}, render)))
     header = Header(NAME, argv, args.quick, with_tf=False)
     sizes = args.sizes or ([20, 60] if args.quick else [1000, 10000])
     repeats = args.repeats or (1 if args.quick else 3)
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-load-runs-") as tmp_name:
+        if args.server:  # its own section
+            server = measure_server(Path(tmp_name), args.server, repeats)
+            return finish(args, SERVER_NAME, SERVER_TITLE, header, {"server": server, "quick": args.quick,
+                                                                     "epochs": EPOCHS}, render_server)
         rows = measure(Path(tmp_name), sizes, repeats, args.old_up_to)
     return finish(args, NAME, TITLE, header, {"rows": rows, "quick": args.quick, "epochs": EPOCHS}, render)
 
@@ -174,3 +214,21 @@ def render(d: dict) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def render_server(d: dict) -> str:
+    """The server section's markdown."""
+    r = d["server"]
+    md = [f"`scripts/mlflow_stack.sh` (PostgreSQL behind `mlflow server`, both on this machine, private ports), "
+          f"{r['n']:,} job runs of one sweep ({d['epochs']} epochs of 5 metrics plus 2 test metrics) logged over "
+          "HTTP; best of the rounds, seconds. **old**: `search_runs` plus one `get_metric_history` per run and "
+          "history metric, over HTTP; **new over HTTP**: `load_runs` with the server's URI (the histories by the "
+          "server's `get-history-bulk`, 100 runs per call and metric); **new with the database URI**: `load_runs` "
+          "with the PostgreSQL URI (one SQL query per 500 runs).",
+          "",
+          table(["runs N", "old over HTTP s", "new over HTTP s", "old / new", "new with the database URI s",
+                 "rounds"], [[f"{r['n']:,}", _best(r["old"]), _best(r["new"]), f"{min(r['old']) / min(r['new']):.1f}x",
+                              _best(r["sql"]), str(len(r["new"]))]])]
+    if d["quick"]:
+        md += ["", QUICK_NOTE]
+    return "\n".join(md)
