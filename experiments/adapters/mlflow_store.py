@@ -1,6 +1,6 @@
 """Bulk reads of MLflow metric histories; checked against mlflow 3.17.2 (``tests/test_api.py`` reads a real
-SQLite store through them and fails when they change; the REST path was checked by hand against
-``mlflow server``).
+SQLite store through them and fails when they change; the REST path has no test: starting
+``mlflow server`` costs the suite a minute).
 
 MLflow's public client reads one metric of one run per call
 (``MlflowClient.get_metric_history``): ``runs × metrics`` round trips, which
