@@ -329,7 +329,8 @@ def runs(experiment: str = DEFAULT_EXPERIMENT, sweep: str | None = None, trackin
         replicate_key: the key whose values are replicates.
 
     Returns:
-        Columns ``run_id``, ``status``, one per swept key (values as strings, as typed), ``seed``, one per
+        Columns ``run_id``, ``status``, one per swept key (values as strings, as typed), ``seed``, ``backend``
+        (when the runs logged it), one per
         final metric (``test_<metric>``, ``val_loss``, ...), ``best_val_<metric>`` and ``best_epoch``
         (1-based), ``wall_time_s``, ``start_time``, ``run_name``, ``sweep_id``.
 
