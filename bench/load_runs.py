@@ -132,7 +132,10 @@ def measure_server(tmp: Path, n: int, repeats: int) -> dict:
     from bench.server_load import stack_env, start_stack, stop_stack
     from experiments.analysis.runs import load_runs
 
-    env = stack_env(tmp / "services")
+    import shutil
+
+    services = Path(tempfile.mkdtemp(prefix="layerlab-bench-svc-", dir="/tmp"))  # traversable by `postgres`
+    env = stack_env(services)
     uri = start_stack(env)
     try:
         db = (f"postgresql+psycopg2://mlflow:{env['LAYERLAB_PG_PASSWORD']}@127.0.0.1:{env['LAYERLAB_PG_PORT']}"
@@ -152,6 +155,7 @@ def measure_server(tmp: Path, n: int, repeats: int) -> dict:
         return row
     finally:
         stop_stack(env)
+        shutil.rmtree(services, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
