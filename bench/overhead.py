@@ -217,7 +217,7 @@ def profile_rows(prof: Path) -> list[tuple[str, float]]:
         ("    of which creating the tables of a fresh SQLite store (alembic)",
          ct(fn("mlflow/store/db/utils.py", "_initialize_tables"))),
         ("  tracking.git_state (2 git calls)", ct(fn("experiments/tracking/store.py", "git_state"))),
-        ("  _start_run (mlflow.start_run, tags)", ct(fn("experiments/job/tracked.py", "_start_run"))),
+        ("  RunRecord.start (mlflow.start_run, tags)", ct(fn("experiments/job/run_record.py", "start"))),
         ("  log_params + log_config_files", ct(fn("experiments/job/artifacts.py", "log_params"))
          + ct(fn("experiments/job/artifacts.py", "log_config_files"))),
         ("  setup_runtime (first use of keras/TF)", ct(fn("experiments/training/runtime.py", "setup_runtime"))),
@@ -249,7 +249,7 @@ def profile_rows(prof: Path) -> list[tuple[str, float]]:
     rows.insert(10, ("  rest of _train: its imports (keras + TensorFlow, pandas, matplotlib) and small steps",
                      train_ct - children))
     run_rest = (ct(fn("experiments/job/tracked.py", "run")) - ct(fn("experiments/tracking/store.py", "ensure_experiment"))
-                - ct(fn("experiments/job/tracked.py", "_start_run")) - train_ct)
+                - ct(fn("experiments/job/run_record.py", "start")) - train_ct)
     rows.insert(4, ("  rest of TrackedJob.run: `import mlflow` at its top, check_store, end of run", run_rest))
     return rows
 

@@ -41,7 +41,7 @@ PHASES: list[tuple[str, tuple[str, ...]]] = [
     ("waiting: parent for its workers", ("Parallel._retrieve", "WarmUp.wait")),
     ("waiting: worker for its next job", ("Queue.get (multiprocessing/queues.py",)),
     ("sweep start: store, experiment, parent run", ("start_sweep (experiments/sweeps/callback.py",)),
-    ("sweep end: comparison, reports, champion", ("finalize (experiments/sweeps/summary.py",)),
+    ("sweep end: comparison, reports, champion", ("finalize (experiments/sweeps/finalize.py",)),
     ("job: plots (4 PNG)", ("experiments/analysis/run_plots.py",)),
     ("job: model logging (log_model)", ("log_self_contained_model", "experiments/job/packaging.py")),
     ("job: checkpoints", ("experiments/training/checkpoint.py",)),

@@ -72,10 +72,11 @@ def log_runs(client, exp_id: str, start: int, stop: int, epochs: int) -> None:
 
 def bulk_histories(client, run_ids: list[str]) -> float:
     """Seconds to fetch the metric histories the comparison reads, with the SQL store's bulk query."""
+    from experiments.adapters.mlflow_internals import tracking_store
     from experiments.analysis.runs import history_keys
     from experiments.config.metrics import MetricSpec
 
-    store = client._tracking_client.store
+    store = tracking_store(client)
     t0 = time.perf_counter()
     got = 0
     for key in history_keys(MetricSpec("sparse_categorical_accuracy")):

@@ -47,8 +47,7 @@ def run_from_hydra(cfg):
     debug = debug_enabled()
     try:
         # The typed config first: the schema needs no TensorFlow, so a wrong value (training.epochs=-1) is one
-        # paragraph in 0.8 to 1.4 s (measured) instead of 6.5 s after the import. A dry run validates inside,
-        # to record a failure.
+        # paragraph before TensorFlow is imported, not after it. A dry run validates inside, to record a failure.
         job = None if run_mode(cfg) == "dry_run" else validate(cfg)
         backend = job.backend if job is not None else requested_backend(cfg)
         loaded = loaded_backend()

@@ -61,14 +61,25 @@ NOISE = re.compile("|".join([
 
 
 # The launchers' per-job INFO lines ("Launching 4 jobs locally", "#0 : seed=0 ..."): the sweep's progress
-# display names every job instead (experiments/sweeps/progress_display.py). Their warnings still show.
+# display names every job instead (experiments/sweeps/progress/display.py). Their warnings still show.
 LAUNCH_LOGGERS = ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher",
                   "hydra_plugins.hydra_ray_launcher", "hydra_plugins.layerlab_launcher")
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to a true word (1, true, yes, on; any case).
+
+    The one meaning of a ``LAYERLAB_*`` switch: ``0``, ``false``, empty or unset is off.
+    """
+    return os.environ.get(name, "").strip().lower() in TRUE_WORDS
+
+
 def debug_enabled() -> bool:
-    """``LAYERLAB_DEBUG=1``: full tracebacks, TensorFlow's start-up lines; any other value (``0``, unset) is off."""
-    return os.environ.get("LAYERLAB_DEBUG") == "1"
+    """``LAYERLAB_DEBUG=1``: full tracebacks, TensorFlow's start-up lines; ``0`` or unset is off."""
+    return env_flag("LAYERLAB_DEBUG")
 
 
 def plain_progress() -> bool:
@@ -142,8 +153,8 @@ _HEAP_FROZEN = False
 
 def teardown_may_be_skipped() -> bool:
     """False under a profiler or tracer (cProfile, coverage write their results at normal exit) or with
-    ``LAYERLAB_NO_FAST_EXIT`` set; the one rule of :func:`exit_without_teardown_at_exit` and ``cli.fast_exit``."""
-    return sys.getprofile() is None and sys.gettrace() is None and not os.environ.get("LAYERLAB_NO_FAST_EXIT")
+    ``LAYERLAB_NO_FAST_EXIT=1``; the one rule of :func:`exit_without_teardown_at_exit` and ``cli.fast_exit``."""
+    return sys.getprofile() is None and sys.gettrace() is None and not env_flag("LAYERLAB_NO_FAST_EXIT")
 
 
 def exit_without_teardown_at_exit() -> None:

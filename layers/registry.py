@@ -92,11 +92,6 @@ class Registry:
             return self._objects[self._aliases[name]]
         raise RegistryError(self.miss_message(name))
 
-    def canonical(self, name: str) -> str:
-        """The registered name behind ``name`` (resolves aliases)."""
-        self.get(name)
-        return self._aliases.get(name, name)
-
     def miss_message(self, name: Any, how: bool = True) -> str:
         """The sentence a miss raises: what was asked, close names, how to add (unless ``how=False``)."""
         close = self.suggest(str(name))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import re
 import types
 import typing
@@ -21,6 +22,8 @@ from typing import Any
 
 import docstring_parser
 import keras
+
+log = logging.getLogger(__name__)
 
 #: JSON types, in the order they are listed.
 JSON_TYPES = ("integer", "number", "boolean", "string", "array", "object", "null")
@@ -130,7 +133,8 @@ def _arg_docs(cls) -> dict[str, str]:
 def _hints(init) -> dict[str, Any]:
     try:
         return typing.get_type_hints(init)
-    except Exception:  # an annotation naming something not importable here: no hints, the docstring decides
+    except Exception as exc:  # an annotation naming something not importable here: no hints, the docstring decides
+        log.debug("no type hints for %r: %r", init, exc)
         return {}
 
 

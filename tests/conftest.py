@@ -22,6 +22,15 @@ os.environ.pop("MLFLOW_RUN_ID", None)
 TINY = ["dataset.limit=400", "training.epochs=2", "training.batch_size=128"]
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a test's own server)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_cli(*args: str, tmp_path: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python runner.py ARGS`` in the project root, outputs kept under ``tmp_path``."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

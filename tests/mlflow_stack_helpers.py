@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port  # noqa: F401  (free_port: used by its importers)
 
 SCRIPT = ROOT / "scripts" / "mlflow_stack.sh"
 # Inherited from a surrounding sweep or shell, these would redirect or re-parent the runs under test.
@@ -38,12 +38,6 @@ def env(**extra: str) -> dict:
 
 def tail(proc, n: int = 6000) -> str:
     return f"--- stdout ---\n{(proc.stdout or '')[-n:]}\n--- stderr ---\n{(proc.stderr or '')[-n:]}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def listen_hosts(port: int) -> set[str]:

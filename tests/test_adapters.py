@@ -79,3 +79,16 @@ def test_building_the_training_state_first_traces_the_train_step_once(prebuild):
         assert all(float(np.sum(np.abs(v.numpy()))) == 0.0 for v in model.metrics_variables)
     model.fit(ds, epochs=2, verbose=0)
     assert Counted.traces == (1 if prebuild else 2)
+
+
+def test_mlflow_start_run_tags_and_store_behind_a_client(tmp_path):
+    import mlflow
+    from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME, MLFLOW_USER
+
+    from experiments.adapters.mlflow_internals import start_run_tags, tracking_store
+
+    got = start_run_tags({"mine": "1"})
+    assert got["mine"] == "1" and MLFLOW_USER in got and MLFLOW_SOURCE_NAME in got
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    store = tracking_store(client)
+    assert hasattr(store, "get_metric_history_bulk")

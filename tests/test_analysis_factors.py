@@ -15,7 +15,7 @@ from scipy import stats
 
 from experiments.analysis.factors import factor_tests, interaction_tests
 from experiments.analysis.stats import pairwise_tests
-from experiments.analysis.summary import summarize
+from experiments.analysis.summarize import summarize
 from experiments.config.metrics import MetricSpec
 from experiments.errors import LayerlabError
 from experiments.job.naming import child_run_name, name_from

@@ -84,6 +84,8 @@ def test_layers_never_import_experiments():
     ("experiments.tracking", "experiments.sweeps"), ("experiments.analysis", "experiments.sweeps"),
     ("experiments.job", "experiments.sweeps"), ("experiments.config", "experiments.job"),
     ("experiments.data", "experiments.models"), ("experiments.tracking", "experiments.training"),
+    ("experiments.launching", "experiments.sweeps"), ("experiments.job", "experiments.launching"),
+    ("experiments.analysis", "experiments.launching"), ("experiments.tracking", "experiments.launching"),
 ])
 def test_data_flows_one_way(lower, upper):
     """A lower layer never imports an upper one (README, Architecture)."""
@@ -123,6 +125,18 @@ def test_config_is_read_by_key_only_in_experiments_config():
             if call in ("select", "OmegaConf.select", "_sel"):
                 found.append(f"{module}: {call}")
     assert found == []
+
+
+def test_the_run_lifecycle_is_one_class():
+    """Solo and fused jobs both keep their MLflow run in a RunRecord; the fused job never borrows the solo job's."""
+    assert "experiments.job.run_record" in GRAPH["experiments.job.tracked"]
+    assert "experiments.job.run_record" in GRAPH["experiments.job.fused_job"]
+    assert "experiments.job.tracked" not in GRAPH["experiments.job.fused_job"]
+    opened = [m for m, ts in GRAPH.items() if "experiments.tracking.experiment" in ts]
+    assert {"experiments.job.tracked", "experiments.job.fused_job", "experiments.sweeps.callback"} <= set(opened)
+    ensure = [m for m, ts in GRAPH.items() if "experiments.tracking.store" in ts and m.startswith("experiments.job")
+              and "ensure_experiment" in MODULES[m].read_text()]
+    assert ensure == []
 
 
 def test_every_module_has_one_job_and_stays_small():

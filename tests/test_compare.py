@@ -22,7 +22,7 @@ from experiments.analysis.groups import group_columns, group_labels
 from experiments.analysis.report import rerun_command, write_report
 from experiments.analysis.runs import history_keys, load_runs
 from experiments.analysis.stats import mean_ci, pairwise_tests
-from experiments.analysis.summary import summarize
+from experiments.analysis.summarize import summarize
 from experiments.config.metrics import MetricSpec
 from experiments.errors import LayerlabError
 

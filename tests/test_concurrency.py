@@ -6,7 +6,6 @@ Real processes of `python runner.py` against one fresh SQLite store.
 from __future__ import annotations
 
 import os
-import socket
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import mlflow
 import pytest
 
 from experiments.tracking import tags
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
 
@@ -40,15 +39,9 @@ def _finish(procs, timeout=600):
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ui_lists_experiment(store: str, name: str) -> bool:
     """`mlflow ui` over the store answers and lists the experiment (what a researcher opens)."""
-    port = _free_port()
+    port = free_port()
     ui = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
                            "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           start_new_session=True)  # its server workers go with it

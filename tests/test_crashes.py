@@ -374,7 +374,7 @@ def test_sigkill_of_the_sweep_process_leaves_no_parent_running(tmp_path, store):
 
 
 def test_ledger_rows_and_completing_command(tmp_path):
-    from experiments.sweeps.launched import completing_command, unstarted_rows, write_ledger
+    from experiments.launching.ledger import completing_command, unstarted_rows, write_ledger
     from hydra_plugins.layerlab_launcher._pool import death_reason
 
     write_ledger(tmp_path, {0: {"overrides": ["seed=0"], "state": "done", "error": ""},
@@ -391,7 +391,7 @@ def test_ledger_rows_and_completing_command(tmp_path):
 
 
 def test_a_retried_attempt_is_not_a_failed_job():
-    from experiments.sweeps.summary import RETRIED, mark_retried
+    from experiments.sweeps.finalize import RETRIED, mark_retried
 
     rows = [{"job": "1", "status": "FAILED", "error": "process lost"}, {"job": "1", "status": "FINISHED", "error": ""},
             {"job": "2", "status": "FAILED", "error": "boom"}]

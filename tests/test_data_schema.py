@@ -54,7 +54,7 @@ def test_dictconfig_with_interpolations_is_resolved():
     [
         (None, "dataset", "select one, e.g. dataset=mnist_sample"),
         ([1, 2], "dataset", "select a config group option, e.g. dataset=mnist_sample"),
-        ({"name": ["mnist"]}, "dataset.name", "choose one of digits, mnist, mnist_sample, synthetic"),
+        ({"name": ["mnist"]}, "dataset.name", "choose one of arrays, digits, fashion_mnist, image_folder, mnist, mnist_sample, synthetic, table"),
         ({"name": "mnist_sample", "val_fraction": 0}, "dataset.val_fraction",
          "set dataset.val_fraction to a fraction such as 0.1"),
         ({"name": "mnist", "test_fraction": 1.0}, "dataset.test_fraction",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import ROOT, TINY, compose, run_cli
+from tests.conftest import ROOT, TINY, compose, free_port, run_cli
 
 pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
 
@@ -94,14 +93,8 @@ def test_sweep_rerun_skips_finished_jobs(tmp_path, store):
     assert len(jobs) == 2  # nothing trained twice
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_dead_server_is_detected_before_training(tmp_path):
-    port = _free_port()
+    port = free_port()
     proc = run_cli(*TINY, f"tracking.uri=http://127.0.0.1:{port}", "tracking.timeout_s=3", tmp_path=tmp_path)
     assert proc.returncode == 2
     assert f"the MLflow tracking server at http://127.0.0.1:{port} does not answer" in proc.stderr
@@ -133,7 +126,7 @@ def _stop_server(proc: subprocess.Popen) -> None:
 
 
 def test_server_dying_mid_run_keeps_training_and_upload_finishes_the_run(tmp_path):
-    port, db, artifacts = _free_port(), tmp_path / "server.db", tmp_path / "server-artifacts"
+    port, db, artifacts = free_port(), tmp_path / "server.db", tmp_path / "server-artifacts"
     server = _start_server(db, port, artifacts)
     uri = f"http://127.0.0.1:{port}"
     try:
@@ -184,6 +177,34 @@ def _corrupt_npz(tmp_path) -> Path:
     return path
 
 
+def _bad_data(tmp_path) -> dict:
+    """The broken datasets of the catalogue, written into tmp_path (a few files each)."""
+    import numpy as np
+    import pandas as pd
+
+    from tests import datasets_fixtures as fx
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_images = fx.image_folder(tmp_path / "no_images", per_class=3)
+    (no_images / "bird").mkdir()
+    (no_images / "bird" / "notes.txt").write_text("no images here")
+    truncated = fx.image_folder(tmp_path / "truncated", per_class=3)
+    victim = truncated / "dog" / "dog_001.png"
+    victim.write_bytes(victim.read_bytes()[:60])
+    rows = fx.table(tmp_path / "rows.csv", n=40)
+    free_text = tmp_path / "free_text.csv"
+    pd.read_csv(rows).assign(comment=[f"note {i}" for i in range(40)]).to_csv(free_text, index=False)
+    holes = tmp_path / "holes.csv"
+    df = pd.read_csv(rows)
+    df.loc[3, "size"] = np.nan
+    df.to_csv(holes, index=False)
+    np.savez(tmp_path / "keys.npz", images=np.zeros((20, 4, 4), np.uint8), labels=np.arange(20) % 2)
+    prices = fx.table(tmp_path / "prices.csv", n=40, regression=True)
+    return {"corrupt": _corrupt_npz(tmp_path), "empty": empty, "no_images": no_images, "truncated": truncated,
+            "rows": rows, "free_text": free_text, "holes": holes, "keys": tmp_path / "keys.npz", "prices": prices}
+
+
 CATALOGUE = {
     "unknown group option": (["model=lamda_mlp"], "model = 'lamda_mlp': no option 'lamda_mlp' in config group "
                                                    "'model'; did you mean 'lambda_mlp'"),
@@ -204,6 +225,25 @@ CATALOGUE = {
     "unknown layer in an override": (["model.layers.2.type=Dence"], "did you mean 'Dense'"),
     "unknown optimizer": (["optimizer.name=Adamm"], "optimizer.name = 'Adamm': no Keras optimizer of that name; "
                                                     "did you mean 'Adam'"),
+    "missing image folder": (["dataset=image_folder", "dataset.path=/nonexistent/images"],
+                             "dataset.path = '/nonexistent/images': no such folder"),
+    "empty image folder": (["dataset=image_folder", "dataset.path={empty}"], "holds no class folders"),
+    "class folder without images": (["dataset=image_folder", "dataset.path={no_images}"],
+                                    "bird holds no images"),
+    "truncated image file": (["dataset=image_folder", "dataset.path={truncated}"],
+                             "dog_001.png cannot be decoded"),
+    "missing target column": (["dataset=table", "dataset.path={rows}", "dataset.target=price"],
+                              "dataset.target = 'price': rows.csv has no column 'price'"),
+    "feature neither numeric nor categorical": (["dataset=table", "dataset.path={free_text}", "dataset.target=label",
+                                                 "dataset.max_categories=10"],
+                                                "feature column 'comment' is neither numeric nor categorical"),
+    "NaN in a table": (["dataset=table", "dataset.path={holes}", "dataset.target=label"],
+                       "have missing values (NaN) in column(s) size"),
+    "npz without the expected keys": (["dataset=arrays", "dataset.path={keys}"],
+                                      "dataset.x_key = 'x_train': keys.npz has no array 'x_train'"),
+    "regression target with a classification loss": (
+        ["dataset=table", "dataset.path={prices}", "dataset.target=price", "model=table_mlp"],
+        "dataset.task = 'regression': the target is a regression target"),
 }
 
 
@@ -230,7 +270,9 @@ def test_bad_input_catalogue(case, tmp_path):
     from experiments.job.entry import run_job
 
     args, expected = CATALOGUE[case]
-    args = [a.format(corrupt=_corrupt_npz(tmp_path)) for a in args]
+    if any("{" in a for a in args):
+        files = _bad_data(tmp_path)
+        args = [a.format(**files) for a in args]
     with pytest.raises(LayerlabError) as caught:
         run_job(compose("dry_run=true", *args))  # the CLI prints str(exc) after `layerlab: error: `
     message = str(caught.value)

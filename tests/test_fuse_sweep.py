@@ -64,7 +64,7 @@ def test_a_replica_gets_the_overrides_and_config_of_its_solo_job():
 
 
 def test_the_sweeps_display_names_a_fused_job_by_its_seeds_not_the_sweepers_keys():
-    from experiments.sweeps.progress_view import names
+    from experiments.sweeps.progress.view import names
 
     fused = fuse_jobs(JOBS, fuse_max=2)
     jobs = [{"job": i, "overrides": g.overrides} for i, g in enumerate(fused)] + [{"job": 9, "overrides": JOBS[0]}]
@@ -214,3 +214,40 @@ def test_a_diverging_replica_fails_alone_as_its_solo_run_does(tmp_path, store):
     assert outcome["fused"] == outcome["solo"]  # the same seeds fail, with the same message
     assert all("the training loss became" in error for status, error in outcome["fused"].values()
                if status == "FAILED")
+
+
+def test_fusion_reads_overrides_as_hydra_does():
+    """``+seed=3`` sets the seed as ``seed=3`` does: grouped as a replicate, and a replica keeps the ``+``."""
+    from experiments.config.fusion import fuse_jobs, group_overrides, replica_overrides
+
+    groups = fuse_jobs([["model.activation=abs", "+seed=0"], ["model.activation=abs", "+seed=1"]])
+    assert len(groups) == 1 and groups[0].seeds == (0, 1)
+    assert replica_overrides(groups[0].overrides, 1) == ["model.activation=abs", "+seed=1"]
+    assert group_overrides(groups[0].overrides) == ["model.activation=abs", "+seed=0,1"]
+
+
+def test_a_fused_job_that_left_no_run_is_listed_as_its_replicas(tmp_path):
+    """Its status file (any launcher) and the layerlab launcher's ledger both give one summary row per replica."""
+    from experiments.launching.ledger import unstarted_rows, write_ledger
+    from experiments.sweeps.finalize import ended_without_run_rows
+    from experiments.training.progress_file import PROGRESS_DIR, write_status
+
+    fused = ["model.activation=abs", "seed=0", "sweep.fused_seeds=[0,1,2]", "sweep.fused_jobs=[3,4,5]"]
+    write_status(tmp_path / PROGRESS_DIR / "1.json", fresh=True, job=1, overrides=fused, status="FAILED",
+                 error="ConfigError: training.strategy: fused replicates train on one device")
+    write_status(tmp_path / PROGRESS_DIR / "0.json", fresh=True, job=0, overrides=["seed=9"], status="FINISHED")
+    rows = ended_without_run_rows(tmp_path, seen_jobs={"4"})
+    assert [(r["job"], r["status"]) for r in rows] == [("3", "FAILED"), ("5", "FAILED")]
+    assert rows[0]["rerun"] == "python runner.py model.activation=abs seed=0"
+    assert rows[1]["rerun"] == "python runner.py model.activation=abs seed=2" and "one device" in rows[1]["error"]
+    write_ledger(tmp_path, {1: {"overrides": fused, "state": "lost", "error": "killed by signal 9"}})
+    assert [r["job"] for r in unstarted_rows(tmp_path, seen_jobs=set())] == ["3", "4", "5"]
+
+
+@pytest.mark.slow
+def test_a_fused_job_that_dies_before_its_runs_exist_is_in_the_summary(tmp_path, store):
+    proc = run_cli("-m", "seed=0,1", "sweep.fuse_replicates=true", "training.strategy=mirrored", *TINY,
+                   "sweep.compare=false", f"tracking.uri={store}", tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert "job 0 FAILED" in proc.stdout and "job 1 FAILED" in proc.stdout, proc.stdout[-3000:]
+    assert "rerun alone: python runner.py seed=1" in proc.stdout

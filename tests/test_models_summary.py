@@ -1,4 +1,4 @@
-"""experiments.models.summary: the summary table at full width without touching the environment."""
+"""experiments.models.describe: the summary table at full width without touching the environment."""
 
 from __future__ import annotations
 

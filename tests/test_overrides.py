@@ -33,7 +33,7 @@ def test_text_hydra_would_not_take_is_left_to_hydra():
 def test_names_groups_and_ledger_agree_on_add_and_delete():
     from experiments.analysis.groups import _split_override
     from experiments.job.naming import child_run_name, constant_keys
-    from experiments.sweeps.launched import reusable_hydra_overrides
+    from experiments.launching.ledger import reusable_hydra_overrides
 
     assert child_run_name(["+model.activation=abs", "seed=1", "~training.shuffle"],
                           ["model.activation=abs,relu", "seed=0,1", "~training.shuffle"]) == "activation=abs seed=1"

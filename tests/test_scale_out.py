@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 
 from tests.conftest import ROOT
 from tests.mlflow_stack_helpers import env as _env
-from tests.mlflow_stack_helpers import free_port as _free_port
+from tests.conftest import free_port
 from tests.mlflow_stack_helpers import listen_hosts as _listen_hosts
 from tests.mlflow_stack_helpers import running_stack
 from tests.mlflow_stack_helpers import stack as _stack
@@ -285,7 +285,7 @@ def ray_head():
     if not ray_bin.exists():
         pytest.skip(f"the ray command is not installed next to {sys.executable}")
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
-    port = _free_port()
+    port = free_port()
     env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     log = open(temp / "head.log", "w")
     head = subprocess.Popen(

@@ -138,7 +138,7 @@ def test_a_sweeps_parent_reads_its_settings_typed_and_one_launcher_rule():
 
     from experiments.config.launcher import LauncherSettings, launcher_settings, parallel_jobs, threads_per_worker
     from experiments.config.multirun import multirun_config
-    from experiments.sweeps.warm import JOBLIB_LAUNCHER
+    from experiments.launching.warm import JOBLIB_LAUNCHER
 
     settings = multirun_config(compose("sweep.replicate_key=run", "tracking.experiment=e"))
     assert settings.sweep.replicate_key == "run" and settings.tracking.experiment == "e"
@@ -169,3 +169,12 @@ def test_the_sweep_context_is_one_public_object():
     finally:
         assert context.take() is state and context.state is None
     assert isinstance(context.launcher, LauncherSettings)
+
+
+@pytest.mark.parametrize("value,target", [(None, None), (False, None), ("false", None), ("Null", None),
+                                          ("none", None), (True, True), ("TRUE", True), ("3f2a9c", "3f2a9c")])
+def test_training_resume_is_read_once_by_the_typed_config(value, target):
+    from experiments.config.schema import TrainingSchema
+
+    training = TrainingSchema(epochs=1, batch_size=8, loss="mse", resume=value)
+    assert training.resume_target == target

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,13 +18,7 @@ import pytest
 
 from experiments.job.artifacts import log_model
 from experiments.models import build_model
-from tests.conftest import compose
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import compose, free_port
 
 
 def _post(url: str, body: dict, timeout: float = 60) -> dict:
@@ -50,7 +43,7 @@ def test_served_model_answers_invocations_with_class_probabilities(tmp_path, sto
     model_uri = client.get_run(run.info.run_id).data.tags["layerlab.model_uri"]
     expected = model.predict(x, verbose=0)
 
-    port = _free_port()
+    port = free_port()
     mlflow_cli = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     # As with an activated virtualenv: the scoring server execs `uvicorn` from PATH (make test does not activate it).
     env = {**os.environ, "MLFLOW_TRACKING_URI": store, "TF_CPP_MIN_LOG_LEVEL": "2",

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from experiments.config.multirun import count_jobs
-from experiments.sweeps import progress_view as view
-from experiments.sweeps.progress_display import SweepProgress, live_wanted
+from experiments.sweeps.progress import view
+from experiments.sweeps.progress.display import SweepProgress, live_wanted
 from experiments.training.progress_file import read_status, read_statuses, status_path, write_status
 from experiments.training.runtime import fit_verbosity
 from tests.conftest import ROOT, run_cli
@@ -182,3 +182,26 @@ def test_a_sweep_on_a_terminal_shows_the_live_display(tmp_path, store):
     assert "ETA" in text and "sweep" in text
     assert "layerlab: job 0 FINISHED activation=abs" in text and "layerlab: job 1 FINISHED activation=relu" in text
     assert not re.search(r"Epoch \d+/\d+", text)
+
+
+def test_job_lines_and_tables_fit_a_120_column_terminal_without_splitting_words():
+    from experiments.analysis.formatting import text_table
+
+    job = {"job": 12, "status": "FAILED", "started": 0, "updated": 65, "metric": "val_sparse_categorical_accuracy",
+           "error": "ConfigError: training.batch_size: expected a positive integer, e.g. training.batch_size=1024"}
+    board = view.Board([job], planned=40, elapsed_s=65,
+                       names={12: "model=residual_graph model.activation=abs optimizer.learning_rate=0.003 seed=4"})
+    wide = view.result_line(job, board)
+    assert "| 0 done, 0 running, 1 failed" in wide and len(wide) > 120  # off a terminal: one line, counts included
+    fitted = view.result_line(job, board, width=120)
+    assert all(len(line) <= 120 for line in fitted.splitlines())
+    assert fitted.split() == wide.split("|")[0].split()  # the same words, none cut
+    short = {"job": 1, "status": "FINISHED", "started": 0, "updated": 5}
+    assert view.result_line(short, board, width=120) == view.result_line(short, board)
+    header = ["factor", "levels", "difference [95% CI]", "verdict"]
+    rows = [["model.activation", "abs vs relu", "+0.0123 [+0.0010, +0.0236]",
+             "abs is better than relu (p=0.012, Holm), a large effect (d_z=1.4); the difference is detectable"]]
+    table = text_table(header, rows, width=60)
+    assert all(len(line) <= 60 for line in table.splitlines())
+    assert sorted(table.replace("-", " ").split()) == sorted(" ".join(header + rows[0]).replace("-", " ").split())
+    assert text_table(header, rows).count("\n") == 2  # no width: header, rule, one line per row

@@ -43,7 +43,7 @@ def test_the_parent_side_never_imports_tensorflow_keras_or_mlflow_at_start():
 
 
 def test_joblib_settings_mirror_the_launcher_and_ignore_other_launchers():
-    from experiments.sweeps.warm import JOBLIB_LAUNCHER, joblib_settings
+    from experiments.launching.warm import JOBLIB_LAUNCHER, joblib_settings
 
     node = OmegaConf.create({"_target_": JOBLIB_LAUNCHER, "n_jobs": 2, "backend": None, "prefer": "processes",
                              "pre_dispatch": "2*n_jobs", "batch_size": "auto", "max_nbytes": "1000",
@@ -71,7 +71,7 @@ def test_the_heap_is_frozen_once_per_process():
 def test_warm_workers_are_the_ones_the_launcher_call_reuses():
     from joblib import Parallel, delayed
 
-    from experiments.sweeps.warm import JOBLIB_LAUNCHER, release_joblib_workers, warm_workers
+    from experiments.launching.warm import JOBLIB_LAUNCHER, release_joblib_workers, warm_workers
 
     node = OmegaConf.create({"_target_": JOBLIB_LAUNCHER, "n_jobs": 2, "backend": None, "prefer": "processes",
                              "require": None, "verbose": 0, "timeout": None, "pre_dispatch": "2*n_jobs",
@@ -80,7 +80,7 @@ def test_warm_workers_are_the_ones_the_launcher_call_reuses():
     warm.wait()
     assert warm.error is None, warm.error
     assert len(warm.pids) == 2 and all(pid != os.getpid() for pid in warm.pids)
-    from experiments.sweeps.warm import joblib_settings
+    from experiments.launching.warm import joblib_settings
 
     used = set(Parallel(**joblib_settings(node))(delayed(os.getpid)() for _ in range(6)))
     assert used <= set(warm.pids), (used, warm.pids)  # same processes: TensorFlow was imported there already

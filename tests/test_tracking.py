@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 
 import mlflow
 import pytest
@@ -12,6 +11,7 @@ from experiments.tracking.channel import RunChannel
 from experiments.tracking.redaction import MAX_PARAM_VALUE, params_from_flat, redact
 from experiments.tracking.store import ensure_experiment, find_parent, find_runs
 from experiments.tracking.uri import PROJECT_ROOT, default_uri, resolve_uri
+from tests.conftest import free_port
 
 
 def test_one_function_resolves_the_uri(monkeypatch):
@@ -48,14 +48,8 @@ def test_parent_found_only_while_running_and_for_its_own_folder(store):
         [run.info.run_id]
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_channel_goes_offline_when_the_server_is_gone_and_keeps_what_was_missed(tmp_path):
-    channel = RunChannel(f"http://127.0.0.1:{_closed_port()}")
+    channel = RunChannel(f"http://127.0.0.1:{free_port()}")
 
     def boom():
         raise ConnectionError("refused")

@@ -11,7 +11,6 @@ to the test's tmp folder (``ui_screens/``).
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,12 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import free_port, run_cli
 
 pytestmark = pytest.mark.slow  # a real sweep, a real server, a real browser
 
 CHROMIUM = "/usr/bin/chromium"
 CHILDREN = ["activation=abs seed=0", "activation=abs seed=1", "activation=relu seed=0", "activation=relu seed=1"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +38,7 @@ def served_sweep(tmp_path_factory):
                    "tracking.experiment=ui_sweep", tmp_path=tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     exp_id = mlflow.MlflowClient(uri).get_experiment_by_name("ui_sweep").experiment_id
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
          "--port", str(port), "--workers", "1"],

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from experiments.config.launcher import JOBLIB_LAUNCHER, LAYERLAB_LAUNCHER, LauncherSettings, threads_per_worker
-from experiments.sweeps.worker_pool import warm_pool
+from experiments.launching.pool import warm_pool
 from tests.conftest import ROOT, TINY
 from tests.test_sweep_speed import _processes_with
 

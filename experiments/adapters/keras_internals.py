@@ -1,7 +1,7 @@
 """Keras internals used where Keras has no public way; checked against keras 3.15.1
 (``tests/test_adapters.py`` fails when they change).
 
-:mod:`experiments.models.summary` draws the table of ``model.summary()`` at a
+:mod:`experiments.models.describe` draws the table of ``model.summary()`` at a
 fixed width.  ``model.summary(print_fn=..., line_length=...)`` renders through
 a ``rich`` console whose width comes from the terminal or ``$COLUMNS`` (80
 without a terminal), which clips the table; widening it would mean writing
@@ -41,8 +41,7 @@ def build_training_state(model, element_spec) -> None:
     Without a distribution strategy, Keras 3 (TensorFlow backend) creates them
     lazily, inside the first trace of the train step; ``tf.function`` then
     traces the step a second time, since a function that created variables
-    must be traced again without creating them (about half the tracing time
-    of a small model's job, and of a fused group, BENCHMARKS.md). Keras'
+    must be traced again without creating them (its cost: BENCHMARKS.md). Keras'
     ``_symbolic_build`` (what its ``fit`` does itself under a strategy) builds
     them from the shapes alone: no data is read, no random number drawn, the
     values are those Keras would create (zeros).

@@ -20,7 +20,7 @@ or from Python (the sweep calls this at the end of every sweep)::
 The parts: :mod:`~experiments.analysis.runs` (loading),
 :mod:`~experiments.analysis.metric` (which metric),
 :mod:`~experiments.analysis.groups` (which groups),
-:mod:`~experiments.analysis.summary` and :mod:`~experiments.analysis.stats`
+:mod:`~experiments.analysis.summarize` and :mod:`~experiments.analysis.stats`
 (the numbers), :mod:`~experiments.analysis.curves` (plots) and
 :mod:`~experiments.analysis.report` (text).
 """
@@ -35,12 +35,13 @@ from typing import Any, Sequence
 from experiments.analysis.curves import plot_curves
 from experiments.analysis.factor_report import description_markdown, render_factor_table
 from experiments.analysis.factors import all_verdicts, factor_tests, interaction_tests
+from experiments.analysis.formatting import terminal_width
 from experiments.analysis.groups import SEED_KEY
 from experiments.analysis.metric import FALLBACK_METRIC, MetricLike, pretty_metric, resolve_metric
 from experiments.analysis.report import render_table, write_report
 from experiments.analysis.runs import load_runs, not_finished
 from experiments.analysis.stats import pairwise_tests
-from experiments.analysis.summary import summarize
+from experiments.analysis.summarize import summarize
 from experiments.errors import LayerlabError
 from experiments.process import debug_enabled
 from experiments.tracking import tags
@@ -113,11 +114,12 @@ def compare_sweep(
     title = f"Comparison: experiment {experiment!r}" + (f", sweep {sweep_id!r}" if sweep_id else "")
     paths = write_report(summary, tests, failed, out_dir, plots=plots, title=title, interactions=interactions,
                          pairs=pairs)
-    factor_text = render_factor_table(tests, interactions)
+    width = terminal_width()  # the table is printed on this process's stdout: fitted to a terminal's width
+    factor_text = render_factor_table(tests, interactions, width)
     return {
         **paths,
         "plots": plots,
-        "table": render_table(summary) + (f"\n\n{factor_text}" if factor_text else ""),
+        "table": render_table(summary, width) + (f"\n\n{factor_text}" if factor_text else ""),
         "verdicts": all_verdicts(tests, interactions, pairs),
         "description": description_markdown(summary, tests, interactions, title=title),
         "metric": spec,

@@ -11,11 +11,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from experiments.analysis.formatting import fmt, fmt_p, markdown_table
+from experiments.analysis.formatting import fmt, fmt_p, markdown_table, text_table
 from experiments.analysis.metric import pretty_metric
 from experiments.analysis.power import POWER, replicates_text
 from experiments.analysis.stats import EFFECT_NAMES
-from experiments.analysis.summary import metric_columns, summary_metric
+from experiments.analysis.summarize import metric_columns, summary_metric
 
 FACTOR_NOTE = (
     "Each factor's levels are compared within each combination of the other swept keys (simple effects): "
@@ -129,19 +129,16 @@ def factor_sections(tests: pd.DataFrame, interactions: pd.DataFrame | None) -> l
     return lines + ["### Verdicts", "", *[f"- {v}" for v in verdicts], ""]
 
 
-def render_factor_table(tests: pd.DataFrame, interactions: pd.DataFrame | None) -> str:
-    """The factor comparisons (and interactions) as fixed-width text for the terminal."""
+def render_factor_table(tests: pd.DataFrame, interactions: pd.DataFrame | None, width: int | None = None) -> str:
+    """The factor comparisons (and interactions) as fixed-width text for the terminal (``width``: its columns;
+    wider cells wrap at spaces)."""
     blocks = []
     for header, rows in ((factor_header(tests), factor_rows(tests)),
                          (interaction_header(interactions),
                           interaction_rows(interactions) if interactions is not None else [])):
         if not rows:
             continue
-        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-        lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
-                 "  ".join("-" * w for w in widths)]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-        blocks.append("\n".join(lines))
+        blocks.append(text_table(header, rows, width))
     return "\n\n".join(blocks)
 
 
@@ -159,7 +156,7 @@ def description_markdown(
     """The short Markdown a person reads on the sweep's parent run: groups, comparisons, verdicts in words.
 
     Args:
-        summary: output of :func:`experiments.analysis.summary.summarize`.
+        summary: output of :func:`experiments.analysis.summarize.summarize`.
         tests: output of :func:`experiments.analysis.factors.factor_tests`.
         interactions: output of :func:`experiments.analysis.factors.interaction_tests`.
         title: the first line.

@@ -10,10 +10,10 @@ from typing import Any, Sequence
 import pandas as pd
 
 from experiments.analysis.factor_report import factor_sections
-from experiments.analysis.formatting import fmt, fmt_p, markdown_table as _markdown_table
+from experiments.analysis.formatting import fmt, fmt_p, markdown_table as _markdown_table, text_table
 from experiments.analysis.groups import OVERRIDES_COLUMN, parse_overrides
 from experiments.analysis.metric import pretty_metric
-from experiments.analysis.summary import metric_columns, summary_metric
+from experiments.analysis.summarize import metric_columns, summary_metric
 
 CI_NOTE = "± = half width of the 95% CI of the mean (t distribution); FINISHED runs only."
 
@@ -51,17 +51,18 @@ def _target(summary: pd.DataFrame) -> float | None:
     """The target of a summary, ``None`` when none was set.
 
     Args:
-        summary: output of :func:`experiments.analysis.summary.summarize`.
+        summary: output of :func:`experiments.analysis.summarize.summarize`.
     """
     value = summary["target"].iloc[0]
     return None if value is None or pd.isna(value) else float(value)
 
 
-def render_table(summary: pd.DataFrame) -> str:
+def render_table(summary: pd.DataFrame, width: int | None = None) -> str:
     """The summary as a fixed-width text table for the terminal.
 
     Args:
-        summary: output of :func:`experiments.analysis.summary.summarize`.
+        summary: output of :func:`experiments.analysis.summarize.summarize`.
+        width: the terminal's columns (wider cells wrap at spaces); None: one line per group.
     """
     columns = list(metric_columns(summary_metric(summary)))
     shown = [p for p in columns if p.startswith("test_")] + columns[:1]  # test values, then the val metric
@@ -75,11 +76,7 @@ def render_table(summary: pd.DataFrame) -> str:
         + [fmt(r["epoch_time_s_mean"], 2)]
         for _, r in summary.iterrows()
     ]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.append(CI_NOTE)
-    return "\n".join(lines)
+    return text_table(header, rows, width) + "\n" + CI_NOTE
 
 
 def rerun_command(overrides: Any) -> str:
@@ -97,7 +94,7 @@ def _summary_section(summary: pd.DataFrame) -> list[str]:
     """The markdown lines of the summary table.
 
     Args:
-        summary: output of :func:`experiments.analysis.summary.summarize`.
+        summary: output of :func:`experiments.analysis.summarize.summarize`.
     """
     spec = summary_metric(summary)
     columns = metric_columns(spec)
@@ -215,7 +212,7 @@ def write_report(
     """Write ``comparison.md``, ``comparison.csv`` and ``comparison_tests.csv``.
 
     Args:
-        summary: output of :func:`experiments.analysis.summary.summarize`
+        summary: output of :func:`experiments.analysis.summarize.summarize`
             (saved as ``comparison.csv``).
         tests: output of :func:`experiments.analysis.factors.factor_tests`
             or of :func:`experiments.analysis.stats.pairwise_tests` (saved as

@@ -113,12 +113,130 @@ class SyntheticSchema(DatasetSchema):
                             fix="raise dataset.num_samples, e.g. dataset.num_samples=10000")
 
 
+TASK_CHOICES = ("auto", "classification", "binary", "regression")
+_TASK_EXPECT = "auto, classification, binary or regression"
+_TASK_FIX = ("set dataset.task=auto (inferred: float target -> regression, two classes -> binary), or name it: "
+             "classification, binary or regression")
+
+
+def _size_ok(v) -> bool:
+    return len(v) == 2 and all(d > 0 for d in v)
+
+
+@dataclass(frozen=True)
+class FashionMnistSchema(MnistSchema):
+    """``fashion_mnist``: Zalando's 70,000 28x28 clothing images, official split, checked by SHA-256."""
+
+    path: Any = spec(None, expect="null or a folder with the four Fashion-MNIST IDX files (.gz or not)",
+                     check=_path_ok, fix="set dataset.path=/usr/share/datasets/fashion-mnist (after "
+                                         "scripts/install_fashion_mnist.sh) or dataset.path=null")
+
+
+@dataclass(frozen=True)
+class ArraysSchema(DatasetSchema):
+    """``arrays``: NumPy arrays from one ``.npz`` file."""
+
+    NUM_CLASSES: ClassVar[Optional[int]] = None
+
+    path: Any = spec(None, expect="the path of a .npz file", check=_path_ok,
+                     fix="set dataset.path=/path/to/data.npz (keys x_train, y_train, optionally x_test, y_test)")
+    x_key: str = spec("x_train", expect="the name of the samples array in the .npz")
+    y_key: str = spec("y_train", expect="the name of the labels or targets array in the .npz")
+    x_test_key: Optional[str] = spec("x_test", expect="null or the name of the test samples array (used if present)")
+    y_test_key: Optional[str] = spec("y_test", expect="null or the name of the test labels array (used if present)")
+    task: str = spec("auto", expect=_TASK_EXPECT, check=lambda v: v in TASK_CHOICES, fix=_TASK_FIX)
+
+
+@dataclass(frozen=True)
+class TableSchema(DatasetSchema):
+    """``table``: a CSV or Parquet table through pandas; one target column, the others (or a list) as features."""
+
+    NUM_CLASSES: ClassVar[Optional[int]] = None
+
+    path: Any = spec(None, expect="the path of a .csv, .tsv or .parquet file", check=_path_ok,
+                     fix="set dataset.path=/path/to/table.csv")
+    target: Optional[str] = spec(None, expect="the name of the label (or regression target) column",
+                       fix="set dataset.target=<column name>")
+    features: Optional[list[str]] = spec(None, expect="null (every column but the target) or a list of column names",
+                                         fix="set dataset.features=[col_a,col_b] or dataset.features=null")
+    max_categories: int = spec(50, expect="a positive integer", check=lambda v: v > 0,
+                               fix="set dataset.max_categories=50 (text columns with more distinct values are "
+                                   "rejected)")
+    task: str = spec("auto", expect=_TASK_EXPECT, check=lambda v: v in TASK_CHOICES, fix=_TASK_FIX)
+
+
+COLOR_MODES = ("grayscale", "rgb")
+
+
+@dataclass(frozen=True)
+class ImageFolderSchema(DatasetSchema):
+    """``image_folder``: images in ``path/<class>/*`` or ``path/train|test/<class>/*``, streamed from disk."""
+
+    NUM_CLASSES: ClassVar[Optional[int]] = None
+
+    path: Any = spec(None, expect="the folder holding one sub-folder per class (or train/ and test/)",
+                     check=_path_ok, fix="set dataset.path=/path/to/images")
+    image_size: list[int] = spec(expect="[height, width], two positive integers", check=_size_ok,
+                                 fix="set dataset.image_size=[64,64]", default_factory=lambda: [64, 64])
+    color_mode: str = spec("rgb", expect="grayscale or rgb", check=lambda v: v in COLOR_MODES,
+                           fix="set dataset.color_mode=rgb or dataset.color_mode=grayscale")
+    check_images: bool = spec(True, expect="true or false",
+                              fix="set dataset.check_images=true (decode-check every file before training)")
+    task: str = spec("auto", expect="auto, classification or binary",
+                     check=lambda v: v in ("auto", "classification", "binary"),
+                     fix="set dataset.task=auto (two class folders -> binary)")
+
+
+@dataclass(frozen=True)
+class OpenSchema(DatasetSchema):
+    """A user loader's option (``_target_`` or registered without a schema): any further keys, in ``options``.
+
+    Class attributes:
+        OPEN: keys beyond the fields are allowed and handed to the loader as ``opts.options``.
+    """
+
+    NUM_CLASSES: ClassVar[Optional[int]] = None
+    OPEN: ClassVar[bool] = True
+
+    # The YAML's `_target_` (Hydra's word for "the callable"), kept under a public name.
+    loader: Optional[str] = spec(None, expect="null or the dotted path of a loader function (my_pkg.data.load)",
+                                 check=lambda v: v is None or (isinstance(v, str) and "." in v),
+                                 fix="set dataset._target_=my_pkg.module.function")
+    options: dict = spec(expect="the option's own keys", default_factory=dict)
+
+
 DATASET_SCHEMAS: dict[str, type[DatasetSchema]] = {
     "mnist_sample": MnistSampleSchema,
     "mnist": MnistSchema,
     "digits": DigitsSchema,
     "synthetic": SyntheticSchema,
+    "fashion_mnist": FashionMnistSchema,
+    "arrays": ArraysSchema,
+    "table": TableSchema,
+    "image_folder": ImageFolderSchema,
 }
+
+
+def register_dataset_schema(name: str, schema: type[DatasetSchema]) -> None:
+    """Make ``dataset.name=<name>`` valid with the keys of ``schema`` (:func:`experiments.data.register_dataset`)."""
+    existing = DATASET_SCHEMAS.get(name)
+    if existing is not None and existing is not schema:
+        raise ConfigError(f"a dataset named {name!r} is already registered (schema {existing.__name__})",
+                          path="dataset.name", value=name, fix="register your loader under another name")
+    DATASET_SCHEMAS[name] = schema
+
+
+def import_dataset_modules(modules) -> None:
+    """Import ``registry.modules`` so the datasets they register validate by name (before the job's own import)."""
+    import importlib
+
+    for dotted in modules or ():
+        try:
+            importlib.import_module(str(dotted))
+        except Exception as exc:  # the job reports it the same way when it loads the layers
+            raise ConfigError(f"cannot import the registry module {dotted!r} ({type(exc).__name__}: {exc})",
+                              path="registry.modules", value=list(modules),
+                              fix="remove the module from registry.modules or make it importable") from None
 
 
 def check_rules(schema: type[DatasetSchema], opts: dict) -> None:
@@ -140,7 +258,7 @@ def check_rules(schema: type[DatasetSchema], opts: dict) -> None:
                 value=opts["test_fraction"],
                 fix="make the two fractions sum to less than 1, e.g. val_fraction=0.1 and test_fraction=0.2",
             )
-    num_classes = schema.NUM_CLASSES if schema.NUM_CLASSES is not None else opts["num_classes"]
+    num_classes = schema.NUM_CLASSES if schema.NUM_CLASSES is not None else opts.get("num_classes", 1)
     if "num_samples" in opts and opts["num_samples"] < 2 * num_classes:
         raise ConfigError(
             f"must be an integer of at least 2 x num_classes = {2 * num_classes}",
@@ -180,22 +298,43 @@ def validate_dataset(node) -> dict:
         )
     node = dict(node)
     name = node.get("name")
-    if not isinstance(name, str) or name not in DATASET_SCHEMAS:
+    if isinstance(name, str) and node.get("_target_") is not None and name not in DATASET_SCHEMAS:
+        schema: type[DatasetSchema] = OpenSchema
+    elif not isinstance(name, str) or name not in DATASET_SCHEMAS:
         raise ConfigError(
             "unknown dataset",
             path="dataset.name",
             value=name,
-            fix=f"choose one of {', '.join(sorted(DATASET_SCHEMAS))} (e.g. dataset=mnist_sample)",
+            fix=f"choose one of {', '.join(sorted(DATASET_SCHEMAS))} (e.g. dataset=mnist_sample), give the YAML a "
+                "`_target_: my_pkg.module.load` loader, or register one (experiments.data.register_dataset) in a "
+                "module listed under registry.modules",
         )
-    schema = DATASET_SCHEMAS[name]
+    else:
+        schema = DATASET_SCHEMAS[name]
+    if getattr(schema, "OPEN", False):
+        if "_target_" in node:
+            node["loader"] = node.pop("_target_")
+        fields = {f for f in schema.__dataclass_fields__ if f != "options"}
+        node = {**{k: v for k, v in node.items() if k in fields},
+                "options": {k: v for k, v in node.items() if k not in fields}}
     opts = check_node(schema, node, "dataset", label=f"dataset {name!r}")
     check_rules(schema, opts)
     return opts
 
 
-def dataset_config(node) -> DatasetSchema:
-    """:func:`validate_dataset`, as the option's frozen schema instance (what :mod:`experiments.data` reads)."""
+def dataset_config(node, modules=()) -> DatasetSchema:
+    """:func:`validate_dataset`, as the option's frozen schema instance (what :mod:`experiments.data` reads).
+
+    Args:
+        node: the ``dataset`` node.
+        modules: ``registry.modules``, imported first when ``dataset.name`` is not a known option (a user module
+            may register it).
+    """
     if isinstance(node, DatasetSchema):
         return node
+    name = plain(node).get("name") if isinstance(plain(node), Mapping) else None
+    if modules and name not in DATASET_SCHEMAS:
+        import_dataset_modules(modules)
     opts = validate_dataset(node)
-    return build(DATASET_SCHEMAS[opts["name"]], opts)
+    schema = DATASET_SCHEMAS.get(opts["name"], OpenSchema)
+    return build(schema, opts)

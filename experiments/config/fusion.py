@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from experiments.config.overrides import parse_override
 from experiments.errors import ConfigError
 
 SEEDS_KEY = "sweep.fused_seeds"
@@ -33,6 +34,17 @@ class FusedGroup:
     overrides: list[str]
     seeds: tuple[int, ...]
     jobs: tuple[int, ...]
+
+
+def _key(override: str) -> str:
+    """The key an override sets, as Hydra reads it (``+seed=3`` sets ``seed``); the text itself if Hydra cannot."""
+    parsed = parse_override(override)
+    return parsed.key if parsed is not None else str(override)
+
+
+def _value(override: str) -> str:
+    parsed = parse_override(override)
+    return parsed.value if parsed is not None and parsed.value is not None else ""
 
 
 def check_fusable(replicate_key: str) -> None:
@@ -67,13 +79,13 @@ def fuse_jobs(jobs: Sequence[Sequence[str]], replicate_key: str = FUSABLE_KEY, f
     order: list = []
     for i, job in enumerate(jobs):
         job = [str(o) for o in job]
-        keys = [o.split("=", 1)[0] for o in job]
+        keys = [_key(o) for o in job]
         if replicate_key not in keys:
             alone.append(FusedGroup(job, (), (first_job + i,)))
             order.append(alone[-1])
             continue
         at = keys.index(replicate_key)
-        value = job[at].split("=", 1)[1]
+        value = _value(job[at])
         try:
             seed = int(value)
         except ValueError:
@@ -108,22 +120,37 @@ def replica_overrides(fused_overrides: Sequence[str], seed: int, replicate_key: 
     """
     out = []
     for o in fused_overrides:
-        key = str(o).split("=", 1)[0]
+        parsed = parse_override(o)
+        key = parsed.key if parsed is not None else str(o)
         if key in (SEEDS_KEY, JOBS_KEY):
-            continue
-        out.append(f"{replicate_key}={seed}" if key == replicate_key else str(o))
-    if not any(str(o).split("=", 1)[0] == replicate_key for o in out):
+            continue  # as typed (+seed=3 stays +seed=<seed>)
+        out.append(f"{parsed.hydra.get_key_element()}={seed}" if key == replicate_key else str(o))
+    if not any(_key(o) == replicate_key for o in out):
         out.append(f"{replicate_key}={seed}")
     return out
+
+
+def solo_jobs(overrides: Sequence[str], job_num) -> list[tuple[str, list[str]]]:
+    """(job number, overrides) of each job that launched job ``job_num`` stands for: a fused job's replicas as
+    their solo jobs (numbered by ``sweep.fused_jobs``), any other job itself. How a sweep's summary lists a fused
+    job that left no run."""
+    by_key = {_key(o): str(o) for o in overrides}
+    if SEEDS_KEY not in by_key:
+        return [(str(job_num), [str(o) for o in overrides])]
+    seeds = list(parse_override(by_key[SEEDS_KEY]).hydra.value() or [])
+    numbers = list(parse_override(by_key[JOBS_KEY]).hydra.value() or []) if JOBS_KEY in by_key else []
+    if len(numbers) != len(seeds):
+        numbers = [f"{job_num}.{i}" for i in range(len(seeds))]  # not the sweeper's: still one row per replica
+    return [(str(n), replica_overrides(overrides, int(s))) for s, n in zip(seeds, numbers)]
 
 
 def group_overrides(fused_overrides: Sequence[str], replicate_key: str = FUSABLE_KEY) -> list[str]:
     """A fused job's overrides as a person reads them: the fused keys dropped and ``seed=0,1,2`` (its group's seeds,
     in sweep syntax) as its seed; a job that is not fused, unchanged. The sweep's display names a job by these
     (``activation=abs seed=0,1,2``, where an unfused job is ``activation=abs seed=0``)."""
-    pairs = [(str(o).split("=", 1)[0], str(o)) for o in fused_overrides]
-    seeds = next((o.split("=", 1)[1].strip().strip("[]") for key, o in pairs if key == SEEDS_KEY), None)
+    pairs = [(_key(o), str(o)) for o in fused_overrides]
+    seeds = next((_value(o).strip("[]") for key, o in pairs if key == SEEDS_KEY), None)
     if seeds is None:
         return [o for _, o in pairs]
-    return [f"{replicate_key}={seeds}" if key == replicate_key else o for key, o in pairs
+    return [f"{parse_override(o).hydra.get_key_element()}={seeds}" if key == replicate_key else o for key, o in pairs
             if key not in (SEEDS_KEY, JOBS_KEY)]

@@ -80,13 +80,15 @@ def count_jobs(task_overrides, params: dict, fused: tuple[str, int | None] | Non
 
     With ``fused=(replicate_key, fuse_max)`` (``sweep.fuse_replicates``) the replicates of a group are one job,
     or one per ``fuse_max`` of them (:func:`experiments.config.fusion.fuse_jobs`)."""
+    from hydra.errors import HydraException
+
     by_key = {o.key: o for o in parse_overrides([*(f"{k}={v}" for k, v in params.items()), *task_overrides])}
     count = 1
     for key, override in by_key.items():
         if override.is_sweep:
             try:
                 n = len(list(override.hydra.sweep_string_iterator()))
-            except Exception:  # interval() or glob(): no finite list here
+            except HydraException:  # interval() or glob(): no finite list here
                 return None
             if fused is not None and key == fused[0]:
                 n = -(-n // (fused[1] or n))  # ceil: fused jobs of at most fuse_max replicas

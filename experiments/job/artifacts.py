@@ -47,23 +47,29 @@ def log_outputs(job: JobConfig, model, data, history, out_dir: Path, channel: Ru
     if job.tracking.log_plots:
         metric = str(job.training.metrics[0]) if job.training.metrics else "loss"
         plot_files = run_plots.plot_history(hist, art, metric)
-        x_test, y_test = data.test
-        y_pred = predict_classes(model, x_test, batch_size)
-        plot_files.append(run_plots.plot_predictions(y_test, y_pred, art))
-        k = max(int(data.num_classes), int(y_pred.max()) + 1)
-        plot_files.append(run_plots.plot_confusion(y_test, y_pred, k, art))
+        if data.task != "regression":  # class plots; streamed images: the first 10,000 test samples decoded
+            x_test, y_test = data.arrays("test", None if data.stream is None else 10_000)
+            y_pred = predict_classes(model, x_test, batch_size)
+            plot_files.append(run_plots.plot_predictions(y_test, y_pred, art))
+            k = max(int(data.num_classes), int(y_pred.max()) + 1)
+            plot_files.append(run_plots.plot_confusion(y_test, y_pred, k, art))
         for f in plot_files:
             channel.track(f"plots/{f.name}", lambda f=f: mlflow.log_artifact(str(f), "plots"))
     channel.track("history.csv", lambda: mlflow.log_artifact(str(art / "history.csv")))
+    if data.class_names:  # index -> name, beside the model, so its outputs can be read as names
+        import json
+
+        (art / "class_names.json").write_text(json.dumps(list(data.class_names)))
+        channel.track("class_names.json", lambda: mlflow.log_artifact(str(art / "class_names.json")))
     if job.tracking.log_model:
         if channel.online:
             modules = list(job.registry.modules)
-            channel.track("model", lambda: log_model(model, data.test[0][:8], modules))
+            channel.track("model", lambda: log_model(model, data.arrays("test", 8)[0], modules, data.class_names))
         if not channel.online:  # keep the model for a later upload
             model.save(art / "model.keras")
 
 
-def log_model(model, x_example, modules=()) -> None:
+def log_model(model, x_example, modules=(), class_names=None) -> None:
     """The model with its signature, an input example and its own code (:mod:`experiments.job.packaging`).
 
     It loads with ``mlflow.pyfunc.load_model(uri)`` anywhere TensorFlow, Keras
@@ -81,5 +87,6 @@ def log_model(model, x_example, modules=()) -> None:
     # Explicit requirements: inference would import-scan for seconds and list only keras.
     info = log_self_contained_model(model, signature, example_rows(x_example),
                                     [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
-                                     f"mlflow=={mlflow.__version__}"], modules)
+                                     f"mlflow=={mlflow.__version__}"], modules,
+                                    {"class_names": list(class_names)} if class_names else None)
     mlflow.set_tag(tags.MODEL_URI, info.model_uri)

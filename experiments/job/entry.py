@@ -2,8 +2,9 @@
 
 It validates the config against the schema, then lists the registry, makes
 a dry run (build + summary, nothing logged: :mod:`experiments.job.dry_run`) or hands the job to
-:class:`~experiments.job.tracked.TrackedJob`, which owns the MLflow run (a fused group of seeds, set by the
-sweeper, to :func:`~experiments.job.fused_job.run_fused`: one fit, one run per seed).
+:class:`~experiments.job.tracked.TrackedJob` (a fused group of seeds, set by the sweeper, to
+:func:`~experiments.job.fused_job.run_fused`: one fit, one run per seed); each MLflow run is a
+:class:`~experiments.job.run_record.RunRecord`.
 User errors come out as one paragraph (:class:`~experiments.errors.LayerlabError`).
 """
 

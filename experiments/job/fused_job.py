@@ -25,7 +25,7 @@ resumed as a group); any other error ends every replica's run FAILED with it.
 from __future__ import annotations
 
 import copy
-import time
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -34,62 +34,56 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from experiments.config.fusion import replica_overrides
 from experiments.config.schema import JobConfig, validate
-from experiments.data import make_tf_dataset
 from experiments.errors import ConfigError, LayerlabError
 from experiments.job import artifacts
 from experiments.job.context import JobContext
-from experiments.job.prepare import prepare
+from experiments.job.prepare import prepare, split_datasets
 from experiments.job.result import JobResult
-from experiments.job.tracked import TrackedJob
+from experiments.job.run_record import RunRecord
 from experiments.tracking import tags
-from experiments.tracking.auth import access_errors
-from experiments.tracking.doctor import close_lost
-from experiments.tracking.heartbeat import Heartbeat
-from experiments.tracking.sink import MetricSink
-from experiments.tracking.store import ensure_experiment
-from experiments.tracking.uri import check_store
+from experiments.tracking.channel import RunChannel
+from experiments.tracking.experiment import open_experiment
+from experiments.tracking.uri import resolve_uri
 from experiments.training.callbacks import make_callbacks
 from experiments.training.compile import compile_model
 from experiments.training.fused import FusedReplicas, ReplicaResult
 from experiments.training.runtime import setup_runtime
 
 
-class ReplicaRun(TrackedJob):
+class ReplicaRun:
     """One replica's MLflow run, as the solo job with its seed would have it (see the module docs)."""
 
     def __init__(self, cfg: DictConfig, ctx: JobContext, job: JobConfig, group: str, fused_job: int | None = None):
-        super().__init__(cfg, ctx, job)
+        self.cfg, self.ctx, self.job = cfg, ctx, job
+        self.out_dir = Path(ctx.output_dir or tempfile.mkdtemp(prefix="layerlab-")).resolve()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        uri = resolve_uri(job.tracking.uri)
+        self.channel = RunChannel(uri)  # one device, one process: this process logs every replica
+        self.record = RunRecord(cfg, ctx, job, self.out_dir, uri, self.channel)
         self.group, self.fused_job = group, fused_job
         self.first = False  # the replica whose epochs the sweep's progress display shows
         self.fused_progress = None  # the fused job's status file (JobContext.progress_path), set on the first
-        self.run_id: str | None = None
-        self.heartbeat: Heartbeat | None = None
         self.data = None
         self.model = None
-        self.t0 = time.perf_counter()
+
+    @property
+    def run_id(self) -> str | None:
+        return self.record.run_id
 
     def open(self, exp_id: str) -> None:
         """Create the run (name and tags as the solo job's, plus the fused group), its heartbeat and metric sink."""
-        from mlflow.tracking.context.registry import resolve_tags  # the tags mlflow.start_run adds (user, source)
-
-        name, run_tags = self._run_identity(exp_id)
-        run_tags[tags.FUSED_GROUP] = self.group  # for a person: "job 2 seeds 0,1,2,3,4"
+        extra = {tags.FUSED_GROUP: self.group}  # for a person: "job 2 seeds 0,1,2,3,4"
         if self.fused_job is not None:
-            run_tags[tags.FUSED_JOB] = str(self.fused_job)
-        client = mlflow.MlflowClient(self.uri)
-        with access_errors(self.uri, self.job.tracking.experiment, "write to"):
-            self.run_id = client.create_run(exp_id, run_name=name, tags=resolve_tags(run_tags)).info.run_id
-        self.heartbeat = Heartbeat(self.uri, self.run_id).start()
-        self.sink = MetricSink(client, self.run_id, self.out_dir / "metrics.jsonl", retry_for_s=self.job.tracking.retry_s)
-        self.t0 = time.perf_counter()
+            extra[tags.FUSED_JOB] = str(self.fused_job)
+        self.record.create(exp_id, extra)
 
     def callbacks(self) -> list:
         """The solo job's callbacks (NaN guard, checkpoints, early stopping, epoch metrics), for this replica."""
         # The sweep's display follows the fused job through its first replica (all replicas are at the same epoch).
         progress = self.fused_progress if self.first else None
-        callbacks = make_callbacks(self.job, out_dir=self.out_dir, sink=self._on_epoch, run_id=self.run_id,
+        callbacks = make_callbacks(self.job, out_dir=self.out_dir, sink=self.record.on_epoch, run_id=self.run_id,
                                    progress=progress)
-        self.checkpointer = next((c for c in callbacks if hasattr(c, "flush")), None)
+        self.record.checkpointer = next((c for c in callbacks if hasattr(c, "flush")), None)
         return callbacks
 
     def build(self):
@@ -98,56 +92,48 @@ class ReplicaRun(TrackedJob):
         return self.model
 
     def datasets(self) -> dict:
-        bs, seed, shuffle = self.job.training.batch_size, self.job.seed, self.job.training.shuffle
-        return {"train": make_tf_dataset(*self.data.train, bs, shuffle=shuffle, seed=seed),
-                "val": make_tf_dataset(*self.data.val, bs, shuffle=False, seed=seed),
-                "test": make_tf_dataset(*self.data.test, bs, shuffle=False, seed=seed)}
+        return split_datasets(self.job, self.data)
 
     def close_as(self, status: str, result: ReplicaResult | None = None, error: str | None = None) -> JobResult:
         """Log what the solo job logs for this outcome into the run, then end it ``status``."""
-        if self.run_id is None:  # its run was never created (the store failed first)
+        record = self.record
+        if record.run_id is None:  # its run was never created (the store failed first)
             return JobResult(status=status)
-        mlflow.start_run(run_id=self.run_id)  # the active run of the fluent logging below (it stays RUNNING)
-        out = JobResult(status=status, run_id=self.run_id)
+        mlflow.start_run(run_id=record.run_id)  # the active run of the fluent logging below (it stays RUNNING)
+        out = JobResult(status=status, run_id=record.run_id)
         try:
             artifacts.log_params(self.cfg, self.channel)
             artifacts.log_config_files(self.cfg, self.out_dir, self.channel)
             if self.model is not None:
-                self._describe(self.model, self.data)
+                record.describe(self.model, self.data)
             if result is not None and status == "FINISHED":
-                self.sink(result.scores, self.epochs_done)  # journaled like the epochs, as the solo job does
+                record.sink(result.scores, record.epochs_done)  # journaled like the epochs, as the solo job does
                 artifacts.log_outputs(self.job, result.model, self.data, result.history, self.out_dir, self.channel)
                 last = {k: float(v[-1]) for k, v in (result.history.history or {}).items() if v}
                 out.metrics = {**last, **result.scores}
             if error:
-                self._log_error(error)
+                record.log_error(error)
         finally:
-            self.heartbeat.stop()
-            wall = time.perf_counter() - self.t0
-            self.channel.track("wall time tag", lambda: mlflow.set_tag(tags.WALL_TIME_S, f"{wall:.2f}"))
-            self._close(self.run_id, status)
+            record.finish(status)
         return out
 
     def finished_before(self, exp_id: str) -> bool:
         """``sweep.skip_finished``: this seed's config already has a FINISHED run (then it is left out)."""
-        done = self._runs_of_this_config(exp_id, ["FINISHED"])
+        done = self.record.finished_before(exp_id)
         if done:
-            print(f"layerlab: skipped seed {self.job.seed}, config {self.hash} already has FINISHED run "
-                  f"{done[0].info.run_id}", flush=True)
+            print(f"layerlab: skipped seed {self.job.seed}, config {self.record.hash} already has FINISHED run "
+                  f"{done}", flush=True)
         return bool(done)
 
     def report(self, result: JobResult) -> None:
         """The solo job's last line, for this replica; none in a sweep, as a solo sweep job prints none (the sweep's
-        display prints one line per job: experiments.sweeps.progress_display)."""
+        display prints one line per job: experiments.sweeps.progress.display)."""
         if not self.ctx.in_sweep:
-            print(self._final_line(result, result.experiment_id), flush=True)
+            print(self.record.final_line(result, result.experiment_id), flush=True)
 
     def interrupted(self, exc: BaseException) -> None:
         """Ctrl-C: keep the last completed epoch and end the run KILLED with the command that resumes it alone."""
-        self._keep_last_epoch()
-        self.close_as("KILLED", error=f"interrupted ({exc or 'Ctrl-C'}) after {self.epochs_done} completed "
-                                      f"epoch(s); resume with: python runner.py {' '.join(self.ctx.overrides)} "
-                                      f"training.resume={self.run_id}")
+        self.close_as("KILLED", error=self.record.interrupted(exc))
 
 
 def replica_config(cfg: DictConfig, seed: int) -> DictConfig:
@@ -179,7 +165,7 @@ def _write_hydra_files(out_dir: Path, cfg: DictConfig, overrides: list[str], fus
 
 def _refuse_unfusable(job: JobConfig) -> None:
     training = job.training
-    if training.resume not in (None, False) and str(training.resume).lower() not in ("false", "null", "none"):
+    if training.resume_target is not None:
         raise ConfigError("a fused group is not resumed as a group", path="training.resume", value=training.resume,
                           fix="resume each replica alone with the command in its run's error (its own checkpoint)")
     if training.strategy != "default":
@@ -205,12 +191,9 @@ def run_fused(cfg: DictConfig, ctx: JobContext, job: JobConfig) -> JobResult:
         if fused_dir is not None:
             _write_hydra_files(Path(rctx.output_dir), mine, rctx.overrides, fused_dir)
         replicas.append(ReplicaRun(mine, rctx, validate(mine), group, ctx.job_num))
-    first = replicas[0]
-    tracking = job.tracking
-    check_store(first.uri, tracking.timeout_s)
-    mlflow.set_tracking_uri(first.uri)
-    exp_id = ensure_experiment(first.uri, tracking.experiment, tracking.artifact_root)
-    close_lost(first.uri, [exp_id], quiet=True)
+    experiment = open_experiment(job.tracking)
+    mlflow.set_tracking_uri(experiment.uri)
+    exp_id = experiment.id
     if job.sweep.skip_finished:
         replicas = [r for r in replicas if not r.finished_before(exp_id)]
         if not replicas:

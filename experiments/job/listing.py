@@ -1,5 +1,8 @@
 """``list_layers=true`` (every name) and ``list_layers='*Dense*'`` (the matching layers with their arguments).
 
+Datasets are listed the same way: the overview names every registered dataset option, and a pattern that
+matches dataset names (``list_layers=table``, ``list_layers='*'``) shows their keys with defaults.
+
 The filter is a shell pattern matched case-insensitively with :mod:`fnmatch`,
 as timm's ``list_models('*resnet*')``; a pattern without wildcards is one
 exact name.  Registry modules (``registry.modules``) are loaded first, so a
@@ -30,16 +33,17 @@ def list_registry(pattern: str | None = None, width: int | None = None) -> str:
     if pattern is None:
         return _overview()
     width = width or shutil.get_terminal_size((100, 24)).columns
+    datasets = [d for d in dataset_registry() if fnmatch.fnmatch(d.name.lower(), pattern.lower())]
     matched = [n for n in layers.layer_registry.names() if fnmatch.fnmatch(n.lower(), pattern.lower())]
     functions = [n for n in layers.functions.names() if fnmatch.fnmatch(n.lower(), pattern.lower())
                  or any(fnmatch.fnmatch(a.lower(), pattern.lower()) for a in layers.functions.aliases_of(n))]
-    if not matched and not functions:
+    if not matched and not functions and not datasets:
         close = layers.layer_registry.suggest(pattern.strip("*?[]")) + layers.functions.suggest(pattern.strip("*?[]"))
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(f"no layer or function matches the pattern{hint}", path="list_layers", value=pattern,
                           fix="use a shell pattern such as list_layers='*Dense*' (case-insensitive), or "
                               "list_layers=true for every name")
-    blocks = [_layer_text(n, width) for n in matched]
+    blocks = [_layer_text(n, width) for n in matched] + [_dataset_text(d) for d in datasets]
     if functions:
         blocks.append("Functions (Lambda `function:` and `activation:`): " + ", ".join(_with_aliases(functions)))
     return "\n\n".join(blocks)
@@ -59,8 +63,32 @@ def _overview() -> str:
         "  keras:          " + ", ".join(from_keras),
         "Functions (Lambda `function:` and `activation:`): " + ", ".join(_with_aliases(layers.functions.names()))
         + ", " + _FUNCTIONS_NOTE,
-        "A layer's arguments: python runner.py list_layers=Dense (a name, or a pattern: list_layers='*Dense*').",
+        "Datasets (dataset= in config; user loaders: experiments.data.register_dataset or `_target_`): "
+        + ", ".join(d.name for d in dataset_registry()),
+        "A layer's arguments: python runner.py list_layers=Dense (a name, or a pattern: list_layers='*Dense*'); "
+        "a dataset's keys: list_layers=table.",
     ])
+
+
+def dataset_registry():
+    """The registered dataset options (built-in, and those the registry modules added)."""
+    from experiments.data import registered
+
+    return registered()
+
+
+def _dataset_text(info) -> str:
+    """``table  (dataset)  summary``, then one line per key: name, default, what it accepts."""
+    import dataclasses
+
+    lines = [f"{info.name}  (dataset, {info.loader.__module__})  {info.summary}".rstrip()]
+    fields = [f for f in dataclasses.fields(info.schema) if f.name not in ("name", "options")]
+    width = max((len(f.name) for f in fields), default=0)
+    for f in fields:
+        default = (repr(f.default_factory()) if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+                   else "required" if f.default is dataclasses.MISSING else repr(f.default))
+        lines.append(f"  {f.name:<{width}}  {default:<12}  {f.metadata.get('expect', '')}".rstrip())
+    return "\n".join(lines)
 
 
 def _with_aliases(names: list[str]) -> list[str]:

@@ -84,12 +84,16 @@ class _SelfContainedKeras:
         mlflow_model.save(str(Path(path) / "MLmodel"))
 
 
-def log_self_contained_model(keras_model, signature, input_example, pip_requirements, modules=()):
+def log_self_contained_model(keras_model, signature, input_example, pip_requirements, modules=(), metadata=None):
     """Log ``keras_model`` as ``model`` of the active run; returns MLflow's ``ModelInfo``.
+
+    ``metadata`` goes into the MLmodel file (``class_names``: the name of each output index, read back with
+    ``mlflow.models.get_model_info(uri).metadata``).
 
     ``validate_serving_input=False``: MLflow would otherwise load the model back
     through pyfunc and predict on the example while logging (seconds per run).
     """
     return mlflow.models.Model.log(artifact_path=None, name="model", flavor=_SelfContainedKeras(modules),
                                    keras_model=keras_model, signature=signature, input_example=input_example,
-                                   pip_requirements=pip_requirements, validate_serving_input=False)
+                                   pip_requirements=pip_requirements, validate_serving_input=False,
+                                   metadata=metadata)

@@ -26,6 +26,6 @@ layer), ``summary`` (:func:`summary_text`, :func:`count_params`), ``blocks``
 """
 
 from experiments.models.builder import build_model
-from experiments.models.summary import count_params, summary_text
+from experiments.models.describe import count_params, summary_text
 
 __all__ = ["build_model", "count_params", "summary_text"]

@@ -76,8 +76,10 @@ def model_schema() -> dict:
                 # yaml-language-server's own keyword: the editor says this instead of the bare pattern.
                 "patternErrorMessage": "not a value this key accepts (nor a ${...} interpolation or a $param)",
             },
-            "activation": {"anyOf": [{"enum": activation_names()}, {"type": "null"}, {"$ref": _REF + "interpolation"}],
-                           "description": "A registered function or a Keras activation."},
+            "activation": {"anyOf": [{"enum": activation_names()}, {"type": "null"}, {"const": "auto"},
+                                     {"$ref": _REF + "interpolation"}],
+                           "description": "A registered function or a Keras activation (auto, on a last layer "
+                                          "of units: null: chosen by the dataset's task)."},
             "names": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
             "input": {
                 "type": "object", "required": ["shape"], "additionalProperties": False,
@@ -183,6 +185,8 @@ def _argument_schema(layer: str, arg: Argument) -> dict:
     elif arg.types:
         out = {"anyOf": [{"type": list(arg.types) if len(arg.types) > 1 else arg.types[0]},
                          {"$ref": _REF + "interpolation"}]}
+        if arg.name == "units" and "null" not in arg.types:  # the last layer's size from the data
+            out["anyOf"].insert(1, {"type": "null"})
     else:
         out = {}
     # Draft-07 ignores keywords beside $ref; the description goes in an allOf wrapper for the editors' hover.

@@ -4,7 +4,7 @@ The :class:`SweepCallback` (configured under ``hydra.callbacks``) runs in the
 process that launches the jobs:
 
 * ``on_multirun_start`` starts warming a joblib sweep's workers
-  (:mod:`experiments.sweeps.warm`) or a layerlab sweep's (:mod:`experiments.sweeps.worker_pool`:
+  (:mod:`experiments.launching.warm`) or a layerlab sweep's (:mod:`experiments.launching.pool`:
   kept for all its batches, stopped when it ends), then creates the tracking store and the experiment *once*
   (several workers migrating a fresh SQLite store at once corrupt it) and
   opens the parent run, tagged with the sweep folder; every job finds it by a
@@ -14,8 +14,8 @@ process that launches the jobs:
   ``runner.py`` when Hydra skips that hook because a job failed) lists every
   job with its status, runs the statistical comparison, logs both to the
   parent run and closes it FINISHED, FAILED or KILLED
-  (:mod:`experiments.sweeps.summary`);
-* in between, the sweep's progress display (:mod:`experiments.sweeps.progress_display`)
+  (:mod:`experiments.sweeps.finalize`);
+* in between, the sweep's progress display (:mod:`experiments.sweeps.progress.display`)
   reads the status file each job writes into the sweep folder: ``on_job_start``
   and ``on_job_end`` run in the job's own process (a launcher's worker or this
   one) and write its start and its outcome, a Keras callback its epochs.
@@ -40,20 +40,19 @@ from experiments.adapters.hydra_internals import job_error, use_project_sweeper
 from experiments.config.multirun import multirun_config
 from experiments.errors import LayerlabError, TrackingError
 from experiments.job.context import hydra_context
+from experiments.launching.ledger import completing_command, reusable_hydra_overrides, sweep_hydra_overrides
+from experiments.launching.pool import warm_pool
+from experiments.launching.warm import release_joblib_workers, warm_workers
 from experiments.process import debug_enabled, quiet_launch_lines
 from experiments.sweeps.context import current_sweep
-from experiments.sweeps.launched import completing_command, reusable_hydra_overrides, sweep_hydra_overrides
 from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import compare_options
-from experiments.sweeps.warm import import_summary_modules, release_joblib_workers, warm_workers
-from experiments.sweeps.worker_pool import warm_pool
 from experiments.tracking import tags
 from experiments.tracking.auth import access_errors
-from experiments.tracking.doctor import close_lost
 from experiments.tracking.heartbeat import Heartbeat
 from experiments.tracking.redaction import tags_json
-from experiments.tracking.store import ensure_experiment, git_state
-from experiments.tracking.uri import check_store, resolve_uri
+from experiments.tracking.experiment import open_experiment
+from experiments.tracking.store import git_state
 from experiments.training.progress_file import RUNNING, write_status
 
 log = logging.getLogger(__name__)
@@ -120,10 +119,21 @@ def parent_not_opened(exc: Exception) -> TrackingError:
 
 def start_progress(settings):
     """The sweep's live display (plain lines where stdout is not a terminal), started."""
-    from experiments.sweeps.progress_display import SweepProgress
+    from experiments.sweeps.progress.display import SweepProgress
 
     return SweepProgress(settings.sweep_dir, settings.task_overrides, settings.sweep.replicate_key,
                          settings.planned_jobs).start()
+
+
+def import_summary_modules() -> None:
+    """In the parent, while it waits for the warm-up: what the sweep's final comparison imports (SciPy, ...).
+
+    Done in the parent rather than in a thread during the jobs: a thread importing
+    modules holds the GIL while the launcher pickles and dispatches the
+    first jobs (it delayed them; BENCHMARKS.md, section 2b).
+    """
+    import experiments.analysis.compare  # noqa: F401  (imported by the summary when it compares)
+    import experiments.sweeps.finalize  # noqa: F401
 
 
 def start_sweep(settings) -> SweepState:
@@ -138,10 +148,8 @@ def start_sweep(settings) -> SweepState:
               flush=True)
         return SweepState(uri="", experiment="", experiment_id="", parent_run_id=None, sweep_id="dry-run",
                           sweep_dir=sweep_dir, metric=metric, compare=False, dry_run=True)
-    uri = resolve_uri(tracking.uri)
-    check_store(uri, tracking.timeout_s)
-    exp_id = ensure_experiment(uri, tracking.experiment, tracking.artifact_root)
-    close_lost(uri, [exp_id], quiet=True)  # runs of earlier runs/sweeps whose process died: closed FAILED
+    experiment = open_experiment(tracking)  # also closes runs of earlier runs/sweeps whose process died: FAILED
+    uri, exp_id = experiment.uri, experiment.id
     sweep_id = f"{sweep_dir.name.replace(':', '-')}-{uuid.uuid4().hex[:6]}"
     # From the composed config: a launcher whose jobs run elsewhere (joblib) never sets Hydra's state here.
     hydra_overrides = sweep_hydra_overrides(sweep_dir, reusable_hydra_overrides(settings.hydra_overrides))
@@ -216,7 +224,7 @@ def _finalize(state: SweepState | None, interrupted: bool, failed: bool) -> None
     if state.heartbeat is not None:
         state.heartbeat.stop()  # the parent is closed below by this living process
     try:
-        from experiments.sweeps.summary import finalize
+        from experiments.sweeps.finalize import finalize
 
         finalize(state, interrupted, failed)
     except Exception as exc:  # never mask the sweep's own outcome

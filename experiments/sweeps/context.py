@@ -19,7 +19,7 @@ from typing import Any
 
 from experiments.config.launcher import LauncherSettings
 from experiments.sweeps.state import SweepState
-from experiments.sweeps.worker_pool import WorkerPool
+from experiments.launching.pool import WorkerPool
 
 
 @dataclass
@@ -30,8 +30,8 @@ class SweepContext:
         state: the active sweep, from ``on_multirun_start`` until it is finalised (None before and after).
         launcher: the launcher of the last sweep started here.
         ever_started: a sweep ran in this process (its launcher may still own worker processes).
-        progress: the active sweep's display (:class:`~experiments.sweeps.progress_display.SweepProgress`), or None.
-        workers: the worker processes of a layerlab-launcher sweep (:class:`~experiments.sweeps.worker_pool.WorkerPool`),
+        progress: the active sweep's display (:class:`~experiments.sweeps.progress.display.SweepProgress`), or None.
+        workers: the worker processes of a layerlab-launcher sweep (:class:`~experiments.launching.pool.WorkerPool`),
             started by the callback, used by the launcher for every batch, closed when the sweep ends; else None.
     """
 
@@ -48,7 +48,7 @@ class SweepContext:
 
     @property
     def ledger_dir(self) -> Path | None:
-        """The folder of the active sweep's launch ledger (:mod:`experiments.sweeps.launched`)."""
+        """The folder of the active sweep's launch ledger (:mod:`experiments.launching.ledger`)."""
         return Path(self.state.sweep_dir) if self.state is not None else None
 
     def begin(self, launcher: LauncherSettings) -> None:

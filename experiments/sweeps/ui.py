@@ -74,7 +74,7 @@ def group_metrics(summary) -> dict[str, float]:
     """Per group: mean and CI half width of the compared test metric, and mean of its val metric.
 
     Args:
-        summary: output of :func:`experiments.analysis.summary.summarize`.
+        summary: output of :func:`experiments.analysis.summarize.summarize`.
 
     Returns:
         e.g. ``{"test_acc_mean/activation:abs model:class_mlp": 0.927, "test_acc_ci95/...": 0.0077, ...}``.

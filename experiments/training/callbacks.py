@@ -137,7 +137,7 @@ def make_callbacks(job: JobConfig, *, out_dir: Path, sink=None, run_id: str | No
 
         pruning = OptunaPruning(job.optuna.storage, job.optuna.study, job.optuna.trial_number, metric.val)
         cbs.append(pruning)
-    if progress is not None:  # the sweep's live display reads it (experiments.sweeps.progress_display)
+    if progress is not None:  # the sweep's live display reads it (experiments.sweeps.progress.display)
         cbs.append(ProgressFile(progress, job.training.epochs, metric.val,
                                 pruned=lambda: pruning.pruned_epoch if pruning is not None else None))
     if sink is not None:

@@ -1,7 +1,7 @@
 """What a sweep's job publishes about itself while it runs: one small JSON status file per job.
 
 A sweep's jobs may run in other processes (joblib/loky or layerlab workers,
-Ray, SLURM), so the sweep's live display (:mod:`experiments.sweeps.progress_display`)
+Ray, SLURM), so the sweep's live display (:mod:`experiments.sweeps.progress.display`)
 reads their progress from files in the sweep folder instead of from memory:
 ``<sweep dir>/.progress/<job number>.json``.  The job writes it when it
 starts and ends (the sweep callback's ``on_job_start`` / ``on_job_end``, in

@@ -3,8 +3,8 @@
 Kept apart from the Keras callback (:mod:`experiments.training.pruning`) so
 that the sweeper (``hydra_plugins/layerlab_optuna``), which runs in the sweep's
 parent process, never imports Keras or TensorFlow: with a parallel launcher
-the parent only waits for its workers, and importing TensorFlow there cost
-seconds before the first worker started (BENCHMARKS.md, section 2b).
+the parent only waits for its workers, and importing TensorFlow there would
+delay the first worker's start (BENCHMARKS.md, section 2b).
 """
 
 from __future__ import annotations

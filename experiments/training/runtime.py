@@ -33,6 +33,11 @@ def setup_runtime(job: JobConfig, launcher_threads: int | None = None) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, int(threads))))
         except RuntimeError:
             pass  # TF already started in this reused worker, by an earlier job with the same share
+    # Grappler's remapper (with oneDNN on CPU) fuses an Add followed by an activation (ResidualDense's
+    # act(x + dense(...))) into a node without an op name; TensorFlow's MLIR pass (tfg_optimizer_hook) then
+    # rejects the graph and logs an E0000 line per traced function before going on without it. Without the
+    # remapper the graph stays valid and the run is quiet; every other error still shows.
+    tf.config.optimizer.set_experimental_options({"remapping": False})
     freeze_imported_heap()  # first job of this process: later collections skip TensorFlow's own objects
     keras.backend.clear_session()  # frees the previous job's model in a reused worker
     keras.utils.set_random_seed(job.seed)

@@ -1,6 +1,6 @@
 """The parent side of the layerlab launcher: one batch on the sweep's spawned workers, watched for deaths.
 
-The workers belong to the sweep (:class:`experiments.sweeps.worker_pool.WorkerPool`, started warm by the sweep
+The workers belong to the sweep (:class:`experiments.launching.pool.WorkerPool`, started warm by the sweep
 callback): a batch takes them, hands each its Hydra payload, then one job at a time, and gives them back.
 """
 
@@ -74,8 +74,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
 
     from experiments.config.launcher import parallel_jobs, threads_per_worker
     from experiments.sweeps import current_sweep
-    from experiments.sweeps.launched import write_ledger
-    from experiments.sweeps.worker_pool import WorkerPool
+    from experiments.launching.ledger import write_ledger
+    from experiments.launching.pool import WorkerPool
 
     setup_globals()
     config = launcher.config
@@ -152,6 +152,6 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             workers.close()
         elif finished:
             workers.give_back(pool)  # idle, TensorFlow imported: the sweep's next batch runs on them
-        else:  # interrupted: stopped now, as each batch's workers used to be
+        else:  # interrupted: no later batch will come, so they stop now
             workers.stop(pool)
     return [results[i] for i in range(len(job_overrides))]

@@ -5,7 +5,7 @@ killed (``TerminatedWorkerError``: the jobs on the other workers and those not
 yet started are lost).  This launcher keeps ``n_jobs`` spawned worker
 processes (each imports TensorFlow once, while the sweep's parent sets up, and
 runs jobs one after the other, for every batch of the sweep: see
-:mod:`experiments.sweeps.worker_pool`), hands them one job at a time, and watches their exit codes: when a worker dies
+:mod:`experiments.launching.pool`), hands them one job at a time, and watches their exit codes: when a worker dies
 (SIGKILL, the kernel's out-of-memory killer, a segfault), its job's MLflow
 run is closed FAILED with the reason in words, a replacement worker is
 started, and the other jobs run to the end.  See ``_pool.py``.

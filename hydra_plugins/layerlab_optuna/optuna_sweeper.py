@@ -36,7 +36,7 @@ from experiments.config.launcher import LauncherSettings, parallel_jobs
 from experiments.config.multirun import multirun_config
 from experiments.errors import ConfigError, LayerlabError
 from experiments.sweeps import current_sweep
-from experiments.sweeps.launch import launch_batch
+from experiments.launching.batch import launch_batch
 from experiments.tracking.uri import resolve_uri, sqlite_path
 from experiments.training.pruning_study import (PRUNED_ATTR, PRUNER_ATTR, VALUE_ATTR, make_pruner, open_storage,
                                                 trial_id)

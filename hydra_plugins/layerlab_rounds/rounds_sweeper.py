@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.errors import ConfigError, LayerlabError
 from experiments.config.fusion import check_fusable, fuse_jobs
 from experiments.config.multirun import multirun_config
-from experiments.sweeps.launch import launch_batch
+from experiments.launching.batch import launch_batch
 
 
 class LayerlabRoundsSweeper(Sweeper):

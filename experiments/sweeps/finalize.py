@@ -11,13 +11,16 @@ import shlex
 
 import mlflow
 
+from experiments.config.fusion import solo_jobs
 from experiments.job.records import read_records
+from experiments.launching.ledger import completing_command, job_row, sweep_hydra_overrides, unstarted_rows
 from experiments.sweeps.champion import best_row, choose_and_register
-from experiments.sweeps.launched import completing_command, sweep_hydra_overrides, unstarted_rows
+from experiments.sweeps.progress import view
 from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import publish
 from experiments.tracking import tags
 from experiments.tracking.uri import open_hint
+from experiments.training.progress_file import read_statuses
 
 
 def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) -> dict:
@@ -44,6 +47,7 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
             "rerun": "python runner.py " + " ".join(shlex.quote(o) for o in overrides),
         })
     rows += unstarted_rows(state.sweep_dir, {row["job"] for row in rows})  # killed while starting, never started
+    rows += ended_without_run_rows(state.sweep_dir, {row["job"] for row in rows})  # any launcher
     mark_retried(rows)
     failed = [row for row in rows if row["status"] not in ("FINISHED", RETRIED)]
     sweep_overrides = json.loads(client.get_run(state.parent_run_id).data.tags.get(tags.OVERRIDES, "[]"))
@@ -125,6 +129,22 @@ def finalize_dry_run(state: SweepState) -> dict:
 
 def _fmt(v) -> str:
     return "" if v is None else f"{v:.4f}"
+
+
+def ended_without_run_rows(sweep_dir, seen_jobs: set[str]) -> list[dict]:
+    """Rows for the jobs whose status file says they ended FAILED, or whose process is gone, and that left no
+    MLflow run: e.g. a fused job that died before its replicas' runs were created (one row per replica)."""
+    rows = []
+    for job in read_statuses(sweep_dir):
+        status = view.state(job)
+        if status in view.DONE or status == view.RUNNING:
+            continue
+        first = (str(job.get("error") or "").strip().splitlines() or [""])[0]
+        error = "its process is gone (killed, out of memory?)" if status == view.LOST else first
+        for number, overrides in solo_jobs(job.get("overrides", []), job["job"]):
+            if number not in seen_jobs:
+                rows.append(job_row(number, "FAILED", overrides, error or "ended without a run"))
+    return rows
 
 
 def _summary_markdown(state: SweepState, rows, failed, interrupted: bool) -> str:

@@ -2,7 +2,7 @@
 
 The sweep callback starts them (:func:`warm_pool`) while the parent opens the store and the parent run:
 each imports TensorFlow, Keras and MLflow meanwhile (seconds) instead of after it
-(:mod:`experiments.sweeps.pool_worker`).  The launcher (``hydra_plugins/layerlab_launcher``) takes
+(:mod:`experiments.launching.worker`).  The launcher (``hydra_plugins/layerlab_launcher``) takes
 the workers each batch needs (:meth:`WorkerPool.take`) and gives them back when the batch is over, so
 the next batch of the same sweep (rounds, an Optuna search) runs on processes that imported TensorFlow
 already.  The callback closes the pool when the sweep ends, however it ends (:meth:`WorkerPool.close`).
@@ -24,7 +24,7 @@ class PoolWorker:
     """One spawned worker process and its pipe; ``job`` is the batch index it runs (None: idle)."""
 
     def __init__(self, ctx, threads: int):
-        from experiments.sweeps import pool_worker
+        from experiments.launching import worker as pool_worker
 
         self.threads = threads
         self.conn, child = ctx.Pipe()
@@ -34,7 +34,7 @@ class PoolWorker:
         self.job: int | None = None
 
     def setup(self, payload: bytes) -> None:
-        """The batch's Hydra payload, before its first job (see :mod:`experiments.sweeps.pool_worker`)."""
+        """The batch's Hydra payload, before its first job (see :mod:`experiments.launching.worker`)."""
         try:
             self.conn.send(("setup", payload))
         except OSError:  # it died: the launcher sees its exit and replaces it

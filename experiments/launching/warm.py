@@ -4,7 +4,7 @@ Hydra's joblib launcher starts its loky workers only when it launches the
 first batch, after the sweep's parent has imported MLflow, opened the store
 and created its parent run; each worker then spends seconds importing
 TensorFlow, Keras and MLflow before its first job can start (profiled in
-BENCHMARKS.md, section 2b). Both waits were serial.
+BENCHMARKS.md, section 2b). Without a warm-up the two waits add up.
 
 :func:`warm_workers` runs, in a thread of the parent, a ``joblib.Parallel``
 call with the launcher's own settings whose tasks import what a job
@@ -17,6 +17,7 @@ that makes joblib start new workers) only costs the time it took.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
@@ -24,7 +25,9 @@ from typing import Any
 from experiments.adapters.hydra_internals import joblib_parallel_kwargs
 from experiments.config.launcher import JOBLIB_LAUNCHER, LauncherSettings, launcher_settings, parallel_jobs
 
-__all__ = ["JOBLIB_LAUNCHER", "joblib_settings", "warm_workers", "release_joblib_workers", "import_summary_modules"]
+log = logging.getLogger(__name__)
+
+__all__ = ["JOBLIB_LAUNCHER", "joblib_settings", "warm_workers", "release_joblib_workers"]
 
 
 def _import_job_modules() -> int:
@@ -51,17 +54,6 @@ def joblib_settings(launcher: LauncherSettings | Any) -> dict | None:
     return joblib_parallel_kwargs(launcher.settings)
 
 
-def import_summary_modules() -> None:
-    """In the parent, while it waits for the warm-up: what the sweep's final comparison imports (SciPy, ...).
-
-    Done here rather than in a thread during the jobs: a thread importing
-    modules holds the GIL while the launcher pickles and dispatches the
-    first jobs (it delayed them; BENCHMARKS.md, section 2b).
-    """
-    import experiments.analysis.compare  # noqa: F401  (imported by the summary when it compares)
-    import experiments.sweeps.summary  # noqa: F401
-
-
 class WarmUp:
     """The warm-up of a joblib sweep's workers, running in a daemon thread of the parent."""
 
@@ -70,13 +62,12 @@ class WarmUp:
 
         workers = parallel_jobs(settings.get("n_jobs"))
         self.pids: list[int] = []
-        self.error: BaseException | None = None
 
         def run() -> None:
             try:
                 self.pids = list(Parallel(**settings)(delayed(_import_job_modules)() for _ in range(workers)))
-            except BaseException as exc:  # never fatal: the launcher starts its workers itself
-                self.error = exc
+            except Exception as exc:  # never fatal: the launcher starts its workers itself
+                log.debug("joblib workers not warmed up: %r", exc)
 
         self.thread = threading.Thread(target=run, name="layerlab-warm-workers", daemon=True)
         self.thread.start()

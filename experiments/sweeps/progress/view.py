@@ -2,13 +2,14 @@
 
 Pure functions of the statuses (:mod:`experiments.training.progress_file`)
 and the clock, so that the plain renderer is tested on real files without a
-terminal; :mod:`experiments.sweeps.progress_display` polls and draws.
+terminal; :mod:`experiments.sweeps.progress.display` polls and draws.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import textwrap
 from dataclasses import dataclass, field
 
 from experiments.config.fusion import group_overrides
@@ -119,8 +120,12 @@ def counts(board: Board) -> str:
             f"{left} left, ETA {duration(board.eta_s())}")
 
 
-def result_line(job: dict, board: Board) -> str:
-    """The one line of a finished job: ``layerlab: job 2 FINISHED activation=abs seed=1 val_acc=0.9123 (...)``."""
+def result_line(job: dict, board: Board, width: int | None = None) -> str:
+    """The one line of a finished job: ``layerlab: job 2 FINISHED activation=abs seed=1 val_acc=0.9123 (...)``.
+
+    ``width``: a terminal's columns. A longer line leaves out the counts (the live panel shows them) and, if
+    still too long, wraps at spaces onto indented lines, never inside a word.
+    """
     status = state(job) + (" (pruned)" if job.get("pruned") else "")
     took = duration(job["updated"] - job["started"]) if "updated" in job and "started" in job else "?"
     parts = [f"layerlab: job {job['job']} {status}", board.names.get(int(job["job"]), ""), value_text(job),
@@ -128,8 +133,12 @@ def result_line(job: dict, board: Board) -> str:
     error = (str(job.get("error") or "").strip().splitlines() or [""])[0]
     if state(job) == LOST:
         error = "its process is gone (killed, out of memory?)"
-    text = " ".join(p for p in parts if p)
-    return text + (f": {error}" if error and state(job) not in DONE else "") + f" | {counts(board)}"
+    text = " ".join(p for p in parts if p) + (f": {error}" if error and state(job) not in DONE else "")
+    line = f"{text} | {counts(board)}"
+    if width is None or len(line) <= width:
+        return line
+    return "\n".join(textwrap.wrap(text, width, subsequent_indent="    ", break_long_words=False,
+                                   break_on_hyphens=False))
 
 
 def epoch_text(job: dict) -> str:

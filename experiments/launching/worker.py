@@ -1,6 +1,6 @@
 """One worker process of the layerlab launcher's pool: warms up, then runs the jobs it is handed, one at a time.
 
-Started by :class:`~experiments.sweeps.worker_pool.WorkerPool` (spawned) when the sweep starts, before the
+Started by :class:`~experiments.launching.pool.WorkerPool` (spawned) when the sweep starts, before the
 launcher knows its Hydra payload: the worker imports what a job imports (TensorFlow, Keras, MLflow) while the
 parent opens the store and the parent run, then waits on its pipe.  Messages, in order:
 

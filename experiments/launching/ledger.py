@@ -13,6 +13,7 @@ import json
 import shlex
 from pathlib import Path
 
+from experiments.config.fusion import solo_jobs
 from experiments.config.overrides import parse_overrides
 
 LEDGER = "launched.json"
@@ -40,15 +41,20 @@ def unstarted_rows(sweep_dir: Path, seen_jobs: set[str]) -> list[dict]:
     """Summary rows for the ledger's jobs that have no MLflow run: died while starting, or never started."""
     rows = []
     for job in read_ledger(sweep_dir):
-        if str(job["job"]) in seen_jobs or job.get("state") == "done":
+        if job.get("state") == "done":
             continue
         lost = job.get("state") in ("lost", "failed")
-        overrides = job.get("overrides", [])
-        rows.append({"job": str(job["job"]), "status": "FAILED" if lost else "NOT STARTED", "run_id": "",
-                     "overrides": " ".join(overrides), "val": None, "test": None,
-                     "error": job.get("error") or ("" if lost else "never started: the sweep stopped before it"),
-                     "rerun": "python runner.py " + " ".join(shlex.quote(o) for o in overrides)})
+        error = job.get("error") or ("" if lost else "never started: the sweep stopped before it")
+        for number, overrides in solo_jobs(job.get("overrides", []), job["job"]):  # a fused job: its replicas
+            if number not in seen_jobs:
+                rows.append(job_row(number, "FAILED" if lost else "NOT STARTED", overrides, error))
     return rows
+
+
+def job_row(job: str, status: str, overrides: list[str], error: str) -> dict:
+    """A summary row for a job without an MLflow run: its number, status, overrides, error and rerun command."""
+    return {"job": str(job), "status": status, "run_id": "", "overrides": " ".join(overrides), "val": None,
+            "test": None, "error": error, "rerun": "python runner.py " + " ".join(shlex.quote(o) for o in overrides)}
 
 
 def completing_command(sweep_overrides: list[str], launcher_overrides: list[str] = ()) -> str:

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 from experiments.process import plain_progress
-from experiments.sweeps import progress_view as view
-from experiments.sweeps.progress_view import Board
-from experiments.sweeps.terminal_capture import TerminalCapture
+from experiments.sweeps.progress import view
+from experiments.sweeps.progress.view import Board
+from experiments.sweeps.progress.terminal import TerminalCapture
 from experiments.training.progress_file import PROGRESS_DIR, read_statuses
 
 POLL_S = 0.5
@@ -113,13 +113,22 @@ class SweepProgress:
             board = self.board()
             ended = [j for j in board.jobs if view.state(j) != view.RUNNING and int(j["job"]) not in self.reported]
             if self._live is not None:  # first the panel, so that a line printed above redraws the new one
-                from experiments.sweeps.progress_panel import panel
+                from experiments.sweeps.progress.panel import panel
 
                 self._live.update(panel(board), refresh=True)  # rich draws a printed line's panel from the last refresh
             for job in ended:
                 self.reported.add(int(job["job"]))
-                self._line(view.result_line(job, board))
+                self._line(view.result_line(job, board, self._width()))
             return board
+
+    def _width(self) -> int | None:
+        """The terminal's columns (job lines are fitted to them); None when the lines go to a file or pipe."""
+        if self._live is not None:
+            return self._live.console.width
+        try:
+            return shutil.get_terminal_size().columns if self.stream.isatty() else None
+        except (AttributeError, ValueError):
+            return None
 
     def _line(self, text: str) -> None:
         live = self._live

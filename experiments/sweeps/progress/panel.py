@@ -9,12 +9,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from experiments.sweeps import progress_view as view
-from experiments.sweeps.progress_view import Board
+from experiments.sweeps.progress import view
+from experiments.sweeps.progress.view import Board
 
 
 def panel(board: Board):
-    """What the terminal shows while the sweep runs (:class:`~experiments.sweeps.progress_display.SweepProgress`)."""
+    """What the terminal shows while the sweep runs (:class:`~experiments.sweeps.progress.display.SweepProgress`)."""
     finished = len(board.done) + len(board.failed)
     head = Table.grid(padding=(0, 1))
     head.add_row(Text("sweep", style="bold"),
