@@ -216,9 +216,6 @@ def render(d: dict) -> str:
     return "\n".join(md)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def render_server(d: dict) -> str:
     """The server section's markdown."""
@@ -236,3 +233,7 @@ def render_server(d: dict) -> str:
     if d["quick"]:
         md += ["", QUICK_NOTE]
     return "\n".join(md)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
