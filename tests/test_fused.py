@@ -1,4 +1,4 @@
-"""Replicates in one fused fit (experiments/training/fused.py): each replica equals its solo run.
+"""Replicates in one fused fit (experiments/training/fused/): each replica equals its solo run.
 
 The solo run is the path a normal job takes (setup_runtime, prepare, compile_model, make_tf_dataset,
 fit_and_score); the fused group builds its replicas through the same functions.
@@ -202,7 +202,7 @@ def test_regularization_losses_are_refused(regularizer):
 
 
 def test_a_resumed_replica_hands_its_optimizer_state_to_the_fused_optimizer():
-    from experiments.training.fused_optimizer import SlotMap
+    from experiments.training.fused.optimizer import SlotMap
 
     cfg = _cfg("lambda_mlp", 0)
     engine = FusedReplicas(lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], [0, 1],
@@ -221,3 +221,50 @@ def test_a_resumed_replica_hands_its_optimizer_state_to_the_fused_optimizer():
             var.assign(np.zeros(var.shape, dtype="float32"))
         slots.to_replica(i)
         assert [float(np.asarray(v).flat[0]) for v in model.optimizer.variables[2:]] == [10.0 * i + j for j in range(8)]
+
+
+def _engine(model: str, seeds=SEEDS):
+    return _engine_with(model, seeds)
+
+
+def _engine_with(model: str, seeds, *extra: str):
+    cfg = _cfg(model, seeds[0], *extra)
+    setup_runtime(cfg)
+    return cfg, FusedReplicas(lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], seeds,
+                              lambda m: compile_model(m, cfg))
+
+
+@pytest.mark.parametrize("model", ["lambda_mlp", "class_mlp"])
+def test_the_shipped_layer_lists_are_stacked_with_one_product_per_layer(model):
+    from experiments.training.fused.stack import StackedDense
+
+    _, engine = _engine(model)
+    assert engine.stacked
+    stacked = [layer for layer in engine.fused.layers if isinstance(layer, StackedDense)]
+    assert stacked and all(len(layer.group) == len(SEEDS) for layer in stacked)
+    # the fused model's variables are the replicas' own: nothing new to train or to checkpoint
+    assert {id(v) for v in engine.fused.trainable_variables} == {
+        id(v) for m in engine.models for v in m.trainable_variables}
+
+
+def test_a_graph_model_falls_back_to_one_branch_per_replica_and_says_so(capsys):
+    cfg, engine = _engine("residual_graph", seeds=[0, 1])
+    assert not engine.stacked
+    assert "layerlab: fused replicas side by side, not stacked: 'residual_graph' is a graph model" in \
+        capsys.readouterr().out
+    results = engine.fit(lambda seed: _datasets(cfg, seed), 1)
+    for r in results:
+        history, final, _ = _solo("residual_graph", r.seed, "training.epochs=1")
+        _assert_close(r.history.history, history, f"residual_graph seed {r.seed} history")
+        _assert_close(r.scores, final, f"residual_graph seed {r.seed} scores")
+
+
+def test_a_stacked_softmax_keeps_the_logits_the_loss_reads():
+    """Far from the optimum (SGD at rate 94) the crossentropy from logits and from clipped probabilities differ
+    by orders of magnitude: the stack's loss is the solo loss there too."""
+    extra = ("optimizer=sgd", "optimizer.learning_rate=94", "training.epochs=1")
+    cfg, engine = _engine_with("lambda_mlp", [1, 2], *extra)
+    assert engine.stacked
+    for r in engine.fit(lambda seed: _datasets(cfg, seed), 1):
+        solo = _solo("lambda_mlp", r.seed, *extra)[0]["loss"]
+        assert solo[0] > 1e3 and abs(r.history.history["loss"][0] - solo[0]) <= 1e-5 * solo[0]

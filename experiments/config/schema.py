@@ -37,6 +37,7 @@ from experiments.errors import ConfigError
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's backends (KERAS_BACKEND)
+PRECISIONS = ("float32", "mixed_bfloat16")  # training.precision (experiments/training/precision.py)
 _BOOL = "true or false"
 
 
@@ -78,6 +79,9 @@ class TrainingSchema:
     jit_compile: Optional[Union[bool, str]] = spec(
         None, expect="null (the backend's default: on for JAX, off otherwise), true, false or auto",
         check=lambda v: v in (None, True, False, "auto"))
+    precision: str = spec("float32", expect="float32 or mixed_bfloat16", check=lambda v: v in PRECISIONS)
+    steps_per_execution: int = spec(32, expect="a positive integer, e.g. training.steps_per_execution=32",
+                                    check=_positive)
     threads: Optional[int] = spec(None, expect="null or a positive integer", check=lambda v: v is None or v > 0)
     strategy: str = spec("default", expect=f"one of {', '.join(STRATEGIES)}", check=lambda v: v in STRATEGIES)
     logical_cpus: Optional[int] = spec(None, expect="null or a positive integer", check=lambda v: v is None or v > 0)

@@ -12,19 +12,19 @@ from experiments.errors import ConfigError, DataError
 def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
     """Wrap arrays in a batched, prefetched ``tf.data.Dataset``.
 
-    Only sample *indices* go through the shuffle buffer and the batches are
-    gathered from the arrays afterwards: shuffling 500k images then costs 4 MB
-    of indices instead of a second copy of the images.
+    The arrays stay resident as two tensors; a batch is gathered from them by
+    the indices of one seeded permutation per epoch (a slice when not
+    shuffled): no copy of the images is shuffled, no per-sample work is done
+    outside the gather.
 
     Args:
         x: images, first axis = samples (kept as their dtype, e.g. uint8).
         y: labels, one per image.
         batch_size: samples per batch (the last batch may be smaller).
-        shuffle: reshuffle the order every epoch (training) or keep it
+        shuffle: a new order every epoch (training) or the arrays' order
             (evaluation).
-        seed: seed of the shuffle: the same seed gives the same order of
-            epochs, ``reshuffle_each_iteration=True`` gives a new order each
-            epoch.
+        seed: seed of the shuffle: the same seed gives the same sequence of
+            epoch orders; each iteration of the dataset (epoch) a new one.
 
     Returns:
         A dataset of ``(x_batch, y_batch)`` tensors.
@@ -49,16 +49,28 @@ def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
             f"images and labels must be non-empty and of equal length, got {len(x)} images and {len(y)} labels",
             fix="pass the two arrays of one split, e.g. splits.train",
         )
-    n = len(x)
+    n, bs = len(x), int(batch_size)
     x_t = tf.convert_to_tensor(x)
     y_t = tf.convert_to_tensor(y)
-    ds = tf.data.Dataset.range(n)
-    if shuffle:
-        # A buffer as large as the split gives a uniform shuffle; the op seed
-        # alone makes the order reproducible (TF supplies a fixed graph seed).
-        ds = ds.shuffle(n, seed=int(seed) % 2**31, reshuffle_each_iteration=True)
-    ds = ds.batch(int(batch_size))
-    # Parallel map keeps the order (deterministic by default), so seeded runs
-    # see the same batches.
-    ds = ds.map(lambda i: (tf.gather(x_t, i), tf.gather(y_t, i)), num_parallel_calls=tf.data.AUTOTUNE)
+    steps = -(-n // bs)
+    if not shuffle:
+        # Contiguous slices: no gather, no per-sample work.
+        ds = tf.data.Dataset.range(steps).map(lambda b: (x_t[b * bs:(b + 1) * bs], y_t[b * bs:(b + 1) * bs]))
+        return ds.prefetch(tf.data.AUTOTUNE)
+    seed = int(seed) % 2**31
+
+    def epoch_order(r):
+        # One permutation of all sample indices per epoch, drawn in one op: Dataset.shuffle over single
+        # indices costs a buffer insertion per sample (most of a small model's step, BENCHMARKS.md).
+        return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
+                                                        seed=tf.stack([tf.constant(seed, tf.int64), r]))
+
+    def batches(order):
+        return tf.data.Dataset.range(steps).map(
+            lambda b: (tf.gather(x_t, order[b * bs:(b + 1) * bs]), tf.gather(y_t, order[b * bs:(b + 1) * bs])))
+
+    # A new random number for each iteration (epoch), the same sequence for the same seed: a new order each
+    # epoch, reproducible run to run.
+    ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).map(epoch_order)
+    ds = ds.flat_map(batches).apply(tf.data.experimental.assert_cardinality(steps))  # Keras and fusing read it
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -45,4 +45,6 @@ def compile_model(model: keras.Model, job: JobConfig) -> None:
             raise ConfigError("is not a Keras metric", path=f"training.metrics.{i}", value=m,
                               fix="use e.g. sparse_categorical_accuracy or accuracy") from None
     model.compile(optimizer=make_optimizer(job.optimizer), loss=loss, metrics=metrics,
-                  jit_compile=job.training.jit_compile)
+                  jit_compile=job.training.jit_compile,
+                  # Several steps per graph call: Python, callbacks and the metrics' host read-out once per call.
+                  steps_per_execution=job.training.steps_per_execution)

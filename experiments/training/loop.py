@@ -36,10 +36,15 @@ def fit_and_score(model, strategy, training: TrainingSchema, datasets: dict, cal
         history = trainer.fit(datasets["train"], datasets["val"], epochs, initial_epoch, callbacks)
         StopRequest.check()
         return history, {**trainer.evaluate(datasets["train"], "train_"), **trainer.evaluate(datasets["test"], "test_")}
-    build_training_state(model, datasets["train"].element_spec)  # one trace of the train step, not two
-    history = model.fit(datasets["train"], validation_data=datasets["val"], epochs=epochs, initial_epoch=initial_epoch,
-                        callbacks=callbacks, shuffle=False,  # tf.data shuffles, seeded
-                        verbose=fit_verbosity(training.verbose, in_sweep=any(isinstance(c, ProgressFile)
-                                                                             for c in callbacks)))
+    history = fit(model, training, datasets, callbacks, initial_epoch)
     StopRequest.check()  # a signal during the last epoch's validation
     return history, {**evaluate(model, datasets["train"], "train_"), **evaluate(model, datasets["test"], "test_")}
+
+
+def fit(model, training: TrainingSchema, datasets: dict, callbacks: list, initial_epoch: int = 0):
+    """``model.fit`` on ``datasets["train"]`` (validated on ``datasets["val"]``, may be None): the epochs of a run."""
+    build_training_state(model, datasets["train"].element_spec)  # one trace of the train step, not two
+    return model.fit(datasets["train"], validation_data=datasets.get("val"), epochs=training.epochs,
+                     initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,  # tf.data shuffles, seeded
+                     verbose=fit_verbosity(training.verbose, in_sweep=any(isinstance(c, ProgressFile)
+                                                                          for c in callbacks)))

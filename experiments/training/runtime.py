@@ -10,6 +10,7 @@ import keras
 from experiments.config.schema import JobConfig
 from experiments.process import freeze_imported_heap
 from experiments.training.distribute import configure_devices
+from experiments.training.precision import apply_precision
 
 
 def setup_runtime(job: JobConfig, launcher_threads: int | None = None) -> None:
@@ -40,6 +41,7 @@ def setup_runtime(job: JobConfig, launcher_threads: int | None = None) -> None:
     tf.config.optimizer.set_experimental_options({"remapping": False})
     freeze_imported_heap()  # first job of this process: later collections skip TensorFlow's own objects
     keras.backend.clear_session()  # frees the previous job's model in a reused worker
+    apply_precision(job.training)  # after clear_session, which resets the dtype policy
     keras.utils.set_random_seed(job.seed)
     if job.training.deterministic:
         tf.config.experimental.enable_op_determinism()

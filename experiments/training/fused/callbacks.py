@@ -29,7 +29,7 @@ import keras
 
 from experiments.errors import TrainingError
 
-# The metric name of each replica's own loss (experiments/training/fused_loss.py ReplicaLoss).
+# The metric name of each replica's own loss (experiments/training/fused/loss.py ReplicaLoss).
 REPLICA_LOSS = "replica_loss"
 
 
@@ -75,7 +75,7 @@ class ReplicaDispatch(keras.callbacks.Callback):
         replicas: one :class:`ReplicaState` per output, in output order.
         outputs: the fused model's output names (``r0``, ``r1``, ...).
         sync: ``i ->`` gives replica i's optimizer its share of the fused optimizer's state
-            (:meth:`experiments.training.fused_optimizer.SlotMap.to_replica`), before its callbacks
+            (:meth:`experiments.training.fused.optimizer.SlotMap.to_replica`), before its callbacks
             see an epoch's end (a checkpoint saves that state) and when its training ends.
     """
 

@@ -31,7 +31,7 @@ How (the public API; the sweep integration calls only this)::
 * ``callbacks_per_replica``: one list per replica (e.g. each from
   :func:`~experiments.training.callbacks.make_callbacks` with its own
   folder and sink); ``self.model`` is that replica's standalone model and
-  the logs carry the usual names (:mod:`experiments.training.fused_callbacks`).
+  the logs carry the usual names (:mod:`experiments.training.fused.callbacks`).
 * a :class:`ReplicaResult` per replica: ``status`` FINISHED, or FAILED with
   the :class:`~experiments.errors.TrainingError` of the NaN guard (the
   replica was masked, the others trained on); its Keras ``History``; its
@@ -45,8 +45,13 @@ How (the public API; the sweep integration calls only this)::
   checkpointer, close its run KILLED).
 * resume: load each replica's ``last.keras`` weights into ``engine.models[i]``
   and its optimizer, then ``SlotMap(engine.fused, engine.models).from_replica(i)``
-  (:mod:`experiments.training.fused_optimizer`) before ``fit(...,
+  (:mod:`experiments.training.fused.optimizer`) before ``fit(...,
   initial_epoch=done)``; wiring this into the job is left to the integration.
+
+Stacked or side by side: where every layer allows it the fused model is one
+stack (:mod:`experiments.training.fused.stack`: one batched product per
+weighted layer for all replicas, a trace that does not grow with R); else one
+branch per replica, said in one line. Both hold the replicas' own variables.
 
 Equal to solo runs: with ``training.deterministic`` each replica's
 per-epoch train and validation metrics and its test metrics equal the solo
@@ -72,7 +77,7 @@ the fit ends: its weights are put back, its logs ignored.
 
 Each replica's own optimizer (of its standalone model) is given its share
 of the fused optimizer's state before its callbacks see an epoch's end and
-when it stops (:mod:`experiments.training.fused_optimizer`), so its
+when it stops (:mod:`experiments.training.fused.optimizer`), so its
 checkpoints and its returned model hold what the solo run's would: weights,
 Adam's moments, the iteration count. Callbacks that *change* the optimizer
 (``ReduceLROnPlateau``) act on that copy, not on the fused optimizer, and so
@@ -89,9 +94,10 @@ import keras
 from experiments.adapters.keras_internals import build_training_state
 from experiments.errors import ConfigError
 from experiments.training.evaluate import evaluate
-from experiments.training.fused_callbacks import REPLICA_LOSS, ReplicaDispatch, ReplicaState, replica_logs
-from experiments.training.fused_loss import ReplicaLoss
-from experiments.training.fused_optimizer import SlotMap
+from experiments.training.fused.callbacks import REPLICA_LOSS, ReplicaDispatch, ReplicaState, replica_logs
+from experiments.training.fused.loss import ReplicaLoss
+from experiments.training.fused.optimizer import SlotMap
+from experiments.training.fused.stack import stackable, stacked_model
 
 
 @dataclass
@@ -119,35 +125,55 @@ class FusedReplicas:
         build_one: ``seed -> keras.Model`` (uncompiled), called after seeding.
         seeds: the replicas' seeds, in order; distinct.
         compile_one: compiles one replica as a solo run does.
+        stack: stack the replicas where the model allows it (:mod:`experiments.training.fused.stack`);
+            False: one branch per replica always.
 
     Raises:
         ConfigError: duplicate seeds, or an optimizer/model setting that would couple the replicas.
     """
 
     def __init__(self, build_one: Callable[[int], keras.Model], seeds: Sequence[int],
-                 compile_one: Callable[[keras.Model], None]):
+                 compile_one: Callable[[keras.Model], None], stack: bool = True):
         self.seeds = [int(s) for s in seeds]
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("the replicas of a fused group need distinct seeds", path="seed", value=self.seeds,
                               fix="sweep the replicate key over distinct values, e.g. seed=0,1,2")
         self.models: list[keras.Model] = []
+        policy = keras.mixed_precision.global_policy()  # training.precision, set by setup_runtime
         for seed in self.seeds:
             _seed_like_a_solo_run(seed)
+            keras.mixed_precision.set_global_policy(policy)  # clear_session resets it
             model = build_one(seed)
             compile_one(model)
             self.models.append(model)
         self.states: list[ReplicaState] = []
-        self.fused = self._fuse()
+        self.fused = self._fuse(stack)
         _check_independent(self.models[0])
 
-    def _fuse(self) -> keras.Model:
-        """One functional model: input ``r{i}_input`` -> replica i -> output ``r{i}``; shares their variables."""
-        inputs, outputs = [], []
-        for i, model in enumerate(self.models):
+    def _fuse(self, stack: bool = True) -> keras.Model:
+        """One functional model: input ``r{i}_input`` -> replica i -> output ``r{i}``; shares their variables.
+
+        Stacked (:mod:`experiments.training.fused.stack`: one batched product per layer for all replicas)
+        where the model allows it, else one branch per replica.
+        """
+        for model in self.models:
             if len(model.inputs) != 1 or len(model.outputs) != 1:
                 raise ConfigError("fused replicates support models with one input and one output",
                                   path="model", value=model.name,
                                   fix="train this model without fusing (sweep.fuse_replicates=false)")
+        reason = stackable(self.models[0]) if stack else "not asked to (stack=False)"
+        self.stacked = reason is None
+        if self.stacked:
+            fused = stacked_model(self.models, lambda i: f"{output_name(i)}_input", output_name)
+        else:
+            print(f"layerlab: fused replicas side by side, not stacked: {reason}", flush=True)
+            fused = self._branches()
+        return self._compile(fused)
+
+    def _branches(self) -> keras.Model:
+        """One branch per replica: each replica's model called on its own input."""
+        inputs, outputs = [], []
+        for i, model in enumerate(self.models):
             spec = model.inputs[0]
             x = keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name=f"{output_name(i)}_input")
             # A new Functional over the same layers (no copy): named per replica, so output names are unique,
@@ -155,7 +181,10 @@ class FusedReplicas:
             replica = keras.Model(model.inputs, model.outputs, name=output_name(i))
             inputs.append(x)
             outputs.append(replica(x))
-        fused = keras.Model(inputs, outputs, name="fused_replicas")
+        return keras.Model(inputs, outputs, name="fused_replicas")
+
+    def _compile(self, fused: keras.Model) -> keras.Model:
+        """Compiled with the replicas' optimizer config, one loss and the metrics per output."""
         config = self.models[0].get_compile_config()
         loss = config["loss"]
         metrics = list(config.get("metrics") or [])
@@ -163,7 +192,8 @@ class FusedReplicas:
                       loss=[loss] * len(self.models),
                       metrics=[[ReplicaLoss(loss, name=REPLICA_LOSS), *[_fresh(m) for m in metrics]]
                                for _ in self.models],
-                      jit_compile=config.get("jit_compile", False))
+                      jit_compile=config.get("jit_compile", False),
+                      steps_per_execution=config.get("steps_per_execution", 1))
         return fused
 
     def fit(self, datasets, epochs: int, callbacks_per_replica: Sequence[list] | None = None,

@@ -1,0 +1,226 @@
+"""Where one solo training step goes: the section-4 step against its own matrix products, measured in one call.
+
+    python -m bench.step_profile [--quick] [--rounds 5] [--dataset mnist]
+
+The lecture's section-4 model (784-128-10 MLP with Lambda layers, batch 1024,
+Adam) is built from the YAML config as ``runner.py`` builds it. Every round
+times, one after another (rounds interleaved, medians reported):
+
+* ``matmuls``: the step's two large matrix products alone (forward
+  ``x @ W1`` and weight gradient ``x^T @ dh``, 1024x784x128 each), in one
+  ``tf.function`` run back to back in a graph loop: the floor;
+* ``graph step``: the full train step (forward, loss, gradients, Adam,
+  metrics) of the compiled model on one resident batch, looped inside one
+  graph: what the step costs without any input pipeline or Python;
+* ``pipeline before`` / ``now``: only iterating the training dataset, as
+  ``make_tf_dataset`` made it before issue 37 (a ``Dataset.shuffle`` buffer
+  of single indices) and as it does now (one permutation per epoch);
+* ``fit, as before``: ``model.fit`` one epoch on the old dataset with the
+  job's callbacks (timer, NaN guard, stop on signal) and ``steps_per_execution=1``:
+  the step as layerlab ran it before issue 37;
+* ``fit before, no callbacks``: the same without callbacks;
+* ``fit, layerlab now``: :func:`experiments.training.loop.fit` (what
+  ``runner.py`` runs) on ``make_tf_dataset``, compiled by ``compile_model``
+  (``training.steps_per_execution`` from the YAML), with the job's callbacks.
+
+Per-step times are an epoch's training time divided by its steps (no
+validation in these fits).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import finish, Header, median, parser, QUICK_NOTE, ROOT, say, table  # noqa: E402
+
+NAME = "step_profile"
+TITLE = "Step profile: a solo training step against its matrix products"
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def cpu_flags() -> dict:
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        text = ""
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+            break
+    return {f: f in flags for f in ("avx512f", "avx512_bf16", "amx_bf16")}
+
+
+def _timed_loop(fn, reps: int) -> float:
+    """Seconds per iteration of a graph function that itself loops ``reps`` times."""
+    t0 = time.perf_counter()
+    fn(reps).numpy()
+    return (time.perf_counter() - t0) / reps
+
+
+def _iterate(ds) -> float:
+    t0 = time.perf_counter()
+    for _ in ds:
+        pass
+    return time.perf_counter() - t0
+
+
+def _dataset_before(x, y, batch_size: int, seed: int):
+    """``experiments.data.make_tf_dataset`` as it was before issue 37: a shuffle buffer of single indices."""
+    import tensorflow as tf
+
+    x_t, y_t = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+    ds = tf.data.Dataset.range(len(x)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    ds = ds.map(lambda i: (tf.gather(x_t, i), tf.gather(y_t, i)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def measure(args) -> dict:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from experiments.config.schema import validate
+    from experiments.data import make_tf_dataset
+    from experiments.job.prepare import prepare
+    from experiments.training.callbacks import EpochTimer, NanGuard, StopOnSignal
+    from experiments.training.compile import compile_model
+    from experiments.training.loop import fit
+    from experiments.training.runtime import setup_runtime
+
+    overrides = [f"dataset={args.dataset}", "model=lambda_mlp", "training.deterministic=false", "training.verbose=0",
+                 f"training.batch_size={args.batch_size}", "training.epochs=1", "tracking.uri=null"]
+    cfg = validate(compose(overrides))
+    setup_runtime(cfg)
+    data, _ = prepare(cfg)
+    x, y = data.train
+    if args.quick:
+        x, y = x[: 4 * args.batch_size], y[: 4 * args.batch_size]
+    bs = args.batch_size
+    steps = -(-len(x) // bs)
+
+    def fresh(job):
+        keras.utils.set_random_seed(0)
+        _, m = prepare(job)
+        compile_model(m, job)
+        return m
+
+    # -- the floor: the step's two large matrix products, looped in one graph
+    rng = np.random.default_rng(0)
+    xb = tf.constant(rng.random((bs, 784), dtype=np.float32))
+    w1 = tf.constant(rng.random((784, 128), dtype=np.float32))
+    dh = tf.constant(rng.random((bs, 128), dtype=np.float32))
+
+    @tf.function
+    def matmuls(n):
+        def body(i, acc):
+            h = tf.matmul(xb, w1 + acc)  # forward
+            g = tf.matmul(xb, dh + h[:1, :1], transpose_a=True)  # weight gradient
+            return i + 1, acc + 1e-9 * g
+        return tf.while_loop(lambda i, a: i < n, body, (tf.constant(0), tf.zeros_like(w1)))[1]
+
+    # -- the model's full train step on one resident batch, looped in one graph
+    graph_model = fresh(cfg)
+    xr, yr = tf.constant(x[:bs]), tf.constant(y[:bs])
+
+    @tf.function
+    def graph_steps(n):
+        def body(i):
+            graph_model.train_step((xr, yr))
+            return (i + 1,)
+        return tf.while_loop(lambda i: i < n, body, (tf.constant(0),))[0]
+
+    def run_matmuls():
+        return _timed_loop(matmuls, steps)
+
+    def run_graph():
+        return _timed_loop(graph_steps, steps)
+
+    def run_pipeline_before():
+        return _iterate(_dataset_before(x, y, bs, seed=0)) / steps
+
+    def run_pipeline_now():
+        return _iterate(make_tf_dataset(x, y, bs, shuffle=True, seed=0)) / steps
+
+    def fit_epoch(m, ds, callbacks):
+        t0 = time.perf_counter()
+        m.fit(ds, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)
+        return (time.perf_counter() - t0) / steps
+
+    before_cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps_per_execution=1))
+    models = {"before": fresh(before_cfg), "nocb": fresh(before_cfg), "now": fresh(cfg)}
+
+    def run_before():
+        return fit_epoch(models["before"], _dataset_before(x, y, bs, seed=0), [EpochTimer(), NanGuard(), StopOnSignal()])
+
+    def run_nocb():
+        return fit_epoch(models["nocb"], _dataset_before(x, y, bs, seed=0), [])
+
+    def run_now():
+        ds = {"train": make_tf_dataset(x, y, bs, shuffle=True, seed=0), "val": None}
+        t0 = time.perf_counter()
+        fit(models["now"], cfg.training, ds, [EpochTimer(), NanGuard(), StopOnSignal()])
+        return (time.perf_counter() - t0) / steps
+
+    variants = {"matmuls": run_matmuls, "graph step": run_graph, "pipeline before": run_pipeline_before,
+                "pipeline now": run_pipeline_now, "fit, as before": run_before,
+                "fit before, no callbacks": run_nocb, "fit, layerlab now": run_now}
+    for fn in variants.values():  # warm-up: traces, oneDNN primitives, thread pools
+        fn()
+    times = {k: [] for k in variants}
+    for r in range(args.rounds):
+        for k, fn in variants.items():
+            times[k].append(fn())
+        say(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {times[k][-1] * 1e3:.2f} ms" for k in variants))
+    return {"steps": steps, "batch_size": bs, "samples": len(x), "dataset": args.dataset,
+            "steps_per_execution": cfg.training.steps_per_execution,
+            "times_ms": {k: [t * 1e3 for t in v] for k, v in times.items()}, "flags": cpu_flags()}
+
+
+def render(data: dict) -> str:
+    t = {k: median(v) for k, v in data["times_ms"].items()}
+    mm = t["matmuls"]
+    rows = [(k, f"{v:.2f}", f"{v / mm:.2f}x", " / ".join(f"{x:.2f}" for x in data["times_ms"][k]))
+            for k, v in t.items()]
+    flags = data["flags"]
+    lines = [
+        f"Section-4 model (784-128-10 MLP, Lambda layers, Adam), batch {data['batch_size']}, "
+        f"{data['samples']} training samples of `dataset={data['dataset']}` ({data['steps']} steps per epoch); "
+        f"medians of {len(next(iter(data['times_ms'].values())))} interleaved rounds. CPU flags: "
+        + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items()) + ".",
+        "",
+        table(("per step", "median ms", "vs matmuls", "rounds (ms)"), rows),
+        "",
+        f"Target (issue 37): a solo step at most 1.5x its matrix products: layerlab now "
+        f"{t['fit, layerlab now'] / mm:.2f}x, before {t['fit, as before'] / mm:.2f}x.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = parser(NAME, __doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--dataset", default="mnist", help="mnist (full, fetched once) or mnist_sample (offline)")
+    p.add_argument("--batch-size", type=int, default=1024)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.dataset = 2, "mnist_sample"
+    header = None if args.render_only else Header(NAME, argv, args.quick)
+    data = {} if args.render_only else measure(args)
+    return finish(args, NAME, TITLE, header, data, render)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""The lecture's study on full MNIST as a sweep, fused and unfused, against a plain Keras loop (issue 37).
+
+    python -m bench.study_speed [--quick] [--epochs 20] [--precision] [--out FILE]
+
+One call, every way a whole process (spawn to exit), in turn:
+
+* **plain loop**: this file run as ``--plain-loop``: one process fits the 10
+  models (lambda_mlp as the lecture writes it: Flatten, Lambda rescale,
+  Dense 128, Lambda abs/relu, Dense 10 softmax; Adam 1e-3; batch 1024) one
+  after another on the same full-MNIST splits as layerlab (``load_dataset``,
+  54,000 / 6,000 / 10,000), validating each epoch, ``model.fit`` on NumPy
+  arrays; no tracking;
+* **sweep**: ``python runner.py -m dataset=mnist model=lambda_mlp
+  model.activation=abs,relu seed=0,1,2,3,4 training.epochs=20`` (the
+  default launcher, everything tracked into a fresh SQLite store);
+* **sweep fused**: the same plus ``sweep.fuse_replicates=true``;
+* with ``--precision``, where the CPU has bfloat16 instructions: **sweep
+  fused bf16**, the same plus ``training.precision=mixed_bfloat16``.
+
+Reported: each way's wall time and CPU seconds, the ratio to the plain
+loop against the issue's targets (fused <= 0.5x in float32, <= 0.3x with
+bfloat16), and each sweep's mean test accuracy over its 10 runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import PYTHON, ROOT, ChildFailed, Header, finish, median, parser, run_timed, say, table, verdict  # noqa: E402
+from bench.sweep_vs_shell import finished_jobs, make_store  # noqa: E402
+
+NAME = "study_speed"
+TITLE = "The study on full MNIST: sweep fused and unfused vs a plain Keras loop (issue 37)"
+TARGETS = {"sweep fused": 0.5, "sweep fused bf16": 0.3}
+SEEDS = (0, 1, 2, 3, 4)
+ACTIVATIONS = ("abs", "relu")
+
+
+def plain_loop(epochs: int, limit: int | None) -> None:
+    """The 10 fits one after another in this process (the baseline)."""
+    import keras
+    import tensorflow as tf
+
+    from experiments.config.schema import validate
+    from experiments.data import load_dataset
+    from bench.step_profile import compose
+
+    for activation in ACTIVATIONS:
+        for seed in SEEDS:
+            cfg = validate(compose(["dataset=mnist", *([f"dataset.limit={limit}"] if limit else [])]))
+            data = load_dataset(cfg.dataset, seed)
+            keras.utils.set_random_seed(seed)
+            act = tf.abs if activation == "abs" else tf.nn.relu
+            model = keras.Sequential([
+                keras.Input((28, 28), dtype="uint8"), keras.layers.Flatten(),
+                keras.layers.Lambda(lambda x: tf.cast(x, "float32") / 255.0),
+                keras.layers.Dense(128), keras.layers.Lambda(act), keras.layers.Dense(10, activation="softmax")])
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                          metrics=["sparse_categorical_accuracy"])
+            model.fit(*data.train, validation_data=data.val, epochs=epochs, batch_size=1024, verbose=0)
+            print("test", model.evaluate(*data.test, batch_size=1024, verbose=0, return_dict=True)
+                  ["sparse_categorical_accuracy"], flush=True)
+
+
+def sweep_cmd(work: Path, epochs: int, extra: list[str], limit: int | None) -> list[str]:
+    return [PYTHON, str(ROOT / "runner.py"), "-m", "dataset=mnist", "model=lambda_mlp",
+            f"model.activation={','.join(ACTIVATIONS)}", f"seed={','.join(map(str, SEEDS))}",
+            f"training.epochs={epochs}", *([f"dataset.limit={limit}"] if limit else []), *extra,
+            f"tracking.uri=sqlite:///{work / 'mlflow.db'}", f"tracking.artifact_root={(work / 'mlartifacts').as_uri()}",
+            f"hydra.sweep.dir={work / 'multirun'}"]
+
+
+WAYS = {"plain loop": None, "sweep": [], "sweep fused": ["sweep.fuse_replicates=true"],
+        "sweep fused bf16": ["sweep.fuse_replicates=true", "training.precision=mixed_bfloat16"]}
+
+
+def _test_accuracy(db: Path) -> float:
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT value FROM latest_metrics WHERE key = 'test_sparse_categorical_accuracy'").fetchall()
+    return sum(r[0] for r in rows) / max(len(rows), 1)
+
+
+def measure(args) -> dict:
+    from experiments.training.precision import cpu_bf16_flags
+
+    ways = [w for w in WAYS if w != "sweep fused bf16" or (args.precision and cpu_bf16_flags())]
+    limit = 1200 if args.quick else None
+    epochs = 1 if args.quick else args.epochs
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="layerlab-bench-study-") as tmp_name:
+        tmp = Path(tmp_name)
+        template = make_store(tmp / "template" / "mlflow.db")
+        for way in ways:
+            work = tmp / way.replace(" ", "_")
+            work.mkdir(parents=True)
+            load = os.getloadavg()[0]
+            if WAYS[way] is None:
+                cmd = [PYTHON, "-m", "bench.study_speed", "--plain-loop", "--epochs", str(epochs),
+                       *(["--limit", str(limit)] if limit else [])]
+                wall, proc = run_timed(cmd, cwd=ROOT, timeout=7200)
+                accs = [float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("test ")]
+                acc, done = sum(accs) / max(len(accs), 1), len(accs)
+            else:
+                shutil.copyfile(template, work / "mlflow.db")
+                wall, proc = run_timed(sweep_cmd(work, epochs, WAYS[way], limit), cwd=ROOT, timeout=7200)
+                done, acc = finished_jobs(work / "mlflow.db"), _test_accuracy(work / "mlflow.db")
+            if done != 10:
+                raise ChildFailed(f"{way}: {done} of 10 runs finished")
+            results[way] = {"wall": wall, "cpu": proc.cpu_s, "load": load, "test_accuracy": acc}
+            say(f"{way:17s} {wall:7.1f} s  CPU {proc.cpu_s:6.0f} s  load before {load:.2f}  test acc {acc:.4f}")
+            time.sleep(1)
+    return {"results": results, "epochs": epochs, "quick": args.quick, "bf16_flags": cpu_bf16_flags()}
+
+
+def render(d: dict) -> str:
+    res = d["results"]
+    base = res["plain loop"]["wall"]
+    rows = [[w, f"{r['wall']:.1f}", f"{r['cpu']:.0f}", f"{r['wall'] / base:.2f}x", f"{r['load']:.2f}",
+             f"{r['test_accuracy']:.4f}"] for w, r in res.items()]
+    checks = [[f"{w} / plain loop <= {t}", f"{res[w]['wall'] / base:.2f}", verdict(res[w]["wall"] / base <= t)]
+              for w, t in TARGETS.items() if w in res]
+    return "\n".join([
+        f"10 runs of lambda_mlp ({', '.join(ACTIVATIONS)} x seeds {', '.join(map(str, SEEDS))}), {d['epochs']} "
+        "epochs, batch 1024, " + ("1,200 MNIST digits (--quick)" if d["quick"] else "full MNIST (54,000 / 6,000 / "
+                                   "10,000)") + ", one command per way in one call (whole "
+        f"process, spawn to exit). CPU bfloat16 flags: {', '.join(d['bf16_flags']) or 'none'}.",
+        "",
+        table(["way", "wall s", "CPU s", "vs plain loop", "load (1 min) before", "mean test accuracy"], rows),
+        "",
+        table(["target", "measured", "result"], checks),
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(NAME, __doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--precision", action="store_true", help="also the fused sweep in mixed_bfloat16")
+    p.add_argument("--plain-loop", action="store_true", help=argparse_hidden())
+    p.add_argument("--limit", type=int, default=None, help=argparse_hidden())
+    args = p.parse_args(argv)
+    if args.plain_loop:
+        plain_loop(args.epochs, args.limit)
+        return 0
+    if args.render_only:
+        return finish(args, NAME, TITLE, None, {}, render)
+    run_timed([PYTHON, "-m", "experiments.data.fetch", "mnist"], cwd=ROOT, timeout=1800)
+    header = Header(NAME, argv, args.quick, with_tf=False)
+    return finish(args, NAME, TITLE, header, measure(args), render)
+
+
+def argparse_hidden():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
