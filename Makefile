@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test install install-scale bench mlflow-ui mlflow-server mlflow-server-stop clean
+.PHONY: run test install install-scale install-torch test-torch bench mlflow-ui mlflow-server mlflow-server-stop clean
 
 # Re-install only when pyproject.toml changes (idempotent: a second call does nothing).
 # Graphviz (Debian's graphviz, for the model picture) only when `dot` is missing; never fails the install.
@@ -28,6 +28,13 @@ $(TEST_STAMP): $(STAMP) scripts/install_browser.sh
 install: $(STAMP)
 
 install-scale: $(TEST_STAMP)
+
+# backend=torch (optional, not in the suite): PyTorch's CPU build, then the backend tests on it.
+install-torch: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[torch]'
+
+test-torch: install-torch
+	$(PY) -m experiments.check_layer SimpleDense ResidualDense --backends tensorflow,jax,torch
 
 run: $(STAMP)
 	$(PY) runner.py $(ARGS)

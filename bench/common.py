@@ -36,12 +36,14 @@ PYTHON = sys.executable
 
 # The benchmark scripts, and the section order in BENCHMARKS.md (a new section is inserted at its place):
 # the summary that bench.run_all writes from the scripts' raw results comes first.
-SCRIPTS = ("overhead", "sweep_vs_shell", "sweep_profile", "scaling", "tracking_cost", "server_load", "lecture_full",
+SCRIPTS = ("overhead", "sweep_vs_shell", "sweep_profile", "scaling", "tracking_cost", "load_runs", "server_load",
+           "lecture_full",
            "lecture_protocol",
            "fused_replicates", "fused_sweep")
 # Scripts `make bench` (bench.run_all) runs a second time with other arguments: (the section that run writes,
 # its arguments); the section goes right after the script's own.
-EXTRA_RUNS = {"fused_sweep": (("fused_sweep_mnist", ("--dataset", "mnist")),)}
+EXTRA_RUNS = {"fused_sweep": (("fused_sweep_mnist", ("--dataset", "mnist")),),
+              "load_runs": (("load_runs_server", ("--server", "1000")),)}
 SECTIONS = ("summary", *(s for name in SCRIPTS for s in (name, *(extra for extra, _ in EXTRA_RUNS.get(name, ())))))
 
 HEADER = """# Benchmarks

@@ -275,8 +275,8 @@ def summary(d: dict) -> list[list[str]]:
     default = median(cyc["layerlab's callbacks with checkpoints (default)"])
     return [
         ["4. tracking", f"compare_sweep over {last['n']:,} runs (no target)",
-         f"{last['compare_s']:.1f} s, mostly `load_runs` ({last['load_s']:.1f} s in a separate call: one "
-         f"`get_metric_history` per run and metric); the same histories by bulk query: {last['bulk_s']:.1f} s",
+         f"{last['compare_s']:.1f} s; `load_runs` {last['load_s']:.1f} s in a separate call; the histories by "
+         f"MLflow's bulk query alone: {last['bulk_s']:.1f} s",
          "n/a"],
         ["4. tracking", "MLflow logging per epoch (no target)",
          f"MetricSink {(sink - none) * 1000:+.1f} ms/epoch; all of layerlab's callbacks (checkpoints on) "
@@ -302,9 +302,9 @@ def report(comp: list[dict], hist_epochs: int, logc: dict, quick: bool) -> str:
     md = [
         f"**compare_sweep** over N job runs of one sweep (2 groups, {hist_epochs} epochs of 5 metrics each, plus test "
         "metrics), logged into a temporary SQLite store; the whole call (load, statistics, 2 plots, report files) "
-        "and its loading step `load_runs` (one `search_runs` + one `get_metric_history` per run and history metric) "
-        'timed separately; "bulk" = the same histories with the SQL store\'s `get_metric_history_bulk` '
-        "(one query per metric and 500 runs), which `load_runs` does not use yet.",
+        "and its loading step `load_runs` (one `search_runs`, then the histories by one SQL query per 500 runs "
+        "(section 4b) timed separately; \"bulk\" = the same histories with the SQL store's "
+        "`get_metric_history_bulk` (one query per metric and 500 runs).",
         "",
         table(
             [

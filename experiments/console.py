@@ -1,6 +1,6 @@
 """The ``layerlab`` command: the project's tools beside ``python runner.py``, as subcommands.
 
-``layerlab compare|doctor|schema|upload|fetch|list ...``.  Each subcommand is
+``layerlab compare|doctor|schema|upload|fetch|check-layer|list ...``.  Each subcommand is
 the tool it names, with its own ``--help``; the ``python -m experiments.<tool>``
 forms run the same code.  Training and sweeps stay ``python runner.py``
 (Hydra's command line).
@@ -25,6 +25,8 @@ TOOLS = {
     "schema": ("experiments.models.json_schema", "write the JSON Schema of the model YAML files"),
     "upload": ("experiments.tracking.upload", "finish a run whose tracking server went away (its output folder)"),
     "fetch": ("experiments.data.fetch", "fetch a dataset ahead of time (mnist) and print its file and digest"),
+    "check-layer": ("experiments.check_layer", "build, train one step and round-trip layers on every installed "
+                                               "Keras backend"),
 }
 # What `layerlab list` can list: the layer registry, and the options of these config groups.
 GROUPS = ("model", "dataset", "experiment", "optimizer", "training", "tracking", "sweep")

@@ -96,6 +96,12 @@ def set_worker_threads(threads: int) -> None:
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 
+def use_keras_backend(name: str) -> None:
+    """Before Keras is imported: the backend it will load (``tensorflow``, ``jax``, ``torch``; Keras reads
+    ``KERAS_BACKEND`` once, at its import). Inherited by the launcher workers this process starts afterwards."""
+    os.environ["KERAS_BACKEND"] = name
+
+
 def configure_process() -> None:
     """Process-wide defaults, set once at start (a variable the user set wins).
 
@@ -108,6 +114,9 @@ def configure_process() -> None:
         # MLflow's INFO lines ("Creating initial MLflow database tables...") are for its developers; read
         # when mlflow is imported, so set before. Its warnings and errors still show.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    if not debug_enabled():
+        # JAX's INFO line on every CPU-only start ("Unable to initialize backend 'tpu'") is not for the user.
+        logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     if not debug_enabled() and "tensorflow" not in sys.modules:
         if not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
             sys.meta_path.insert(0, _QuietTensorFlow())

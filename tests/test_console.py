@@ -17,7 +17,7 @@ LAYERLAB = Path(sys.executable).parent / "layerlab"  # installed by `pip install
 def test_layerlab_help_lists_every_subcommand():
     proc = subprocess.run([str(LAYERLAB), "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    for name in ("compare", "doctor", "schema", "upload", "fetch", "list"):
+    for name in ("compare", "doctor", "schema", "upload", "fetch", "check-layer", "list"):
         assert f"    {name} " in proc.stdout
 
 

@@ -50,5 +50,9 @@ def build_training_state(model, element_spec) -> None:
         model: a compiled model.
         element_spec: the training dataset's ``element_spec`` (``(x, y)`` specs).
     """
+    import keras
+
+    if keras.config.backend() != "tensorflow":  # the double trace is tf.function's; other backends build in fit
+        return
     with model.distribute_strategy.scope():
         model._symbolic_build(data_batch=element_spec)

@@ -47,7 +47,7 @@ from experiments.errors import LayerlabError
 from experiments.process import debug_enabled
 from experiments.tracking import tags
 
-__all__ = ["compare_sweep", "main"]
+__all__ = ["compare_sweep", "comparison_frames", "main"]
 
 
 def compare_sweep(
@@ -105,14 +105,11 @@ def compare_sweep(
         LayerlabError: no runs, none of them finished, or an invalid metric choice.
     """
     runs = load_runs(tracking_uri, experiment, sweep_id, metric=metric, mode=mode)
-    spec = resolve_metric(runs, metric, mode)
-    if target == "auto":
-        target = spec.default_target
-    summary = summarize(runs, target, metric=spec, replicate_key=replicate_key)
-    options = {"alpha": alpha, "replicate_key": replicate_key, "min_effect": min_effect, "margin": equivalence_margin}
-    tests = factor_tests(runs, spec, compare_by=compare_by, **options)
-    interactions = interaction_tests(runs, spec, compare_by=compare_by, **options)
-    pairs = pairwise_tests(runs, spec, **options) if all_pairs else None
+    frames = comparison_frames(runs, target, metric=metric, mode=mode, alpha=alpha, replicate_key=replicate_key,
+                               compare_by=compare_by, all_pairs=all_pairs, min_effect=min_effect,
+                               equivalence_margin=equivalence_margin)
+    spec, summary, tests = frames["metric"], frames["summary"], frames["tests"]
+    interactions, pairs = frames["interactions"], frames["pairs"]
     plots = plot_curves(runs, out_dir, spec, replicate_key=replicate_key)
     failed = not_finished(runs)
     title = f"Comparison: experiment {experiment!r}" + (f", sweep {sweep_id!r}" if sweep_id else "")
@@ -133,6 +130,44 @@ def compare_sweep(
         "interactions": interactions,
         "pairs": pairs,
         "failed": failed,
+    }
+
+
+def comparison_frames(
+    runs: Any,
+    target: float | None | str = 0.9,
+    *,
+    metric: MetricLike = None,
+    mode: str | None = None,
+    alpha: float = 0.05,
+    replicate_key: str = SEED_KEY,
+    compare_by: Sequence[str] | None = None,
+    all_pairs: bool = False,
+    min_effect: float | None = None,
+    equivalence_margin: float | None = None,
+) -> dict[str, Any]:
+    """The numbers of :func:`compare_sweep` from a loaded runs frame, nothing written.
+
+    Args:
+        runs: the frame of :func:`~experiments.analysis.runs.load_runs`.
+        target, metric, mode, alpha, replicate_key, compare_by, all_pairs, min_effect, equivalence_margin:
+            as in :func:`compare_sweep`.
+
+    Returns:
+        ``metric`` (the MetricSpec compared) and the frames ``summary``, ``tests``, ``interactions``, ``pairs``
+        (``None`` unless ``all_pairs``).
+    """
+    spec = resolve_metric(runs, metric, mode)
+    if isinstance(target, str):  # "auto"
+        target = spec.default_target
+    summary = summarize(runs, target, metric=spec, replicate_key=replicate_key)
+    options = {"alpha": alpha, "replicate_key": replicate_key, "min_effect": min_effect, "margin": equivalence_margin}
+    return {
+        "metric": spec,
+        "summary": summary,
+        "tests": factor_tests(runs, spec, compare_by=compare_by, **options),
+        "interactions": interaction_tests(runs, spec, compare_by=compare_by, **options),
+        "pairs": pairwise_tests(runs, spec, **options) if all_pairs else None,
     }
 
 

@@ -8,8 +8,10 @@ vary across runs.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +53,10 @@ def parse_overrides(value: Any) -> list[str]:
     return [str(v) for v in parsed]
 
 
+_PLAIN_OVERRIDE = re.compile(r"([A-Za-z_][\w.-]*)=([\w.+-]*)")  # fullmatch: seed=3, model.activation=abs, lr=1e-3
+
+
+@functools.lru_cache(maxsize=65536)  # a sweep repeats its overrides across runs (model.activation=abs)
 def _split_override(override: str) -> tuple[str, str]:
     """Split a Hydra override into (key, value), as Hydra's parser reads it (:mod:`experiments.config.overrides`).
 
@@ -60,6 +66,9 @@ def _split_override(override: str) -> tuple[str, str]:
     Args:
         override: one override as typed.
     """
+    plain = _PLAIN_OVERRIDE.fullmatch(override.strip())
+    if plain:  # key=value without sweep, quoting or group syntax: what Hydra would read, without its parser
+        return plain.group(1), plain.group(2)
     parsed = parse_override(override)
     if parsed is None:
         return override.strip(), ""

@@ -25,14 +25,14 @@ are tested.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from experiments.adapters.mlflow_store import metric_points
 from experiments.analysis.metric import MetricLike, resolve_metric
 from experiments.config.metrics import MetricSpec
 from experiments.errors import LayerlabError
@@ -95,62 +95,79 @@ def _quote_filter_value(value: str, what: str) -> str:
     return f"'{value}'"
 
 
-def _history_lists(client: Any, run_id: str, keys: Iterable[str]) -> dict[str, list[float]]:
-    """Fetch per-epoch histories of one run as lists indexed by epoch.
+def metric_histories(
+    uri: str, run_ids: Sequence[str], keys: Iterable[str], client: Any = None
+) -> pd.DataFrame:
+    """Per-epoch values of ``keys`` for ``run_ids``, in bulk (not one call per run and metric).
 
     Args:
-        client: an ``MlflowClient``.
-        run_id: the run.
-        keys: metric keys to fetch.
+        uri: the resolved tracking URI (a SQL store is read with one query per
+            500 runs, a tracking server with one call per 100 runs and metric:
+            :mod:`experiments.adapters.mlflow_store`).
+        run_ids: the runs.
+        keys: metric keys.
+        client: an ``MlflowClient`` for ``uri``, when the caller has one.
 
     Returns:
-        ``{key: [value at step 0, step 1, ...]}``; NaN where a step is
-        missing; metrics never logged are left out.
+        Long format, columns ``run_id``, ``key``, ``step``, ``value``,
+        ``timestamp``, sorted by run, key and step; a step logged twice (a
+        retried epoch) keeps its latest value.
     """
-    history: dict[str, list[float]] = {}
-    for key in keys:
-        points = client.get_metric_history(run_id, key)
-        if not points:
-            continue
-        by_step: dict[int, tuple[int, float]] = {}
-        for p in points:
-            # A step logged twice (a retried epoch): keep the latest value.
-            prev = by_step.get(p.step)
-            if prev is None or p.timestamp >= prev[0]:
-                by_step[int(p.step)] = (p.timestamp, float(p.value))
-        values = [math.nan] * (max(by_step) + 1)
-        for step, (_, value) in by_step.items():
-            if step >= 0:
-                values[step] = value
-        history[key] = values
-    return history
+    points = metric_points(uri, list(run_ids), list(dict.fromkeys(keys)), client=client)
+    if points.empty:
+        return points
+    points = points.astype({"step": "int64", "timestamp": "int64", "value": "float64"})
+    points = points.sort_values("timestamp", kind="stable")
+    points = points.drop_duplicates(["run_id", "key", "step"], keep="last")
+    return points.sort_values(["run_id", "key", "step"], kind="stable").reset_index(drop=True)
 
 
-def load_runs(
-    tracking_uri: str | None,
-    experiment: str,
-    sweep_id: str | None = None,
-    *,
-    metric: MetricLike = None,
-    mode: str | None = None,
-) -> pd.DataFrame:
-    """Load the job runs of an experiment (optionally of one sweep) from MLflow.
+def history_dicts(points: pd.DataFrame, run_ids: Sequence[str]) -> list[dict[str, list[float]]]:
+    """The ``history`` cells of :func:`load_runs` from :func:`metric_histories`' long frame.
 
     Args:
-        tracking_uri: MLflow tracking URI, resolved by
-            :func:`experiments.tracking.uri.resolve_uri` (``None``:
-            ``$MLFLOW_TRACKING_URI``, else the project's ``mlflow.db``).
+        points: long frame (one row per run, key and step, no repeats),
+            sorted by run, key and step as :func:`metric_histories` returns it.
+        run_ids: the runs, in the order of the cells returned.
+
+    Returns:
+        One ``{key: [value at step 0, step 1, ...]}`` per run (NaN where a
+        step is missing; metrics never logged are left out).
+    """
+    cells: dict[str, dict[str, list[float]]] = {rid: {} for rid in run_ids}
+    points = points[points["step"] >= 0]
+    if points.empty:
+        return [cells[rid] for rid in run_ids]
+    runs, keys = points["run_id"].to_numpy(), points["key"].to_numpy()
+    steps, values = points["step"].to_numpy(), points["value"].to_numpy(dtype=float)
+    # Segments of one (run, key), in the frame's order (sorted by run, key and step).
+    starts = np.flatnonzero(np.r_[True, (runs[1:] != runs[:-1]) | (keys[1:] != keys[:-1])])
+    for a, b in zip(starts, np.r_[starts[1:], len(points)]):
+        cell = cells.get(runs[a])
+        if cell is None:
+            continue
+        n = int(steps[b - 1]) + 1
+        if n == b - a:  # every step 0..n-1 logged: the values as they are
+            cell[keys[a]] = values[a:b].tolist()
+        else:
+            filled = np.full(n, np.nan)
+            filled[steps[a:b]] = values[a:b]
+            cell[keys[a]] = filled.tolist()
+    return [cells[rid] for rid in run_ids]
+
+
+def search_job_runs(tracking_uri: str | None, experiment: str, sweep_id: str | None = None) -> tuple[str, pd.DataFrame]:
+    """The job runs of an experiment (optionally of one sweep), as :func:`mlflow.search_runs` gives them.
+
+    One paged search (MLflow reads up to 1,000 runs per page with their params, tags and latest metrics).
+
+    Args:
+        tracking_uri: as in :func:`load_runs`.
         experiment: experiment name.
         sweep_id: keep only runs tagged ``layerlab.sweep_id`` = this value.
-        metric: the compared metric whose histories to fetch (see
-            :func:`experiments.analysis.metric.resolve_metric`; ``None``: the
-            runs' ``layerlab.metric`` tag).
-        mode: its direction (only checked here).
 
     Returns:
-        The :func:`mlflow.search_runs` frame (only runs tagged
-        ``layerlab.role=job``, all statuses) plus a ``history`` column:
-        ``{key: [value per epoch]}`` for :func:`history_keys` of the metric.
+        The resolved tracking URI and the frame (index 0..n-1).
 
     Raises:
         LayerlabError: the store, the experiment or any matching run is missing.
@@ -203,9 +220,42 @@ def load_runs(
             fix=f"check the sweep id (tag {tags.SWEEP_ID} of the sweep's runs) and the experiment name",
         )
 
-    df = df.reset_index(drop=True)
+    return uri, df.reset_index(drop=True)
+
+
+def load_runs(
+    tracking_uri: str | None,
+    experiment: str,
+    sweep_id: str | None = None,
+    *,
+    metric: MetricLike = None,
+    mode: str | None = None,
+) -> pd.DataFrame:
+    """Load the job runs of an experiment (optionally of one sweep) from MLflow.
+
+    Args:
+        tracking_uri: MLflow tracking URI, resolved by
+            :func:`experiments.tracking.uri.resolve_uri` (``None``:
+            ``$MLFLOW_TRACKING_URI``, else the project's ``mlflow.db``).
+        experiment: experiment name.
+        sweep_id: keep only runs tagged ``layerlab.sweep_id`` = this value.
+        metric: the compared metric whose histories to fetch (see
+            :func:`experiments.analysis.metric.resolve_metric`; ``None``: the
+            runs' ``layerlab.metric`` tag).
+        mode: its direction (only checked here).
+
+    Returns:
+        The :func:`mlflow.search_runs` frame (only runs tagged
+        ``layerlab.role=job``, all statuses) plus a ``history`` column:
+        ``{key: [value per epoch]}`` for :func:`history_keys` of the metric.
+
+    Raises:
+        LayerlabError: the store, the experiment or any matching run is missing.
+    """
+    uri, df = search_job_runs(tracking_uri, experiment, sweep_id)
     keys = history_keys(resolve_metric(df, metric, mode))
-    df["history"] = [_history_lists(client, rid, keys) for rid in df["run_id"]]
+    run_ids = df["run_id"].tolist()
+    df["history"] = history_dicts(metric_histories(uri, run_ids, keys), run_ids)
     return df
 
 

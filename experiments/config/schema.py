@@ -23,7 +23,7 @@ field here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Union
 
 from omegaconf import DictConfig
@@ -36,6 +36,7 @@ from experiments.config.metrics import MetricSpec, judged_metric
 from experiments.errors import ConfigError
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's backends (KERAS_BACKEND)
 PRECISIONS = ("float32", "mixed_bfloat16")  # training.precision (experiments/training/precision.py)
 _BOOL = "true or false"
 
@@ -75,9 +76,9 @@ class TrainingSchema:
     deterministic: bool = spec(False, expect=_BOOL)
     verbose: Any = spec("auto", expect="auto, 0, 1 or 2", check=lambda v: v in ("auto", 0, 1, 2))
     shuffle: bool = spec(True, expect=_BOOL)
-    jit_compile: Union[bool, str] = spec(
-        False, expect="true, false or auto", check=lambda v: v in (True, False, "auto")
-    )
+    jit_compile: Optional[Union[bool, str]] = spec(
+        None, expect="null (the backend's default: on for JAX, off otherwise), true, false or auto",
+        check=lambda v: v in (None, True, False, "auto"))
     precision: str = spec("float32", expect="float32 or mixed_bfloat16", check=lambda v: v in PRECISIONS)
     steps_per_execution: int = spec(32, expect="a positive integer, e.g. training.steps_per_execution=32",
                                     check=_positive)
@@ -197,6 +198,8 @@ class RootSchema:
     seed: int = spec(0, expect="a non-negative integer", check=_non_negative)
     dry_run: bool = spec(False, expect=_BOOL)
     list_layers: Union[bool, str] = spec(False, expect="true, false or a layer name pattern such as '*Dense*'")
+    backend: str = spec("tensorflow", expect=f"one of {', '.join(BACKENDS)}", check=lambda v: v in BACKENDS,
+                        fix="use backend=tensorflow, backend=jax or backend=torch (or set KERAS_BACKEND)")
 
 
 GROUPS: dict[str, type] = {
@@ -214,7 +217,7 @@ class JobConfig:
     """One job's validated config, as the code below ``experiments/job/`` reads it.
 
     Args:
-        seed, dry_run, list_layers: the top-level keys (:class:`RootSchema`).
+        seed, dry_run, list_layers, backend: the top-level keys (:class:`RootSchema`).
         training, optimizer, tracking, registry, sweep, model: one schema instance per group.
         model_spec: the whole ``model`` node, plain and resolved: the graph :mod:`experiments.models` builds.
         dataset: the dataset option's schema instance (:mod:`experiments.config.datasets`).
@@ -225,6 +228,7 @@ class JobConfig:
     seed: int
     dry_run: bool
     list_layers: Union[bool, str]
+    backend: str
     training: TrainingSchema
     optimizer: OptimizerSchema
     tracking: TrackingSchema
@@ -242,7 +246,7 @@ class JobConfig:
         return judged_metric(self.sweep.metric, self.sweep.mode, self.training.metrics)
 
 
-_ROOT_KEYS = ("seed", "dry_run", "list_layers")
+_ROOT_KEYS = ("seed", "dry_run", "list_layers", "backend")
 
 
 def run_mode(cfg: DictConfig) -> str:
@@ -252,6 +256,16 @@ def run_mode(cfg: DictConfig) -> str:
     if listing is True or (isinstance(listing, str) and listing not in ("", "false")):
         return "list"  # true, or a layer name pattern ('*Dense*')
     return "dry_run" if select(cfg, "dry_run", False) is True else "run"
+
+
+def requested_backend(cfg: DictConfig) -> str:
+    """The ``backend`` a config asks for, read before validation (an invalid value: the default; the schema
+    reports it)."""
+    try:
+        value = select(cfg, "backend", "tensorflow")
+    except ConfigError:
+        return "tensorflow"
+    return value if value in BACKENDS else "tensorflow"
 
 
 def validate(cfg: DictConfig) -> JobConfig:
@@ -269,6 +283,13 @@ def validate(cfg: DictConfig) -> JobConfig:
     # Top-level keys beyond the schema (`+notes.x=...`) are the user's own: kept and logged as params.
     root = check_node(RootSchema, {k: v for k, v in data.items() if k in _ROOT_KEYS}, "")
     groups = {group: typed(schema, data.get(group, {}), group) for group, schema in GROUPS.items()}
+    backend = root.get("backend", "tensorflow")
+    if groups["training"].jit_compile is None:  # per backend: JAX runs eagerly (slowly) without XLA
+        groups["training"] = replace(groups["training"], jit_compile=backend == "jax")
+    if backend != "tensorflow" and groups["training"].strategy != "default":
+        raise ConfigError(f"is a tf.distribute strategy, which runs on the TensorFlow backend only (backend={backend})",
+                          path="training.strategy", value=groups["training"].strategy,
+                          fix="use training.strategy=default on this backend, or backend=tensorflow")
     model = typed(ModelSchema, data["model"], "model", extra=lambda key: True)
     optuna = typed(OptunaSchema, data["optuna"], "optuna") if data.get("optuna") is not None else None
     extra = {k: v for k, v in data.items() if k not in (*_ROOT_KEYS, *GROUPS, "model", "dataset", "optuna")}

@@ -23,6 +23,7 @@ import mlflow.data
 from omegaconf import DictConfig
 
 from experiments.adapters.mlflow_internals import start_run_tags
+from experiments.backends import backend_tags
 from experiments.config.access import config_hash
 from experiments.config.schema import JobConfig
 from experiments.errors import TrackingError
@@ -89,6 +90,7 @@ class RunRecord:
             tags.OUTPUT_DIR: str(self.out_dir),
             tags.METRIC: job.metric.name,
             tags.METRIC_MODE: job.metric.mode,
+            **backend_tags(job.training.jit_compile),
             **git_state(),
         }
         if job.optuna is not None:  # a trial of hydra/sweeper=optuna (experiments.training.pruning)

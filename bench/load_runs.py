@@ -1,0 +1,238 @@
+"""Reading a sweep's runs from MLflow at scale: one call per run and metric vs bulk queries (issue 38)
+
+    python -m bench.load_runs [--quick] [--out FILE] [--sizes 1000 10000]
+
+N synthetic job runs of one sweep (2 activations x N/2 seeds, 20 epochs of the
+5 per-epoch metrics a job logs plus 2 test metrics, logged with the client's
+``log_batch`` as ``bench.tracking_cost`` does; a size that is a multiple of the
+one before is made of SQL copies of the runs so far, new run ids, see
+:func:`copy_runs`) in a temporary SQLite store.
+Timed, alternating, in this process:
+
+* old: ``mlflow.search_runs`` plus one ``MlflowClient.get_metric_history``
+  per run and history metric (what ``load_runs`` did before issue 38);
+* new: ``experiments.analysis.runs.load_runs`` (the same search, then the
+  histories by one SQL query per 500 runs: ``experiments.adapters.mlflow_store``);
+* the search alone (both paths share it), ``experiments.api.runs`` (the tidy
+  table) and ``experiments.api.histories`` (long format).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from bench.common import QUICK_NOTE, Header, finish, parser, say, table
+from bench.tracking_cost import EXPERIMENT, SWEEP, log_runs
+
+NAME = "load_runs"
+TITLE = "4b. Loading 1,000 and 10,000 runs: per-run calls vs bulk queries (issue 38)"
+SERVER_NAME = "load_runs_server"
+SERVER_TITLE = "4c. Loading runs from the PostgreSQL-backed team server: per-run calls vs bulk (issue 38)"
+EPOCHS = 20
+
+
+def old_load(uri: str) -> int:
+    """The pre-issue-38 loading: the search, then one ``get_metric_history`` per run and history metric."""
+    from mlflow import MlflowClient
+
+    from experiments.adapters.mlflow_store import per_run_metric_points
+    from experiments.analysis.metric import resolve_metric
+    from experiments.analysis.runs import history_dicts, history_keys, search_job_runs
+
+    _, df = search_job_runs(uri, EXPERIMENT, SWEEP)
+    keys = history_keys(resolve_metric(df, None, None))
+    points = per_run_metric_points(MlflowClient(tracking_uri=uri), df["run_id"].tolist(), keys)
+    points = points.sort_values(["run_id", "key", "step"], kind="stable").reset_index(drop=True)
+    df["history"] = history_dicts(points, df["run_id"].tolist())
+    return len(df)
+
+
+RUN_TABLES = ("runs", "metrics", "latest_metrics", "params", "tags")  # MLflow's tables keyed by run_uuid
+
+
+def copy_runs(db: Path, copies: int) -> None:
+    """Append ``copies`` SQL copies of every run in the SQLite store (new run ids; same params, tags, metrics).
+
+    Logging through the client costs 16-20 ms per run on an idle machine (section 4), minutes for 10,000;
+    the reading this benchmark measures does not care how the rows were written.
+    """
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        originals = [r[0] for r in con.execute("SELECT run_uuid FROM runs")]
+        for _ in range(copies):
+            con.execute("DROP TABLE IF EXISTS temp.idmap")
+            con.execute("CREATE TEMP TABLE idmap (old TEXT PRIMARY KEY, new TEXT)")
+            con.executemany("INSERT INTO temp.idmap VALUES (?, lower(hex(randomblob(16))))", [(r,) for r in originals])
+            for table in RUN_TABLES:
+                cols = [c[1] for c in con.execute(f"PRAGMA table_info({table})")]
+                select = ", ".join("idmap.new" if c == "run_uuid" else f"t.{c}" for c in cols)
+                con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM {table} t "
+                            "JOIN temp.idmap idmap ON t.run_uuid = idmap.old")
+        con.commit()
+    finally:
+        con.close()
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure(tmp: Path, sizes: list[int], repeats: int, old_up_to: int) -> list[dict]:
+    import mlflow
+
+    from experiments import api
+    from experiments.analysis.runs import load_runs, search_job_runs
+
+    uri = f"sqlite:///{tmp / 'runs.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment(EXPERIMENT, artifact_location=(tmp / "artifacts").as_uri())
+    logged, rows = 0, []
+    for n in sizes:
+        t0 = time.perf_counter()
+        if logged and n % logged == 0:  # 10,000 = the first 1,000 and 9 SQL copies of them
+            copy_runs(tmp / "runs.db", n // logged - 1)
+            say(f"copied {n - logged} runs in SQL in {time.perf_counter() - t0:.0f} s")
+        else:
+            log_runs(client, exp_id, logged, n, EPOCHS)
+            say(f"logged {n - logged} runs in {time.perf_counter() - t0:.0f} s")
+        logged = n
+        assert len(load_runs(uri, EXPERIMENT, SWEEP)) == n  # warm: the store's first read, imports
+        if n <= old_up_to:
+            assert old_load(uri) == n
+        row = {"n": n, "old": [], "new": [], "search": [], "api_runs": [], "api_histories": []}
+        for _ in range(repeats):
+            if n <= old_up_to:
+                row["old"].append(timed(lambda: old_load(uri)))
+            row["new"].append(timed(lambda: load_runs(uri, EXPERIMENT, SWEEP)))
+            row["search"].append(timed(lambda: search_job_runs(uri, EXPERIMENT, SWEEP)))
+            row["api_runs"].append(timed(lambda: api.runs(EXPERIMENT, SWEEP, uri)))
+            row["api_histories"].append(timed(lambda: api.histories(EXPERIMENT, SWEEP, uri)))
+        rows.append(row)
+        say(f"{n:>6} runs: " + ", ".join(f"{k} {min(v):.2f} s" for k, v in row.items() if k != "n" and v))
+    return rows
+
+
+def measure_server(tmp: Path, n: int, repeats: int) -> dict:
+    """The same reads against the team stack (scripts/mlflow_stack.sh: PostgreSQL behind ``mlflow server``):
+    N runs logged over HTTP; old (per-run calls over HTTP), new over HTTP (get-history-bulk, 100 runs per call)
+    and new straight from PostgreSQL (the SQL path, for a user who has the database URI)."""
+    import shutil
+
+    import mlflow
+
+    from bench.server_load import stack_env, start_stack, stop_stack
+    from experiments.analysis.runs import load_runs
+
+    services = Path(tempfile.mkdtemp(prefix="layerlab-bench-svc-", dir="/tmp"))  # traversable by `postgres`
+    env = stack_env(services)
+    uri = start_stack(env)
+    try:
+        db = (f"postgresql+psycopg2://mlflow:{env['LAYERLAB_PG_PASSWORD']}@127.0.0.1:{env['LAYERLAB_PG_PORT']}"
+              "/mlflow")
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        exp_id = client.create_experiment(EXPERIMENT)
+        t0 = time.perf_counter()
+        log_runs(client, exp_id, 0, n, EPOCHS)
+        say(f"logged {n} runs over HTTP in {time.perf_counter() - t0:.0f} s")
+        row = {"n": n, "old": [], "new": [], "sql": []}
+        assert len(load_runs(uri, EXPERIMENT, SWEEP)) == n and old_load(uri) == n
+        for _ in range(repeats):
+            row["old"].append(timed(lambda: old_load(uri)))
+            row["new"].append(timed(lambda: load_runs(uri, EXPERIMENT, SWEEP)))
+            row["sql"].append(timed(lambda: load_runs(db, EXPERIMENT, SWEEP)))
+        say(f"server, {n} runs: " + ", ".join(f"{k} {min(v):.2f} s" for k, v in row.items() if k != "n"))
+        return row
+    finally:
+        stop_stack(env)
+        shutil.rmtree(services, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(NAME, __doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=None, help="numbers of runs (default: 1000 10000)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds per size (default: 3; quick: 1)")
+    p.add_argument("--server", type=int, default=0, metavar="N",
+                   help="also N runs on the PostgreSQL-backed server of scripts/mlflow_stack.sh (default: none)")
+    p.add_argument("--old-up-to", type=int, default=10000,
+                   help="time the old per-run path only up to this many runs (default: 10000)")
+    args = p.parse_args(argv)
+    if args.render_only:
+        return finish(args, *((SERVER_NAME, SERVER_TITLE, None, {}, render_server) if args.server
+                              else (NAME, TITLE, None, {}, render)))
+    header = Header(NAME, argv, args.quick, with_tf=False)
+    sizes = args.sizes or ([20, 60] if args.quick else [1000, 10000])
+    repeats = args.repeats or (1 if args.quick else 3)
+    with tempfile.TemporaryDirectory(prefix="layerlab-bench-load-runs-") as tmp_name:
+        if args.server:  # its own section
+            server = measure_server(Path(tmp_name), args.server, repeats)
+            return finish(args, SERVER_NAME, SERVER_TITLE, header, {"server": server, "quick": args.quick,
+                                                                     "epochs": EPOCHS}, render_server)
+        rows = measure(Path(tmp_name), sizes, repeats, args.old_up_to)
+    return finish(args, NAME, TITLE, header, {"rows": rows, "quick": args.quick, "epochs": EPOCHS}, render)
+
+
+def summary(d: dict) -> list[list[str]]:
+    """Rows of the summary table: question, target, measured, verdict."""
+    last = d["rows"][-1]
+    old = f"{min(last['old']):.1f} s one call per run and metric, " if last["old"] else ""
+    return [["4b. loading runs", f"load_runs over {last['n']:,} runs (no target)",
+             f"{old}{min(last['new']):.1f} s by bulk query; api.runs {min(last['api_runs']):.1f} s", "n/a"]]
+
+
+def _best(values: list[float]) -> str:
+    return f"{min(values):.2f}" if values else "not timed"
+
+
+def render(d: dict) -> str:
+    """The section's markdown from the saved raw results."""
+    rows = [[f"{r['n']:,}", _best(r["old"]), _best(r["new"]),
+             f"{min(r['old']) / min(r['new']):.1f}x" if r["old"] else "n/a", _best(r["search"]),
+             _best(r["api_runs"]), _best(r["api_histories"]), str(len(r["new"]))] for r in d["rows"]]
+    md = [
+        f"N job runs of one sweep (2 groups, {d['epochs']} epochs of 5 metrics plus 2 test metrics) in a temporary "
+        "SQLite store (a size that is a multiple of the one before: the runs logged so far plus SQL copies of them "
+        "under new run ids, so the same overrides and seeds repeat); best of the rounds, seconds, in one process. **old**: `mlflow.search_runs` plus one "
+        "`get_metric_history` per run and history metric (the loading before issue 38); **new**: `load_runs` "
+        "today (the same search, then one SQL query per 500 runs on MLflow's `metrics` table); **search**: "
+        "`mlflow.search_runs` alone, which both share; `api.runs` (the tidy table) and `api.histories` "
+        "(long format) of `experiments.api`.",
+        "",
+        table(["runs N", "old load_runs s", "new load_runs s", "old / new", "search alone s", "api.runs s",
+               "api.histories s", "rounds"], rows),
+    ]
+    if d["quick"]:
+        md += ["", QUICK_NOTE]
+    return "\n".join(md)
+
+
+
+def render_server(d: dict) -> str:
+    """The server section's markdown."""
+    r = d["server"]
+    md = [f"`scripts/mlflow_stack.sh` (PostgreSQL behind `mlflow server`, both on this machine, private ports), "
+          f"{r['n']:,} job runs of one sweep ({d['epochs']} epochs of 5 metrics plus 2 test metrics) logged over "
+          "HTTP; best of the rounds, seconds. **old**: `search_runs` plus one `get_metric_history` per run and "
+          "history metric, over HTTP; **new over HTTP**: `load_runs` with the server's URI (the histories by the "
+          "server's `get-history-bulk`, 100 runs per call and metric); **new with the database URI**: `load_runs` "
+          "with the PostgreSQL URI (one SQL query per 500 runs).",
+          "",
+          table(["runs N", "old over HTTP s", "new over HTTP s", "old / new", "new with the database URI s",
+                 "rounds"], [[f"{r['n']:,}", _best(r["old"]), _best(r["new"]), f"{min(r['old']) / min(r['new']):.1f}x",
+                              _best(r["sql"]), str(len(r["new"]))]])]
+    if d["quick"]:
+        md += ["", QUICK_NOTE]
+    return "\n".join(md)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""backend=tensorflow|jax: chosen before Keras loads, recorded on every run, compared by a sweep; the per-backend
+XLA default; a missing backend refused in one paragraph."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments import api
+from experiments.config.schema import validate
+from experiments.errors import LayerlabError
+from experiments.tracking import tags
+from tests.conftest import TINY, compose
+
+QUIET = [*TINY[:1], "training.epochs=1", *TINY[2:], "tracking.log_model=false", "tracking.log_plots=false"]
+
+
+def test_backend_key_and_the_xla_default_per_backend(monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert validate(compose()).backend == "tensorflow"
+    assert validate(compose()).training.jit_compile is False
+    assert validate(compose("backend=jax")).training.jit_compile is True  # eager JAX is slow
+    assert validate(compose("backend=jax", "training.jit_compile=false")).training.jit_compile is False
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert validate(compose()).backend == "jax"  # KERAS_BACKEND is the default
+    with pytest.raises(LayerlabError, match="backend"):
+        validate(compose("backend=theano"))
+    with pytest.raises(LayerlabError, match="TensorFlow backend only"):  # tf.distribute has no JAX twin here
+        validate(compose("backend=jax", "training.strategy=mirrored"))
+
+
+def test_a_missing_backend_is_refused_before_keras_tries():
+    from experiments import backends
+
+    if "torch" in backends.installed_backends():
+        pytest.skip("PyTorch is installed here (make install-torch)")
+    with pytest.raises(LayerlabError, match="not installed") as exc:
+        backends.require_installed("torch")
+    assert "make install-torch" in str(exc.value)
+
+
+@pytest.mark.slow
+def test_sweep_compares_backends_each_job_on_its_own(store):
+    """One process (basic launcher): the first job loads Keras on JAX in the sweep's process, as a single
+    `python runner.py backend=jax` does; the TensorFlow job then runs in a fresh process."""
+    sweep = api.sweep(["backend=jax,tensorflow", *QUIET], tracking_uri=store)
+    assert sweep.returncode == 0, sweep.log[-3000:]
+    runs = sweep.runs()
+    assert sorted(runs["backend"]) == ["jax", "tensorflow"] and (runs["status"] == "FINISHED").all()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    for run_id, backend in zip(runs["run_id"], runs["backend"]):
+        run_tags = client.get_run(run_id).data.tags
+        assert run_tags[tags.BACKEND] == backend  # what really ran, not only what was asked
+        assert run_tags[tags.BACKEND_VERSION][0].isdigit()
+        assert run_tags[tags.JIT_COMPILE] == ("true" if backend == "jax" else "false")  # XLA's default per backend
+        assert run_tags[tags.PARENT_RUN_ID]  # the fresh process's run joined the sweep
+    assert (runs["test_sparse_categorical_accuracy"] > 0).all()
+    assert "backend=jax" in sweep.log and "backend=tensorflow" in sweep.log  # the summary's groups
+    assert set(sweep.compare().summary["group"]) == {"backend=jax", "backend=tensorflow"}
+
+
+BROKEN_LAYER = '''
+import keras
+import tensorflow as tf
+
+from layers import register_layer
+
+
+@register_layer(package="user_tf_ops")
+class TfSquare(keras.layers.Layer):
+    """Squares its input with a TensorFlow op: fine on TensorFlow, broken on every other backend."""
+
+    def call(self, inputs):
+        return tf.math.square(inputs)
+'''
+
+
+@pytest.mark.slow
+def test_check_layer_round_trips_across_backends_and_names_a_tf_only_layer(tmp_path):
+    """A .keras model saved on TensorFlow loads on JAX (and back) with equal predictions; a user layer written
+    with tf.* ops passes on TensorFlow and is named as failing on JAX, with the reason."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    (tmp_path / "user_tf_ops.py").write_text(BROKEN_LAYER)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    proc = subprocess.run([sys.executable, "-m", "experiments.check_layer", "SimpleDense", "TfSquare",
+                           "--module", "user_tf_ops", "--backends", "tensorflow,jax"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    simple, broken = proc.stdout.strip().splitlines()[-2:]
+    assert simple.startswith("SimpleDense: OK on tensorflow, jax")
+    assert "tensorflow loads jax's model" in simple and "jax loads tensorflow's model" in simple
+    assert broken.startswith("TfSquare: FAILS on jax at 'build'") and "works on tensorflow" in broken
+    assert "imports TensorFlow" in broken and "keras.ops" in broken
