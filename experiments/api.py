@@ -371,7 +371,8 @@ def histories(experiment: str = DEFAULT_EXPERIMENT, sweep: str | None = None, tr
 
 def compare(experiment: str = DEFAULT_EXPERIMENT, sweep: str | None = None, tracking_uri: str | None = None, *,
             metric: MetricLike = None, mode: str | None = None, target: float | None | str = "auto",
-            alpha: float = 0.05, replicate_key: str = SEED_KEY, compare_by: Sequence[str] | None = None, all_pairs: bool = False,
+            alpha: float = 0.05, replicate_key: str = SEED_KEY, compare_by: Sequence[str] | None = None,
+            all_pairs: bool = False,
             min_effect: float | None = None, equivalence_margin: float | None = None) -> Comparison:
     """Compare the groups of a sweep: means with 95% CIs, and a test per factor (nothing written to disk).
 
