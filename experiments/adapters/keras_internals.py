@@ -11,12 +11,17 @@ layer was called in, and the (layer, node, tensor) a symbolic tensor comes
 from.  The public ``layer.input`` / ``layer.output`` name only a layer's
 first call, not every call of a shared layer.
 
+:func:`own_train_function` lets ``fit`` run a train function of ours (batches gathered in the
+graph, :mod:`experiments.training.resident`).
+
 :func:`build_training_state` creates a compiled model's optimizer and
 metric variables before ``fit`` (Keras builds them inside the first trace of
 the train step, which makes TensorFlow trace it twice).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 
 def nodes_by_depth(model) -> list[list] | None:
@@ -52,3 +57,19 @@ def build_training_state(model, element_spec) -> None:
     """
     with model.distribute_strategy.scope():
         model._symbolic_build(data_batch=element_spec)
+
+
+@contextlib.contextmanager
+def own_train_function(model, function):
+    """Let ``model.fit`` call ``function(iterator)`` in place of the train function Keras would make.
+
+    Keras 3's ``fit`` (TensorFlow backend) calls ``model.train_function(iterator)`` once per
+    ``steps_per_execution`` steps and keeps a train function that is already set
+    (``make_train_function``); the one before is put back on exit.
+    """
+    before = model.train_function
+    model.train_function = function
+    try:
+        yield
+    finally:
+        model.train_function = before
