@@ -9,7 +9,7 @@ from experiments.training.callbacks import ProgressFile
 from experiments.training.evaluate import evaluate
 from experiments.training.interrupts import StopRequest
 from experiments.training.multi_worker import MultiWorkerTrainer
-from experiments.training.resident import applies, ResidentSteps
+from experiments.training.resident import applies, resident_steps
 from experiments.training.runtime import fit_verbosity
 
 
@@ -52,6 +52,6 @@ def fit(model, training: TrainingSchema, datasets: dict, callbacks: list, initia
     split = resident_split(datasets["train"])
     if not applies(model, split):
         return model.fit(datasets["train"], **kwargs)
-    steps = ResidentSteps(model, split)  # the same batches, gathered in the train graph
+    steps = resident_steps(model, split)  # the same batches, gathered in the train graph
     with steps.fitting(model):
         return model.fit(steps.stand_in(), **kwargs)

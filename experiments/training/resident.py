@@ -12,7 +12,12 @@ progress bar) is Keras' own.
 
 from __future__ import annotations
 
+import weakref
+
 from experiments.adapters.keras_internals import own_train_function
+
+# A model's steps on one split, kept across its fit calls (as Keras keeps its train function): traced once.
+_KEPT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def applies(model, split) -> bool:
@@ -21,39 +26,50 @@ def applies(model, split) -> bool:
             and model.distribute_strategy.num_replicas_in_sync == 1)
 
 
+def resident_steps(model, split) -> "ResidentSteps":
+    """The model's :class:`ResidentSteps` on ``split``, made on its first fit and kept for the next ones."""
+    kept = _KEPT.get(model)
+    if kept is None or kept.batch_size != split.batch_size or kept.per_call != int(model.steps_per_execution):
+        kept = _KEPT[model] = ResidentSteps(model, split.batch_size)
+    kept.split = split  # the arrays are arguments of the traced function: another split of their shapes, no trace
+    return kept
+
+
 class ResidentSteps:
     """``model.train_function`` for ``fit``: ``steps_per_execution`` steps per call on batches gathered in the graph.
 
     Args:
         model: the compiled, built model.
-        split: :class:`experiments.data.tfdata.ResidentSplit` of the training dataset.
+        batch_size: samples per batch.
+
+    ``split`` (:class:`experiments.data.tfdata.ResidentSplit`) is the training split it gathers from.
     """
 
-    def __init__(self, model, split):
+    def __init__(self, model, batch_size: int):
         import tensorflow as tf
 
-        self.split = split
-        self.steps = split.steps
+        self.split = None
+        self.batch_size = bs = int(batch_size)
         self.per_call = int(model.steps_per_execution)
         self._begin = 0
         self._order = None
-        x, y, bs = split.x, split.y, split.batch_size
+        model_ref = weakref.ref(model)  # kept per model in a weak mapping: the value must not hold its key
 
-        def one_step(order, step):
+        def one_step(x, y, order, step):
             idx = order[step * bs:(step + 1) * bs]
-            model.train_step((tf.gather(x, idx), tf.gather(y, idx)))
+            model_ref().train_step((tf.gather(x, idx), tf.gather(y, idx)))
 
         if model.jit_compile:
             one_step = tf.function(one_step, jit_compile=True)
 
         @tf.function
-        def run(order, begin, count):
+        def run(x, y, order, begin, count):
             def body(i):
-                one_step(order, begin + i)
+                one_step(x, y, order, begin + i)
                 return (i + 1,)
 
             tf.while_loop(lambda i: i < count, body, (tf.constant(0, tf.int64),))
-            return model.get_metrics_result()  # read after the loop: the last step's logs, as Keras returns them
+            return model_ref().get_metrics_result()  # read after the loop: the last step's logs, as Keras returns them
 
         self._run = run
 
@@ -62,18 +78,20 @@ class ResidentSteps:
         (this train function never pulls from it)."""
         import tensorflow as tf
 
-        return tf.data.Dataset.from_tensors((self.split.x[:1], self.split.y[:1])).repeat(self.steps)
+        return tf.data.Dataset.from_tensors((self.split.x[:1], self.split.y[:1])).repeat(self.split.steps)
 
     def __call__(self, iterator):
         import tensorflow as tf
 
+        split = self.split
         if self._begin == 0:
-            self._order = next(iter(self.split.orders))  # the epoch's order: one tiny iteration per epoch
-        count = min(self.per_call, self.steps - self._begin)
-        logs = self._run(self._order, tf.constant(self._begin, tf.int64), tf.constant(count, tf.int64))
-        self._begin = (self._begin + count) % self.steps
+            self._order = next(iter(split.orders))  # the epoch's order: one tiny iteration per epoch
+        count = min(self.per_call, split.steps - self._begin)
+        logs = self._run(split.x, split.y, self._order, tf.constant(self._begin, tf.int64), tf.constant(count, tf.int64))
+        self._begin = (self._begin + count) % split.steps
         return logs
 
     def fitting(self, model):
-        """A context in which ``model.fit`` runs these steps."""
+        """A context in which ``model.fit`` runs these steps, from the first batch of an epoch."""
+        self._begin = 0
         return own_train_function(model, self)
