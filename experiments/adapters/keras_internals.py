@@ -59,6 +59,12 @@ def build_training_state(model, element_spec) -> None:
         model._symbolic_build(data_batch=element_spec)
 
 
+# Keras' fit makes a new iterator of the training dataset at the end of each epoch and another at the start of
+# the next (steps_per_epoch unset), the second one used: a dataset that reshuffles per iteration gives its
+# epochs the orders of iterations 0, 2, 4, ...
+KERAS_ITERATORS_PER_EPOCH = 2
+
+
 @contextlib.contextmanager
 def own_train_function(model, function):
     """Let ``model.fit`` call ``function(iterator)`` in place of the train function Keras would make.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import weakref
 
-from experiments.adapters.keras_internals import own_train_function
+from experiments.adapters.keras_internals import KERAS_ITERATORS_PER_EPOCH, own_train_function
 
 # A model's steps on one split, kept across its fit calls (as Keras keeps its train function): traced once.
 _KEPT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -51,7 +51,7 @@ class ResidentSteps:
         self.split = None
         self.batch_size = bs = int(batch_size)
         self.per_call = int(model.steps_per_execution)
-        self._begin = 0
+        self._begin = self._epochs = 0
         self._order = None
         model_ref = weakref.ref(model)  # kept per model in a weak mapping: the value must not hold its key
 
@@ -85,7 +85,10 @@ class ResidentSteps:
 
         split = self.split
         if self._begin == 0:
+            for _ in range(KERAS_ITERATORS_PER_EPOCH - 1 if self._epochs else 0):
+                iter(split.orders)  # the iterators Keras' fit would make and not use: the same order as its epoch's
             self._order = next(iter(split.orders))  # the epoch's order: one tiny iteration per epoch
+            self._epochs += 1
         count = min(self.per_call, split.steps - self._begin)
         logs = self._run(split.x, split.y, self._order, tf.constant(self._begin, tf.int64), tf.constant(count, tf.int64))
         self._begin = (self._begin + count) % split.steps
@@ -93,5 +96,5 @@ class ResidentSteps:
 
     def fitting(self, model):
         """A context in which ``model.fit`` runs these steps, from the first batch of an epoch."""
-        self._begin = 0
+        self._begin = self._epochs = 0
         return own_train_function(model, self)
