@@ -19,12 +19,21 @@ times, one after another (rounds interleaved, medians reported):
   job's callbacks (timer, NaN guard, stop on signal) and ``steps_per_execution=1``:
   the step as layerlab ran it before issue 37;
 * ``fit before, no callbacks``: the same without callbacks;
+* ``graph step, gathered``: the same step looped in one graph, each batch
+  gathered from the resident arrays by a seeded permutation: what the
+  step costs with its own input;
+* ``fit, tf.data iterator``: Keras' ``model.fit`` pulling every batch of
+  ``make_tf_dataset`` from its ``tf.data`` iterator (``steps_per_execution``
+  from the YAML, the job's callbacks): layerlab before the resident path;
 * ``fit, layerlab now``: :func:`experiments.training.loop.fit` (what
   ``runner.py`` runs) on ``make_tf_dataset``, compiled by ``compile_model``
-  (``training.steps_per_execution`` from the YAML), with the job's callbacks.
+  (``training.steps_per_execution`` from the YAML), with the job's callbacks:
+  the batches gathered inside the train graph
+  (:mod:`experiments.training.resident`).
 
 Per-step times are an epoch's training time divided by its steps (no
-validation in these fits).
+validation in these fits), wall clock; ``CPU ms`` is the process's CPU time
+per step (all threads), which the machine's other load changes less.
 """
 
 from __future__ import annotations
@@ -63,18 +72,24 @@ def cpu_flags() -> dict:
     return {f: f in flags for f in ("avx512f", "avx512_bf16", "amx_bf16")}
 
 
-def _timed_loop(fn, reps: int) -> float:
+def _timed(fn) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def _timed_loop(fn, reps: int) -> tuple[float, float]:
     """Seconds per iteration of a graph function that itself loops ``reps`` times."""
-    t0 = time.perf_counter()
-    fn(reps).numpy()
-    return (time.perf_counter() - t0) / reps
+    wall, cpu = _timed(lambda: fn(reps).numpy())
+    return wall / reps, cpu / reps
 
 
-def _iterate(ds) -> float:
-    t0 = time.perf_counter()
-    for _ in ds:
-        pass
-    return time.perf_counter() - t0
+def _iterate(ds) -> tuple[float, float]:
+    def run():
+        for _ in ds:
+            pass
+    return _timed(run)
 
 
 def _dataset_before(x, y, batch_size: int, seed: int):
@@ -92,6 +107,7 @@ def measure(args) -> dict:
     import numpy as np
     import tensorflow as tf
 
+    from experiments.adapters.keras_internals import build_training_state
     from experiments.config.schema import validate
     from experiments.data import make_tf_dataset
     from experiments.job.prepare import prepare
@@ -142,25 +158,47 @@ def measure(args) -> dict:
             return (i + 1,)
         return tf.while_loop(lambda i: i < n, body, (tf.constant(0),))[0]
 
+    # -- the same step, each batch gathered in the graph from the resident arrays by a seeded permutation
+    gather_model = fresh(cfg)
+    build_training_state(gather_model, make_tf_dataset(x, y, bs, shuffle=True, seed=0).element_spec)
+    x_all, y_all = tf.constant(x), tf.constant(y)
+    n_all = len(x)
+
+    @tf.function
+    def gathered_steps(n):
+        order = tf.random.experimental.stateless_shuffle(tf.range(n_all, dtype=tf.int64),
+                                                         seed=tf.stack([tf.constant(0, tf.int64), tf.cast(n, tf.int64)]))
+
+        def body(i):
+            idx = order[i * bs:(i + 1) * bs]
+            gather_model.train_step((tf.gather(x_all, idx), tf.gather(y_all, idx)))
+            return (i + 1,)
+        return tf.while_loop(lambda i: i < n, body, (tf.constant(0),))[0]
+
     def run_matmuls():
         return _timed_loop(matmuls, steps)
 
     def run_graph():
         return _timed_loop(graph_steps, steps)
 
+    def run_gathered():
+        return _timed_loop(gathered_steps, steps)
+
+    def per_step(times):
+        return tuple(t / steps for t in times)
+
     def run_pipeline_before():
-        return _iterate(_dataset_before(x, y, bs, seed=0)) / steps
+        return per_step(_iterate(_dataset_before(x, y, bs, seed=0)))
 
     def run_pipeline_now():
-        return _iterate(make_tf_dataset(x, y, bs, shuffle=True, seed=0)) / steps
+        return per_step(_iterate(make_tf_dataset(x, y, bs, shuffle=True, seed=0)))
 
     def fit_epoch(m, ds, callbacks):
-        t0 = time.perf_counter()
-        m.fit(ds, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)
-        return (time.perf_counter() - t0) / steps
+        return per_step(_timed(lambda: m.fit(ds, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)))
 
     before_cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps_per_execution=1))
-    models = {"before": fresh(before_cfg), "nocb": fresh(before_cfg), "now": fresh(cfg)}
+    models = {"before": fresh(before_cfg), "nocb": fresh(before_cfg), "tfdata": fresh(cfg), "now": fresh(cfg)}
+    build_training_state(models["tfdata"], make_tf_dataset(x, y, bs, shuffle=True, seed=0).element_spec)
 
     def run_before():
         return fit_epoch(models["before"], _dataset_before(x, y, bs, seed=0), [EpochTimer(), NanGuard(), StopOnSignal()])
@@ -168,31 +206,39 @@ def measure(args) -> dict:
     def run_nocb():
         return fit_epoch(models["nocb"], _dataset_before(x, y, bs, seed=0), [])
 
+    def run_tfdata():
+        return fit_epoch(models["tfdata"], make_tf_dataset(x, y, bs, shuffle=True, seed=0),
+                         [EpochTimer(), NanGuard(), StopOnSignal()])
+
     def run_now():
         ds = {"train": make_tf_dataset(x, y, bs, shuffle=True, seed=0), "val": None}
-        t0 = time.perf_counter()
-        fit(models["now"], cfg.training, ds, [EpochTimer(), NanGuard(), StopOnSignal()])
-        return (time.perf_counter() - t0) / steps
+        return per_step(_timed(lambda: fit(models["now"], cfg.training, ds, [EpochTimer(), NanGuard(), StopOnSignal()])))
 
-    variants = {"matmuls": run_matmuls, "graph step": run_graph, "pipeline before": run_pipeline_before,
-                "pipeline now": run_pipeline_now, "fit, as before": run_before,
-                "fit before, no callbacks": run_nocb, "fit, layerlab now": run_now}
+    variants = {"matmuls": run_matmuls, "graph step": run_graph, "graph step, gathered": run_gathered,
+                "pipeline before": run_pipeline_before, "pipeline now": run_pipeline_now, "fit, as before": run_before,
+                "fit before, no callbacks": run_nocb, "fit, tf.data iterator": run_tfdata, "fit, layerlab now": run_now}
     for fn in variants.values():  # warm-up: traces, oneDNN primitives, thread pools
         fn()
     times = {k: [] for k in variants}
+    cpu = {k: [] for k in variants}
     for r in range(args.rounds):
         for k, fn in variants.items():
-            times[k].append(fn())
+            wall, used = fn()
+            times[k].append(wall)
+            cpu[k].append(used)
         say(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {times[k][-1] * 1e3:.2f} ms" for k in variants))
     return {"steps": steps, "batch_size": bs, "samples": len(x), "dataset": args.dataset,
             "steps_per_execution": cfg.training.steps_per_execution,
-            "times_ms": {k: [t * 1e3 for t in v] for k, v in times.items()}, "flags": cpu_flags()}
+            "times_ms": {k: [t * 1e3 for t in v] for k, v in times.items()},
+            "cpu_ms": {k: [t * 1e3 for t in v] for k, v in cpu.items()}, "flags": cpu_flags()}
 
 
 def render(data: dict) -> str:
     t = {k: median(v) for k, v in data["times_ms"].items()}
+    c = {k: median(v) for k, v in data.get("cpu_ms", {}).items()}
     mm = t["matmuls"]
-    rows = [(k, f"{v:.2f}", f"{v / mm:.2f}x", " / ".join(f"{x:.2f}" for x in data["times_ms"][k]))
+    rows = [(k, f"{v:.2f}", f"{v / mm:.2f}x", f"{c[k]:.2f}" if k in c else "-",
+             f"{c[k] / c['matmuls']:.2f}x" if k in c else "-", " / ".join(f"{x:.2f}" for x in data["times_ms"][k]))
             for k, v in t.items()]
     flags = data["flags"]
     lines = [
@@ -201,8 +247,12 @@ def render(data: dict) -> str:
         f"medians of {len(next(iter(data['times_ms'].values())))} interleaved rounds. CPU flags: "
         + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items()) + ".",
         "",
-        table(("per step", "median ms", "vs matmuls", "rounds (ms)"), rows),
+        table(("per step", "median ms", "vs matmuls", "CPU ms", "CPU vs matmuls", "rounds (ms)"), rows),
         "",
+        f"Target (issue 37): a solo step at most 1.5x its matrix products: layerlab now "
+        f"{t['fit, layerlab now'] / mm:.2f}x (CPU {c['fit, layerlab now'] / c['matmuls']:.2f}x)"
+        + (f", with the tf.data iterator {t['fit, tf.data iterator'] / mm:.2f}x" if "fit, tf.data iterator" in t else "")
+        + f", before issue 37 {t['fit, as before'] / mm:.2f}x." if c else
         f"Target (issue 37): a solo step at most 1.5x its matrix products: layerlab now "
         f"{t['fit, layerlab now'] / mm:.2f}x, before {t['fit, as before'] / mm:.2f}x.",
     ]
