@@ -11,7 +11,7 @@ layer was called in, and the (layer, node, tensor) a symbolic tensor comes
 from.  The public ``layer.input`` / ``layer.output`` name only a layer's
 first call, not every call of a shared layer.
 
-:func:`own_train_function` lets ``fit`` run a train function of ours (batches gathered in the
+:func:`own_step_functions` lets ``fit`` run train and test functions of ours (batches gathered in the
 graph, :mod:`experiments.training.resident`).
 
 :func:`build_training_state` creates a compiled model's optimizer and
@@ -66,16 +66,20 @@ KERAS_ITERATORS_PER_EPOCH = 2
 
 
 @contextlib.contextmanager
-def own_train_function(model, function):
-    """Let ``model.fit`` call ``function(iterator)`` in place of the train function Keras would make.
+def own_step_functions(model, train=None, test=None):
+    """Let ``model.fit`` call ``train(iterator)`` / ``test(iterator)`` (those not None) in place of the train and
+    test functions Keras would make.
 
-    Keras 3's ``fit`` (TensorFlow backend) calls ``model.train_function(iterator)`` once per
-    ``steps_per_execution`` steps and keeps a train function that is already set
-    (``make_train_function``); the one before is put back on exit.
+    Keras 3's ``fit`` and ``evaluate`` (TensorFlow backend) call ``model.train_function(iterator)`` /
+    ``model.test_function(iterator)`` once per ``steps_per_execution`` steps and keep a function that is already
+    set (``make_train_function``, ``make_test_function``); the ones before are put back on exit.
     """
-    before = model.train_function
-    model.train_function = function
+    before = model.train_function, model.test_function
+    if train is not None:
+        model.train_function = train
+    if test is not None:
+        model.test_function = test
     try:
         yield
     finally:
-        model.train_function = before
+        model.train_function, model.test_function = before

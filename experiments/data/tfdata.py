@@ -22,12 +22,14 @@ class ResidentSplit:
         batch_size: samples per batch (the last one may be smaller).
         orders: a dataset of one element, the epoch's order of sample indices; each iteration (epoch) gives the
             order the dataset itself would use for that epoch, so the batches are the same.
+        shuffle: whether the orders are shuffled (else the batches are contiguous slices).
     """
 
     x: Any
     y: Any
     batch_size: int
     orders: Any
+    shuffle: bool
 
     @property
     def steps(self) -> int:
@@ -93,7 +95,7 @@ def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
         # Contiguous slices: no gather, no per-sample work.
         ds = tf.data.Dataset.range(steps).map(lambda b: (x_t[b * bs:(b + 1) * bs], y_t[b * bs:(b + 1) * bs]))
         ds = ds.prefetch(tf.data.AUTOTUNE)
-        _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, tf.data.Dataset.from_tensors(tf.range(n, dtype=tf.int64)))
+        _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, tf.data.Dataset.from_tensors(tf.range(n, dtype=tf.int64)), False)
         return ds
     seed = int(seed) % 2**31
 
@@ -112,5 +114,5 @@ def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
     orders = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).map(epoch_order)
     ds = orders.flat_map(batches).apply(tf.data.experimental.assert_cardinality(steps))  # Keras and fusing read it
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, orders)
+    _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, orders, True)
     return ds

@@ -9,7 +9,7 @@ from experiments.training.callbacks import ProgressFile
 from experiments.training.evaluate import evaluate
 from experiments.training.interrupts import StopRequest
 from experiments.training.multi_worker import MultiWorkerTrainer
-from experiments.training.resident import applies, resident_steps
+from experiments.training.resident import applies, resident_fit
 from experiments.training.runtime import fit_verbosity
 
 
@@ -52,6 +52,9 @@ def fit(model, training: TrainingSchema, datasets: dict, callbacks: list, initia
     split = resident_split(datasets["train"])
     if not applies(model, split):
         return model.fit(datasets["train"], **kwargs)
-    steps = resident_steps(model, split)  # the same batches, gathered in the train graph
-    with steps.fitting(model):
-        return model.fit(steps.stand_in(), **kwargs)
+    val = datasets.get("val")
+    val_split = None if val is None else resident_split(val)
+    with resident_fit(model, split, val_split) as (train, val_stand_in):  # the same batches, gathered in the graph
+        if val_stand_in is not None:
+            kwargs["validation_data"] = val_stand_in
+        return model.fit(train, **kwargs)

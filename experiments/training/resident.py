@@ -1,10 +1,11 @@
-"""Train steps on batches gathered inside the train graph from the split's resident tensors.
+"""Train and validation steps on batches gathered inside the step's graph from the split's resident tensors.
 
 Keras' ``fit`` pulls every batch from a ``tf.data`` iterator: a pipeline
 step (a gather, a function call, a prefetch thread waking up) per train step,
-which on a small CPU competes with the step for the same cores. Here one graph
-call runs up to ``steps_per_execution`` steps, each gathering its batch from
-the resident arrays by the epoch's order of indices: the same batches
+which on a small CPU competes with the step for the same cores, and new
+iterators every epoch. Here one graph call runs up to ``steps_per_execution``
+steps, each gathering its batch from the resident arrays by the epoch's order
+of indices (a slice for validation): the same batches
 ``experiments.data.make_tf_dataset`` would give, in the same order, with no
 iterator per step. ``fit`` itself (its callbacks, history, validation,
 progress bar) is Keras' own.
@@ -12,11 +13,12 @@ progress bar) is Keras' own.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 
-from experiments.adapters.keras_internals import KERAS_ITERATORS_PER_EPOCH, own_train_function
+from experiments.adapters.keras_internals import KERAS_ITERATORS_PER_EPOCH, own_step_functions
 
-# A model's steps on one split, kept across its fit calls (as Keras keeps its train function): traced once.
+# A model's steps, kept across its fit calls (as Keras keeps its train function): traced once per model.
 _KEPT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -26,29 +28,21 @@ def applies(model, split) -> bool:
             and model.distribute_strategy.num_replicas_in_sync == 1)
 
 
-def resident_steps(model, split) -> "ResidentSteps":
-    """The model's :class:`ResidentSteps` on ``split``, made on its first fit and kept for the next ones."""
-    kept = _KEPT.get(model)
-    if kept is None or kept.batch_size != split.batch_size or kept.per_call != int(model.steps_per_execution):
-        kept = _KEPT[model] = ResidentSteps(model, split.batch_size)
-    kept.split = split  # the arrays are arguments of the traced function: another split of their shapes, no trace
-    return kept
-
-
-class ResidentSteps:
-    """``model.train_function`` for ``fit``: ``steps_per_execution`` steps per call on batches gathered in the graph.
+class _Steps:
+    """``model.train_function`` / ``test_function`` for ``fit``: ``steps_per_execution`` steps per call on
+    batches gathered in the graph from ``split`` (:class:`experiments.data.tfdata.ResidentSplit`).
 
     Args:
         model: the compiled, built model.
         batch_size: samples per batch.
-
-    ``split`` (:class:`experiments.data.tfdata.ResidentSplit`) is the training split it gathers from.
+        train: train steps on the epoch's order (else test steps on contiguous slices).
     """
 
-    def __init__(self, model, batch_size: int):
+    def __init__(self, model, batch_size: int, train: bool):
         import tensorflow as tf
 
         self.split = None
+        self.train = train
         self.batch_size = bs = int(batch_size)
         self.per_call = int(model.steps_per_execution)
         self._begin = self._epochs = 0
@@ -56,8 +50,11 @@ class ResidentSteps:
         model_ref = weakref.ref(model)  # kept per model in a weak mapping: the value must not hold its key
 
         def one_step(x, y, order, step):
-            idx = order[step * bs:(step + 1) * bs]
-            model_ref().train_step((tf.gather(x, idx), tf.gather(y, idx)))
+            if train:
+                idx = order[step * bs:(step + 1) * bs]
+                model_ref().train_step((tf.gather(x, idx), tf.gather(y, idx)))
+            else:
+                model_ref().test_step((x[step * bs:(step + 1) * bs], y[step * bs:(step + 1) * bs]))
 
         if model.jit_compile:
             one_step = tf.function(one_step, jit_compile=True)
@@ -74,27 +71,52 @@ class ResidentSteps:
         self._run = run
 
     def stand_in(self):
-        """What ``fit`` iterates in place of the training dataset: the same number of batches, no work per batch
-        (this train function never pulls from it)."""
+        """What ``fit`` iterates in place of the dataset: the same number of batches, no work per batch (these
+        functions never pull from it)."""
         import tensorflow as tf
 
         return tf.data.Dataset.from_tensors((self.split.x[:1], self.split.y[:1])).repeat(self.split.steps)
+
+    def start(self) -> None:
+        """From the first batch of an epoch, as at the start of a fit."""
+        self._begin = self._epochs = 0
 
     def __call__(self, iterator):
         import tensorflow as tf
 
         split = self.split
-        if self._begin == 0:
+        if self._begin == 0 and self.train:
             for _ in range(KERAS_ITERATORS_PER_EPOCH - 1 if self._epochs else 0):
                 iter(split.orders)  # the iterators Keras' fit would make and not use: the same order as its epoch's
             self._order = next(iter(split.orders))  # the epoch's order: one tiny iteration per epoch
             self._epochs += 1
+        elif self._order is None:
+            self._order = tf.zeros([0], tf.int64)  # test steps slice: one placeholder, traced once
         count = min(self.per_call, split.steps - self._begin)
         logs = self._run(split.x, split.y, self._order, tf.constant(self._begin, tf.int64), tf.constant(count, tf.int64))
         self._begin = (self._begin + count) % split.steps
         return logs
 
-    def fitting(self, model):
-        """A context in which ``model.fit`` runs these steps, from the first batch of an epoch."""
-        self._begin = self._epochs = 0
-        return own_train_function(model, self)
+
+def _kept(model, split, train: bool) -> _Steps:
+    kept = _KEPT.setdefault(model, {})
+    steps = kept.get(train)
+    if steps is None or steps.batch_size != split.batch_size or steps.per_call != int(model.steps_per_execution):
+        steps = kept[train] = _Steps(model, split.batch_size, train)
+    steps.split = split  # the arrays are arguments of the traced function: another split of their shapes, no trace
+    steps.start()
+    return steps
+
+
+@contextlib.contextmanager
+def resident_fit(model, train_split, val_split=None):
+    """A context in which ``model.fit`` gathers its batches in the graph.
+
+    Yields:
+        ``(train, val)``: the datasets to hand to ``fit`` in place of the training and validation datasets
+        (``val`` None when ``val_split`` is None or shuffled: Keras validates on its own iterator then).
+    """
+    train = _kept(model, train_split, True)
+    val = None if val_split is None or val_split.shuffle else _kept(model, val_split, False)
+    with own_step_functions(model, train=train, test=val):
+        yield train.stand_in(), None if val is None else val.stand_in()
