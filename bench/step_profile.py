@@ -29,7 +29,12 @@ times, one after another (rounds interleaved, medians reported):
   ``runner.py`` runs) on ``make_tf_dataset``, compiled by ``compile_model``
   (``training.steps_per_execution`` from the YAML), with the job's callbacks:
   the batches gathered inside the train graph
-  (:mod:`experiments.training.resident`).
+  (:mod:`experiments.training.resident`);
+* ``layerlab now, steps_per_execution=8`` / ``=128`` / ``jit_compile=true``:
+  the same fit with another ``training.steps_per_execution`` or with XLA;
+* ``+ validation, tf.data iterators`` / ``+ validation, layerlab now``: the
+  last two with the validation split (as every run validates each epoch),
+  its time counted per training step.
 
 Per-step times are an epoch's training time divided by its steps (no
 validation in these fits), wall clock; ``CPU ms`` is the process's CPU time
@@ -122,8 +127,10 @@ def measure(args) -> dict:
     setup_runtime(cfg)
     data, _ = prepare(cfg)
     x, y = data.train
+    xv, yv = data.val
     if args.quick:
         x, y = x[: 4 * args.batch_size], y[: 4 * args.batch_size]
+        xv, yv = xv[: 2 * args.batch_size], yv[: 2 * args.batch_size]
     bs = args.batch_size
     steps = -(-len(x) // bs)
 
@@ -197,8 +204,10 @@ def measure(args) -> dict:
         return per_step(_timed(lambda: m.fit(ds, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)))
 
     before_cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps_per_execution=1))
-    models = {"before": fresh(before_cfg), "nocb": fresh(before_cfg), "tfdata": fresh(cfg), "now": fresh(cfg)}
-    build_training_state(models["tfdata"], make_tf_dataset(x, y, bs, shuffle=True, seed=0).element_spec)
+    models = {"before": fresh(before_cfg), "nocb": fresh(before_cfg), "tfdata": fresh(cfg), "now": fresh(cfg),
+              "val tfdata": fresh(cfg), "val now": fresh(cfg)}
+    for k in ("tfdata", "val tfdata"):
+        build_training_state(models[k], make_tf_dataset(x, y, bs, shuffle=True, seed=0).element_spec)
 
     def run_before():
         return fit_epoch(models["before"], _dataset_before(x, y, bs, seed=0), [EpochTimer(), NanGuard(), StopOnSignal()])
@@ -214,9 +223,34 @@ def measure(args) -> dict:
         ds = {"train": make_tf_dataset(x, y, bs, shuffle=True, seed=0), "val": None}
         return per_step(_timed(lambda: fit(models["now"], cfg.training, ds, [EpochTimer(), NanGuard(), StopOnSignal()])))
 
+    def option(**changes):
+        job = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, **changes))
+        m = fresh(job)
+
+        def run():
+            ds = {"train": make_tf_dataset(x, y, bs, shuffle=True, seed=0), "val": None}
+            return per_step(_timed(lambda: fit(m, job.training, ds, [EpochTimer(), NanGuard(), StopOnSignal()])))
+        return run
+
+    def run_val_tfdata():
+        m = models["val tfdata"]
+        ds, val = make_tf_dataset(x, y, bs, shuffle=True, seed=0), make_tf_dataset(xv, yv, bs, shuffle=False, seed=0)
+        return per_step(_timed(lambda: m.fit(ds, validation_data=val, epochs=1, verbose=0, shuffle=False,
+                                             callbacks=[EpochTimer(), NanGuard(), StopOnSignal()])))
+
+    def run_val_now():
+        ds = {"train": make_tf_dataset(x, y, bs, shuffle=True, seed=0),
+              "val": make_tf_dataset(xv, yv, bs, shuffle=False, seed=0)}
+        return per_step(_timed(lambda: fit(models["val now"], cfg.training, ds,
+                                           [EpochTimer(), NanGuard(), StopOnSignal()])))
+
     variants = {"matmuls": run_matmuls, "graph step": run_graph, "graph step, gathered": run_gathered,
                 "pipeline before": run_pipeline_before, "pipeline now": run_pipeline_now, "fit, as before": run_before,
-                "fit before, no callbacks": run_nocb, "fit, tf.data iterator": run_tfdata, "fit, layerlab now": run_now}
+                "fit before, no callbacks": run_nocb, "fit, tf.data iterator": run_tfdata, "fit, layerlab now": run_now,
+                "layerlab now, steps_per_execution=8": option(steps_per_execution=8),
+                "layerlab now, steps_per_execution=128": option(steps_per_execution=128),
+                "layerlab now, jit_compile=true": option(jit_compile=True),
+                "+ validation, tf.data iterators": run_val_tfdata, "+ validation, layerlab now": run_val_now}
     for fn in variants.values():  # warm-up: traces, oneDNN primitives, thread pools
         fn()
     times = {k: [] for k in variants}
@@ -227,7 +261,7 @@ def measure(args) -> dict:
             times[k].append(wall)
             cpu[k].append(used)
         say(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {times[k][-1] * 1e3:.2f} ms" for k in variants))
-    return {"steps": steps, "batch_size": bs, "samples": len(x), "dataset": args.dataset,
+    return {"steps": steps, "batch_size": bs, "samples": len(x), "val_samples": len(xv), "dataset": args.dataset,
             "steps_per_execution": cfg.training.steps_per_execution,
             "times_ms": {k: [t * 1e3 for t in v] for k, v in times.items()},
             "cpu_ms": {k: [t * 1e3 for t in v] for k, v in cpu.items()}, "flags": cpu_flags()}
@@ -243,7 +277,8 @@ def render(data: dict) -> str:
     flags = data["flags"]
     lines = [
         f"Section-4 model (784-128-10 MLP, Lambda layers, Adam), batch {data['batch_size']}, "
-        f"{data['samples']} training samples of `dataset={data['dataset']}` ({data['steps']} steps per epoch); "
+        f"{data['samples']} training samples of `dataset={data['dataset']}` ({data['steps']} steps per epoch, "
+        f"{data.get('val_samples', '?')} validation samples); "
         f"medians of {len(next(iter(data['times_ms'].values())))} interleaved rounds. CPU flags: "
         + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items()) + ".",
         "",
