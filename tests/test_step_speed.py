@@ -119,3 +119,23 @@ def test_steps_per_execution_is_checked(value):
 
     with pytest.raises(ConfigError, match="training.steps_per_execution"):
         validate(compose(f"training.steps_per_execution={value}"))
+
+
+def test_a_jobs_fit_gathers_its_batches_in_the_graph():
+    """The job's datasets (``split_datasets`` then ``shard_by_data``) under the default strategy take the
+    resident path, and its steps are put back after the fit (scoring runs Keras' own test function)."""
+    from experiments.job.prepare import split_datasets
+    from experiments.training import resident
+    from experiments.training.distribute import make_strategy, shard_by_data
+    from experiments.training.loop import fit_and_score
+
+    cfg = validate(compose(*SMALL, "training.epochs=1"))
+    setup_runtime(cfg)
+    data, model = prepare(cfg)
+    compile_model(model, cfg)
+    datasets = {k: shard_by_data(v) for k, v in split_datasets(cfg, data).items()}
+    history, final = fit_and_score(model, make_strategy(cfg.training), cfg.training, datasets, [NanGuard()])
+    assert set(resident._KEPT[model]) == {True, False}  # train and validation steps gathered their batches
+    assert not isinstance(model.train_function, resident._Steps)
+    assert not isinstance(model.test_function, resident._Steps)
+    assert np.isfinite(history.history["val_loss"][0]) and 0 <= final["test_sparse_categorical_accuracy"] <= 1

@@ -47,6 +47,14 @@ def resident_split(dataset) -> ResidentSplit | None:
         return None
 
 
+def with_same_batches(dataset, source):
+    """Record that ``dataset`` gives the batches of ``source`` (e.g. ``source.with_options(...)``); returns it."""
+    split = resident_split(source)
+    if split is not None:
+        _RESIDENT[dataset] = split
+    return dataset
+
+
 def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
     """Wrap arrays in a batched, prefetched ``tf.data.Dataset``.
 

@@ -23,9 +23,12 @@ _KEPT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def applies(model, split) -> bool:
-    """Whether a model's fit can gather its own batches: a dataset of ``make_tf_dataset``, one replica, graph mode."""
-    return (split is not None and not model.run_eagerly
-            and model.distribute_strategy.num_replicas_in_sync == 1)
+    """Whether a model's fit can gather its own batches: a dataset of ``make_tf_dataset``, TensorFlow's default
+    strategy (a ``tf.distribute`` strategy runs its steps through ``strategy.run``), graph mode."""
+    import tensorflow as tf
+
+    return (split is not None and not model.run_eagerly and not tf.distribute.has_strategy()
+            and model.distribute_strategy is tf.distribute.get_strategy())
 
 
 class _Steps:
