@@ -25,9 +25,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "BENCHMARKS.md"
@@ -67,8 +68,11 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     """The common options of every benchmark script."""
     p = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script works, numbers mean little")
-    p.add_argument("--out", default=str(DEFAULT_OUT),
-                   help=f"markdown file whose '{name}' section is rewritten (default: {DEFAULT_OUT.name} in the project root)")
+    p.add_argument(
+        "--out",
+        default=str(DEFAULT_OUT),
+        help=f"markdown file whose '{name}' section is rewritten (default: {DEFAULT_OUT.name} in the project root)",
+    )
     p.add_argument("--render-only", action="store_true",
                    help="measure nothing: rewrite the section from the raw results the last run saved (see raw_path)")
     return p
@@ -83,7 +87,7 @@ def raw_path(out: str | Path, name: str) -> Path:
     return out.parent / f"{out.stem}.{name}.json"
 
 
-def save_raw(out: str | Path, name: str, header: "Header", data: dict) -> Path:
+def save_raw(out: str | Path, name: str, header: Header, data: dict) -> Path:
     path = raw_path(out, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"header": header.markdown(), "data": data}, indent=1, default=str))
@@ -219,8 +223,10 @@ class Header:
     def markdown(self) -> str:
         m = self.machine
         lines = [
-            f"- Command: `{self.command}`" + (" (**--quick**: tiny sizes, the numbers only show that it runs)" if self.quick else ""),
-            f"- Date: {self.started.strftime('%Y-%m-%d %H:%M %Z')}, took {time.perf_counter() - self.t0:.0f} s; commit {self.commit}",
+            f"- Command: `{self.command}`"
+            + (" (**--quick**: tiny sizes, the numbers only show that it runs)" if self.quick else ""),
+            f"- Date: {self.started.strftime('%Y-%m-%d %H:%M %Z')}, took {time.perf_counter() - self.t0:.0f} s; "
+            f"commit {self.commit}",
             f"- Machine: {m['cores']} cores, {m['memory']}, {m['cpu']}; Python {m['python']}",
             f"- Software: {m['tensorflow']}; {m['keras']}; {m['mlflow']}; {m['hydra']}",
             f"- Load average (1/5/15 min) before: {self.load_before}; after: {load_average()}",
@@ -281,7 +287,7 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
 
 
-def write_section(out: str | Path, name: str, title: str, body: str, header: "Header | str | None" = None) -> Path:
+def write_section(out: str | Path, name: str, title: str, body: str, header: Header | str | None = None) -> Path:
     """Replace (or insert, in :data:`SECTIONS` order) the section ``name`` of ``out``."""
     out = Path(out)
     start, end = markers(name)
@@ -364,7 +370,7 @@ def say(*args: Any) -> None:
     print(*args, flush=True)
 
 
-def finish(args, name: str, title: str, header: "Header | None", data: dict, render) -> int:
+def finish(args, name: str, title: str, header: Header | None, data: dict, render) -> int:
     """Save the raw results (unless re-rendering), render the section, print it and write it."""
     if args.render_only:
         header_md, data = load_raw(args.out, name)

@@ -23,13 +23,12 @@ the median of the rounds is reported, with the ratio fused / solo.
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import ROOT, Header, finish, fmt, median, parser, say, spread, table  # noqa: E402
+from bench.common import ROOT, Header, finish, fmt, median, parser, say, spread, table
 
 NAME = "fused_replicates"
 TITLE = "Fused replicates: R seeds in one fit vs R solo fits (issue 24)"
@@ -98,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="alternating rounds per R (median reported; default 2, --quick 1)")
     p.add_argument("--replicas", type=int, nargs="+", default=None, help="group sizes R (default 1 2 5 10 20)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per fit (default 20; --quick: 2)")
-    p.add_argument("--jit-max", type=int, default=None,
-                   help="measure fused+jit only up to this R (default 5, --quick 1): XLA compiles the whole fused graph")
+    p.add_argument(
+        "--jit-max",
+        type=int,
+        default=None,
+        help="measure fused+jit only up to this R (default 5, --quick 1): XLA compiles the whole fused graph",
+    )
     args = p.parse_args(argv)
     if args.render_only:
         return finish(args, NAME, TITLE, None, {}, render)
@@ -132,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
 def summary(d: dict) -> list[list[str]]:
     """Rows of the summary table: question, target, measured, verdict."""
     r = str(max(d["replicas"]))
-    t = d["times"][r]
     jit = [str(x) for x in d["replicas"] if d["times"][str(x)]["fused+jit"]]
     jit_text = (f"; fused+jit at R={jit[-1]}: {_ratio(d, jit[-1], 'fused+jit')}x" if jit else "")
     return [["24. fused replicates", "no target here (the issue's 0.4x is for the whole abs_vs_relu sweep)",

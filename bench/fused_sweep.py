@@ -30,7 +30,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import PYTHON, ROOT, ChildFailed, Header, finish, median, parser, run_timed, say, spread, table, verdict
+from bench.common import (
+    PYTHON,
+    ROOT,
+    ChildFailed,
+    Header,
+    finish,
+    median,
+    parser,
+    run_timed,
+    say,
+    spread,
+    table,
+    verdict,
+)
 from bench.sweep_vs_shell import finished_jobs, make_store
 
 NAME = "fused_sweep"
@@ -108,7 +121,14 @@ def summary(d: dict) -> list[list[str]]:
     """The summary table's row: question, target, measured, verdict."""
     q = ratio(d)
     where = "" if d.get("dataset", DEFAULT_DATASET) == DEFAULT_DATASET else f", {d['dataset']}"
-    return [[f"fused sweep (abs_vs_relu{where})", f"fused / layerlab launcher <= {TARGET}", f"{q:.2f}", verdict(q <= TARGET)]]
+    return [
+        [
+            f"fused sweep (abs_vs_relu{where})",
+            f"fused / layerlab launcher <= {TARGET}",
+            f"{q:.2f}",
+            verdict(q <= TARGET),
+        ]
+    ]
 
 
 def render(d: dict) -> str:

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import json
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (PYTHON, ROOT, Header, clean_env, finish, parser, run_script, run_timed, say, table,
-                          verdict)
+from bench.common import PYTHON, ROOT, Header, clean_env, finish, parser, run_script, run_timed, say, table, verdict
 
 NAME = "image_folder"
 TITLE = "7. Image folders: streamed image_folder vs keras.utils.image_dataset_from_directory"
@@ -158,19 +156,19 @@ def _epoch_s(runs: list[dict], variant: str) -> float:
 
 
 def summary(d: dict) -> list[list[str]]:
-    k, l = _epoch_s(d["runs"], "keras"), _epoch_s(d["runs"], "layerlab")
+    k, lab = _epoch_s(d["runs"], "keras"), _epoch_s(d["runs"], "layerlab")
     m = d["memory"]
     decoded = d["big_n"] * d["big_size"] ** 2 * 3 / 2**30
     return [
         ["7. image folders", f"image_folder epoch <= {TARGET}x image_dataset_from_directory ({d['n']:,} PNGs)",
-         f"{l / k:.2f}x ({l:.2f} s vs {k:.2f} s)", verdict(l / k <= TARGET)],
+         f"{lab / k:.2f}x ({lab:.2f} s vs {k:.2f} s)", verdict(lab / k <= TARGET)],
         ["7. image folders", f"{decoded:.1f} GiB decoded under a {d['cap_gib']:.0f} GiB address-space cap finishes",
          f"finished; peak RSS {m['peak_rss_mib']:,.0f} MiB", verdict(True)],
     ]
 
 
 def render(d: dict) -> str:
-    k, l = _epoch_s(d["runs"], "keras"), _epoch_s(d["runs"], "layerlab")
+    k, lab = _epoch_s(d["runs"], "keras"), _epoch_s(d["runs"], "layerlab")
     rows = [[r["variant"], r["n"], " / ".join(f"{t:.2f}" for t in r["epochs"]),
              f"{r['load_s']:.1f}" if "load_s" in r else "n/a",
              f"{r['peak_rss_mib']:,.0f}", f"{r['wall_s']:.1f}"] for r in d["runs"]]
@@ -184,8 +182,8 @@ def render(d: dict) -> str:
         table(["pipeline", "images", "epoch s (each)", "load s (digest + decode check)", "peak RSS MiB", "process s"],
               rows),
         "",
-        f"Epoch time after the first epoch (median over processes): layerlab {l:.2f} s, Keras {k:.2f} s: "
-        f"**{l / k:.2f}x** (target <= {TARGET}x: {verdict(l / k <= TARGET)}). layerlab's one-off pass before "
+        f"Epoch time after the first epoch (median over processes): layerlab {lab:.2f} s, Keras {k:.2f} s: "
+        f"**{lab / k:.2f}x** (target <= {TARGET}x: {verdict(lab / k <= TARGET)}). layerlab's one-off pass before "
         "training (SHA-256 of every file and a PIL decode check) is the `load s` column; Keras only lists the files.",
         "",
         f"Memory: {d['big_n']:,} PNGs of {d['big_size']}x{d['big_size']} RGB = {decoded:.1f} GiB decoded, trained "

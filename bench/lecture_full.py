@@ -30,7 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import clean_env, finish, Header, parser, PYTHON, QUICK_NOTE, ROOT, run_timed, say, table  # noqa: E402
+from bench.common import PYTHON, QUICK_NOTE, ROOT, Header, clean_env, finish, parser, run_timed, say, table
 
 NAME = "lecture_full"
 TITLE = "6. The lecture's figures on full MNIST; abs vs ReLU on 60,000 digits"

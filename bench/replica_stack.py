@@ -12,15 +12,14 @@ epoch (the tracing), and a steady epoch's time per replica and step.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import finish, Header, median, parser, say, table  # noqa: E402
-from bench.step_profile import compose, cpu_flags  # noqa: E402
+from bench.common import Header, finish, median, parser, say, table
+from bench.step_profile import compose, cpu_flags
 
 NAME = "replica_stack"
 TITLE = "Replicas per step: stacked vs one branch per replica (issue 37)"

@@ -15,13 +15,23 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-from pathlib import Path
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from bench.common import (DEFAULT_OUT, EXTRA_RUNS, PYTHON, ROOT, SCRIPTS, clean_env, markers, raw_path, table,
-                          write_section)
+from bench.common import (
+    DEFAULT_OUT,
+    EXTRA_RUNS,
+    PYTHON,
+    ROOT,
+    SCRIPTS,
+    clean_env,
+    markers,
+    raw_path,
+    table,
+    write_section,
+)
 
 
 def _previous_summary(out: str) -> tuple[list[list[str]], list[str]]:
@@ -59,16 +69,19 @@ def write_summary(out: str) -> str | None:
                     f"{load[2:].replace('Load average (1/5/15 min) ', 'load ')}")
     if not rows:
         return None
-    body = "\n".join([
-        "The targets of GitHub issues 8 and 11 (overhead <= 1.10x since issue 11) and the server load of issue 15, from the latest run of each script (details in the sections below; "
-        "this table is rebuilt by `python -m bench.run_all` from their raw results).",
-        "",
-        table(["question", "target", "measured", "result"], rows),
-        "",
-        "Runs summarised here:",
-        "",
-        *runs,
-    ])
+    body = "\n".join(
+        [
+            "The targets of GitHub issues 8 and 11 (overhead <= 1.10x since issue 11) and the server load of issue "
+            "15, from the latest run of each script (details in the sections below; "
+            "this table is rebuilt by `python -m bench.run_all` from their raw results).",
+            "",
+            table(["question", "target", "measured", "result"], rows),
+            "",
+            "Runs summarised here:",
+            "",
+            *runs,
+        ]
+    )
     write_section(out, "summary", "Summary", body)
     return body
 

@@ -33,7 +33,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import finish, Header, median, parser, QUICK_NOTE, ROOT, say, table, verdict  # noqa: E402
+from bench.common import QUICK_NOTE, ROOT, Header, finish, median, parser, say, table, verdict
 
 NAME = "scaling"
 TITLE = "3. Scaling: epoch time against data size and image size"
@@ -180,7 +180,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['flops_s'] / 1e9:.2f} GFLOP/s")
 
     threads = tf.config.threading.get_intra_op_parallelism_threads() or f"default ({os.cpu_count()} cores)"
-    data = {"peak": peak, "mm_n": mm_n, "mm_reps": mm_reps, "mlp": mlp, "conv": conv, "conv_n": conv_n, "threads": threads, "quick": quick}
+    data = {
+        "peak": peak,
+        "mm_n": mm_n,
+        "mm_reps": mm_reps,
+        "mlp": mlp,
+        "conv": conv,
+        "conv_n": conv_n,
+        "threads": threads,
+        "quick": quick,
+    }
     return finish(args, NAME, TITLE, header, data, render)
 
 
@@ -196,13 +205,21 @@ def summary(d: dict) -> list[list[str]]:
     linear = ratio <= LINEAR_TOLERANCE
     px = (conv[-1]["shape"][0] * conv[-1]["shape"][1]) / (conv[0]["shape"][0] * conv[0]["shape"][1])
     return [
-        ["3. scaling", f"MLP epoch time grows at most linearly with N (us/sample at {mlp[-1]['n']:,} <= "
-         f"{LINEAR_TOLERANCE}x that at {mlp[0]['n']:,})", " -> ".join(f"{r['us_per_sample']:.2f}" for r in mlp) + f" us/sample ({ratio:.2f}x)",
-         verdict(linear)],
-        ["3. scaling", "conv net: epoch time vs pixels (no target)",
-         f"{px:.0f}x pixels -> {conv[-1]['epoch_s'] / conv[0]['epoch_s']:.2f}x time; "
-         f"{conv[0]['flops_s'] / d['peak'] * 100:.0f}% -> {conv[-1]['flops_s'] / d['peak'] * 100:.0f}% of matmul peak",
-         "n/a"],
+        [
+            "3. scaling",
+            f"MLP epoch time grows at most linearly with N (us/sample at {mlp[-1]['n']:,} <= "
+            f"{LINEAR_TOLERANCE}x that at {mlp[0]['n']:,})",
+            " -> ".join(f"{r['us_per_sample']:.2f}" for r in mlp) + f" us/sample ({ratio:.2f}x)",
+            verdict(linear),
+        ],
+        [
+            "3. scaling",
+            "conv net: epoch time vs pixels (no target)",
+            f"{px:.0f}x pixels -> {conv[-1]['epoch_s'] / conv[0]['epoch_s']:.2f}x time; "
+            f"{conv[0]['flops_s'] / d['peak'] * 100:.0f}% -> {conv[-1]['flops_s'] / d['peak'] * 100:.0f}% of matmul "
+            f"peak",
+            "n/a",
+        ],
     ]
 
 
@@ -236,11 +253,24 @@ def report(peak, mm_n, mm_reps, mlp, conv, conv_n, threads, quick) -> str:
         f"**Lambda MLP** (lecture section 4, {mlp[0]['params']:,} params, "
         f"{mlp[0]['flops_per_sample'] / 1e6:.2f} MFLOP per training sample), batch 1024, synthetic 28x28 uint8:",
         "",
-        table(["samples N", "data MiB", "epochs", "s/epoch", "fastest epoch s", "samples/s", "us/sample",
-               "us/sample vs smallest",
-               "GFLOP/s", "of matmul peak"], mlp_rows),
+        table(
+            [
+                "samples N",
+                "data MiB",
+                "epochs",
+                "s/epoch",
+                "fastest epoch s",
+                "samples/s",
+                "us/sample",
+                "us/sample vs smallest",
+                "GFLOP/s",
+                "of matmul peak",
+            ],
+            mlp_rows,
+        ),
         "",
-        f"Line fitted to the relative errors: epoch time = {a:.3f} s + N x {b * 1e6:.2f} us (largest deviation from the line: "
+        f"Line fitted to the relative errors: epoch time = {a:.3f} s + N x {b * 1e6:.2f} us (largest deviation from "
+        f"the line: "
         f"{worst * 100:.0f}% of a measured point). Per-sample cost at the largest size is "
         f"{mlp[-1]['us_per_sample'] / mlp[-2]['us_per_sample']:.2f}x that of the next smaller size "
         "(1.00x = perfectly linear).",
@@ -248,9 +278,21 @@ def report(peak, mm_n, mm_reps, mlp, conv, conv_n, threads, quick) -> str:
         f"**Conv net** (lecture section 3.2, `conv_binary` with `model.input.shape=null`), {conv_n} synthetic RGB "
         "images, 2 classes, binary cross-entropy, batch 32:",
         "",
-        table(["image", "params", "MFLOP/sample", "s/epoch", "fastest epoch s", "samples/s", "pixels vs smallest",
-               "time vs smallest",
-               "GFLOP/s", "of matmul peak"], conv_rows),
+        table(
+            [
+                "image",
+                "params",
+                "MFLOP/sample",
+                "s/epoch",
+                "fastest epoch s",
+                "samples/s",
+                "pixels vs smallest",
+                "time vs smallest",
+                "GFLOP/s",
+                "of matmul peak",
+            ],
+            conv_rows,
+        ),
     ]
     if quick:
         md += ["", QUICK_NOTE]

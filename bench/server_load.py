@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import clean_env, finish, fmt, Header, parser, QUICK_NOTE, ROOT, say, table
+from bench.common import QUICK_NOTE, ROOT, Header, clean_env, finish, fmt, parser, say, table
 
 NAME = "server_load"
 TITLE = "5. Server load: log_batch latency with concurrent writers"
@@ -208,12 +208,25 @@ def render(d: dict) -> str:
         f"`MlflowClient.log_batch` over HTTP to the team stack (`scripts/mlflow_stack.sh`: PostgreSQL backend, "
         f"`mlflow server` with 2 uvicorn workers, both on this machine). One batch = one epoch of one run "
         f"({len(EPOCH_METRICS)} metrics); each writer process logs {d['batches']} batches over its own "
-        f"{d['runs']} runs after 2 untimed warm-up batches, all writers released at once (after an untimed warm-up round of 2 writers). Latency is client-side "
+        f"{d['runs']} runs after 2 untimed warm-up batches, all writers released at once (after an untimed warm-up "
+        f"round of 2 writers). Latency is client-side "
         "(request to response: includes the server's write to PostgreSQL). Ratios are against the 1-writer row "
         "of this run.",
         "",
-        table(["writers", "batches", "median ms", "p95 ms", "max ms", "batches/s (all writers)",
-               "median vs 1", "p95 vs 1", "batches/s vs 1"], body),
+        table(
+            [
+                "writers",
+                "batches",
+                "median ms",
+                "p95 ms",
+                "max ms",
+                "batches/s (all writers)",
+                "median vs 1",
+                "p95 vs 1",
+                "batches/s vs 1",
+            ],
+            body,
+        ),
         "",
         f"For reference, a call that writes nothing (`get_experiment`, {len(d['read_ms'])} calls from one "
         f"process, no other writer) takes median {percentile(d['read_ms'], 50):.1f} ms, p95 "
@@ -227,8 +240,12 @@ def render(d: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
-    p.add_argument("--writers", default=None, help="comma-separated writer counts, 1 first (default 1,4,8; --quick 1,2)")
-    p.add_argument("--batches", type=int, default=None, help="timed log_batch calls per writer (default 200, --quick 4)")
+    p.add_argument(
+        "--writers", default=None, help="comma-separated writer counts, 1 first (default 1,4,8; --quick 1,2)"
+    )
+    p.add_argument(
+        "--batches", type=int, default=None, help="timed log_batch calls per writer (default 200, --quick 4)"
+    )
     p.add_argument("--runs", type=int, default=4, help="runs per writer (default 4)")
     args = p.parse_args(argv)
     if args.render_only:
@@ -266,7 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_stack(env)
         shutil.rmtree(services, ignore_errors=True)
-    data = {"results": results, "read_ms": read_ms, "batches": batches, "runs": args.runs, "cores": os.cpu_count(), "quick": args.quick}
+    data = {
+        "results": results,
+        "read_ms": read_ms,
+        "batches": batches,
+        "runs": args.runs,
+        "cores": os.cpu_count(),
+        "quick": args.quick,
+    }
     return finish(args, NAME, TITLE, header, data, render)
 
 

@@ -50,7 +50,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import finish, Header, median, parser, QUICK_NOTE, ROOT, say, table  # noqa: E402
+from bench.common import ROOT, Header, finish, median, parser, say, table
 
 NAME = "step_profile"
 TITLE = "Step profile: a solo training step against its matrix products"
@@ -210,7 +210,9 @@ def measure(args) -> dict:
         build_training_state(models[k], make_tf_dataset(x, y, bs, shuffle=True, seed=0).element_spec)
 
     def run_before():
-        return fit_epoch(models["before"], _dataset_before(x, y, bs, seed=0), [EpochTimer(), NanGuard(), StopOnSignal()])
+        return fit_epoch(
+            models["before"], _dataset_before(x, y, bs, seed=0), [EpochTimer(), NanGuard(), StopOnSignal()]
+        )
 
     def run_nocb():
         return fit_epoch(models["nocb"], _dataset_before(x, y, bs, seed=0), [])

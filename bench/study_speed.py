@@ -34,8 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import PYTHON, ROOT, ChildFailed, Header, finish, median, parser, run_timed, say, table, verdict  # noqa: E402
-from bench.sweep_vs_shell import finished_jobs, make_store  # noqa: E402
+from bench.common import PYTHON, ROOT, ChildFailed, Header, finish, parser, run_timed, say, table, verdict
+from bench.sweep_vs_shell import finished_jobs, make_store
 
 NAME = "study_speed"
 TITLE = "The study on full MNIST: sweep fused and unfused vs a plain Keras loop (issue 37)"
@@ -49,9 +49,9 @@ def plain_loop(epochs: int, limit: int | None) -> None:
     import keras
     import tensorflow as tf
 
+    from bench.step_profile import compose
     from experiments.config.schema import validate
     from experiments.data import load_dataset
-    from bench.step_profile import compose
 
     for activation in ACTIVATIONS:
         for seed in SEEDS:

@@ -22,14 +22,25 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from bench.common import (PYTHON, QUICK_NOTE, ROOT, ChildFailed, Header, clean_env, finish, parser, run_script, run_timed,
-                          say, table)
+from bench.common import (
+    PYTHON,
+    QUICK_NOTE,
+    ROOT,
+    ChildFailed,
+    Header,
+    clean_env,
+    finish,
+    parser,
+    run_script,
+    run_timed,
+    say,
+    table,
+)
 from bench.sweep_vs_shell import finished_jobs, jobs_of, make_store, sweep_cmd
 
 NAME = "sweep_profile"
@@ -181,9 +192,14 @@ def summary(d: dict) -> list[list[str]]:
     before, during = ((f"imports {imports:.1f} s per worker", f"fit {fit:.2f} s per job") if workers
                       else ("workers not sampled", None))  # nothing to average when py-spy saw no worker
     jobs = f"{last - first:.1f} s of jobs" + (f" ({during})" if during else "")
-    return [["2b. sweep profile", f"joblib sweep of {d['jobs']} jobs: where the time goes (no target)",
-             f"{first:.1f} s before the first job ({before}), {jobs}, {t['process exited'] - last:.1f} s after the last",
-             "n/a"]]
+    return [
+        [
+            "2b. sweep profile",
+            f"joblib sweep of {d['jobs']} jobs: where the time goes (no target)",
+            f"{first:.1f} s before the first job ({before}), {jobs}, {t['process exited'] - last:.1f} s after the last",
+            "n/a",
+        ]
+    ]
 
 
 def render(d: dict) -> str:

@@ -15,7 +15,7 @@ MNIST digits) are run, in one call and alternating:
   hydra.launcher.n_jobs=2`` (two warm worker processes);
 * **layerlab**: the same sweep with ``hydra/launcher=layerlab
   hydra.launcher.n_jobs=2``, the launcher that survives a killed worker and
-  the one the README's parallel examples use (target: as fast as joblib,
+  the one the docs' parallel examples use (target: as fast as joblib,
   at most 1.05x its time).
 
 Both sweeps track everything layerlab tracks by default (params, per-epoch
@@ -39,13 +39,26 @@ import os
 import shlex
 import shutil
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (PYTHON, QUICK_NOTE, ROOT, ChildFailed, Header, finish, median, parser, run_script, run_timed,
-                          say, spread, table, verdict)
+from bench.common import (
+    PYTHON,
+    QUICK_NOTE,
+    ROOT,
+    ChildFailed,
+    Header,
+    finish,
+    median,
+    parser,
+    run_script,
+    run_timed,
+    say,
+    spread,
+    table,
+    verdict,
+)
 
 NAME = "sweep_vs_shell"
 TITLE = "2. Sweeps at the machine's speed: shell loop vs basic vs joblib"
@@ -65,7 +78,7 @@ def jobs_of(n: int) -> list[tuple[str, int]]:
 def make_store(path: Path) -> Path:
     """An empty, migrated MLflow SQLite store at ``path`` (copied for every sweep); its folder is made too."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    code = ("import mlflow; mlflow.MlflowClient(tracking_uri=%r).search_experiments()" % f"sqlite:///{path}")
+    code = f"import mlflow; mlflow.MlflowClient(tracking_uri={f'sqlite:///{path}'!r}).search_experiments()"
     run_timed([PYTHON, "-c", code], cwd=path.parent, timeout=300)
     return path
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import finish, Header, median, parser, QUICK_NOTE, say, spread, table  # noqa: E402
+from bench.common import QUICK_NOTE, Header, finish, median, parser, say, spread, table
 
 NAME = "tracking_cost"
 TITLE = "4. Tracking cost: comparing many runs, logging every epoch"
@@ -187,8 +187,11 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
                 elif mode.startswith("NanGuard"):
                     callbacks += [NanGuard(), StopOnSignal()]
                 elif mode.startswith("the two checkpoint"):
-                    callbacks += [c for c in make_callbacks(validate(compose([])), out_dir=tmp / f"out-{run_id}", run_id=run_id)
-                                  if isinstance(c, (Checkpointer, keras.callbacks.ModelCheckpoint))]
+                    callbacks += [
+                        c
+                        for c in make_callbacks(validate(compose([])), out_dir=tmp / f"out-{run_id}", run_id=run_id)
+                        if isinstance(c, (Checkpointer, keras.callbacks.ModelCheckpoint))
+                    ]
                 else:  # the callbacks runner.py uses: timer, NaN guard, signals, [checkpoints], EpochLogger(sink)
                     ck = "false" if "checkpoints off" in mode else "true"
                     callbacks = make_callbacks(validate(compose([f"training.checkpoint.enabled={ck}"])),
@@ -204,9 +207,16 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
         cyc = [b - a for a, b in zip(cycle.begins, cycle.begins[1:])]
         return cyc[1:] or cyc  # epoch 1 traces the graph
 
-    modes = ["NumPy arrays, no logging (like bench/plain_keras.py)", "none (EpochTimer only)", "MetricSink", "synchronous log_batch",
-             "NanGuard + StopOnSignal (per-batch hooks)", "the two checkpoint callbacks (every epoch)",
-             "layerlab's callbacks, checkpoints off", "layerlab's callbacks with checkpoints (default)"]
+    modes = [
+        "NumPy arrays, no logging (like bench/plain_keras.py)",
+        "none (EpochTimer only)",
+        "MetricSink",
+        "synchronous log_batch",
+        "NanGuard + StopOnSignal (per-batch hooks)",
+        "the two checkpoint callbacks (every epoch)",
+        "layerlab's callbacks, checkpoints off",
+        "layerlab's callbacks with checkpoints (default)",
+    ]
     results: dict[str, list[float]] = {m: [] for m in modes}
     order = random.Random(0)
     for r in range(repeats):
@@ -293,14 +303,26 @@ def report(comp: list[dict], hist_epochs: int, logc: dict, quick: bool) -> str:
         f"**compare_sweep** over N job runs of one sweep (2 groups, {hist_epochs} epochs of 5 metrics each, plus test "
         "metrics), logged into a temporary SQLite store; the whole call (load, statistics, 2 plots, report files) "
         "and its loading step `load_runs` (one `search_runs` + one `get_metric_history` per run and history metric) "
-        "timed separately; \"bulk\" = the same histories with the SQL store's `get_metric_history_bulk` "
+        'timed separately; "bulk" = the same histories with the SQL store\'s `get_metric_history_bulk` '
         "(one query per metric and 500 runs), which `load_runs` does not use yet.",
         "",
-        table(["runs N", "compare_sweep s", "ms per run", "per-run cost vs smallest N", "load_runs s",
-               "load_runs / compare_sweep (separate calls)", "bulk histories s", "logging ms per run (create + log_batch + end)"], rows),
+        table(
+            [
+                "runs N",
+                "compare_sweep s",
+                "ms per run",
+                "per-run cost vs smallest N",
+                "load_runs s",
+                "load_runs / compare_sweep (separate calls)",
+                "bulk histories s",
+                "logging ms per run (create + log_batch + end)",
+            ],
+            rows,
+        ),
         "",
         f"**Logging every epoch** during `fit` (lecture MLP, mnist_sample, {logc['epochs']} epochs, "
-        f"{logc['repeats']} round(s), each in a new seeded random order): epoch cycle = one epoch's start to the next (training, "
+        f"{logc['repeats']} round(s), each in a new seeded random order): epoch cycle = one epoch's start to the next "
+        f"(training, "
         "validation and every epoch-end callback), median of epochs 2..E-1, then median (min-max) over rounds. "
         "All rows but the first feed `experiments.data.make_tf_dataset` (what `runner.py` trains on); the first "
         "passes the NumPy arrays to `fit` as the lecture (and variant A of the overhead benchmark) does. "
@@ -311,7 +333,8 @@ def report(comp: list[dict], hist_epochs: int, logc: dict, quick: bool) -> str:
         "",
         table(["logging / callbacks", "epoch cycle ms", "added ms per epoch", "vs none"], lrows),
         "",
-        f"`MetricSink.__call__` on the training thread (journal line + queue): {spread([c * 1e6 for c in logc['call']], 0)} us "
+        f"`MetricSink.__call__` on the training thread (journal line + queue): "
+        f"{spread([c * 1e6 for c in logc['call']], 0)} us "
         f"per epoch; one epoch's `client.log_batch` (5 metrics) to SQLite, which the sink's thread does in the "
         f"background: {spread([d * 1000 for d in logc['deliver']], 1)} ms.",
     ]

@@ -1,6 +1,6 @@
 """Build, train, track and compare: the Python behind ``runner.py``.
 
-See the README's "Architecture" section for the subpackages and the one-way
+See ``docs/architecture.md`` for the subpackages and the one-way
 data path: ``runner.py`` -> ``cli`` -> ``job`` -> ``training`` / ``tracking`` /
 ``models`` / ``data`` -> ``layers``; ``sweeps`` and ``analysis`` beside the job.
 """

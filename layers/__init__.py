@@ -8,7 +8,8 @@ the functions usable in ``Lambda`` layers and as activations (``abs``,
 ``square``, ``rescale``, ``rectifier``).
 """
 
-from layers.registry import Registry, RegistryError, layer_registry, register_layer
+from layers.builtin import register_keras_layers
+from layers.dense import ResidualDense, SimpleDense
 from layers.functions import (
     absolute,
     activation_name,
@@ -19,10 +20,9 @@ from layers.functions import (
     resolve_activation,
     square,
 )
-from layers.dense import ResidualDense, SimpleDense
 from layers.preprocess import PreProcess
+from layers.registry import Registry, RegistryError, layer_registry, register_layer
 from layers.state import ComputeSum, ComputeSum2
-from layers.builtin import register_keras_layers
 
 register_keras_layers()
 

@@ -9,7 +9,17 @@ import keras
 from layers.registry import layer_registry
 
 # Abstract bases and wrappers that make no sense as a YAML node on their own.
-_SKIP = {"Layer", "InputLayer", "InputSpec", "Wrapper", "RNN", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
+_SKIP = {
+    "Layer",
+    "InputLayer",
+    "InputSpec",
+    "Wrapper",
+    "RNN",
+    "TFSMLayer",
+    "TorchModuleWrapper",
+    "JaxLayer",
+    "FlaxLayer",
+}
 
 
 def register_keras_layers() -> int:

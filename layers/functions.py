@@ -8,7 +8,8 @@ in :data:`functions` so YAML configs find it by name.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 from keras import ops
@@ -137,7 +138,7 @@ def resolve_activation(identifier: Any) -> Callable:
     raise TypeError(f"activation must be None, a name or a callable, got {type(identifier).__name__}: {identifier!r}")
 
 
-def activation_name(fn: Callable) -> str:
+def activation_name(fn: Callable) -> str | None:
     """The name under which ``fn`` round-trips through :func:`resolve_activation`."""
     name = getattr(fn, "__name__", None)
     if name and name in functions and functions.get(name) is fn:

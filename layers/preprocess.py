@@ -28,7 +28,9 @@ class PreProcess(keras.layers.Layer):
 
     def __init__(self, output_dim: int | None = None, scale: float = 255.0, **kwargs):
         super().__init__(**kwargs)
-        if output_dim is not None and (isinstance(output_dim, bool) or not isinstance(output_dim, int) or output_dim < 1):
+        if output_dim is not None and (
+            isinstance(output_dim, bool) or not isinstance(output_dim, int) or output_dim < 1
+        ):
             raise ValueError(f"PreProcess: `output_dim` must be a positive integer or None, got {output_dim!r}")
         if not isinstance(scale, (int, float)) or scale == 0:
             raise ValueError(f"PreProcess: `scale` must be a non-zero number, got {scale!r}")
@@ -39,7 +41,9 @@ class PreProcess(keras.layers.Layer):
         dims = tuple(input_shape[1:])
         if any(d is None for d in dims):
             if self.output_dim is None:
-                raise ValueError(f"PreProcess: cannot infer output_dim from input shape {tuple(input_shape)}; pass output_dim")
+                raise ValueError(
+                    f"PreProcess: cannot infer output_dim from input shape {tuple(input_shape)}; pass output_dim"
+                )
             return
         size = math.prod(dims)
         if self.output_dim is None:

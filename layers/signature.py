@@ -79,7 +79,7 @@ class LayerInfo:
     arguments: tuple[Argument, ...] = field(default_factory=tuple)
 
 
-@functools.lru_cache(maxsize=None)  # every layer a model builds asks; the docstrings are parsed once per class
+@functools.cache  # every layer a model builds asks; the docstrings are parsed once per class
 def constructor_arguments(cls) -> tuple[Argument, ...]:
     """Every keyword the constructor of ``cls`` accepts, its own arguments first, then the inherited ones."""
     docs = _arg_docs(cls)
@@ -177,6 +177,8 @@ def _plain(value: Any) -> tuple[bool, Any]:
         items = [_plain(v) for v in value]
         return (True, [v for _, v in items]) if all(ok for ok, _ in items) else (False, None)
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        items = {k: _plain(v) for k, v in value.items()}
-        return (True, {k: v for k, (_, v) in items.items()}) if all(ok for ok, _ in items.values()) else (False, None)
+        entries = {k: _plain(v) for k, v in value.items()}
+        return (
+            (True, {k: v for k, (_, v) in entries.items()}) if all(ok for ok, _ in entries.values()) else (False, None)
+        )
     return False, None

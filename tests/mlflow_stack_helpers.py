@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port  # noqa: F401  (free_port: used by its importers)
+from tests.conftest import ROOT, free_port
 
 SCRIPT = ROOT / "scripts" / "mlflow_stack.sh"
 # Inherited from a surrounding sweep or shell, these would redirect or re-parent the runs under test.

@@ -19,7 +19,7 @@ def test_hydra_failed_job_return_carries_the_error_without_raising_it():
     assert ret.status == JobStatus.FAILED and ret.overrides == ["a=1"]
     assert job_error(ret) is error
     with pytest.raises(ValueError):
-        ret.return_value  # the public property raises it: why the adapter reads the field
+        _ = ret.return_value  # the public property raises it: why the adapter reads the field
     ret.return_value = RuntimeError("replaced")  # the public setter writes the same field
     assert str(job_error(ret)) == "replaced"
     assert job_error(JobReturn(status=JobStatus.COMPLETED, _return_value="ok")) is None

@@ -19,8 +19,8 @@ from experiments.analysis.summarize import summarize
 from experiments.config.metrics import MetricSpec
 from experiments.errors import LayerlabError
 from experiments.job.naming import child_run_name, name_from
-from experiments.sweeps.state import SweepState
 from experiments.sweeps.champion import best_row
+from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import group_metrics, metric_label
 from tests.test_compare import run_row
 
@@ -103,7 +103,7 @@ def test_interaction_is_the_difference_of_differences():
 def test_unpaired_interaction_uses_welch_satterthwaite():
     df = frame()
     # Drop one seed from one cell: the replicates no longer match, so nothing is paired.
-    df = df[~((df["run_id"] == "class_mlp-abs-4"))]
+    df = df[~(df["run_id"] == "class_mlp-abs-4")]
     row = interaction_tests(df).iloc[0]
     groups = [cells("class_mlp", "abs")[:4], cells("class_mlp", "relu"), cells("lambda_mlp", "abs"),
               cells("lambda_mlp", "relu")]

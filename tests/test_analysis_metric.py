@@ -33,7 +33,6 @@ RELU_CURVE = {0: [0.50, 0.70, 0.80], 1: [0.50, 0.70, 0.75], 2: [0.50, 0.70, 0.79
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """Sweep "acc": 2 groups x 3 seeds tagged accuracy/max; sweep "untagged": the same runs without the tags."""
-    import mlflow
     from mlflow import MlflowClient
 
     root = tmp_path_factory.mktemp("mlflow-metric")

@@ -29,7 +29,9 @@ def test_importing_the_analysis_sets_no_backend_and_no_pyplot():
 
 
 def test_plot_history_keras_names(tmp_path):
-    hist = pd.DataFrame({"loss": [0.9, 0.5], "val_loss": [1.0, 0.6], "accuracy": [0.6, 0.8], "val_accuracy": [0.5, 0.7]})
+    hist = pd.DataFrame(
+        {"loss": [0.9, 0.5], "val_loss": [1.0, 0.6], "accuracy": [0.6, 0.8], "val_accuracy": [0.5, 0.7]}
+    )
     paths = run_plots.plot_history(hist, tmp_path / "plots", "acc")  # configured as "acc", logged as "accuracy"
     assert [p.name for p in paths] == ["curves_loss.png", "curves_metric.png"]
     assert all(p.read_bytes()[:8] == PNG for p in paths)

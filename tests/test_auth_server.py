@@ -213,8 +213,11 @@ def test_no_secret_in_params_tags_artifacts_outputs_logs_or_process_list(auth_st
     texts: dict[str, bytes] = {}
     for run in runs:
         texts[f"run {run.info.run_id} params+tags"] = repr((run.data.params, run.data.tags)).encode()
-        local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / run.info.run_id),
-                                                         tracking_uri=auth_stack["uri"]))
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id, dst_path=str(tmp_path / run.info.run_id), tracking_uri=auth_stack["uri"]
+            )
+        )
         texts.update({str(p): p.read_bytes() for p in local.rglob("*") if p.is_file()})
     secret_files = {services / "mlflow_admin_password", services / "mlflow_secret_key", services / "pgpass",
                     services / "pg_password", services / "pg_superuser_password"}

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import time
@@ -222,7 +222,9 @@ def test_sweep_profile_parser_keeps_main_threads_of_the_parent_and_the_workers()
     from bench.sweep_profile import OTHER, parse_raw
 
     parent = 'process 10:""'
-    worker = parent + ';process 11:"python -m joblib.externals.loky.backend.popen_loky_posix --process-name LokyProcess-1"'
+    worker = (
+        parent + ';process 11:"python -m joblib.externals.loky.backend.popen_loky_posix --process-name LokyProcess-1"'
+    )
     tracker = parent + ';process 12:"python -c from joblib.externals.loky.backend.resource_tracker import main"'
     raw = "\n".join([
         f"{parent};<module> (runner.py:23);Parallel._retrieve (joblib/parallel.py:1) 100",

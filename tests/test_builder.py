@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
-import keras
 import layers
-from experiments.models import build_model, count_params
 from experiments.errors import ModelGraphError
+from experiments.models import build_model, count_params
 from tests.conftest import compose, run_cli
 
 SHIPPED = {
@@ -30,26 +30,31 @@ def test_shipped_models_build_with_the_lecture_counts(name, params):
 
 def test_conv_binary_layer_shapes_match_lecture():
     model = build_model(compose("model=conv_binary").model)
-    shapes = [tuple(l.output.shape) for l in model.layers]
+    shapes = [tuple(layer.output.shape) for layer in model.layers]
     assert (None, 510, 510, 32) in shapes and (None, 255, 255, 32) in shapes and (None, 2_080_800) in shapes
-    assert [l.count_params() for l in model.layers if l.count_params()] == [896, 2_080_801]
+    assert [layer.count_params() for layer in model.layers if layer.count_params()] == [896, 2_080_801]
 
 
 def test_sequential_and_functional_section_6_are_the_same_network():
     seq = build_model(compose("model=class_mlp").model)
     fun = build_model(compose("model=class_mlp_functional").model)
     assert isinstance(seq, keras.Sequential) and not isinstance(fun, keras.Sequential)
-    per_layer = lambda m: [(type(l).__name__, l.count_params()) for l in m.layers if type(l).__name__ != "InputLayer"]
+
+    def per_layer(m):
+        return [
+            (type(layer).__name__, layer.count_params()) for layer in m.layers if type(layer).__name__ != "InputLayer"
+        ]
+
     assert per_layer(seq) == per_layer(fun) == [("PreProcess", 0), ("SimpleDense", 100_480),
                                                 ("ResidualDense", 33_024), ("SimpleDense", 1_290)]
 
 
 def test_activation_override_reaches_the_built_layers():
     lam = build_model(compose("model=lambda_mlp", "model.activation=relu").model)
-    hidden_lambda = [l for l in lam.layers if isinstance(l, keras.layers.Lambda)][-1]
+    hidden_lambda = [layer for layer in lam.layers if isinstance(layer, keras.layers.Lambda)][-1]
     assert hidden_lambda.function is keras.activations.relu
     lam_abs = build_model(compose("model=lambda_mlp").model)
-    assert [l for l in lam_abs.layers if isinstance(l, keras.layers.Lambda)][-1].function is layers.absolute
+    assert [layer for layer in lam_abs.layers if isinstance(layer, keras.layers.Lambda)][-1].function is layers.absolute
     cls = build_model(compose("model=class_mlp", "model.activation=abs").model)
     assert cls.layers[1].activation is layers.absolute and cls.layers[2].activation is layers.absolute
     assert cls.layers[3].activation is keras.activations.softmax  # the output layer keeps its own
@@ -57,7 +62,7 @@ def test_activation_override_reaches_the_built_layers():
 
 def test_block_used_twice_has_two_sets_of_weights_and_shared_layer_has_one():
     model = build_model(compose("model=residual_graph").model)
-    names = {l.name: l for l in model.layers}
+    names = {layer.name: layer for layer in model.layers}
     assert names["res1_z1"] is not names["res2_z1"]
     assert not np.array_equal(np.asarray(names["res1_z1"].kernel), np.asarray(names["res2_z1"].kernel))
     # proj and proj_skip are one layer called twice: one set of weights, two call sites.

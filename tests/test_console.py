@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments.console import TOOLS, config_options, run as main
+from experiments.console import TOOLS, config_options
+from experiments.console import run as main
 from tests.conftest import ROOT
 
 LAYERLAB = Path(sys.executable).parent / "layerlab"  # installed by `pip install -e .` ([project.scripts])

@@ -256,7 +256,7 @@ def test_resume_from_a_damaged_checkpoint_is_one_paragraph(tmp_path, store):
     resumed = run_cli(*args, "training.resume=true", tmp_path=tmp_path / "second")
     assert resumed.returncode == 2
     assert "Traceback" not in resumed.stderr
-    assert f"layerlab: error: training.resume" in resumed.stderr
+    assert "layerlab: error: training.resume" in resumed.stderr
     assert f"the checkpoint {last} is damaged" in resumed.stderr and "start over" in resumed.stderr
     client = mlflow.MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("damaged").experiment_id])

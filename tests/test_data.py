@@ -203,7 +203,8 @@ def test_mnist_from_local_path(tmp_path):
 
 
 def test_mnist_lecture_protocol_validates_on_the_official_test_set(tmp_path):
-    """dataset.validation_set=official_test: every training digit trains, the test digits validate (the lecture's fit)."""
+    """dataset.validation_set=official_test: every training digit trains, the test digits validate (the lecture's
+    fit)."""
     arrays = _write_mnist_npz(tmp_path / "mnist.npz")
     splits = load_dataset({"name": "mnist", "path": str(tmp_path / "mnist.npz"), "validation_set": "official_test"},
                           seed=0)
@@ -278,7 +279,9 @@ def test_corrupt_npz_is_a_data_error(tmp_path, kind, expected):
         with open(file, "wb") as f:
             np.save(f, np.zeros((3, 28, 28), np.uint8))
     else:
-        np.savez(file, x_train=np.zeros((5, 28, 28)), y_train=np.zeros(4), x_test=np.zeros((5, 28, 28)), y_test=np.zeros(5))
+        np.savez(
+            file, x_train=np.zeros((5, 28, 28)), y_train=np.zeros(4), x_test=np.zeros((5, 28, 28)), y_test=np.zeros(5)
+        )
     with pytest.raises(DataError) as info:
         load_dataset({"name": "mnist", "path": str(file)}, seed=0)
     assert info.value.path == "dataset.path"

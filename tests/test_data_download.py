@@ -43,7 +43,7 @@ def served(tmp_path):
     seen = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             seen.append(socket.getdefaulttimeout())  # process-wide state while the download runs
             super().do_GET()
 

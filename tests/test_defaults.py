@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from experiments.config.datasets import DATASET_SCHEMAS
-from experiments.config.schema import RootSchema, RegistrySchema, SweepSchema, TrackingSchema, TrainingSchema
+from experiments.config.schema import RegistrySchema, RootSchema, SweepSchema, TrackingSchema, TrainingSchema
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 # The option of each group that conf/config.yaml's defaults pick: its values are the defaults.

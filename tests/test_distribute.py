@@ -51,12 +51,12 @@ def test_multi_worker_two_processes_log_once_from_the_chief(tmp_path, store):
              f"tracking.uri={store}", "tracking.experiment=multi", f"hydra.run.dir={tmp_path}/w{index}"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     assert "CollectiveAllReduceStrategy with 2 replicas" in outs[0][0]
     assert "the chief logged the run" in outs[1][0]
     # Both workers trained the same synchronised model: identical per-epoch lines.
-    epochs = [[l for l in out.splitlines() if l.startswith("Epoch 2/2")] for out, _ in outs]
+    epochs = [[line for line in out.splitlines() if line.startswith("Epoch 2/2")] for out, _ in outs]
     assert epochs[0] and epochs[0] == epochs[1]
     client = mlflow.MlflowClient(store)
     runs = client.search_runs([client.get_experiment_by_name("multi").experiment_id])

@@ -258,7 +258,7 @@ def test_bad_input_through_the_cli_is_one_paragraph_and_exit_2(case, tmp_path):
     args, expected = CATALOGUE[case]
     proc = run_cli("dry_run=true", *args, tmp_path=tmp_path)
     assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-2000:])
-    errors = [l for l in proc.stderr.splitlines() if l.startswith("layerlab: error: ")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("layerlab: error: ")]
     assert len(errors) == 1, proc.stderr[-3000:]
     assert expected in errors[0], errors[0]
     assert "Fix:" in errors[0] and "Traceback" not in proc.stderr
@@ -299,9 +299,15 @@ def test_unwritable_artifact_location(tmp_path, store):
 
 def test_secrets_are_never_logged(tmp_path, store):
     password, db_secret = "hunter2-env-secret", "s3cr3t-db-password"
-    proc = run_cli(*TINY, f"tracking.uri={store}", "tracking.log_model=false",
-                   f"+notes.db_uri=postgresql://alice:{db_secret}@db.internal:5432/lab", f"+notes.api_token={db_secret}",
-                   tmp_path=tmp_path, env={"MLFLOW_TRACKING_PASSWORD": password, "MLFLOW_TRACKING_USERNAME": "alice"})
+    proc = run_cli(
+        *TINY,
+        f"tracking.uri={store}",
+        "tracking.log_model=false",
+        f"+notes.db_uri=postgresql://alice:{db_secret}@db.internal:5432/lab",
+        f"+notes.api_token={db_secret}",
+        tmp_path=tmp_path,
+        env={"MLFLOW_TRACKING_PASSWORD": password, "MLFLOW_TRACKING_USERNAME": "alice"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = mlflow.MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("layerlab").experiment_id])

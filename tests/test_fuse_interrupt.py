@@ -71,7 +71,7 @@ def test_ctrl_c_of_a_fused_sweep_kills_every_replica_with_its_own_resume_command
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     (tmp_path / "sweep_out.txt").write_text(out + "\n----- stderr\n" + err)
-    assert proc.returncode == 130, out[-3000:] + err[-3000:]  # the project's Ctrl-C exit code (README)
+    assert proc.returncode == 130, out[-3000:] + err[-3000:]  # the project's Ctrl-C exit code (docs/troubleshooting.md)
     assert "Traceback" not in out + err  # no launcher worker's traceback either
     assert " LOST " not in out and "out of memory" not in out  # the display knows the job was interrupted
 

@@ -7,16 +7,15 @@ fit_and_score); the fused group builds its replicas through the same functions.
 from __future__ import annotations
 
 import dataclasses
-
 import math
 
 import keras
 import numpy as np
 import pytest
 
+from experiments.config.schema import validate
 from experiments.data import load_dataset, make_tf_dataset
 from experiments.errors import ConfigError, TrainingError
-from experiments.config.schema import validate
 from experiments.job.prepare import prepare
 from experiments.training.callbacks import NanGuard
 from experiments.training.compile import compile_model
@@ -54,7 +53,9 @@ def _solo(model: str, seed: int, *extra: str, callbacks=None, broken: bool = Fal
     if broken:
         _break(built)
     compile_model(built, cfg)
-    history, final = fit_and_score(built, tf.distribute.get_strategy(), cfg.training, _datasets(cfg, seed), callbacks or [])
+    history, final = fit_and_score(
+        built, tf.distribute.get_strategy(), cfg.training, _datasets(cfg, seed), callbacks or []
+    )
     return history.history, final, built
 
 
@@ -120,7 +121,10 @@ def test_a_replica_model_is_the_solo_model_alone_and_round_trips(lambda_group, t
     assert [layer.name for layer in model.layers] == [layer.name for layer in solo_model.layers]
     assert model.count_params() == solo_model.count_params()  # this replica's weights only
     # its optimizer holds what the solo run's holds (iteration count, learning rate, Adam's moments)
-    mine, solo = [np.asarray(v) for v in model.optimizer.variables], [np.asarray(v) for v in solo_model.optimizer.variables]
+    mine, solo = (
+        [np.asarray(v) for v in model.optimizer.variables],
+        [np.asarray(v) for v in solo_model.optimizer.variables],
+    )
     assert [a.shape for a in mine] == [b.shape for b in solo] and len(mine) == 2 + 2 * len(model.trainable_variables)
     assert all(np.all(np.abs(a.astype(float) - b.astype(float)) <= TOLERANCE) for a, b in zip(mine, solo))
     x = load_dataset(_cfg("lambda_mlp", 1).dataset, 1).test[0][:16]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
-import keras
 import layers
 from layers import ComputeSum, ComputeSum2, PreProcess, ResidualDense, SimpleDense
 
@@ -137,7 +137,7 @@ def test_every_layer_round_trips_through_save_and_safe_load(tmp_path):
 
 @pytest.mark.parametrize("layer", [SimpleDense(4, activation="abs"), ResidualDense(4, activation="rectifier"),
                                    PreProcess(6, scale=2.0), ComputeSum(3), ComputeSum2()],
-                         ids=lambda l: type(l).__name__)
+                         ids=lambda layer: type(layer).__name__)
 def test_get_config_has_every_constructor_argument(layer):
     config = layer.get_config()
     clone = type(layer).from_config(config)
@@ -184,5 +184,7 @@ def test_user_module_adds_a_layer():
 
 
 def test_unimportable_user_module_says_so():
-    with pytest.raises(KeyError, match="cannot import the registry module 'tests.fixtures.broken_module'.*fancy_missing_dep"):
+    with pytest.raises(
+        KeyError, match="cannot import the registry module 'tests.fixtures.broken_module'.*fancy_missing_dep"
+    ):
         layers.load_modules(["tests.fixtures.broken_module"])

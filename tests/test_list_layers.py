@@ -10,7 +10,7 @@ from tests.conftest import run_cli
 
 
 def test_a_pattern_lists_the_matching_layers_with_their_arguments():
-    text = list_registry("*dense*", width=100)  # case-insensitive, as the README promises
+    text = list_registry("*dense*", width=100)  # case-insensitive, as docs/layers.md promises
     heads = [line.split()[0] for line in text.splitlines() if line and not line.startswith(" ")]
     assert {"Dense", "SimpleDense", "ResidualDense", "EinsumDense"} <= set(heads)
     assert "Conv2D" not in heads
@@ -48,4 +48,6 @@ def test_the_runner_filters_and_loads_the_users_registry_modules(tmp_path):
     assert {"Scale", "RandomGrayscale"} <= heads and "Dense" not in heads
     assert "factor" in proc.stdout
     bad = run_cli("list_layers=Dnse", tmp_path=tmp_path)
-    assert bad.returncode == 2 and "layerlab: error: list_layers = 'Dnse'" in bad.stderr and "Traceback" not in bad.stderr
+    assert (
+        bad.returncode == 2 and "layerlab: error: list_layers = 'Dnse'" in bad.stderr and "Traceback" not in bad.stderr
+    )

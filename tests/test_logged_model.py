@@ -42,7 +42,7 @@ for name, model_uri in json.loads(sys.argv[5]).items():
         probs = mlflow.pyfunc.load_model(model_uri).predict(x)
     else:
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=f"{out}/{name}_dl")
-        sys.path.insert(0, local + "/code"); import layers  # the README's one line: the code shipped with the model
+        sys.path.insert(0, local + "/code"); import layers  # docs/serving.md: the code shipped with the model
         import keras
         probs = keras.models.load_model(local + "/data/model.keras", safe_mode=True).predict(x, verbose=0)
     result[name] = float(np.abs(np.asarray(probs) - np.load(f"{out}/{name}_p.npy")).max())

@@ -86,7 +86,9 @@ def test_wrong_values_and_form_mistakes_fail(validator):
     seq["layers"][2]["units"] = "many"  # a string that is no interpolation
     seq["layers"][3]["function"] = "rescal"  # no such function
     errors = _errors(validator, seq)
-    assert any(e.startswith("layers.2.units") for e in errors) and any(e.startswith("layers.3.function") for e in errors)
+    assert any(e.startswith("layers.2.units") for e in errors) and any(
+        e.startswith("layers.3.function") for e in errors
+    )
     both = {**_load("lambda_mlp"), "nodes": {"x": {"type": "Dense", "units": 2, "inputs": "input"}}}
     assert _errors(validator, both), "a model with both `layers` and `nodes` is invalid"
     node = _load("residual_graph")

@@ -9,8 +9,8 @@ import pytest
 from experiments.config.schema import validate
 from experiments.errors import ConfigError
 from experiments.job.context import JobContext
-from experiments.job.tracked import TrackedJob
 from experiments.job.prepare import prepare
+from experiments.job.tracked import TrackedJob
 from experiments.training.compile import compile_model
 from experiments.training.precision import apply_precision, cpu_bf16_flags
 from experiments.training.runtime import setup_runtime

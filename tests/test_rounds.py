@@ -5,7 +5,6 @@ from __future__ import annotations
 import mlflow
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
 from experiments.analysis.rounds import next_replicates, paired_differences, rounds_markdown
 from experiments.analysis.sequential import StoppingRule, decide

@@ -96,7 +96,7 @@ def test_artifacts(one_run, tmp_path):
 
 
 def test_final_line_names_run_and_how_to_open_it(one_run):
-    last = [l for l in one_run["proc"].stdout.splitlines() if l.startswith("layerlab: FINISHED")]
+    last = [line for line in one_run["proc"].stdout.splitlines() if line.startswith("layerlab: FINISHED")]
     assert last and one_run["run"].info.run_id in last[-1] and "mlflow ui" in last[-1]
 
 

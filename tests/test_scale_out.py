@@ -34,9 +34,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 from tests.mlflow_stack_helpers import env as _env
-from tests.conftest import free_port
 from tests.mlflow_stack_helpers import listen_hosts as _listen_hosts
 from tests.mlflow_stack_helpers import running_stack
 from tests.mlflow_stack_helpers import stack as _stack

@@ -14,7 +14,14 @@ import pytest
 from scipy import stats
 
 from experiments.analysis.sequential import (
-    DIFFERENT, EQUIVALENT, UNDECIDED, StoppingRule, decide, repeated_interval, spent_alpha, t_boundaries,
+    DIFFERENT,
+    EQUIVALENT,
+    UNDECIDED,
+    StoppingRule,
+    decide,
+    repeated_interval,
+    spent_alpha,
+    t_boundaries,
 )
 
 ALPHA = 0.05

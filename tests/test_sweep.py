@@ -11,7 +11,13 @@ from tests.conftest import TINY, run_cli
 
 pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
 
-SWEEP = ["model.activation=abs,relu", "seed=0,1", *TINY, "tracking.log_model=false", "training.checkpoint.enabled=false"]
+SWEEP = [
+    "model.activation=abs,relu",
+    "seed=0,1",
+    *TINY,
+    "tracking.log_model=false",
+    "training.checkpoint.enabled=false",
+]
 
 
 def _runs(uri: str, experiment: str):

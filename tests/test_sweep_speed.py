@@ -51,7 +51,10 @@ def test_joblib_settings_mirror_the_launcher_and_ignore_other_launchers():
     settings = joblib_settings(node)
     assert settings["backend"] == "loky" and settings["n_jobs"] == 2 and "_target_" not in settings
     assert settings["max_nbytes"] == 1000 and settings["pre_dispatch"] == "2*n_jobs"
-    assert joblib_settings(OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"})) is None
+    assert (
+        joblib_settings(OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}))
+        is None
+    )
     assert joblib_settings(None) is None
 
 
@@ -123,8 +126,13 @@ def test_a_joblib_sweep_exits_fast_leaving_no_worker_and_no_startup_noise(tmp_pa
         statuses = dict(db.execute("SELECT t.value, r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
                                    "AND t.key = 'layerlab.role' WHERE t.value = 'parent'").fetchall())
         # the jobs' pids (the parent run beats from the sweep's own process, so its pid tag is the parent's)
-        pids = {v for (v,) in db.execute("SELECT p.value FROM tags p JOIN tags r ON r.run_uuid = p.run_uuid "
-                                         "AND r.key = 'layerlab.role' AND r.value = 'job' WHERE p.key = 'layerlab.pid'")}
+        pids = {
+            v
+            for (v,) in db.execute(
+                "SELECT p.value FROM tags p JOIN tags r ON r.run_uuid = p.run_uuid "
+                "AND r.key = 'layerlab.role' AND r.value = 'job' WHERE p.key = 'layerlab.pid'"
+            )
+        }
     assert statuses == {"parent": "FINISHED"}
     # the jobs ran in worker processes, not in the parent
     assert pids and str(proc.pid) not in pids

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import mlflow
 import pytest
 
@@ -28,7 +27,11 @@ def test_redaction_and_safe_params():
     params, notes = params_from_flat({"a[0]": "x" * (MAX_PARAM_VALUE + 10), "db.password": "pw", "n": None})
     assert set(params) == {"a_0_", "db.password", "n"}
     assert params["db.password"] == "***" and params["n"] == "null"
-    assert len(params["a_0_"]) <= MAX_PARAM_VALUE and params["a_0_"].endswith("...[truncated]") and any("truncated" in n for n in notes)
+    assert (
+        len(params["a_0_"]) <= MAX_PARAM_VALUE
+        and params["a_0_"].endswith("...[truncated]")
+        and any("truncated" in n for n in notes)
+    )
 
 
 def test_experiment_is_created_once_and_found_again(store):

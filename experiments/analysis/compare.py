@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from experiments.analysis.curves import plot_curves
 from experiments.analysis.factor_report import description_markdown, render_factor_table

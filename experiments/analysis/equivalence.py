@@ -14,7 +14,7 @@ runs per family, as for the main tests.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats

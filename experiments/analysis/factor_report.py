@@ -7,7 +7,7 @@ the sweep's parent run shows it on its page in the MLflow UI.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 

@@ -19,8 +19,9 @@ equivalence margin, whether the difference is shown to lie within it
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from itertools import combinations, groupby
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import pandas as pd
 from scipy import stats

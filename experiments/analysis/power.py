@@ -21,7 +21,7 @@ observed sd stands in for the true one, so both figures are estimates.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from statsmodels.stats.power import TTestIndPower, TTestPower

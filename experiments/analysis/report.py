@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
 from experiments.analysis.factor_report import factor_sections
-from experiments.analysis.formatting import fmt, fmt_p, markdown_table as _markdown_table, text_table
+from experiments.analysis.formatting import fmt, fmt_p, text_table
+from experiments.analysis.formatting import markdown_table as _markdown_table
 from experiments.analysis.groups import OVERRIDES_COLUMN, parse_overrides
 from experiments.analysis.metric import pretty_metric
 from experiments.analysis.summarize import metric_columns, summary_metric
@@ -233,7 +235,11 @@ def write_report(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out / "comparison.md", "csv": out / "comparison.csv", "tests_csv": out / "comparison_tests.csv"}
+    paths = {
+        "markdown": out / "comparison.md",
+        "csv": out / "comparison.csv",
+        "tests_csv": out / "comparison_tests.csv",
+    }
     summary.to_csv(paths["csv"], index=False)
     tests.to_csv(paths["tests_csv"], index=False)
     for name, frame in (("interactions", interactions), ("pairs", pairs)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -28,7 +28,7 @@ def select(cfg: Any, path: str, default: Any = _MISSING) -> Any:
 
 def resolved_container(cfg: DictConfig) -> dict:
     """The resolved config as plain Python, without the ``hydra`` node."""
-    data = OmegaConf.to_container(cfg, resolve=True)
+    data = cast(dict, OmegaConf.to_container(cfg, resolve=True))
     data.pop("hydra", None)
     return data
 

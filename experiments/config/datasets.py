@@ -84,7 +84,8 @@ class MnistSchema(DatasetSchema):
 
     OFFICIAL_TEST: ClassVar[bool] = True
 
-    test_fraction: Optional[float] = spec(None, expect=f"null (ignored for mnist) or {_FRACTION}",
+    # mnist has its own test set, so its test_fraction may be null where the other options need a number.
+    test_fraction: Optional[float] = spec(None, expect=f"null (ignored for mnist) or {_FRACTION}",  # type: ignore[assignment]
                                           check=_optional_fraction, fix=_fraction_fix("test_fraction"))
     path: Any = spec(None, expect="null or the path of an mnist.npz file", check=_path_ok,
                      fix="set dataset.path=/path/to/mnist.npz or dataset.path=null")

@@ -22,7 +22,8 @@ import difflib
 import functools
 import numbers
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -120,8 +121,8 @@ def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] 
             value = node[name]
         elif f.default is not _NO_DEFAULT:
             value = f.default
-        elif f.default_factory is not _NO_DEFAULT:  # type: ignore[misc]
-            value = f.default_factory()  # type: ignore[misc]
+        elif f.default_factory is not _NO_DEFAULT:
+            value = f.default_factory()
         else:
             raise ConfigError("is required but missing", path=where, fix=f"add `{name}:` to the {path} YAML")
         hint = hints[name]
@@ -131,8 +132,12 @@ def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] 
             continue
         meta = f.metadata
         if not type_ok(hint, value) or (meta.get("check") is not None and not meta["check"](value)):
-            raise ConfigError(f"expected {meta.get('expect', hint)}", path=where, value=value,
-                              fix=meta.get("fix") or f"set it with `{where}=<value>` on the command line or in the YAML")
+            raise ConfigError(
+                f"expected {meta.get('expect', hint)}",
+                path=where,
+                value=value,
+                fix=meta.get("fix") or f"set it with `{where}=<value>` on the command line or in the YAML",
+            )
         out[name] = value
     return out
 
@@ -173,8 +178,8 @@ def _hints(cls: type) -> dict:
 
 def _dataclass_of(annotation: Any) -> type | None:
     if dataclasses.is_dataclass(annotation):
-        return annotation
+        return typing.cast(type, annotation)
     for arg in typing.get_args(annotation):
         if dataclasses.is_dataclass(arg):
-            return arg
+            return typing.cast(type, arg)
     return None

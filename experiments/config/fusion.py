@@ -15,10 +15,11 @@ so the sweep summary lists the same jobs as an unfused sweep).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import cast
 
-from experiments.config.overrides import parse_override
+from experiments.config.overrides import ParsedOverride, parse_override
 from experiments.errors import ConfigError
 
 SEEDS_KEY = "sweep.fused_seeds"
@@ -124,7 +125,7 @@ def replica_overrides(fused_overrides: Sequence[str], seed: int, replicate_key: 
         key = parsed.key if parsed is not None else str(o)
         if key in (SEEDS_KEY, JOBS_KEY):
             continue  # as typed (+seed=3 stays +seed=<seed>)
-        out.append(f"{parsed.hydra.get_key_element()}={seed}" if key == replicate_key else str(o))
+        out.append(f"{cast(ParsedOverride, parsed).hydra.get_key_element()}={seed}" if key == replicate_key else str(o))
     if not any(_key(o) == replicate_key for o in out):
         out.append(f"{replicate_key}={seed}")
     return out
@@ -137,8 +138,9 @@ def solo_jobs(overrides: Sequence[str], job_num) -> list[tuple[str, list[str]]]:
     by_key = {_key(o): str(o) for o in overrides}
     if SEEDS_KEY not in by_key:
         return [(str(job_num), [str(o) for o in overrides])]
-    seeds = list(parse_override(by_key[SEEDS_KEY]).hydra.value() or [])
-    numbers = list(parse_override(by_key[JOBS_KEY]).hydra.value() or []) if JOBS_KEY in by_key else []
+    # The sweeper wrote both overrides, so Hydra parses them.
+    seeds = list(_parsed(by_key[SEEDS_KEY]).hydra.value() or [])
+    numbers = list(_parsed(by_key[JOBS_KEY]).hydra.value() or []) if JOBS_KEY in by_key else []
     if len(numbers) != len(seeds):
         numbers = [f"{job_num}.{i}" for i in range(len(seeds))]  # not the sweeper's: still one row per replica
     return [(str(n), replica_overrides(overrides, int(s))) for s, n in zip(seeds, numbers)]
@@ -152,5 +154,10 @@ def group_overrides(fused_overrides: Sequence[str], replicate_key: str = FUSABLE
     seeds = next((_value(o).strip("[]") for key, o in pairs if key == SEEDS_KEY), None)
     if seeds is None:
         return [o for _, o in pairs]
-    return [f"{parse_override(o).hydra.get_key_element()}={seeds}" if key == replicate_key else o for key, o in pairs
+    return [f"{_parsed(o).hydra.get_key_element()}={seeds}" if key == replicate_key else o for key, o in pairs
             if key not in (SEEDS_KEY, JOBS_KEY)]
+
+
+def _parsed(text: str) -> ParsedOverride:
+    """``text`` parsed by Hydra, for an override known to parse (the type checker cannot see that)."""
+    return cast(ParsedOverride, parse_override(text))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
@@ -77,7 +77,7 @@ def launcher_settings(node: Any) -> LauncherSettings:
         return LauncherSettings()
     target = str(node.get("_target_") or "")
     n_jobs = node.get("n_jobs")
-    settings = {}
+    settings: dict = {}
     if target == JOBLIB_LAUNCHER:
-        settings = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+        settings = cast(dict, OmegaConf.to_container(node, resolve=True)) if OmegaConf.is_config(node) else dict(node)
     return LauncherSettings(target=target, n_jobs=int(n_jobs) if n_jobs is not None else None, settings=settings)

@@ -10,8 +10,9 @@ everywhere.  An argument Hydra cannot parse is left to Hydra, which reports it.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 
 @dataclass(frozen=True)

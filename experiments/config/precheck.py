@@ -33,8 +33,10 @@ def check_yaml_files(conf: Path = CONF) -> None:
             mark = getattr(exc, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"{path} is not valid YAML ({problem} at {where})",
-                              fix="fix the indentation or quoting there (a value with ': ' or '#' needs quotes)") from None
+            raise ConfigError(
+                f"{path} is not valid YAML ({problem} at {where})",
+                fix="fix the indentation or quoting there (a value with ': ' or '#' needs quotes)",
+            ) from None
 
 
 def check_group_options(args: list[str], conf: Path = CONF) -> None:
@@ -82,8 +84,9 @@ def check_sweep_overrides(args: list[str]) -> None:
     from hydra.core.override_parser.types import ValueType
 
     candidates = [a for a in args if "=" in a and not a.startswith("-")]
-    parsed = [parse_override(a) for a in candidates]
-    if None in parsed:
+    maybe_parsed = [parse_override(a) for a in candidates]
+    parsed = [o for o in maybe_parsed if o is not None]
+    if len(parsed) < len(maybe_parsed):
         return  # a syntax error: Hydra's own message names it
     if any(o.key == "hydra/sweeper" and o.value != "basic" for o in parsed):
         return  # another sweeper decides what it accepts

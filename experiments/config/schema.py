@@ -75,7 +75,9 @@ class TrainingSchema:
     deterministic: bool = spec(False, expect=_BOOL)
     verbose: Any = spec("auto", expect="auto, 0, 1 or 2", check=lambda v: v in ("auto", 0, 1, 2))
     shuffle: bool = spec(True, expect=_BOOL)
-    jit_compile: Union[bool, str] = spec(False, expect="true, false or auto", check=lambda v: v in (True, False, "auto"))
+    jit_compile: Union[bool, str] = spec(
+        False, expect="true, false or auto", check=lambda v: v in (True, False, "auto")
+    )
     precision: str = spec("float32", expect="float32 or mixed_bfloat16", check=lambda v: v in PRECISIONS)
     steps_per_execution: int = spec(32, expect="a positive integer, e.g. training.steps_per_execution=32",
                                     check=_positive)
@@ -268,8 +270,15 @@ def validate(cfg: DictConfig) -> JobConfig:
     model = typed(ModelSchema, data["model"], "model", extra=lambda key: True)
     optuna = typed(OptunaSchema, data["optuna"], "optuna") if data.get("optuna") is not None else None
     extra = {k: v for k, v in data.items() if k not in (*_ROOT_KEYS, *GROUPS, "model", "dataset", "optuna")}
-    return JobConfig(**root, **groups, model=model, model_spec=dict(data["model"]),
-                     dataset=dataset_config(data["dataset"], (data.get("registry") or {}).get("modules")), optuna=optuna, extra=extra)
+    return JobConfig(
+        **root,
+        **groups,
+        model=model,
+        model_spec=dict(data["model"]),
+        dataset=dataset_config(data["dataset"], (data.get("registry") or {}).get("modules")),
+        optuna=optuna,
+        extra=extra,
+    )
 
 
 def _resolved(cfg: DictConfig) -> dict:

@@ -1,4 +1,5 @@
-"""The ``arrays`` option: NumPy arrays from one ``.npz`` (``x_train``, ``y_train``, optionally ``x_test``, ``y_test``)."""
+"""The ``arrays`` option: NumPy arrays from one ``.npz`` (``x_train``, ``y_train``, optionally ``x_test``,
+``y_test``)."""
 
 from __future__ import annotations
 

@@ -33,6 +33,8 @@ def fetch(url: str, dest: Path, sha256: str | None, *, timeout: float, progress=
             once the response arrives; it returns a callable that is given
             the size of every chunk written (a ``tqdm`` bar's ``update``).
 
+    Nothing is left behind when it raises.
+
     Returns:
         ``dest``.
 
@@ -40,7 +42,6 @@ def fetch(url: str, dest: Path, sha256: str | None, *, timeout: float, progress=
         OSError: the server is unreachable or the request fails (``URLError``,
             ``HTTPError``, a timeout), or ``dest`` cannot be written.
         ValueError: what arrived does not have the expected hash.
-        Nothing is left behind when it raises.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

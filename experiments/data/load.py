@@ -17,7 +17,7 @@ from experiments.data.fashion_mnist import load_fashion_mnist
 from experiments.data.image_folder import load_image_folder
 from experiments.data.mnist import load_mnist
 from experiments.data.mnist_sample import load_mnist_sample
-from experiments.data.registry import DATASETS, register_dataset, run_loader
+from experiments.data.registry import DATASETS, register_dataset, run_loader  # noqa: F401  (DATASETS: re-exported)
 from experiments.data.splits import DataSplits, make_splits
 from experiments.data.synthetic import load_synthetic
 from experiments.data.table import load_table
@@ -45,8 +45,8 @@ def load_dataset(cfg: DatasetSchema | Any, seed: int) -> DataSplits:
 
     Args:
         cfg: the job's typed ``dataset`` (``JobConfig.dataset``), or a
-            ``dataset`` node (``DictConfig`` or ``dict``, checked here) with ``name``, ``limit``, ``val_fraction``, ``test_fraction`` and
-            the option's own keys (see ``conf/dataset/*.yaml``).
+            ``dataset`` node (``DictConfig`` or ``dict``, checked here) with ``name``, ``limit``,
+            ``val_fraction``, ``test_fraction`` and the option's own keys (see ``conf/dataset/*.yaml``).
         seed: drives the subsample, the splits and synthetic data; the same
             seed gives identical arrays.
 

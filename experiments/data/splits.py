@@ -57,7 +57,8 @@ class DataSplits:
         return 1 if self.task in ("binary", "regression") else int(self.num_classes)
 
     def tf_dataset(self, split: str, batch_size: int, *, shuffle: bool, seed: int):
-        """One split (``train``, ``val``, ``test``) as a batched ``tf.data.Dataset``, in memory or streamed from disk."""
+        """One split (``train``, ``val``, ``test``) as a batched ``tf.data.Dataset``, in memory or streamed from
+        disk."""
         x, y = getattr(self, split)
         if self.stream is not None:
             return self.stream.dataset(x, y, batch_size, shuffle=shuffle, seed=seed)
@@ -66,7 +67,8 @@ class DataSplits:
         return make_tf_dataset(x, y, batch_size, shuffle=shuffle, seed=seed)
 
     def arrays(self, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The first ``limit`` samples of a split as in-memory arrays (streamed data decoded), for plots and examples."""
+        """The first ``limit`` samples of a split as in-memory arrays (streamed data decoded), for plots and
+        examples."""
         x, y = getattr(self, split)
         if limit is not None:
             x, y = x[:limit], y[:limit]
@@ -290,7 +292,8 @@ def _split_val(raw: RawData, opts: dict, seed: int, stratify: bool = True):
             the whole official train set and validates on the official test set instead.
         seed: seed of the split.
     """
-    if getattr(opts, "validation_set", "held_out") == "official_test":  # the lecture's protocol (conf/dataset/mnist.yaml)
+    # the lecture's protocol (conf/dataset/mnist.yaml)
+    if getattr(opts, "validation_set", "held_out") == "official_test":
         return (raw.x, raw.y), raw.test
     n, k = len(raw.y), (len(np.unique(raw.y)) if stratify else 1)
     vf = opts.val_fraction

@@ -33,8 +33,12 @@ def read_table(path: Path):
             return pd.read_parquet(path)
         return pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
     except Exception as exc:  # pandas raises many types for a broken file
-        raise DataError(f"cannot read {path.name} as {kind} ({type(exc).__name__}: {str(exc).splitlines()[0]})",
-                        path="dataset.path", value=str(path), fix=f"check that the file is a valid {kind} table") from None
+        raise DataError(
+            f"cannot read {path.name} as {kind} ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+            path="dataset.path",
+            value=str(path),
+            fix=f"check that the file is a valid {kind} table",
+        ) from None
 
 
 def load_table(opts, seed: int) -> RawData:

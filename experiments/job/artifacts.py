@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import mlflow
@@ -33,7 +34,7 @@ def log_config_files(cfg: DictConfig, out_dir: Path, channel: RunChannel) -> Non
     if hydra_dir.is_dir():
         for f in sorted(hydra_dir.glob("*.yaml")):
             content = f.read_text()
-            channel.track(f".hydra/{f.name}", lambda c=content, n=f.name: mlflow.log_text(redact(c), f".hydra/{n}"))
+            channel.track(f".hydra/{f.name}", functools.partial(mlflow.log_text, redact(content), f".hydra/{f.name}"))
 
 
 def log_outputs(job: JobConfig, model, data, history, out_dir: Path, channel: RunChannel) -> None:
@@ -54,7 +55,7 @@ def log_outputs(job: JobConfig, model, data, history, out_dir: Path, channel: Ru
             k = max(int(data.num_classes), int(y_pred.max()) + 1)
             plot_files.append(run_plots.plot_confusion(y_test, y_pred, k, art))
         for f in plot_files:
-            channel.track(f"plots/{f.name}", lambda f=f: mlflow.log_artifact(str(f), "plots"))
+            channel.track(f"plots/{f.name}", functools.partial(mlflow.log_artifact, str(f), "plots"))
     channel.track("history.csv", lambda: mlflow.log_artifact(str(art / "history.csv")))
     if data.class_names:  # index -> name, beside the model, so its outputs can be read as names
         import json
@@ -74,8 +75,7 @@ def log_model(model, x_example, modules=(), class_names=None) -> None:
 
     It loads with ``mlflow.pyfunc.load_model(uri)`` anywhere TensorFlow, Keras
     and MLflow are installed; ``mlflow.keras.load_model`` or the ``.keras`` file
-    need the custom layers registered first (``import layers``; README, "Models
-    outside the lab").
+    need the custom layers registered first (``import layers``; ``docs/serving.md``).
     """
     import keras
     import tensorflow as tf

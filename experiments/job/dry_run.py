@@ -25,6 +25,7 @@ from experiments.models import count_params, summary_text
 from experiments.models.picture import PICTURE, draw_model
 from experiments.training.compile import compile_model
 
+
 def dry_run(cfg: DictConfig, ctx: JobContext) -> JobResult:
     """Check one config as far as it goes without training; record the outcome in a sweep.
 

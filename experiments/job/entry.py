@@ -37,7 +37,8 @@ def run_job(cfg: DictConfig, job: JobConfig | None = None) -> JobResult:
     mode = run_mode(cfg)
     if mode == "dry_run":
         return dry_run(cfg, ctx)
-    job = validate(cfg) if job is None else job  # below this line the job reads `job`, the typed config; `cfg` is only logged
+    # below this line the job reads `job`, the typed config; `cfg` is only logged
+    job = validate(cfg) if job is None else job
     if mode == "list":  # list_layers: true, or a name pattern ('*Dense*')
         load_registry_modules(job)
         print(list_registry(None if job.list_layers is True else str(job.list_layers)))

@@ -28,6 +28,7 @@ import copy
 import tempfile
 import traceback
 from pathlib import Path
+from typing import Any, cast
 
 import mlflow
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -43,6 +44,7 @@ from experiments.job.run_record import RunRecord
 from experiments.tracking import tags
 from experiments.tracking.channel import RunChannel
 from experiments.tracking.experiment import open_experiment
+from experiments.tracking.sink import MetricSink
 from experiments.tracking.uri import resolve_uri
 from experiments.training.callbacks import make_callbacks
 from experiments.training.compile import compile_model
@@ -62,8 +64,9 @@ class ReplicaRun:
         self.record = RunRecord(cfg, ctx, job, self.out_dir, uri, self.channel)
         self.group, self.fused_job = group, fused_job
         self.first = False  # the replica whose epochs the sweep's progress display shows
-        self.fused_progress = None  # the fused job's status file (JobContext.progress_path), set on the first
-        self.data = None
+        # the fused job's status file (JobContext.progress_path), set on the first
+        self.fused_progress: Path | None = None
+        self.data: Any = None  # the DataSplits, once prepared
         self.model = None
 
     @property
@@ -107,7 +110,8 @@ class ReplicaRun:
             if self.model is not None:
                 record.describe(self.model, self.data)
             if result is not None and status == "FINISHED":
-                record.sink(result.scores, record.epochs_done)  # journaled like the epochs, as the solo job does
+                # journaled like the epochs, as the solo job does (the sink starts with the run)
+                cast(MetricSink, record.sink)(result.scores, record.epochs_done)
                 artifacts.log_outputs(self.job, result.model, self.data, result.history, self.out_dir, self.channel)
                 last = {k: float(v[-1]) for k, v in (result.history.history or {}).items() if v}
                 out.metrics = {**last, **result.scores}
@@ -148,8 +152,14 @@ def replica_config(cfg: DictConfig, seed: int) -> DictConfig:
 
 def replica_context(ctx: JobContext, seed: int, job_num: int | None, out_dir: Path | None) -> JobContext:
     """The Hydra context the solo job with ``seed`` would have had: its overrides, job number, own folder."""
-    return JobContext(output_dir=None if out_dir is None else str(out_dir), overrides=replica_overrides(ctx.overrides, seed), job_num=job_num,
-                      mode=ctx.mode, sweep_dir=ctx.sweep_dir, launcher=ctx.launcher)
+    return JobContext(
+        output_dir=None if out_dir is None else str(out_dir),
+        overrides=replica_overrides(ctx.overrides, seed),
+        job_num=job_num,
+        mode=ctx.mode,
+        sweep_dir=ctx.sweep_dir,
+        launcher=ctx.launcher,
+    )
 
 
 def _write_hydra_files(out_dir: Path, cfg: DictConfig, overrides: list[str], fused_dir: Path) -> None:
@@ -176,7 +186,7 @@ def _refuse_unfusable(job: JobConfig) -> None:
 def run_fused(cfg: DictConfig, ctx: JobContext, job: JobConfig) -> JobResult:
     """Train the seeds ``job.sweep.fused_seeds`` in one fit; one MLflow run per replica (see the module docs)."""
     _refuse_unfusable(job)
-    seeds = [int(s) for s in job.sweep.fused_seeds]
+    seeds = [int(s) for s in cast(list, job.sweep.fused_seeds)]  # set: that is what makes a job fused
     numbers = list(job.sweep.fused_jobs or [])
     if numbers and len(numbers) != len(seeds):
         raise ConfigError("sweep.fused_jobs needs one job number per seed of sweep.fused_seeds",
@@ -189,7 +199,7 @@ def run_fused(cfg: DictConfig, ctx: JobContext, job: JobConfig) -> JobResult:
         rctx = replica_context(ctx, seed, numbers[i] if numbers else ctx.job_num,
                                fused_dir / f"seed{seed}" if fused_dir else None)
         if fused_dir is not None:
-            _write_hydra_files(Path(rctx.output_dir), mine, rctx.overrides, fused_dir)
+            _write_hydra_files(Path(cast(str, rctx.output_dir)), mine, rctx.overrides, fused_dir)
         replicas.append(ReplicaRun(mine, rctx, validate(mine), group, ctx.job_num))
     experiment = open_experiment(job.tracking)
     mlflow.set_tracking_uri(experiment.uri)

@@ -85,7 +85,7 @@ def _dataset_text(info) -> str:
     fields = [f for f in dataclasses.fields(info.schema) if f.name not in ("name", "options")]
     width = max((len(f.name) for f in fields), default=0)
     for f in fields:
-        default = (repr(f.default_factory()) if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+        default = (repr(f.default_factory()) if f.default_factory is not dataclasses.MISSING
                    else "required" if f.default is dataclasses.MISSING else repr(f.default))
         lines.append(f"  {f.name:<{width}}  {default:<12}  {f.metadata.get('expect', '')}".rstrip())
     return "\n".join(lines)

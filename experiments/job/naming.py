@@ -1,8 +1,9 @@
-"""Run names a person can read: a sweep's child is named by what differs (``activation=abs model=lambda_mlp seed=3``)."""
+"""Run names a person can read: a sweep's child is named by what differs
+(``activation=abs model=lambda_mlp seed=3``)."""
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from experiments.config.overrides import parse_overrides
 

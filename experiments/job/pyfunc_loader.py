@@ -33,9 +33,9 @@ class LayerlabKerasModel:
 
 
 def _load_pyfunc(path, model_config=None):
-    import keras
-
     import importlib
+
+    import keras
 
     # The copies shipped in code/: importing them registers the custom layers and functions.
     with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layerlab_modules.txt")) as f:

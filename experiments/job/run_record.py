@@ -16,6 +16,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import mlflow
 import mlflow.data
@@ -192,7 +193,7 @@ class RunRecord:
         delivered = True
         if self.sink is not None:
             delivered = self.sink.close(timeout=self.job.tracking.retry_s + 30)
-        if not delivered:
+        if not delivered and self.sink is not None:  # only a sink can fail to deliver
             self.channel.go_offline(self.sink.last_error or "metrics could not be delivered")
         if self.channel.online:
             try:
@@ -207,9 +208,9 @@ class RunRecord:
                 mlflow.end_run(status=status)
             except Exception as exc:  # the server is gone: the local run is popped all the same
                 log.debug("end_run while offline: %r", exc)
-        self.channel.leave_for_upload(self.out_dir, self.run_id, status, self.sink.sent if self.sink else 0)
+        self.channel.leave_for_upload(self.out_dir, cast(str, self.run_id), status, self.sink.sent if self.sink else 0)
 
-    def final_line(self, result: JobResult, exp_id: str) -> str:
+    def final_line(self, result: JobResult, exp_id: str | None) -> str:
         """The job's last line: outcome, the judged metrics, the run and how to open it."""
         metric = self.job.metric
         keys = [k for k in (metric.val, metric.test, "test_loss") if k in result.metrics]
@@ -229,5 +230,7 @@ def log_dataset_inputs(data) -> None:
     # (cut to the 36 characters MLflow's store keeps).
     digest = str(data.origin.get("sha256", ""))[:36] or None
     for context, (x, y) in (("training", data.train), ("validation", data.val), ("test", data.test)):
-        dataset = mlflow.data.from_numpy(x, targets=y, name=f"{data.name} ({context}, {len(y)} rows)", digest=digest)
+        # mlflow.data names its constructors lazily, which the type checker does not see
+        name = f"{data.name} ({context}, {len(y)} rows)"
+        dataset = mlflow.data.from_numpy(x, targets=y, name=name, digest=digest)  # type: ignore[attr-defined]
         mlflow.log_input(dataset, context=context)

@@ -15,6 +15,7 @@ import os
 import tempfile
 import traceback
 from pathlib import Path
+from typing import cast
 
 import mlflow
 from omegaconf import DictConfig
@@ -60,6 +61,7 @@ class TrackedJob:
 
     def run(self) -> JobResult:
         record = self.record
+        result: JobResult | None
         if not self.channel.enabled:
             result = self._train(None, None)
             print(f"layerlab: worker finished ({record.epochs_done} epochs); the chief logged the run", flush=True)
@@ -111,10 +113,14 @@ class TrackedJob:
             run = runs[0]
         else:
             try:
-                run = mlflow.MlflowClient(self.record.uri).get_run(want)
+                run = mlflow.MlflowClient(self.record.uri).get_run(cast(str, want))
             except Exception:
-                raise ConfigError("no such MLflow run", path="training.resume", value=want,
-                                  fix="copy the run id from `mlflow ui` or from the message of the interrupted run") from None
+                raise ConfigError(
+                    "no such MLflow run",
+                    path="training.resume",
+                    value=want,
+                    fix="copy the run id from `mlflow ui` or from the message of the interrupted run",
+                ) from None
         their_hash, mine = run.data.tags.get(tags.CONFIG_HASH), self.record.hash
         if their_hash not in (None, mine):
             raise ConfigError(f"run {run.info.run_id} was made with another config (hash {their_hash}, this one "

@@ -12,7 +12,8 @@ completes the sweep, follows as for any failed sweep
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from hydra.errors import CompactHydraException
 from joblib.externals.loky.process_executor import TerminatedWorkerError

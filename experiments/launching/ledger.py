@@ -21,7 +21,8 @@ LEDGER = "launched.json"
 
 def write_ledger(sweep_dir: Path, jobs: dict[int, dict], hydra_overrides: list[str] = ()) -> None:
     """``jobs``: job number -> {"overrides": [...], "state": queued|running|done|failed|lost, "error": str};
-    ``hydra_overrides``: the sweep's ``hydra.*`` / ``hydra/...`` overrides (the launcher), for the completing command."""
+    ``hydra_overrides``: the sweep's ``hydra.*`` / ``hydra/...`` overrides (the launcher), for the completing
+    command."""
     path = Path(sweep_dir) / LEDGER
     tmp = path.with_suffix(".tmp")
     keep = reusable_hydra_overrides(hydra_overrides)

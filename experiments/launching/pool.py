@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from experiments.config.launcher import LauncherSettings, threads_per_worker
 

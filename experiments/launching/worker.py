@@ -80,7 +80,7 @@ def _run(conn, batch: tuple, idx: int, overrides: list) -> None:
     except KeyboardInterrupt as exc:  # Ctrl-C/SIGTERM: the job closed its run KILLED and said so; report, then stop
         conn.send(("done", idx, _dump(failed_return(overrides, exc))))
         raise SystemExit(130) from None
-    except BaseException as exc:  # noqa: BLE001 - SystemExit inside the job: report, then stop
+    except BaseException as exc:  # SystemExit inside the job: report, then stop
         conn.send(("done", idx, _dump(failed_return(overrides, exc))))
         raise
     conn.send(("done", idx, _dump(ret)))

@@ -1,6 +1,6 @@
 """Keras models from the ``model`` config group: sequential lists or named graphs.
 
-Two forms, both plain YAML (see ``conf/model/`` and the README):
+Two forms, both plain YAML (see ``conf/model/`` and ``docs/models.md``):
 
 * **Sequential**: ``input: {shape, dtype}`` and ``layers:``, a list of layer
   specs (``type`` = a registry name, plus that layer's arguments) or block

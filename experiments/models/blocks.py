@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 
-_BLOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_BLOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def remember_blocks(model, block_of: dict[str, tuple[str, ...]]):

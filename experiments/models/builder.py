@@ -6,7 +6,8 @@ Checks the model's top-level keys, picks the form and hands the work to
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -45,13 +46,18 @@ def build_model(model_cfg: Any, *, input_shapes: Mapping[str, tuple] | None = No
                               fix=f"the keys of a model are {', '.join(sorted(TOP_KEYS))}")
     blocks = spec.get("blocks") or {}
     if not isinstance(blocks, dict):
-        raise ModelGraphError("must be a mapping of block name to block", path=f"{root}.blocks", fix="see the README's model format")
+        raise ModelGraphError(
+            "must be a mapping of block name to block", path=f"{root}.blocks", fix="see docs/models.md"
+        )
     builder = GraphBuilder(blocks, root, input_shapes or {})
     name = spec.get("name") or "model"
     if "layers" in spec:
         if "nodes" in spec or "outputs" in spec:
-            raise ModelGraphError("a model has either `layers` (sequential form) or `nodes`/`outputs` (graph form), not both",
-                                  path=f"{root}.layers", fix="keep one of the two forms")
+            raise ModelGraphError(
+                "a model has either `layers` (sequential form) or `nodes`/`outputs` (graph form), not both",
+                path=f"{root}.layers",
+                fix="keep one of the two forms",
+            )
         return remember_blocks(builder.sequential(spec, name), builder.block_of)
     if "nodes" in spec:
         return remember_blocks(builder.graph(spec, name), builder.block_of)

@@ -22,6 +22,7 @@ import rich.table
 import rich.text
 
 from experiments.adapters.keras_internals import inbound_nodes, nodes_by_depth, tensor_origin
+
 #: Width of the table (Keras' ``line_length``) and of the console it is drawn on.
 LINE_LENGTH = 110
 CONSOLE_WIDTH = 120
@@ -38,7 +39,10 @@ def summary_text(model: keras.Model) -> str:
     """The ``model.summary()`` table as a string (for printing and for an MLflow artifact)."""
     layers, graph_nodes = _layers_and_nodes(model)
     if graph_nodes is None:
-        header, positions = [("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right")], [0.45, 0.80, 1.0]
+        header, positions = (
+            [("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right")],
+            [0.45, 0.80, 1.0],
+        )
     else:
         header = [("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right"), ("Connected to", "left")]
         positions = [0.3, 0.56, 0.74, 1.0]
@@ -54,7 +58,9 @@ def summary_text(model: keras.Model) -> str:
 
     trainable, non_trainable = model.trainable_weights, model.non_trainable_weights
     optimizer = getattr(model, "optimizer", None)
-    optimizer_vars = optimizer.variables if getattr(model, "compiled", False) and optimizer and optimizer.built else None
+    optimizer_vars = (
+        optimizer.variables if getattr(model, "compiled", False) and optimizer and optimizer.built else None
+    )
     lines = [f'Model: "{model.name}"', table,
              _count_line("Total params", trainable + non_trainable + (optimizer_vars or [])),
              _count_line("Trainable params", trainable), _count_line("Non-trainable params", non_trainable)]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import graphlib
 import heapq
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 
@@ -103,8 +104,11 @@ class GraphBuilder:
         used = _reachable(outputs, deps)
         unused = [n for n in nodes if n not in used]
         if unused:
-            raise ModelGraphError("the node is not used by any output (dead branch)", path=f"{nodes_path}.{unused[0]}",
-                                  fix=f"feed it into a node on the way to {outputs_path}, add it to the outputs, or delete it")
+            raise ModelGraphError(
+                "the node is not used by any output (dead branch)",
+                path=f"{nodes_path}.{unused[0]}",
+                fix=f"feed it into a node on the way to {outputs_path}, add it to the outputs, or delete it",
+            )
         built_layers: dict[str, keras.layers.Layer] = {}
         for n in order:
             node = nodes[n]
@@ -148,12 +152,19 @@ class GraphBuilder:
             if "share" in node:
                 other = node["share"]
                 if other not in nodes or other == n:
-                    raise ModelGraphError(f"`share` must name another node{did_you_mean(other, nodes)}",
-                                          path=f"{path}.share", value=other, fix="name the node whose layer (and weights) to reuse")
+                    raise ModelGraphError(
+                        f"`share` must name another node{did_you_mean(other, nodes)}",
+                        path=f"{path}.share",
+                        value=other,
+                        fix="name the node whose layer (and weights) to reuse",
+                    )
                 extra = set(node) - {"share", "inputs"}
                 if extra:
-                    raise ModelGraphError("a node that shares another node's layer takes no layer arguments",
-                                          path=f"{path}.{sorted(extra)[0]}", fix="remove it: the layer and its arguments are the shared node's")
+                    raise ModelGraphError(
+                        "a node that shares another node's layer takes no layer arguments",
+                        path=f"{path}.{sorted(extra)[0]}",
+                        fix="remove it: the layer and its arguments are the shared node's",
+                    )
             deps[n] = [s for s in srcs if s in nodes] + ([node["share"]] if "share" in node else [])
         return deps
 
@@ -163,15 +174,22 @@ class GraphBuilder:
                                   path=f"{path}.block", fix="remove the recursive block use")
         bname = use["block"]
         if bname not in self.blocks:
-            raise ModelGraphError(f"no such block{did_you_mean(bname, self.blocks)}", path=f"{path}.block", value=bname,
-                                  fix=f"define it under {self.root}.blocks" + (f" or use one of {', '.join(sorted(self.blocks))}" if self.blocks else ""))
+            raise ModelGraphError(
+                f"no such block{did_you_mean(bname, self.blocks)}",
+                path=f"{path}.block",
+                value=bname,
+                fix=f"define it under {self.root}.blocks"
+                + (f" or use one of {', '.join(sorted(self.blocks))}" if self.blocks else ""),
+            )
         if "type" in use:
             raise ModelGraphError("a node has either `type` or `block`, not both", path=f"{path}.type",
                                   fix="remove one of them")
         block = self.blocks[bname]
         bpath = f"{self.root}.blocks.{bname}"
         if not isinstance(block, dict):
-            raise ModelGraphError("must be a mapping with params, inputs, nodes, outputs", path=bpath, fix="see the README")
+            raise ModelGraphError(
+                "must be a mapping with params, inputs, nodes, outputs", path=bpath, fix="see docs/models.md"
+            )
         unknown = set(block) - BLOCK_KEYS
         if unknown:
             k = sorted(unknown)[0]
@@ -187,12 +205,18 @@ class GraphBuilder:
         values = {**defaults, **given}
         missing = [k for k, v in values.items() if v is None or v == "???"]
         if missing:
-            raise ModelGraphError(f"block {bname!r} needs a value for parameter {missing[0]!r}", path=f"{path}.{missing[0]}",
-                                  fix=f"add `{missing[0]}: <value>` to this block use")
+            raise ModelGraphError(
+                f"block {bname!r} needs a value for parameter {missing[0]!r}",
+                path=f"{path}.{missing[0]}",
+                fix=f"add `{missing[0]}: <value>` to this block use",
+            )
         in_names = as_list(block.get("inputs"))
         if len(in_names) != len(srcs):
-            raise ModelGraphError(f"block {bname!r} takes {len(in_names)} input(s) ({', '.join(in_names)}) but gets {len(srcs)}",
-                                  path=f"{path}.inputs", fix="name as many inputs as the block declares")
+            raise ModelGraphError(
+                f"block {bname!r} takes {len(in_names)} input(s) ({', '.join(in_names)}) but gets {len(srcs)}",
+                path=f"{path}.inputs",
+                fix="name as many inputs as the block declares",
+            )
         tensors = dict(zip(in_names, srcs))
         self._uses.append(f"{prefix}: {bname}")
         try:
@@ -239,8 +263,11 @@ class GraphBuilder:
         except Exception as exc:  # Keras raises ValueError/TypeError, TF may raise its own
             shapes = ", ".join(str(tuple(s.shape)) for s in srcs)
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelGraphError(f"{type(shown or layer).__name__} cannot take input(s) of shape {shapes}: {msg}", path=path,
-                                  fix="make the layer's arguments match the incoming shape, or change the node's inputs") from None
+            raise ModelGraphError(
+                f"{type(shown or layer).__name__} cannot take input(s) of shape {shapes}: {msg}",
+                path=path,
+                fix="make the layer's arguments match the incoming shape, or change the node's inputs",
+            ) from None
 
 
 def _topological_order(deps: dict[str, list[str]], nodes: dict, nodes_path: str) -> list[str]:

@@ -43,25 +43,40 @@ def model_schema() -> dict:
         "$schema": DRAFT,
         "$id": SCHEMA_ID,
         "title": "layerlab model",
-        "description": ("A model of conf/model/: the sequential form (input + layers) or the graph form "
-                        "(inputs + nodes + outputs), with optional reusable blocks. Generated from the layer "
-                        "registry by `python -m experiments.schema`."),
+        "description": (
+            "A model of conf/model/: the sequential form (input + layers) or the graph form "
+            "(inputs + nodes + outputs), with optional reusable blocks. Generated from the layer "
+            "registry by `python -m experiments.schema`."
+        ),
         "type": "object",
         "required": ["name"],
         "properties": {
             "name": {"type": "string", "description": "The model's name (conf/model/<name>.yaml)."},
             "description": {"type": "string", "description": "A sentence on what the model is."},
-            "activation": {"$ref": _REF + "activation",
-                           "description": "The model's hidden activation, referred to as ${model.activation}."},
+            "activation": {
+                "$ref": _REF + "activation",
+                "description": "The model's hidden activation, referred to as ${model.activation}.",
+            },
             "input": {"$ref": _REF + "input", "description": "The sequential form's input."},
-            "layers": {"type": "array", "minItems": 1, "items": {"$ref": _REF + "sequential_item"},
-                       "description": "The sequential form: layer specs (type + arguments) or block uses, in order."},
-            "inputs": {"type": "object", "minProperties": 1, "additionalProperties": {"$ref": _REF + "input"},
-                       "description": "The graph form's named inputs."},
+            "layers": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"$ref": _REF + "sequential_item"},
+                "description": "The sequential form: layer specs (type + arguments) or block uses, in order.",
+            },
+            "inputs": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": {"$ref": _REF + "input"},
+                "description": "The graph form's named inputs.",
+            },
             "nodes": {"$ref": _REF + "nodes", "description": "The graph form's named nodes."},
             "outputs": {"$ref": _REF + "names", "description": "The graph form's output node(s)."},
-            "blocks": {"type": "object", "additionalProperties": {"$ref": _REF + "block"},
-                       "description": "Reusable sub-graphs; each use makes new layers (own weights)."},
+            "blocks": {
+                "type": "object",
+                "additionalProperties": {"$ref": _REF + "block"},
+                "description": "Reusable sub-graphs; each use makes new layers (own weights).",
+            },
         },
         # Other keys are the model's own variables (hidden_units: 128) for ${model.x}; never structured.
         "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
@@ -71,60 +86,105 @@ def model_schema() -> dict:
         ],
         "definitions": {
             "interpolation": {
-                "type": "string", "pattern": r"\$\{|^\$[A-Za-z_]",
+                "type": "string",
+                "pattern": r"\$\{|^\$[A-Za-z_]",
                 "description": "An OmegaConf interpolation (${model.activation}) or a block parameter ($units).",
                 # yaml-language-server's own keyword: the editor says this instead of the bare pattern.
                 "patternErrorMessage": "not a value this key accepts (nor a ${...} interpolation or a $param)",
             },
-            "activation": {"anyOf": [{"enum": activation_names()}, {"type": "null"}, {"const": "auto"},
-                                     {"$ref": _REF + "interpolation"}],
-                           "description": "A registered function or a Keras activation (auto, on a last layer "
-                                          "of units: null: chosen by the dataset's task)."},
+            "activation": {
+                "anyOf": [
+                    {"enum": activation_names()},
+                    {"type": "null"},
+                    {"const": "auto"},
+                    {"$ref": _REF + "interpolation"},
+                ],
+                "description": "A registered function or a Keras activation (auto, on a last layer "
+                "of units: null: chosen by the dataset's task).",
+            },
             "names": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
             "input": {
-                "type": "object", "required": ["shape"], "additionalProperties": False,
+                "type": "object",
+                "required": ["shape"],
+                "additionalProperties": False,
                 "properties": {
-                    "shape": {"anyOf": [
-                        {"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"},
-                                                              {"$ref": _REF + "interpolation"}]}},
-                        {"type": "null"}, {"$ref": _REF + "interpolation"}],
-                        "description": "Per-sample shape, without the batch axis; null: the dataset's."},
+                    "shape": {
+                        "anyOf": [
+                            {
+                                "type": "array",
+                                "items": {
+                                    "anyOf": [
+                                        {"type": "integer", "minimum": 1},
+                                        {"type": "null"},
+                                        {"$ref": _REF + "interpolation"},
+                                    ]
+                                },
+                            },
+                            {"type": "null"},
+                            {"$ref": _REF + "interpolation"},
+                        ],
+                        "description": "Per-sample shape, without the batch axis; null: the dataset's.",
+                    },
                     "dtype": {"type": "string", "description": "uint8 for raw images, float32 (default) otherwise."},
                 },
             },
             "layer": {
-                "type": "object", "required": ["type"],
-                "properties": {"type": {"anyOf": [{"enum": names}, {"$ref": _REF + "interpolation"}],
-                                        "description": "A name of the layer registry (python runner.py list_layers=true)."}},
-                "allOf": [{"if": {"properties": {"type": {"const": n}}, "required": ["type"]},
-                           "then": {"$ref": _REF + f"layer_{n}"}} for n in names],
+                "type": "object",
+                "required": ["type"],
+                "properties": {
+                    "type": {
+                        "anyOf": [{"enum": names}, {"$ref": _REF + "interpolation"}],
+                        "description": "A name of the layer registry (python runner.py list_layers=true).",
+                    }
+                },
+                "allOf": [
+                    {
+                        "if": {"properties": {"type": {"const": n}}, "required": ["type"]},
+                        "then": {"$ref": _REF + f"layer_{n}"},
+                    }
+                    for n in names
+                ],
             },
             "block_use": {
-                "type": "object", "required": ["block"],
-                "properties": {"block": {"type": "string", "description": "A name under the model's blocks:."},
-                               "inputs": {"$ref": _REF + "names"}},
+                "type": "object",
+                "required": ["block"],
+                "properties": {
+                    "block": {"type": "string", "description": "A name under the model's blocks:."},
+                    "inputs": {"$ref": _REF + "names"},
+                },
                 "not": {"anyOf": [{"required": ["type"]}, {"required": ["share"]}]},
                 "additionalProperties": {"description": "A value for one of the block's params."},
             },
             "shared": {
-                "type": "object", "required": ["share", "inputs"], "additionalProperties": False,
-                "properties": {"share": {"type": "string", "description": "Another node: reuse its layer and weights."},
-                               "inputs": {"$ref": _REF + "names"}},
+                "type": "object",
+                "required": ["share", "inputs"],
+                "additionalProperties": False,
+                "properties": {
+                    "share": {"type": "string", "description": "Another node: reuse its layer and weights."},
+                    "inputs": {"$ref": _REF + "names"},
+                },
             },
             "sequential_item": {
-                "if": {"required": ["block"]}, "then": {"$ref": _REF + "block_use"},
+                "if": {"required": ["block"]},
+                "then": {"$ref": _REF + "block_use"},
                 "else": {"allOf": [{"$ref": _REF + "layer"}, {"properties": {k: False for k in _NODE_ONLY}}]},
             },
             "node": {
                 "required": ["inputs"],
                 "properties": {"inputs": {"$ref": _REF + "names"}},
-                "if": {"required": ["share"]}, "then": {"$ref": _REF + "shared"},
-                "else": {"if": {"required": ["block"]}, "then": {"$ref": _REF + "block_use"},
-                         "else": {"allOf": [{"$ref": _REF + "layer"}, {"properties": {"share": False}}]}},
+                "if": {"required": ["share"]},
+                "then": {"$ref": _REF + "shared"},
+                "else": {
+                    "if": {"required": ["block"]},
+                    "then": {"$ref": _REF + "block_use"},
+                    "else": {"allOf": [{"$ref": _REF + "layer"}, {"properties": {"share": False}}]},
+                },
             },
             "nodes": {"type": "object", "minProperties": 1, "additionalProperties": {"$ref": _REF + "node"}},
             "block": {
-                "type": "object", "required": ["inputs", "nodes", "outputs"], "additionalProperties": False,
+                "type": "object",
+                "required": ["inputs", "nodes", "outputs"],
+                "additionalProperties": False,
                 "properties": {
                     "description": {"type": "string"},
                     "params": {"type": "object", "description": "Parameters with defaults; $name refers to one."},

@@ -44,8 +44,11 @@ def draw_model(model: keras.Model, path: Path | str, dpi: int = 96) -> Path | No
         path.parent.mkdir(parents=True, exist_ok=True)
         dot.write(str(path), format="png")
     except Exception as exc:  # a picture is never worth a failed run: say why, go on
-        print(f"layerlab: no model picture: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
-              flush=True)
+        print(
+            f"layerlab: no model picture: {type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+            flush=True,
+        )
         return None
     return path
 

@@ -10,7 +10,8 @@ closest valid name.  Also here: the small helpers the graph builder shares
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import keras
 
@@ -105,7 +106,9 @@ def make_input(name: str, spec: Any, path: str, claim: Claim, data_shapes: Mappi
                               fix="write `{shape: [28, 28], dtype: uint8}`")
     extra = set(spec) - {"shape", "dtype"}
     if extra:
-        raise ModelGraphError("unknown input key", path=f"{path}.{sorted(extra)[0]}", fix="an input has `shape` and `dtype`")
+        raise ModelGraphError(
+            "unknown input key", path=f"{path}.{sorted(extra)[0]}", fix="an input has `shape` and `dtype`"
+        )
     shape = spec["shape"]
     if shape is None:
         shape = data_shapes.get(name)

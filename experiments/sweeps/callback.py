@@ -49,9 +49,9 @@ from experiments.sweeps.state import SweepState
 from experiments.sweeps.ui import compare_options
 from experiments.tracking import tags
 from experiments.tracking.auth import access_errors
+from experiments.tracking.experiment import open_experiment
 from experiments.tracking.heartbeat import Heartbeat
 from experiments.tracking.redaction import tags_json
-from experiments.tracking.experiment import open_experiment
 from experiments.tracking.store import git_state
 from experiments.training.progress_file import RUNNING, write_status
 
@@ -132,7 +132,7 @@ def import_summary_modules() -> None:
     modules holds the GIL while the launcher pickles and dispatches the
     first jobs (it delayed them; BENCHMARKS.md, section 2b).
     """
-    import experiments.analysis.compare  # noqa: F401  (imported by the summary when it compares)
+    import experiments.analysis.compare  # imported by the summary when it compares
     import experiments.sweeps.finalize  # noqa: F401
 
 

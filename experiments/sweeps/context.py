@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from experiments.config.launcher import LauncherSettings
-from experiments.sweeps.state import SweepState
 from experiments.launching.pool import WorkerPool
+from experiments.sweeps.state import SweepState
 
 
 @dataclass

@@ -51,8 +51,11 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
     mark_retried(rows)
     failed = [row for row in rows if row["status"] not in ("FINISHED", RETRIED)]
     sweep_overrides = json.loads(client.get_run(state.parent_run_id).data.tags.get(tags.OVERRIDES, "[]"))
-    state.complete = completing_command(sweep_overrides, sweep_hydra_overrides(state.sweep_dir, state.hydra_overrides)) \
-        if failed else ""
+    state.complete = (
+        completing_command(sweep_overrides, sweep_hydra_overrides(state.sweep_dir, state.hydra_overrides))
+        if failed
+        else ""
+    )
     out = state.sweep_dir
     out.mkdir(parents=True, exist_ok=True)
     summary_md = out / "sweep_summary.md"
@@ -179,8 +182,12 @@ def _summary_terminal(state: SweepState, rows, failed, status: str, report) -> s
         out.append(report.get("table", ""))
         out.extend(report.get("verdicts", []) or [])
     if state.rounds:
-        out.append(f"rounds (hydra/sweeper=rounds): {state.rounds} See rounds.md for the repeated confidence intervals.")
-        out.append(f"comparison: {state.sweep_dir / 'comparison' / 'comparison.md'} (also in the parent run's artifacts)")
+        out.append(
+            f"rounds (hydra/sweeper=rounds): {state.rounds} See rounds.md for the repeated confidence intervals."
+        )
+        out.append(
+            f"comparison: {state.sweep_dir / 'comparison' / 'comparison.md'} (also in the parent run's artifacts)"
+        )
     out.append(f"browse: {open_hint(state.uri)}, experiment {state.experiment!r}, "
                f"the run 'sweep {state.sweep_id}' and its children")
     return "\n".join(out)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+
 from experiments.config.overrides import parse_overrides
 from experiments.config.schema import SweepSchema
 from experiments.job.naming import name_from
@@ -29,7 +30,8 @@ MAX_TAG_CHARS = 8000  # MLflow refuses longer tag values
 
 
 def compare_options(sweep: SweepSchema) -> dict:
-    """``replicate_key``, ``compare_by``, ``all_pairs``, ``min_effect``, ``equivalence_margin`` of the sweep group, as plain values.
+    """``replicate_key``, ``compare_by``, ``all_pairs``, ``min_effect``, ``equivalence_margin`` of the sweep group,
+    as plain values.
 
     Args:
         sweep: the sweep's ``sweep`` group (:class:`~experiments.config.schema.SweepSchema`).

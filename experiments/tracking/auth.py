@@ -18,8 +18,8 @@ config (which is logged): the message names them, never their values.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from experiments.errors import TrackingError
 from experiments.tracking.redaction import redact

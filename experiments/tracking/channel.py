@@ -11,8 +11,9 @@ finishes the run once the server is back.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from experiments.errors import TrackingError
 from experiments.tracking.redaction import redact

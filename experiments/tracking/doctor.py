@@ -230,7 +230,9 @@ def close_sweep_job(uri: str, experiment_id: str, sweep_id: str, job_num: int, r
     runs = [r for r in find_runs(uri, experiment_id, sweep + f"tags.`{tags.JOB_NUM}` = '{job_num}'",
                                  statuses=["RUNNING", "FAILED"]) if tags.FUSED_JOB not in r.data.tags]
     # A fused job's replicas carry their solo job numbers; the launcher's number is their FUSED_JOB.
-    runs += find_runs(uri, experiment_id, sweep + f"tags.`{tags.FUSED_JOB}` = '{job_num}'", statuses=["RUNNING", "FAILED"])
+    runs += find_runs(
+        uri, experiment_id, sweep + f"tags.`{tags.FUSED_JOB}` = '{job_num}'", statuses=["RUNNING", "FAILED"]
+    )
     runs = [r for r in runs if r.info.status == "RUNNING" or
             r.data.tags.get(tags.ERROR, "").startswith("process lost")]
     for run in runs:

@@ -67,7 +67,7 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
         self.beats = 0
 
-    def start(self) -> "Heartbeat":
+    def start(self) -> Heartbeat:
         import mlflow
 
         self._client = mlflow.MlflowClient(self.uri)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from filelock import FileLock, Timeout
 

@@ -47,7 +47,7 @@ def upload(out_dir: Path, tracking_uri: str | None = None) -> dict:
     client = mlflow.MlflowClient(uri)
     run_id = pending["run_id"]
     lines = (out_dir / pending["journal"]).read_text().splitlines()
-    to_send = [json.loads(l) for l in lines[int(pending.get("metrics_sent", 0)):] if l.strip()]
+    to_send = [json.loads(line) for line in lines[int(pending.get("metrics_sent", 0)):] if line.strip()]
     for entry in to_send:
         client.log_batch(run_id, metrics=[Metric(k, float(v), entry["timestamp"], entry["step"])
                                           for k, v in entry["metrics"].items()])

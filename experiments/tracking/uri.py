@@ -70,16 +70,20 @@ def check_store(uri: str, timeout_s: float = 10.0) -> None:
     if parsed.scheme in ("http", "https"):
         url = f"{uri.rstrip('/')}/health"
         try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (a URL the user configured)
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp:
                 if resp.status >= 400:
                     raise urllib.error.HTTPError(url, resp.status, "unhealthy", resp.headers, None)
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TrackingError(
                 f"the MLflow tracking server at {shown} does not answer ({reason}) within {timeout_s:g} s",
-                path="tracking.uri", fix=(
-                    "start it (`make mlflow-server` starts one on port 5005, or `mlflow server --host 127.0.0.1`), check the host "
-                    "and port, or log locally with `tracking=local` (unset MLFLOW_TRACKING_URI)")) from None
+                path="tracking.uri",
+                fix=(
+                    "start it (`make mlflow-server` starts one on port 5005, or `mlflow server --host 127.0.0.1`), "
+                    "check the host "
+                    "and port, or log locally with `tracking=local` (unset MLFLOW_TRACKING_URI)"
+                ),
+            ) from None
     elif parsed.scheme == "sqlite":
         path = sqlite_path(uri)
         if path is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import keras
 
@@ -50,7 +50,8 @@ class NanGuard(keras.callbacks.Callback):
 
 
 class StopOnSignal(keras.callbacks.Callback):
-    """Raises the pending Ctrl-C/SIGTERM (see :class:`~experiments.training.interrupts.StopRequest`) at a batch boundary."""
+    """Raises the pending Ctrl-C/SIGTERM (see :class:`~experiments.training.interrupts.StopRequest`) at a batch
+    boundary."""
 
     def on_train_batch_end(self, batch, logs=None):
         StopRequest.check()

@@ -14,14 +14,22 @@ def make_optimizer(optimizer: OptimizerSchema) -> keras.optimizers.Optimizer:
     """The optimizer named by ``optimizer.name`` with its learning rate and args."""
     name = optimizer.name
     args = dict(optimizer.args or {})
-    known = {n: getattr(keras.optimizers, n) for n in dir(keras.optimizers)
-             if isinstance(getattr(keras.optimizers, n), type) and issubclass(getattr(keras.optimizers, n), keras.optimizers.Optimizer)}
+    known = {
+        n: getattr(keras.optimizers, n)
+        for n in dir(keras.optimizers)
+        if isinstance(getattr(keras.optimizers, n), type)
+        and issubclass(getattr(keras.optimizers, n), keras.optimizers.Optimizer)
+    }
     lookup = {n.lower(): n for n in known}
     if name.lower() not in lookup:
         close = difflib.get_close_matches(name.lower(), list(lookup), n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(lookup[c]) for c in close)}?" if close else ""
-        raise ConfigError(f"no Keras optimizer of that name{hint}", path="optimizer.name", value=name,
-                          fix=f"use one of {', '.join(sorted(k for k in known if k not in ('Optimizer', 'LossScaleOptimizer')))}")
+        raise ConfigError(
+            f"no Keras optimizer of that name{hint}",
+            path="optimizer.name",
+            value=name,
+            fix=f"use one of {', '.join(sorted(k for k in known if k not in ('Optimizer', 'LossScaleOptimizer')))}",
+        )
     try:
         return known[lookup[name.lower()]](learning_rate=float(optimizer.learning_rate), **args)
     except (TypeError, ValueError) as exc:
@@ -35,8 +43,12 @@ def compile_model(model: keras.Model, job: JobConfig) -> None:
     try:
         keras.losses.get(loss)
     except (ValueError, TypeError):
-        raise ConfigError("is not a Keras loss", path="training.loss", value=loss,
-                          fix="use e.g. sparse_categorical_crossentropy (integer labels) or binary_crossentropy") from None
+        raise ConfigError(
+            "is not a Keras loss",
+            path="training.loss",
+            value=loss,
+            fix="use e.g. sparse_categorical_crossentropy (integer labels) or binary_crossentropy",
+        ) from None
     metrics = [str(m) for m in job.training.metrics]
     for i, m in enumerate(metrics):
         try:

@@ -77,9 +77,11 @@ def make_strategy(training: TrainingSchema):
         if not os.environ.get("TF_CONFIG"):
             raise ConfigError("multi_worker needs the TF_CONFIG environment variable (cluster and task)",
                               path="training.strategy", value=name,
-                              fix="set TF_CONFIG on every worker (see README, Scaling out), or use mirrored/default")
+                              fix="set TF_CONFIG on every worker (see docs/scaling.md), or use mirrored/default")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ConfigError("unknown strategy", path="training.strategy", value=name, fix="use default, mirrored or multi_worker")
+    raise ConfigError(
+        "unknown strategy", path="training.strategy", value=name, fix="use default, mirrored or multi_worker"
+    )
 
 
 def shard_by_data(dataset):

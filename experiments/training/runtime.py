@@ -49,7 +49,8 @@ def setup_runtime(job: JobConfig, launcher_threads: int | None = None) -> None:
 
 def fit_verbosity(setting: Any, in_sweep: bool = False) -> int:
     """``auto``: Keras' progress bar on a terminal, one line per epoch in logs and CI; nothing in a sweep's job
-    (the sweep's live display shows its epochs, MLflow has every value; ``training.verbose=2`` brings the lines back)."""
+    (the sweep's live display shows its epochs, MLflow has every value; ``training.verbose=2`` brings the lines
+    back)."""
     if setting in (0, 1, 2):
         return int(setting)
     if in_sweep:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Sequence
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
@@ -73,9 +73,9 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     from joblib.externals import cloudpickle
 
     from experiments.config.launcher import parallel_jobs, threads_per_worker
-    from experiments.sweeps import current_sweep
     from experiments.launching.ledger import write_ledger
     from experiments.launching.pool import WorkerPool
+    from experiments.sweeps import current_sweep
 
     setup_globals()
     config = launcher.config

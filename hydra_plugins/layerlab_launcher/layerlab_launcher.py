@@ -13,7 +13,8 @@ started, and the other jobs run to the end.  See ``_pool.py``.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
@@ -26,9 +27,9 @@ class LayerlabLauncher(Launcher):
 
     def __init__(self, n_jobs: int = -1, **kwargs: Any) -> None:
         self.n_jobs = int(n_jobs)
-        self.config: Optional[DictConfig] = None
-        self.task_function: Optional[TaskFunction] = None
-        self.hydra_context: Optional[HydraContext] = None
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config

@@ -32,7 +32,7 @@ class StudyParent:
         self.state, self.client, self.fixed = state, client, fixed
 
     @classmethod
-    def attach(cls, study, storage: str, space: dict, sampler: dict, pruner: dict, fixed: list[str]) -> "StudyParent":
+    def attach(cls, study, storage: str, space: dict, sampler: dict, pruner: dict, fixed: list[str]) -> StudyParent:
         import mlflow
 
         state = current_sweep().state
@@ -87,7 +87,9 @@ class StudyParent:
         from optuna.trial import TrialState
 
         trials = study.get_trials(deepcopy=False)
-        count = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        count = {
+            s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        }
         line = (f"layerlab: study {study.study_name!r}: {len(trials)} trials: {count[TrialState.COMPLETE]} complete, "
                 f"{count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed")
         best = study.best_trial if count[TrialState.COMPLETE] else None
@@ -96,8 +98,11 @@ class StudyParent:
             words.append("hydra.mode=RUN")  # an experiment file that sets MULTIRUN would search again
         rerun = "python runner.py " + " ".join(shlex.quote(w) for w in words)
         if best is not None:
-            line += (f"\nlayerlab: best trial {best.number}: {metric_key}={best.value:.4f} with "
-                     + " ".join(f"{k}={format_value(v)}" for k, v in best.params.items()) + f"\n  rerun it alone: {rerun}")
+            line += (
+                f"\nlayerlab: best trial {best.number}: {metric_key}={best.value:.4f} with "
+                + " ".join(f"{k}={format_value(v)}" for k, v in best.params.items())
+                + f"\n  rerun it alone: {rerun}"
+            )
         print(line, flush=True)
         if self.state is None:
             return
@@ -110,10 +115,12 @@ class StudyParent:
         self.client.set_tag(pid, tags.BEST_TRIAL, str(best.number))
         self.client.log_metric(pid, f"best_{metric_key}", best.value)
         overrides = "\n".join(f"- `{k}={format_value(v)}`" for k, v in best.params.items())
-        self.state.note = (f"## Study {study.study_name}\n\n{line.splitlines()[0][10:]} "
-                           f"({study.direction.name.lower()} {metric_key}).\n\n**Best trial {best.number}**: "
-                           f"{metric_key}={best.value:.4f}, drawn:\n\n{overrides}\n\nRerun it alone:\n\n```\n{rerun}\n```\n\n"
-                           "Plots: the artifacts `optuna/` of this run.\n")
+        self.state.note = (
+            f"## Study {study.study_name}\n\n{line.splitlines()[0][10:]} "
+            f"({study.direction.name.lower()} {metric_key}).\n\n**Best trial {best.number}**: "
+            f"{metric_key}={best.value:.4f}, drawn:\n\n{overrides}\n\nRerun it alone:\n\n```\n{rerun}\n```\n\n"
+            "Plots: the artifacts `optuna/` of this run.\n"
+        )
         self._plots(study, Path(self.state.sweep_dir) / "optuna")
 
     def _plots(self, study, out: Path) -> None:

@@ -24,7 +24,7 @@ This sweeper keeps its config names (``n_trials``, ``study_name``, ``storage``,
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
@@ -35,11 +35,10 @@ from experiments.adapters.hydra_internals import job_error
 from experiments.config.launcher import LauncherSettings, parallel_jobs
 from experiments.config.multirun import multirun_config
 from experiments.errors import ConfigError, LayerlabError
-from experiments.sweeps import current_sweep
 from experiments.launching.batch import launch_batch
+from experiments.sweeps import current_sweep
 from experiments.tracking.uri import resolve_uri, sqlite_path
-from experiments.training.pruning_study import (PRUNED_ATTR, PRUNER_ATTR, VALUE_ATTR, make_pruner, open_storage,
-                                                trial_id)
+from experiments.training.pruning_study import PRUNED_ATTR, PRUNER_ATTR, VALUE_ATTR, make_pruner, open_storage, trial_id
 from hydra_plugins.layerlab_optuna import _report
 from hydra_plugins.layerlab_optuna._space import format_value, grid_space, parse_space
 
@@ -72,15 +71,17 @@ def make_sampler(spec: dict | None, space: dict, done: int = 0):
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "grid":
         return optuna.samplers.GridSampler(grid_space(space), seed=seed)
-    raise ConfigError("unknown sampler", path="hydra.sweeper.sampler.type", value=kind, fix="choose tpe, random or grid")
+    raise ConfigError(
+        "unknown sampler", path="hydra.sweeper.sampler.type", value=kind, fix="choose tpe, random or grid"
+    )
 
 
 class LayerlabOptunaSweeper(Sweeper):
     """See the module docstring; arguments are ``hydra.sweeper.*`` (conf/hydra/sweeper/optuna.yaml)."""
 
-    def __init__(self, n_trials: int = 20, direction: Optional[str] = None, study_name: Optional[str] = None,
-                 storage: Optional[str] = None, sampler: Any = None, pruner: Any = None, params: Any = None,
-                 n_jobs: Optional[int] = None, **kwargs: Any) -> None:
+    def __init__(self, n_trials: int = 20, direction: str | None = None, study_name: str | None = None,
+                 storage: str | None = None, sampler: Any = None, pruner: Any = None, params: Any = None,
+                 n_jobs: int | None = None, **kwargs: Any) -> None:
         self.n_trials = int(n_trials)
         self.direction = direction
         self.study_name = study_name
@@ -89,9 +90,9 @@ class LayerlabOptunaSweeper(Sweeper):
         self.pruner = _plain(pruner) or {"type": "median"}
         self.params = _plain(params) or {}
         self.n_jobs = n_jobs
-        self.config: Optional[DictConfig] = None
+        self.config: DictConfig | None = None
         self.launcher = None
-        self.hydra_context: Optional[HydraContext] = None
+        self.hydra_context: HydraContext | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -107,7 +108,7 @@ class LayerlabOptunaSweeper(Sweeper):
             return self._sweep(arguments)
         except LayerlabError as exc:  # one paragraph, before or between batches
             print(f"layerlab: error: {exc}", flush=True)
-            raise SystemExit(exc.exit_code)
+            raise SystemExit(exc.exit_code) from None
 
     def _sweep(self, arguments: list[str]) -> list:
         import optuna
@@ -139,7 +140,9 @@ class LayerlabOptunaSweeper(Sweeper):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
             storage = open_storage(storage_url)
-            known = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+            known = {
+                s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+            }
             study = optuna.create_study(study_name=name, storage=storage,
                                         sampler=make_sampler(self.sampler, space, known.get(name, 0)),
                                         pruner=make_pruner(self.pruner), direction=direction, load_if_exists=True)

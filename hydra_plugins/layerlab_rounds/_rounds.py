@@ -7,8 +7,8 @@ start, so importing them at the top of the plugin made every run and every sweep
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import mlflow
 

@@ -35,9 +35,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import ConfigError, LayerlabError
 from experiments.config.fusion import check_fusable, fuse_jobs
 from experiments.config.multirun import multirun_config
+from experiments.errors import ConfigError, LayerlabError
 from experiments.launching.batch import launch_batch
 
 
@@ -66,7 +66,7 @@ class LayerlabRoundsSweeper(Sweeper):
             return self._sweep(arguments)
         except LayerlabError as exc:  # one paragraph, before or between rounds
             print(f"layerlab: error: {exc}", flush=True)
-            raise SystemExit(exc.exit_code)
+            raise SystemExit(exc.exit_code) from None
 
     def _sweep(self, arguments: list[str]) -> list:
         settings = multirun_config(self.config)  # typed: every default lives in the schema

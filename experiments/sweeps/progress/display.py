@@ -25,8 +25,8 @@ from pathlib import Path
 
 from experiments.process import plain_progress
 from experiments.sweeps.progress import view
-from experiments.sweeps.progress.view import Board
 from experiments.sweeps.progress.terminal import TerminalCapture
+from experiments.sweeps.progress.view import Board
 from experiments.training.progress_file import PROGRESS_DIR, read_statuses
 
 POLL_S = 0.5
@@ -74,7 +74,7 @@ class SweepProgress:
         """The sweep's size, once its sweeper knows it (an Optuna search: the trials it will run)."""
         self.planned = int(jobs)
 
-    def start(self) -> "SweepProgress":
+    def start(self) -> SweepProgress:
         shutil.rmtree(self.sweep_dir / PROGRESS_DIR, ignore_errors=True)
         self._t0 = time.monotonic()
         if self.live_mode:

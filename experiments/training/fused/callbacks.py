@@ -22,8 +22,8 @@ checkpoints, early stopping, metric logging) work per replica unchanged:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import keras
 

@@ -37,8 +37,8 @@ How (the public API; the sweep integration calls only this)::
   replica was masked, the others trained on); its Keras ``History``; its
   ``train_*`` / ``test_*`` scores (one :func:`experiments.training.evaluate.evaluate`
   of the fused model per split, whose per-replica values are those of
-  :func:`~experiments.training.loop.fit_and_score` scoring a solo run); ``model``: the standalone, compiled ``keras.Model``
-  holding only that replica's weights, with the solo model's name and layer
+  :func:`~experiments.training.loop.fit_and_score` scoring a solo run); ``model``: the standalone, compiled
+  ``keras.Model`` holding only that replica's weights, with the solo model's name and layer
   names (``model.save`` / ``keras.models.load_model(safe_mode=True)``).
 * interrupted (Ctrl-C raises ``Interrupted`` out of ``fit``): ``engine.states``
   still holds each replica's history, error and callbacks (flush its
@@ -86,8 +86,8 @@ do nothing here; the job's callbacks do not use them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import keras
 
