@@ -173,8 +173,8 @@ def measure(args) -> dict:
 
     @tf.function
     def gathered_steps(n):
-        order = tf.random.experimental.stateless_shuffle(tf.range(n_all, dtype=tf.int64),
-                                                         seed=tf.stack([tf.constant(0, tf.int64), tf.cast(n, tf.int64)]))
+        seed = tf.stack([tf.constant(0, tf.int64), tf.cast(n, tf.int64)])
+        order = tf.random.experimental.stateless_shuffle(tf.range(n_all, dtype=tf.int64), seed=seed)
 
         def body(i):
             idx = order[i * bs:(i + 1) * bs]
@@ -223,7 +223,8 @@ def measure(args) -> dict:
 
     def run_now():
         ds = {"train": make_tf_dataset(x, y, bs, shuffle=True, seed=0), "val": None}
-        return per_step(_timed(lambda: fit(models["now"], cfg.training, ds, [EpochTimer(), NanGuard(), StopOnSignal()])))
+        callbacks = [EpochTimer(), NanGuard(), StopOnSignal()]
+        return per_step(_timed(lambda: fit(models["now"], cfg.training, ds, callbacks)))
 
     def option(**changes):
         job = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, **changes))
@@ -288,7 +289,8 @@ def render(data: dict) -> str:
         "",
         f"Target (issue 37): a solo step at most 1.5x its matrix products: layerlab now "
         f"{t['fit, layerlab now'] / mm:.2f}x (CPU {c['fit, layerlab now'] / c['matmuls']:.2f}x)"
-        + (f", with the tf.data iterator {t['fit, tf.data iterator'] / mm:.2f}x" if "fit, tf.data iterator" in t else "")
+        + (f", with the tf.data iterator {t['fit, tf.data iterator'] / mm:.2f}x"
+           if "fit, tf.data iterator" in t else "")
         + f", before issue 37 {t['fit, as before'] / mm:.2f}x." if c else
         f"Target (issue 37): a solo step at most 1.5x its matrix products: layerlab now "
         f"{t['fit, layerlab now'] / mm:.2f}x, before {t['fit, as before'] / mm:.2f}x.",

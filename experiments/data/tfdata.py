@@ -36,7 +36,7 @@ class ResidentSplit:
         return -(-int(self.x.shape[0]) // self.batch_size)
 
 
-_RESIDENT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_RESIDENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def resident_split(dataset) -> ResidentSplit | None:

@@ -17,8 +17,8 @@ import json
 import os
 
 from experiments.config.schema import TrainingSchema
-from experiments.errors import ConfigError
 from experiments.data.tfdata import with_same_batches
+from experiments.errors import ConfigError
 
 
 def configure_devices(training: TrainingSchema) -> None:

@@ -19,7 +19,7 @@ import weakref
 from experiments.adapters.keras_internals import KERAS_ITERATORS_PER_EPOCH, own_step_functions
 
 # A model's steps, kept across its fit calls (as Keras keeps its train function): traced once per model.
-_KEPT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def applies(model, split) -> bool:
@@ -96,7 +96,8 @@ class _Steps:
         elif self._order is None:
             self._order = tf.zeros([0], tf.int64)  # test steps slice: one placeholder, traced once
         count = min(self.per_call, split.steps - self._begin)
-        logs = self._run(split.x, split.y, self._order, tf.constant(self._begin, tf.int64), tf.constant(count, tf.int64))
+        begin, count_t = tf.constant(self._begin, tf.int64), tf.constant(count, tf.int64)
+        logs = self._run(split.x, split.y, self._order, begin, count_t)
         self._begin = (self._begin + count) % split.steps
         return logs
 
