@@ -30,13 +30,14 @@ def _keras_file(path: str) -> str:
     return os.path.join(path, "data", "model.keras")
 
 
-def to_labels(out, task, class_names=None):
+def to_labels(out, class_names=None):
     """One class per row of the model's output ``out``: argmax of several units, one sigmoid unit by 0.5.
 
     Returns the class names (a string array) when ``class_names`` is given, else the class indices.
     """
     out = np.asarray(out)
-    if task == "binary" or (out.ndim < 2 or out.shape[-1] == 1):
+    # By the output's width, not the task: a two-class task may have two softmax units (a categorical loss).
+    if out.ndim < 2 or out.shape[-1] == 1:
         index = (out.reshape(len(out), -1)[:, 0] > 0.5).astype(np.int64)
     else:
         index = np.argmax(out, axis=-1)
@@ -62,7 +63,7 @@ class LayerlabKerasModel:
                                   error_code=INVALID_PARAMETER_VALUE)
         if output == "probabilities" or self.task == "regression":
             return out
-        return to_labels(out, self.task, self.class_names)
+        return to_labels(out, self.class_names)
 
     def get_raw_model(self):
         return self.model
