@@ -176,3 +176,13 @@ def test_a_regression_model_answers_with_numbers_whatever_is_asked(tmp_path, sto
     values = loaded.predict(x)
     assert values.shape == (len(x), 1) and values.dtype == np.float32
     np.testing.assert_array_equal(loaded.predict(x, params={"output": "labels"}), values)  # ignored, not refused
+
+
+def test_labels_follow_the_output_width_not_the_task():
+    from experiments.job.pyfunc_loader import to_labels
+
+    two_softmax = np.array([[0.9, 0.1], [0.2, 0.8]])  # a two-class task trained with a categorical loss
+    one_sigmoid = np.array([[0.7], [0.2], [0.5]])  # class 1 only above 0.5
+    assert to_labels(two_softmax, ["cat", "dog"]).tolist() == ["cat", "dog"]
+    assert to_labels(one_sigmoid, ["cat", "dog"]).tolist() == ["dog", "cat", "cat"]
+    assert to_labels(one_sigmoid).tolist() == [1, 0, 0]
