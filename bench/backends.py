@@ -28,8 +28,14 @@ TITLE = "7. The lecture's model on each Keras backend, XLA on and off (issue 38)
 def one_run(backend: str, jit: bool, epochs: int, uri: str, quick: bool) -> dict:
     from experiments import api
 
-    overrides = [f"backend={backend}", f"training.jit_compile={str(jit).lower()}", f"training.epochs={epochs}",
-                 "training.verbose=2", "tracking.log_model=false", "tracking.log_plots=false"]
+    overrides = [
+        f"backend={backend}",
+        f"training.jit_compile={str(jit).lower()}",
+        f"training.epochs={epochs}",
+        "training.verbose=2",
+        "tracking.log_model=false",
+        "tracking.log_plots=false",
+    ]
     if quick:
         overrides.append("dataset.limit=400")
     run = api.run(overrides, tracking_uri=uri)
@@ -37,9 +43,12 @@ def one_run(backend: str, jit: bool, epochs: int, uri: str, quick: bool) -> dict
         raise RuntimeError(f"{backend} jit={jit}: {run.status}\n{run.log[-2000:]}")
     times = run.history(["epoch_time_s"]).sort_values("epoch")["value"].tolist()
     steps = re.findall(r"^(\d+)/\1 - ", run.log, flags=re.M)
-    return {"epoch_s": statistics.median(times[1:] or times), "first_epoch_s": times[0],
-            "steps": int(steps[-1]) if steps else None,
-            "test_acc": run.metrics.get("test_sparse_categorical_accuracy")}
+    return {
+        "epoch_s": statistics.median(times[1:] or times),
+        "first_epoch_s": times[0],
+        "steps": int(steps[-1]) if steps else None,
+        "test_acc": run.metrics.get("test_sparse_categorical_accuracy"),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,11 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-backends-") as tmp:
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         for r in range(rounds):
-            for b, j in (configs if r % 2 == 0 else configs[::-1]):
+            for b, j in configs if r % 2 == 0 else configs[::-1]:
                 res = one_run(b, j, epochs, uri, args.quick)
                 results[f"{b} jit={j}"].append(res)
-                say(f"round {r + 1}: {b} jit_compile={j}: epoch {res['epoch_s'] * 1000:.0f} ms, "
-                    f"{res['steps']} steps, first epoch {res['first_epoch_s']:.1f} s")
+                say(
+                    f"round {r + 1}: {b} jit_compile={j}: epoch {res['epoch_s'] * 1000:.0f} ms, "
+                    f"{res['steps']} steps, first epoch {res['first_epoch_s']:.1f} s"
+                )
     return finish(args, NAME, TITLE, header, {"results": results, "epochs": epochs, "quick": args.quick}, render)
 
 
@@ -80,16 +91,37 @@ def render(d: dict) -> str:
     for k, v in d["results"].items():
         steps = v[-1]["steps"]
         epoch = med[k]
-        rows.append([k.replace(" jit=", ", jit_compile="), f"{epoch * 1000:.0f}",
-                     f"{epoch / steps * 1000:.1f}" if steps else "?", str(steps or "?"),
-                     f"{med[k] / med[base_key]:.2f}x" if base_key in med else "n/a",
-                     f"{statistics.median(r['first_epoch_s'] for r in v):.1f}",
-                     f"{statistics.median(r['test_acc'] for r in v):.3f}", str(len(v))])
-    md = [f"`python runner.py backend=B training.jit_compile=J training.epochs={d['epochs']}` (lecture MLP, abs, "
-          "mnist_sample, batch 1024), one fresh process per run, configurations alternating; epoch time = median of "
-          "the run's `epoch_time_s` over epochs 2..E, then median over rounds; step = epoch / steps.", "",
-          table(["backend, XLA", "epoch ms", "step ms", "steps/epoch", "epoch vs TensorFlow without XLA",
-                 "first epoch s (compiles)", "test accuracy", "runs"], rows)]
+        rows.append(
+            [
+                k.replace(" jit=", ", jit_compile="),
+                f"{epoch * 1000:.0f}",
+                f"{epoch / steps * 1000:.1f}" if steps else "?",
+                str(steps or "?"),
+                f"{med[k] / med[base_key]:.2f}x" if base_key in med else "n/a",
+                f"{statistics.median(r['first_epoch_s'] for r in v):.1f}",
+                f"{statistics.median(r['test_acc'] for r in v):.3f}",
+                str(len(v)),
+            ]
+        )
+    md = [
+        f"`python runner.py backend=B training.jit_compile=J training.epochs={d['epochs']}` (lecture MLP, abs, "
+        "mnist_sample, batch 1024), one fresh process per run, configurations alternating; epoch time = median of "
+        "the run's `epoch_time_s` over epochs 2..E, then median over rounds; step = epoch / steps.",
+        "",
+        table(
+            [
+                "backend, XLA",
+                "epoch ms",
+                "step ms",
+                "steps/epoch",
+                "epoch vs TensorFlow without XLA",
+                "first epoch s (compiles)",
+                "test accuracy",
+                "runs",
+            ],
+            rows,
+        ),
+    ]
     if d["quick"]:
         md += ["", QUICK_NOTE]
     return "\n".join(md)

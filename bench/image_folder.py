@@ -56,14 +56,20 @@ def child(args) -> int:
     keras.utils.set_random_seed(0)
     args.variant = args.child
     if args.variant == "keras":
-        ds = keras.utils.image_dataset_from_directory(args.folder, image_size=size, batch_size=128, shuffle=True,
-                                                      seed=0, verbose=False)
+        ds = keras.utils.image_dataset_from_directory(
+            args.folder, image_size=size, batch_size=128, shuffle=True, seed=0, verbose=False
+        )
         dtype, n = "float32", sum(1 for _ in Path(args.folder).rglob("*.png"))
     else:
         from experiments.data import load_dataset
 
-        opts = {"name": "image_folder", "path": args.folder, "image_size": list(size), "val_fraction": 0.05,
-                "test_fraction": 0.05}
+        opts = {
+            "name": "image_folder",
+            "path": args.folder,
+            "image_size": list(size),
+            "val_fraction": 0.05,
+            "test_fraction": 0.05,
+        }
         t_load0 = time.perf_counter()
         data = load_dataset(opts, seed=0)
         t_load = time.perf_counter() - t_load0
@@ -75,9 +81,15 @@ def child(args) -> int:
         else:
             ds, n = data.tf_dataset("train", 128, shuffle=True, seed=0), len(data.train[1])
         dtype = "uint8"
-    model = keras.Sequential([keras.Input((*size, 3), dtype=dtype), keras.layers.Rescaling(1 / 255.0),
-                              keras.layers.Flatten(), keras.layers.Dense(64, activation="relu"),
-                              keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((*size, 3), dtype=dtype),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     times = []
 
@@ -89,8 +101,12 @@ def child(args) -> int:
             times.append(time.perf_counter() - self.t)
 
     model.fit(ds, epochs=args.epochs, verbose=0, callbacks=[Timer()])
-    report = {"variant": args.variant, "n": int(n), "epochs": times,
-              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    report = {
+        "variant": args.variant,
+        "n": int(n),
+        "epochs": times,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
     if args.variant != "keras":
         report["load_s"] = t_load
     Path(args.report).write_text(json.dumps(report))
@@ -99,8 +115,23 @@ def child(args) -> int:
 
 def _run_child(variant: str, folder: Path, size: int, epochs: int, tmp: Path, cap_gib: float = 0.0) -> dict:
     report = tmp / f"{variant}.json"
-    cmd = [PYTHON, "-m", "bench.image_folder", "--child", variant, "--folder", str(folder), "--size", str(size),
-           "--epochs", str(epochs), "--report", str(report), "--cap-gib", str(cap_gib)]
+    cmd = [
+        PYTHON,
+        "-m",
+        "bench.image_folder",
+        "--child",
+        variant,
+        "--folder",
+        str(folder),
+        "--size",
+        str(size),
+        "--epochs",
+        str(epochs),
+        "--report",
+        str(report),
+        "--cap-gib",
+        str(cap_gib),
+    ]
     wall, _ = run_timed(cmd, cwd=ROOT, env=clean_env(), timeout=3600)
     out = json.loads(report.read_text())
     out["wall_s"] = wall
@@ -136,8 +167,19 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"{variant}: epochs {[round(t, 2) for t in runs[-1]['epochs']]}")
             big = make_folder(tmp / "big", big_n, big_size)
             memory = _run_child("memory", big, big_size, 1, tmp, cap_gib=cap)
-        data.update({"n": n, "size": size, "epochs": epochs, "runs": runs, "quick": args.quick,
-                     "big_n": big_n, "big_size": big_size, "cap_gib": cap, "memory": memory})
+        data.update(
+            {
+                "n": n,
+                "size": size,
+                "epochs": epochs,
+                "runs": runs,
+                "quick": args.quick,
+                "big_n": big_n,
+                "big_size": big_size,
+                "cap_gib": cap,
+                "memory": memory,
+            }
+        )
     return finish(args, NAME, TITLE, header, data, render)
 
 
@@ -160,18 +202,34 @@ def summary(d: dict) -> list[list[str]]:
     m = d["memory"]
     decoded = d["big_n"] * d["big_size"] ** 2 * 3 / 2**30
     return [
-        ["7. image folders", f"image_folder epoch <= {TARGET}x image_dataset_from_directory ({d['n']:,} PNGs)",
-         f"{lab / k:.2f}x ({lab:.2f} s vs {k:.2f} s)", verdict(lab / k <= TARGET)],
-        ["7. image folders", f"{decoded:.1f} GiB decoded under a {d['cap_gib']:.0f} GiB address-space cap finishes",
-         f"finished; peak RSS {m['peak_rss_mib']:,.0f} MiB", verdict(True)],
+        [
+            "7. image folders",
+            f"image_folder epoch <= {TARGET}x image_dataset_from_directory ({d['n']:,} PNGs)",
+            f"{lab / k:.2f}x ({lab:.2f} s vs {k:.2f} s)",
+            verdict(lab / k <= TARGET),
+        ],
+        [
+            "7. image folders",
+            f"{decoded:.1f} GiB decoded under a {d['cap_gib']:.0f} GiB address-space cap finishes",
+            f"finished; peak RSS {m['peak_rss_mib']:,.0f} MiB",
+            verdict(True),
+        ],
     ]
 
 
 def render(d: dict) -> str:
     k, lab = _epoch_s(d["runs"], "keras"), _epoch_s(d["runs"], "layerlab")
-    rows = [[r["variant"], r["n"], " / ".join(f"{t:.2f}" for t in r["epochs"]),
-             f"{r['load_s']:.1f}" if "load_s" in r else "n/a",
-             f"{r['peak_rss_mib']:,.0f}", f"{r['wall_s']:.1f}"] for r in d["runs"]]
+    rows = [
+        [
+            r["variant"],
+            r["n"],
+            " / ".join(f"{t:.2f}" for t in r["epochs"]),
+            f"{r['load_s']:.1f}" if "load_s" in r else "n/a",
+            f"{r['peak_rss_mib']:,.0f}",
+            f"{r['wall_s']:.1f}",
+        ]
+        for r in d["runs"]
+    ]
     m = d["memory"]
     decoded = d["big_n"] * d["big_size"] ** 2 * 3 / 2**30
     lines = [
@@ -179,8 +237,10 @@ def render(d: dict) -> str:
         f"each pipeline feeding Rescaling -> Flatten -> Dense(64, relu) -> Dense(10), batch 128, {d['epochs']} "
         "epochs per process, shuffled, all files; the processes interleaved (keras, layerlab, keras, layerlab).",
         "",
-        table(["pipeline", "images", "epoch s (each)", "load s (digest + decode check)", "peak RSS MiB", "process s"],
-              rows),
+        table(
+            ["pipeline", "images", "epoch s (each)", "load s (digest + decode check)", "peak RSS MiB", "process s"],
+            rows,
+        ),
         "",
         f"Epoch time after the first epoch (median over processes): layerlab {lab:.2f} s, Keras {k:.2f} s: "
         f"**{lab / k:.2f}x** (target <= {TARGET}x: {verdict(lab / k <= TARGET)}). layerlab's one-off pass before "

@@ -55,10 +55,21 @@ def run_study(tmp: Path, quick: bool) -> dict:
     if not quick:
         fetch_s, proc = run_timed([PYTHON, "-m", "experiments.data.fetch", "mnist"], cwd=ROOT, env=env)
         fetch = {"wall_s": fetch_s, "stdout": proc.stdout.strip()}
-    extra = (["dataset=mnist_sample", "dataset.limit=400", "training.epochs=1", "model=lambda_mlp", "seed=0,1"]
-             if quick else [])
-    cmd = [PYTHON, "runner.py", f"+experiment={EXPERIMENT}", "hydra/launcher=layerlab", "hydra.launcher.n_jobs=2",
-           *extra, f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}", f"hydra.sweep.dir={tmp / 'multirun'}"]
+    extra = (
+        ["dataset=mnist_sample", "dataset.limit=400", "training.epochs=1", "model=lambda_mlp", "seed=0,1"]
+        if quick
+        else []
+    )
+    cmd = [
+        PYTHON,
+        "runner.py",
+        f"+experiment={EXPERIMENT}",
+        "hydra/launcher=layerlab",
+        "hydra.launcher.n_jobs=2",
+        *extra,
+        f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+        f"hydra.sweep.dir={tmp / 'multirun'}",
+    ]
     loads: list[float] = []
     stop = threading.Event()
     sampler = threading.Thread(target=sample_load, args=(stop, loads), daemon=True)
@@ -70,8 +81,14 @@ def run_study(tmp: Path, quick: bool) -> dict:
         sampler.join()
     printed = final_report(proc.stdout)
     shown = ["python", "runner.py", *cmd[2:-2]]
-    return {"fetch": fetch, "command": " ".join(shown), "wall_s": wall_s, "loads": loads, "printed": printed,
-            "runs": read_runs(f"sqlite:///{tmp / 'mlflow.db'}")}
+    return {
+        "fetch": fetch,
+        "command": " ".join(shown),
+        "wall_s": wall_s,
+        "loads": loads,
+        "printed": printed,
+        "runs": read_runs(f"sqlite:///{tmp / 'mlflow.db'}"),
+    }
 
 
 def final_report(out: str) -> str:
@@ -91,13 +108,23 @@ def read_runs(uri: str) -> list[dict]:
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(EXPERIMENT)
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{tags.ROLE}` = '{tags.ROLE_JOB}'",
-                              max_results=1000)
-    return [{"model": r.data.params.get("model.name"), "activation": r.data.params.get("model.activation"),
-             "seed": r.data.params.get("seed"), "status": r.info.status, "acc": r.data.metrics.get(METRIC),
-             "wall_s": float(r.data.tags.get(tags.WALL_TIME_S, "nan")),
-             "source": r.data.params.get("data.source"), "sha256": r.data.params.get("data.sha256"),
-             "train_size": r.data.params.get("data.train_size")} for r in runs]
+    runs = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`{tags.ROLE}` = '{tags.ROLE_JOB}'", max_results=1000
+    )
+    return [
+        {
+            "model": r.data.params.get("model.name"),
+            "activation": r.data.params.get("model.activation"),
+            "seed": r.data.params.get("seed"),
+            "status": r.info.status,
+            "acc": r.data.metrics.get(METRIC),
+            "wall_s": float(r.data.tags.get(tags.WALL_TIME_S, "nan")),
+            "source": r.data.params.get("data.source"),
+            "sha256": r.data.params.get("data.sha256"),
+            "train_size": r.data.params.get("data.train_size"),
+        }
+        for r in runs
+    ]
 
 
 def mean_ci(values: list[float]) -> tuple[float, float, float]:
@@ -125,8 +152,14 @@ def summary(d: dict) -> list[list[str]]:
         if (model, act) in LECTURE:
             section, figure = LECTURE[(model, act)]
             mean, low, high = mean_ci([r["acc"] for r in runs])
-            rows.append([f"6. lecture {section}", f"{model}, {act}: lecture's {figure:.4f} (no target)",
-                         f"{mean:.4f} (95% CI {low:.4f} to {high:.4f}, n={len(runs)})", "n/a"])
+            rows.append(
+                [
+                    f"6. lecture {section}",
+                    f"{model}, {act}: lecture's {figure:.4f} (no target)",
+                    f"{mean:.4f} (95% CI {low:.4f} to {high:.4f}, n={len(runs)})",
+                    "n/a",
+                ]
+            )
     return rows
 
 
@@ -138,10 +171,19 @@ def render(d: dict) -> str:
         mean, low, high = mean_ci(accs)
         section, figure = LECTURE.get((model, act), ("", None))
         walls = sorted(r["wall_s"] for r in runs)
-        rows.append([model, act, len(runs), f"{mean:.4f}", f"{low:.4f} to {high:.4f}",
-                     f"{min(accs):.4f}-{max(accs):.4f}",
-                     f"{figure:.4f} ({section})" if figure else "", "yes" if figure and low <= figure <= high else
-                     ("no" if figure else ""), f"{walls[len(walls) // 2]:.0f} ({walls[0]:.0f}-{walls[-1]:.0f})"])
+        rows.append(
+            [
+                model,
+                act,
+                len(runs),
+                f"{mean:.4f}",
+                f"{low:.4f} to {high:.4f}",
+                f"{min(accs):.4f}-{max(accs):.4f}",
+                f"{figure:.4f} ({section})" if figure else "",
+                "yes" if figure and low <= figure <= high else ("no" if figure else ""),
+                f"{walls[len(walls) // 2]:.0f} ({walls[0]:.0f}-{walls[-1]:.0f})",
+            ]
+        )
     runs = d["runs"]
     sources = sorted({(r["source"], r["sha256"], r["train_size"]) for r in runs})
     loads = d["loads"]
@@ -149,22 +191,48 @@ def render(d: dict) -> str:
         f"The study: `{d['command']}`. "
         f"{len(runs)} job runs, {sum(r['status'] == 'FINISHED' for r in runs)} FINISHED, "
         f"in {d['wall_s']:.0f} s wall time for the whole sweep (2 jobs at a time on this shared machine; "
-        + (f"1-minute load average while it ran: mean {sum(loads) / len(loads):.1f}, max {max(loads):.1f}, "
-           f"{len(loads)} samples every 10 s)." if loads else "no load samples).")
-        + (" Test accuracy of the tiny --quick data, not comparable with the lecture." if d.get("quick") else
-           " Test accuracy is on the 10,000 official test digits, which the lecture printed as its validation "
-           "accuracy; the models here train on 54,000 digits (6,000 stratified ones held out for validation and "
-           "checkpoint choice), the lecture's on all 60,000."),
+        + (
+            f"1-minute load average while it ran: mean {sum(loads) / len(loads):.1f}, max {max(loads):.1f}, "
+            f"{len(loads)} samples every 10 s)."
+            if loads
+            else "no load samples)."
+        )
+        + (
+            " Test accuracy of the tiny --quick data, not comparable with the lecture."
+            if d.get("quick")
+            else " Test accuracy is on the 10,000 official test digits, which the lecture printed as its validation "
+            "accuracy; the models here train on 54,000 digits (6,000 stratified ones held out for validation and "
+            "checkpoint choice), the lecture's on all 60,000."
+        ),
         "",
-        table(["model", "activation", "seeds", "test acc mean", "95% CI", "min-max", "lecture",
-               "lecture in CI", "wall s per run, median (min-max)"], rows),
+        table(
+            [
+                "model",
+                "activation",
+                "seeds",
+                "test acc mean",
+                "95% CI",
+                "min-max",
+                "lecture",
+                "lecture in CI",
+                "wall s per run, median (min-max)",
+            ],
+            rows,
+        ),
         "",
         "Data per run (`data.source`, `data.sha256`, `data.train_size` params): "
-        + "; ".join(f"{s} {h[:12]}... ({n} train)" if s else f"not recorded ({n} train)" for s, h, n in sources) + ".",
+        + "; ".join(f"{s} {h[:12]}... ({n} train)" if s else f"not recorded ({n} train)" for s, h, n in sources)
+        + ".",
     ]
     if d.get("fetch"):
-        md += ["", f"`python -m experiments.data.fetch mnist` ({d['fetch']['wall_s']:.1f} s):", "",
-               "```", d["fetch"]["stdout"], "```"]
+        md += [
+            "",
+            f"`python -m experiments.data.fetch mnist` ({d['fetch']['wall_s']:.1f} s):",
+            "",
+            "```",
+            d["fetch"]["stdout"],
+            "```",
+        ]
     if d.get("printed"):
         md += ["", "What the sweep printed at the end:", "", "```", final_report(d["printed"]), "```"]
     if d.get("quick"):

@@ -74,8 +74,10 @@ def copy_runs(db: Path, copies: int) -> None:
             for table in RUN_TABLES:
                 cols = [c[1] for c in con.execute(f"PRAGMA table_info({table})")]
                 select = ", ".join("idmap.new" if c == "run_uuid" else f"t.{c}" for c in cols)
-                con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM {table} t "
-                            "JOIN temp.idmap idmap ON t.run_uuid = idmap.old")
+                con.execute(
+                    f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM {table} t "
+                    "JOIN temp.idmap idmap ON t.run_uuid = idmap.old"
+                )
         con.commit()
     finally:
         con.close()
@@ -137,8 +139,7 @@ def measure_server(tmp: Path, n: int, repeats: int) -> dict:
     env = stack_env(services)
     uri = start_stack(env)
     try:
-        db = (f"postgresql+psycopg2://mlflow:{env['LAYERLAB_PG_PASSWORD']}@127.0.0.1:{env['LAYERLAB_PG_PORT']}"
-              "/mlflow")
+        db = f"postgresql+psycopg2://mlflow:{env['LAYERLAB_PG_PASSWORD']}@127.0.0.1:{env['LAYERLAB_PG_PORT']}/mlflow"
         client = mlflow.MlflowClient(tracking_uri=uri)
         exp_id = client.create_experiment(EXPERIMENT)
         t0 = time.perf_counter()
@@ -161,22 +162,39 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="numbers of runs (default: 1000 10000)")
     p.add_argument("--repeats", type=int, default=None, help="timed rounds per size (default: 3; quick: 1)")
-    p.add_argument("--server", type=int, default=0, metavar="N",
-                   help="also N runs on the PostgreSQL-backed server of scripts/mlflow_stack.sh (default: none)")
-    p.add_argument("--old-up-to", type=int, default=10000,
-                   help="time the old per-run path only up to this many runs (default: 10000)")
+    p.add_argument(
+        "--server",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also N runs on the PostgreSQL-backed server of scripts/mlflow_stack.sh (default: none)",
+    )
+    p.add_argument(
+        "--old-up-to",
+        type=int,
+        default=10000,
+        help="time the old per-run path only up to this many runs (default: 10000)",
+    )
     args = p.parse_args(argv)
     if args.render_only:
-        return finish(args, *((SERVER_NAME, SERVER_TITLE, None, {}, render_server) if args.server
-                              else (NAME, TITLE, None, {}, render)))
+        return finish(
+            args,
+            *((SERVER_NAME, SERVER_TITLE, None, {}, render_server) if args.server else (NAME, TITLE, None, {}, render)),
+        )
     header = Header(NAME, argv, args.quick, with_tf=False)
     sizes = args.sizes or ([20, 60] if args.quick else [1000, 10000])
     repeats = args.repeats or (1 if args.quick else 3)
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-load-runs-") as tmp_name:
         if args.server:  # its own section
             server = measure_server(Path(tmp_name), args.server, repeats)
-            return finish(args, SERVER_NAME, SERVER_TITLE, header, {"server": server, "quick": args.quick,
-                                                                     "epochs": EPOCHS}, render_server)
+            return finish(
+                args,
+                SERVER_NAME,
+                SERVER_TITLE,
+                header,
+                {"server": server, "quick": args.quick, "epochs": EPOCHS},
+                render_server,
+            )
         rows = measure(Path(tmp_name), sizes, repeats, args.old_up_to)
     return finish(args, NAME, TITLE, header, {"rows": rows, "quick": args.quick, "epochs": EPOCHS}, render)
 
@@ -185,8 +203,14 @@ def summary(d: dict) -> list[list[str]]:
     """Rows of the summary table: question, target, measured, verdict."""
     last = d["rows"][-1]
     old = f"{min(last['old']):.1f} s one call per run and metric, " if last["old"] else ""
-    return [["4b. loading runs", f"load_runs over {last['n']:,} runs (no target)",
-             f"{old}{min(last['new']):.1f} s by bulk query; api.runs {min(last['api_runs']):.1f} s", "n/a"]]
+    return [
+        [
+            "4b. loading runs",
+            f"load_runs over {last['n']:,} runs (no target)",
+            f"{old}{min(last['new']):.1f} s by bulk query; api.runs {min(last['api_runs']):.1f} s",
+            "n/a",
+        ]
+    ]
 
 
 def _best(values: list[float]) -> str:
@@ -195,9 +219,19 @@ def _best(values: list[float]) -> str:
 
 def render(d: dict) -> str:
     """The section's markdown from the saved raw results."""
-    rows = [[f"{r['n']:,}", _best(r["old"]), _best(r["new"]),
-             f"{min(r['old']) / min(r['new']):.1f}x" if r["old"] else "n/a", _best(r["search"]),
-             _best(r["api_runs"]), _best(r["api_histories"]), str(len(r["new"]))] for r in d["rows"]]
+    rows = [
+        [
+            f"{r['n']:,}",
+            _best(r["old"]),
+            _best(r["new"]),
+            f"{min(r['old']) / min(r['new']):.1f}x" if r["old"] else "n/a",
+            _best(r["search"]),
+            _best(r["api_runs"]),
+            _best(r["api_histories"]),
+            str(len(r["new"])),
+        ]
+        for r in d["rows"]
+    ]
     md = [
         f"N job runs of one sweep (2 groups, {d['epochs']} epochs of 5 metrics plus 2 test metrics) in a temporary "
         "SQLite store (a size that is a multiple of the one before: the runs logged so far plus SQL copies of them "
@@ -207,28 +241,50 @@ def render(d: dict) -> str:
         "`mlflow.search_runs` alone, which both share; `api.runs` (the tidy table) and `api.histories` "
         "(long format) of `experiments.api`.",
         "",
-        table(["runs N", "old load_runs s", "new load_runs s", "old / new", "search alone s", "api.runs s",
-               "api.histories s", "rounds"], rows),
+        table(
+            [
+                "runs N",
+                "old load_runs s",
+                "new load_runs s",
+                "old / new",
+                "search alone s",
+                "api.runs s",
+                "api.histories s",
+                "rounds",
+            ],
+            rows,
+        ),
     ]
     if d["quick"]:
         md += ["", QUICK_NOTE]
     return "\n".join(md)
 
 
-
 def render_server(d: dict) -> str:
     """The server section's markdown."""
     r = d["server"]
-    md = [f"`scripts/mlflow_stack.sh` (PostgreSQL behind `mlflow server`, both on this machine, private ports), "
-          f"{r['n']:,} job runs of one sweep ({d['epochs']} epochs of 5 metrics plus 2 test metrics) logged over "
-          "HTTP; best of the rounds, seconds. **old**: `search_runs` plus one `get_metric_history` per run and "
-          "history metric, over HTTP; **new over HTTP**: `load_runs` with the server's URI (the histories by the "
-          "server's `get-history-bulk`, 100 runs per call and metric); **new with the database URI**: `load_runs` "
-          "with the PostgreSQL URI (one SQL query per 500 runs).",
-          "",
-          table(["runs N", "old over HTTP s", "new over HTTP s", "old / new", "new with the database URI s",
-                 "rounds"], [[f"{r['n']:,}", _best(r["old"]), _best(r["new"]), f"{min(r['old']) / min(r['new']):.1f}x",
-                              _best(r["sql"]), str(len(r["new"]))]])]
+    md = [
+        f"`scripts/mlflow_stack.sh` (PostgreSQL behind `mlflow server`, both on this machine, private ports), "
+        f"{r['n']:,} job runs of one sweep ({d['epochs']} epochs of 5 metrics plus 2 test metrics) logged over "
+        "HTTP; best of the rounds, seconds. **old**: `search_runs` plus one `get_metric_history` per run and "
+        "history metric, over HTTP; **new over HTTP**: `load_runs` with the server's URI (the histories by the "
+        "server's `get-history-bulk`, 100 runs per call and metric); **new with the database URI**: `load_runs` "
+        "with the PostgreSQL URI (one SQL query per 500 runs).",
+        "",
+        table(
+            ["runs N", "old over HTTP s", "new over HTTP s", "old / new", "new with the database URI s", "rounds"],
+            [
+                [
+                    f"{r['n']:,}",
+                    _best(r["old"]),
+                    _best(r["new"]),
+                    f"{min(r['old']) / min(r['new']):.1f}x",
+                    _best(r["sql"]),
+                    str(len(r["new"])),
+                ]
+            ],
+        ),
+    ]
     if d["quick"]:
         md += ["", QUICK_NOTE]
     return "\n".join(md)

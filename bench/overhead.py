@@ -118,13 +118,21 @@ def run_plain(work: Path, epochs: int, seed: int, autolog: bool) -> dict:
 
 def runner_cmd(work: Path, epochs: int, seed: int, extra: list[str], uri: str | None = None) -> list[str]:
     uri = uri or f"sqlite:///{work / 'mlflow.db'}"
-    return [str(RUNNER), f"tracking.uri={uri}", f"tracking.artifact_root={(work / 'mlartifacts').as_uri()}",
-            "tracking.experiment=bench-overhead", f"hydra.run.dir={work / 'run'}", f"training.epochs={epochs}",
-            f"seed={seed}", *extra]
+    return [
+        str(RUNNER),
+        f"tracking.uri={uri}",
+        f"tracking.artifact_root={(work / 'mlartifacts').as_uri()}",
+        "tracking.experiment=bench-overhead",
+        f"hydra.run.dir={work / 'run'}",
+        f"training.epochs={epochs}",
+        f"seed={seed}",
+        *extra,
+    ]
 
 
-def run_layerlab(work: Path, epochs: int, seed: int, extra: list[str], store: Path | None = None,
-                 fast_exit: bool = False) -> dict:
+def run_layerlab(
+    work: Path, epochs: int, seed: int, extra: list[str], store: Path | None = None, fast_exit: bool = False
+) -> dict:
     """C: ``python runner.py``; ``store``: copy this existing SQLite store first (else a fresh one);
     ``fast_exit``: run it through ``bench/fast_exit.py``."""
     work.mkdir(parents=True)
@@ -142,9 +150,11 @@ def run_layerlab(work: Path, epochs: int, seed: int, extra: list[str], store: Pa
     cpu = proc.cpu_s
     with sqlite3.connect(work / "mlflow.db") as db:
         start_ms, end_ms, run_id = db.execute(
-            "SELECT start_time, end_time, run_uuid FROM runs ORDER BY start_time DESC LIMIT 1").fetchone()
-        acc = db.execute("SELECT value FROM latest_metrics WHERE run_uuid=? AND key='test_sparse_categorical_accuracy'",
-                         (run_id,)).fetchone()
+            "SELECT start_time, end_time, run_uuid FROM runs ORDER BY start_time DESC LIMIT 1"
+        ).fetchone()
+        acc = db.execute(
+            "SELECT value FROM latest_metrics WHERE run_uuid=? AND key='test_sparse_categorical_accuracy'", (run_id,)
+        ).fetchone()
     start, end = start_ms / 1000, end_ms / 1000
     fit_start = stamps[0] - times[0] if stamps else start
     return {
@@ -202,7 +212,7 @@ def parse_importtime(stderr: str) -> tuple[dict[str, float], float, list[tuple[s
         if not line.startswith("import time:") or "|" not in line:
             continue
         try:
-            _self, cum, name = line[len("import time:"):].split("|", 2)
+            _self, cum, name = line[len("import time:") :].split("|", 2)
             cum_s = int(cum.strip()) / 1e6
         except ValueError:
             continue  # the header line
@@ -228,8 +238,10 @@ def _method_lines(path: Path) -> dict[tuple[str, str], int]:
 def profile_rows(prof: Path) -> list[tuple[str, float]]:
     """Cumulative seconds of the steps of a job, from a cProfile dump of ``runner.py``."""
     stats = pstats.Stats(str(prof)).stats  # {(file, line, func): (cc, nc, tt, ct, callers)}
-    train_lines = {**_method_lines(ROOT / "experiments" / "training" / "checkpoint.py"),
-                   **_method_lines(ROOT / "experiments" / "training" / "callbacks.py")}
+    train_lines = {
+        **_method_lines(ROOT / "experiments" / "training" / "checkpoint.py"),
+        **_method_lines(ROOT / "experiments" / "training" / "callbacks.py"),
+    }
 
     def ct(pred) -> float:
         return sum(v[3] for k, v in stats.items() if pred(*k))
@@ -296,13 +308,25 @@ def profile_rows(prof: Path) -> list[tuple[str, float]]:
     ]
     # What _train spends outside the steps listed: mostly the imports at its top (keras + TensorFlow, pandas,
     # matplotlib through experiments.analysis.run_plots), plus small steps (datasets, callbacks, summary).
-    listed = {"log_params", "log_config_files", "setup_runtime", "prepare", "compile_model", "model.fit", "close",
-              "evaluate", "log_outputs"}
+    listed = {
+        "log_params",
+        "log_config_files",
+        "setup_runtime",
+        "prepare",
+        "compile_model",
+        "model.fit",
+        "close",
+        "evaluate",
+        "log_outputs",
+    }
     train_ct = ct(fn("experiments/job/tracked.py", "_train"))
-    children = sum(v for k, v in rows if k.startswith("  ") and not k.startswith("    ")
-                   and any(x in k for x in listed))
-    rows.insert(10, ("  rest of _train: its imports (keras + TensorFlow, pandas, matplotlib) and small steps",
-                     train_ct - children))
+    children = sum(
+        v for k, v in rows if k.startswith("  ") and not k.startswith("    ") and any(x in k for x in listed)
+    )
+    rows.insert(
+        10,
+        ("  rest of _train: its imports (keras + TensorFlow, pandas, matplotlib) and small steps", train_ct - children),
+    )
     run_rest = (
         ct(fn("experiments/job/tracked.py", "run"))
         - ct(fn("experiments/tracking/store.py", "ensure_experiment"))
@@ -336,8 +360,9 @@ def profile_layerlab(tmp: Path, epochs: int, seed: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=None, help="rounds of A, B, C (default 5, --quick 1)")
-    p.add_argument("--extra-repeats", type=int, default=None,
-                   help="rounds that also run the variants of C (default 3, --quick 0)")
+    p.add_argument(
+        "--extra-repeats", type=int, default=None, help="rounds that also run the variants of C (default 3, --quick 0)"
+    )
     p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default 20, --quick 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -374,8 +399,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 r = run_layerlab(work, epochs, args.seed, C_VARIANTS[label])
             results.setdefault(label, []).append(r)
-            say(f"  {label:40s} wall {r['wall']:6.2f} s  epoch {r['epoch']:.4f} s  cycle {r['cycle']:.4f} s  "
-                f"test acc {r['acc']:.4f}")
+            say(
+                f"  {label:40s} wall {r['wall']:6.2f} s  epoch {r['epoch']:.4f} s  cycle {r['cycle']:.4f} s  "
+                f"test acc {r['acc']:.4f}"
+            )
 
         if not quick:  # warm the page cache (TensorFlow's shared libraries, the data) once, not counted
             say("warm-up (not counted): A")
@@ -417,13 +444,25 @@ def summary(d: dict) -> list[list[str]]:
     ea, ec = m(a, "epoch"), m(c, "epoch")
     cpu = f"; by CPU time {m(c, 'cpu') / m(a, 'cpu'):.2f}x A, {m(c, 'cpu') / m(b, 'cpu'):.2f}x B"
     return [
-        ["1. overhead", f"C whole process <= {TARGET_C_VS_A_WALL:.2f}x A (plain Keras)",
-         f"{wc / wa:.2f}x ({wc:.1f} s vs {wa:.1f} s){cpu}", verdict(wc / wa <= TARGET_C_VS_A_WALL)],
-        ["1. overhead", f"C whole process <= {TARGET_C_VS_B_WALL:.2f}x B (mlflow.keras.autolog)",
-         f"{wc / wb:.2f}x ({wc:.1f} s vs {wb:.1f} s)", verdict(wc / wb <= TARGET_C_VS_B_WALL)],
-        ["1. overhead", f"C epoch_time_s <= {TARGET_C_VS_A_EPOCH:.2f}x A",
-         f"{ec / ea:.2f}x ({ec * 1000:.0f} ms vs {ea * 1000:.0f} ms; full epoch cycle "
-         f"{m(c, 'cycle') / m(a, 'cycle'):.2f}x)", verdict(ec / ea <= TARGET_C_VS_A_EPOCH)],
+        [
+            "1. overhead",
+            f"C whole process <= {TARGET_C_VS_A_WALL:.2f}x A (plain Keras)",
+            f"{wc / wa:.2f}x ({wc:.1f} s vs {wa:.1f} s){cpu}",
+            verdict(wc / wa <= TARGET_C_VS_A_WALL),
+        ],
+        [
+            "1. overhead",
+            f"C whole process <= {TARGET_C_VS_B_WALL:.2f}x B (mlflow.keras.autolog)",
+            f"{wc / wb:.2f}x ({wc:.1f} s vs {wb:.1f} s)",
+            verdict(wc / wb <= TARGET_C_VS_B_WALL),
+        ],
+        [
+            "1. overhead",
+            f"C epoch_time_s <= {TARGET_C_VS_A_EPOCH:.2f}x A",
+            f"{ec / ea:.2f}x ({ec * 1000:.0f} ms vs {ea * 1000:.0f} ms; full epoch cycle "
+            f"{m(c, 'cycle') / m(a, 'cycle'):.2f}x)",
+            verdict(ec / ea <= TARGET_C_VS_A_EPOCH),
+        ],
     ]
 
 
@@ -432,12 +471,16 @@ def render(d: dict) -> str:
     return report(d["results"], d["prof"], d["epochs"], d["repeats"], d["extra_repeats"], d["quick"])
 
 
-def report(results: dict[str, list[dict]], prof: dict | None, epochs: int, repeats: int, extra_repeats: int,
-           quick: bool) -> str:
+def report(
+    results: dict[str, list[dict]], prof: dict | None, epochs: int, repeats: int, extra_repeats: int, quick: bool
+) -> str:
     a = results["A"]
     a_wall, a_epoch, a_cycle, a_cpu = (median(r[k] for r in a) for k in ("wall", "epoch", "cycle", "cpu"))
-    names = {"A": "A plain Keras (bench/plain_keras.py)", "B": "B + mlflow.keras.autolog()",
-             "C": "C python runner.py (full logging)"}
+    names = {
+        "A": "A plain Keras (bench/plain_keras.py)",
+        "B": "B + mlflow.keras.autolog()",
+        "C": "C python runner.py (full logging)",
+    }
     rows = []
     for label, runs in results.items():
         w, e, c, u = (median(r[k] for r in runs) for k in ("wall", "epoch", "cycle", "cpu"))
@@ -458,17 +501,30 @@ def report(results: dict[str, list[dict]], prof: dict | None, epochs: int, repea
                 fmt(median(r["acc"] for r in runs), 4),
             ]
         )
-    head = ["variant", "runs", "whole process s, median (min-max)", "vs A", "CPU s (user+sys)", "vs A",
-            "epoch_time_s, median (min-max)", "vs A",
-            "epoch cycle s", "vs A", "test acc"]
+    head = [
+        "variant",
+        "runs",
+        "whole process s, median (min-max)",
+        "vs A",
+        "CPU s (user+sys)",
+        "vs A",
+        "epoch_time_s, median (min-max)",
+        "vs A",
+        "epoch cycle s",
+        "vs A",
+        "test acc",
+    ]
     c_runs, b_runs = results["C"], results["B"]
     c_wall, b_wall = median(r["wall"] for r in c_runs), median(r["wall"] for r in b_runs)
     c_epoch = median(r["epoch"] for r in c_runs)
     c_cpu, b_cpu = median(r["cpu"] for r in c_runs), median(r["cpu"] for r in b_runs)
     paired_ca = [c["wall"] / x["wall"] for c, x in zip(c_runs, a)]
     paired_cb = [c["wall"] / x["wall"] for c, x in zip(c_runs, b_runs)]
-    ok1, ok2, ok3 = c_wall / a_wall <= TARGET_C_VS_A_WALL, c_wall / b_wall <= TARGET_C_VS_B_WALL, \
-        c_epoch / a_epoch <= TARGET_C_VS_A_EPOCH
+    ok1, ok2, ok3 = (
+        c_wall / a_wall <= TARGET_C_VS_A_WALL,
+        c_wall / b_wall <= TARGET_C_VS_B_WALL,
+        c_epoch / a_epoch <= TARGET_C_VS_A_EPOCH,
+    )
     md = [
         f"Same experiment three ways: lecture section-4 Lambda MLP (abs), Adam 1e-3, sparse CE, batch 1024, "
         f"{epochs} epochs, mnist_sample (3,500 / 500 / 1,000 digits), seed 0. Each run is its own process; "
@@ -506,20 +562,52 @@ def report(results: dict[str, list[dict]], prof: dict | None, epochs: int, repea
         c_same = c_runs[:extra_repeats]
         c_ref, c_ref_cpu = median(r["wall"] for r in c_same), median(r["cpu"] for r in c_same)
         a_ref, a_ref_cpu = median(r["wall"] for r in a[:extra_repeats]), median(r["cpu"] for r in a[:extra_repeats])
-        vrows = [["C (reference, same rounds)", len(c_same), spread([r["wall"] for r in c_same], 2), "-",
-                  f"{c_ref / a_ref:.2f}x", spread([r["cpu"] for r in c_same], 1), "-", f"{c_ref_cpu / a_ref_cpu:.2f}x",
-                  fmt(median(r["cycle"] for r in c_same), 3)]]
+        vrows = [
+            [
+                "C (reference, same rounds)",
+                len(c_same),
+                spread([r["wall"] for r in c_same], 2),
+                "-",
+                f"{c_ref / a_ref:.2f}x",
+                spread([r["cpu"] for r in c_same], 1),
+                "-",
+                f"{c_ref_cpu / a_ref_cpu:.2f}x",
+                fmt(median(r["cycle"] for r in c_same), 3),
+            ]
+        ]
         for label in variants:
             runs = results[label]
             w, u = median(r["wall"] for r in runs), median(r["cpu"] for r in runs)
-            vrows.append([label, len(runs), spread([r["wall"] for r in runs], 2), f"{c_ref - w:+.2f} s",
-                          f"{w / a_ref:.2f}x", spread([r["cpu"] for r in runs], 1), f"{c_ref_cpu - u:+.2f} s",
-                          f"{u / a_ref_cpu:.2f}x", fmt(median(r["cycle"] for r in runs), 3)])
+            vrows.append(
+                [
+                    label,
+                    len(runs),
+                    spread([r["wall"] for r in runs], 2),
+                    f"{c_ref - w:+.2f} s",
+                    f"{w / a_ref:.2f}x",
+                    spread([r["cpu"] for r in runs], 1),
+                    f"{c_ref_cpu - u:+.2f} s",
+                    f"{u / a_ref_cpu:.2f}x",
+                    fmt(median(r["cycle"] for r in runs), 3),
+                ]
+            )
         md += [
             "### Variants of C (config overrides only; same rounds as the reference)",
             "",
-            table(["variant", "runs", "whole process s", "saved vs C", "vs A (same rounds)", "CPU s", "CPU saved",
-                   "CPU vs A", "epoch cycle s"], vrows),
+            table(
+                [
+                    "variant",
+                    "runs",
+                    "whole process s",
+                    "saved vs C",
+                    "vs A (same rounds)",
+                    "CPU s",
+                    "CPU saved",
+                    "CPU vs A",
+                    "epoch cycle s",
+                ],
+                vrows,
+            ),
             "",
         ]
     if prof:
@@ -533,7 +621,8 @@ def report(results: dict[str, list[dict]], prof: dict | None, epochs: int, repea
             table(["package", "cumulative import s"], [[k, f"{imp[k]:.2f}"] for k in IMPORTS if k in imp]),
             "",
             "Most expensive imports made by the program itself (top level): "
-            + ", ".join(f"`{n}` {s:.2f} s" for n, s in prof["top_imports"][:8]) + ".",
+            + ", ".join(f"`{n}` {s:.2f} s" for n, s in prof["top_imports"][:8])
+            + ".",
             "",
             "### cProfile of C (`python -m cProfile runner.py ...`)",
             "",
@@ -562,31 +651,39 @@ def findings(results: dict[str, list[dict]], prof: dict | None, epochs: int, ext
         vals = [r[key] for r in runs]
         return max(vals) - min(vals)
 
-    out = ["### Findings", "",
-           f"- C costs {med(c, 'wall') - med(a, 'wall'):+.2f} s wall and {med(c, 'cpu') - med(a, 'cpu'):+.2f} s CPU "
-           f"per run over A (medians of {len(c)} rounds). Wall times of one variant spread over up to "
-           f"{max(rng(r, 'wall') for r in results.values()):.1f} s between rounds, CPU times over at most "
-           f"{max(rng(r, 'cpu') for r in results.values()):.1f} s: on a busy machine compare the variants by CPU.",
-           f"- Per epoch, C trains faster than A (`epoch_time_s` {med(c, 'epoch') * 1000:.0f} ms vs "
-           f"{med(a, 'epoch') * 1000:.0f} ms: `make_tf_dataset` gathers batches from tensors, while `fit` on NumPy "
-           f"arrays goes through Keras' array adapter), but its full epoch cycle is {med(c, 'cycle') * 1000:.0f} ms "
-           f"vs A's {med(a, 'cycle') * 1000:.0f} ms: the checkpoints saved after every epoch."]
+    out = [
+        "### Findings",
+        "",
+        f"- C costs {med(c, 'wall') - med(a, 'wall'):+.2f} s wall and {med(c, 'cpu') - med(a, 'cpu'):+.2f} s CPU "
+        f"per run over A (medians of {len(c)} rounds). Wall times of one variant spread over up to "
+        f"{max(rng(r, 'wall') for r in results.values()):.1f} s between rounds, CPU times over at most "
+        f"{max(rng(r, 'cpu') for r in results.values()):.1f} s: on a busy machine compare the variants by CPU.",
+        f"- Per epoch, C trains faster than A (`epoch_time_s` {med(c, 'epoch') * 1000:.0f} ms vs "
+        f"{med(a, 'epoch') * 1000:.0f} ms: `make_tf_dataset` gathers batches from tensors, while `fit` on NumPy "
+        f"arrays goes through Keras' array adapter), but its full epoch cycle is {med(c, 'cycle') * 1000:.0f} ms "
+        f"vs A's {med(a, 'cycle') * 1000:.0f} ms: the checkpoints saved after every epoch.",
+    ]
     same = c[:extra_repeats]
     gains = []
     for label, runs in results.items():
         if label in ("A", "B", "C") or not same:
             continue
-        gains.append((med(same, "cpu") - med(runs, "cpu"), med(same, "wall") - med(runs, "wall"), label,
-                      med(runs, "cycle")))
+        gains.append(
+            (med(same, "cpu") - med(runs, "cpu"), med(same, "wall") - med(runs, "wall"), label, med(runs, "cycle"))
+        )
     if gains:
-        out.append(f"- What each change saves against C in the same rounds (CPU first; wall in brackets), and the "
-                   f"epoch cycle it leaves (C: {med(same, 'cycle') * 1000:.0f} ms):")
+        out.append(
+            f"- What each change saves against C in the same rounds (CPU first; wall in brackets), and the "
+            f"epoch cycle it leaves (C: {med(same, 'cycle') * 1000:.0f} ms):"
+        )
         for cpu, wall, label, cycle in sorted(gains, reverse=True):
             out.append(f"    - {label}: {cpu:+.2f} s CPU ({wall:+.2f} s wall), epoch cycle {cycle * 1000:.0f} ms")
     exit_a = med(a, None, "interpreter exit")
     exit_c = med(c, None, "interpreter exit")
-    out.append(f"- Interpreter exit (end of the job to process end): C {exit_c:.2f} s, A {exit_a:.2f} s: tearing "
-               "down the modules C loads on top of A's (MLflow, SQLAlchemy, alembic, pandas, matplotlib, Hydra).")
+    out.append(
+        f"- Interpreter exit (end of the job to process end): C {exit_c:.2f} s, A {exit_a:.2f} s: tearing "
+        "down the modules C loads on top of A's (MLflow, SQLAlchemy, alembic, pandas, matplotlib, Hydra)."
+    )
     if prof:
         rows = dict((k.strip(), v) for k, v in prof["profile"])
 
@@ -606,6 +703,7 @@ def findings(results: dict[str, list[dict]], prof: dict | None, epochs: int, ext
         ]
     out.append("")
     return out
+
 
 if __name__ == "__main__":
     run_script(main, "overhead")

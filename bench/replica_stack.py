@@ -36,8 +36,17 @@ def measure(args) -> dict:
     from experiments.training.fused import FusedReplicas
     from experiments.training.runtime import setup_runtime
 
-    cfg = validate(compose([f"dataset={args.dataset}", "model=lambda_mlp", "training.verbose=0",
-                            f"training.epochs={args.epochs}", *(["dataset.limit=3000"] if args.quick else [])]))
+    cfg = validate(
+        compose(
+            [
+                f"dataset={args.dataset}",
+                "model=lambda_mlp",
+                "training.verbose=0",
+                f"training.epochs={args.epochs}",
+                *(["dataset.limit=3000"] if args.quick else []),
+            ]
+        )
+    )
     setup_runtime(cfg)
     cache: dict[int, object] = {}
 
@@ -51,9 +60,11 @@ def measure(args) -> dict:
 
     def datasets(seed):
         d, bs = data(seed), cfg.training.batch_size
-        return {"train": make_tf_dataset(*d.train, bs, shuffle=True, seed=seed),
-                "val": make_tf_dataset(*d.val, bs, shuffle=False, seed=seed),
-                "test": make_tf_dataset(*d.test, bs, shuffle=False, seed=seed)}
+        return {
+            "train": make_tf_dataset(*d.train, bs, shuffle=True, seed=seed),
+            "val": make_tf_dataset(*d.val, bs, shuffle=False, seed=seed),
+            "test": make_tf_dataset(*d.test, bs, shuffle=False, seed=seed),
+        }
 
     rows = []
     for r in args.replicas:
@@ -69,26 +80,48 @@ def measure(args) -> dict:
             epochs = engine.states[0].history.history["epoch_time_s"]
             steps = -(-len(data(0).train[1]) // cfg.training.batch_size)
             steady = median(epochs[1:])
-            rows.append({"R": r, "way": way, "stacked": engine.stacked, "setup_s": setup_s,
-                         "trace_s": epochs[0] - steady, "epoch_s": steady,
-                         "ms_per_replica_step": steady / steps / r * 1e3, "steps": steps})
-            say(f"R={r:2d} {way:8s} setup {setup_s:5.1f} s, first epoch - steady {epochs[0] - steady:5.1f} s, "
-                f"steady epoch {steady:5.2f} s, {rows[-1]['ms_per_replica_step']:.2f} ms per replica-step")
+            rows.append(
+                {
+                    "R": r,
+                    "way": way,
+                    "stacked": engine.stacked,
+                    "setup_s": setup_s,
+                    "trace_s": epochs[0] - steady,
+                    "epoch_s": steady,
+                    "ms_per_replica_step": steady / steps / r * 1e3,
+                    "steps": steps,
+                }
+            )
+            say(
+                f"R={r:2d} {way:8s} setup {setup_s:5.1f} s, first epoch - steady {epochs[0] - steady:5.1f} s, "
+                f"steady epoch {steady:5.2f} s, {rows[-1]['ms_per_replica_step']:.2f} ms per replica-step"
+            )
             del engine
             keras.backend.clear_session()
     return {"rows": rows, "dataset": args.dataset, "epochs": args.epochs, "flags": cpu_flags()}
 
 
 def render(d: dict) -> str:
-    rows = [[r["R"], r["way"], f"{r['setup_s']:.1f}", f"{r['trace_s']:.1f}", f"{r['epoch_s']:.2f}",
-             f"{r['ms_per_replica_step']:.2f}"] for r in d["rows"]]
-    return "\n".join([
-        f"lambda_mlp, batch 1024, `dataset={d['dataset']}` ({d['rows'][0]['steps']} steps per epoch, validation "
-        f"each epoch included), {d['epochs']} epochs per fit; one process, each R stacked then with branches. "
-        "Tracing = first epoch minus the steady epoch.",
-        "",
-        table(["R", "way", "setup s", "tracing s", "steady epoch s", "ms per replica and step"], rows),
-    ])
+    rows = [
+        [
+            r["R"],
+            r["way"],
+            f"{r['setup_s']:.1f}",
+            f"{r['trace_s']:.1f}",
+            f"{r['epoch_s']:.2f}",
+            f"{r['ms_per_replica_step']:.2f}",
+        ]
+        for r in d["rows"]
+    ]
+    return "\n".join(
+        [
+            f"lambda_mlp, batch 1024, `dataset={d['dataset']}` ({d['rows'][0]['steps']} steps per epoch, validation "
+            f"each epoch included), {d['epochs']} epochs per fit; one process, each R stacked then with branches. "
+            "Tracing = first epoch minus the steady epoch.",
+            "",
+            table(["R", "way", "setup s", "tracing s", "steady epoch s", "ms per replica and step"], rows),
+        ]
+    )
 
 
 def main(argv=None) -> int:

@@ -43,9 +43,12 @@ def _previous_summary(out: str) -> tuple[list[list[str]], list[str]]:
     text = path.read_text()
     if start not in text or end not in text:
         return [], []
-    lines = text[text.index(start):text.index(end)].splitlines()
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines
-            if line.startswith("|") and not line.startswith("|--")]
+    lines = text[text.index(start) : text.index(end)].splitlines()
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in lines
+        if line.startswith("|") and not line.startswith("|--")
+    ]
     return rows[1:], [line for line in lines if line.startswith("- `bench.")]
 
 
@@ -65,8 +68,10 @@ def write_summary(out: str) -> str | None:
         date = next((line for line in saved["header"].splitlines() if line.startswith("- Date:")), "- Date: ?")
         load = next((line for line in saved["header"].splitlines() if line.startswith("- Load")), "")
         quick = " (--quick)" if saved["data"].get("quick") else ""
-        runs.append(f"- `bench.{name}`{quick}: {date[len('- Date: '):].split(',')[0]}; "
-                    f"{load[2:].replace('Load average (1/5/15 min) ', 'load ')}")
+        runs.append(
+            f"- `bench.{name}`{quick}: {date[len('- Date: ') :].split(',')[0]}; "
+            f"{load[2:].replace('Load average (1/5/15 min) ', 'load ')}"
+        )
     if not rows:
         return None
     body = "\n".join(
@@ -102,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"==> {' '.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
         rc = subprocess.run(cmd, cwd=ROOT, env=clean_env()).returncode
-        print(f"<== bench.{name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {time.perf_counter() - t0:.0f} s\n",
-              flush=True)
+        print(
+            f"<== bench.{name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {time.perf_counter() - t0:.0f} s\n",
+            flush=True,
+        )
         if rc != 0:
             failed.append(name)
     summary = write_summary(args.out)

@@ -117,10 +117,19 @@ def measure(overrides: list[str], batch_size: int, epochs: int) -> dict:
     epoch_s = median(steady)
     n = len(y)
     flops = train_flops_per_sample(model)
-    result = {"n": n, "shape": tuple(data.input_shape), "epoch_s": epoch_s, "epochs": collect.times,
-              "samples_s": n / epoch_s, "us_per_sample": epoch_s / n * 1e6, "flops_per_sample": flops,
-              "flops_s": flops * n / epoch_s, "params": model.count_params(), "gen_s": gen_s,
-              "data_mb": x.nbytes / 2**20}
+    result = {
+        "n": n,
+        "shape": tuple(data.input_shape),
+        "epoch_s": epoch_s,
+        "epochs": collect.times,
+        "samples_s": n / epoch_s,
+        "us_per_sample": epoch_s / n * 1e6,
+        "flops_per_sample": flops,
+        "flops_s": flops * n / epoch_s,
+        "params": model.count_params(),
+        "gen_s": gen_s,
+        "data_mb": x.nbytes / 2**20,
+    }
     del model, ds, data, x, y
     keras.backend.clear_session()
     return result
@@ -164,20 +173,38 @@ def main(argv: list[str] | None = None) -> int:
 
     mlp = []
     for n, epochs in mlp_sizes:
-        r = measure(["dataset=synthetic", f"dataset.num_samples={n}", "dataset.shape=[28,28]", "model=lambda_mlp"],
-                    batch_size=1024, epochs=epochs)
+        r = measure(
+            ["dataset=synthetic", f"dataset.num_samples={n}", "dataset.shape=[28,28]", "model=lambda_mlp"],
+            batch_size=1024,
+            epochs=epochs,
+        )
         mlp.append(r)
-        say(f"lambda_mlp  N={n:>7}: {r['epoch_s']:.3f} s/epoch, {r['samples_s']:,.0f} samples/s, "
-            f"{r['flops_s'] / 1e9:.2f} GFLOP/s (data generated in {r['gen_s']:.1f} s)")
+        say(
+            f"lambda_mlp  N={n:>7}: {r['epoch_s']:.3f} s/epoch, {r['samples_s']:,.0f} samples/s, "
+            f"{r['flops_s'] / 1e9:.2f} GFLOP/s (data generated in {r['gen_s']:.1f} s)"
+        )
     conv = []
     for s in conv_sizes:
-        r = measure(["dataset=synthetic", f"dataset.num_samples={conv_n}", f"dataset.shape=[{s},{s},3]",
-                     "dataset.num_classes=2", "model=conv_binary", "model.input.shape=null",
-                     "training.loss=binary_crossentropy", "training.metrics=[accuracy]", "training.batch_size=32"],
-                    batch_size=32, epochs=conv_epochs)
+        r = measure(
+            [
+                "dataset=synthetic",
+                f"dataset.num_samples={conv_n}",
+                f"dataset.shape=[{s},{s},3]",
+                "dataset.num_classes=2",
+                "model=conv_binary",
+                "model.input.shape=null",
+                "training.loss=binary_crossentropy",
+                "training.metrics=[accuracy]",
+                "training.batch_size=32",
+            ],
+            batch_size=32,
+            epochs=conv_epochs,
+        )
         conv.append(r)
-        say(f"conv_binary {s}x{s}x3 N={conv_n}: {r['epoch_s']:.3f} s/epoch, {r['samples_s']:,.1f} samples/s, "
-            f"{r['flops_s'] / 1e9:.2f} GFLOP/s")
+        say(
+            f"conv_binary {s}x{s}x3 N={conv_n}: {r['epoch_s']:.3f} s/epoch, {r['samples_s']:,.1f} samples/s, "
+            f"{r['flops_s'] / 1e9:.2f} GFLOP/s"
+        )
 
     threads = tf.config.threading.get_intra_op_parallelism_threads() or f"default ({os.cpu_count()} cores)"
     data = {
@@ -230,19 +257,39 @@ def render(d: dict) -> str:
 
 def report(peak, mm_n, mm_reps, mlp, conv, conv_n, threads, quick) -> str:
     base = mlp[0]["us_per_sample"]
-    mlp_rows = [[f"{r['n']:,}", f"{r['data_mb']:.0f}", len(r["epochs"]), f"{r['epoch_s']:.3f}",
-                 f"{min(r['epochs'][1:] or r['epochs']):.3f}", f"{r['samples_s']:,.0f}",
-                 f"{r['us_per_sample']:.2f}", f"{r['us_per_sample'] / base:.2f}x",
-                 f"{r['flops_s'] / 1e9:.2f}", f"{r['flops_s'] / peak * 100:.1f}%"] for r in mlp]
+    mlp_rows = [
+        [
+            f"{r['n']:,}",
+            f"{r['data_mb']:.0f}",
+            len(r["epochs"]),
+            f"{r['epoch_s']:.3f}",
+            f"{min(r['epochs'][1:] or r['epochs']):.3f}",
+            f"{r['samples_s']:,.0f}",
+            f"{r['us_per_sample']:.2f}",
+            f"{r['us_per_sample'] / base:.2f}x",
+            f"{r['flops_s'] / 1e9:.2f}",
+            f"{r['flops_s'] / peak * 100:.1f}%",
+        ]
+        for r in mlp
+    ]
     a, b = linear_fit([r["n"] for r in mlp], [r["epoch_s"] for r in mlp])
     worst = max(abs(r["epoch_s"] - (a + b * r["n"])) / r["epoch_s"] for r in mlp)
     base_px = conv[0]["shape"][0] * conv[0]["shape"][1]
-    conv_rows = [[f"{r['shape'][0]}x{r['shape'][1]}x{r['shape'][2]}", f"{r['params']:,}",
-                  f"{r['flops_per_sample'] / 1e6:.1f}", f"{r['epoch_s']:.3f}",
-                  f"{min(r['epochs'][1:] or r['epochs']):.3f}", f"{r['samples_s']:,.1f}",
-                  f"{(r['shape'][0] * r['shape'][1]) / base_px:.0f}x",
-                  f"{r['epoch_s'] / conv[0]['epoch_s']:.2f}x", f"{r['flops_s'] / 1e9:.2f}",
-                  f"{r['flops_s'] / peak * 100:.1f}%"] for r in conv]
+    conv_rows = [
+        [
+            f"{r['shape'][0]}x{r['shape'][1]}x{r['shape'][2]}",
+            f"{r['params']:,}",
+            f"{r['flops_per_sample'] / 1e6:.1f}",
+            f"{r['epoch_s']:.3f}",
+            f"{min(r['epochs'][1:] or r['epochs']):.3f}",
+            f"{r['samples_s']:,.1f}",
+            f"{(r['shape'][0] * r['shape'][1]) / base_px:.0f}x",
+            f"{r['epoch_s'] / conv[0]['epoch_s']:.2f}x",
+            f"{r['flops_s'] / 1e9:.2f}",
+            f"{r['flops_s'] / peak * 100:.1f}%",
+        ]
+        for r in conv
+    ]
     md = [
         f"Machine matmul peak: **{peak / 1e9:.1f} GFLOP/s** (float32 `tf.linalg.matmul` {mm_n}x{mm_n}, best of "
         f"{mm_reps}); TensorFlow intra-op threads: {threads}. Epoch = one pass over all N samples (no validation), "

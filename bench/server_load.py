@@ -42,8 +42,14 @@ NAME = "server_load"
 TITLE = "5. Server load: log_batch latency with concurrent writers"
 SCRIPT = ROOT / "scripts" / "mlflow_stack.sh"
 EXPERIMENT = "bench-server-load"
-EPOCH_METRICS = ("loss", "sparse_categorical_accuracy", "val_loss", "val_sparse_categorical_accuracy",
-                 "epoch_time_s", "learning_rate")
+EPOCH_METRICS = (
+    "loss",
+    "sparse_categorical_accuracy",
+    "val_loss",
+    "val_sparse_categorical_accuracy",
+    "epoch_time_s",
+    "learning_rate",
+)
 
 
 class StackUnavailable(RuntimeError):
@@ -62,15 +68,20 @@ def _free_port() -> int:
 
 
 def _stack(cmd: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), cmd], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        ["bash", str(SCRIPT), cmd], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def stack_env(services: Path) -> dict:
     """The script's environment: private state folder, free ports, this interpreter's virtualenv if the
     checkout has none of its own."""
-    env = clean_env(LAYERLAB_SERVICES_DIR=str(services), LAYERLAB_PG_PORT=str(_free_port()),
-                    LAYERLAB_MLFLOW_PORT=str(_free_port()), LAYERLAB_PG_PASSWORD=secrets.token_hex(12))
+    env = clean_env(
+        LAYERLAB_SERVICES_DIR=str(services),
+        LAYERLAB_PG_PORT=str(_free_port()),
+        LAYERLAB_MLFLOW_PORT=str(_free_port()),
+        LAYERLAB_PG_PASSWORD=secrets.token_hex(12),
+    )
     for key in ("LAYERLAB_PG_BIN", "LAYERLAB_VENV"):  # where PostgreSQL and mlflow are, if the user said so
         if os.environ.get(key):
             env[key] = os.environ[key]
@@ -91,7 +102,8 @@ def start_stack(env: dict) -> str:
             "PostgreSQL (Debian's `postgresql` package: `apt-get install postgresql` as root, which the script "
             "does itself when run as root; elsewhere set LAYERLAB_PG_BIN to the folder of initdb/pg_ctl/psql) "
             f"and psycopg2 in the virtualenv {env.get('LAYERLAB_VENV', ROOT / '.venv')} "
-            "(`pip install -e '.[postgres]'`). Nothing was measured.")
+            "(`pip install -e '.[postgres]'`). Nothing was measured."
+        )
     return _stack("uri", env).stdout.strip()
 
 
@@ -141,8 +153,7 @@ def measure(uri: str, exp_id: str, writers: int, runs: int, batches: int) -> dic
     """Start ``writers`` writer processes at once; their latencies and the common window."""
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(writers), ctx.Queue()
-    procs = [ctx.Process(target=writer, args=(uri, exp_id, i, runs, batches, barrier, results))
-             for i in range(writers)]
+    procs = [ctx.Process(target=writer, args=(uri, exp_id, i, runs, batches, barrier, results)) for i in range(writers)]
     for p in procs:
         p.start()
     got = []
@@ -163,8 +174,12 @@ def measure(uri: str, exp_id: str, writers: int, runs: int, batches: int) -> dic
         codes = [p.exitcode for p in procs]
         raise RuntimeError(f"{writers} writers: only {len(got)} reported (exit codes {codes})")
     window = max(r["t1"] for r in got) - min(r["t0"] for r in got)
-    return {"writers": writers, "batches": writers * batches, "window_s": window,
-            "lat_ms": [x for r in sorted(got, key=lambda r: r["index"]) for x in r["lat_ms"]]}
+    return {
+        "writers": writers,
+        "batches": writers * batches,
+        "window_s": window,
+        "lat_ms": [x for r in sorted(got, key=lambda r: r["index"]) for x in r["lat_ms"]],
+    }
 
 
 # --------------------------------------------------------------------------
@@ -181,18 +196,28 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def stats(r: dict) -> dict:
-    return {"median": percentile(r["lat_ms"], 50), "p95": percentile(r["lat_ms"], 95),
-            "max": max(r["lat_ms"]), "per_s": r["batches"] / r["window_s"] if r["window_s"] > 0 else math.nan}
+    return {
+        "median": percentile(r["lat_ms"], 50),
+        "p95": percentile(r["lat_ms"], 95),
+        "max": max(r["lat_ms"]),
+        "per_s": r["batches"] / r["window_s"] if r["window_s"] > 0 else math.nan,
+    }
 
 
 def summary(d: dict) -> list[list[str]]:
     """Rows of the summary table: question, target, measured, verdict."""
     rows = d["results"]
     base, top = stats(rows[0]), stats(rows[-1])
-    return [["5. server load", f"log_batch latency, {rows[-1]['writers']} concurrent writers (no target)",
-             f"median {top['median']:.1f} ms, p95 {top['p95']:.1f} ms ({top['median'] / base['median']:.2f}x / "
-             f"{top['p95'] / base['p95']:.2f}x the 1-writer {base['median']:.1f} / {base['p95']:.1f} ms); "
-             f"{top['per_s']:.0f} batches/s", "n/a"]]
+    return [
+        [
+            "5. server load",
+            f"log_batch latency, {rows[-1]['writers']} concurrent writers (no target)",
+            f"median {top['median']:.1f} ms, p95 {top['p95']:.1f} ms ({top['median'] / base['median']:.2f}x / "
+            f"{top['p95'] / base['p95']:.2f}x the 1-writer {base['median']:.1f} / {base['p95']:.1f} ms); "
+            f"{top['per_s']:.0f} batches/s",
+            "n/a",
+        ]
+    ]
 
 
 def render(d: dict) -> str:
@@ -201,9 +226,19 @@ def render(d: dict) -> str:
     body = []
     for r in rows:
         s = stats(r)
-        body.append([r["writers"], r["batches"], fmt(s["median"], 1), fmt(s["p95"], 1), fmt(s["max"], 1),
-                     fmt(s["per_s"], 0), f"{s['median'] / base['median']:.2f}x", f"{s['p95'] / base['p95']:.2f}x",
-                     f"{s['per_s'] / base['per_s']:.2f}x"])
+        body.append(
+            [
+                r["writers"],
+                r["batches"],
+                fmt(s["median"], 1),
+                fmt(s["p95"], 1),
+                fmt(s["max"], 1),
+                fmt(s["per_s"], 0),
+                f"{s['median'] / base['median']:.2f}x",
+                f"{s['p95'] / base['p95']:.2f}x",
+                f"{s['per_s'] / base['per_s']:.2f}x",
+            ]
+        )
     md = [
         f"`MlflowClient.log_batch` over HTTP to the team stack (`scripts/mlflow_stack.sh`: PostgreSQL backend, "
         f"`mlflow server` with 2 uvicorn workers, both on this machine). One batch = one epoch of one run "
@@ -277,8 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         for n in counts:
             r = measure(uri, exp_id, n, args.runs, batches)
             s = stats(r)
-            say(f"{n} writer(s): {r['batches']} batches in {r['window_s']:.1f} s; median {s['median']:.1f} ms, "
-                f"p95 {s['p95']:.1f} ms, {s['per_s']:.0f} batches/s")
+            say(
+                f"{n} writer(s): {r['batches']} batches in {r['window_s']:.1f} s; median {s['median']:.1f} ms, "
+                f"p95 {s['p95']:.1f} ms, {s['per_s']:.0f} batches/s"
+            )
             results.append(r)
     finally:
         stop_stack(env)

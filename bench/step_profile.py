@@ -94,6 +94,7 @@ def _iterate(ds) -> tuple[float, float]:
     def run():
         for _ in ds:
             pass
+
     return _timed(run)
 
 
@@ -121,8 +122,15 @@ def measure(args) -> dict:
     from experiments.training.loop import fit
     from experiments.training.runtime import setup_runtime
 
-    overrides = [f"dataset={args.dataset}", "model=lambda_mlp", "training.deterministic=false", "training.verbose=0",
-                 f"training.batch_size={args.batch_size}", "training.epochs=1", "tracking.uri=null"]
+    overrides = [
+        f"dataset={args.dataset}",
+        "model=lambda_mlp",
+        "training.deterministic=false",
+        "training.verbose=0",
+        f"training.batch_size={args.batch_size}",
+        "training.epochs=1",
+        "tracking.uri=null",
+    ]
     cfg = validate(compose(overrides))
     setup_runtime(cfg)
     data, _ = prepare(cfg)
@@ -152,6 +160,7 @@ def measure(args) -> dict:
             h = tf.matmul(xb, w1 + acc)  # forward
             g = tf.matmul(xb, dh + h[:1, :1], transpose_a=True)  # weight gradient
             return i + 1, acc + 1e-9 * g
+
         return tf.while_loop(lambda i, a: i < n, body, (tf.constant(0), tf.zeros_like(w1)))[1]
 
     # -- the model's full train step on one resident batch, looped in one graph
@@ -163,6 +172,7 @@ def measure(args) -> dict:
         def body(i):
             graph_model.train_step((xr, yr))
             return (i + 1,)
+
         return tf.while_loop(lambda i: i < n, body, (tf.constant(0),))[0]
 
     # -- the same step, each batch gathered in the graph from the resident arrays by a seeded permutation
@@ -177,9 +187,10 @@ def measure(args) -> dict:
         order = tf.random.experimental.stateless_shuffle(tf.range(n_all, dtype=tf.int64), seed=seed)
 
         def body(i):
-            idx = order[i * bs:(i + 1) * bs]
+            idx = order[i * bs : (i + 1) * bs]
             gather_model.train_step((tf.gather(x_all, idx), tf.gather(y_all, idx)))
             return (i + 1,)
+
         return tf.while_loop(lambda i: i < n, body, (tf.constant(0),))[0]
 
     def run_matmuls():
@@ -204,8 +215,14 @@ def measure(args) -> dict:
         return per_step(_timed(lambda: m.fit(ds, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)))
 
     before_cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps_per_execution=1))
-    models = {"before": fresh(before_cfg), "nocb": fresh(before_cfg), "tfdata": fresh(cfg), "now": fresh(cfg),
-              "val tfdata": fresh(cfg), "val now": fresh(cfg)}
+    models = {
+        "before": fresh(before_cfg),
+        "nocb": fresh(before_cfg),
+        "tfdata": fresh(cfg),
+        "now": fresh(cfg),
+        "val tfdata": fresh(cfg),
+        "val now": fresh(cfg),
+    }
     for k in ("tfdata", "val tfdata"):
         build_training_state(models[k], make_tf_dataset(x, y, bs, shuffle=True, seed=0).element_spec)
 
@@ -218,8 +235,11 @@ def measure(args) -> dict:
         return fit_epoch(models["nocb"], _dataset_before(x, y, bs, seed=0), [])
 
     def run_tfdata():
-        return fit_epoch(models["tfdata"], make_tf_dataset(x, y, bs, shuffle=True, seed=0),
-                         [EpochTimer(), NanGuard(), StopOnSignal()])
+        return fit_epoch(
+            models["tfdata"],
+            make_tf_dataset(x, y, bs, shuffle=True, seed=0),
+            [EpochTimer(), NanGuard(), StopOnSignal()],
+        )
 
     def run_now():
         ds = {"train": make_tf_dataset(x, y, bs, shuffle=True, seed=0), "val": None}
@@ -233,27 +253,50 @@ def measure(args) -> dict:
         def run():
             ds = {"train": make_tf_dataset(x, y, bs, shuffle=True, seed=0), "val": None}
             return per_step(_timed(lambda: fit(m, job.training, ds, [EpochTimer(), NanGuard(), StopOnSignal()])))
+
         return run
 
     def run_val_tfdata():
         m = models["val tfdata"]
         ds, val = make_tf_dataset(x, y, bs, shuffle=True, seed=0), make_tf_dataset(xv, yv, bs, shuffle=False, seed=0)
-        return per_step(_timed(lambda: m.fit(ds, validation_data=val, epochs=1, verbose=0, shuffle=False,
-                                             callbacks=[EpochTimer(), NanGuard(), StopOnSignal()])))
+        return per_step(
+            _timed(
+                lambda: m.fit(
+                    ds,
+                    validation_data=val,
+                    epochs=1,
+                    verbose=0,
+                    shuffle=False,
+                    callbacks=[EpochTimer(), NanGuard(), StopOnSignal()],
+                )
+            )
+        )
 
     def run_val_now():
-        ds = {"train": make_tf_dataset(x, y, bs, shuffle=True, seed=0),
-              "val": make_tf_dataset(xv, yv, bs, shuffle=False, seed=0)}
-        return per_step(_timed(lambda: fit(models["val now"], cfg.training, ds,
-                                           [EpochTimer(), NanGuard(), StopOnSignal()])))
+        ds = {
+            "train": make_tf_dataset(x, y, bs, shuffle=True, seed=0),
+            "val": make_tf_dataset(xv, yv, bs, shuffle=False, seed=0),
+        }
+        return per_step(
+            _timed(lambda: fit(models["val now"], cfg.training, ds, [EpochTimer(), NanGuard(), StopOnSignal()]))
+        )
 
-    variants = {"matmuls": run_matmuls, "graph step": run_graph, "graph step, gathered": run_gathered,
-                "pipeline before": run_pipeline_before, "pipeline now": run_pipeline_now, "fit, as before": run_before,
-                "fit before, no callbacks": run_nocb, "fit, tf.data iterator": run_tfdata, "fit, layerlab now": run_now,
-                "layerlab now, steps_per_execution=8": option(steps_per_execution=8),
-                "layerlab now, steps_per_execution=128": option(steps_per_execution=128),
-                "layerlab now, jit_compile=true": option(jit_compile=True),
-                "+ validation, tf.data iterators": run_val_tfdata, "+ validation, layerlab now": run_val_now}
+    variants = {
+        "matmuls": run_matmuls,
+        "graph step": run_graph,
+        "graph step, gathered": run_gathered,
+        "pipeline before": run_pipeline_before,
+        "pipeline now": run_pipeline_now,
+        "fit, as before": run_before,
+        "fit before, no callbacks": run_nocb,
+        "fit, tf.data iterator": run_tfdata,
+        "fit, layerlab now": run_now,
+        "layerlab now, steps_per_execution=8": option(steps_per_execution=8),
+        "layerlab now, steps_per_execution=128": option(steps_per_execution=128),
+        "layerlab now, jit_compile=true": option(jit_compile=True),
+        "+ validation, tf.data iterators": run_val_tfdata,
+        "+ validation, layerlab now": run_val_now,
+    }
     for fn in variants.values():  # warm-up: traces, oneDNN primitives, thread pools
         fn()
     times = {k: [] for k in variants}
@@ -264,52 +307,78 @@ def measure(args) -> dict:
             times[k].append(wall)
             cpu[k].append(used)
         say(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {times[k][-1] * 1e3:.2f} ms" for k in variants))
-    return {"steps": steps, "batch_size": bs, "samples": len(x), "val_samples": len(xv), "dataset": args.dataset,
-            "steps_per_execution": cfg.training.steps_per_execution,
-            "times_ms": {k: [t * 1e3 for t in v] for k, v in times.items()},
-            "cpu_ms": {k: [t * 1e3 for t in v] for k, v in cpu.items()}, "flags": cpu_flags()}
+    return {
+        "steps": steps,
+        "batch_size": bs,
+        "samples": len(x),
+        "val_samples": len(xv),
+        "dataset": args.dataset,
+        "steps_per_execution": cfg.training.steps_per_execution,
+        "times_ms": {k: [t * 1e3 for t in v] for k, v in times.items()},
+        "cpu_ms": {k: [t * 1e3 for t in v] for k, v in cpu.items()},
+        "flags": cpu_flags(),
+    }
 
 
 def render(data: dict) -> str:
     t = {k: median(v) for k, v in data["times_ms"].items()}
     c = {k: median(v) for k, v in data.get("cpu_ms", {}).items()}
     mm = t["matmuls"]
-    rows = [(k, f"{v:.2f}", f"{v / mm:.2f}x", f"{c[k]:.2f}" if k in c else "-",
-             f"{c[k] / c['matmuls']:.2f}x" if k in c else "-", " / ".join(f"{x:.2f}" for x in data["times_ms"][k]))
-            for k, v in t.items()]
+    rows = [
+        (
+            k,
+            f"{v:.2f}",
+            f"{v / mm:.2f}x",
+            f"{c[k]:.2f}" if k in c else "-",
+            f"{c[k] / c['matmuls']:.2f}x" if k in c else "-",
+            " / ".join(f"{x:.2f}" for x in data["times_ms"][k]),
+        )
+        for k, v in t.items()
+    ]
     flags = data["flags"]
     lines = [
         f"Section-4 model (784-128-10 MLP, Lambda layers, Adam), batch {data['batch_size']}, "
         f"{data['samples']} training samples of `dataset={data['dataset']}` ({data['steps']} steps per epoch, "
         f"{data.get('val_samples', '?')} validation samples); "
         f"medians of {len(next(iter(data['times_ms'].values())))} interleaved rounds. CPU flags: "
-        + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items()) + ".",
+        + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items())
+        + ".",
         "",
         table(("per step", "median ms", "vs matmuls", "CPU ms", "CPU vs matmuls", "rounds (ms)"), rows),
         "",
         f"Target (issue 37): a solo step at most 1.5x its matrix products: layerlab now "
         f"{t['fit, layerlab now'] / mm:.2f}x (CPU {c['fit, layerlab now'] / c['matmuls']:.2f}x)"
-        + (f", with the tf.data iterator {t['fit, tf.data iterator'] / mm:.2f}x"
-           if "fit, tf.data iterator" in t else "")
-        + f", before issue 37 {t['fit, as before'] / mm:.2f}x." if c else
-        f"Target (issue 37): a solo step at most 1.5x its matrix products: layerlab now "
+        + (
+            f", with the tf.data iterator {t['fit, tf.data iterator'] / mm:.2f}x"
+            if "fit, tf.data iterator" in t
+            else ""
+        )
+        + f", before issue 37 {t['fit, as before'] / mm:.2f}x."
+        if c
+        else f"Target (issue 37): a solo step at most 1.5x its matrix products: layerlab now "
         f"{t['fit, layerlab now'] / mm:.2f}x, before {t['fit, as before'] / mm:.2f}x.",
     ]
     options = [k for k in t if k.startswith("layerlab now, ")]
     if options and "+ validation, layerlab now" in t:
         now = t["fit, layerlab now"]
-        lines += ["", "Read: `fit, layerlab now` against `fit, tf.data iterator` is what gathering the batches inside "
-                  f"the train graph saves ({now / t['fit, tf.data iterator']:.2f} of its wall time, "
-                  f"{c['fit, layerlab now'] / c['fit, tf.data iterator']:.2f} of its CPU time; with validation "
-                  f"{t['+ validation, layerlab now'] / t['+ validation, tf.data iterators']:.2f} and "
-                  f"{c['+ validation, layerlab now'] / c['+ validation, tf.data iterators']:.2f}). What remains "
-                  "above `graph step, gathered` is Keras' `fit` per call and per epoch (callbacks, logs, the "
-                  "epoch's order); what remains above `matmuls` in `graph step` is the rest of the step "
-                  "(rescale, activation, bias, softmax, loss, Adam, metrics). The defaults stay "
-                  "`training.steps_per_execution=32` and `training.jit_compile=false` unless an option row is "
-                  "faster than `fit, layerlab now` here: " + ", ".join(
-                      f"{k.split(', ', 1)[1]} {t[k] / now:.2f}x wall, {c[k] / c['fit, layerlab now']:.2f}x CPU"
-                      for k in options) + "."]
+        lines += [
+            "",
+            "Read: `fit, layerlab now` against `fit, tf.data iterator` is what gathering the batches inside "
+            f"the train graph saves ({now / t['fit, tf.data iterator']:.2f} of its wall time, "
+            f"{c['fit, layerlab now'] / c['fit, tf.data iterator']:.2f} of its CPU time; with validation "
+            f"{t['+ validation, layerlab now'] / t['+ validation, tf.data iterators']:.2f} and "
+            f"{c['+ validation, layerlab now'] / c['+ validation, tf.data iterators']:.2f}). What remains "
+            "above `graph step, gathered` is Keras' `fit` per call and per epoch (callbacks, logs, the "
+            "epoch's order); what remains above `matmuls` in `graph step` is the rest of the step "
+            "(rescale, activation, bias, softmax, loss, Adam, metrics). The defaults stay "
+            "`training.steps_per_execution=32` and `training.jit_compile=false` unless an option row is "
+            "faster than `fit, layerlab now` here: "
+            + ", ".join(
+                f"{k.split(', ', 1)[1]} {t[k] / now:.2f}x wall, {c[k] / c['fit, layerlab now']:.2f}x CPU"
+                for k in options
+            )
+            + ".",
+        ]
     return "\n".join(lines)
 
 

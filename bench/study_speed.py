@@ -59,27 +59,53 @@ def plain_loop(epochs: int, limit: int | None) -> None:
             data = load_dataset(cfg.dataset, seed)
             keras.utils.set_random_seed(seed)
             act = tf.abs if activation == "abs" else tf.nn.relu
-            model = keras.Sequential([
-                keras.Input((28, 28), dtype="uint8"), keras.layers.Flatten(),
-                keras.layers.Lambda(lambda x: tf.cast(x, "float32") / 255.0),
-                keras.layers.Dense(128), keras.layers.Lambda(act), keras.layers.Dense(10, activation="softmax")])
-            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                          metrics=["sparse_categorical_accuracy"])
+            model = keras.Sequential(
+                [
+                    keras.Input((28, 28), dtype="uint8"),
+                    keras.layers.Flatten(),
+                    keras.layers.Lambda(lambda x: tf.cast(x, "float32") / 255.0),
+                    keras.layers.Dense(128),
+                    keras.layers.Lambda(act),
+                    keras.layers.Dense(10, activation="softmax"),
+                ]
+            )
+            model.compile(
+                optimizer=keras.optimizers.Adam(1e-3),
+                loss="sparse_categorical_crossentropy",
+                metrics=["sparse_categorical_accuracy"],
+            )
             model.fit(*data.train, validation_data=data.val, epochs=epochs, batch_size=1024, verbose=0)
-            print("test", model.evaluate(*data.test, batch_size=1024, verbose=0, return_dict=True)
-                  ["sparse_categorical_accuracy"], flush=True)
+            print(
+                "test",
+                model.evaluate(*data.test, batch_size=1024, verbose=0, return_dict=True)["sparse_categorical_accuracy"],
+                flush=True,
+            )
 
 
 def sweep_cmd(work: Path, epochs: int, extra: list[str], limit: int | None) -> list[str]:
-    return [PYTHON, str(ROOT / "runner.py"), "-m", "dataset=mnist", "model=lambda_mlp",
-            f"model.activation={','.join(ACTIVATIONS)}", f"seed={','.join(map(str, SEEDS))}",
-            f"training.epochs={epochs}", *([f"dataset.limit={limit}"] if limit else []), *extra,
-            f"tracking.uri=sqlite:///{work / 'mlflow.db'}", f"tracking.artifact_root={(work / 'mlartifacts').as_uri()}",
-            f"hydra.sweep.dir={work / 'multirun'}"]
+    return [
+        PYTHON,
+        str(ROOT / "runner.py"),
+        "-m",
+        "dataset=mnist",
+        "model=lambda_mlp",
+        f"model.activation={','.join(ACTIVATIONS)}",
+        f"seed={','.join(map(str, SEEDS))}",
+        f"training.epochs={epochs}",
+        *([f"dataset.limit={limit}"] if limit else []),
+        *extra,
+        f"tracking.uri=sqlite:///{work / 'mlflow.db'}",
+        f"tracking.artifact_root={(work / 'mlartifacts').as_uri()}",
+        f"hydra.sweep.dir={work / 'multirun'}",
+    ]
 
 
-WAYS = {"plain loop": None, "sweep": [], "sweep fused": ["sweep.fuse_replicates=true"],
-        "sweep fused bf16": ["sweep.fuse_replicates=true", "training.precision=mixed_bfloat16"]}
+WAYS = {
+    "plain loop": None,
+    "sweep": [],
+    "sweep fused": ["sweep.fuse_replicates=true"],
+    "sweep fused bf16": ["sweep.fuse_replicates=true", "training.precision=mixed_bfloat16"],
+}
 
 
 def _test_accuracy(db: Path) -> float:
@@ -103,8 +129,15 @@ def measure(args) -> dict:
             work.mkdir(parents=True)
             load = os.getloadavg()[0]
             if WAYS[way] is None:
-                cmd = [PYTHON, "-m", "bench.study_speed", "--plain-loop", "--epochs", str(epochs),
-                       *(["--limit", str(limit)] if limit else [])]
+                cmd = [
+                    PYTHON,
+                    "-m",
+                    "bench.study_speed",
+                    "--plain-loop",
+                    "--epochs",
+                    str(epochs),
+                    *(["--limit", str(limit)] if limit else []),
+                ]
                 wall, proc = run_timed(cmd, cwd=ROOT, timeout=7200)
                 accs = [float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("test ")]
                 acc, done = sum(accs) / max(len(accs), 1), len(accs)
@@ -123,20 +156,35 @@ def measure(args) -> dict:
 def render(d: dict) -> str:
     res = d["results"]
     base = res["plain loop"]["wall"]
-    rows = [[w, f"{r['wall']:.1f}", f"{r['cpu']:.0f}", f"{r['wall'] / base:.2f}x", f"{r['load']:.2f}",
-             f"{r['test_accuracy']:.4f}"] for w, r in res.items()]
-    checks = [[f"{w} / plain loop <= {t}", f"{res[w]['wall'] / base:.2f}", verdict(res[w]["wall"] / base <= t)]
-              for w, t in TARGETS.items() if w in res]
-    return "\n".join([
-        f"10 runs of lambda_mlp ({', '.join(ACTIVATIONS)} x seeds {', '.join(map(str, SEEDS))}), {d['epochs']} "
-        "epochs, batch 1024, " + ("1,200 MNIST digits (--quick)" if d["quick"] else "full MNIST (54,000 / 6,000 / "
-                                   "10,000)") + ", one command per way in one call (whole "
-        f"process, spawn to exit). CPU bfloat16 flags: {', '.join(d['bf16_flags']) or 'none'}.",
-        "",
-        table(["way", "wall s", "CPU s", "vs plain loop", "load (1 min) before", "mean test accuracy"], rows),
-        "",
-        table(["target", "measured", "result"], checks),
-    ])
+    rows = [
+        [
+            w,
+            f"{r['wall']:.1f}",
+            f"{r['cpu']:.0f}",
+            f"{r['wall'] / base:.2f}x",
+            f"{r['load']:.2f}",
+            f"{r['test_accuracy']:.4f}",
+        ]
+        for w, r in res.items()
+    ]
+    checks = [
+        [f"{w} / plain loop <= {t}", f"{res[w]['wall'] / base:.2f}", verdict(res[w]["wall"] / base <= t)]
+        for w, t in TARGETS.items()
+        if w in res
+    ]
+    return "\n".join(
+        [
+            f"10 runs of lambda_mlp ({', '.join(ACTIVATIONS)} x seeds {', '.join(map(str, SEEDS))}), {d['epochs']} "
+            "epochs, batch 1024, "
+            + ("1,200 MNIST digits (--quick)" if d["quick"] else "full MNIST (54,000 / 6,000 / 10,000)")
+            + ", one command per way in one call (whole "
+            f"process, spawn to exit). CPU bfloat16 flags: {', '.join(d['bf16_flags']) or 'none'}.",
+            "",
+            table(["way", "wall s", "CPU s", "vs plain loop", "load (1 min) before", "mean test accuracy"], rows),
+            "",
+            table(["target", "measured", "result"], checks),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,20 +114,28 @@ def parse_raw(text: str, rate: float) -> dict[str, dict[str, float]]:
 def timeline(db: Path, spawn: float, exited: float) -> dict[str, float]:
     """Seconds from spawn to: the parent run, the first job's run, the last job's end, the parent closed, exit."""
     with sqlite3.connect(db) as con:
-        rows = con.execute("SELECT r.start_time / 1000.0, r.end_time / 1000.0, t.value FROM runs r JOIN tags t "
-                           "ON t.run_uuid = r.run_uuid AND t.key = 'layerlab.role'").fetchall()
+        rows = con.execute(
+            "SELECT r.start_time / 1000.0, r.end_time / 1000.0, t.value FROM runs r JOIN tags t "
+            "ON t.run_uuid = r.run_uuid AND t.key = 'layerlab.role'"
+        ).fetchall()
     parent = next(r for r in rows if r[2] == "parent")
     jobs = [r for r in rows if r[2] == "job"]
-    return {"parent run created": parent[0] - spawn, "first job started": min(r[0] for r in jobs) - spawn,
-            "last job ended": max(r[1] for r in jobs) - spawn, "parent run closed": parent[1] - spawn,
-            "process exited": exited - spawn}
+    return {
+        "parent run created": parent[0] - spawn,
+        "first job started": min(r[0] for r in jobs) - spawn,
+        "last job ended": max(r[1] for r in jobs) - spawn,
+        "parent run closed": parent[1] - spawn,
+        "process exited": exited - spawn,
+    }
 
 
 def py_spy() -> str:
     exe = shutil.which("py-spy", path=str(Path(PYTHON).parent)) or shutil.which("py-spy")
     if exe is None:
-        raise SystemExit("bench.sweep_profile: py-spy is not installed; `pip install py-spy` "
-                         "(it is in the project's dev extra: `pip install -e '.[dev]'`)")
+        raise SystemExit(
+            "bench.sweep_profile: py-spy is not installed; `pip install py-spy` "
+            "(it is in the project's dev extra: `pip install -e '.[dev]'`)"
+        )
     return exe
 
 
@@ -163,8 +171,20 @@ def main(argv: list[str] | None = None) -> int:
         prof.mkdir()
         shutil.copyfile(template, prof / "mlflow.db")
         raw = prof / "py-spy.txt"
-        cmd = [spy, "record", "--subprocesses", "--idle", "--format", "raw", "--rate", str(args.rate),
-               "--output", str(raw), "--", *sweep_cmd(prof, jobs, epochs, "joblib")]
+        cmd = [
+            spy,
+            "record",
+            "--subprocesses",
+            "--idle",
+            "--format",
+            "raw",
+            "--rate",
+            str(args.rate),
+            "--output",
+            str(raw),
+            "--",
+            *sweep_cmd(prof, jobs, epochs, "joblib"),
+        ]
         t0 = time.perf_counter()
         done = subprocess.run(cmd, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=3600)
         prof_wall = time.perf_counter() - t0
@@ -174,8 +194,17 @@ def main(argv: list[str] | None = None) -> int:
         if finished_jobs(prof / "mlflow.db") != n:
             raise ChildFailed(f"the profiled sweep finished {finished_jobs(prof / 'mlflow.db')} of {n} jobs")
         phases = parse_raw(raw.read_text(), args.rate)
-    data = {"jobs": n, "epochs": epochs, "rate": args.rate, "wall": wall, "cpu": proc.cpu_s, "timeline": line,
-            "profiled_wall": prof_wall, "phases": phases, "quick": args.quick}
+    data = {
+        "jobs": n,
+        "epochs": epochs,
+        "rate": args.rate,
+        "wall": wall,
+        "cpu": proc.cpu_s,
+        "timeline": line,
+        "profiled_wall": prof_wall,
+        "phases": phases,
+        "quick": args.quick,
+    }
     return finish(args, NAME, TITLE, header, data, render)
 
 
@@ -189,8 +218,11 @@ def summary(d: dict) -> list[list[str]]:
     imports = sum(w.get(PHASES[0][0], 0.0) for w in workers) / max(1, len(workers))
     fit = sum(w.get("job: fit (training + validation epochs)", 0.0) for w in workers) / d["jobs"]
     first, last = t["first job started"], t["last job ended"]
-    before, during = ((f"imports {imports:.1f} s per worker", f"fit {fit:.2f} s per job") if workers
-                      else ("workers not sampled", None))  # nothing to average when py-spy saw no worker
+    before, during = (
+        (f"imports {imports:.1f} s per worker", f"fit {fit:.2f} s per job")
+        if workers
+        else ("workers not sampled", None)
+    )  # nothing to average when py-spy saw no worker
     jobs = f"{last - first:.1f} s of jobs" + (f" ({during})" if during else "")
     return [
         [
@@ -215,8 +247,14 @@ def render(d: dict) -> str:
         if par < 0.005 and sum(ws) < 0.005:
             continue
         rows.append([name, f"{par:.2f}", *(f"{w:.2f}" for w in ws), f"{sum(ws) / d['jobs']:.2f}"])
-    rows.append(["**all (main thread wall time)**", f"{totals.get('parent', 0):.2f}",
-                 *(f"{totals[w]:.2f}" for w in workers), f"{sum(totals[w] for w in workers) / d['jobs']:.2f}"])
+    rows.append(
+        [
+            "**all (main thread wall time)**",
+            f"{totals.get('parent', 0):.2f}",
+            *(f"{totals[w]:.2f}" for w in workers),
+            f"{sum(totals[w] for w in workers) / d['jobs']:.2f}",
+        ]
+    )
     steps = list(d["timeline"].items())
     tl_rows, prev = [], 0.0
     for label, at in steps:
@@ -238,8 +276,11 @@ def render(d: dict) -> str:
         table(["phase", "parent s", *(f"{w} s" for w in workers), "workers per job s"], rows),
     ]
     if not workers:  # seen once, in the test suite's --quick run on a loaded machine: the jobs ran, no worker sampled
-        md += ["", f"**{NO_WORKER}** in this run, though its jobs ran in them: the profile covers the parent only. "
-                   "Rerun on a quiet machine for the workers' columns."]
+        md += [
+            "",
+            f"**{NO_WORKER}** in this run, though its jobs ran in them: the profile covers the parent only. "
+            "Rerun on a quiet machine for the workers' columns.",
+        ]
     if d["quick"]:
         md += ["", QUICK_NOTE]
     return "\n".join(md)

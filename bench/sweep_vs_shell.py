@@ -84,32 +84,50 @@ def make_store(path: Path) -> Path:
 
 
 def tracking_args(work: Path) -> list[str]:
-    return [f"tracking.uri=sqlite:///{work / 'mlflow.db'}", f"tracking.artifact_root={(work / 'mlartifacts').as_uri()}",
-            "tracking.experiment=bench-sweep-vs-shell"]
+    return [
+        f"tracking.uri=sqlite:///{work / 'mlflow.db'}",
+        f"tracking.artifact_root={(work / 'mlartifacts').as_uri()}",
+        "tracking.experiment=bench-sweep-vs-shell",
+    ]
 
 
 def sweep_cmd(work: Path, jobs: list[tuple[str, int]], epochs: int, way: str) -> list[str]:
     acts = sorted({a for a, _ in jobs})
     seeds = sorted({s for _, s in jobs})
     launcher = [f"hydra/launcher={way}", f"hydra.launcher.n_jobs={WORKERS}"] if way in ("joblib", "layerlab") else []
-    return [PYTHON, str(ROOT / "runner.py"), "-m", "model.activation=" + ",".join(acts),
-            "seed=" + ",".join(map(str, seeds)), f"training.epochs={epochs}", *tracking_args(work),
-            f"hydra.sweep.dir={work / 'multirun'}", *launcher]
+    return [
+        PYTHON,
+        str(ROOT / "runner.py"),
+        "-m",
+        "model.activation=" + ",".join(acts),
+        "seed=" + ",".join(map(str, seeds)),
+        f"training.epochs={epochs}",
+        *tracking_args(work),
+        f"hydra.sweep.dir={work / 'multirun'}",
+        *launcher,
+    ]
 
 
 def shell_cmd(work: Path, jobs: list[tuple[str, int]], epochs: int) -> list[str]:
     """``xargs -P 2`` over one plain-script command line per job (its output goes to a log file)."""
     lines = work / "jobs.txt"
     script = shlex.quote(str(ROOT / "bench" / "plain_keras.py"))
-    lines.write_text("".join(f"{shlex.quote(PYTHON)} {script} --epochs {epochs} --seed {s} --activation {a} "
-                             f">> {shlex.quote(str(work / 'shell.log'))} 2>&1\n" for a, s in jobs))
+    lines.write_text(
+        "".join(
+            f"{shlex.quote(PYTHON)} {script} --epochs {epochs} --seed {s} --activation {a} "
+            f">> {shlex.quote(str(work / 'shell.log'))} 2>&1\n"
+            for a, s in jobs
+        )
+    )
     return ["sh", "-c", f"xargs -P {WORKERS} -I CMD sh -c CMD < {shlex.quote(str(lines))}"]
 
 
 def finished_jobs(db: Path) -> int:
     with sqlite3.connect(db) as con:
-        return con.execute("SELECT count(*) FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
-                           "WHERE t.key = 'layerlab.role' AND t.value = 'job' AND r.status = 'FINISHED'").fetchone()[0]
+        return con.execute(
+            "SELECT count(*) FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+            "WHERE t.key = 'layerlab.role' AND t.value = 'job' AND r.status = 'FINISHED'"
+        ).fetchone()[0]
 
 
 def one(work: Path, template: Path, way: str, jobs: list[tuple[str, int]], epochs: int) -> dict:
@@ -135,8 +153,13 @@ def single(work: Path, template: Path, way: str, epochs: int) -> dict:
         cmd = [PYTHON, str(ROOT / "bench" / "plain_keras.py"), "--epochs", str(epochs)]
     else:
         shutil.copyfile(template, work / "mlflow.db")
-        cmd = [PYTHON, str(ROOT / "runner.py"), f"training.epochs={epochs}", *tracking_args(work),
-               f"hydra.run.dir={work / 'outputs'}"]
+        cmd = [
+            PYTHON,
+            str(ROOT / "runner.py"),
+            f"training.epochs={epochs}",
+            *tracking_args(work),
+            f"hydra.run.dir={work / 'outputs'}",
+        ]
     wall, proc = run_timed(cmd, cwd=ROOT, timeout=900)
     return {"wall": wall, "cpu": proc.cpu_s}
 
@@ -172,11 +195,19 @@ def main(argv: list[str] | None = None) -> int:
                     k += 1
                     r = one(tmp / f"{k:03d}-{n}-{way}", template, way, jobs_of(n), epochs)
                     results[str(n)][way].append(r)
-                    say(f"round {rnd + 1}/{rounds} N={n:<3d} {way:7s} {r['wall']:6.1f} s  "
-                        f"{r['per_min']:5.1f} jobs/min  CPU {r['cpu']:.0f} s  load before {r['load']:.2f}")
+                    say(
+                        f"round {rnd + 1}/{rounds} N={n:<3d} {way:7s} {r['wall']:6.1f} s  "
+                        f"{r['per_min']:5.1f} jobs/min  CPU {r['cpu']:.0f} s  load before {r['load']:.2f}"
+                    )
                     time.sleep(1)  # let the load of one command fade before the next
-    data = {"results": results, "singles": singles, "epochs": epochs, "rounds": rounds, "quick": quick,
-            "workers": WORKERS}
+    data = {
+        "results": results,
+        "singles": singles,
+        "epochs": epochs,
+        "rounds": rounds,
+        "quick": quick,
+        "workers": WORKERS,
+    }
     return finish(args, NAME, TITLE, header, data, render)
 
 
@@ -199,18 +230,42 @@ def summary(d: dict) -> list[list[str]]:
     rows = []
     for n in d["results"]:
         jb, js, _ = _ratios(d, n)
-        rows.append([f"2. sweeps (N={n})", f"joblib / basic <= {TARGET_JOBLIB_BASIC}", f"{jb:.2f}",
-                     verdict(jb <= TARGET_JOBLIB_BASIC)])
-        rows.append([f"2. sweeps (N={n})", f"joblib / shell loop <= {TARGET_JOBLIB_SHELL}", f"{js:.2f}",
-                     verdict(js <= TARGET_JOBLIB_SHELL)])
+        rows.append(
+            [
+                f"2. sweeps (N={n})",
+                f"joblib / basic <= {TARGET_JOBLIB_BASIC}",
+                f"{jb:.2f}",
+                verdict(jb <= TARGET_JOBLIB_BASIC),
+            ]
+        )
+        rows.append(
+            [
+                f"2. sweeps (N={n})",
+                f"joblib / shell loop <= {TARGET_JOBLIB_SHELL}",
+                f"{js:.2f}",
+                verdict(js <= TARGET_JOBLIB_SHELL),
+            ]
+        )
         lj = _layerlab_ratio(d, n)
         if lj is not None:
-            rows.append([f"2. sweeps (N={n})", f"layerlab / joblib <= {TARGET_LAYERLAB_JOBLIB}", f"{lj:.2f}",
-                         verdict(lj <= TARGET_LAYERLAB_JOBLIB)])
+            rows.append(
+                [
+                    f"2. sweeps (N={n})",
+                    f"layerlab / joblib <= {TARGET_LAYERLAB_JOBLIB}",
+                    f"{lj:.2f}",
+                    verdict(lj <= TARGET_LAYERLAB_JOBLIB),
+                ]
+            )
     s = d["singles"]
     ratio = median(r["wall"] for r in s["runner"]) / median(r["wall"] for r in s["plain"])
-    rows.append(["2. single run", f"runner.py <= {TARGET_SINGLE}x plain script (store exists)", f"{ratio:.2f}x",
-                 verdict(ratio <= TARGET_SINGLE)])
+    rows.append(
+        [
+            "2. single run",
+            f"runner.py <= {TARGET_SINGLE}x plain script (store exists)",
+            f"{ratio:.2f}x",
+            verdict(ratio <= TARGET_SINGLE),
+        ]
+    )
     return rows
 
 
@@ -223,22 +278,52 @@ def render(d: dict) -> str:
             runs = res.get(way)
             if not runs:
                 continue
-            rows.append([n, way, spread([r["wall"] for r in runs], 1), f"{median(r['per_min'] for r in runs):.1f}",
-                         f"{median(r['cpu'] for r in runs):.0f}", " / ".join(f"{r['load']:.2f}" for r in runs)])
+            rows.append(
+                [
+                    n,
+                    way,
+                    spread([r["wall"] for r in runs], 1),
+                    f"{median(r['per_min'] for r in runs):.1f}",
+                    f"{median(r['cpu'] for r in runs):.0f}",
+                    " / ".join(f"{r['load']:.2f}" for r in runs),
+                ]
+            )
         jb, js, bs = _ratios(d, n)
-        targets += [[n, f"joblib / basic <= {TARGET_JOBLIB_BASIC}", f"{jb:.2f} ({1 / jb:.2f}x faster)",
-                     verdict(jb <= TARGET_JOBLIB_BASIC)],
-                    [n, f"joblib / shell loop <= {TARGET_JOBLIB_SHELL}", f"{js:.2f} ({1 / js:.2f}x faster)",
-                     verdict(js <= TARGET_JOBLIB_SHELL)],
-                    [n, "basic / shell loop (no target)", f"{bs:.2f}", "n/a"]]
+        targets += [
+            [
+                n,
+                f"joblib / basic <= {TARGET_JOBLIB_BASIC}",
+                f"{jb:.2f} ({1 / jb:.2f}x faster)",
+                verdict(jb <= TARGET_JOBLIB_BASIC),
+            ],
+            [
+                n,
+                f"joblib / shell loop <= {TARGET_JOBLIB_SHELL}",
+                f"{js:.2f} ({1 / js:.2f}x faster)",
+                verdict(js <= TARGET_JOBLIB_SHELL),
+            ],
+            [n, "basic / shell loop (no target)", f"{bs:.2f}", "n/a"],
+        ]
         lj = _layerlab_ratio(d, n)
         if lj is not None:
-            targets.append([n, f"layerlab / joblib <= {TARGET_LAYERLAB_JOBLIB} (survives a killed worker)",
-                            f"{lj:.2f}", verdict(lj <= TARGET_LAYERLAB_JOBLIB)])
+            targets.append(
+                [
+                    n,
+                    f"layerlab / joblib <= {TARGET_LAYERLAB_JOBLIB} (survives a killed worker)",
+                    f"{lj:.2f}",
+                    verdict(lj <= TARGET_LAYERLAB_JOBLIB),
+                ]
+            )
     s = d["singles"]
     plain, runner = (median(r["wall"] for r in s[w]) for w in ("plain", "runner"))
-    targets.append(["single", f"single run: runner.py <= {TARGET_SINGLE}x the plain script", f"{runner / plain:.2f}x "
-                    f"({runner:.1f} s vs {plain:.1f} s)", verdict(runner / plain <= TARGET_SINGLE)])
+    targets.append(
+        [
+            "single",
+            f"single run: runner.py <= {TARGET_SINGLE}x the plain script",
+            f"{runner / plain:.2f}x ({runner:.1f} s vs {plain:.1f} s)",
+            verdict(runner / plain <= TARGET_SINGLE),
+        ]
+    )
     md = [
         f"N jobs of the lecture's section-4 experiment (Lambda MLP, `abs`/`relu` x N/2 seeds, {epochs} epochs, "
         f"batch 1024, mnist_sample), {rounds} command(s) per way and size, alternating the order. **shell**: "

@@ -52,20 +52,38 @@ def log_runs(client, exp_id: str, start: int, stop: int, epochs: int) -> None:
     for i in range(start, stop):
         act, seed = ("abs", "relu")[i % 2], i // 2
         overrides = [f"model.activation={act}", f"seed={seed}"]
-        run = client.create_run(exp_id, run_name=f"#{i} {act}-seed{seed}", tags={
-            "layerlab.role": "job", "layerlab.sweep_id": SWEEP, "layerlab.overrides": json.dumps(overrides),
-            "layerlab.job_num": str(i)})
+        run = client.create_run(
+            exp_id,
+            run_name=f"#{i} {act}-seed{seed}",
+            tags={
+                "layerlab.role": "job",
+                "layerlab.sweep_id": SWEEP,
+                "layerlab.overrides": json.dumps(overrides),
+                "layerlab.job_num": str(i),
+            },
+        )
         top = 0.90 + (0.03 if act == "abs" else 0.0) + 0.01 * ((seed * 7919) % 10) / 10
         metrics = []
         for e in range(epochs):
-            acc = top - 0.4 * 0.6 ** e
-            values = {"loss": 1 - acc + 0.01, "sparse_categorical_accuracy": acc + 0.01, "val_loss": 1 - acc,
-                      "val_sparse_categorical_accuracy": acc, "epoch_time_s": 0.1}
+            acc = top - 0.4 * 0.6**e
+            values = {
+                "loss": 1 - acc + 0.01,
+                "sparse_categorical_accuracy": acc + 0.01,
+                "val_loss": 1 - acc,
+                "val_sparse_categorical_accuracy": acc,
+                "epoch_time_s": 0.1,
+            }
             metrics += [Metric(k, v, ts + e, e) for k, v in values.items()]
-        metrics += [Metric("test_loss", 1 - acc, ts + epochs, epochs),
-                    Metric("test_sparse_categorical_accuracy", acc, ts + epochs, epochs)]
-        params = [Param("seed", str(seed)), Param("model.activation", act), Param("model.name", "lambda_mlp"),
-                  Param("optimizer.learning_rate", "0.001")]
+        metrics += [
+            Metric("test_loss", 1 - acc, ts + epochs, epochs),
+            Metric("test_sparse_categorical_accuracy", acc, ts + epochs, epochs),
+        ]
+        params = [
+            Param("seed", str(seed)),
+            Param("model.activation", act),
+            Param("model.name", "lambda_mlp"),
+            Param("optimizer.learning_rate", "0.001"),
+        ]
         client.log_batch(run.info.run_id, metrics=metrics, params=params)
         client.set_terminated(run.info.run_id, "FINISHED")
 
@@ -81,7 +99,7 @@ def bulk_histories(client, run_ids: list[str]) -> float:
     got = 0
     for key in history_keys(MetricSpec("sparse_categorical_accuracy")):
         for i in range(0, len(run_ids), 500):
-            got += len(store.get_metric_history_bulk(run_ids[i:i + 500], key, max_results=10**7))
+            got += len(store.get_metric_history_bulk(run_ids[i : i + 500], key, max_results=10**7))
     return time.perf_counter() - t0
 
 
@@ -110,10 +128,11 @@ def compare_costs(tmp: Path, sizes: list[int], epochs: int) -> list[dict]:
         compare_s = time.perf_counter() - t0
         assert len(result["runs"]) == n and len(df) == n, (len(result["runs"]), n)
         bulk_s = bulk_histories(client, list(df["run_id"]))
-        rows.append({"n": n, "log_s_per_run": log_s / new, "load_s": load_s, "compare_s": compare_s,
-                     "bulk_s": bulk_s})
-        say(f"compare_sweep over {n:>5} runs: {compare_s:.2f} s (load_runs {load_s:.2f} s; bulk histories "
-            f"{bulk_s:.2f} s); logging took {log_s / new * 1000:.1f} ms per run")
+        rows.append({"n": n, "log_s_per_run": log_s / new, "load_s": load_s, "compare_s": compare_s, "bulk_s": bulk_s})
+        say(
+            f"compare_sweep over {n:>5} runs: {compare_s:.2f} s (load_runs {load_s:.2f} s; bulk histories "
+            f"{bulk_s:.2f} s); logging took {log_s / new * 1000:.1f} ms per run"
+        )
     return rows
 
 
@@ -194,12 +213,23 @@ def logging_costs(tmp: Path, epochs: int, repeats: int, calls: int) -> dict:
                     ]
                 else:  # the callbacks runner.py uses: timer, NaN guard, signals, [checkpoints], EpochLogger(sink)
                     ck = "false" if "checkpoints off" in mode else "true"
-                    callbacks = make_callbacks(validate(compose([f"training.checkpoint.enabled={ck}"])),
-                                               out_dir=tmp / f"out-{run_id}", sink=sink, run_id=run_id)
+                    callbacks = make_callbacks(
+                        validate(compose([f"training.checkpoint.enabled={ck}"])),
+                        out_dir=tmp / f"out-{run_id}",
+                        sink=sink,
+                        run_id=run_id,
+                    )
         m = model()
         if mode.startswith("NumPy arrays"):  # the lecture's way: Keras' own array adapter, shuffled by Keras
-            m.fit(data.train[0], data.train[1], batch_size=1024, validation_data=data.val, epochs=epochs, verbose=0,
-                  callbacks=[cycle, *callbacks])
+            m.fit(
+                data.train[0],
+                data.train[1],
+                batch_size=1024,
+                validation_data=data.val,
+                epochs=epochs,
+                verbose=0,
+                callbacks=[cycle, *callbacks],
+            )
         else:
             m.fit(train, validation_data=val, epochs=epochs, verbose=0, callbacks=[cycle, *callbacks], shuffle=False)
         if sink is not None:
@@ -274,13 +304,20 @@ def summary(d: dict) -> list[list[str]]:
     sink = median(cyc["MetricSink"])
     default = median(cyc["layerlab's callbacks with checkpoints (default)"])
     return [
-        ["4. tracking", f"compare_sweep over {last['n']:,} runs (no target)",
-         f"{last['compare_s']:.1f} s; `load_runs` {last['load_s']:.1f} s in a separate call; the histories by "
-         f"MLflow's bulk query alone: {last['bulk_s']:.1f} s",
-         "n/a"],
-        ["4. tracking", "MLflow logging per epoch (no target)",
-         f"MetricSink {(sink - none) * 1000:+.1f} ms/epoch; all of layerlab's callbacks (checkpoints on) "
-         f"{(default - none) * 1000:+.1f} ms/epoch over {none * 1000:.0f} ms", "n/a"],
+        [
+            "4. tracking",
+            f"compare_sweep over {last['n']:,} runs (no target)",
+            f"{last['compare_s']:.1f} s; `load_runs` {last['load_s']:.1f} s in a separate call; the histories by "
+            f"MLflow's bulk query alone: {last['bulk_s']:.1f} s",
+            "n/a",
+        ],
+        [
+            "4. tracking",
+            "MLflow logging per epoch (no target)",
+            f"MetricSink {(sink - none) * 1000:+.1f} ms/epoch; all of layerlab's callbacks (checkpoints on) "
+            f"{(default - none) * 1000:+.1f} ms/epoch over {none * 1000:.0f} ms",
+            "n/a",
+        ],
     ]
 
 
@@ -291,19 +328,35 @@ def render(d: dict) -> str:
 
 def report(comp: list[dict], hist_epochs: int, logc: dict, quick: bool) -> str:
     base = comp[0]
-    rows = [[f"{r['n']:,}", f"{r['compare_s']:.2f}", f"{r['compare_s'] / r['n'] * 1000:.1f}",
-             f"{r['compare_s'] / base['compare_s'] * base['n'] / r['n']:.2f}x", f"{r['load_s']:.2f}",
-             f"{r['load_s'] / r['compare_s'] * 100:.0f}%", f"{r['bulk_s']:.2f}", f"{r['log_s_per_run'] * 1000:.1f}"]
-            for r in comp]
+    rows = [
+        [
+            f"{r['n']:,}",
+            f"{r['compare_s']:.2f}",
+            f"{r['compare_s'] / r['n'] * 1000:.1f}",
+            f"{r['compare_s'] / base['compare_s'] * base['n'] / r['n']:.2f}x",
+            f"{r['load_s']:.2f}",
+            f"{r['load_s'] / r['compare_s'] * 100:.0f}%",
+            f"{r['bulk_s']:.2f}",
+            f"{r['log_s_per_run'] * 1000:.1f}",
+        ]
+        for r in comp
+    ]
     cyc = logc["cycles"]
     none = median(cyc["none (EpochTimer only)"])
-    lrows = [[mode, spread([v * 1000 for v in vals], 1), f"{(median(vals) - none) * 1000:+.1f}",
-              f"{median(vals) / none:.3f}x"] for mode, vals in cyc.items()]
+    lrows = [
+        [
+            mode,
+            spread([v * 1000 for v in vals], 1),
+            f"{(median(vals) - none) * 1000:+.1f}",
+            f"{median(vals) / none:.3f}x",
+        ]
+        for mode, vals in cyc.items()
+    ]
     md = [
         f"**compare_sweep** over N job runs of one sweep (2 groups, {hist_epochs} epochs of 5 metrics each, plus test "
         "metrics), logged into a temporary SQLite store; the whole call (load, statistics, 2 plots, report files) "
         "and its loading step `load_runs` (one `search_runs`, then the histories by one SQL query per 500 runs "
-        "(section 4b) timed separately; \"bulk\" = the same histories with the SQL store's "
+        '(section 4b) timed separately; "bulk" = the same histories with the SQL store\'s '
         "`get_metric_history_bulk` (one query per metric and 500 runs).",
         "",
         table(

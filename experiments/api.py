@@ -72,8 +72,12 @@ def compose(overrides: Sequence[str] = (), *, validate: bool = True):
         with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3", job_name="api"):
             cfg = hydra_compose(config_name="config", overrides=list(overrides))
     except HydraException as exc:
-        raise LayerlabError(str(exc).splitlines()[0], path="overrides", value=list(overrides),
-                            fix="check the key and value (python runner.py --help lists the config groups)") from exc
+        raise LayerlabError(
+            str(exc).splitlines()[0],
+            path="overrides",
+            value=list(overrides),
+            fix="check the key and value (python runner.py --help lists the config groups)",
+        ) from exc
     if validate:
         from experiments.config.schema import validate as check
 
@@ -170,14 +174,17 @@ class Sweep:
         return compare(self.experiment, self.sweep_id, self.tracking_uri, **kwargs)
 
 
-def _launch(args: list[str], tracking_uri: str | None, echo: bool, timeout: float | None) -> subprocess.CompletedProcess:
+def _launch(
+    args: list[str], tracking_uri: str | None, echo: bool, timeout: float | None
+) -> subprocess.CompletedProcess:
     """``python runner.py ARGS`` in the project root, its output captured (and echoed when asked)."""
     env = dict(os.environ, LAYERLAB_PROGRESS="plain")
     if tracking_uri is not None:
         env["MLFLOW_TRACKING_URI"] = resolve_uri(tracking_uri)
     cmd = [sys.executable, str(PROJECT_ROOT / "runner.py"), *args]
-    with subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1) as proc:
+    with subprocess.Popen(
+        cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
         lines = []
         try:
             for line in proc.stdout:  # type: ignore[union-attr]
@@ -197,8 +204,16 @@ def _find_run(uri: str, tag: str, value: str) -> Any:
 
     client = MlflowClient(tracking_uri=uri)
     experiment_ids = [e.experiment_id for e in client.search_experiments()]
-    found = client.search_runs(experiment_ids, filter_string=f"tags.`{tag}` = '{value}'",
-                               order_by=["attributes.start_time DESC"], max_results=1) if experiment_ids else []
+    found = (
+        client.search_runs(
+            experiment_ids,
+            filter_string=f"tags.`{tag}` = '{value}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if experiment_ids
+        else []
+    )
     return found[0] if found else None
 
 
@@ -206,13 +221,18 @@ def _failure(proc: subprocess.CompletedProcess, what: str) -> LayerlabError:
     """The child's own message (its ``layerlab: error:`` paragraph) when it logged nothing."""
     errors = [line for line in proc.stdout.splitlines() if "error" in line.lower()]
     message = errors[-1] if errors else (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
-    return LayerlabError(f"{what} logged no run (exit {proc.returncode}): {message}", path="overrides",
-                         value=list(proc.args[2:]), fix="correct the override named above; Run.log / "
-                         "Sweep.log or the same command in a shell show the whole output")
+    return LayerlabError(
+        f"{what} logged no run (exit {proc.returncode}): {message}",
+        path="overrides",
+        value=list(proc.args[2:]),
+        fix="correct the override named above; Run.log / "
+        "Sweep.log or the same command in a shell show the whole output",
+    )
 
 
-def run(overrides: Sequence[str] = (), *, tracking_uri: str | None = None, echo: bool = False,
-        timeout: float | None = None) -> Run:
+def run(
+    overrides: Sequence[str] = (), *, tracking_uri: str | None = None, echo: bool = False, timeout: float | None = None
+) -> Run:
     """Train one job, as ``python runner.py OVERRIDES`` does, and return its MLflow run.
 
     Args:
@@ -236,13 +256,21 @@ def run(overrides: Sequence[str] = (), *, tracking_uri: str | None = None, echo:
     from mlflow import MlflowClient
 
     experiment = MlflowClient(tracking_uri=uri).get_experiment(found.info.experiment_id).name
-    return Run(run_id=found.info.run_id, status=found.info.status, experiment=experiment, tracking_uri=uri,
-               metrics=dict(found.data.metrics), params=dict(found.data.params), tags=dict(found.data.tags),
-               log=proc.stdout)
+    return Run(
+        run_id=found.info.run_id,
+        status=found.info.status,
+        experiment=experiment,
+        tracking_uri=uri,
+        metrics=dict(found.data.metrics),
+        params=dict(found.data.params),
+        tags=dict(found.data.tags),
+        log=proc.stdout,
+    )
 
 
-def sweep(overrides: Sequence[str] = (), *, tracking_uri: str | None = None, echo: bool = False,
-          timeout: float | None = None) -> Sweep:
+def sweep(
+    overrides: Sequence[str] = (), *, tracking_uri: str | None = None, echo: bool = False, timeout: float | None = None
+) -> Sweep:
     """Run a sweep, as ``python runner.py -m OVERRIDES`` does (its summary and comparison included).
 
     Args:
@@ -265,8 +293,13 @@ def sweep(overrides: Sequence[str] = (), *, tracking_uri: str | None = None, ech
     from mlflow import MlflowClient
 
     experiment = MlflowClient(tracking_uri=uri).get_experiment(parent.info.experiment_id).name
-    return Sweep(sweep_id=parent.data.tags[tags.SWEEP_ID], experiment=experiment, tracking_uri=uri,
-                 returncode=proc.returncode, log=proc.stdout)
+    return Sweep(
+        sweep_id=parent.data.tags[tags.SWEEP_ID],
+        experiment=experiment,
+        tracking_uri=uri,
+        returncode=proc.returncode,
+        log=proc.stdout,
+    )
 
 
 def _tidy(raw: pd.DataFrame, spec: MetricSpec, replicate_key: str) -> pd.DataFrame:
@@ -280,7 +313,7 @@ def _tidy(raw: pd.DataFrame, spec: MetricSpec, replicate_key: str) -> pd.DataFra
     if "params.backend" in raw.columns and "backend" not in table.columns:  # the Keras backend, also when not swept
         table["backend"] = raw["params.backend"]
     for col in sorted(c for c in raw.columns if c.startswith("metrics.")):
-        table[col[len("metrics."):]] = pd.to_numeric(raw[col], errors="coerce")
+        table[col[len("metrics.") :]] = pd.to_numeric(raw[col], errors="coerce")
     best, best_epoch = [], []
     pick = np.nanargmax if spec.higher_is_better else np.nanargmin
     for cell in raw["history"]:
@@ -294,8 +327,11 @@ def _tidy(raw: pd.DataFrame, spec: MetricSpec, replicate_key: str) -> pd.DataFra
             best_epoch.append(pd.NA)
     table[f"best_{spec.val}"] = best
     table["best_epoch"] = pd.array(best_epoch, dtype="Int64")
-    wall = pd.to_numeric(raw.get(f"tags.{tags.WALL_TIME_S}"), errors="coerce") \
-        if f"tags.{tags.WALL_TIME_S}" in raw.columns else pd.Series(np.nan, index=raw.index)
+    wall = (
+        pd.to_numeric(raw.get(f"tags.{tags.WALL_TIME_S}"), errors="coerce")
+        if f"tags.{tags.WALL_TIME_S}" in raw.columns
+        else pd.Series(np.nan, index=raw.index)
+    )
     elapsed = (raw["end_time"] - raw["start_time"]).dt.total_seconds() if "end_time" in raw.columns else np.nan
     table["wall_time_s"] = wall.fillna(pd.Series(elapsed, index=raw.index))
     table["start_time"] = raw["start_time"]
@@ -304,8 +340,14 @@ def _tidy(raw: pd.DataFrame, spec: MetricSpec, replicate_key: str) -> pd.DataFra
     return table.reset_index(drop=True)
 
 
-def _load(experiment: str, sweep: str | None, tracking_uri: str | None, metric: MetricLike, mode: str | None,
-          extra_keys: Sequence[str] = ()) -> tuple[str, pd.DataFrame, MetricSpec, pd.DataFrame]:
+def _load(
+    experiment: str,
+    sweep: str | None,
+    tracking_uri: str | None,
+    metric: MetricLike,
+    mode: str | None,
+    extra_keys: Sequence[str] = (),
+) -> tuple[str, pd.DataFrame, MetricSpec, pd.DataFrame]:
     """Runs (search frame with ``history``), the metric, and the long histories of its keys plus ``extra_keys``."""
     uri, raw = search_job_runs(tracking_uri, experiment, sweep)
     spec = resolve_metric(raw, metric, mode)
@@ -315,9 +357,16 @@ def _load(experiment: str, sweep: str | None, tracking_uri: str | None, metric: 
     return uri, raw, spec, points
 
 
-def runs(experiment: str = DEFAULT_EXPERIMENT, sweep: str | None = None, tracking_uri: str | None = None, *,
-         metric: MetricLike = None, mode: str | None = None, status: str | None = None,
-         replicate_key: str = SEED_KEY) -> pd.DataFrame:
+def runs(
+    experiment: str = DEFAULT_EXPERIMENT,
+    sweep: str | None = None,
+    tracking_uri: str | None = None,
+    *,
+    metric: MetricLike = None,
+    mode: str | None = None,
+    status: str | None = None,
+    replicate_key: str = SEED_KEY,
+) -> pd.DataFrame:
     """The job runs of an experiment (or of one sweep), one row per run.
 
     Args:
@@ -343,9 +392,15 @@ def runs(experiment: str = DEFAULT_EXPERIMENT, sweep: str | None = None, trackin
     return table if status is None else table[table["status"] == status].reset_index(drop=True)
 
 
-def histories(experiment: str = DEFAULT_EXPERIMENT, sweep: str | None = None, tracking_uri: str | None = None, *,
-              keys: Sequence[str] | None = None, metric: MetricLike = None,
-              replicate_key: str = SEED_KEY) -> pd.DataFrame:
+def histories(
+    experiment: str = DEFAULT_EXPERIMENT,
+    sweep: str | None = None,
+    tracking_uri: str | None = None,
+    *,
+    keys: Sequence[str] | None = None,
+    metric: MetricLike = None,
+    replicate_key: str = SEED_KEY,
+) -> pd.DataFrame:
     """Per-epoch metrics of the job runs, long format (one row per run, metric and epoch).
 
     Args:
@@ -369,11 +424,21 @@ def histories(experiment: str = DEFAULT_EXPERIMENT, sweep: str | None = None, tr
     return labels.merge(long, on="run_id", how="inner").reset_index(drop=True)
 
 
-def compare(experiment: str = DEFAULT_EXPERIMENT, sweep: str | None = None, tracking_uri: str | None = None, *,
-            metric: MetricLike = None, mode: str | None = None, target: float | None | str = "auto",
-            alpha: float = 0.05, replicate_key: str = SEED_KEY, compare_by: Sequence[str] | None = None,
-            all_pairs: bool = False,
-            min_effect: float | None = None, equivalence_margin: float | None = None) -> Comparison:
+def compare(
+    experiment: str = DEFAULT_EXPERIMENT,
+    sweep: str | None = None,
+    tracking_uri: str | None = None,
+    *,
+    metric: MetricLike = None,
+    mode: str | None = None,
+    target: float | None | str = "auto",
+    alpha: float = 0.05,
+    replicate_key: str = SEED_KEY,
+    compare_by: Sequence[str] | None = None,
+    all_pairs: bool = False,
+    min_effect: float | None = None,
+    equivalence_margin: float | None = None,
+) -> Comparison:
     """Compare the groups of a sweep: means with 95% CIs, and a test per factor (nothing written to disk).
 
     Args:
@@ -387,10 +452,23 @@ def compare(experiment: str = DEFAULT_EXPERIMENT, sweep: str | None = None, trac
     from experiments.analysis.factors import all_verdicts
 
     _, raw, spec, _ = _load(experiment, sweep, tracking_uri, metric, mode)
-    frames = comparison_frames(raw, target, metric=spec, alpha=alpha, replicate_key=replicate_key,
-                               compare_by=compare_by, all_pairs=all_pairs, min_effect=min_effect,
-                               equivalence_margin=equivalence_margin)
-    return Comparison(metric=frames["metric"], summary=frames["summary"], tests=frames["tests"],
-                      interactions=frames["interactions"], pairs=frames["pairs"],
-                      verdicts=all_verdicts(frames["tests"], frames["interactions"], frames["pairs"]),
-                      runs=_tidy(raw, frames["metric"], replicate_key))
+    frames = comparison_frames(
+        raw,
+        target,
+        metric=spec,
+        alpha=alpha,
+        replicate_key=replicate_key,
+        compare_by=compare_by,
+        all_pairs=all_pairs,
+        min_effect=min_effect,
+        equivalence_margin=equivalence_margin,
+    )
+    return Comparison(
+        metric=frames["metric"],
+        summary=frames["summary"],
+        tests=frames["tests"],
+        interactions=frames["interactions"],
+        pairs=frames["pairs"],
+        verdicts=all_verdicts(frames["tests"], frames["interactions"], frames["pairs"]),
+        runs=_tidy(raw, frames["metric"], replicate_key),
+    )

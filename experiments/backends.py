@@ -23,8 +23,11 @@ from experiments.tracking import tags
 
 # The distributions that provide each backend (their version is recorded).
 DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax",), "torch": ("torch",)}
-INSTALL = {"tensorflow": "pip install tensorflow-cpu", "jax": "pip install -e '.[jax]' (jax[cpu])",
-           "torch": "make install-torch (pip install -e '.[torch]')"}
+INSTALL = {
+    "tensorflow": "pip install tensorflow-cpu",
+    "jax": "pip install -e '.[jax]' (jax[cpu])",
+    "torch": "make install-torch (pip install -e '.[torch]')",
+}
 
 
 def loaded_backend() -> str | None:
@@ -53,9 +56,13 @@ def require_installed(backend: str) -> None:
         LayerlabError: naming the key and the install command.
     """
     if not _installed(backend):
-        raise LayerlabError(f"Keras backend {backend!r} is not installed in this environment "
-                            f"(installed: {', '.join(installed_backends()) or 'none'})", path="backend", value=backend,
-                            fix=f"install it ({INSTALL[backend]}) or choose another backend")
+        raise LayerlabError(
+            f"Keras backend {backend!r} is not installed in this environment "
+            f"(installed: {', '.join(installed_backends()) or 'none'})",
+            path="backend",
+            value=backend,
+            fix=f"install it ({INSTALL[backend]}) or choose another backend",
+        )
 
 
 def backend_version(backend: str) -> str:
@@ -75,5 +82,8 @@ def backend_tags(jit_compile) -> dict[str, str]:
         jit_compile: the effective ``training.jit_compile`` (the per-backend default resolved).
     """
     backend = loaded_backend() or "tensorflow"
-    return {tags.BACKEND: backend, tags.BACKEND_VERSION: backend_version(backend),
-            tags.JIT_COMPILE: str(jit_compile).lower()}
+    return {
+        tags.BACKEND: backend,
+        tags.BACKEND_VERSION: backend_version(backend),
+        tags.JIT_COMPILE: str(jit_compile).lower(),
+    }

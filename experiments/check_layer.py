@@ -51,10 +51,15 @@ def _error(exc: BaseException) -> str:
 def _hint(cls, backend: str) -> str:
     """Why a layer that works on TensorFlow may fail elsewhere: its module imports TensorFlow."""
     module = sys.modules.get(getattr(cls, "__module__", ""), None)
-    if backend != "tensorflow" and module is not None and any(
-            getattr(v, "__name__", "") == "tensorflow" for v in vars(module).values()):
-        return (f"; its module {module.__name__} imports TensorFlow: a tf.* op in a layer runs on the TensorFlow "
-                "backend only, write it with keras.ops")
+    if (
+        backend != "tensorflow"
+        and module is not None
+        and any(getattr(v, "__name__", "") == "tensorflow" for v in vars(module).values())
+    ):
+        return (
+            f"; its module {module.__name__} imports TensorFlow: a tf.* op in a layer runs on the TensorFlow "
+            "backend only, write it with keras.ops"
+        )
     return ""
 
 
@@ -92,7 +97,7 @@ def _check_one(name: str, backend: str, folder: Path, input_shape: tuple, kwargs
                 raise AssertionError(f"predictions differ after the round trip (max {abs(again - expected).max():.2e})")
         loaded = []
         for other in sorted(folder.glob(f"{name}.*.keras")):
-            source = other.name[len(name) + 1:-len(".keras")]
+            source = other.name[len(name) + 1 : -len(".keras")]
             if source == backend:
                 continue
             stage = f"load the model saved on {source}"
@@ -114,16 +119,28 @@ def _worker(args: argparse.Namespace) -> int:
     shape = tuple(int(d) for d in args.input_shape.split(","))
     kwargs = json.loads(args.kwargs)
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    results = {name: _check_one(name, backend, Path(args.dir), shape, kwargs, make=not args.load_only)
-               for name in args.names}
+    results = {
+        name: _check_one(name, backend, Path(args.dir), shape, kwargs, make=not args.load_only) for name in args.names
+    }
     print(json.dumps(results), flush=True)
     return 0
 
 
 def _run_backend(backend: str, args: argparse.Namespace, folder: Path, load_only: bool) -> dict[str, Any]:
     """The worker for ``backend`` in a fresh process; its results per layer (a crash counts for every layer)."""
-    cmd = [sys.executable, "-m", "experiments.check_layer", "--worker", "--dir", str(folder),
-           "--input-shape", args.input_shape, "--kwargs", args.kwargs, *args.names]
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.check_layer",
+        "--worker",
+        "--dir",
+        str(folder),
+        "--input-shape",
+        args.input_shape,
+        "--kwargs",
+        args.kwargs,
+        *args.names,
+    ]
     cmd += [a for m in args.module for a in ("--module", m)] + (["--load-only"] if load_only else [])
     env = dict(os.environ, KERAS_BACKEND=backend)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -132,8 +149,10 @@ def _run_backend(backend: str, args: argparse.Namespace, folder: Path, load_only
         return json.loads(lines[-1])
     except (IndexError, ValueError):
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {name: {"ok": False, "stage": "start", "error": f"the {backend} process failed: {tail}"}
-                for name in args.names}
+        return {
+            name: {"ok": False, "stage": "start", "error": f"the {backend} process failed: {tail}"}
+            for name in args.names
+        }
 
 
 def check(args: argparse.Namespace) -> tuple[str, bool]:
@@ -162,14 +181,20 @@ def check(args: argparse.Namespace) -> tuple[str, bool]:
             all_ok = False
             backend, r = failed[0]
             passed = [b for b, r2 in per_backend.items() if r2["ok"]]
-            lines.append(f"{name}: FAILS on {backend} at '{r['stage']}': {r['error']}"
-                         + (f" (works on {', '.join(passed)})" if passed else ""))
+            lines.append(
+                f"{name}: FAILS on {backend} at '{r['stage']}': {r['error']}"
+                + (f" (works on {', '.join(passed)})" if passed else "")
+            )
             lines += [f"  also fails on {b} at '{r2['stage']}': {r2['error']}" for b, r2 in failed[1:]]
         else:
-            trips = "; ".join(f"{b} loads {', '.join(r['loaded_from'])}'s model" for b, r in per_backend.items()
-                              if r["loaded_from"])
-            lines.append(f"{name}: OK on {', '.join(per_backend)} (build, one training step, .keras round trip"
-                         + (f"; {trips} with equal predictions" if trips else "") + ")")
+            trips = "; ".join(
+                f"{b} loads {', '.join(r['loaded_from'])}'s model" for b, r in per_backend.items() if r["loaded_from"]
+            )
+            lines.append(
+                f"{name}: OK on {', '.join(per_backend)} (build, one training step, .keras round trip"
+                + (f"; {trips} with equal predictions" if trips else "")
+                + ")"
+            )
     return "\n".join(lines), all_ok
 
 

@@ -27,6 +27,7 @@ from experiments.process import configure_process, debug_enabled, teardown_may_b
 # experiments.job and experiments.sweeps are imported inside the functions below, after the
 # pre-check: a typo in an override is then reported before TensorFlow loads (seconds; BENCHMARKS.md section 1).
 
+
 class JobFailed(RuntimeError):
     """A sweep job's user error, re-raised without its traceback for Hydra."""
 
@@ -67,8 +68,11 @@ def run_from_hydra(cfg):
             raise JobFailed(str(exc)) from None
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        print("layerlab: interrupted; the MLflow run is marked KILLED and the last epoch's checkpoint is kept",
-              file=sys.stderr, flush=True)
+        print(
+            "layerlab: interrupted; the MLflow run is marked KILLED and the last epoch's checkpoint is kept",
+            file=sys.stderr,
+            flush=True,
+        )
         if _is_multirun():
             raise
         sys.exit(130)

@@ -25,8 +25,10 @@ TOOLS = {
     "schema": ("experiments.models.json_schema", "write the JSON Schema of the model YAML files"),
     "upload": ("experiments.tracking.upload", "finish a run whose tracking server went away (its output folder)"),
     "fetch": ("experiments.data.fetch", "fetch a dataset ahead of time (mnist) and print its file and digest"),
-    "check-layer": ("experiments.check_layer", "build, train one step and round-trip layers on every installed "
-                                               "Keras backend"),
+    "check-layer": (
+        "experiments.check_layer",
+        "build, train one step and round-trip layers on every installed Keras backend",
+    ),
 }
 # What `layerlab list` can list: the layer registry, and the options of these config groups.
 GROUPS = ("model", "dataset", "experiment", "optimizer", "training", "tracking", "sweep")
@@ -34,20 +36,34 @@ GROUPS = ("model", "dataset", "experiment", "optimizer", "training", "tracking",
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="layerlab", description="The project's tools beside `python runner.py` (training and sweeps).",
-        epilog="`layerlab COMMAND --help` shows a command's own options. Train and sweep: python runner.py ...")
+        prog="layerlab",
+        description="The project's tools beside `python runner.py` (training and sweeps).",
+        epilog="`layerlab COMMAND --help` shows a command's own options. Train and sweep: python runner.py ...",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, text) in TOOLS.items():
         sub.add_parser(name, help=text, add_help=False)
-    listing = sub.add_parser("list", help="the registered layers and functions, or a config group's options",
-                             description="List the layer registry (python runner.py list_layers=...) or the options "
-                                         "of a config group (what `group=option` accepts).")
-    listing.add_argument("what", nargs="?", default="layers",
-                         help=f"layers (default), a layer name or shell pattern ('*Dense*': the matching layers' "
-                              f"arguments), or a config group: {', '.join(GROUPS)}")
+    listing = sub.add_parser(
+        "list",
+        help="the registered layers and functions, or a config group's options",
+        description="List the layer registry (python runner.py list_layers=...) or the options "
+        "of a config group (what `group=option` accepts).",
+    )
+    listing.add_argument(
+        "what",
+        nargs="?",
+        default="layers",
+        help=f"layers (default), a layer name or shell pattern ('*Dense*': the matching layers' "
+        f"arguments), or a config group: {', '.join(GROUPS)}",
+    )
     listing.add_argument("pattern", nargs="?", default=None, help="after `layers`: a layer name or shell pattern")
-    listing.add_argument("--modules", nargs="*", default=[], metavar="MODULE",
-                         help="extra layer modules to import first (as registry.modules)")
+    listing.add_argument(
+        "--modules",
+        nargs="*",
+        default=[],
+        metavar="MODULE",
+        help="extra layer modules to import first (as registry.modules)",
+    )
     return parser
 
 
@@ -59,8 +75,11 @@ def config_options(group: str, conf: Path = CONF) -> list[str]:
 def _list(args: argparse.Namespace) -> int:
     if args.what in GROUPS:
         print(f"{args.what}: {', '.join(config_options(args.what))}")
-        print(f"use one with: python runner.py {args.what}=<option>"
-              if args.what != "experiment" else "use one with: python runner.py +experiment=<option>")
+        print(
+            f"use one with: python runner.py {args.what}=<option>"
+            if args.what != "experiment"
+            else "use one with: python runner.py +experiment=<option>"
+        )
         return 0
     import layers
     from experiments.errors import LayerlabError

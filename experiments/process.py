@@ -51,19 +51,27 @@ PROCESS_ENV = {
 
 # Start-up lines a user cannot act on (measured with tensorflow-cpu 2.21 on a CPU machine; the GPU build's
 # factory-registration lines too). Anything else written during the import is shown.
-NOISE = re.compile("|".join([
-    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
-    r"^[IWE]\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard|cuda_platform|cuda_executor|cuda_diagnostics"
-    r"|cuda_dnn|cuda_fft|cuda_blas|computation_placer|gpu_device|env|tf_trt)\.cc:\d+\]",
-    r"^To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.",
-    r"^TF-TRT Warning: Could not find TensorRT",
-]))
+NOISE = re.compile(
+    "|".join(
+        [
+            r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+            r"^[IWE]\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard|cuda_platform|cuda_executor|cuda_diagnostics"
+            r"|cuda_dnn|cuda_fft|cuda_blas|computation_placer|gpu_device|env|tf_trt)\.cc:\d+\]",
+            r"^To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.",
+            r"^TF-TRT Warning: Could not find TensorRT",
+        ]
+    )
+)
 
 
 # The launchers' per-job INFO lines ("Launching 4 jobs locally", "#0 : seed=0 ..."): the sweep's progress
 # display names every job instead (experiments/sweeps/progress/display.py). Their warnings still show.
-LAUNCH_LOGGERS = ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher",
-                  "hydra_plugins.hydra_ray_launcher", "hydra_plugins.layerlab_launcher")
+LAUNCH_LOGGERS = (
+    "hydra._internal.core_plugins.basic_launcher",
+    "hydra_plugins.hydra_joblib_launcher",
+    "hydra_plugins.hydra_ray_launcher",
+    "hydra_plugins.layerlab_launcher",
+)
 
 
 TRUE_WORDS = ("1", "true", "yes", "on")

@@ -96,7 +96,8 @@ def get_function(name: str) -> Callable:
         if close:
             msg += "; did you mean " + " or ".join(repr(c) for c in dict.fromkeys(close)) + "?"
         msg += (
-            " Known: " + ", ".join(n for n in functions.names(aliases=True) if ">" not in n)
+            " Known: "
+            + ", ".join(n for n in functions.names(aliases=True) if ">" not in n)
             + " and Keras' activations (relu, elu, gelu, ...)."
         )
         raise RegistryError(msg)
@@ -105,8 +106,11 @@ def get_function(name: str) -> Callable:
 
 def keras_activation_names() -> list[str]:
     """The names ``keras.activations.get`` knows (``relu``, ``gelu``, ...)."""
-    return sorted(k for k in dir(keras.activations)
-                  if not k.startswith("_") and k.islower() and k not in ("get", "serialize", "deserialize"))
+    return sorted(
+        k
+        for k in dir(keras.activations)
+        if not k.startswith("_") and k.islower() and k not in ("get", "serialize", "deserialize")
+    )
 
 
 def activation_names() -> list[str]:

@@ -40,8 +40,16 @@ _DOC_WORDS = (
     (re.compile(r"\b(dict|dictionary)\b", re.I), "object"),
 )
 _NOT_PLAIN = re.compile(r"\btensors?\b|\bcallable\b|\bfunction\b", re.I)
-_ANNOTATIONS = {int: "integer", float: "number", bool: "boolean", str: "string", list: "array",
-                tuple: "array", dict: "object", type(None): "null"}
+_ANNOTATIONS = {
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    str: "string",
+    list: "array",
+    tuple: "array",
+    dict: "object",
+    type(None): "null",
+}
 
 
 @dataclass(frozen=True)
@@ -115,8 +123,14 @@ def _argument(p: inspect.Parameter, own: bool, hint: Any, doc: str) -> Argument:
     found = set(_types_from_hint(hint)) if hint is not None else set(_types_from_doc(doc))
     if found and has_default:  # the default alone claims nothing: Keras takes dicts where it shows a name
         found |= set(_types_of_value(default))
-    return Argument(name=p.name, required=required, default=default, has_default=has_default,
-                    types=tuple(t for t in JSON_TYPES if t in found), doc=doc)
+    return Argument(
+        name=p.name,
+        required=required,
+        default=default,
+        has_default=has_default,
+        types=tuple(t for t in JSON_TYPES if t in found),
+        doc=doc,
+    )
 
 
 def _arg_docs(cls) -> dict[str, str]:

@@ -35,8 +35,14 @@ def run_cli(*args: str, tmp_path: Path, env: dict | None = None, timeout: int = 
     """``python runner.py ARGS`` in the project root, outputs kept under ``tmp_path``."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     hydra_dirs = [f"hydra.run.dir={tmp_path}/outputs/run", f"hydra.sweep.dir={tmp_path}/multirun"]
-    return subprocess.run([sys.executable, str(ROOT / "runner.py"), *args, *hydra_dirs], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "runner.py"), *args, *hydra_dirs],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(autouse=True)

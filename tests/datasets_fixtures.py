@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 
-def image_folder(root: Path, classes=("cat", "dog"), per_class: int = 12, size: int = 8, split: bool = False,
-                 seed: int = 0) -> Path:
+def image_folder(
+    root: Path, classes=("cat", "dog"), per_class: int = 12, size: int = 8, split: bool = False, seed: int = 0
+) -> Path:
     """``root/<class>/*.png`` (or ``root/train|test/<class>``): each class a different mean brightness, learnable."""
     from PIL import Image
 

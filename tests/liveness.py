@@ -18,7 +18,8 @@ def wait_until(found, proc, timeout: float, what: str):
             return value
         if proc.poll() is not None:
             out, err = proc.communicate()
-            raise AssertionError(f"the process ended early, waiting for {what}:\n{(out or '')[-3000:]}\n"
-                                 f"{(err or '')[-3000:]}")
+            raise AssertionError(
+                f"the process ended early, waiting for {what}:\n{(out or '')[-3000:]}\n{(err or '')[-3000:]}"
+            )
         time.sleep(0.2)
     raise AssertionError(f"no {what} in {timeout:.0f} s")

@@ -25,8 +25,15 @@ from tests.conftest import ROOT, free_port
 
 SCRIPT = ROOT / "scripts" / "mlflow_stack.sh"
 # Inherited from a surrounding sweep or shell, these would redirect or re-parent the runs under test.
-LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
-             "LAYERLAB_PG_PASSWORD", "LAYERLAB_SERVICES_DIR", "RAY_ADDRESS")
+LEAKY_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+    "LAYERLAB_PG_PASSWORD",
+    "LAYERLAB_SERVICES_DIR",
+    "RAY_ADDRESS",
+)
 
 
 def env(**extra: str) -> dict:
@@ -55,15 +62,16 @@ def listen_hosts(port: int) -> set[str]:
                 if width == 8:
                     hosts.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(addr)[::-1]))
                 else:
-                    raw = b"".join(bytes.fromhex(addr[i:i + 8])[::-1] for i in range(0, 32, 8))
+                    raw = b"".join(bytes.fromhex(addr[i : i + 8])[::-1] for i in range(0, 32, 8))
                     hosts.add(socket.inet_ntop(socket.AF_INET6, raw))
     return hosts
 
 
 def stack(cmd: str, stack_env: dict, timeout: int = 300, args: tuple = ()) -> subprocess.CompletedProcess:
     """``scripts/mlflow_stack.sh CMD ARGS`` with ``stack_env``."""
-    return subprocess.run(["bash", str(SCRIPT), cmd, *args], cwd=ROOT, env=stack_env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", str(SCRIPT), cmd, *args], cwd=ROOT, env=stack_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @contextlib.contextmanager
@@ -78,8 +86,13 @@ def running_stack(password: str | None = None, start_args: tuple = (), **extra_e
     services = Path(tempfile.mkdtemp(prefix="layerlab-svc-", dir="/tmp"))
     password = password or secrets.token_hex(12)
     pg_port, mlflow_port = free_port(), free_port()
-    stack_env = env(LAYERLAB_SERVICES_DIR=str(services), LAYERLAB_PG_PORT=str(pg_port),
-                    LAYERLAB_MLFLOW_PORT=str(mlflow_port), LAYERLAB_PG_PASSWORD=password, **extra_env)
+    stack_env = env(
+        LAYERLAB_SERVICES_DIR=str(services),
+        LAYERLAB_PG_PORT=str(pg_port),
+        LAYERLAB_MLFLOW_PORT=str(mlflow_port),
+        LAYERLAB_PG_PASSWORD=password,
+        **extra_env,
+    )
     if "LAYERLAB_VENV" not in stack_env and not (ROOT / ".venv").exists() and sys.prefix != sys.base_prefix:
         stack_env["LAYERLAB_VENV"] = sys.prefix  # a checkout without its own .venv: the tests' virtualenv
     t0 = time.perf_counter()
@@ -87,12 +100,22 @@ def running_stack(password: str | None = None, start_args: tuple = (), **extra_e
     start_s = time.perf_counter() - t0
     try:
         if started.returncode == 4:
-            pytest.skip("the MLflow stack cannot be set up on this machine: "
-                        + (started.stderr.strip().splitlines() or ["(no message)"])[-1])
+            pytest.skip(
+                "the MLflow stack cannot be set up on this machine: "
+                + (started.stderr.strip().splitlines() or ["(no message)"])[-1]
+            )
         assert started.returncode == 0, f"mlflow_stack.sh start exited {started.returncode}\n{tail(started)}"
         uri = stack("uri", stack_env).stdout.strip()
-        yield {"uri": uri, "services": services, "env": stack_env, "pg_port": pg_port, "mlflow_port": mlflow_port,
-               "password": password, "start": started, "start_s": start_s}
+        yield {
+            "uri": uri,
+            "services": services,
+            "env": stack_env,
+            "pg_port": pg_port,
+            "mlflow_port": mlflow_port,
+            "password": password,
+            "start": started,
+            "start_s": start_s,
+        }
     finally:
         stopped = stack("stop", stack_env, timeout=180)
         try:

@@ -31,10 +31,23 @@ def test_hydra_basic_launcher_path_and_joblib_settings_conversion():
     from experiments.adapters.hydra_internals import BASIC_LAUNCHER, joblib_parallel_kwargs
 
     assert get_class(BASIC_LAUNCHER).__name__ == "BasicLauncher"
-    kwargs = joblib_parallel_kwargs({"_target_": "x", "n_jobs": 2, "max_nbytes": "1000", "pre_dispatch": "2*n_jobs",
-                                     "batch_size": "auto", "backend": None})
-    assert kwargs == {"n_jobs": 2, "max_nbytes": 1000, "pre_dispatch": "2*n_jobs", "batch_size": "auto",
-                      "backend": "loky"}
+    kwargs = joblib_parallel_kwargs(
+        {
+            "_target_": "x",
+            "n_jobs": 2,
+            "max_nbytes": "1000",
+            "pre_dispatch": "2*n_jobs",
+            "batch_size": "auto",
+            "backend": None,
+        }
+    )
+    assert kwargs == {
+        "n_jobs": 2,
+        "max_nbytes": 1000,
+        "pre_dispatch": "2*n_jobs",
+        "batch_size": "auto",
+        "backend": "loky",
+    }
 
 
 def test_keras_call_graph_internals():

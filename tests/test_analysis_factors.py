@@ -26,8 +26,12 @@ from tests.test_compare import run_row
 
 SEEDS = [0, 1, 2, 3, 4]
 # test accuracy per (model, activation): abs ahead in both models, by more in lambda_mlp.
-BASE = {("class_mlp", "abs"): 0.930, ("class_mlp", "relu"): 0.920,
-        ("lambda_mlp", "abs"): 0.925, ("lambda_mlp", "relu"): 0.905}
+BASE = {
+    ("class_mlp", "abs"): 0.930,
+    ("class_mlp", "relu"): 0.920,
+    ("lambda_mlp", "abs"): 0.925,
+    ("lambda_mlp", "relu"): 0.905,
+}
 NOISE = [0.004, -0.002, 0.001, -0.003, 0.0005]
 JITTER = {"abs": [0.001, -0.001, 0.002, 0.0, -0.002], "relu": [-0.001, 0.002, 0.0, 0.001, -0.001]}
 
@@ -45,7 +49,8 @@ def frame(seed_key: str = "seed") -> pd.DataFrame:
                 row["run_id"] = f"{model}-{act}-{s}"
                 if seed_key != "seed":  # the replicate is another key: rename it in overrides and params
                     row["tags.layerlab.overrides"] = json.dumps(
-                        [f"model={model}", f"model.activation={act}", f"{seed_key}={s}"])
+                        [f"model={model}", f"model.activation={act}", f"{seed_key}={s}"]
+                    )
                     row[f"params.{seed_key}"] = row.pop("params.seed")
                 rows.append(row)
     return pd.DataFrame(rows)
@@ -90,7 +95,8 @@ def test_interaction_is_the_difference_of_differences():
     assert (row["factor"], row["by"]) == ("model.activation", "model")  # the last swept key is the contrast
     assert (row["level_a"], row["level_b"], row["by_a"], row["by_b"]) == ("abs", "relu", "class_mlp", "lambda_mlp")
     dd = (cells("class_mlp", "abs") - cells("class_mlp", "relu")) - (
-        cells("lambda_mlp", "abs") - cells("lambda_mlp", "relu"))
+        cells("lambda_mlp", "abs") - cells("lambda_mlp", "relu")
+    )
     one = stats.ttest_1samp(dd, 0.0)
     ci = one.confidence_interval(0.95)
     assert row["dd"] == pytest.approx(dd.mean())
@@ -105,11 +111,15 @@ def test_unpaired_interaction_uses_welch_satterthwaite():
     # Drop one seed from one cell: the replicates no longer match, so nothing is paired.
     df = df[~(df["run_id"] == "class_mlp-abs-4")]
     row = interaction_tests(df).iloc[0]
-    groups = [cells("class_mlp", "abs")[:4], cells("class_mlp", "relu"), cells("lambda_mlp", "abs"),
-              cells("lambda_mlp", "relu")]
+    groups = [
+        cells("class_mlp", "abs")[:4],
+        cells("class_mlp", "relu"),
+        cells("lambda_mlp", "abs"),
+        cells("lambda_mlp", "relu"),
+    ]
     terms = [g.var(ddof=1) / len(g) for g in groups]
     se = np.sqrt(sum(terms))
-    dof = se ** 4 / sum(t ** 2 / (len(g) - 1) for t, g in zip(terms, groups))
+    dof = se**4 / sum(t**2 / (len(g) - 1) for t, g in zip(terms, groups))
     est = groups[0].mean() - groups[1].mean() - groups[2].mean() + groups[3].mean()
     assert row["test"] == "welch" and row["dd"] == pytest.approx(est)
     assert row["p"] == pytest.approx(2 * stats.t.sf(abs(est) / se, dof))
@@ -149,15 +159,34 @@ def test_one_factor_gives_the_same_verdict_as_the_pairwise_test():
 
 
 def test_child_names_say_what_differs():
-    assert child_run_name(["model=lambda_mlp", "model.activation=abs", "seed=3", "training.epochs=1"],
-                          ["model=lambda_mlp,class_mlp", "model.activation=abs,relu", "seed=0,1,2,3",
-                           "training.epochs=1"]) == "activation=abs model=lambda_mlp seed=3"
+    assert (
+        child_run_name(
+            ["model=lambda_mlp", "model.activation=abs", "seed=3", "training.epochs=1"],
+            ["model=lambda_mlp,class_mlp", "model.activation=abs,relu", "seed=0,1,2,3", "training.epochs=1"],
+        )
+        == "activation=abs model=lambda_mlp seed=3"
+    )
     assert name_from({"seed": "1", "a.lr": "0.1", "b.lr": "0.2"}) == "a.lr=0.1 b.lr=0.2 seed=1"
     # A launcher may retype the values it hands to the job (Ray: False for false, escaped colons): keys decide.
-    assert child_run_name(["model.activation=abs", "seed=1", "tracking.log_model=False",
-                           "tracking.uri=sqlite\\:////tmp/m.db", "+notes.x=1"],
-                          ["model.activation=abs,relu", "seed=0,1", "tracking.log_model=false",
-                           "tracking.uri=sqlite:////tmp/m.db", "+notes.x=1"]) == "activation=abs seed=1"
+    assert (
+        child_run_name(
+            [
+                "model.activation=abs",
+                "seed=1",
+                "tracking.log_model=False",
+                "tracking.uri=sqlite\\:////tmp/m.db",
+                "+notes.x=1",
+            ],
+            [
+                "model.activation=abs,relu",
+                "seed=0,1",
+                "tracking.log_model=false",
+                "tracking.uri=sqlite:////tmp/m.db",
+                "+notes.x=1",
+            ],
+        )
+        == "activation=abs seed=1"
+    )
 
 
 def test_group_metrics_have_readable_names_and_best_run_uses_validation():
@@ -173,10 +202,24 @@ def test_group_metrics_have_readable_names_and_best_run_uses_validation():
     def run(name, val, test, status="FINISHED"):
         return {"run_id": name, "status": status, "val": val, "test": test}
 
-    state = SweepState(uri="", experiment="", experiment_id="", parent_run_id="p", sweep_id="s", sweep_dir=".",
-                       metric=MetricSpec(name="accuracy", mode="max"))
+    state = SweepState(
+        uri="",
+        experiment="",
+        experiment_id="",
+        parent_run_id="p",
+        sweep_id="s",
+        sweep_dir=".",
+        metric=MetricSpec(name="accuracy", mode="max"),
+    )
     runs = [run("best-by-test", 0.80, 0.99), run("best-by-val", 0.90, 0.85), run("failed", 0.99, 0.99, "FAILED")]
     assert best_row(state, runs)["run_id"] == "best-by-val"
-    loss = SweepState(uri="", experiment="", experiment_id="", parent_run_id="p", sweep_id="s", sweep_dir=".",
-                      metric=MetricSpec(name="accuracy", mode="min"))
+    loss = SweepState(
+        uri="",
+        experiment="",
+        experiment_id="",
+        parent_run_id="p",
+        sweep_id="s",
+        sweep_dir=".",
+        metric=MetricSpec(name="accuracy", mode="min"),
+    )
     assert best_row(loss, runs)["run_id"] == "best-by-test"

@@ -43,15 +43,24 @@ def store(tmp_path_factory):
     def log_job(sweep, act, seed, test_acc, curve, metric_tags):
         run = client.create_run(exp_id, run_name=f"{act}-{seed}")
         rid = run.info.run_id
-        run_tags = {tags.ROLE: tags.ROLE_JOB, tags.SWEEP_ID: sweep,
-                    tags.OVERRIDES: json.dumps([f"model.activation={act}", f"seed={seed}"]), **metric_tags}
+        run_tags = {
+            tags.ROLE: tags.ROLE_JOB,
+            tags.SWEEP_ID: sweep,
+            tags.OVERRIDES: json.dumps([f"model.activation={act}", f"seed={seed}"]),
+            **metric_tags,
+        }
         for key, value in run_tags.items():
             client.set_tag(rid, key, value)
         client.log_param(rid, "seed", seed)
         client.log_param(rid, "model.activation", act)
         for epoch, acc in enumerate(curve):
-            for key, value in {"accuracy": acc + 0.01, "val_accuracy": acc, "loss": 1.1 - acc, "val_loss": 1 - acc,
-                               "epoch_time_s": 0.25}.items():
+            for key, value in {
+                "accuracy": acc + 0.01,
+                "val_accuracy": acc,
+                "loss": 1.1 - acc,
+                "val_loss": 1 - acc,
+                "epoch_time_s": 0.25,
+            }.items():
                 client.log_metric(rid, key, value, step=epoch)
         client.log_metric(rid, "test_accuracy", test_acc)
         client.log_metric(rid, "test_loss", 1 - test_acc)
@@ -112,8 +121,11 @@ def test_compare_sweep_uses_the_tagged_metric(store, tmp_path):
     assert summary.loc[ABS, "val_acc_mean"] == pytest.approx(0.85)  # final val_accuracy
     # Epochs to val_accuracy >= 0.8: abs at epoch 2 (3 of 3), relu at epoch 3 for seed 0 only.
     assert summary.loc[ABS, "epochs_to_target_mean"] == pytest.approx(2.0)
-    assert (summary.loc[RELU, "epochs_to_target_mean"], summary.loc[RELU, "n_reached_target"],
-            summary.loc[RELU, "n_missed_target"]) == (pytest.approx(3.0), 1, 2)
+    assert (
+        summary.loc[RELU, "epochs_to_target_mean"],
+        summary.loc[RELU, "n_reached_target"],
+        summary.loc[RELU, "n_missed_target"],
+    ) == (pytest.approx(3.0), 1, 2)
     assert summary.loc[ABS, "epoch_time_s_mean"] == pytest.approx(0.25)
 
     row = result["tests"].iloc[0]
@@ -135,7 +147,11 @@ def test_compare_sweep_loss_metric_from_the_caller(store, tmp_path):
     result = cmp.compare_sweep(store, EXPERIMENT, sweep_id="acc", out_dir=tmp_path, metric="loss", target=0.2)
     summary = result["summary"].set_index("group")
     assert [c for c in summary.columns if c.endswith("_mean")] == [
-        "val_loss_mean", "test_loss_mean", "epochs_to_target_mean", "epoch_time_s_mean"]
+        "val_loss_mean",
+        "test_loss_mean",
+        "epochs_to_target_mean",
+        "epoch_time_s_mean",
+    ]
     assert summary.loc[ABS, "test_loss_mean"] == pytest.approx(0.16)
     # val_loss <= 0.2 (lower is better): abs reaches it at epoch 2 (1 - 0.81), relu only for seed 0 at epoch 3.
     assert summary.loc[ABS, "epochs_to_target_mean"] == pytest.approx(2.0)
@@ -156,8 +172,21 @@ def test_untagged_runs_fall_back_and_say_so(store, tmp_path):
 
 @pytest.mark.parametrize("metric", ["accuracy", "test_accuracy", "acc"])
 def test_cli_metric_base_or_test_name(store, tmp_path, capsys, metric):
-    code = cmp.main([EXPERIMENT, "--sweep-id", "untagged", "--tracking-uri", store, "--out", str(tmp_path),
-                     "--metric", metric, "--target", "0.8"])
+    code = cmp.main(
+        [
+            EXPERIMENT,
+            "--sweep-id",
+            "untagged",
+            "--tracking-uri",
+            store,
+            "--out",
+            str(tmp_path),
+            "--metric",
+            metric,
+            "--target",
+            "0.8",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "Compared: test accuracy (higher is better)" in out
@@ -165,8 +194,7 @@ def test_cli_metric_base_or_test_name(store, tmp_path, capsys, metric):
 
 
 def test_cli_mode_overrides_the_direction(store, tmp_path, capsys):
-    code = cmp.main([EXPERIMENT, "--sweep-id", "acc", "--tracking-uri", store, "--out", str(tmp_path),
-                     "--mode", "min"])
+    code = cmp.main([EXPERIMENT, "--sweep-id", "acc", "--tracking-uri", store, "--out", str(tmp_path), "--mode", "min"])
     out = capsys.readouterr().out
     assert code == 0
     assert f"{RELU} is better than {ABS} on test accuracy by 0.1200 (lower" in out

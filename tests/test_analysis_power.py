@@ -53,8 +53,10 @@ def test_paired_detectable_difference_and_seeds_needed_agree_with_statsmodels():
     assert row["detectable_diff"] == pytest.approx(detectable, rel=1e-6)
     assert row["replicates_needed"] == needed and needed > 5  # five seeds were too few to see 0.005
     assert row["min_effect"] == 0.005
-    assert (f"This sweep could detect differences of {detectable:.4f} or more (80% power); "
-            f"about {needed} seeds per group would detect 0.005.") in row["verdict"]
+    assert (
+        f"This sweep could detect differences of {detectable:.4f} or more (80% power); "
+        f"about {needed} seeds per group would detect 0.005."
+    ) in row["verdict"]
     # A stricter alpha needs a larger difference to be seen.
     strict = pairwise_tests(close_frame(), alpha=0.01).iloc[0]
     assert strict["detectable_diff"] == pytest.approx(paired_expectation(diffs, 0.01, 0.005)[0], rel=1e-6)
@@ -68,8 +70,9 @@ def test_unpaired_comparison_uses_the_two_sample_power():
     b = np.array([RELU[s] for s in SEEDS])
     pooled = math.sqrt((3 * a.var(ddof=1) + 4 * b.var(ddof=1)) / 7)
     effect = TTestIndPower().solve_power(effect_size=None, nobs1=4, ratio=5 / 4, alpha=0.05, power=POWER)
-    needed = math.ceil(TTestIndPower().solve_power(effect_size=0.005 / pooled, nobs1=None, ratio=1, alpha=0.05,
-                                                   power=POWER))
+    needed = math.ceil(
+        TTestIndPower().solve_power(effect_size=0.005 / pooled, nobs1=None, ratio=1, alpha=0.05, power=POWER)
+    )
     # group_a is the abs group (sorted labels): nobs1 is its 4 runs.
     assert row["group_a"] == "model.activation=abs" and row["test"] == "welch"
     assert row["detectable_diff"] == pytest.approx(effect * pooled, rel=1e-6)
@@ -142,13 +145,23 @@ def close_store(tmp_path_factory):
     parent = client.create_run(exp_id, tags={"layerlab.role": "parent", "layerlab.sweep_id": "s1"})
     for act, values in (("abs", ABS), ("relu", RELU)):
         for s in SEEDS:
-            run = client.create_run(exp_id, run_name=f"{act}-{s}", tags={
-                "layerlab.role": "job", "layerlab.sweep_id": "s1", "mlflow.parentRunId": parent.info.run_id,
-                "layerlab.overrides": json.dumps([f"model.activation={act}", f"seed={s}"])})
+            run = client.create_run(
+                exp_id,
+                run_name=f"{act}-{s}",
+                tags={
+                    "layerlab.role": "job",
+                    "layerlab.sweep_id": "s1",
+                    "mlflow.parentRunId": parent.info.run_id,
+                    "layerlab.overrides": json.dumps([f"model.activation={act}", f"seed={s}"]),
+                },
+            )
             client.log_param(run.info.run_id, "seed", s)
             client.log_param(run.info.run_id, "model.activation", act)
-            for key, v in (("val_sparse_categorical_accuracy", values[s]), ("val_loss", 1 - values[s]),
-                           ("epoch_time_s", 0.5)):
+            for key, v in (
+                ("val_sparse_categorical_accuracy", values[s]),
+                ("val_loss", 1 - values[s]),
+                ("epoch_time_s", 0.5),
+            ):
                 client.log_metric(run.info.run_id, key, v, step=0)
             client.log_metric(run.info.run_id, "test_sparse_categorical_accuracy", values[s])
             client.log_metric(run.info.run_id, "test_loss", 1 - values[s])
@@ -159,8 +172,21 @@ def close_store(tmp_path_factory):
 
 def test_compare_command_shows_detectable_seeds_needed_and_equivalence(close_store, tmp_path, capsys):
     out = tmp_path / "cli"
-    code = cmp.main(["close", "--sweep-id", "s1", "--tracking-uri", close_store, "--out", str(out),
-                     "--min-effect", "0.005", "--equivalence-margin", "0.02"])
+    code = cmp.main(
+        [
+            "close",
+            "--sweep-id",
+            "s1",
+            "--tracking-uri",
+            close_store,
+            "--out",
+            str(out),
+            "--min-effect",
+            "0.005",
+            "--equivalence-margin",
+            "0.02",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     diffs = np.array([ABS[s] - RELU[s] for s in SEEDS])
@@ -181,4 +207,3 @@ def test_compare_command_rejects_a_non_positive_min_effect(close_store, tmp_path
     with pytest.raises(SystemExit) as info:
         cmp.main(["close", "--tracking-uri", close_store, "--out", str(tmp_path), "--min-effect", "0"])
     assert info.value.code == 2 and "must be a positive number" in capsys.readouterr().err
-

@@ -27,9 +27,15 @@ def runs(values: dict[str, dict[int, float]], key: str = "test_sparse_categorica
         key: the MLflow metric key the values are logged under.
     """
     rows = [
-        {"run_id": f"{act}-{seed}", "status": "FINISHED", "params.seed": str(seed),
-         "tags.layerlab.overrides": json.dumps([f"model.activation={act}", f"seed={seed}"]), f"metrics.{key}": v}
-        for act, by_seed in values.items() for seed, v in by_seed.items()
+        {
+            "run_id": f"{act}-{seed}",
+            "status": "FINISHED",
+            "params.seed": str(seed),
+            "tags.layerlab.overrides": json.dumps([f"model.activation={act}", f"seed={seed}"]),
+            f"metrics.{key}": v,
+        }
+        for act, by_seed in values.items()
+        for seed, v in by_seed.items()
     ]
     return pd.DataFrame(rows)
 
@@ -54,7 +60,11 @@ def test_paired_difference_ci_by_hand():
     df = runs({"abs": {0: 0.80, 1: 0.84, 2: 0.88}, "relu": {0: 0.70, 1: 0.71, 2: 0.75}})
     row = pairwise_tests(df).iloc[0]
     assert (row["group_a"], row["group_b"], row["test"], row["n_pairs"]) == (
-        "model.activation=abs", "model.activation=relu", "paired", 3)
+        "model.activation=abs",
+        "model.activation=relu",
+        "paired",
+        3,
+    )
     assert row["diff"] == pytest.approx(0.12)
     assert row["paired_p"] == pytest.approx(0.006873, abs=1e-6)
     assert [row["diff_ci_low"], row["diff_ci_high"]] == pytest.approx([0.076973, 0.163027], abs=1e-6)

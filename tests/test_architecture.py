@@ -73,20 +73,31 @@ def test_no_import_circle_at_any_depth():
 
 
 def test_layers_never_import_experiments():
-    back = [f"{m} -> {t}" for m, ts in GRAPH.items() if m.startswith("layers") for t in ts
-            if t.startswith("experiments")]
+    back = [
+        f"{m} -> {t}" for m, ts in GRAPH.items() if m.startswith("layers") for t in ts if t.startswith("experiments")
+    ]
     assert back == []
 
 
-@pytest.mark.parametrize("lower,upper", [
-    ("experiments.data", "experiments.job"), ("experiments.models", "experiments.job"),
-    ("experiments.training", "experiments.job"), ("experiments.tracking", "experiments.job"),
-    ("experiments.tracking", "experiments.sweeps"), ("experiments.analysis", "experiments.sweeps"),
-    ("experiments.job", "experiments.sweeps"), ("experiments.config", "experiments.job"),
-    ("experiments.data", "experiments.models"), ("experiments.tracking", "experiments.training"),
-    ("experiments.launching", "experiments.sweeps"), ("experiments.job", "experiments.launching"),
-    ("experiments.analysis", "experiments.launching"), ("experiments.tracking", "experiments.launching"),
-])
+@pytest.mark.parametrize(
+    "lower,upper",
+    [
+        ("experiments.data", "experiments.job"),
+        ("experiments.models", "experiments.job"),
+        ("experiments.training", "experiments.job"),
+        ("experiments.tracking", "experiments.job"),
+        ("experiments.tracking", "experiments.sweeps"),
+        ("experiments.analysis", "experiments.sweeps"),
+        ("experiments.job", "experiments.sweeps"),
+        ("experiments.config", "experiments.job"),
+        ("experiments.data", "experiments.models"),
+        ("experiments.tracking", "experiments.training"),
+        ("experiments.launching", "experiments.sweeps"),
+        ("experiments.job", "experiments.launching"),
+        ("experiments.analysis", "experiments.launching"),
+        ("experiments.tracking", "experiments.launching"),
+    ],
+)
 def test_data_flows_one_way(lower, upper):
     """A lower layer never imports an upper one (README, Architecture)."""
     wrong = [f"{m} -> {t}" for m, ts in GRAPH.items() if m.startswith(lower) for t in ts if t.startswith(upper)]
@@ -96,17 +107,31 @@ def test_data_flows_one_way(lower, upper):
 def test_the_fused_engine_is_one_package_used_through_its_api():
     """experiments/training/fused/ holds the whole fused engine; the rest of experiments/ imports only the package."""
     assert not any(m.startswith("experiments.training.fused_") for m in MODULES)
-    assert {"experiments.training.fused.engine", "experiments.training.fused.callbacks",
-            "experiments.training.fused.loss", "experiments.training.fused.optimizer"} <= set(MODULES)
-    inside = [f"{m} -> {t}" for m, ts in GRAPH.items() if not m.startswith("experiments.training.fused")
-              for t in ts if t.startswith("experiments.training.fused.")]
+    assert {
+        "experiments.training.fused.engine",
+        "experiments.training.fused.callbacks",
+        "experiments.training.fused.loss",
+        "experiments.training.fused.optimizer",
+    } <= set(MODULES)
+    inside = [
+        f"{m} -> {t}"
+        for m, ts in GRAPH.items()
+        if not m.startswith("experiments.training.fused")
+        for t in ts
+        if t.startswith("experiments.training.fused.")
+    ]
     assert inside == []
 
 
 def test_plugins_sit_above_everything_and_adapters_below():
     """hydra_plugins/ is imported by Hydra only (like runner.py); the library adapters import nothing of ours."""
-    up = [f"{m} -> {t}" for m, ts in GRAPH.items() if not m.startswith("hydra_plugins") for t in ts
-          if t.startswith("hydra_plugins")]
+    up = [
+        f"{m} -> {t}"
+        for m, ts in GRAPH.items()
+        if not m.startswith("hydra_plugins")
+        for t in ts
+        if t.startswith("hydra_plugins")
+    ]
     adapters = [f"{m} -> {t}" for m, ts in GRAPH.items() if m.startswith("experiments.adapters") for t in ts]
     assert up == [] and adapters == []
 
@@ -118,9 +143,14 @@ def test_no_module_reads_another_packages_private_globals():
         if module.startswith("experiments.adapters"):  # the one place for a library's private attributes
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and ast.unparse(node.func) == "getattr" and len(node.args) >= 2
-                    and isinstance(node.args[1], ast.Constant) and str(node.args[1].value).startswith("_")
-                    and not str(node.args[1].value).startswith("__")):
+            if (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func) == "getattr"
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and str(node.args[1].value).startswith("_")
+                and not str(node.args[1].value).startswith("__")
+            ):
                 found.append(f"{module}: {ast.unparse(node)}")
     assert found == []
 
@@ -144,8 +174,13 @@ def test_the_run_lifecycle_is_one_class():
     assert "experiments.job.tracked" not in GRAPH["experiments.job.fused_job"]
     opened = [m for m, ts in GRAPH.items() if "experiments.tracking.experiment" in ts]
     assert {"experiments.job.tracked", "experiments.job.fused_job", "experiments.sweeps.callback"} <= set(opened)
-    ensure = [m for m, ts in GRAPH.items() if "experiments.tracking.store" in ts and m.startswith("experiments.job")
-              and "ensure_experiment" in MODULES[m].read_text()]
+    ensure = [
+        m
+        for m, ts in GRAPH.items()
+        if "experiments.tracking.store" in ts
+        and m.startswith("experiments.job")
+        and "ensure_experiment" in MODULES[m].read_text()
+    ]
     assert ensure == []
 
 
@@ -164,9 +199,18 @@ def _calls(tree: ast.AST):
                     yield f"{ast.unparse(target.value)}[]="
 
 
-GLOBAL_STATE = ("os.environ.setdefault", "os.environ.update", "os.environ[]=", "os.putenv", "matplotlib.use",
-                "socket.setdefaulttimeout", "warnings.filterwarnings", "logging.basicConfig",
-                "gc.freeze", "gc.disable")
+GLOBAL_STATE = (
+    "os.environ.setdefault",
+    "os.environ.update",
+    "os.environ[]=",
+    "os.putenv",
+    "matplotlib.use",
+    "socket.setdefaulttimeout",
+    "warnings.filterwarnings",
+    "logging.basicConfig",
+    "gc.freeze",
+    "gc.disable",
+)
 
 
 def test_process_wide_state_is_set_in_one_place():

@@ -56,8 +56,16 @@ def _sweep(uri: str, experiment: str, user: str, password: str) -> subprocess.Co
     SWEEP_DIRS.append(sweep_dir)
     child_env = {k: v for k, v in stack_child_env().items() if k not in CREDENTIAL_ENV}
     child_env.update(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password)
-    cmd = [sys.executable, str(ROOT / "runner.py"), "-m", *SWEEP, "tracking=server", f"tracking.uri={uri}",
-           f"tracking.experiment={experiment}", f"hydra.sweep.dir={sweep_dir}"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "runner.py"),
+        "-m",
+        *SWEEP,
+        "tracking=server",
+        f"tracking.uri={uri}",
+        f"tracking.experiment={experiment}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env, stdout=out, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + SWEEP_TIMEOUT
@@ -128,8 +136,14 @@ def alice_sweep(auth_stack):
 def test_secrets_are_0600_files_and_strangers_get_401(auth_stack):
     services = auth_stack["services"]
     users = services / "users"
-    for path in (services / "mlflow_admin_password", services / "mlflow_secret_key", services / "mlflow_auth.ini",
-                 services / "mlflow_auth.db", users / "alice.password", users / "mallory.password"):
+    for path in (
+        services / "mlflow_admin_password",
+        services / "mlflow_secret_key",
+        services / "mlflow_auth.ini",
+        services / "mlflow_auth.db",
+        users / "alice.password",
+        users / "mallory.password",
+    ):
         assert path.stat().st_mode & 0o777 == 0o600, path
     assert users.stat().st_mode & 0o777 == 0o700
     assert auth_stack["admin_password"] not in (services / "mlflow_auth.ini").read_text()
@@ -160,8 +174,9 @@ def test_a_read_only_user_gets_one_paragraph_and_logs_nothing(auth_stack, alice_
     client = _admin_client(auth_stack)
     before = {r.info.run_id for r in _all_runs(client)}
     proc = _sweep(auth_stack["uri"], OWN_EXPERIMENT, "mallory", auth_stack["users"]["mallory"])
-    _assert_one_paragraph_refusal(proc, auth_stack["uri"], "'mallory'", "HTTP 403", "write to",
-                                  "ask an admin", "MLFLOW_TRACKING_USERNAME")
+    _assert_one_paragraph_refusal(
+        proc, auth_stack["uri"], "'mallory'", "HTTP 403", "write to", "ask an admin", "MLFLOW_TRACKING_USERNAME"
+    )
     assert {r.info.run_id for r in _all_runs(_admin_client(auth_stack))} == before
 
     # What the message tells the user to ask for: the admin grants EDIT, and mallory may write.
@@ -194,16 +209,18 @@ def test_a_wrong_password_gets_one_paragraph_and_logs_nothing(auth_stack):
     wrong = "wrong-" + secrets.token_hex(8)
     auth_stack["wrong_password"] = wrong
     proc = _sweep(auth_stack["uri"], OWN_EXPERIMENT, "alice", wrong)
-    _assert_one_paragraph_refusal(proc, auth_stack["uri"], "HTTP 401", "'alice'", "MLFLOW_TRACKING_PASSWORD",
-                                  "adduser")
+    _assert_one_paragraph_refusal(proc, auth_stack["uri"], "HTTP 401", "'alice'", "MLFLOW_TRACKING_PASSWORD", "adduser")
     assert {r.info.run_id for r in _all_runs(_admin_client(auth_stack))} == before
 
 
 def test_no_secret_in_params_tags_artifacts_outputs_logs_or_process_list(auth_stack, alice_sweep, tmp_path):
     services = auth_stack["services"]
-    found_secrets = {"admin password": auth_stack["admin_password"], "Flask secret key": auth_stack["secret_key"],
-                     "database password": auth_stack["password"],
-                     **{f"{name}'s password": pw for name, pw in auth_stack["users"].items()}}
+    found_secrets = {
+        "admin password": auth_stack["admin_password"],
+        "Flask secret key": auth_stack["secret_key"],
+        "database password": auth_stack["password"],
+        **{f"{name}'s password": pw for name, pw in auth_stack["users"].items()},
+    }
     if "wrong_password" in auth_stack:
         found_secrets["the wrong password"] = auth_stack["wrong_password"]
     PS_SAMPLES.append(_ps())
@@ -219,18 +236,31 @@ def test_no_secret_in_params_tags_artifacts_outputs_logs_or_process_list(auth_st
             )
         )
         texts.update({str(p): p.read_bytes() for p in local.rglob("*") if p.is_file()})
-    secret_files = {services / "mlflow_admin_password", services / "mlflow_secret_key", services / "pgpass",
-                    services / "pg_password", services / "pg_superuser_password"}
+    secret_files = {
+        services / "mlflow_admin_password",
+        services / "mlflow_secret_key",
+        services / "pgpass",
+        services / "pg_password",
+        services / "pg_superuser_password",
+    }
     data_dir = services / "postgres" / "data"  # the database's own files (binary; the role's password is hashed)
     for path in services.rglob("*"):
-        if path.is_file() and path not in secret_files and services / "users" not in path.parents \
-                and data_dir not in path.parents:
+        if (
+            path.is_file()
+            and path not in secret_files
+            and services / "users" not in path.parents
+            and data_dir not in path.parents
+        ):
             texts[str(path)] = path.read_bytes()
     assert any(name.endswith("mlflow.log") for name in texts)
     for sweep_dir in SWEEP_DIRS:
         texts.update({str(p): p.read_bytes() for p in sweep_dir.rglob("*") if p.is_file()})
     texts["ps -eo args"] = "\n".join(PS_SAMPLES).encode()
     assert len(PS_SAMPLES) > 1
-    leaks = [(what, where) for what, secret in found_secrets.items() for where, text in texts.items()
-             if secret.encode() in text]
+    leaks = [
+        (what, where)
+        for what, secret in found_secrets.items()
+        for where, text in texts.items()
+        if secret.encode() in text
+    ]
     assert not leaks, f"secrets found: {leaks}"

@@ -88,9 +88,24 @@ def test_check_layer_round_trips_across_backends_and_names_a_tf_only_layer(tmp_p
 
     (tmp_path / "user_tf_ops.py").write_text(BROKEN_LAYER)
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-    proc = subprocess.run([sys.executable, "-m", "experiments.check_layer", "SimpleDense", "TfSquare",
-                           "--module", "user_tf_ops", "--backends", "tensorflow,jax"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.check_layer",
+            "SimpleDense",
+            "TfSquare",
+            "--module",
+            "user_tf_ops",
+            "--backends",
+            "tensorflow,jax",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     simple, broken = proc.stdout.strip().splitlines()[-2:]
     assert simple.startswith("SimpleDense: OK on tensorflow, jax")

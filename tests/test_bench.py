@@ -38,18 +38,28 @@ def quick_runs(tmp_path_factory):
     """Every script with --quick (plus run_all on one script), as many at a time as there are cores: all at once,
     a dozen TensorFlow processes on two cores, only measured how loaded the machine was (a quick run timed out)."""
     tmp = tmp_path_factory.mktemp("bench")
-    jobs = {name: [sys.executable, "-m", f"bench.{name}", "--quick", "--out", str(tmp / f"{name}.md")]
-            for name in SCRIPTS}
-    jobs["run_all"] = [sys.executable, "-m", "bench.run_all", "--quick", "--only", "scaling",
-                       "--out", str(tmp / "run_all.md")]
+    jobs = {
+        name: [sys.executable, "-m", f"bench.{name}", "--quick", "--out", str(tmp / f"{name}.md")] for name in SCRIPTS
+    }
+    jobs["run_all"] = [
+        sys.executable,
+        "-m",
+        "bench.run_all",
+        "--quick",
+        "--only",
+        "scaling",
+        "--out",
+        str(tmp / "run_all.md"),
+    ]
     logs = {name: open(tmp / f"{name}.log", "w+") for name in jobs}  # files, not pipes: nothing can block
     waiting, running, results = list(jobs), {}, {}
     deadline = time.monotonic() + TIMEOUT_S
     while waiting or running:
         while waiting and len(running) < max(2, os.cpu_count() or 2):
             name = waiting.pop(0)
-            running[name] = subprocess.Popen(jobs[name], cwd=ROOT, env=common.clean_env(), stdout=logs[name],
-                                             stderr=subprocess.STDOUT, text=True)
+            running[name] = subprocess.Popen(
+                jobs[name], cwd=ROOT, env=common.clean_env(), stdout=logs[name], stderr=subprocess.STDOUT, text=True
+            )
         for name, proc in list(running.items()):
             if proc.poll() is None and time.monotonic() < deadline:
                 continue
@@ -67,7 +77,7 @@ def quick_runs(tmp_path_factory):
 def _section(text: str, name: str) -> str:
     start, end = markers(name)
     assert start in text and end in text, f"no {name} section"
-    return text[text.index(start):text.index(end)]
+    return text[text.index(start) : text.index(end)]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -108,8 +118,14 @@ def test_render_only_rewrites_the_section_from_the_raw_results(quick_runs):
     assert raw.exists()
     before = _section(md.read_text(), "scaling")
     md.write_text(md.read_text().replace("GFLOP/s", "(edited)"))
-    proc = subprocess.run([sys.executable, "-m", "bench.scaling", "--render-only", "--out", str(md)], cwd=ROOT,
-                          env=common.clean_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.scaling", "--render-only", "--out", str(md)],
+        cwd=ROOT,
+        env=common.clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _section(md.read_text(), "scaling") == before
 
@@ -131,13 +147,33 @@ def test_the_summary_keeps_the_rows_of_scripts_measured_elsewhere(tmp_path):
 
     out = tmp_path / "B.md"
     row = "| 3. scaling | MLP epoch time grows at most linearly | 5.44 -> 3.43 us/sample | **met** |"
-    write_section(out, "summary", "Summary", "\n".join(["| question | target | measured | result |",
-                                                        "|---|---|---|---|", row, "",
-                                                        "- `bench.scaling`: 2026-11-28 02:02 UTC; load before: 1.1"]))
-    (tmp_path / "B.lecture_protocol.json").write_text(json.dumps({
-        "header": "- Date: 2026-12-03 12:46 UTC, took 1 s\n- Load average (1/5/15 min) before: 1 / 1 / 1",
-        "data": {"runs": [{"model": "lambda_mlp", "activation": "abs", "status": "FINISHED", "last_val": v}
-                          for v in (0.977, 0.978, 0.979)]}}))
+    write_section(
+        out,
+        "summary",
+        "Summary",
+        "\n".join(
+            [
+                "| question | target | measured | result |",
+                "|---|---|---|---|",
+                row,
+                "",
+                "- `bench.scaling`: 2026-11-28 02:02 UTC; load before: 1.1",
+            ]
+        ),
+    )
+    (tmp_path / "B.lecture_protocol.json").write_text(
+        json.dumps(
+            {
+                "header": "- Date: 2026-12-03 12:46 UTC, took 1 s\n- Load average (1/5/15 min) before: 1 / 1 / 1",
+                "data": {
+                    "runs": [
+                        {"model": "lambda_mlp", "activation": "abs", "status": "FINISHED", "last_val": v}
+                        for v in (0.977, 0.978, 0.979)
+                    ]
+                },
+            }
+        )
+    )
     body = write_summary(str(out))
     assert "3. scaling" in body and "5.44 -> 3.43 us/sample" in body and "- `bench.scaling`: 2026-11-28" in body
     assert "6b. lecture section 4" in body and "0.9780 (95% CI" in body  # recomputed from its raw results
@@ -165,8 +201,12 @@ def test_write_section_inserts_in_order_and_replaces(tmp_path):
 def test_profile_parsers(tmp_path):
     from bench.overhead import parse_importtime, profile_rows
 
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import json, email.message"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import json, email.message"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     found, total, top = parse_importtime(proc.stderr)
     assert total > 0 and any(name == "json" for name, _ in top)
     prof = tmp_path / "p.prof"
@@ -186,8 +226,14 @@ def test_statistics_helpers():
 
 def test_server_load_without_postgresql_fails_with_one_clear_paragraph(tmp_path):
     env = {**common.clean_env(), "LAYERLAB_PG_BIN": str(tmp_path / "no-postgres")}
-    proc = subprocess.run([sys.executable, "-m", "bench.server_load", "--quick", "--out", str(tmp_path / "B.md")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.server_load", "--quick", "--out", str(tmp_path / "B.md")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     message = proc.stderr.strip()
     assert "\n" not in message and "Traceback" not in message
@@ -226,23 +272,24 @@ def test_sweep_profile_parser_keeps_main_threads_of_the_parent_and_the_workers()
         parent + ';process 11:"python -m joblib.externals.loky.backend.popen_loky_posix --process-name LokyProcess-1"'
     )
     tracker = parent + ';process 12:"python -c from joblib.externals.loky.backend.resource_tracker import main"'
-    raw = "\n".join([
-        f"{parent};<module> (runner.py:23);Parallel._retrieve (joblib/parallel.py:1) 100",
-        f"{parent};<module> (runner.py:23);start_sweep (experiments/sweeps/callback.py:90) 20",
-        f"{parent};Thread._bootstrap (threading.py:1002);Queue._feed (q.py:1) 500",  # not the main thread
-        f"{worker};_run_module_as_main (<frozen runpy>:198);_process_worker (loky/process_executor.py:1);"
-        "Queue.get (multiprocessing/queues.py:122) 30",
-        f"{worker};_run_module_as_main (<frozen runpy>:198);run_job (experiments/job/entry.py:1);"
-        "_find_and_load (<frozen importlib._bootstrap>:1176) 50",
-        f"{worker};_run_module_as_main (<frozen runpy>:198);fit_and_score (experiments/training/loop.py:1);"
-        "TensorFlowTrainer.fit (keras/src/backend/tensorflow/trainer.py:1) 40",
-        f"{worker};_run_module_as_main (<frozen runpy>:198);mystery (x.py:1) 5",
-        f"{tracker};main (x.py:1) 99",
-    ])
+    raw = "\n".join(
+        [
+            f"{parent};<module> (runner.py:23);Parallel._retrieve (joblib/parallel.py:1) 100",
+            f"{parent};<module> (runner.py:23);start_sweep (experiments/sweeps/callback.py:90) 20",
+            f"{parent};Thread._bootstrap (threading.py:1002);Queue._feed (q.py:1) 500",  # not the main thread
+            f"{worker};_run_module_as_main (<frozen runpy>:198);_process_worker (loky/process_executor.py:1);"
+            "Queue.get (multiprocessing/queues.py:122) 30",
+            f"{worker};_run_module_as_main (<frozen runpy>:198);run_job (experiments/job/entry.py:1);"
+            "_find_and_load (<frozen importlib._bootstrap>:1176) 50",
+            f"{worker};_run_module_as_main (<frozen runpy>:198);fit_and_score (experiments/training/loop.py:1);"
+            "TensorFlowTrainer.fit (keras/src/backend/tensorflow/trainer.py:1) 40",
+            f"{worker};_run_module_as_main (<frozen runpy>:198);mystery (x.py:1) 5",
+            f"{tracker};main (x.py:1) 99",
+        ]
+    )
     got = parse_raw(raw, rate=10)
     assert set(got) == {"parent", "worker 1"}
-    assert got["parent"] == {"waiting: parent for its workers": 10.0,
-                             "sweep start: store, experiment, parent run": 2.0}
+    assert got["parent"] == {"waiting: parent for its workers": 10.0, "sweep start: store, experiment, parent run": 2.0}
     w = got["worker 1"]
     assert w["waiting: worker for its next job"] == 3.0
     assert w["imports (TensorFlow, Keras, MLflow, pandas, SciPy, ...)"] == 5.0  # an import inside a job is an import

@@ -14,11 +14,11 @@ from experiments.models import build_model, count_params
 from tests.conftest import compose, run_cli
 
 SHIPPED = {
-    "lambda_mlp": 101_770,          # lecture section 4
-    "class_mlp": 134_794,           # lecture section 6, Sequential
+    "lambda_mlp": 101_770,  # lecture section 4
+    "class_mlp": 134_794,  # lecture section 6, Sequential
     "class_mlp_functional": 134_794,  # lecture section 6, Functional
-    "conv_binary": 2_081_697,       # lecture section 3.2
-    "rectifier_mlp": 103_050,       # 784*128+128 + 256*10+10: the rectifier doubles the width
+    "conv_binary": 2_081_697,  # lecture section 3.2
+    "rectifier_mlp": 103_050,  # 784*128+128 + 256*10+10: the rectifier doubles the width
 }
 
 
@@ -45,8 +45,11 @@ def test_sequential_and_functional_section_6_are_the_same_network():
             (type(layer).__name__, layer.count_params()) for layer in m.layers if type(layer).__name__ != "InputLayer"
         ]
 
-    assert per_layer(seq) == per_layer(fun) == [("PreProcess", 0), ("SimpleDense", 100_480),
-                                                ("ResidualDense", 33_024), ("SimpleDense", 1_290)]
+    assert (
+        per_layer(seq)
+        == per_layer(fun)
+        == [("PreProcess", 0), ("SimpleDense", 100_480), ("ResidualDense", 33_024), ("SimpleDense", 1_290)]
+    )
 
 
 def test_activation_override_reaches_the_built_layers():
@@ -100,38 +103,82 @@ SEQ = "name: bad\ninput: {shape: [28, 28], dtype: uint8}\n"
 GRAPH = "name: bad\ninputs: {image: {shape: [8], dtype: float32}}\n"
 BAD = {
     "unknown layer": (SEQ + "layers: [{type: Flaten}]", "model.layers.0.type", "did you mean 'Flatten'"),
-    "unknown activation": (SEQ + "layers: [{type: Flatten}, {type: Dense, units: 4, activation: rleu}]",
-                           "model.layers.1.activation", "did you mean 'relu'"),
-    "unknown lambda function": (SEQ + "layers: [{type: Lambda, function: sqaure}]", "model.layers.0.function",
-                                "did you mean 'square'"),
-    "unknown argument": (SEQ + "layers: [{type: Flatten}, {type: Dense, unit: 4}]", "model.layers.1.unit",
-                         "Dense has no argument 'unit'; did you mean 'units'"),
-    "missing argument": (SEQ + "layers: [{type: Flatten}, {type: Dense}]", "model.layers.1.units",
-                         "Dense needs the argument 'units'"),
-    "wrong type": (SEQ + "layers: [{type: Flatten}, {type: Dense, units: many}]", "model.layers.1",
-                   "Dense rejected its arguments"),
-    "missing input node": (GRAPH + "nodes: {h: {type: Dense, units: 4, inputs: imgae}}\noutputs: [h]",
-                           "model.nodes.h.inputs", "did you mean 'image'"),
-    "cycle": (GRAPH + "nodes: {a: {type: Dense, units: 8, inputs: [b]}, b: {type: Dense, units: 8, inputs: a}}\n"
-                      "outputs: [b]", "model.nodes.", "cycle"),
-    "unused node": (GRAPH + "nodes: {h: {type: Dense, units: 4, inputs: image}, dead: {type: Dense, units: 2, "
-                            "inputs: image}}\noutputs: [h]", "model.nodes.dead", "not used by any output"),
-    "output not a node": (GRAPH + "nodes: {h: {type: Dense, units: 4, inputs: image}}\noutputs: [hh]",
-                          "model.outputs", "did you mean 'h'"),
-    "shape mismatch": (GRAPH + "nodes: {r: {type: ResidualDense, units: 16, inputs: image}}\noutputs: [r]",
-                       "model.nodes.r", "units=16 but the input is 8 wide"),
-    "add of different widths": (GRAPH + "nodes: {a: {type: Dense, units: 4, inputs: image}, s: {type: Add, "
-                                        "inputs: [a, image]}}\noutputs: [s]", "model.nodes.s", "cannot take input"),
+    "unknown activation": (
+        SEQ + "layers: [{type: Flatten}, {type: Dense, units: 4, activation: rleu}]",
+        "model.layers.1.activation",
+        "did you mean 'relu'",
+    ),
+    "unknown lambda function": (
+        SEQ + "layers: [{type: Lambda, function: sqaure}]",
+        "model.layers.0.function",
+        "did you mean 'square'",
+    ),
+    "unknown argument": (
+        SEQ + "layers: [{type: Flatten}, {type: Dense, unit: 4}]",
+        "model.layers.1.unit",
+        "Dense has no argument 'unit'; did you mean 'units'",
+    ),
+    "missing argument": (
+        SEQ + "layers: [{type: Flatten}, {type: Dense}]",
+        "model.layers.1.units",
+        "Dense needs the argument 'units'",
+    ),
+    "wrong type": (
+        SEQ + "layers: [{type: Flatten}, {type: Dense, units: many}]",
+        "model.layers.1",
+        "Dense rejected its arguments",
+    ),
+    "missing input node": (
+        GRAPH + "nodes: {h: {type: Dense, units: 4, inputs: imgae}}\noutputs: [h]",
+        "model.nodes.h.inputs",
+        "did you mean 'image'",
+    ),
+    "cycle": (
+        GRAPH + "nodes: {a: {type: Dense, units: 8, inputs: [b]}, b: {type: Dense, units: 8, inputs: a}}\noutputs: [b]",
+        "model.nodes.",
+        "cycle",
+    ),
+    "unused node": (
+        GRAPH + "nodes: {h: {type: Dense, units: 4, inputs: image}, dead: {type: Dense, units: 2, "
+        "inputs: image}}\noutputs: [h]",
+        "model.nodes.dead",
+        "not used by any output",
+    ),
+    "output not a node": (
+        GRAPH + "nodes: {h: {type: Dense, units: 4, inputs: image}}\noutputs: [hh]",
+        "model.outputs",
+        "did you mean 'h'",
+    ),
+    "shape mismatch": (
+        GRAPH + "nodes: {r: {type: ResidualDense, units: 16, inputs: image}}\noutputs: [r]",
+        "model.nodes.r",
+        "units=16 but the input is 8 wide",
+    ),
+    "add of different widths": (
+        GRAPH + "nodes: {a: {type: Dense, units: 4, inputs: image}, s: {type: Add, inputs: [a, image]}}\noutputs: [s]",
+        "model.nodes.s",
+        "cannot take input",
+    ),
     "no layers nor nodes": ("name: bad\ninput: {shape: [3]}", "model", "neither `layers`"),
     "typo in a top-level key": (SEQ + "layers: [{type: Flatten}]\nblokcs: {}", "model.blokcs", "did you mean 'blocks'"),
     "unknown block": (SEQ + "layers: [{block: resid}]", "model.layers.0.block", "no such block"),
-    "bad block parameter": (SEQ + "blocks: {b: {params: {units: 4}, inputs: [x], nodes: {d: {type: Dense, "
-                                  "units: $units, inputs: x}}, outputs: [d]}}\nlayers: [{type: Flatten}, "
-                                  "{block: b, unitz: 3}]", "model.layers.1.unitz", "has no parameter 'unitz'"),
-    "bad input shape": ("name: bad\ninput: {shape: [28, -1]}\nlayers: [{type: Flatten}]", "model.input.shape",
-                        "positive integers"),
-    "share with arguments": (GRAPH + "nodes: {a: {type: Dense, units: 8, inputs: image}, b: {share: a, units: 3, "
-                                     "inputs: a}}\noutputs: [b]", "model.nodes.b.units", "takes no layer arguments"),
+    "bad block parameter": (
+        SEQ + "blocks: {b: {params: {units: 4}, inputs: [x], nodes: {d: {type: Dense, "
+        "units: $units, inputs: x}}, outputs: [d]}}\nlayers: [{type: Flatten}, "
+        "{block: b, unitz: 3}]",
+        "model.layers.1.unitz",
+        "has no parameter 'unitz'",
+    ),
+    "bad input shape": (
+        "name: bad\ninput: {shape: [28, -1]}\nlayers: [{type: Flatten}]",
+        "model.input.shape",
+        "positive integers",
+    ),
+    "share with arguments": (
+        GRAPH + "nodes: {a: {type: Dense, units: 8, inputs: image}, b: {share: a, units: 3, inputs: a}}\noutputs: [b]",
+        "model.nodes.b.units",
+        "takes no layer arguments",
+    ),
 }
 
 
@@ -148,8 +195,9 @@ def test_every_validation_error_names_the_path_and_a_fix(case):
 
 @pytest.mark.slow
 def test_dry_run_prints_config_and_summary_without_training(tmp_path, store):
-    proc = run_cli("dry_run=true", "model=class_mlp_functional", "model.activation=elu",
-                   f"tracking.uri={store}", tmp_path=tmp_path)
+    proc = run_cli(
+        "dry_run=true", "model=class_mlp_functional", "model.activation=elu", f"tracking.uri={store}", tmp_path=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "activation: elu" in out

@@ -32,8 +32,15 @@ def _sweep(lab, jobs, register_as="digits_mlp"):
     """A parent run and one child per (val, test) with a small logged model; returns state, rows, predictions."""
     client = lab["client"]
     parent = client.create_run(lab["exp"]).info.run_id
-    state = SweepState(uri=lab["uri"], experiment="champion", experiment_id=lab["exp"], parent_run_id=parent,
-                       sweep_id=parent[:8], sweep_dir=lab["tmp"] / parent, metric=MetricSpec("accuracy", "max"))
+    state = SweepState(
+        uri=lab["uri"],
+        experiment="champion",
+        experiment_id=lab["exp"],
+        parent_run_id=parent,
+        sweep_id=parent[:8],
+        sweep_dir=lab["tmp"] / parent,
+        metric=MetricSpec("accuracy", "max"),
+    )
     rows, preds = [], {}
     for i, (val, test) in enumerate(jobs):
         keras.utils.set_random_seed(len(preds) + 100 * i)
@@ -67,8 +74,9 @@ def test_register_as_moves_champion_only_when_the_new_best_beats_it(lab):
 
     state, rows, _ = _sweep(lab, [(0.85, 1.0)])  # better on test, worse on validation: no move
     text = choose_and_register(state, client, rows)
-    assert "models:/digits_mlp/2 registered; champion stays on version 1: val_accuracy 0.8500 does not beat 0.9000" \
-        in text
+    assert (
+        "models:/digits_mlp/2 registered; champion stays on version 1: val_accuracy 0.8500 does not beat 0.9000" in text
+    )
     assert str(client.get_model_version_by_alias("digits_mlp", "champion").version) == "1"
 
     state, rows, preds = _sweep(lab, [(0.95, 0.1), (0.7, 0.7)])
@@ -93,9 +101,19 @@ def test_a_minimised_metric_wins_when_lower(lab):
 
 @pytest.mark.slow
 def test_a_sweep_registers_its_best_model_from_the_command_line(tmp_path, store):
-    proc = run_cli("-m", "seed=0,1", *TINY, "training.epochs=1", f"tracking.uri={store}", "tracking.log_plots=false",
-                   "training.checkpoint.enabled=false", "tracking.experiment=champion_cli",
-                   "sweep.register_as=cli_model", "sweep.compare=false", tmp_path=tmp_path)
+    proc = run_cli(
+        "-m",
+        "seed=0,1",
+        *TINY,
+        "training.epochs=1",
+        f"tracking.uri={store}",
+        "tracking.log_plots=false",
+        "training.checkpoint.enabled=false",
+        "tracking.experiment=champion_cli",
+        "sweep.register_as=cli_model",
+        "sweep.compare=false",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "layerlab: best model: job" in proc.stdout and "val_sparse_categorical_accuracy=" in proc.stdout
     assert "models:/cli_model/1 registered; it is the first, so champion -> version 1" in proc.stdout

@@ -154,8 +154,9 @@ def test_group_columns_two_swept_keys():
 
 def test_group_columns_key_missing_in_some_overrides_uses_param():
     # Baseline jobs did not override the activation; their resolved param says relu.
-    df = frame([run_row(None, s, 0.9, param_activation="relu") for s in range(2)]
-               + [run_row("abs", s, 0.95) for s in range(2)])
+    df = frame(
+        [run_row(None, s, 0.9, param_activation="relu") for s in range(2)] + [run_row("abs", s, 0.95) for s in range(2)]
+    )
     assert group_columns(df) == ["model.activation"]
     assert sorted(set(group_labels(df))) == [ABS, RELU]
 
@@ -268,8 +269,10 @@ def test_pairwise_loss_lower_is_better():
 
 
 def test_pairwise_welch_only_when_seeds_differ():
-    df = frame([run_row("abs", s, v) for s, v in zip([0, 1, 2], [0.95, 0.96, 0.97])]
-               + [run_row("relu", s, v) for s, v in zip([5, 6, 7], [0.90, 0.91, 0.93])])
+    df = frame(
+        [run_row("abs", s, v) for s, v in zip([0, 1, 2], [0.95, 0.96, 0.97])]
+        + [run_row("relu", s, v) for s, v in zip([5, 6, 7], [0.90, 0.91, 0.93])]
+    )
     row = pairwise_tests(df).iloc[0]
     assert row["test"] == "welch"
     assert math.isnan(row["paired_p"])
@@ -352,14 +355,23 @@ def store(tmp_path_factory):
         """Log one job run as a child of the currently active parent run."""
         overrides = [f"model.activation={act}", f"seed={seed}"]
         with mlflow.start_run(experiment_id=exp_id, run_name=f"{act}-{seed}", nested=True) as run:
-            mlflow.set_tags({"layerlab.role": "job", "layerlab.sweep_id": sweep,
-                             "layerlab.overrides": json.dumps(overrides)})
-            mlflow.log_params({"seed": seed, "model.activation": act, "model.name": "mlp",
-                               "optimizer.learning_rate": 0.001})
+            mlflow.set_tags(
+                {"layerlab.role": "job", "layerlab.sweep_id": sweep, "layerlab.overrides": json.dumps(overrides)}
+            )
+            mlflow.log_params(
+                {"seed": seed, "model.activation": act, "model.name": "mlp", "optimizer.learning_rate": 0.001}
+            )
             for epoch, acc in enumerate(accs):
-                mlflow.log_metrics({"loss": 1 - acc + 0.01, "sparse_categorical_accuracy": acc + 0.01,
-                                    "val_loss": 1 - acc, "val_sparse_categorical_accuracy": acc,
-                                    "epoch_time_s": 0.5}, step=epoch)
+                mlflow.log_metrics(
+                    {
+                        "loss": 1 - acc + 0.01,
+                        "sparse_categorical_accuracy": acc + 0.01,
+                        "val_loss": 1 - acc,
+                        "val_sparse_categorical_accuracy": acc,
+                        "epoch_time_s": 0.5,
+                    },
+                    step=epoch,
+                )
             if status == "FINISHED":
                 mlflow.log_metrics({"test_loss": 1 - accs[-1], "test_sparse_categorical_accuracy": accs[-1]})
         if status != "FINISHED":
@@ -425,8 +437,19 @@ def test_compare_sweep_end_to_end(store, tmp_path):
 
 def test_cli_prints_table_and_verdict(store, tmp_path, capsys):
     out = tmp_path / "cli"
-    code = cmp.main([EXPERIMENT, "--sweep-id", SWEEP, "--tracking-uri", store["uri"], "--out", str(out),
-                     "--target-accuracy", "0.95"])
+    code = cmp.main(
+        [
+            EXPERIMENT,
+            "--sweep-id",
+            SWEEP,
+            "--tracking-uri",
+            store["uri"],
+            "--out",
+            str(out),
+            "--target-accuracy",
+            "0.95",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert f"{ABS} is better than {RELU}" in captured.out
@@ -435,8 +458,19 @@ def test_cli_prints_table_and_verdict(store, tmp_path, capsys):
 
 
 def test_cli_loss_metric(store, tmp_path, capsys):
-    code = cmp.main([EXPERIMENT, "--sweep-id", SWEEP, "--tracking-uri", store["uri"], "--out", str(tmp_path),
-                     "--metric", "test_loss"])
+    code = cmp.main(
+        [
+            EXPERIMENT,
+            "--sweep-id",
+            SWEEP,
+            "--tracking-uri",
+            store["uri"],
+            "--out",
+            str(tmp_path),
+            "--metric",
+            "test_loss",
+        ]
+    )
     assert code == 0
     assert f"{ABS} is better than {RELU} on test loss" in capsys.readouterr().out
 

@@ -20,15 +20,26 @@ from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
 
-QUICK = ["dataset.limit=300", "training.epochs=1", "training.batch_size=128", "tracking.log_model=false",
-         "tracking.log_plots=false"]
+QUICK = [
+    "dataset.limit=300",
+    "training.epochs=1",
+    "training.batch_size=128",
+    "tracking.log_model=false",
+    "tracking.log_plots=false",
+]
 
 
 def _start(args, tmp_path, name):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     dirs = [f"hydra.run.dir={tmp_path}/{name}/run", f"hydra.sweep.dir={tmp_path}/{name}/sweep"]
-    return subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *args, *dirs], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "runner.py"), *args, *dirs],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(procs, timeout=600):
@@ -42,9 +53,23 @@ def _finish(procs, timeout=600):
 def _ui_lists_experiment(store: str, name: str) -> bool:
     """`mlflow ui` over the store answers and lists the experiment (what a researcher opens)."""
     port = free_port()
-    ui = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
-                           "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          start_new_session=True)  # its server workers go with it
+    ui = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            store,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # its server workers go with it
     try:
         deadline = time.monotonic() + 300  # a liveness wait, not a speed check: a loaded machine starts it slowly
         while time.monotonic() < deadline:
@@ -66,8 +91,10 @@ def _ui_lists_experiment(store: str, name: str) -> bool:
 
 def test_four_single_runs_at_once_on_a_new_store(tmp_path):
     store = f"sqlite:///{tmp_path}/new.db"
-    procs = [_start([*QUICK, f"seed={i}", f"tracking.uri={store}", "tracking.experiment=together"], tmp_path, f"r{i}")
-             for i in range(4)]
+    procs = [
+        _start([*QUICK, f"seed={i}", f"tracking.uri={store}", "tracking.experiment=together"], tmp_path, f"r{i}")
+        for i in range(4)
+    ]
     results = _finish(procs)
     for code, _, stderr in results:
         assert code == 0, stderr[-3000:]
@@ -81,9 +108,22 @@ def test_four_single_runs_at_once_on_a_new_store(tmp_path):
 
 def test_two_sweeps_at_once_on_a_new_store(tmp_path):
     store = f"sqlite:///{tmp_path}/new.db"
-    procs = [_start(["-m", *QUICK, "seed=0,1", f"model.activation={act}", f"tracking.uri={store}",
-                     "tracking.experiment=two_sweeps", "sweep.compare=false"], tmp_path, act)
-             for act in ("abs", "relu")]
+    procs = [
+        _start(
+            [
+                "-m",
+                *QUICK,
+                "seed=0,1",
+                f"model.activation={act}",
+                f"tracking.uri={store}",
+                "tracking.experiment=two_sweeps",
+                "sweep.compare=false",
+            ],
+            tmp_path,
+            act,
+        )
+        for act in ("abs", "relu")
+    ]
     for code, stdout, stderr in _finish(procs):
         assert code == 0, (stdout[-2000:], stderr[-3000:])
     client = mlflow.MlflowClient(store)
@@ -119,8 +159,9 @@ print(errors)
 def test_a_sweep_raced_by_another_mlflow_client_on_a_new_store_keeps_its_parent(tmp_path):
     db = tmp_path / "new.db"
     store = f"sqlite:///{db}"
-    poller = subprocess.Popen([sys.executable, "-c", POLLER, str(db), store], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
+    poller = subprocess.Popen(
+        [sys.executable, "-c", POLLER, str(db), store], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     time.sleep(3)  # its imports done: it is waiting for the file when the sweep creates it
     ((code, stdout, stderr),) = _finish([_start(["-m", *QUICK, "seed=0,1", f"tracking.uri={store}"], tmp_path, "s")])
     poller.communicate(timeout=300)
@@ -137,18 +178,33 @@ def test_a_sweep_raced_by_another_mlflow_client_on_a_new_store_keeps_its_parent(
 
 def test_dry_run_sweep_logs_nothing_and_says_what_is_valid(tmp_path):
     store = f"sqlite:///{tmp_path}/untouched.db"
-    (code, out, err), = _finish([_start(["-m", "model=lambda_mlp,class_mlp", "model.activation=abs,relu",
-                                         "dry_run=true", f"tracking.uri={store}"], tmp_path, "dry")])
+    ((code, out, err),) = _finish(
+        [
+            _start(
+                [
+                    "-m",
+                    "model=lambda_mlp,class_mlp",
+                    "model.activation=abs,relu",
+                    "dry_run=true",
+                    f"tracking.uri={store}",
+                ],
+                tmp_path,
+                "dry",
+            )
+        ]
+    )
     assert code == 0, err[-3000:]
-    assert "layerlab: dry run: 4 config(s) composed, 4 valid (validated and built), 0 invalid; nothing was logged." \
-        in out
+    assert (
+        "layerlab: dry run: 4 config(s) composed, 4 valid (validated and built), 0 invalid; nothing was logged." in out
+    )
     assert not (tmp_path / "untouched.db").exists()
 
 
 def test_dry_run_sweep_with_a_bad_config_exits_non_zero_and_names_it(tmp_path):
     store = f"sqlite:///{tmp_path}/untouched.db"
-    (code, out, err), = _finish([_start(["-m", "training.epochs=3,0", "dry_run=true", f"tracking.uri={store}"],
-                                        tmp_path, "dry_bad")])
+    ((code, out, err),) = _finish(
+        [_start(["-m", "training.epochs=3,0", "dry_run=true", f"tracking.uri={store}"], tmp_path, "dry_bad")]
+    )
     assert code != 0
     assert "2 config(s) composed, 1 valid (validated and built), 1 invalid" in out
     assert "job 1 (training.epochs=0" in out and "expected a positive integer" in out
@@ -157,8 +213,9 @@ def test_dry_run_sweep_with_a_bad_config_exits_non_zero_and_names_it(tmp_path):
 
 def test_sweep_rejected_by_the_basic_sweeper_stops_before_any_run(tmp_path):
     store = f"sqlite:///{tmp_path}/untouched.db"
-    (code, out, err), = _finish([_start(["-m", "optimizer.learning_rate=interval(0.0001,0.1)",
-                                         f"tracking.uri={store}"], tmp_path, "interval")])
+    ((code, out, err),) = _finish(
+        [_start(["-m", "optimizer.learning_rate=interval(0.0001,0.1)", f"tracking.uri={store}"], tmp_path, "interval")]
+    )
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("layerlab: error: ")]
     assert len(errors) == 1 and "optimizer.learning_rate" in errors[0] and "hydra/sweeper=optuna" in errors[0]

@@ -24,8 +24,9 @@ def test_layerlab_help_lists_every_subcommand():
 
 def test_layerlab_schema_writes_the_model_json_schema(tmp_path):
     out = tmp_path / "model.schema.json"
-    proc = subprocess.run([str(LAYERLAB), "schema", "--out", str(out)], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)
+    proc = subprocess.run(
+        [str(LAYERLAB), "schema", "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     schema = json.loads(out.read_text())
     assert "Dense" in json.dumps(schema) and f"wrote {out}" in proc.stdout

@@ -21,8 +21,13 @@ from experiments.tracking.heartbeat import Heartbeat, identity
 from tests.conftest import ROOT, run_cli
 from tests.liveness import wait_until
 
-LONG = ["dataset.limit=2000", "training.epochs=12", "training.batch_size=64", "tracking.log_model=false",
-        "tracking.log_plots=false"]
+LONG = [
+    "dataset.limit=2000",
+    "training.epochs=12",
+    "training.batch_size=64",
+    "tracking.log_model=false",
+    "tracking.log_plots=false",
+]
 HOST = socket.gethostname()
 
 
@@ -80,13 +85,24 @@ def test_doctor_closes_a_lost_sweep_parent_with_the_completing_command_and_its_o
     exp = client.create_experiment("sweep-doc", artifact_location=str(tmp_path / "art"))
     now = time.time()
     command = "python runner.py -m model.activation=abs,relu seed=0,1 sweep.skip_finished=true"
-    parent = client.create_run(exp, run_name="sweep s1", tags={
-        tags.ROLE: tags.ROLE_PARENT, tags.COMPLETING_COMMAND: command,
-        tags.HEARTBEAT: f"{now - 20:.0f}", tags.HOST: HOST, tags.PID: str(_dead_pid())}).info.run_id
+    parent = client.create_run(
+        exp,
+        run_name="sweep s1",
+        tags={
+            tags.ROLE: tags.ROLE_PARENT,
+            tags.COMPLETING_COMMAND: command,
+            tags.HEARTBEAT: f"{now - 20:.0f}",
+            tags.HOST: HOST,
+            tags.PID: str(_dead_pid()),
+        },
+    ).info.run_id
 
     def child(name, **extra):
-        return client.create_run(exp, run_name=name, tags={tags.ROLE: tags.ROLE_JOB, tags.PARENT_RUN_ID: parent,
-                                                           tags.OVERRIDES: '["seed=1"]', **extra}).info.run_id
+        return client.create_run(
+            exp,
+            run_name=name,
+            tags={tags.ROLE: tags.ROLE_JOB, tags.PARENT_RUN_ID: parent, tags.OVERRIDES: '["seed=1"]', **extra},
+        ).info.run_id
 
     unborn = child("no beat yet")  # its process died before its first beat: only the parent tells
     alive = child("alive", **{tags.HEARTBEAT: f"{now:.0f}", **identity()})  # still running elsewhere in a worker
@@ -163,7 +179,7 @@ def test_damaged_checkpoint_is_a_clear_error(checkpoint_folder, tmp_path, damage
         last.write_bytes(data[: len(data) // 2])
     elif damage == "flip":
         mid = len(data) // 3
-        data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
+        data[mid : mid + 64] = bytes(b ^ 0xFF for b in data[mid : mid + 64])
         last.write_bytes(bytes(data))
     else:
         last.write_bytes(b"")
@@ -184,8 +200,12 @@ def _popen(args, tmp_path, env: dict | None = None, **popen):
     """``runner.py`` with ``args`` (a sweep when they start with ``-m``), its output folder under ``tmp_path``."""
     folder = f"hydra.sweep.dir={tmp_path}/multirun" if args[:1] == ["-m"] else f"hydra.run.dir={tmp_path}/outputs/run"
     popen = popen or {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    return subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *args, folder], cwd=ROOT,
-                            env={**(env or os.environ), "PYTHONUNBUFFERED": "1"}, **popen)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "runner.py"), *args, folder],
+        cwd=ROOT,
+        env={**(env or os.environ), "PYTHONUNBUFFERED": "1"},
+        **popen,
+    )
 
 
 def _wait_for_epochs(folder: Path, n: int, proc, timeout: float = 180) -> None:
@@ -213,8 +233,13 @@ def test_kill9_run_is_closed_by_doctor_and_resumes(tmp_path, store):
     assert run.info.status == "RUNNING"  # what MLflow alone would keep forever
     assert run.data.tags[tags.PID] == str(proc.pid) and run.data.tags[tags.HOST] == HOST
 
-    doc = subprocess.run([sys.executable, "-m", "experiments.doctor", "--tracking-uri", store], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    doc = subprocess.run(
+        [sys.executable, "-m", "experiments.doctor", "--tracking-uri", store],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert doc.returncode == 0, doc.stderr[-2000:]
     assert f"closed run {run.info.run_id}" in doc.stdout and "1 lost run(s) closed FAILED" in doc.stdout
     closed = client.get_run(run.info.run_id)
@@ -235,10 +260,18 @@ def test_kill9_run_is_closed_by_doctor_and_resumes(tmp_path, store):
 def test_next_run_closes_a_zombie_automatically(tmp_path, store):
     client = mlflow.MlflowClient(store)
     exp = client.create_experiment("auto", artifact_location=str(tmp_path / "art"))
-    zombie = client.create_run(exp, tags={tags.HEARTBEAT: f"{time.time():.0f}", tags.HOST: HOST,
-                                          tags.PID: str(_dead_pid())}).info.run_id
-    proc = run_cli("dataset.limit=400", "training.epochs=1", "tracking.log_model=false", "tracking.log_plots=false",
-                   f"tracking.uri={store}", "tracking.experiment=auto", tmp_path=tmp_path)
+    zombie = client.create_run(
+        exp, tags={tags.HEARTBEAT: f"{time.time():.0f}", tags.HOST: HOST, tags.PID: str(_dead_pid())}
+    ).info.run_id
+    proc = run_cli(
+        "dataset.limit=400",
+        "training.epochs=1",
+        "tracking.log_model=false",
+        "tracking.log_plots=false",
+        f"tracking.uri={store}",
+        "tracking.experiment=auto",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"closed run {zombie}" in proc.stdout
     assert client.get_run(zombie).info.status == "FAILED"
@@ -268,8 +301,11 @@ def _wait_for_running_job(client, exp_name: str, proc, timeout: float = 240):
     def running_job():
         exp = client.get_experiment_by_name(exp_name)
         for r in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'") if exp else []:
-            if r.data.tags.get(tags.PID) and r.data.tags.get(tags.ROLE) == "job" and \
-                    client.get_metric_history(r.info.run_id, "loss"):
+            if (
+                r.data.tags.get(tags.PID)
+                and r.data.tags.get(tags.ROLE) == "job"
+                and client.get_metric_history(r.info.run_id, "loss")
+            ):
                 return r
         return None
 
@@ -278,8 +314,16 @@ def _wait_for_running_job(client, exp_name: str, proc, timeout: float = 240):
 
 @pytest.mark.slow
 def test_sigkill_of_a_worker_is_one_failed_job_and_the_summary_completes(tmp_path, store):
-    sweep = ["-m", "hydra/launcher=layerlab", "hydra.launcher.n_jobs=2", *LONG, "training.epochs=8",
-             f"tracking.uri={store}", "tracking.experiment=killed", "seed=0,1,2,3"]
+    sweep = [
+        "-m",
+        "hydra/launcher=layerlab",
+        "hydra.launcher.n_jobs=2",
+        *LONG,
+        "training.epochs=8",
+        f"tracking.uri={store}",
+        "tracking.experiment=killed",
+        "seed=0,1,2,3",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     client = mlflow.MlflowClient(store)  # the store is created here, before the sweep: two first users race
     proc = _popen(sweep, tmp_path, env)
@@ -308,8 +352,14 @@ def test_sigkill_of_a_worker_is_one_failed_job_and_the_summary_completes(tmp_pat
 
     # The completing command runs only the killed job.
     words = complete.split()[2:] + [f"hydra.sweep.dir={tmp_path}/complete"]
-    again = subprocess.run([sys.executable, str(ROOT / "runner.py"), *words], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=600)
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "runner.py"), *words],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("layerlab: skipped, config") == 3
     finished = client.search_runs([exp], f"tags.`{tags.ROLE}` = 'job' and attributes.status = 'FINISHED'")
@@ -319,8 +369,16 @@ def test_sigkill_of_a_worker_is_one_failed_job_and_the_summary_completes(tmp_pat
 @pytest.mark.slow
 def test_a_dead_worker_of_the_stock_joblib_launcher_ends_with_the_summary_not_a_traceback(tmp_path, store):
     """hydra/launcher=joblib loses its batch when a worker dies; the sweep still ends as a failed sweep does."""
-    sweep = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *LONG, "training.epochs=8",
-             f"tracking.uri={store}", "tracking.experiment=joblib_killed", "seed=0,1,2,3"]
+    sweep = [
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *LONG,
+        "training.epochs=8",
+        f"tracking.uri={store}",
+        "tracking.experiment=joblib_killed",
+        "seed=0,1,2,3",
+    ]
     client = mlflow.MlflowClient(store)  # the store is created here, before the sweep: two first users race
     proc = _popen(sweep, tmp_path)
     victim = _wait_for_running_job(client, "joblib_killed", proc)
@@ -332,7 +390,7 @@ def test_a_dead_worker_of_the_stock_joblib_launcher_ends_with_the_summary_not_a_
     assert "layerlab: error: a worker process of the joblib launcher died" in err
     assert "hydra/launcher=layerlab survives a dead worker" in err
     # Then the summary, as for any failed sweep: what finished, and the command that completes the sweep.
-    summary = out[out.rindex("layerlab: sweep "):]
+    summary = out[out.rindex("layerlab: sweep ") :]
     finished = int(summary.split(" jobs finished")[0].split()[-1].split("/")[0])
     assert finished < 4 and "complete the sweep (only the jobs without a FINISHED run):" in summary
     started = int(summary.split(" jobs finished")[0].split("/")[-1])
@@ -377,24 +435,33 @@ def test_ledger_rows_and_completing_command(tmp_path):
     from experiments.launching.ledger import completing_command, unstarted_rows, write_ledger
     from hydra_plugins.layerlab_launcher._pool import death_reason
 
-    write_ledger(tmp_path, {0: {"overrides": ["seed=0"], "state": "done", "error": ""},
-                            1: {"overrides": ["seed=1"], "state": "lost", "error": death_reason(-9)},
-                            2: {"overrides": ["seed=2"], "state": "queued", "error": ""}},
-                 ["hydra/launcher=layerlab", "hydra.mode=MULTIRUN", f"hydra.sweep.dir={tmp_path}"])
+    write_ledger(
+        tmp_path,
+        {
+            0: {"overrides": ["seed=0"], "state": "done", "error": ""},
+            1: {"overrides": ["seed=1"], "state": "lost", "error": death_reason(-9)},
+            2: {"overrides": ["seed=2"], "state": "queued", "error": ""},
+        },
+        ["hydra/launcher=layerlab", "hydra.mode=MULTIRUN", f"hydra.sweep.dir={tmp_path}"],
+    )
     rows = {r["job"]: r for r in unstarted_rows(tmp_path, seen_jobs={"0"})}
     assert set(rows) == {"1", "2"}
     assert rows["1"]["status"] == "FAILED" and "killed by signal 9 (SIGKILL); out of memory?" in rows["1"]["error"]
     assert rows["2"]["status"] == "NOT STARTED" and rows["2"]["rerun"] == "python runner.py seed=2"
     assert completing_command(["seed=0,1,2", "model.activation=abs,relu"], ["hydra/launcher=layerlab"]) == (
-        "python runner.py -m hydra/launcher=layerlab seed=0,1,2 model.activation=abs,relu sweep.skip_finished=true")
+        "python runner.py -m hydra/launcher=layerlab seed=0,1,2 model.activation=abs,relu sweep.skip_finished=true"
+    )
     assert "exited with code 3" in death_reason(3) and "SIGTERM" in death_reason(-15)
 
 
 def test_a_retried_attempt_is_not_a_failed_job():
     from experiments.sweeps.finalize import RETRIED, mark_retried
 
-    rows = [{"job": "1", "status": "FAILED", "error": "process lost"}, {"job": "1", "status": "FINISHED", "error": ""},
-            {"job": "2", "status": "FAILED", "error": "boom"}]
+    rows = [
+        {"job": "1", "status": "FAILED", "error": "process lost"},
+        {"job": "1", "status": "FINISHED", "error": ""},
+        {"job": "2", "status": "FAILED", "error": "boom"},
+    ]
     mark_retried(rows)
     assert [r["status"] for r in rows] == [RETRIED, "FINISHED", "FAILED"]
     assert rows[0]["error"] == "FAILED, then retried and FINISHED: process lost"
@@ -404,8 +471,15 @@ def test_a_retried_attempt_is_not_a_failed_job():
 def test_sigkill_of_a_ray_worker_loses_one_attempt_and_the_sweep_finishes(tmp_path, store):
     """Ray retries a task whose worker died: the lost attempt's run ends FAILED with the reason, the job finishes."""
     pytest.importorskip("hydra_plugins.hydra_ray_launcher")
-    sweep = ["-m", "hydra/launcher=ray_local", *LONG, f"tracking.uri={store}", "tracking.experiment=ray_killed",
-             "seed=0,1,2,3", "sweep.compare=false"]
+    sweep = [
+        "-m",
+        "hydra/launcher=ray_local",
+        *LONG,
+        f"tracking.uri={store}",
+        "tracking.experiment=ray_killed",
+        "seed=0,1,2,3",
+        "sweep.compare=false",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "LAYERLAB_RAY_CPUS": "2"}
     client = mlflow.MlflowClient(store)  # the store is created here, before the sweep: two first users race
     proc = _popen(sweep, tmp_path, env)

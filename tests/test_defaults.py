@@ -18,8 +18,12 @@ from experiments.config.schema import RegistrySchema, RootSchema, SweepSchema, T
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 # The option of each group that conf/config.yaml's defaults pick: its values are the defaults.
-GROUP_FILES = [("training/default.yaml", TrainingSchema), ("tracking/local.yaml", TrackingSchema),
-               ("registry/default.yaml", RegistrySchema), ("sweep/default.yaml", SweepSchema)]
+GROUP_FILES = [
+    ("training/default.yaml", TrainingSchema),
+    ("tracking/local.yaml", TrackingSchema),
+    ("registry/default.yaml", RegistrySchema),
+    ("sweep/default.yaml", SweepSchema),
+]
 
 
 def _disagreements(schema: type, node: dict, where: str) -> list[str]:
@@ -66,5 +70,7 @@ def test_dataset_option_defaults_agree_with_its_schema(name):
 def test_a_changed_default_is_found():
     """The check itself: a YAML value other than the schema's default is reported, nested keys included."""
     assert _disagreements(TrainingSchema, {"shuffle": False, "early_stopping": {"patience": 4}}, "training") == [
-        "training.shuffle: yaml False, schema True", "training.early_stopping.patience: yaml 4, schema 3"]
+        "training.shuffle: yaml False, schema True",
+        "training.early_stopping.patience: yaml 4, schema 3",
+    ]
     assert _disagreements(RootSchema, {"seed": False}, "") == [".seed: yaml False, schema 0"]

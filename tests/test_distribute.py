@@ -19,8 +19,9 @@ FAST = [*TINY, "tracking.log_model=false", "tracking.log_plots=false", "training
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, store):
-    proc = run_cli(*FAST, "training.strategy=mirrored", "training.logical_cpus=2", f"tracking.uri={store}",
-                   tmp_path=tmp_path)
+    proc = run_cli(
+        *FAST, "training.strategy=mirrored", "training.logical_cpus=2", f"tracking.uri={store}", tmp_path=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MirroredStrategy with 2 replicas; global batch 128" in proc.stdout
     client = mlflow.MlflowClient(store)
@@ -44,12 +45,29 @@ def test_multi_worker_two_processes_log_once_from_the_chief(tmp_path, store):
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     procs = []
     for index in range(2):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen(
-            [sys.executable, str(ROOT / "runner.py"), *FAST, "training.strategy=multi_worker",
-             f"tracking.uri={store}", "tracking.experiment=multi", f"hydra.run.dir={tmp_path}/w{index}"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        }
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "runner.py"),
+                    *FAST,
+                    "training.strategy=multi_worker",
+                    f"tracking.uri={store}",
+                    "tracking.experiment=multi",
+                    f"hydra.run.dir={tmp_path}/w{index}",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]

@@ -27,8 +27,14 @@ def _mkdocs_config() -> dict:
 def _mkdocs_build(config: Path, site: Path) -> subprocess.CompletedProcess:
     # NO_MKDOCS_2_WARNING: Material's banner about MkDocs 2.0 on every build (noise, not a build warning).
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config),
-                           "--site-dir", str(site)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config), "--site-dir", str(site)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_docs_site_builds_strict(tmp_path):
@@ -41,7 +47,7 @@ def test_docs_site_builds_strict(tmp_path):
     stack = list(config["nav"])
     while stack:
         entry = stack.pop()
-        for value in (entry.values() if isinstance(entry, dict) else [entry]):
+        for value in entry.values() if isinstance(entry, dict) else [entry]:
             if isinstance(value, list):
                 stack.extend(value)
             else:
@@ -62,8 +68,15 @@ def test_docs_config_fails_on_a_broken_anchor(tmp_path):
     docs.mkdir()
     (docs / "index.md").write_text("# Home\n\nSee [the part](other.md#no-such-heading).\n")
     (docs / "other.md").write_text("# Other\n\n## A heading\n")
-    config = {"site_name": "t", "docs_dir": str(docs), "nav": ["index.md", "other.md"], "theme": ours["theme"],
-              "strict": ours["strict"], "validation": ours["validation"], "markdown_extensions": ["toc"]}
+    config = {
+        "site_name": "t",
+        "docs_dir": str(docs),
+        "nav": ["index.md", "other.md"],
+        "theme": ours["theme"],
+        "strict": ours["strict"],
+        "validation": ours["validation"],
+        "markdown_extensions": ["toc"],
+    }
     config_file = tmp_path / "mkdocs.yml"
     config_file.write_text(yaml.safe_dump(config))
     result = _mkdocs_build(config_file, tmp_path / "site")

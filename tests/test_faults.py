@@ -17,15 +17,31 @@ from tests.conftest import ROOT, TINY, compose, free_port, run_cli
 
 pytestmark = pytest.mark.slow  # real CLI processes: `pytest -m "not slow"` skips them
 
-LONG = ["dataset.limit=2000", "training.epochs=12", "training.batch_size=64", "tracking.log_model=false",
-        "tracking.log_plots=false"]
+LONG = [
+    "dataset.limit=2000",
+    "training.epochs=12",
+    "training.batch_size=64",
+    "tracking.log_model=false",
+    "tracking.log_plots=false",
+]
 
 
 def _popen(args, tmp_path, env=None):
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *args, f"hydra.run.dir={tmp_path}/outputs/run",
-                             f"hydra.sweep.dir={tmp_path}/multirun"], cwd=ROOT, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "runner.py"),
+            *args,
+            f"hydra.run.dir={tmp_path}/outputs/run",
+            f"hydra.sweep.dir={tmp_path}/multirun",
+        ],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_epochs(journal: Path, n: int, proc, timeout: float = 180) -> None:
@@ -80,16 +96,26 @@ def test_resume_of_an_unknown_run_is_a_clear_error(tmp_path, store):
 
 
 def test_sweep_rerun_skips_finished_jobs(tmp_path, store):
-    common = ["-m", "seed=0,1", *TINY, "tracking.log_model=false", "tracking.log_plots=false",
-              f"tracking.uri={store}", "sweep.compare=false"]
+    common = [
+        "-m",
+        "seed=0,1",
+        *TINY,
+        "tracking.log_model=false",
+        "tracking.log_plots=false",
+        f"tracking.uri={store}",
+        "sweep.compare=false",
+    ]
     first = run_cli(*common, tmp_path=tmp_path / "a")
     assert first.returncode == 0, first.stderr[-3000:]
     second = run_cli(*common, "sweep.skip_finished=true", tmp_path=tmp_path / "b")
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("layerlab: skipped, config") == 2
     client = mlflow.MlflowClient(store)
-    jobs = [r for r in client.search_runs([client.get_experiment_by_name("layerlab").experiment_id])
-            if r.data.tags.get("layerlab.role") == "job"]
+    jobs = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("layerlab").experiment_id])
+        if r.data.tags.get("layerlab.role") == "job"
+    ]
     assert len(jobs) == 2  # nothing trained twice
 
 
@@ -103,9 +129,25 @@ def test_dead_server_is_detected_before_training(tmp_path):
 
 def _start_server(db: Path, port: int, artifacts: Path) -> subprocess.Popen:
     mlflow_bin = Path(sys.executable).parent / "mlflow"
-    proc = subprocess.Popen([str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{db}", "--host", "127.0.0.1",
-                             "--port", str(port), "--artifacts-destination", str(artifacts), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(mlflow_bin),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{db}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--artifacts-destination",
+            str(artifacts),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     import urllib.request
 
     deadline = time.monotonic() + 90
@@ -147,8 +189,13 @@ def test_server_dying_mid_run_keeps_training_and_upload_finishes_the_run(tmp_pat
 
     server = _start_server(db, port, artifacts)  # the server comes back
     try:
-        up = subprocess.run([sys.executable, "-m", "experiments.upload", str(out_dir)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+        up = subprocess.run(
+            [sys.executable, "-m", "experiments.upload", str(out_dir)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert up.returncode == 0, up.stderr[-3000:]
         client = mlflow.MlflowClient(uri)
         run = client.get_run(pending["run_id"])
@@ -162,8 +209,15 @@ def test_server_dying_mid_run_keeps_training_and_upload_finishes_the_run(tmp_pat
 
 def test_nan_loss_stops_the_run_as_failed(tmp_path, store):
     # exp() of a hidden layer pushed by a huge learning rate overflows: inf, then NaN.
-    proc = run_cli("model.activation=exponential", "optimizer.learning_rate=10", "dataset.limit=400",
-                   "training.epochs=3", "training.batch_size=64", f"tracking.uri={store}", tmp_path=tmp_path)
+    proc = run_cli(
+        "model.activation=exponential",
+        "optimizer.learning_rate=10",
+        "dataset.limit=400",
+        "training.epochs=3",
+        "training.batch_size=64",
+        f"tracking.uri={store}",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode == 2
     assert "the training loss became nan at epoch 1, batch" in proc.stderr
     client = mlflow.MlflowClient(store)
@@ -201,49 +255,80 @@ def _bad_data(tmp_path) -> dict:
     df.to_csv(holes, index=False)
     np.savez(tmp_path / "keys.npz", images=np.zeros((20, 4, 4), np.uint8), labels=np.arange(20) % 2)
     prices = fx.table(tmp_path / "prices.csv", n=40, regression=True)
-    return {"corrupt": _corrupt_npz(tmp_path), "empty": empty, "no_images": no_images, "truncated": truncated,
-            "rows": rows, "free_text": free_text, "holes": holes, "keys": tmp_path / "keys.npz", "prices": prices}
+    return {
+        "corrupt": _corrupt_npz(tmp_path),
+        "empty": empty,
+        "no_images": no_images,
+        "truncated": truncated,
+        "rows": rows,
+        "free_text": free_text,
+        "holes": holes,
+        "keys": tmp_path / "keys.npz",
+        "prices": prices,
+    }
 
 
 CATALOGUE = {
-    "unknown group option": (["model=lamda_mlp"], "model = 'lamda_mlp': no option 'lamda_mlp' in config group "
-                                                   "'model'; did you mean 'lambda_mlp'"),
+    "unknown group option": (
+        ["model=lamda_mlp"],
+        "model = 'lamda_mlp': no option 'lamda_mlp' in config group 'model'; did you mean 'lambda_mlp'",
+    ),
     "negative epochs": (["training.epochs=-1"], "training.epochs = -1: expected a positive integer"),
-    "learning rate not a number": (["optimizer.learning_rate=fast"],
-                                   "optimizer.learning_rate = 'fast': expected a positive number"),
+    "learning rate not a number": (
+        ["optimizer.learning_rate=fast"],
+        "optimizer.learning_rate = 'fast': expected a positive number",
+    ),
     "zero batch": (["training.batch_size=0"], "training.batch_size = 0: expected a positive integer"),
     "missing dataset file": (["dataset=mnist", "dataset.path=/nonexistent/mnist.npz"], "dataset.path"),
     "corrupt dataset file": (["dataset=mnist", "dataset.path={corrupt}"], "dataset.path"),
-    "images of another shape": (["dataset=digits"], "has images of shape (8, 8) but the model 'lambda_mlp' takes "
-                                                    "(28, 28)"),
-    "labels outside the classes": (["dataset=synthetic", "dataset.num_classes=12", "dataset.num_samples=600"],
-                                   "labels go from 0 to 11 but the model's output has 10 unit(s)"),
-    "registry module that cannot be imported": (["registry.modules=[no_such_pkg.layers]"],
-                                                "cannot import the registry module 'no_such_pkg.layers'"),
-    "output that does not fit the loss": (["training.loss=binary_crossentropy"], "binary_crossentropy needs one "
-                                                                                 "sigmoid output"),
+    "images of another shape": (
+        ["dataset=digits"],
+        "has images of shape (8, 8) but the model 'lambda_mlp' takes (28, 28)",
+    ),
+    "labels outside the classes": (
+        ["dataset=synthetic", "dataset.num_classes=12", "dataset.num_samples=600"],
+        "labels go from 0 to 11 but the model's output has 10 unit(s)",
+    ),
+    "registry module that cannot be imported": (
+        ["registry.modules=[no_such_pkg.layers]"],
+        "cannot import the registry module 'no_such_pkg.layers'",
+    ),
+    "output that does not fit the loss": (
+        ["training.loss=binary_crossentropy"],
+        "binary_crossentropy needs one sigmoid output",
+    ),
     "unknown layer in an override": (["model.layers.2.type=Dence"], "did you mean 'Dense'"),
-    "unknown optimizer": (["optimizer.name=Adamm"], "optimizer.name = 'Adamm': no Keras optimizer of that name; "
-                                                    "did you mean 'Adam'"),
-    "missing image folder": (["dataset=image_folder", "dataset.path=/nonexistent/images"],
-                             "dataset.path = '/nonexistent/images': no such folder"),
+    "unknown optimizer": (
+        ["optimizer.name=Adamm"],
+        "optimizer.name = 'Adamm': no Keras optimizer of that name; did you mean 'Adam'",
+    ),
+    "missing image folder": (
+        ["dataset=image_folder", "dataset.path=/nonexistent/images"],
+        "dataset.path = '/nonexistent/images': no such folder",
+    ),
     "empty image folder": (["dataset=image_folder", "dataset.path={empty}"], "holds no class folders"),
-    "class folder without images": (["dataset=image_folder", "dataset.path={no_images}"],
-                                    "bird holds no images"),
-    "truncated image file": (["dataset=image_folder", "dataset.path={truncated}"],
-                             "dog_001.png cannot be decoded"),
-    "missing target column": (["dataset=table", "dataset.path={rows}", "dataset.target=price"],
-                              "dataset.target = 'price': rows.csv has no column 'price'"),
-    "feature neither numeric nor categorical": (["dataset=table", "dataset.path={free_text}", "dataset.target=label",
-                                                 "dataset.max_categories=10"],
-                                                "feature column 'comment' is neither numeric nor categorical"),
-    "NaN in a table": (["dataset=table", "dataset.path={holes}", "dataset.target=label"],
-                       "have missing values (NaN) in column(s) size"),
-    "npz without the expected keys": (["dataset=arrays", "dataset.path={keys}"],
-                                      "dataset.x_key = 'x_train': keys.npz has no array 'x_train'"),
+    "class folder without images": (["dataset=image_folder", "dataset.path={no_images}"], "bird holds no images"),
+    "truncated image file": (["dataset=image_folder", "dataset.path={truncated}"], "dog_001.png cannot be decoded"),
+    "missing target column": (
+        ["dataset=table", "dataset.path={rows}", "dataset.target=price"],
+        "dataset.target = 'price': rows.csv has no column 'price'",
+    ),
+    "feature neither numeric nor categorical": (
+        ["dataset=table", "dataset.path={free_text}", "dataset.target=label", "dataset.max_categories=10"],
+        "feature column 'comment' is neither numeric nor categorical",
+    ),
+    "NaN in a table": (
+        ["dataset=table", "dataset.path={holes}", "dataset.target=label"],
+        "have missing values (NaN) in column(s) size",
+    ),
+    "npz without the expected keys": (
+        ["dataset=arrays", "dataset.path={keys}"],
+        "dataset.x_key = 'x_train': keys.npz has no array 'x_train'",
+    ),
     "regression target with a classification loss": (
         ["dataset=table", "dataset.path={prices}", "dataset.target=price", "model=table_mlp"],
-        "dataset.task = 'regression': the target is a regression target"),
+        "dataset.task = 'regression': the target is a regression target",
+    ),
 }
 
 
@@ -291,8 +376,13 @@ def test_malformed_yaml_names_file_and_line(tmp_path):
 
 
 def test_unwritable_artifact_location(tmp_path, store):
-    proc = run_cli(*TINY, f"tracking.uri={store}", "tracking.experiment=fresh", "tracking.artifact_root=/proc/layerlab",
-                   tmp_path=tmp_path)
+    proc = run_cli(
+        *TINY,
+        f"tracking.uri={store}",
+        "tracking.experiment=fresh",
+        "tracking.artifact_root=/proc/layerlab",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode == 2
     assert "tracking.artifact_root: the artifact location /proc/layerlab is not writable" in proc.stderr
 

@@ -26,9 +26,18 @@ pytestmark = pytest.mark.slow  # real sweeps and a real resume
 
 SEEDS = (0, 1, 2)
 EPOCHS = 40  # far more than the test waits for: the fit is still running when Ctrl-C comes
-SWEEP = ["model=lambda_mlp", f"seed={','.join(map(str, SEEDS))}", "sweep.fuse_replicates=true", "dataset.limit=2000",
-         f"training.epochs={EPOCHS}", "training.batch_size=64", "training.checkpoint.every_s=0",
-         "tracking.log_model=false", "tracking.log_plots=false", "sweep.compare=false"]
+SWEEP = [
+    "model=lambda_mlp",
+    f"seed={','.join(map(str, SEEDS))}",
+    "sweep.fuse_replicates=true",
+    "dataset.limit=2000",
+    f"training.epochs={EPOCHS}",
+    "training.batch_size=64",
+    "training.checkpoint.every_s=0",
+    "tracking.log_model=false",
+    "tracking.log_plots=false",
+    "sweep.compare=false",
+]
 LIVENESS_S = 600  # a bound for a loaded machine, never a speed check
 
 
@@ -54,16 +63,29 @@ def test_ctrl_c_of_a_fused_sweep_kills_every_replica_with_its_own_resume_command
     experiment = f"fused_ctrl_c_{launcher}"
     client = mlflow.MlflowClient(store)  # the store is created here, before the sweep: two first users race
     client.search_experiments()
-    sweep = [sys.executable, str(ROOT / "runner.py"), "-m", f"hydra/launcher={launcher}", *SWEEP,
-             f"tracking.uri={store}", f"tracking.experiment={experiment}", f"hydra.sweep.dir={tmp_path}/multirun"]
+    sweep = [
+        sys.executable,
+        str(ROOT / "runner.py"),
+        "-m",
+        f"hydra/launcher={launcher}",
+        *SWEEP,
+        f"tracking.uri={store}",
+        f"tracking.experiment={experiment}",
+        f"hydra.sweep.dir={tmp_path}/multirun",
+    ]
     if launcher == "layerlab":
         sweep.append("hydra.launcher.n_jobs=1")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(sweep, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        sweep, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
-        wait_until(lambda: _replicas_training(client, experiment), proc, LIVENESS_S,
-                   "every replica RUNNING with a logged epoch")
+        wait_until(
+            lambda: _replicas_training(client, experiment),
+            proc,
+            LIVENESS_S,
+            "every replica RUNNING with a logged epoch",
+        )
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground process group
         out, err = proc.communicate(timeout=LIVENESS_S)
     finally:
@@ -107,9 +129,14 @@ def test_ctrl_c_of_a_fused_sweep_kills_every_replica_with_its_own_resume_command
 
     # One replica's printed command, run alone, continues its run to the end from its own checkpoint.
     run_id, words, done = commands[SEEDS[1]]
-    resumed = subprocess.run([sys.executable, str(ROOT / "runner.py"), *words[2:],
-                              f"hydra.run.dir={tmp_path}/resume"], cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=LIVENESS_S)
+    resumed = subprocess.run(
+        [sys.executable, str(ROOT / "runner.py"), *words[2:], f"hydra.run.dir={tmp_path}/resume"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=LIVENESS_S,
+    )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert f"resuming run {run_id} after epoch {done}" in resumed.stdout
     again = client.get_run(run_id)

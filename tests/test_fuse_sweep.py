@@ -30,8 +30,13 @@ def test_jobs_that_differ_only_in_the_seed_become_one_job_numbered_as_they_were(
     groups = fuse_jobs(JOBS)
     assert [g.seeds for g in groups] == [(0, 1, 2), (0, 1, 2)]
     assert [g.jobs for g in groups] == [(0, 1, 2), (3, 4, 5)]
-    assert groups[1].overrides == ["model.activation=relu", "seed=0", "training.epochs=1",
-                                   "sweep.fused_seeds=[0,1,2]", "sweep.fused_jobs=[3,4,5]"]
+    assert groups[1].overrides == [
+        "model.activation=relu",
+        "seed=0",
+        "training.epochs=1",
+        "sweep.fused_seeds=[0,1,2]",
+        "sweep.fused_jobs=[3,4,5]",
+    ]
 
 
 def test_fuse_max_splits_a_group_and_a_later_round_continues_the_numbers():
@@ -56,8 +61,13 @@ def test_only_integer_seeds_can_be_fused():
 def test_a_replica_gets_the_overrides_and_config_of_its_solo_job():
     fused = fuse_jobs(JOBS)[0].overrides
     assert replica_overrides(fused, 2) == ["model.activation=abs", "seed=2", "training.epochs=1"]
-    cfg = compose("model.activation=abs", "seed=0", "sweep.fuse_replicates=true", "sweep.fused_seeds=[0,1,2]",
-                  "sweep.fused_jobs=[0,1,2]")
+    cfg = compose(
+        "model.activation=abs",
+        "seed=0",
+        "sweep.fuse_replicates=true",
+        "sweep.fused_seeds=[0,1,2]",
+        "sweep.fused_jobs=[0,1,2]",
+    )
     mine = replica_config(cfg, 2)
     solo = compose("model.activation=abs", "seed=2", "sweep.fuse_replicates=true")
     assert mine == solo and cfg.seed == 0  # the fused job's own config is untouched
@@ -69,9 +79,13 @@ def test_the_sweeps_display_names_a_fused_job_by_its_seeds_not_the_sweepers_keys
     fused = fuse_jobs(JOBS, fuse_max=2)
     jobs = [{"job": i, "overrides": g.overrides} for i, g in enumerate(fused)] + [{"job": 9, "overrides": JOBS[0]}]
     sweep = ["model.activation=abs,relu", "seed=0,1,2", "training.epochs=1"]
-    assert names(jobs, sweep) == {0: "activation=abs seed=0,1", 1: "activation=abs seed=2",
-                                  2: "activation=relu seed=0,1", 3: "activation=relu seed=2",
-                                  9: "activation=abs seed=0"}  # an unfused job: as before
+    assert names(jobs, sweep) == {
+        0: "activation=abs seed=0,1",
+        1: "activation=abs seed=2",
+        2: "activation=relu seed=0,1",
+        3: "activation=relu seed=2",
+        9: "activation=abs seed=0",
+    }  # an unfused job: as before
 
 
 def test_the_basic_sweeper_becomes_the_projects_and_an_experiments_sweeper_is_kept():
@@ -111,8 +125,15 @@ def test_a_fused_sweep_logs_the_runs_of_the_unfused_sweep(tmp_path, store):
     """Basic launcher, 2 activations x 3 seeds: the same 6 child runs, fused (2 jobs) or not (6 jobs)."""
     printed = {}
     for name, extra in (("solo", []), ("fused", ["sweep.fuse_replicates=true"])):
-        proc = run_cli("-m", "hydra/launcher=basic", *SWEEP, *extra, f"tracking.uri={store}",
-                       f"tracking.experiment={name}", tmp_path=tmp_path / name)
+        proc = run_cli(
+            "-m",
+            "hydra/launcher=basic",
+            *SWEEP,
+            *extra,
+            f"tracking.uri={store}",
+            f"tracking.experiment={name}",
+            tmp_path=tmp_path / name,
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         printed[name] = proc.stdout
     assert "layerlab: 6 jobs fused into 2 (sweep.fuse_replicates=true)" in proc.stdout
@@ -133,7 +154,8 @@ def test_a_fused_sweep_logs_the_runs_of_the_unfused_sweep(tmp_path, store):
         assert f.data.tags[tags.CONFIG_HASH] == s.data.tags[tags.CONFIG_HASH]
         mine, theirs = (json.loads(r.data.tags[tags.OVERRIDES]) for r in (f, s))
         assert [o for o in mine if o.lower() != "sweep.fuse_replicates=true" and not o.startswith("tracking.")] == [
-            o for o in theirs if not o.startswith("tracking.")]  # the same job, but for the experiment's name
+            o for o in theirs if not o.startswith("tracking.")
+        ]  # the same job, but for the experiment's name
         assert set(f.data.tags) - set(s.data.tags) == {tags.FUSED_GROUP, tags.FUSED_JOB}
         assert set(f.data.params) == set(s.data.params)
         differ = {k for k in s.data.params if s.data.params[k] != f.data.params[k]}
@@ -152,8 +174,11 @@ def test_a_fused_sweep_logs_the_runs_of_the_unfused_sweep(tmp_path, store):
     for name in ("solo", "fused"):
         exp = client.get_experiment_by_name(name)
         (parent,) = client.search_runs([exp.experiment_id], f"tags.`{tags.ROLE}` = '{tags.ROLE_PARENT}'")
-        tables.append(pd.read_csv(client.download_artifacts(parent.info.run_id, "comparison/comparison_tests.csv",
-                                                             str(tmp_path / name))))
+        tables.append(
+            pd.read_csv(
+                client.download_artifacts(parent.info.run_id, "comparison/comparison_tests.csv", str(tmp_path / name))
+            )
+        )
     solo_t, fused_t = tables
     assert list(fused_t.columns) == list(solo_t.columns) and len(fused_t) == len(solo_t) > 0
     for column in solo_t.columns:
@@ -171,9 +196,19 @@ def test_a_fused_sweep_logs_the_runs_of_the_unfused_sweep(tmp_path, store):
 
 @pytest.mark.slow
 def test_a_fused_sweep_under_the_layerlab_launcher_with_groups_split_by_fuse_max(tmp_path, store):
-    proc = run_cli("-m", "hydra/launcher=layerlab", "hydra.launcher.n_jobs=2", *SWEEP, "sweep.fuse_replicates=true",
-                   "sweep.fuse_max=2", "tracking.log_model=false", "training.checkpoint.enabled=false",
-                   f"tracking.uri={store}", "tracking.experiment=pool", tmp_path=tmp_path)
+    proc = run_cli(
+        "-m",
+        "hydra/launcher=layerlab",
+        "hydra.launcher.n_jobs=2",
+        *SWEEP,
+        "sweep.fuse_replicates=true",
+        "sweep.fuse_max=2",
+        "tracking.log_model=false",
+        "training.checkpoint.enabled=false",
+        f"tracking.uri={store}",
+        "tracking.experiment=pool",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = _children(store, "pool")
     assert [r.data.tags[tags.JOB_NUM] for r in runs] == [str(n) for n in range(6)]
@@ -183,13 +218,27 @@ def test_a_fused_sweep_under_the_layerlab_launcher_with_groups_split_by_fuse_max
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flag, message", [
-    (["sweep.fuse_replicates=true"], "an Optuna search cannot fuse replicates"),
-    (["sweep.until.ci_half_width=0.01", "sweep.until.max_replicates=6"], "an Optuna search cannot add seeds in rounds"),
-])
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        (["sweep.fuse_replicates=true"], "an Optuna search cannot fuse replicates"),
+        (
+            ["sweep.until.ci_half_width=0.01", "sweep.until.max_replicates=6"],
+            "an Optuna search cannot add seeds in rounds",
+        ),
+    ],
+)
 def test_an_optuna_search_refuses_to_fuse_or_add_rounds(tmp_path, store, flag, message):
-    proc = run_cli("-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "model.activation=choice(abs,relu)",
-                   *TINY, *flag, f"tracking.uri={store}", tmp_path=tmp_path)
+    proc = run_cli(
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=2",
+        "model.activation=choice(abs,relu)",
+        *TINY,
+        *flag,
+        f"tracking.uri={store}",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode != 0
     assert message in proc.stdout and flag[0].split("=")[0].rsplit(".", 1)[0] in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -199,21 +248,31 @@ def test_an_optuna_search_refuses_to_fuse_or_add_rounds(tmp_path, store, flag, m
 def test_a_diverging_replica_fails_alone_as_its_solo_run_does(tmp_path, store):
     """SGD at learning rate 94 diverges for some seeds only (here seeds 0 and 4 of 0-4; found by a sweep of rates):
     fused, exactly those replicas' runs FAIL with the solo message while the others FINISH."""
-    args = ["optimizer=sgd", "optimizer.learning_rate=94", "seed=0,1,2,3,4", "dataset.limit=400", "training.epochs=3",
-            "training.batch_size=128", "training.deterministic=true", "tracking.log_model=false",
-            "tracking.log_plots=false", "training.checkpoint.enabled=false", "sweep.compare=false",
-            f"tracking.uri={store}"]
+    args = [
+        "optimizer=sgd",
+        "optimizer.learning_rate=94",
+        "seed=0,1,2,3,4",
+        "dataset.limit=400",
+        "training.epochs=3",
+        "training.batch_size=128",
+        "training.deterministic=true",
+        "tracking.log_model=false",
+        "tracking.log_plots=false",
+        "training.checkpoint.enabled=false",
+        "sweep.compare=false",
+        f"tracking.uri={store}",
+    ]
     outcome = {}
     for name, extra in (("solo", []), ("fused", ["sweep.fuse_replicates=true"])):
-        proc = run_cli("-m", "hydra/launcher=basic", *args, *extra, f"tracking.experiment={name}",
-                       tmp_path=tmp_path / name)
+        proc = run_cli(
+            "-m", "hydra/launcher=basic", *args, *extra, f"tracking.experiment={name}", tmp_path=tmp_path / name
+        )
         runs = _children(store, name)
         outcome[name] = {r.data.params["seed"]: (r.info.status, r.data.tags.get(tags.ERROR, "")) for r in runs}
         statuses = {status for status, _ in outcome[name].values()}
         assert proc.returncode != 0 and statuses == {"FAILED", "FINISHED"}, (name, outcome[name])
     assert outcome["fused"] == outcome["solo"]  # the same seeds fail, with the same message
-    assert all("the training loss became" in error for status, error in outcome["fused"].values()
-               if status == "FAILED")
+    assert all("the training loss became" in error for status, error in outcome["fused"].values() if status == "FAILED")
 
 
 def test_fusion_reads_overrides_as_hydra_does():
@@ -233,8 +292,14 @@ def test_a_fused_job_that_left_no_run_is_listed_as_its_replicas(tmp_path):
     from experiments.training.progress_file import PROGRESS_DIR, write_status
 
     fused = ["model.activation=abs", "seed=0", "sweep.fused_seeds=[0,1,2]", "sweep.fused_jobs=[3,4,5]"]
-    write_status(tmp_path / PROGRESS_DIR / "1.json", fresh=True, job=1, overrides=fused, status="FAILED",
-                 error="ConfigError: training.strategy: fused replicates train on one device")
+    write_status(
+        tmp_path / PROGRESS_DIR / "1.json",
+        fresh=True,
+        job=1,
+        overrides=fused,
+        status="FAILED",
+        error="ConfigError: training.strategy: fused replicates train on one device",
+    )
     write_status(tmp_path / PROGRESS_DIR / "0.json", fresh=True, job=0, overrides=["seed=9"], status="FINISHED")
     rows = ended_without_run_rows(tmp_path, seen_jobs={"4"})
     assert [(r["job"], r["status"]) for r in rows] == [("3", "FAILED"), ("5", "FAILED")]
@@ -246,8 +311,16 @@ def test_a_fused_job_that_left_no_run_is_listed_as_its_replicas(tmp_path):
 
 @pytest.mark.slow
 def test_a_fused_job_that_dies_before_its_runs_exist_is_in_the_summary(tmp_path, store):
-    proc = run_cli("-m", "seed=0,1", "sweep.fuse_replicates=true", "training.strategy=mirrored", *TINY,
-                   "sweep.compare=false", f"tracking.uri={store}", tmp_path=tmp_path)
+    proc = run_cli(
+        "-m",
+        "seed=0,1",
+        "sweep.fuse_replicates=true",
+        "training.strategy=mirrored",
+        *TINY,
+        "sweep.compare=false",
+        f"tracking.uri={store}",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode != 0
     assert "job 0 FAILED" in proc.stdout and "job 1 FAILED" in proc.stdout, proc.stdout[-3000:]
     assert "rerun alone: python runner.py seed=1" in proc.stdout

@@ -38,9 +38,11 @@ def _datasets(cfg, seed: int) -> dict:
     """The job's datasets (experiments/job/tracked.py), for this seed."""
     data = load_dataset(cfg.dataset, seed)
     bs = int(cfg.training.batch_size)
-    return {"train": make_tf_dataset(*data.train, bs, shuffle=True, seed=seed),
-            "val": make_tf_dataset(*data.val, bs, shuffle=False, seed=seed),
-            "test": make_tf_dataset(*data.test, bs, shuffle=False, seed=seed)}
+    return {
+        "train": make_tf_dataset(*data.train, bs, shuffle=True, seed=seed),
+        "val": make_tf_dataset(*data.val, bs, shuffle=False, seed=seed),
+        "test": make_tf_dataset(*data.test, bs, shuffle=False, seed=seed),
+    }
 
 
 def _solo(model: str, seed: int, *extra: str, callbacks=None, broken: bool = False):
@@ -168,8 +170,9 @@ def test_global_clipnorm_is_refused_with_its_config_path():
 def test_replicas_with_different_batch_counts_are_refused():
     cfg = _cfg("lambda_mlp", 0)
     setup_runtime(cfg)
-    engine = FusedReplicas(lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], [0, 1],
-                           lambda m: compile_model(m, cfg))
+    engine = FusedReplicas(
+        lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], [0, 1], lambda m: compile_model(m, cfg)
+    )
     small = _datasets(cfg, 0)
     large = {**small, "train": small["train"].concatenate(small["train"])}
     with pytest.raises(ConfigError, match="different numbers of train batches") as err:
@@ -181,8 +184,11 @@ def test_each_replica_checkpoints_its_own_weights(tmp_path):
     from experiments.training.checkpoint import Checkpointer, load_checkpoint
 
     folders = [tmp_path / f"seed{seed}" for seed in SEEDS[:2]]
-    results = _fused("lambda_mlp", SEEDS[:2], callbacks=[[Checkpointer(f, f"run{i}", monitor="val_loss", every_s=0)]
-                                                         for i, f in enumerate(folders)])
+    results = _fused(
+        "lambda_mlp",
+        SEEDS[:2],
+        callbacks=[[Checkpointer(f, f"run{i}", monitor="val_loss", every_s=0)] for i, f in enumerate(folders)],
+    )
     x = load_dataset(_cfg("lambda_mlp", 0).dataset, 0).test[0][:16]
     outputs = []
     for r, folder in zip(results, folders):
@@ -197,8 +203,13 @@ def test_each_replica_checkpoints_its_own_weights(tmp_path):
 @pytest.mark.parametrize("regularizer", ["kernel_regularizer", "activity_regularizer"])
 def test_regularization_losses_are_refused(regularizer):
     def build_one(seed):
-        return keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
-                                 keras.layers.Dense(10, activation="softmax", **{regularizer: "l2"})])
+        return keras.Sequential(
+            [
+                keras.Input((28, 28)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(10, activation="softmax", **{regularizer: "l2"}),
+            ]
+        )
 
     with pytest.raises(ConfigError, match="regularization losses") as err:
         FusedReplicas(build_one, [0, 1], lambda m: m.compile(optimizer="adam", loss="sparse_categorical_crossentropy"))
@@ -209,8 +220,9 @@ def test_a_resumed_replica_hands_its_optimizer_state_to_the_fused_optimizer():
     from experiments.training.fused.optimizer import SlotMap
 
     cfg = _cfg("lambda_mlp", 0)
-    engine = FusedReplicas(lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], [0, 1],
-                           lambda m: compile_model(m, cfg))
+    engine = FusedReplicas(
+        lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], [0, 1], lambda m: compile_model(m, cfg)
+    )
     slots = SlotMap(engine.fused, engine.models)
     assert slots.available
     for i, model in enumerate(engine.models):  # as if loaded from replica i's last.keras
@@ -234,8 +246,9 @@ def _engine(model: str, seeds=SEEDS):
 def _engine_with(model: str, seeds, *extra: str):
     cfg = _cfg(model, seeds[0], *extra)
     setup_runtime(cfg)
-    return cfg, FusedReplicas(lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], seeds,
-                              lambda m: compile_model(m, cfg))
+    return cfg, FusedReplicas(
+        lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], seeds, lambda m: compile_model(m, cfg)
+    )
 
 
 @pytest.mark.parametrize("model", ["lambda_mlp", "class_mlp"])
@@ -248,14 +261,17 @@ def test_the_shipped_layer_lists_are_stacked_with_one_product_per_layer(model):
     assert stacked and all(len(layer.group) == len(SEEDS) for layer in stacked)
     # the fused model's variables are the replicas' own: nothing new to train or to checkpoint
     assert {id(v) for v in engine.fused.trainable_variables} == {
-        id(v) for m in engine.models for v in m.trainable_variables}
+        id(v) for m in engine.models for v in m.trainable_variables
+    }
 
 
 def test_a_graph_model_falls_back_to_one_branch_per_replica_and_says_so(capsys):
     cfg, engine = _engine("residual_graph", seeds=[0, 1])
     assert not engine.stacked
-    assert "layerlab: fused replicas side by side, not stacked: 'residual_graph' is a graph model" in \
-        capsys.readouterr().out
+    assert (
+        "layerlab: fused replicas side by side, not stacked: 'residual_graph' is a graph model"
+        in capsys.readouterr().out
+    )
     results = engine.fit(lambda seed: _datasets(cfg, seed), 1)
     for r in results:
         history, final, _ = _solo("residual_graph", r.seed, "training.epochs=1")

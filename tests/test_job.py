@@ -17,8 +17,14 @@ from experiments.training.interrupts import StopRequest
 from experiments.training.progress_file import read_status
 from tests.conftest import compose
 
-SMALL = ["dataset=synthetic", "dataset.limit=300", "training.epochs=2", "training.batch_size=64",
-         "tracking.log_model=false", "tracking.log_plots=false"]
+SMALL = [
+    "dataset=synthetic",
+    "dataset.limit=300",
+    "training.epochs=2",
+    "training.batch_size=64",
+    "tracking.log_model=false",
+    "tracking.log_plots=false",
+]
 
 
 def _run(store, tmp_path, *overrides, ctx=None):
@@ -86,10 +92,12 @@ def test_a_sweep_job_finds_its_parent_by_tag_query(store, tmp_path):
     client = mlflow.MlflowClient(store)
     exp_id = client.create_experiment("layerlab", artifact_location=(tmp_path / "artifacts").as_uri())  # not ./mlruns
     sweep_dir = str(tmp_path / "multirun" / "x")
-    parent = client.create_run(exp_id, tags={tags.ROLE: tags.ROLE_PARENT, tags.SWEEP_ID: "s-1",
-                                             tags.SWEEP_DIR_RAW: sweep_dir})
-    ctx = JobContext(output_dir=str(tmp_path / "out"), mode="MULTIRUN", sweep_dir=sweep_dir, job_num=3,
-                     overrides=["seed=0"])
+    parent = client.create_run(
+        exp_id, tags={tags.ROLE: tags.ROLE_PARENT, tags.SWEEP_ID: "s-1", tags.SWEEP_DIR_RAW: sweep_dir}
+    )
+    ctx = JobContext(
+        output_dir=str(tmp_path / "out"), mode="MULTIRUN", sweep_dir=sweep_dir, job_num=3, overrides=["seed=0"]
+    )
     _run(store, tmp_path, ctx=ctx)
     (child,) = client.search_runs([exp_id], f"tags.`{tags.ROLE}` = 'job'")
     assert child.data.tags[tags.PARENT_RUN_ID] == parent.info.run_id
@@ -110,8 +118,9 @@ def test_a_sweep_job_without_its_parent_run_refuses_to_become_an_orphan(store, t
     sweep_dir = str(tmp_path / "multirun" / "x")
     closed = client.create_run(exp_id, tags={tags.ROLE: tags.ROLE_PARENT, tags.SWEEP_DIR_RAW: sweep_dir})
     client.set_terminated(closed.info.run_id, "FAILED")
-    ctx = JobContext(output_dir=str(tmp_path / "out"), mode="MULTIRUN", sweep_dir=sweep_dir, job_num=0,
-                     overrides=["seed=0"])
+    ctx = JobContext(
+        output_dir=str(tmp_path / "out"), mode="MULTIRUN", sweep_dir=sweep_dir, job_num=0, overrides=["seed=0"]
+    )
     with pytest.raises(TrackingError) as err:
         _run(store, tmp_path, ctx=ctx)
     assert err.value.path == "tracking.uri" and "no RUNNING parent run" in str(err.value) and "Fix:" in str(err.value)

@@ -13,8 +13,10 @@ from layers import ComputeSum, ComputeSum2, PreProcess, ResidualDense, SimpleDen
 def test_rectifier_matches_lecture_3_3():
     x = np.array([np.linspace(-2.0, 3.0, num=5), np.linspace(-3.0, 1.0, num=5)], dtype="float32")
     y = np.asarray(layers.rectifier(x))
-    expected = np.array([[0.0, 0.0, 0.5, 1.75, 3.0, 2.0, 0.75, 0.0, 0.0, 0.0],
-                         [0.0, 0.0, 0.0, 0.0, 1.0, 3.0, 2.0, 1.0, 0.0, 0.0]], dtype="float32")
+    expected = np.array(
+        [[0.0, 0.0, 0.5, 1.75, 3.0, 2.0, 0.75, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0, 3.0, 2.0, 1.0, 0.0, 0.0]],
+        dtype="float32",
+    )
     assert y.shape == (2, 10)
     np.testing.assert_allclose(y, expected)
 
@@ -102,10 +104,10 @@ def test_abs_works_as_an_activation_name_everywhere():
 def _every_layer_model() -> keras.Model:
     """A functional model that uses every layer class and every function of the library."""
     image = keras.Input((4, 4), dtype="uint8", name="image")
-    flat = PreProcess(name="pre")(image)                                     # (16,)
+    flat = PreProcess(name="pre")(image)  # (16,)
     sq = keras.layers.Lambda(layers.square, name="square")(flat)
     ab = keras.layers.Lambda(layers.absolute, name="abs")(sq)
-    rect = keras.layers.Lambda(layers.rectifier, name="rect")(ab)            # (32,)
+    rect = keras.layers.Lambda(layers.rectifier, name="rect")(ab)  # (32,)
     h = SimpleDense(8, activation="abs", name="sd")(rect)
     r = ResidualDense(8, activation="relu", name="res")(h)
     d = keras.layers.Dense(8, activation=layers.absolute, name="dense_abs")(r)
@@ -135,9 +137,17 @@ def test_every_layer_round_trips_through_save_and_safe_load(tmp_path):
     np.testing.assert_allclose(after_model[0], before[0], rtol=1e-6)
 
 
-@pytest.mark.parametrize("layer", [SimpleDense(4, activation="abs"), ResidualDense(4, activation="rectifier"),
-                                   PreProcess(6, scale=2.0), ComputeSum(3), ComputeSum2()],
-                         ids=lambda layer: type(layer).__name__)
+@pytest.mark.parametrize(
+    "layer",
+    [
+        SimpleDense(4, activation="abs"),
+        ResidualDense(4, activation="rectifier"),
+        PreProcess(6, scale=2.0),
+        ComputeSum(3),
+        ComputeSum2(),
+    ],
+    ids=lambda layer: type(layer).__name__,
+)
 def test_get_config_has_every_constructor_argument(layer):
     config = layer.get_config()
     clone = type(layer).from_config(config)
@@ -146,8 +156,17 @@ def test_get_config_has_every_constructor_argument(layer):
 
 def test_registry_resolves_keras_and_project_layers():
     reg = layers.layer_registry
-    for name in ("Dense", "Conv2D", "Flatten", "Dropout", "BatchNormalization", "Add", "Concatenate",
-                 "MaxPooling2D", "Lambda"):
+    for name in (
+        "Dense",
+        "Conv2D",
+        "Flatten",
+        "Dropout",
+        "BatchNormalization",
+        "Add",
+        "Concatenate",
+        "MaxPooling2D",
+        "Lambda",
+    ):
         assert reg.get(name) is getattr(keras.layers, name)
     for cls in (SimpleDense, ResidualDense, PreProcess, ComputeSum, ComputeSum2):
         assert reg.get(cls.__name__) is cls
@@ -171,6 +190,7 @@ def test_registering_a_name_twice_raises():
     with pytest.raises(KeyError, match="thing 'x' is already registered"):
         reg.register(float, name="x")
     with pytest.raises(KeyError, match="layer 'SimpleDense' is already registered"):
+
         @layers.register_layer(name="SimpleDense", package="other")
         class SimpleDense2(keras.layers.Layer):
             pass

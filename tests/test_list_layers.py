@@ -14,9 +14,9 @@ def test_a_pattern_lists_the_matching_layers_with_their_arguments():
     heads = [line.split()[0] for line in text.splitlines() if line and not line.startswith(" ")]
     assert {"Dense", "SimpleDense", "ResidualDense", "EinsumDense"} <= set(heads)
     assert "Conv2D" not in heads
-    residual = text[text.index("ResidualDense  (layers.dense)"):]
+    residual = text[text.index("ResidualDense  (layers.dense)") :]
     assert residual.splitlines()[1].split()[:4] == ["units", "=", "32", "integer"]
-    dense = text[text.index("Dense  (keras)"):]
+    dense = text[text.index("Dense  (keras)") :]
     assert dense.splitlines()[1].split()[:3] == ["units", "required", "integer"]
     assert "base Layer arguments: activity_regularizer, trainable, dtype, autocast, name" in dense
 

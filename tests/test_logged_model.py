@@ -88,9 +88,25 @@ def logged(tmp_path_factory):
 
 def _fresh(mode: str, logged) -> dict:
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", FRESH, json.dumps(_site_packages()), mode,
-                           logged["uri"], str(logged["out"]), json.dumps(logged["uris"])],
-                          cwd=logged["out"], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            FRESH,
+            json.dumps(_site_packages()),
+            mode,
+            logged["uri"],
+            str(logged["out"]),
+            json.dumps(logged["uris"]),
+        ],
+        cwd=logged["out"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -138,8 +154,14 @@ def _train_and_load(tmp_path, store, *overrides):
     from experiments.job.context import JobContext
     from experiments.job.tracked import TrackedJob
 
-    cfg = compose(*overrides, "training.epochs=1", "training.verbose=0", "tracking.log_plots=false",
-                  "tracking.log_model=true", f"tracking.uri={store}")
+    cfg = compose(
+        *overrides,
+        "training.epochs=1",
+        "training.verbose=0",
+        "tracking.log_plots=false",
+        "tracking.log_model=true",
+        f"tracking.uri={store}",
+    )
     result = TrackedJob(cfg, JobContext(output_dir=str(tmp_path / "out"))).run()
     assert result.status == "FINISHED"
     uri = mlflow.MlflowClient(store).get_run(result.run_id).data.tags["layerlab.model_uri"]
@@ -156,8 +178,15 @@ def test_a_binary_table_classifier_answers_with_its_string_labels_on_request(tmp
     from tests import datasets_fixtures as fx
 
     path = fx.table(tmp_path / "houses.csv", n=120)  # labels "big" / "small": binary, one sigmoid unit
-    loaded, x = _train_and_load(tmp_path, store, "dataset=table", "model=table_mlp", f"dataset.path={path}",
-                                "dataset.target=label", "training.loss=binary_crossentropy")
+    loaded, x = _train_and_load(
+        tmp_path,
+        store,
+        "dataset=table",
+        "model=table_mlp",
+        f"dataset.path={path}",
+        "dataset.target=label",
+        "training.loss=binary_crossentropy",
+    )
     probs = loaded.predict(x)  # the default answer is unchanged: the sigmoid output
     assert probs.shape == (len(x), 1) and ((probs >= 0) & (probs <= 1)).all()
     labels = loaded.predict(x, params={"output": "labels"})
@@ -170,8 +199,9 @@ def test_a_regression_model_answers_with_numbers_whatever_is_asked(tmp_path, sto
     from tests import datasets_fixtures as fx
 
     path = fx.table(tmp_path / "houses.csv", n=120, regression=True)
-    loaded, x = _train_and_load(tmp_path, store, "+experiment=table_regression", f"dataset.path={path}",
-                                "dataset.target=price")
+    loaded, x = _train_and_load(
+        tmp_path, store, "+experiment=table_regression", f"dataset.path={path}", "dataset.target=price"
+    )
     assert loaded.metadata.signature.params is None and loaded.metadata.metadata == {"task": "regression"}
     values = loaded.predict(x)
     assert values.shape == (len(x), 1) and values.dtype == np.float32

@@ -12,8 +12,10 @@ from experiments.models.picture import MISSING, draw_model, model_dot
 from tests.conftest import TINY, compose, run_cli
 
 PNG = b"\x89PNG"
-needs_dot = pytest.mark.skipif(not __import__("shutil").which("dot"),
-                               reason="Graphviz's dot is missing: make install (scripts/install_graphviz.sh)")
+needs_dot = pytest.mark.skipif(
+    not __import__("shutil").which("dot"),
+    reason="Graphviz's dot is missing: make install (scripts/install_graphviz.sh)",
+)
 
 
 def _model(name: str, *overrides: str):
@@ -31,9 +33,13 @@ def test_each_block_use_is_a_frame_around_its_layers():
 
 
 def test_nested_block_uses_are_nested_frames():
-    model = _model("residual_graph", "+model.blocks.outer={params: {units: 128, activation: relu}, inputs: [x], "
-                   "nodes: {inner: {block: dense_residual, units: $units, activation: $activation, inputs: x}}, "
-                   "outputs: [inner]}", "model.nodes.res2.block=outer")
+    model = _model(
+        "residual_graph",
+        "+model.blocks.outer={params: {units: 128, activation: relu}, inputs: [x], "
+        "nodes: {inner: {block: dense_residual, units: $units, activation: $activation, inputs: x}}, "
+        "outputs: [inner]}",
+        "model.nodes.res2.block=outer",
+    )
     dot = model_dot(model)
     outer = next(sg for sg in dot.get_subgraphs() if sg.get_label() == "res2: outer")
     assert [sg.get_label() for sg in outer.get_subgraphs()] == ["res2_inner: dense_residual"]
@@ -78,9 +84,16 @@ def test_a_dry_run_without_graphviz_says_so_and_succeeds(tmp_path):
 @pytest.mark.slow
 @needs_dot
 def test_a_run_logs_the_picture_beside_the_summary(tmp_path, store):
-    proc = run_cli("model=residual_graph", *TINY, "training.epochs=1", f"tracking.uri={store}",
-                   "tracking.experiment=picture", "tracking.log_model=false", "tracking.log_plots=false",
-                   tmp_path=tmp_path)
+    proc = run_cli(
+        "model=residual_graph",
+        *TINY,
+        "training.epochs=1",
+        f"tracking.uri={store}",
+        "tracking.experiment=picture",
+        "tracking.log_model=false",
+        "tracking.log_plots=false",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "outputs" / "run" / "model.png").read_bytes()[:4] == PNG
     client = mlflow.MlflowClient(tracking_uri=store)
@@ -93,7 +106,8 @@ def test_the_install_step_never_fails_for_graphviz(tmp_path):
     import subprocess
 
     script = Path(__file__).resolve().parent.parent / "scripts" / "install_graphviz.sh"
-    proc = subprocess.run(["/bin/sh", str(script)], env={"PATH": str(tmp_path)}, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        ["/bin/sh", str(script)], env={"PATH": str(tmp_path)}, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0
     assert "Graphviz's dot is missing and apt-get is not available" in proc.stderr

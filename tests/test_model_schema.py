@@ -33,8 +33,9 @@ def validator() -> jsonschema.Draft7Validator:
 
 def _schema_cli(*args: str) -> subprocess.CompletedProcess:
     # A fresh process: the registry is global, and other tests load user modules into it.
-    return subprocess.run([sys.executable, "-m", "experiments.schema", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.schema", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def _errors(validator, model: dict) -> list[str]:
@@ -50,10 +51,12 @@ def test_committed_schema_is_the_live_registrys():
     proc = _schema_cli()
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == SCHEMA_FILE.read_text(), (
-        f"conf/model/model.schema.json is out of date with the layer registry; regenerate it: {REGENERATE}")
+        f"conf/model/model.schema.json is out of date with the layer registry; regenerate it: {REGENERATE}"
+    )
     schema = json.loads(proc.stdout)
     assert {"Dense", "Conv2D", "ResidualDense", "PreProcess", "SimpleDense", "Lambda"} <= set(
-        schema["definitions"]["layer"]["properties"]["type"]["anyOf"][0]["enum"])
+        schema["definitions"]["layer"]["properties"]["type"]["anyOf"][0]["enum"]
+    )
 
 
 @pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.stem)
@@ -77,8 +80,10 @@ def test_a_misspelled_argument_fails_in_layers_nodes_and_blocks(validator):
     assert any("'unit' was unexpected" in e for e in _errors(validator, seq))
     graph = _load("residual_graph")
     graph["blocks"]["dense_residual"]["nodes"]["z1"]["unitz"] = "$units"
-    assert any(e.startswith("blocks.dense_residual.nodes.z1") and "'unitz' was unexpected" in e
-               for e in _errors(validator, graph))
+    assert any(
+        e.startswith("blocks.dense_residual.nodes.z1") and "'unitz' was unexpected" in e
+        for e in _errors(validator, graph)
+    )
 
 
 def test_wrong_values_and_form_mistakes_fail(validator):

@@ -20,8 +20,9 @@ def by_name(name: str) -> list[str]:
 
 
 def test_the_walk_sees_every_shipped_model():
-    assert {"lambda_mlp", "class_mlp", "class_mlp_functional", "conv_binary", "rectifier_mlp",
-            "residual_graph"} <= set(MODELS)
+    assert {"lambda_mlp", "class_mlp", "class_mlp_functional", "conv_binary", "rectifier_mlp", "residual_graph"} <= set(
+        MODELS
+    )
     assert by_name("conv_binary") == ["+experiment=conv_binary"] and by_name("lambda_mlp") == ["model=lambda_mlp"]
 
 
@@ -48,15 +49,25 @@ def test_every_model_trains_one_epoch_by_name(tmp_path, store):
     plain = [m for m in MODELS if by_name(m)[0].startswith("model=")]
     own = [m for m in MODELS if m not in plain]
     common = ["training.epochs=1", f"tracking.uri={store}", "tracking.log_plots=false", "tracking.log_model=false"]
-    sweep = run_cli("-m", f"model={','.join(plain)}", "dataset.limit=400", "training.batch_size=128",
-                    "sweep.compare=false", *common, tmp_path=tmp_path)
+    sweep = run_cli(
+        "-m",
+        f"model={','.join(plain)}",
+        "dataset.limit=400",
+        "training.batch_size=128",
+        "sweep.compare=false",
+        *common,
+        tmp_path=tmp_path,
+    )
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     for name in own:
         proc = run_cli(*by_name(name), *common, tmp_path=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert any(line.startswith("layerlab: FINISHED") for line in proc.stdout.splitlines()), proc.stdout[-2000:]
     client = mlflow.MlflowClient(store)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=100,
-                              filter_string=f"tags.`{tags.ROLE}` = '{tags.ROLE_JOB}'")
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        max_results=100,
+        filter_string=f"tags.`{tags.ROLE}` = '{tags.ROLE_JOB}'",
+    )
     status = sorted((r.data.params["model.name"], r.info.status) for r in runs)
     assert status == [(name, "FINISHED") for name in sorted(MODELS)], status  # each model once, FINISHED

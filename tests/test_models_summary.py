@@ -42,7 +42,8 @@ def test_summary_matches_keras_own_summary(monkeypatch):
 
 
 def test_summary_of_a_multi_input_model_keeps_names_literally():
-    model = build_model(yaml.safe_load("""
+    model = build_model(
+        yaml.safe_load("""
     name: "two[in]"
     inputs: {a: {shape: [8]}, b: {shape: [8, 3]}}
     nodes:
@@ -51,7 +52,8 @@ def test_summary_of_a_multi_input_model_keeps_names_literally():
       cat: {type: Concatenate, inputs: [fa, fb]}
       out: {type: Dense, units: 1, inputs: cat}
     outputs: [out]
-    """))
+    """)
+    )
     text = summary_text(model)
     assert 'Model: "two[in]"' in text
     assert "x[bold]y (Dense)" in text and "x[bold]y[0][0]" in text

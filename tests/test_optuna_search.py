@@ -22,8 +22,10 @@ def test_search_space_from_hydra_syntax():
 
     from hydra_plugins.layerlab_optuna._space import parse_space
 
-    space, fixed = parse_space([*SPACE, "model.layers.2.units=range(32, 257, 32)", "seed=3"],
-                               {"training.batch_size": "choice(64, 128)", "model.activation": "choice(elu)"})
+    space, fixed = parse_space(
+        [*SPACE, "model.layers.2.units=range(32, 257, 32)", "seed=3"],
+        {"training.batch_size": "choice(64, 128)", "model.activation": "choice(elu)"},
+    )
     assert space["optimizer.learning_rate"] == d.FloatDistribution(1e-4, 1e-1, log=True)
     assert space["model.activation"] == d.CategoricalDistribution(["abs", "relu"])  # the command line wins
     assert space["model.layers.2.units"] == d.IntDistribution(32, 256, step=32)
@@ -61,10 +63,22 @@ def _children(tmp_path):
 def test_twelve_trials_on_two_joblib_workers_prune_and_report_to_one_parent(tmp_path):
     from optuna.trial import TrialState
 
-    res = run_cli("-m", "hydra/sweeper=optuna", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                  "hydra.sweeper.n_trials=12", "hydra.sweeper.study_name=s", "hydra.sweeper.sampler.seed=0",
-                  "hydra.sweeper.pruner.n_startup_trials=2", *SPACE, *TINY, "training.epochs=4", *FAST,
-                  f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", tmp_path=tmp_path)
+    res = run_cli(
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_trials=12",
+        "hydra.sweeper.study_name=s",
+        "hydra.sweeper.sampler.seed=0",
+        "hydra.sweeper.pruner.n_startup_trials=2",
+        *SPACE,
+        *TINY,
+        "training.epochs=4",
+        *FAST,
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        tmp_path=tmp_path,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     study = _study(tmp_path)
     states = [t.state for t in study.trials]
@@ -86,7 +100,8 @@ def test_twelve_trials_on_two_joblib_workers_prune_and_report_to_one_parent(tmp_
     by_number = {int(c.data.tags["trial_number"]): c for c in children}
     assert by_number[best.number].data.metrics[key] == pytest.approx(best.value)
     assert float(by_number[best.number].data.params["optimizer.learning_rate"]) == pytest.approx(
-        best.params["optimizer.learning_rate"])
+        best.params["optimizer.learning_rate"]
+    )
     parent = client.get_run(parent.info.run_id)
     assert parent.data.tags["layerlab.study"] == "s" and parent.data.tags["layerlab.best_trial"] == str(best.number)
     assert "space.optimizer.learning_rate" in parent.data.params and parent.data.params["sampler.type"] == "tpe"
@@ -105,11 +120,28 @@ def _finished(tmp_path) -> int:
 
 @pytest.mark.slow
 def test_a_killed_study_is_continued_up_to_n_trials(tmp_path):
-    args = [sys.executable, str(ROOT / "runner.py"), "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=6",
-            "hydra.sweeper.study_name=s", "hydra.sweeper.sampler.seed=1", *SPACE, *TINY, *FAST,
-            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.sweep.dir={tmp_path}/multirun"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    args = [
+        sys.executable,
+        str(ROOT / "runner.py"),
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.study_name=s",
+        "hydra.sweeper.sampler.seed=1",
+        *SPACE,
+        *TINY,
+        *FAST,
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"hydra.sweep.dir={tmp_path}/multirun",
+    ]
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.time() + 300
     while _finished(tmp_path) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
@@ -149,13 +181,33 @@ def _assert_one_study_parent(parent, children, trials: int, reopened: int, every
 @pytest.mark.slow
 def test_a_finished_study_continues_in_its_parent_under_joblib_and_layerlab(tmp_path):
     """The second and third searches reopen the first one's parent: no trial becomes a top-level orphan run."""
-    base = ["-m", "hydra/sweeper=optuna", "hydra.launcher.n_jobs=2", "hydra.sweeper.study_name=s", *SPACE, *TINY,
-            "training.epochs=1", *FAST, f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"]
+    base = [
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.study_name=s",
+        *SPACE,
+        *TINY,
+        "training.epochs=1",
+        *FAST,
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+    ]
     for step, (launcher, n_trials) in enumerate((("joblib", 2), ("layerlab", 4), ("joblib", 5))):
-        res = subprocess.run([sys.executable, str(ROOT / "runner.py"), *base, f"hydra/launcher={launcher}",
-                              f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweep.dir={tmp_path}/multirun{step}"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=600,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        res = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "runner.py"),
+                *base,
+                f"hydra/launcher={launcher}",
+                f"hydra.sweeper.n_trials={n_trials}",
+                f"hydra.sweep.dir={tmp_path}/multirun{step}",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         assert "closed run" not in res.stdout  # the reopened parent is never taken for a lost one
         assert f"{n_trials}/{n_trials} jobs finished" in res.stdout  # the summary counts every trial of the study
@@ -169,10 +221,19 @@ def test_a_finished_study_continues_in_its_parent_under_joblib_and_layerlab(tmp_
 def test_a_failing_trial_is_failed_and_the_search_goes_on(tmp_path):
     from optuna.trial import TrialState
 
-    res = run_cli("-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.study_name=s",
-                  "hydra.sweeper.sampler.type=grid", "model.activation=choice(relu, no_such_activation)",
-                  "optimizer.learning_rate=choice(0.001, 0.01)", *TINY, *FAST,
-                  f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", tmp_path=tmp_path)
+    res = run_cli(
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.study_name=s",
+        "hydra.sweeper.sampler.type=grid",
+        "model.activation=choice(relu, no_such_activation)",
+        "optimizer.learning_rate=choice(0.001, 0.01)",
+        *TINY,
+        *FAST,
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        tmp_path=tmp_path,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     states = [t.state for t in _study(tmp_path).trials]
     assert states.count(TrialState.FAIL) == 2 and states.count(TrialState.COMPLETE) == 2

@@ -47,9 +47,16 @@ def test_a_mixed_bfloat16_run_computes_in_bfloat16_and_records_it(tmp_path):
     import numpy as np
 
     store = f"sqlite:///{tmp_path}/mlflow.db"
-    cfg = compose("dataset=synthetic", "dataset.limit=300", "training.epochs=2", "training.batch_size=64",
-                  "tracking.log_model=false", "tracking.log_plots=false", f"tracking.uri={store}",
-                  "training.precision=mixed_bfloat16")
+    cfg = compose(
+        "dataset=synthetic",
+        "dataset.limit=300",
+        "training.epochs=2",
+        "training.batch_size=64",
+        "tracking.log_model=false",
+        "tracking.log_plots=false",
+        f"tracking.uri={store}",
+        "training.precision=mixed_bfloat16",
+    )
     try:
         result = TrackedJob(cfg, JobContext(output_dir=str(tmp_path / "out"))).run()
         job = validate(cfg)

@@ -56,9 +56,13 @@ _LOUD = {"TF_CPP_MIN_LOG_LEVEL": "0", "TF_ENABLE_ONEDNN_OPTS": "1"}
 @pytest.fixture(scope="module")
 def tensorflow_start_up_noise() -> set[str]:
     """What a bare ``import tensorflow`` (plus the device listing) prints here that the filter calls noise."""
-    proc = subprocess.run([sys.executable, "-c", "import tensorflow as tf; tf.config.list_physical_devices()"],
-                          env={**os.environ, **_LOUD, "LAYERLAB_DEBUG": "1"}, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import tensorflow as tf; tf.config.list_physical_devices()"],
+        env={**os.environ, **_LOUD, "LAYERLAB_DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {_message(line) for line in proc.stderr.splitlines() if NOISE.match(line)}
 
@@ -68,8 +72,16 @@ def test_a_real_run_starts_quietly_unless_debugging(debug, tmp_path, store, tens
     env = {**_LOUD, "LAYERLAB_DEBUG": "1" if debug else "0"}
     # class_mlp: its ResidualDense (act(x + dense(...))) made Grappler's remapper write a graph TensorFlow's MLIR
     # pass rejected, one `E0000 ... tfg_optimizer_hook` line per traced function; not filtered, not there at all.
-    proc = run_cli(*TINY, "model=class_mlp", "training.epochs=1", f"tracking.uri={store}", "tracking.log_model=false",
-                   "tracking.log_plots=false", tmp_path=tmp_path, env=env)
+    proc = run_cli(
+        *TINY,
+        "model=class_mlp",
+        "training.epochs=1",
+        f"tracking.uri={store}",
+        "tracking.log_model=false",
+        "tracking.log_plots=false",
+        tmp_path=tmp_path,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "layerlab: FINISHED" in proc.stdout
     assert "tfg_optimizer_hook" not in proc.stderr + proc.stdout
@@ -82,8 +94,19 @@ def test_a_real_run_starts_quietly_unless_debugging(debug, tmp_path, store, tens
         assert not tensorflow_start_up_noise & shown, tensorflow_start_up_noise & shown
 
 
-@pytest.mark.parametrize("value,on", [("1", True), ("true", True), ("Yes", True), ("on", True), ("0", False),
-                                      ("false", False), ("", False), (None, False)])
+@pytest.mark.parametrize(
+    "value,on",
+    [
+        ("1", True),
+        ("true", True),
+        ("Yes", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("", False),
+        (None, False),
+    ],
+)
 def test_a_layerlab_switch_has_one_meaning_of_true(monkeypatch, value, on):
     from experiments.process import debug_enabled, env_flag, teardown_may_be_skipped
 

@@ -84,9 +84,18 @@ def _artifacts(client, run_id, path=""):
 def test_artifacts(one_run, tmp_path):
     client, run_id = one_run["client"], one_run["run"].info.run_id
     files = set(_artifacts(client, run_id))
-    assert {"config.yaml", ".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", "model_summary.txt",
-            "history.csv", "plots/curves_loss.png", "plots/curves_metric.png", "plots/predictions.png",
-            "plots/confusion_matrix.png"} <= files
+    assert {
+        "config.yaml",
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        ".hydra/hydra.yaml",
+        "model_summary.txt",
+        "history.csv",
+        "plots/curves_loss.png",
+        "plots/curves_metric.png",
+        "plots/predictions.png",
+        "plots/confusion_matrix.png",
+    } <= files
     local = Path(client.download_artifacts(run_id, "", str(tmp_path)))
     assert "Total params: 101,770" in (local / "model_summary.txt").read_text()
     hist = pd.read_csv(local / "history.csv")
@@ -123,8 +132,13 @@ print(json.dumps({"same": bool((p1 == p2).all()), "acc": float((p2 == y).mean())
 def test_logged_model_reloads_in_a_fresh_process_and_predicts_the_same(one_run, tmp_path):
     run = one_run["run"]
     model_uri = run.data.tags["layerlab.model_uri"]
-    proc = subprocess.run([sys.executable, "-c", RELOAD, one_run["uri"], run.info.run_id, model_uri, str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", RELOAD, one_run["uri"], run.info.run_id, model_uri, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["same"] and result["n"] == 80
@@ -133,8 +147,14 @@ def test_logged_model_reloads_in_a_fresh_process_and_predicts_the_same(one_run, 
 
 
 def test_same_seed_and_determinism_give_the_same_numbers(tmp_path, store):
-    args = [*TINY, "training.deterministic=true", f"tracking.uri={store}", "tracking.experiment=det",
-            "tracking.log_model=false", "tracking.log_plots=false"]
+    args = [
+        *TINY,
+        "training.deterministic=true",
+        f"tracking.uri={store}",
+        "tracking.experiment=det",
+        "tracking.log_model=false",
+        "tracking.log_plots=false",
+    ]
     for i in range(2):
         proc = run_cli(*args, tmp_path=tmp_path / str(i))
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -163,11 +183,17 @@ def test_a_run_that_fails_is_failed_with_its_error_logged(tmp_path, store):
 def test_default_uri_is_what_mlflow_opens_from_the_project_root():
     assert tracking.default_uri() == f"sqlite:///{ROOT / 'mlflow.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    proc = subprocess.run([sys.executable, "-c", "import mlflow; print(mlflow.get_tracking_uri())"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import mlflow; print(mlflow.get_tracking_uri())"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     opened = proc.stdout.strip().splitlines()[-1]
     # MLflow's own default, opened from the project root, is the same file as ours.
     assert opened.startswith("sqlite:///")
-    assert (ROOT / opened[len("sqlite:///"):]).resolve() == (ROOT / "mlflow.db").resolve()
+    assert (ROOT / opened[len("sqlite:///") :]).resolve() == (ROOT / "mlflow.db").resolve()
     assert tracking.resolve_uri(None) == tracking.default_uri()
     assert tracking.resolve_uri("sqlite:///mlflow.db") == tracking.default_uri()

@@ -62,16 +62,16 @@ def _require(module: str, extra: str, package: str) -> None:
     else:
         why = f"module {module} not found"
     if not found:
-        pytest.skip(f"{package} is not installed in {sys.prefix} ({why}); install it with "
-                    f"`pip install -e '.[{extra}]'`")
+        pytest.skip(
+            f"{package} is not installed in {sys.prefix} ({why}); install it with `pip install -e '.[{extra}]'`"
+        )
 
 
 def _sweep(*overrides: str, sweep_dir: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python runner.py -m OVERRIDES hydra.sweep.dir=SWEEP_DIR``; asserts exit status 0."""
     cmd = [sys.executable, str(ROOT / "runner.py"), "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(**(env or {})), capture_output=True, text=True,
-                          timeout=SWEEP_TIMEOUT)
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(**(env or {})), capture_output=True, text=True, timeout=SWEEP_TIMEOUT)
     proc.wall_s = time.perf_counter() - t0
     assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}\n{_tail(proc)}"
     return proc
@@ -83,19 +83,27 @@ def _sweep_runs(client, experiment: str, sweep_dir: Path):
     assert exp is not None, f"no experiment {experiment!r}"
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     here = str(Path(sweep_dir).resolve())
-    parents = [r for r in runs if r.data.tags.get("layerlab.role") == "parent"
-               and r.data.tags.get("layerlab.sweep_dir") == here]
+    parents = [
+        r
+        for r in runs
+        if r.data.tags.get("layerlab.role") == "parent" and r.data.tags.get("layerlab.sweep_dir") == here
+    ]
     assert len(parents) == 1, f"{len(parents)} parent runs for {here}"
     parent = parents[0]
     # Every job run of this sweep (found by its output folder, which is tagged whatever the environment
     # the job got) must be a child of the parent: a job whose launcher lost the sweep's environment
     # would log a detached run here.
-    jobs = [r for r in runs if r.data.tags.get("layerlab.role") == "job"
-            and r.data.tags.get("layerlab.output_dir", "").startswith(here + os.sep)]
+    jobs = [
+        r
+        for r in runs
+        if r.data.tags.get("layerlab.role") == "job"
+        and r.data.tags.get("layerlab.output_dir", "").startswith(here + os.sep)
+    ]
     detached = [r.info.run_id for r in jobs if r.data.tags.get("mlflow.parentRunId") != parent.info.run_id]
     assert not detached, f"job runs not under the sweep's parent run: {detached}"
-    children = client.search_runs([exp.experiment_id], max_results=1000,
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [exp.experiment_id], max_results=1000, filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
     assert sorted(r.info.run_id for r in children) == sorted(r.info.run_id for r in jobs)
     return parent, children
 
@@ -199,8 +207,14 @@ def test_stack_serves_on_loopback_and_is_idempotent(mlflow_stack):
 def test_joblib_sweep_logs_to_the_postgres_backed_server(mlflow_stack, tmp_path):
     uri, services, password = mlflow_stack["uri"], mlflow_stack["services"], mlflow_stack["password"]
     sweep_dir = tmp_path / "joblib"
-    proc = _sweep("hydra/launcher=joblib", *SWEEP, "tracking=server", f"tracking.uri={uri}",
-                  "tracking.experiment=scale_out_server", sweep_dir=sweep_dir)
+    proc = _sweep(
+        "hydra/launcher=joblib",
+        *SWEEP,
+        "tracking=server",
+        f"tracking.uri={uri}",
+        "tracking.experiment=scale_out_server",
+        sweep_dir=sweep_dir,
+    )
     client = mlflow.MlflowClient(uri)  # an http URI: everything below goes through the REST API
     parent, children = _sweep_runs(client, "scale_out_server", sweep_dir)
     _check_sweep(parent, children)
@@ -220,29 +234,44 @@ def test_joblib_sweep_logs_to_the_postgres_backed_server(mlflow_stack, tmp_path)
     model_id = child.data.tags["layerlab.model_uri"].removeprefix("models:/")
     location = client.get_logged_model(model_id).artifact_location
     assert location.startswith("mlflow-artifacts:/")  # served (and stored) by the server
-    local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(tmp_path / "model"),
-                                                tracking_uri=uri)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=location, dst_path=str(tmp_path / "model"), tracking_uri=uri
+    )
     model = mlflow.keras.load_model(local)
     probs = model.predict(np.zeros((2, 28, 28), dtype="float32"), verbose=0)
     assert probs.shape == (2, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
 
     # The rows are in PostgreSQL (read with the stack's password file, not over MLflow).
-    psycopg2 = pytest.importorskip("psycopg2", reason=f"psycopg2 is not importable in {sys.prefix} (the stack "
-                                   "installed it into LAYERLAB_VENV); pip install -e '.[postgres]'")
-    with psycopg2.connect(host="127.0.0.1", port=mlflow_stack["pg_port"], dbname="mlflow", user="mlflow",
-                          passfile=str(services / "pgpass"), connect_timeout=10) as conn:
+    psycopg2 = pytest.importorskip(
+        "psycopg2",
+        reason=f"psycopg2 is not importable in {sys.prefix} (the stack "
+        "installed it into LAYERLAB_VENV); pip install -e '.[postgres]'",
+    )
+    with psycopg2.connect(
+        host="127.0.0.1",
+        port=mlflow_stack["pg_port"],
+        dbname="mlflow",
+        user="mlflow",
+        passfile=str(services / "pgpass"),
+        connect_timeout=10,
+    ) as conn:
         with conn.cursor() as cur:
-            cur.execute("SELECT r.status, count(*) FROM runs r JOIN experiments e "
-                        "ON r.experiment_id = e.experiment_id WHERE e.name = %s GROUP BY r.status",
-                        ("scale_out_server",))
+            cur.execute(
+                "SELECT r.status, count(*) FROM runs r JOIN experiments e "
+                "ON r.experiment_id = e.experiment_id WHERE e.name = %s GROUP BY r.status",
+                ("scale_out_server",),
+            )
             assert dict(cur.fetchall()) == {"FINISHED": 5}
     conn.close()
 
     # The database password is in no log and no output.
     logs = [services / "mlflow.log", services / "postgres" / "postgres.log"]
-    for text in [p.read_text(errors="replace") for p in logs] + [proc.stdout, proc.stderr,
-                                                                  mlflow_stack["start"].stdout,
-                                                                  mlflow_stack["start"].stderr]:
+    for text in [p.read_text(errors="replace") for p in logs] + [
+        proc.stdout,
+        proc.stderr,
+        mlflow_stack["start"].stdout,
+        mlflow_stack["start"].stderr,
+    ]:
         assert password not in text
     print(f"stack start {mlflow_stack['start_s']:.1f} s; joblib 2x2 sweep into it {proc.wall_s:.1f} s")
 
@@ -255,12 +284,21 @@ def launcher_store(tmp_path_factory) -> dict:
     """One SQLite store and experiment shared by the basic, Ray and submitit sweeps (same params)."""
     tmp = tmp_path_factory.mktemp("launchers")
     uri = f"sqlite:///{tmp}/mlflow.db"
-    return {"tmp": tmp, "uri": uri, "experiment": "scale_out_launchers",
-            # No plots and no end-of-sweep comparison here: they cost time and are launcher-independent.
-            "overrides": [*SWEEP, "training.deterministic=true", "tracking.log_plots=false", "sweep.compare=false",
-                          f"tracking.uri={uri}",
-                          f"tracking.artifact_root={(tmp / 'mlartifacts').as_uri()}",
-                          "tracking.experiment=scale_out_launchers"]}
+    return {
+        "tmp": tmp,
+        "uri": uri,
+        "experiment": "scale_out_launchers",
+        # No plots and no end-of-sweep comparison here: they cost time and are launcher-independent.
+        "overrides": [
+            *SWEEP,
+            "training.deterministic=true",
+            "tracking.log_plots=false",
+            "sweep.compare=false",
+            f"tracking.uri={uri}",
+            f"tracking.artifact_root={(tmp / 'mlartifacts').as_uri()}",
+            "tracking.experiment=scale_out_launchers",
+        ],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -268,8 +306,7 @@ def basic_sweep(launcher_store):
     """The reference: the same sweep with Hydra's basic (sequential, in-process) launcher."""
     sweep_dir = launcher_store["tmp"] / "basic"
     proc = _sweep(*launcher_store["overrides"], sweep_dir=sweep_dir)
-    parent, children = _sweep_runs(mlflow.MlflowClient(launcher_store["uri"]), launcher_store["experiment"],
-                                   sweep_dir)
+    parent, children = _sweep_runs(mlflow.MlflowClient(launcher_store["uri"]), launcher_store["experiment"], sweep_dir)
     _check_sweep(parent, children)
     print(f"basic 2x2 sweep {proc.wall_s:.1f} s")
     return children
@@ -288,17 +325,37 @@ def ray_head():
     env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     log = open(temp / "head.log", "w")
     head = subprocess.Popen(
-        [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-         "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
-         "--object-store-memory=200000000", f"--temp-dir={temp}"],
-        cwd=temp, env=_env(**env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            "--object-store-memory=200000000",
+            f"--temp-dir={temp}",
+        ],
+        cwd=temp,
+        env=_env(**env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
             if head.poll() is not None:
                 pytest.fail(f"ray start exited {head.returncode}:\n{(temp / 'head.log').read_text()[-4000:]}")
-            probe = subprocess.run([str(ray_bin), "status", f"--address=127.0.0.1:{port}"], env=_env(**env),
-                                   capture_output=True, text=True, timeout=60)
+            probe = subprocess.run(
+                [str(ray_bin), "status", f"--address=127.0.0.1:{port}"],
+                env=_env(**env),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             if probe.returncode == 0:
                 break
             if time.monotonic() > deadline:
@@ -314,13 +371,11 @@ def ray_head():
 def test_ray_launcher_gives_the_same_runs_as_the_basic_launcher(ray_head, launcher_store, request, tmp_path):
     basic = request.getfixturevalue("basic_sweep")
     sweep_dir = launcher_store["tmp"] / "ray"
-    proc = _sweep("hydra/launcher=ray_cluster", *launcher_store["overrides"], sweep_dir=sweep_dir,
-                  env=ray_head["env"])
+    proc = _sweep("hydra/launcher=ray_cluster", *launcher_store["overrides"], sweep_dir=sweep_dir, env=ray_head["env"])
     # The jobs went through the Ray launcher (Hydra's record of the multirun), not a fallback.
     launched_by = OmegaConf.load(sweep_dir / "multirun.yaml").hydra.launcher._target_
     assert "hydra_ray_launcher" in launched_by, launched_by
-    parent, children = _sweep_runs(mlflow.MlflowClient(launcher_store["uri"]), launcher_store["experiment"],
-                                   sweep_dir)
+    parent, children = _sweep_runs(mlflow.MlflowClient(launcher_store["uri"]), launcher_store["experiment"], sweep_dir)
     _check_sweep(parent, children)
     _assert_same_as_basic(basic, children, "ray")
     print(f"ray 2x2 sweep {proc.wall_s:.1f} s")
@@ -334,8 +389,7 @@ def test_submitit_local_launcher_gives_the_same_runs_as_the_basic_launcher(launc
     proc = _sweep("hydra/launcher=submitit_local", *launcher_store["overrides"], sweep_dir=sweep_dir)
     results = list((sweep_dir / ".submitit").glob("*/*_result.pkl"))
     assert len(results) == 4, f"expected one submitit job folder per job, found {results}"
-    parent, children = _sweep_runs(mlflow.MlflowClient(launcher_store["uri"]), launcher_store["experiment"],
-                                   sweep_dir)
+    parent, children = _sweep_runs(mlflow.MlflowClient(launcher_store["uri"]), launcher_store["experiment"], sweep_dir)
     _check_sweep(parent, children)
     _assert_same_as_basic(basic, children, "submitit")
     print(f"submitit_local 2x2 sweep {proc.wall_s:.1f} s")

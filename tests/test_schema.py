@@ -28,22 +28,25 @@ def test_every_shipped_option_of_a_group_matches_its_schema(group):
         validate(compose(*overrides))
 
 
-@pytest.mark.parametrize("override,path,expect", [
-    ("training.epochs=0", "training.epochs", "expected a positive integer"),
-    ("training.epochs=2.5", "training.epochs", "expected a positive integer"),
-    ("training.batch_size=true", "training.batch_size", "expected a positive integer"),
-    ("training.strategy=ring", "training.strategy", "expected one of default, mirrored, multi_worker"),
-    ("training.verbose=3", "training.verbose", "expected auto, 0, 1 or 2"),
-    ("training.checkpoint.every_s=-1", "training.checkpoint.every_s", "non-negative"),
-    ("training.early_stopping.patience=-2", "training.early_stopping.patience", "non-negative"),
-    ("optimizer.learning_rate=fast", "optimizer.learning_rate", "expected a positive number"),
-    ("tracking.experiment=' '", "tracking.experiment", "non-empty"),
-    ("tracking.timeout_s=0", "tracking.timeout_s", "positive number of seconds"),
-    ("sweep.mode=up", "sweep.mode", "max or min"),
-    ("seed=-1", "seed", "non-negative integer"),
-    ("dataset.limit=7", "dataset.limit", "at least 2 x num_classes"),
-    ("model.activation=3", "model.activation", "activation name"),
-])
+@pytest.mark.parametrize(
+    "override,path,expect",
+    [
+        ("training.epochs=0", "training.epochs", "expected a positive integer"),
+        ("training.epochs=2.5", "training.epochs", "expected a positive integer"),
+        ("training.batch_size=true", "training.batch_size", "expected a positive integer"),
+        ("training.strategy=ring", "training.strategy", "expected one of default, mirrored, multi_worker"),
+        ("training.verbose=3", "training.verbose", "expected auto, 0, 1 or 2"),
+        ("training.checkpoint.every_s=-1", "training.checkpoint.every_s", "non-negative"),
+        ("training.early_stopping.patience=-2", "training.early_stopping.patience", "non-negative"),
+        ("optimizer.learning_rate=fast", "optimizer.learning_rate", "expected a positive number"),
+        ("tracking.experiment=' '", "tracking.experiment", "non-empty"),
+        ("tracking.timeout_s=0", "tracking.timeout_s", "positive number of seconds"),
+        ("sweep.mode=up", "sweep.mode", "max or min"),
+        ("seed=-1", "seed", "non-negative integer"),
+        ("dataset.limit=7", "dataset.limit", "at least 2 x num_classes"),
+        ("model.activation=3", "model.activation", "activation name"),
+    ],
+)
 def test_bad_values_name_the_path_what_is_expected_and_the_fix(override, path, expect):
     with pytest.raises(ConfigError) as info:
         validate(compose(override))
@@ -71,14 +74,17 @@ def test_missing_group_says_how_to_add_it():
         validate(cfg)
 
 
-@pytest.mark.parametrize("overrides,expected", [
-    ((), MetricSpec("sparse_categorical_accuracy", "max")),
-    (("training.metrics=[accuracy]",), MetricSpec("accuracy", "max")),
-    (("training.metrics=[]",), MetricSpec("loss", "min")),
-    (("training.metrics=[mae,accuracy]",), MetricSpec("mae", "min")),
-    (("sweep.metric=loss",), MetricSpec("loss", "min")),
-    (("sweep.metric=val_accuracy", "sweep.mode=min"), MetricSpec("accuracy", "min")),
-])
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        ((), MetricSpec("sparse_categorical_accuracy", "max")),
+        (("training.metrics=[accuracy]",), MetricSpec("accuracy", "max")),
+        (("training.metrics=[]",), MetricSpec("loss", "min")),
+        (("training.metrics=[mae,accuracy]",), MetricSpec("mae", "min")),
+        (("sweep.metric=loss",), MetricSpec("loss", "min")),
+        (("sweep.metric=val_accuracy", "sweep.mode=min"), MetricSpec("accuracy", "min")),
+    ],
+)
 def test_the_judged_metric_comes_from_the_config(overrides, expected):
     spec = compared_metric(compose(*overrides))
     assert spec == expected
@@ -105,7 +111,6 @@ def test_yaml_comments_document_every_training_key():
             assert "#" in line, f"undocumented key: {line}"
 
 
-
 def test_precheck_uses_hydra_to_reject_an_unknown_group_option():
     from experiments.config.precheck import CONF, check, check_group_options
 
@@ -122,8 +127,9 @@ def test_validate_returns_frozen_typed_objects_with_the_schema_defaults():
     from experiments.config.datasets import SyntheticSchema
     from experiments.config.schema import JobConfig, TrackingSchema
 
-    job = validate(compose("dataset=synthetic", "+optuna.study=s", "+optuna.storage=sqlite:///x.db",
-                           "+optuna.trial_number=3"))
+    job = validate(
+        compose("dataset=synthetic", "+optuna.study=s", "+optuna.storage=sqlite:///x.db", "+optuna.trial_number=3")
+    )
     assert isinstance(job, JobConfig) and isinstance(job.dataset, SyntheticSchema)
     assert job.tracking.timeout_s == TrackingSchema.__dataclass_fields__["timeout_s"].default
     assert job.sweep.replicate_key == "seed" and isinstance(job.training.metrics, tuple)
@@ -150,8 +156,12 @@ def test_a_sweeps_parent_reads_its_settings_typed_and_one_launcher_rule():
     assert joblib.kind == "joblib" and joblib.workers() == 2 and joblib.threads_per_job() == max(1, cores // 2)
     assert parallel_jobs(-1) == cores and parallel_jobs(8, n_tasks=3) == 3 and threads_per_worker(cores) == 1
     assert LauncherSettings().kind == "none" and LauncherSettings().threads_per_job() is None
-    assert launcher_settings({"_target_": "hydra_plugins.layerlab_launcher.layerlab_launcher.LayerlabLauncher",
-                              "n_jobs": 2}).threads_per_job() is None  # its workers get theirs at spawn
+    assert (
+        launcher_settings(
+            {"_target_": "hydra_plugins.layerlab_launcher.layerlab_launcher.LayerlabLauncher", "n_jobs": 2}
+        ).threads_per_job()
+        is None
+    )  # its workers get theirs at spawn
 
 
 def test_the_sweep_context_is_one_public_object():
@@ -161,8 +171,15 @@ def test_the_sweep_context_is_one_public_object():
 
     context = current_sweep()
     assert context is current_sweep() and context.state is None
-    state = SweepState(uri="", experiment="", experiment_id="", parent_run_id="p", sweep_id="s",
-                       sweep_dir=ROOT / "multirun", metric=MetricSpec("loss", "min"))
+    state = SweepState(
+        uri="",
+        experiment="",
+        experiment_id="",
+        parent_run_id="p",
+        sweep_id="s",
+        sweep_dir=ROOT / "multirun",
+        metric=MetricSpec("loss", "min"),
+    )
     context.activate(state)
     try:
         assert current_sweep().parent_run_id == "p" and current_sweep().ledger_dir == ROOT / "multirun"
@@ -171,8 +188,19 @@ def test_the_sweep_context_is_one_public_object():
     assert isinstance(context.launcher, LauncherSettings)
 
 
-@pytest.mark.parametrize("value,target", [(None, None), (False, None), ("false", None), ("Null", None),
-                                          ("none", None), (True, True), ("TRUE", True), ("3f2a9c", "3f2a9c")])
+@pytest.mark.parametrize(
+    "value,target",
+    [
+        (None, None),
+        (False, None),
+        ("false", None),
+        ("Null", None),
+        ("none", None),
+        (True, True),
+        ("TRUE", True),
+        ("3f2a9c", "3f2a9c"),
+    ],
+)
 def test_training_resume_is_read_once_by_the_typed_config(value, target):
     from experiments.config.schema import TrainingSchema
 

@@ -42,11 +42,24 @@ def server():
 
 def test_32_jobs_through_4_workers_all_land_on_the_server(server, tmp_path):
     sweep_dir = tmp_path / "load"
-    cmd = [sys.executable, str(ROOT / "runner.py"), "-m", "hydra/launcher=layerlab", f"hydra.launcher.n_jobs={WORKERS}",
-           f"seed=range(0,{SEEDS})", f"model.activation={','.join(ACTIVATIONS)}", "dataset.limit=200",
-           f"training.epochs={EPOCHS}", "tracking=server", f"tracking.uri={server['uri']}",
-           f"tracking.experiment={EXPERIMENT}", "tracking.log_model=false", "tracking.log_plots=false",
-           "sweep.compare=false", f"hydra.sweep.dir={sweep_dir}"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "runner.py"),
+        "-m",
+        "hydra/launcher=layerlab",
+        f"hydra.launcher.n_jobs={WORKERS}",
+        f"seed=range(0,{SEEDS})",
+        f"model.activation={','.join(ACTIVATIONS)}",
+        "dataset.limit=200",
+        f"training.epochs={EPOCHS}",
+        "tracking=server",
+        f"tracking.uri={server['uri']}",
+        f"tracking.experiment={EXPERIMENT}",
+        "tracking.log_model=false",
+        "tracking.log_plots=false",
+        "sweep.compare=false",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=SWEEP_TIMEOUT)
     wall_s = time.perf_counter() - t0
@@ -57,23 +70,32 @@ def test_32_jobs_through_4_workers_all_land_on_the_server(server, tmp_path):
     assert exp is not None, f"no experiment {EXPERIMENT!r} on the server"
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     here = str(sweep_dir.resolve())
-    parents = [r for r in runs if r.data.tags.get("layerlab.role") == "parent"
-               and r.data.tags.get("layerlab.sweep_dir") == here]
+    parents = [
+        r
+        for r in runs
+        if r.data.tags.get("layerlab.role") == "parent" and r.data.tags.get("layerlab.sweep_dir") == here
+    ]
     assert len(parents) == 1, f"{len(parents)} parent runs for {here}"
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics.get("jobs_finished") == JOBS and parent.data.metrics.get("jobs_failed") == 0
 
-    children = client.search_runs([exp.experiment_id], max_results=1000,
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    jobs = [r for r in runs if r.data.tags.get("layerlab.role") == "job"
-            and r.data.tags.get("layerlab.output_dir", "").startswith(here + os.sep)]
+    children = client.search_runs(
+        [exp.experiment_id], max_results=1000, filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    jobs = [
+        r
+        for r in runs
+        if r.data.tags.get("layerlab.role") == "job"
+        and r.data.tags.get("layerlab.output_dir", "").startswith(here + os.sep)
+    ]
     assert len(children) == JOBS, f"{len(children)} children under the parent, expected {JOBS}"
     assert sorted(r.info.run_id for r in children) == sorted(r.info.run_id for r in jobs)  # no detached job run
     assert [r.info.status for r in children] == ["FINISHED"] * JOBS
     assert len(runs) == JOBS + 1, f"{len(runs)} runs in the experiment, expected {JOBS} jobs + 1 parent"
     assert sorted((r.data.params["model.activation"], int(r.data.params["seed"])) for r in children) == sorted(
-        (a, s) for a in ACTIVATIONS for s in range(SEEDS))
+        (a, s) for a in ACTIVATIONS for s in range(SEEDS)
+    )
 
     missing = {}
     for r in children:

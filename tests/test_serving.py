@@ -49,12 +49,35 @@ def test_served_model_answers_with_class_probabilities_or_on_request_names(tmp_p
     port = free_port()
     mlflow_cli = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     # As with an activated virtualenv: the scoring server execs `uvicorn` from PATH (make test does not activate it).
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": store,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     log = open(tmp_path / "serve.log", "w")
-    server = subprocess.Popen([mlflow_cli, "models", "serve", "-m", model_uri, "--env-manager", "local",
-                               "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-                              cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            mlflow_cli,
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:

@@ -30,8 +30,15 @@ from tests.conftest import compose
 TOLERANCE = 1e-6
 # 280 training samples in batches of 64: 4 full batches and one of 24, with steps_per_execution=3 the last call
 # runs fewer steps than the others.
-SMALL = ["model=lambda_mlp", "dataset.limit=400", "training.epochs=3", "training.batch_size=64",
-         "training.deterministic=true", "training.verbose=0", "training.steps_per_execution=3"]
+SMALL = [
+    "model=lambda_mlp",
+    "dataset.limit=400",
+    "training.epochs=3",
+    "training.batch_size=64",
+    "training.deterministic=true",
+    "training.verbose=0",
+    "training.steps_per_execution=3",
+]
 
 
 def _history(cfg, train, val) -> dict:
@@ -60,8 +67,11 @@ def test_unshuffled_fit_equals_the_step_before():
     cfg = validate(compose(*SMALL, "training.shuffle=false"))
     data = load_dataset(cfg.dataset, cfg.seed)
     bs = cfg.training.batch_size
-    now = _history(cfg, make_tf_dataset(*data.train, bs, shuffle=False, seed=0),
-                   make_tf_dataset(*data.val, bs, shuffle=False, seed=0))
+    now = _history(
+        cfg,
+        make_tf_dataset(*data.train, bs, shuffle=False, seed=0),
+        make_tf_dataset(*data.val, bs, shuffle=False, seed=0),
+    )
     before_cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps_per_execution=1))
     before = _history(before_cfg, _batched_before(*data.train, bs), _batched_before(*data.val, bs))
     _assert_equal(now, before)
@@ -75,12 +85,16 @@ def test_shuffled_fit_equals_one_step_per_call():
     bs = cfg.training.batch_size
 
     def history(job):
-        return _history(job, make_tf_dataset(*data.train, bs, shuffle=True, seed=job.seed),
-                        make_tf_dataset(*data.val, bs, shuffle=False, seed=0))
+        return _history(
+            job,
+            make_tf_dataset(*data.train, bs, shuffle=True, seed=job.seed),
+            make_tf_dataset(*data.val, bs, shuffle=False, seed=0),
+        )
 
     now = history(cfg)
-    _assert_equal(now, history(dataclasses.replace(cfg, training=dataclasses.replace(cfg.training,
-                                                                                     steps_per_execution=1))))
+    _assert_equal(
+        now, history(dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps_per_execution=1)))
+    )
     assert now["loss"][0] != now["loss"][1]
 
 
@@ -96,8 +110,10 @@ def test_batches_gathered_in_the_graph_equal_the_datasets_batches():
 
     def model_and_datasets():
         setup_runtime(cfg)  # the seeds: of the weights, and the global one the dataset's orders depend on
-        train, val = (make_tf_dataset(*data.train, bs, shuffle=True, seed=cfg.seed),
-                      make_tf_dataset(*data.val, bs, shuffle=False, seed=0))
+        train, val = (
+            make_tf_dataset(*data.train, bs, shuffle=True, seed=cfg.seed),
+            make_tf_dataset(*data.val, bs, shuffle=False, seed=0),
+        )
         _, model = prepare(cfg)
         compile_model(model, cfg)
         return model, {"train": train, "val": val}
@@ -107,8 +123,7 @@ def test_batches_gathered_in_the_graph_equal_the_datasets_batches():
     assert model in resident._KEPT  # it gathered its own batches
     model, ds = model_and_datasets()
     build_training_state(model, ds["train"].element_spec)
-    keras_fit = model.fit(ds["train"], validation_data=ds["val"], epochs=cfg.training.epochs, verbose=0,
-                          shuffle=False)
+    keras_fit = model.fit(ds["train"], validation_data=ds["val"], epochs=cfg.training.epochs, verbose=0, shuffle=False)
     assert model not in resident._KEPT  # Keras pulled the batches from tf.data
     _assert_equal(now.history, keras_fit.history)
 

@@ -31,8 +31,14 @@ def _runs(uri: str, experiment: str):
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_2x2_sweep_gives_one_parent_and_four_children(launcher, tmp_path, store):
-    proc = run_cli("-m", f"hydra/launcher={launcher}", *SWEEP, f"tracking.uri={store}",
-                   "tracking.experiment=sweep_test", tmp_path=tmp_path)
+    proc = run_cli(
+        "-m",
+        f"hydra/launcher={launcher}",
+        *SWEEP,
+        f"tracking.uri={store}",
+        "tracking.experiment=sweep_test",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     client, parents, children = _runs(store, "sweep_test")
     assert len(parents) == 1 and len(children) == 4
@@ -55,8 +61,12 @@ def test_2x2_sweep_gives_one_parent_and_four_children(launcher, tmp_path, store)
     assert "model.activation=abs" in proc.stdout and "model.activation=relu" in proc.stdout
     assert f"sweep {sweep_id} FINISHED: 4/4 jobs finished" in proc.stdout
     # The sweep at a glance in the UI: children named by what differs, the parent's description, best run.
-    assert {c.info.run_name for c in children} == {"activation=abs seed=0", "activation=abs seed=1",
-                                                   "activation=relu seed=0", "activation=relu seed=1"}
+    assert {c.info.run_name for c in children} == {
+        "activation=abs seed=0",
+        "activation=abs seed=1",
+        "activation=relu seed=0",
+        "activation=relu seed=1",
+    }
     assert "Comparisons along each factor" in parent.data.tags["mlflow.note.content"]
     assert parent.data.tags["best_run"] in {c.info.run_name for c in children}
     assert parent.data.params["best_run"] == parent.data.tags["best_run"]
@@ -65,9 +75,18 @@ def test_2x2_sweep_gives_one_parent_and_four_children(launcher, tmp_path, store)
 
 
 def test_joblib_workers_get_their_share_of_the_cores(tmp_path, store):
-    proc = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", *TINY,
-                   "tracking.log_model=false", "tracking.log_plots=false", f"tracking.uri={store}",
-                   "sweep.compare=false", tmp_path=tmp_path)
+    proc = run_cli(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "seed=0,1",
+        *TINY,
+        "tracking.log_model=false",
+        "tracking.log_plots=false",
+        f"tracking.uri={store}",
+        "sweep.compare=false",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     import os
 
@@ -77,9 +96,16 @@ def test_joblib_workers_get_their_share_of_the_cores(tmp_path, store):
 
 def test_a_failing_job_does_not_lose_the_others(tmp_path, store):
     # dataset.limit=30 cannot be split into stratified train/val/test: that job fails inside its run.
-    proc = run_cli("-m", "dataset.limit=30,400", "training.epochs=1", "training.batch_size=128",
-                   "tracking.log_model=false", f"tracking.uri={store}", "tracking.experiment=sweep_fail",
-                   tmp_path=tmp_path)
+    proc = run_cli(
+        "-m",
+        "dataset.limit=30,400",
+        "training.epochs=1",
+        "training.batch_size=128",
+        "tracking.log_model=false",
+        f"tracking.uri={store}",
+        "tracking.experiment=sweep_fail",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode != 0
     client, parents, children = _runs(store, "sweep_fail")
     assert len(parents) == 1 and len(children) == 2

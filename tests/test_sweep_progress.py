@@ -20,18 +20,33 @@ from experiments.training.progress_file import read_status, read_statuses, statu
 from experiments.training.runtime import fit_verbosity
 from tests.conftest import ROOT, run_cli
 
-SWEEP = ["dataset=digits", "model.input.shape=null", "training.epochs=1", "training.batch_size=128",
-         "tracking.log_model=false", "tracking.log_plots=false", "training.checkpoint.enabled=false",
-         "sweep.compare=false"]
+SWEEP = [
+    "dataset=digits",
+    "model.input.shape=null",
+    "training.epochs=1",
+    "training.batch_size=128",
+    "tracking.log_model=false",
+    "tracking.log_plots=false",
+    "training.checkpoint.enabled=false",
+    "sweep.compare=false",
+]
 CONTROL = re.compile(r"[\x1b\r]")
-LIBRARY_LINES = re.compile(r"Creating initial MLflow database tables|alembic|Context impl SQLiteImpl|"
-                           r"Launching \d+ jobs|\t#\d+ : ")
+LIBRARY_LINES = re.compile(
+    r"Creating initial MLflow database tables|alembic|Context impl SQLiteImpl|"
+    r"Launching \d+ jobs|\t#\d+ : "
+)
 
 
 def _job(folder: Path, num: int, **fields) -> Path:
     path = status_path(folder, num)
-    write_status(path, fresh=True, job=num, overrides=[f"model.activation={['abs', 'relu'][num % 2]}",
-                                                        f"seed={num // 2}"], status="running", **fields)
+    write_status(
+        path,
+        fresh=True,
+        job=num,
+        overrides=[f"model.activation={['abs', 'relu'][num % 2]}", f"seed={num // 2}"],
+        status="running",
+        **fields,
+    )
     return path
 
 
@@ -124,9 +139,17 @@ def test_no_live_display_off_a_terminal(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("debug", [False, True], ids=["quiet", "LAYERLAB_DEBUG=1"])
 def test_a_piped_sweep_prints_plain_lines_one_per_job(debug, tmp_path, store):
-    proc = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.activation=abs,relu",
-                   "seed=0,1", *SWEEP, f"tracking.uri={store}", tmp_path=tmp_path,
-                   env={"LAYERLAB_DEBUG": "1" if debug else "0"})
+    proc = run_cli(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "model.activation=abs,relu",
+        "seed=0,1",
+        *SWEEP,
+        f"tracking.uri={store}",
+        tmp_path=tmp_path,
+        env={"LAYERLAB_DEBUG": "1" if debug else "0"},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     results = [line for line in proc.stdout.splitlines() if line.startswith("layerlab: job ")]
@@ -165,9 +188,24 @@ def test_a_sweep_on_a_terminal_shows_the_live_display(tmp_path, store):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "xterm-256color", "COLUMNS": "150", "LINES": "40"}
     env.pop("LAYERLAB_DEBUG", None)
     env.pop("LAYERLAB_PROGRESS", None)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "runner.py"), "-m", "model.activation=abs,relu", *SWEEP,
-                             "training.epochs=3", f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/multirun"],
-                            cwd=ROOT, env=env, stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "runner.py"),
+            "-m",
+            "model.activation=abs,relu",
+            *SWEEP,
+            "training.epochs=3",
+            f"tracking.uri={store}",
+            f"hydra.sweep.dir={tmp_path}/multirun",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
     os.close(follower)
     try:
         text = _read_pty(leader, proc, timeout=600).decode("utf-8", "replace")
@@ -187,10 +225,20 @@ def test_a_sweep_on_a_terminal_shows_the_live_display(tmp_path, store):
 def test_job_lines_and_tables_fit_a_120_column_terminal_without_splitting_words():
     from experiments.analysis.formatting import text_table
 
-    job = {"job": 12, "status": "FAILED", "started": 0, "updated": 65, "metric": "val_sparse_categorical_accuracy",
-           "error": "ConfigError: training.batch_size: expected a positive integer, e.g. training.batch_size=1024"}
-    board = view.Board([job], planned=40, elapsed_s=65,
-                       names={12: "model=residual_graph model.activation=abs optimizer.learning_rate=0.003 seed=4"})
+    job = {
+        "job": 12,
+        "status": "FAILED",
+        "started": 0,
+        "updated": 65,
+        "metric": "val_sparse_categorical_accuracy",
+        "error": "ConfigError: training.batch_size: expected a positive integer, e.g. training.batch_size=1024",
+    }
+    board = view.Board(
+        [job],
+        planned=40,
+        elapsed_s=65,
+        names={12: "model=residual_graph model.activation=abs optimizer.learning_rate=0.003 seed=4"},
+    )
     wide = view.result_line(job, board)
     assert "| 0 done, 0 running, 1 failed" in wide and len(wide) > 120  # off a terminal: one line, counts included
     fitted = view.result_line(job, board, width=120)
@@ -199,8 +247,14 @@ def test_job_lines_and_tables_fit_a_120_column_terminal_without_splitting_words(
     short = {"job": 1, "status": "FINISHED", "started": 0, "updated": 5}
     assert view.result_line(short, board, width=120) == view.result_line(short, board)
     header = ["factor", "levels", "difference [95% CI]", "verdict"]
-    rows = [["model.activation", "abs vs relu", "+0.0123 [+0.0010, +0.0236]",
-             "abs is better than relu (p=0.012, Holm), a large effect (d_z=1.4); the difference is detectable"]]
+    rows = [
+        [
+            "model.activation",
+            "abs vs relu",
+            "+0.0123 [+0.0010, +0.0236]",
+            "abs is better than relu (p=0.012, Holm), a large effect (d_z=1.4); the difference is detectable",
+        ]
+    ]
     table = text_table(header, rows, width=60)
     assert all(len(line) <= 60 for line in table.splitlines())
     assert sorted(table.replace("-", " ").split()) == sorted(" ".join(header + rows[0]).replace("-", " ").split())

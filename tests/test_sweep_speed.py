@@ -29,14 +29,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _imported_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     return set(out.split())
 
 
 def test_the_parent_side_never_imports_tensorflow_keras_or_mlflow_at_start():
-    mods = _imported_after("import experiments.sweeps.callback, hydra_plugins.layerlab_optuna.optuna_sweeper, "
-                           "hydra_plugins.layerlab_launcher.layerlab_launcher")
+    mods = _imported_after(
+        "import experiments.sweeps.callback, hydra_plugins.layerlab_optuna.optuna_sweeper, "
+        "hydra_plugins.layerlab_launcher.layerlab_launcher"
+    )
     assert not {"tensorflow", "keras", "mlflow"} & mods, {"tensorflow", "keras", "mlflow"} & mods
     # the Optuna study helpers the sweeper uses carry no Keras either
     assert "keras" not in _imported_after("import experiments.training.pruning_study")
@@ -45,9 +53,18 @@ def test_the_parent_side_never_imports_tensorflow_keras_or_mlflow_at_start():
 def test_joblib_settings_mirror_the_launcher_and_ignore_other_launchers():
     from experiments.launching.warm import JOBLIB_LAUNCHER, joblib_settings
 
-    node = OmegaConf.create({"_target_": JOBLIB_LAUNCHER, "n_jobs": 2, "backend": None, "prefer": "processes",
-                             "pre_dispatch": "2*n_jobs", "batch_size": "auto", "max_nbytes": "1000",
-                             "mmap_mode": "r"})
+    node = OmegaConf.create(
+        {
+            "_target_": JOBLIB_LAUNCHER,
+            "n_jobs": 2,
+            "backend": None,
+            "prefer": "processes",
+            "pre_dispatch": "2*n_jobs",
+            "batch_size": "auto",
+            "max_nbytes": "1000",
+            "mmap_mode": "r",
+        }
+    )
     settings = joblib_settings(node)
     assert settings["backend"] == "loky" and settings["n_jobs"] == 2 and "_target_" not in settings
     assert settings["max_nbytes"] == 1000 and settings["pre_dispatch"] == "2*n_jobs"
@@ -76,9 +93,22 @@ def test_warm_workers_are_the_ones_the_launcher_call_reuses():
 
     from experiments.launching.warm import JOBLIB_LAUNCHER, release_joblib_workers, warm_workers
 
-    node = OmegaConf.create({"_target_": JOBLIB_LAUNCHER, "n_jobs": 2, "backend": None, "prefer": "processes",
-                             "require": None, "verbose": 0, "timeout": None, "pre_dispatch": "2*n_jobs",
-                             "batch_size": "auto", "temp_folder": None, "max_nbytes": None, "mmap_mode": "r"})
+    node = OmegaConf.create(
+        {
+            "_target_": JOBLIB_LAUNCHER,
+            "n_jobs": 2,
+            "backend": None,
+            "prefer": "processes",
+            "require": None,
+            "verbose": 0,
+            "timeout": None,
+            "pre_dispatch": "2*n_jobs",
+            "batch_size": "auto",
+            "temp_folder": None,
+            "max_nbytes": None,
+            "mmap_mode": "r",
+        }
+    )
     warm = warm_workers(node)
     warm.wait()
     assert warm.error is None, warm.error
@@ -109,10 +139,25 @@ def test_a_joblib_sweep_exits_fast_leaving_no_worker_and_no_startup_noise(tmp_pa
     env = {**os.environ, "LAYERLAB_TEST_MARK": mark, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("LAYERLAB_DEBUG", None)
     proc = subprocess.Popen(
-        [sys.executable, "runner.py", "-m", "model.activation=abs,relu", "training.epochs=1", "dataset.limit=600",
-         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
-         f"tracking.artifact_root={(tmp_path / 'art').as_uri()}", f"hydra.sweep.dir={tmp_path / 'multirun'}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "runner.py",
+            "-m",
+            "model.activation=abs,relu",
+            "training.epochs=1",
+            "dataset.limit=600",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            f"tracking.artifact_root={(tmp_path / 'art').as_uri()}",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     assert "2/2 jobs finished" in out
@@ -123,8 +168,12 @@ def test_a_joblib_sweep_exits_fast_leaving_no_worker_and_no_startup_noise(tmp_pa
     # fast exit: the parent shut its joblib workers down first; nothing of the sweep is still running
     assert _processes_with(mark) == []
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
-        statuses = dict(db.execute("SELECT t.value, r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
-                                   "AND t.key = 'layerlab.role' WHERE t.value = 'parent'").fetchall())
+        statuses = dict(
+            db.execute(
+                "SELECT t.value, r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+                "AND t.key = 'layerlab.role' WHERE t.value = 'parent'"
+            ).fetchall()
+        )
         # the jobs' pids (the parent run beats from the sweep's own process, so its pid tag is the parent's)
         pids = {
             v

@@ -47,8 +47,9 @@ def test_parent_found_only_while_running_and_for_its_own_folder(store):
     assert find_parent(store, exp, "multirun/b") is None
     client.set_terminated(run.info.run_id, "FINISHED")
     assert find_parent(store, exp, "multirun/a") is None
-    assert [r.info.run_id for r in find_runs(store, exp, f"tags.`{tags.ROLE}` = 'parent'", ["FINISHED"])] == \
-        [run.info.run_id]
+    assert [r.info.run_id for r in find_runs(store, exp, f"tags.`{tags.ROLE}` = 'parent'", ["FINISHED"])] == [
+        run.info.run_id
+    ]
 
 
 def test_channel_goes_offline_when_the_server_is_gone_and_keeps_what_was_missed(tmp_path):

@@ -33,16 +33,39 @@ def served_sweep(tmp_path_factory):
     """(base URL, experiment id, screenshot folder) of a served store holding one finished 2x2 sweep."""
     tmp = tmp_path_factory.mktemp("ui")
     uri = f"sqlite:///{tmp}/mlflow.db"
-    proc = run_cli("-m", "model.activation=abs,relu", "seed=0,1", "dataset.limit=300", "training.epochs=1",
-                   "tracking.log_model=false", "training.checkpoint.enabled=false", f"tracking.uri={uri}",
-                   "tracking.experiment=ui_sweep", tmp_path=tmp)
+    proc = run_cli(
+        "-m",
+        "model.activation=abs,relu",
+        "seed=0,1",
+        "dataset.limit=300",
+        "training.epochs=1",
+        "tracking.log_model=false",
+        "training.checkpoint.enabled=false",
+        f"tracking.uri={uri}",
+        "tracking.experiment=ui_sweep",
+        tmp_path=tmp,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     exp_id = mlflow.MlflowClient(uri).get_experiment_by_name("ui_sweep").experiment_id
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -103,8 +126,9 @@ def test_the_sweep_reads_at_a_glance_in_a_real_browser(served_sweep):
     base, exp_id, shots = served_sweep
     assert Path(CHROMIUM).exists(), "no /usr/bin/chromium: run scripts/install_browser.sh (make test does)"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        )
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 800})
             _open_runs(page, base, exp_id)
@@ -122,7 +146,8 @@ def test_the_sweep_reads_at_a_glance_in_a_real_browser(served_sweep):
             assert sum(any(name in t for name in CHILDREN) for t in texts) == 4, texts
             # The Dataset column is filled: every child shows its training split (name and size).
             datasets = page.locator("[role=gridcell][col-id*='dataset' i]").filter(
-                has_text=re.compile(r"mnist_sample \(training, \d+ rows\)"))
+                has_text=re.compile(r"mnist_sample \(training, \d+ rows\)")
+            )
             assert datasets.count() == 4, page.inner_text("body")
 
             # The parent's page: its description holds the comparison and the verdict in words.
@@ -139,5 +164,8 @@ def test_the_sweep_reads_at_a_glance_in_a_real_browser(served_sweep):
             assert "Best run" in body and "best_run" in body
         finally:
             browser.close()
-    assert {p.name for p in shots.glob("*.png")} == {"runs_collapsed.png", "sweep_expanded.png",
-                                                     "parent_description.png"}
+    assert {p.name for p in shots.glob("*.png")} == {
+        "runs_collapsed.png",
+        "sweep_expanded.png",
+        "parent_description.png",
+    }

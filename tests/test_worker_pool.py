@@ -23,19 +23,34 @@ QUIET = ["tracking.log_model=false", "tracking.log_plots=false", "training.check
 
 def _sweep(tmp_path, mark: str, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "LAYERLAB_TEST_MARK": mark}
-    return subprocess.Popen([sys.executable, str(ROOT / "runner.py"), "-m", "hydra/launcher=layerlab",
-                             "hydra.launcher.n_jobs=2", *args, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
-                             f"tracking.artifact_root={(tmp_path / 'art').as_uri()}",
-                             f"hydra.sweep.dir={tmp_path / 'multirun'}"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "runner.py"),
+            "-m",
+            "hydra/launcher=layerlab",
+            "hydra.launcher.n_jobs=2",
+            *args,
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            f"tracking.artifact_root={(tmp_path / 'art').as_uri()}",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _job_pids(db_path) -> dict[int, int]:
     """Each job's number -> the pid of the process that ran it (the runs' ``layerlab.pid`` tags)."""
     try:
         with sqlite3.connect(db_path) as db:
-            rows = db.execute("SELECT n.value, p.value FROM tags p JOIN tags n ON n.run_uuid = p.run_uuid "
-                              "AND n.key = 'layerlab.job_num' WHERE p.key = 'layerlab.pid'").fetchall()
+            rows = db.execute(
+                "SELECT n.value, p.value FROM tags p JOIN tags n ON n.run_uuid = p.run_uuid "
+                "AND n.key = 'layerlab.job_num' WHERE p.key = 'layerlab.pid'"
+            ).fetchall()
     except sqlite3.OperationalError:  # the sweep is still creating the store
         return {}
     return {int(num): int(pid) for num, pid in rows}
@@ -73,8 +88,17 @@ def test_a_batch_takes_the_warm_workers_and_replaces_those_with_another_thread_s
 def test_the_rounds_of_a_sweep_run_on_the_same_workers_and_none_is_left(tmp_path):
     mark = uuid.uuid4().hex
     # Two batches: seeds 0,1 for both activations (4 jobs), then a round of one new seed each (2 jobs).
-    proc = _sweep(tmp_path, mark, "model.activation=abs,relu", "seed=0,1", *TINY, *QUIET,
-                  "sweep.until.ci_half_width=0.000001", "sweep.until.max_replicates=3", "sweep.until.step=1")
+    proc = _sweep(
+        tmp_path,
+        mark,
+        "model.activation=abs,relu",
+        "seed=0,1",
+        *TINY,
+        *QUIET,
+        "sweep.until.ci_half_width=0.000001",
+        "sweep.until.max_replicates=3",
+        "sweep.until.step=1",
+    )
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     assert "layerlab: round 2 (3 seeds per group)" in out and "6/6 jobs finished" in out
@@ -89,8 +113,9 @@ def test_the_rounds_of_a_sweep_run_on_the_same_workers_and_none_is_left(tmp_path
 @pytest.mark.slow
 def test_an_interrupted_sweep_leaves_no_worker(tmp_path):
     mark = uuid.uuid4().hex
-    proc = _sweep(tmp_path, mark, "seed=0,1,2,3", "dataset.limit=2000", "training.epochs=200",
-                  "training.batch_size=64", *QUIET)
+    proc = _sweep(
+        tmp_path, mark, "seed=0,1,2,3", "dataset.limit=2000", "training.epochs=200", "training.batch_size=64", *QUIET
+    )
     deadline = time.monotonic() + 300  # a liveness bound for a loaded machine, not a speed check
     while not (tmp_path / "mlflow.db").exists() or not _job_pids(tmp_path / "mlflow.db"):
         assert proc.poll() is None and time.monotonic() < deadline, "no job started"

@@ -43,7 +43,7 @@ def is_database_uri(uri: str) -> bool:
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def sql_metric_points(uri: str, run_ids: Sequence[str], keys: Sequence[str]) -> pd.DataFrame:
@@ -100,20 +100,26 @@ def rest_metric_points(client: Any, run_ids: Sequence[str], keys: Sequence[str])
     rows: list[tuple] = []
 
     def fetch(chunk: Sequence[str], key: str) -> None:
-        response = http_request(creds, REST_BULK_ENDPOINT, "GET",
-                                params={"run_id": list(chunk), "metric_key": key, "max_results": REST_MAX_POINTS})
+        response = http_request(
+            creds,
+            REST_BULK_ENDPOINT,
+            "GET",
+            params={"run_id": list(chunk), "metric_key": key, "max_results": REST_MAX_POINTS},
+        )
         metrics = verify_rest_response(response, REST_BULK_ENDPOINT).json().get("metrics", [])
         if len(metrics) >= REST_MAX_POINTS:  # cut off: ask again in halves (one run alone: the public call)
             if len(chunk) == 1:
-                rows.extend((chunk[0], p.key, p.step, p.value, p.timestamp)
-                            for p in client.get_metric_history(chunk[0], key))
+                rows.extend(
+                    (chunk[0], p.key, p.step, p.value, p.timestamp) for p in client.get_metric_history(chunk[0], key)
+                )
                 return
             half = len(chunk) // 2
             fetch(chunk[:half], key)
             fetch(chunk[half:], key)
             return
-        rows.extend((m["run_id"], m["key"], int(m.get("step", 0)), float(m["value"]), int(m["timestamp"]))
-                    for m in metrics)
+        rows.extend(
+            (m["run_id"], m["key"], int(m.get("step", 0)), float(m["value"]), int(m["timestamp"])) for m in metrics
+        )
 
     for key in keys:
         for chunk in _chunks(list(run_ids), REST_RUNS_PER_CALL):

@@ -105,16 +105,26 @@ def compare_sweep(
         LayerlabError: no runs, none of them finished, or an invalid metric choice.
     """
     runs = load_runs(tracking_uri, experiment, sweep_id, metric=metric, mode=mode)
-    frames = comparison_frames(runs, target, metric=metric, mode=mode, alpha=alpha, replicate_key=replicate_key,
-                               compare_by=compare_by, all_pairs=all_pairs, min_effect=min_effect,
-                               equivalence_margin=equivalence_margin)
+    frames = comparison_frames(
+        runs,
+        target,
+        metric=metric,
+        mode=mode,
+        alpha=alpha,
+        replicate_key=replicate_key,
+        compare_by=compare_by,
+        all_pairs=all_pairs,
+        min_effect=min_effect,
+        equivalence_margin=equivalence_margin,
+    )
     spec, summary, tests = frames["metric"], frames["summary"], frames["tests"]
     interactions, pairs = frames["interactions"], frames["pairs"]
     plots = plot_curves(runs, out_dir, spec, replicate_key=replicate_key)
     failed = not_finished(runs)
     title = f"Comparison: experiment {experiment!r}" + (f", sweep {sweep_id!r}" if sweep_id else "")
-    paths = write_report(summary, tests, failed, out_dir, plots=plots, title=title, interactions=interactions,
-                         pairs=pairs)
+    paths = write_report(
+        summary, tests, failed, out_dir, plots=plots, title=title, interactions=interactions, pairs=pairs
+    )
     width = terminal_width()  # the table is printed on this process's stdout: fitted to a terminal's width
     factor_text = render_factor_table(tests, interactions, width)
     return {
@@ -189,36 +199,62 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="MLflow experiment name")
     p.add_argument("--sweep-id", default=None, help=f"tag {tags.SWEEP_ID} of the sweep (default: all job runs)")
     p.add_argument(
-        "--tracking-uri", default=None,
+        "--tracking-uri",
+        default=None,
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the project's mlflow.db; "
         "a relative sqlite path is taken from the project root)",
     )
     p.add_argument("--out", default="comparison", help="output folder (default: ./comparison)")
     p.add_argument(
-        "--metric", default=None,
+        "--metric",
+        default=None,
         help="metric to compare, as a Keras name (accuracy, loss) or its test_ key (test_loss); "
         f"default: the runs' {tags.METRIC} tag, else {FALLBACK_METRIC}",
     )
     p.add_argument(
-        "--mode", choices=("max", "min"), default=None,
+        "--mode",
+        choices=("max", "min"),
+        default=None,
         help=f"max: higher is better, min: lower is (default: the runs' {tags.METRIC_MODE} tag, "
         "else from the metric's name)",
     )
     p.add_argument(
-        "--target", "--target-accuracy", dest="target", type=float, default=None,
+        "--target",
+        "--target-accuracy",
+        dest="target",
+        type=float,
+        default=None,
         help="value of the val metric for 'epochs to target' (default: 0.9 for a higher-is-better metric, "
         "none for a lower-is-better one)",
     )
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default: 0.05)")
-    p.add_argument("--replicate-key", default=SEED_KEY,
-                   help="the swept key whose values are replicates, paired across groups (default: seed)")
-    p.add_argument("--compare-by", action="append", default=None, metavar="KEY",
-                   help="compare along this swept key only (repeatable; default: every swept key)")
+    p.add_argument(
+        "--replicate-key",
+        default=SEED_KEY,
+        help="the swept key whose values are replicates, paired across groups (default: seed)",
+    )
+    p.add_argument(
+        "--compare-by",
+        action="append",
+        default=None,
+        metavar="KEY",
+        help="compare along this swept key only (repeatable; default: every swept key)",
+    )
     p.add_argument("--all-pairs", action="store_true", help="also test every pair of groups (Holm over all pairs)")
-    p.add_argument("--min-effect", type=_positive, default=None, metavar="D",
-                   help="the difference worth detecting: say how many replicates would detect it with 80%% power")
-    p.add_argument("--equivalence-margin", type=_positive, default=None, metavar="D",
-                   help="also test equivalence within ±D (two one-sided tests, Holm per family)")
+    p.add_argument(
+        "--min-effect",
+        type=_positive,
+        default=None,
+        metavar="D",
+        help="the difference worth detecting: say how many replicates would detect it with 80%% power",
+    )
+    p.add_argument(
+        "--equivalence-margin",
+        type=_positive,
+        default=None,
+        metavar="D",
+        help="also test equivalence within ±D (two one-sided tests, Holm per family)",
+    )
     return p
 
 
@@ -235,10 +271,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         result = compare_sweep(
-            args.tracking_uri, args.experiment, sweep_id=args.sweep_id, out_dir=args.out,
-            target="auto" if args.target is None else args.target, metric=args.metric, mode=args.mode, alpha=args.alpha,
-            replicate_key=args.replicate_key, compare_by=args.compare_by, all_pairs=args.all_pairs,
-            min_effect=args.min_effect, equivalence_margin=args.equivalence_margin,
+            args.tracking_uri,
+            args.experiment,
+            sweep_id=args.sweep_id,
+            out_dir=args.out,
+            target="auto" if args.target is None else args.target,
+            metric=args.metric,
+            mode=args.mode,
+            alpha=args.alpha,
+            replicate_key=args.replicate_key,
+            compare_by=args.compare_by,
+            all_pairs=args.all_pairs,
+            min_effect=args.min_effect,
+            equivalence_margin=args.equivalence_margin,
         )
     except LayerlabError as exc:
         if debug_enabled():

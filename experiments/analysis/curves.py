@@ -66,7 +66,11 @@ def curve_filename(key: str) -> str:
 
 
 def plot_curves(
-    df: pd.DataFrame, out_dir: str | Path, metric: MetricLike = None, *, mode: str | None = None,
+    df: pd.DataFrame,
+    out_dir: str | Path,
+    metric: MetricLike = None,
+    *,
+    mode: str | None = None,
     replicate_key: str = SEED_KEY,
 ) -> list[Path]:
     """Plot mean learning curves per group with a 95% CI band.

@@ -46,7 +46,7 @@ def tost_from_estimate(estimate: float, se: float, dof: float, margin: float) ->
     """TOST p-value of an estimate with a t-distributed error (``se``, ``dof``), e.g. a Welch-Satterthwaite contrast."""
     if not (math.isfinite(se) and se > 0 and math.isfinite(dof)):
         return math.nan
-    lower = stats.t.sf((estimate + margin) / se, dof)   # H0: difference <= -margin
+    lower = stats.t.sf((estimate + margin) / se, dof)  # H0: difference <= -margin
     upper = stats.t.cdf((estimate - margin) / se, dof)  # H0: difference >= +margin
     return float(max(lower, upper))
 

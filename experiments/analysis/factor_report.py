@@ -45,8 +45,11 @@ def _reach_header(frame: pd.DataFrame | None) -> list[str]:
     """The columns on what the sweep could see: always the detectable difference, the others when asked for."""
     if frame is None or "detectable_diff" not in frame.columns:
         return []
-    return [f"detectable ({POWER:.0%} power)", *(["n for min effect"] if _has(frame, "min_effect") else []),
-            *(["equivalent (TOST)"] if _has(frame, "equivalence_margin") else [])]
+    return [
+        f"detectable ({POWER:.0%} power)",
+        *(["n for min effect"] if _has(frame, "min_effect") else []),
+        *(["equivalent (TOST)"] if _has(frame, "equivalence_margin") else []),
+    ]
 
 
 def _reach_cells(frame: pd.DataFrame, r: pd.Series) -> list[str]:
@@ -58,8 +61,11 @@ def _reach_cells(frame: pd.DataFrame, r: pd.Series) -> list[str]:
         cells.append(f"{replicates_text(r['replicates_needed'])} for {r['min_effect']:g}")
     if _has(frame, "equivalence_margin"):
         holm = fmt_p(r["tost_p_holm"])
-        cells.append(f"{'yes' if r['equivalence'] == 'equivalent' else 'not shown'} ±{r['equivalence_margin']:g} "
-                     f"(Holm p {holm})" if r["equivalence"] else "n/a")
+        cells.append(
+            f"{'yes' if r['equivalence'] == 'equivalent' else 'not shown'} ±{r['equivalence_margin']:g} (Holm p {holm})"
+            if r["equivalence"]
+            else "n/a"
+        )
     return cells
 
 
@@ -77,18 +83,42 @@ def _p(row: pd.Series) -> str:
 def factor_rows(tests: pd.DataFrame) -> list[list[str]]:
     """The rows of the factor table (shared by the report, the description and the terminal)."""
     return [
-        [str(r["factor"]), str(r["within"]) or "(all runs)", f"{r['level_a']} − {r['level_b']}",
-         f"{r['diff']:+.4f} ({fmt(r['diff_ci_low'])} to {fmt(r['diff_ci_high'])})", _effect(r),
-         f"{r['test']} ({int(r['n_pairs'])} pairs)" if r["test"] == "paired" else str(r["test"]),
-         _p(r), fmt_p(r["p_holm"]), "yes" if r["significant"] else "no", *_reach_cells(tests, r)]
+        [
+            str(r["factor"]),
+            str(r["within"]) or "(all runs)",
+            f"{r['level_a']} − {r['level_b']}",
+            f"{r['diff']:+.4f} ({fmt(r['diff_ci_low'])} to {fmt(r['diff_ci_high'])})",
+            _effect(r),
+            f"{r['test']} ({int(r['n_pairs'])} pairs)" if r["test"] == "paired" else str(r["test"]),
+            _p(r),
+            fmt_p(r["p_holm"]),
+            "yes" if r["significant"] else "no",
+            *_reach_cells(tests, r),
+        ]
         for _, r in tests.iterrows()
     ]
 
 
-FACTOR_HEADER = ["factor", "within", "A − B", "mean difference (95% CI)", "effect size", "test", "p", "Holm p",
-                 "significant"]
-INTERACTION_HEADER = ["contrast", "by", "difference at each", "difference of differences (95% CI)", "p", "Holm p",
-                      "significant"]
+FACTOR_HEADER = [
+    "factor",
+    "within",
+    "A − B",
+    "mean difference (95% CI)",
+    "effect size",
+    "test",
+    "p",
+    "Holm p",
+    "significant",
+]
+INTERACTION_HEADER = [
+    "contrast",
+    "by",
+    "difference at each",
+    "difference of differences (95% CI)",
+    "p",
+    "Holm p",
+    "significant",
+]
 
 
 def factor_header(tests: pd.DataFrame) -> list[str]:
@@ -104,11 +134,16 @@ def interaction_header(inter: pd.DataFrame | None) -> list[str]:
 def interaction_rows(inter: pd.DataFrame) -> list[list[str]]:
     """The rows of the interaction table."""
     return [
-        [f"{r['factor']}: {r['level_a']} − {r['level_b']}" + (f" (within {r['within']})" if r["within"] else ""),
-         f"{r['by']}: {r['by_a']} vs {r['by_b']}",
-         f"{fmt(r['diff_at_a'])} vs {fmt(r['diff_at_b'])}",
-         f"{r['dd']:+.4f} ({fmt(r['dd_ci_low'])} to {fmt(r['dd_ci_high'])})",
-         fmt_p(r["p"]), fmt_p(r["p_holm"]), "yes" if r["significant"] else "no", *_reach_cells(inter, r)]
+        [
+            f"{r['factor']}: {r['level_a']} − {r['level_b']}" + (f" (within {r['within']})" if r["within"] else ""),
+            f"{r['by']}: {r['by_a']} vs {r['by_b']}",
+            f"{fmt(r['diff_at_a'])} vs {fmt(r['diff_at_b'])}",
+            f"{r['dd']:+.4f} ({fmt(r['dd_ci_low'])} to {fmt(r['dd_ci_high'])})",
+            fmt_p(r["p"]),
+            fmt_p(r["p_holm"]),
+            "yes" if r["significant"] else "no",
+            *_reach_cells(inter, r),
+        ]
         for _, r in inter.iterrows()
     ]
 
@@ -119,12 +154,22 @@ def factor_sections(tests: pd.DataFrame, interactions: pd.DataFrame | None) -> l
     if tests.empty:
         return lines + ["Only one group: nothing to compare.", ""]
     metric = pretty_metric(str(tests["metric"].iloc[0]))
-    lines += [FACTOR_NOTE + f" Compared: {metric}. " + REACH_NOTE, "",
-              markdown_table(factor_header(tests), factor_rows(tests)), ""]
+    lines += [
+        FACTOR_NOTE + f" Compared: {metric}. " + REACH_NOTE,
+        "",
+        markdown_table(factor_header(tests), factor_rows(tests)),
+        "",
+    ]
     verdicts = list(tests["verdict"])
     if interactions is not None and len(interactions):
-        lines += ["## Interaction", "", INTERACTION_NOTE, "",
-                  markdown_table(interaction_header(interactions), interaction_rows(interactions)), ""]
+        lines += [
+            "## Interaction",
+            "",
+            INTERACTION_NOTE,
+            "",
+            markdown_table(interaction_header(interactions), interaction_rows(interactions)),
+            "",
+        ]
         verdicts += list(interactions["verdict"])
     return lines + ["### Verdicts", "", *[f"- {v}" for v in verdicts], ""]
 
@@ -133,9 +178,10 @@ def render_factor_table(tests: pd.DataFrame, interactions: pd.DataFrame | None, 
     """The factor comparisons (and interactions) as fixed-width text for the terminal (``width``: its columns;
     wider cells wrap at spaces)."""
     blocks = []
-    for header, rows in ((factor_header(tests), factor_rows(tests)),
-                         (interaction_header(interactions),
-                          interaction_rows(interactions) if interactions is not None else [])):
+    for header, rows in (
+        (factor_header(tests), factor_rows(tests)),
+        (interaction_header(interactions), interaction_rows(interactions) if interactions is not None else []),
+    ):
         if not rows:
             continue
         blocks.append(text_table(header, rows, width))
@@ -150,8 +196,13 @@ def _pm(row: pd.Series, prefix: str) -> str:
 
 
 def description_markdown(
-    summary: pd.DataFrame, tests: pd.DataFrame, interactions: pd.DataFrame | None, *,
-    title: str, best: str | None = None, extra: Sequence[str] = (),
+    summary: pd.DataFrame,
+    tests: pd.DataFrame,
+    interactions: pd.DataFrame | None,
+    *,
+    title: str,
+    best: str | None = None,
+    extra: Sequence[str] = (),
 ) -> str:
     """The short Markdown a person reads on the sweep's parent run: groups, comparisons, verdicts in words.
 
@@ -166,16 +217,24 @@ def description_markdown(
     spec = summary_metric(summary)
     cols = metric_columns(spec)
     test_p, val_p = next(p for p in cols if p.startswith("test_")), next(iter(cols))
-    lines = [f"## {title}", "",
-             markdown_table(["group", "n", f"{pretty_metric(spec.test)} (± 95% CI)", f"{pretty_metric(spec.val)}"],
-                            [[r["group"], int(r["n"]), _pm(r, test_p), _pm(r, val_p)] for _, r in summary.iterrows()]),
-             ""]
+    lines = [
+        f"## {title}",
+        "",
+        markdown_table(
+            ["group", "n", f"{pretty_metric(spec.test)} (± 95% CI)", f"{pretty_metric(spec.val)}"],
+            [[r["group"], int(r["n"]), _pm(r, test_p), _pm(r, val_p)] for _, r in summary.iterrows()],
+        ),
+        "",
+    ]
     if len(tests):
-        lines += ["### Comparisons along each factor", "", markdown_table(factor_header(tests), factor_rows(tests)),
-                  ""]
+        lines += ["### Comparisons along each factor", "", markdown_table(factor_header(tests), factor_rows(tests)), ""]
     if interactions is not None and len(interactions):
-        lines += ["### Interaction", "",
-                  markdown_table(interaction_header(interactions), interaction_rows(interactions)), ""]
+        lines += [
+            "### Interaction",
+            "",
+            markdown_table(interaction_header(interactions), interaction_rows(interactions)),
+            "",
+        ]
     verdicts = list(tests["verdict"]) if len(tests) else []
     verdicts += list(interactions["verdict"]) if interactions is not None and len(interactions) else []
     lines += ["### Verdicts", "", *([f"- {v}" for v in verdicts] or ["- Only one group: nothing to compare."]), ""]

@@ -37,9 +37,31 @@ from experiments.config.metrics import MetricSpec
 from experiments.errors import LayerlabError
 
 INTERACTION_COLUMNS = [
-    "factor", "by", "within", "level_a", "level_b", "by_a", "by_b", "diff_at_a", "diff_at_b", "dd", "dd_ci_low",
-    "dd_ci_high", "p", "n_pairs", "test", "p_holm", "significant", "detectable_diff", "min_effect", "replicates_needed",
-    "equivalence_margin", "tost_p", "tost_p_holm", "equivalence", "verdict",
+    "factor",
+    "by",
+    "within",
+    "level_a",
+    "level_b",
+    "by_a",
+    "by_b",
+    "diff_at_a",
+    "diff_at_b",
+    "dd",
+    "dd_ci_low",
+    "dd_ci_high",
+    "p",
+    "n_pairs",
+    "test",
+    "p_holm",
+    "significant",
+    "detectable_diff",
+    "min_effect",
+    "replicates_needed",
+    "equivalence_margin",
+    "tost_p",
+    "tost_p_holm",
+    "equivalence",
+    "verdict",
 ]
 
 
@@ -60,7 +82,8 @@ def compared_factors(swept: Sequence[str], compare_by: Sequence[str] | None) -> 
         raise LayerlabError(
             f"{', '.join(map(repr, unknown))} {'was' if len(unknown) == 1 else 'were'} not swept with more than one "
             f"value in this sweep (swept: {', '.join(swept) or 'nothing but the replicate key'})",
-            path="sweep.compare_by", value=list(compare_by),
+            path="sweep.compare_by",
+            value=list(compare_by),
             fix=f"name swept keys only, e.g. sweep.compare_by=[{swept[0] if swept else 'model.activation'}], "
             "or leave it null to compare along every swept key",
         )
@@ -106,13 +129,25 @@ def simple_effects(
         for stratum in _strata(table, [k for k in swept if k != factor]):
             cell = _mask(table, stratum)
             for la, lb in combinations(_levels(table[cell], factor), 2):
-                yield (factor, _label(stratum), la, lb, fin[cell & (table[factor] == la)],
-                       fin[cell & (table[factor] == lb)])
+                yield (
+                    factor,
+                    _label(stratum),
+                    la,
+                    lb,
+                    fin[cell & (table[factor] == la)],
+                    fin[cell & (table[factor] == lb)],
+                )
 
 
 def factor_tests(
-    df: pd.DataFrame, metric: MetricLike = None, *, mode: str | None = None, alpha: float = 0.05,
-    replicate_key: str = SEED_KEY, compare_by: Sequence[str] | None = None, min_effect: float | None = None,
+    df: pd.DataFrame,
+    metric: MetricLike = None,
+    *,
+    mode: str | None = None,
+    alpha: float = 0.05,
+    replicate_key: str = SEED_KEY,
+    compare_by: Sequence[str] | None = None,
+    min_effect: float | None = None,
     margin: float | None = None,
 ) -> pd.DataFrame:
     """Compare the levels of each factor within each combination of the other factors.
@@ -140,8 +175,17 @@ def factor_tests(
     for factor, effects in groupby(simple_effects(fin, replicate_key, compare_by), key=lambda e: e[0]):
         rows, within = [], []
         for _, where, la, lb, a, b in effects:
-            row = compare_two(a, b, spec.test, f"{factor}={la}", f"{factor}={lb}", replicate_key, alpha=alpha,
-                              min_effect=min_effect, margin=margin)
+            row = compare_two(
+                a,
+                b,
+                spec.test,
+                f"{factor}={la}",
+                f"{factor}={lb}",
+                replicate_key,
+                alpha=alpha,
+                min_effect=min_effect,
+                margin=margin,
+            )
             rows.append({"factor": factor, "within": where, "level_a": la, "level_b": lb, **row})
             within.append(where)
         decide(rows, spec, alpha, within, replicate_key=replicate_key, min_effect=min_effect, margin=margin)
@@ -177,10 +221,20 @@ def _difference_of_differences(
         common &= set(c.index)
     paired = len(common) >= 2 and all(len(c) == len(common) for c in cells)
     means = [float(c.mean()) if len(c) else math.nan for c in cells]
-    out = {"diff_at_a": means[0] - means[1], "diff_at_b": means[2] - means[3], "n_pairs": 0,
-           "dd_ci_low": math.nan, "dd_ci_high": math.nan, "p": math.nan, "test": "none",
-           "detectable_diff": math.nan, "replicates_needed": math.nan, "tost_p": math.nan,
-           "min_effect": min_effect or math.nan, "equivalence_margin": margin or math.nan}
+    out = {
+        "diff_at_a": means[0] - means[1],
+        "diff_at_b": means[2] - means[3],
+        "n_pairs": 0,
+        "dd_ci_low": math.nan,
+        "dd_ci_high": math.nan,
+        "p": math.nan,
+        "test": "none",
+        "detectable_diff": math.nan,
+        "replicates_needed": math.nan,
+        "tost_p": math.nan,
+        "min_effect": min_effect or math.nan,
+        "equivalence_margin": margin or math.nan,
+    }
     out["dd"] = out["diff_at_a"] - out["diff_at_b"]
     if paired:
         order = sorted(common, key=value_sort_key)
@@ -189,8 +243,14 @@ def _difference_of_differences(
         res = stats.ttest_1samp(dd, 0.0)
         if math.isfinite(float(res.pvalue)):
             ci = res.confidence_interval(confidence_level=CONFIDENCE)
-            out.update(n_pairs=len(dd), p=float(res.pvalue), test="paired", dd_ci_low=float(ci.low),
-                       dd_ci_high=float(ci.high), **paired_sensitivity(dd, alpha, min_effect))
+            out.update(
+                n_pairs=len(dd),
+                p=float(res.pvalue),
+                test="paired",
+                dd_ci_low=float(ci.low),
+                dd_ci_high=float(ci.high),
+                **paired_sensitivity(dd, alpha, min_effect),
+            )
             if margin:
                 out["tost_p"] = tost_paired(dd, [0.0] * len(dd), margin)
         return out
@@ -198,19 +258,29 @@ def _difference_of_differences(
         terms = [float(c.var(ddof=1)) / len(c) for c in cells]
         se = math.sqrt(sum(terms))
         if se > 0:
-            dof = se ** 4 / sum(t ** 2 / (len(c) - 1) for t, c in zip(terms, cells))
+            dof = se**4 / sum(t**2 / (len(c) - 1) for t, c in zip(terms, cells))
             half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
-            out.update(p=float(2 * stats.t.sf(abs(out["dd"]) / se, dof)), test="welch",
-                       dd_ci_low=out["dd"] - half, dd_ci_high=out["dd"] + half,
-                       **contrast_sensitivity(se, min(len(c) for c in cells), alpha, min_effect))
+            out.update(
+                p=float(2 * stats.t.sf(abs(out["dd"]) / se, dof)),
+                test="welch",
+                dd_ci_low=out["dd"] - half,
+                dd_ci_high=out["dd"] + half,
+                **contrast_sensitivity(se, min(len(c) for c in cells), alpha, min_effect),
+            )
             if margin:
                 out["tost_p"] = tost_from_estimate(out["dd"], se, dof, margin)
     return out
 
 
 def interaction_tests(
-    df: pd.DataFrame, metric: MetricLike = None, *, mode: str | None = None, alpha: float = 0.05,
-    replicate_key: str = SEED_KEY, compare_by: Sequence[str] | None = None, min_effect: float | None = None,
+    df: pd.DataFrame,
+    metric: MetricLike = None,
+    *,
+    mode: str | None = None,
+    alpha: float = 0.05,
+    replicate_key: str = SEED_KEY,
+    compare_by: Sequence[str] | None = None,
+    min_effect: float | None = None,
     margin: float | None = None,
 ) -> pd.DataFrame:
     """Does the difference along one factor change with another? (difference of differences).
@@ -254,12 +324,20 @@ def interaction_tests(
                 cell = _mask(table, stratum)
                 for la, lb in combinations(_levels(table[cell], factor), 2):
                     for xa, xb in combinations(_levels(table[cell], by), 2):
-                        masks = [cell & (table[factor] == lv) & (table[by] == bv)
-                                 for bv in (xa, xb) for lv in (la, lb)]
+                        masks = [cell & (table[factor] == lv) & (table[by] == bv) for bv in (xa, xb) for lv in (la, lb)]
                         values = [_cell_values(fin, m, spec.test, replicate_key) for m in masks]
-                        rows.append({"factor": factor, "by": by, "within": _label(stratum), "level_a": la,
-                                     "level_b": lb, "by_a": xa, "by_b": xb,
-                                     **_difference_of_differences(values, alpha, min_effect, margin)})
+                        rows.append(
+                            {
+                                "factor": factor,
+                                "by": by,
+                                "within": _label(stratum),
+                                "level_a": la,
+                                "level_b": lb,
+                                "by_a": xa,
+                                "by_b": xb,
+                                **_difference_of_differences(values, alpha, min_effect, margin),
+                            }
+                        )
     tost = [r["tost_p"] for r in rows]
     n_tost = sum(math.isfinite(p) for p in tost)
     for row, p_adj, t_adj in zip(rows, holm([r["p"] for r in rows]), holm(tost)):
@@ -269,11 +347,13 @@ def interaction_tests(
         row["verdict"] = _interaction_verdict(row, spec, alpha, len(rows))
         if not row["significant"] and row["test"] != "none":
             # Each cell runs every replicate (paired) or its own ones (unpaired): either way, counted per cell.
-            row["verdict"] += sensitivity_sentence(row["detectable_diff"], row["replicates_needed"], min_effect,
-                                                   f"{replicate_key}s per cell")
+            row["verdict"] += sensitivity_sentence(
+                row["detectable_diff"], row["replicates_needed"], min_effect, f"{replicate_key}s per cell"
+            )
         if row["equivalence"]:
-            row["verdict"] += equivalence_sentence(row["equivalence"], margin, row["tost_p"], row["tost_p_holm"],
-                                                   n_tost)
+            row["verdict"] += equivalence_sentence(
+                row["equivalence"], margin, row["tost_p"], row["tost_p_holm"], n_tost
+            )
     return pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
 
 
@@ -282,19 +362,22 @@ def _interaction_verdict(row: dict[str, Any], spec: MetricSpec, alpha: float, n_
     f, by, name = row["factor"], row["by"], pretty_metric(spec.test)
     contrast = f"the {row['level_a']}-minus-{row['level_b']} difference in {name}"
     where = f" (within {row['within']})" if row["within"] else ""
-    at = (f"{fmt(row['diff_at_a'])} at {by}={row['by_a']}, {fmt(row['diff_at_b'])} at {by}={row['by_b']}")
+    at = f"{fmt(row['diff_at_a'])} at {by}={row['by_a']}, {fmt(row['diff_at_b'])} at {by}={row['by_b']}"
     if row["test"] == "none":
-        return (f"Interaction {f} x {by}{where}: {contrast} is {at}; test not possible "
-                "(need at least 2 replicates per cell, or variance).")
+        return (
+            f"Interaction {f} x {by}{where}: {contrast} is {at}; test not possible "
+            "(need at least 2 replicates per cell, or variance)."
+        )
     ptext = f"p={fmt_p(row['p'])}" + ("" if row["test"] == "paired" else " (Welch-Satterthwaite, unpaired)")
     if n_tests > 1:
         ptext += f", Holm-adjusted p={fmt_p(row['p_holm'])} over {n_tests} contrasts"
     ci = f"difference of differences {row['dd']:+.4f}, 95% CI {fmt(row['dd_ci_low'])} to {fmt(row['dd_ci_high'])}"
     if row["significant"]:
-        return (f"Interaction {f} x {by}{where}: {contrast} depends on {by} ({at}; {ci}; {ptext}), "
-                f"significant at alpha={alpha:g}.")
-    return (f"No significant interaction {f} x {by}{where} at alpha={alpha:g}: {contrast} is {at} "
-            f"({ci}; {ptext}).")
+        return (
+            f"Interaction {f} x {by}{where}: {contrast} depends on {by} ({at}; {ci}; {ptext}), "
+            f"significant at alpha={alpha:g}."
+        )
+    return f"No significant interaction {f} x {by}{where} at alpha={alpha:g}: {contrast} is {at} ({ci}; {ptext})."
 
 
 def all_verdicts(factors: pd.DataFrame, interactions: pd.DataFrame, pairs: pd.DataFrame | None = None) -> list[str]:
@@ -303,4 +386,3 @@ def all_verdicts(factors: pd.DataFrame, interactions: pd.DataFrame, pairs: pd.Da
     out += list(interactions["verdict"]) if len(interactions) else []
     out += list(pairs["verdict"]) if pairs is not None and len(pairs) else []
     return out
-

@@ -84,11 +84,14 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], width: int 
             widths[widest] -= 1
 
     def lines_of(row: list[str]) -> list[str]:
-        cells = [textwrap.wrap(c, w, break_long_words=False, break_on_hyphens=False) or [""]
-                 for c, w in zip(row, widths)]
+        cells = [
+            textwrap.wrap(c, w, break_long_words=False, break_on_hyphens=False) or [""] for c, w in zip(row, widths)
+        ]
         height = max(len(c) for c in cells)
-        return ["  ".join((c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths)).rstrip()
-                for k in range(height)]
+        return [
+            "  ".join((c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths)).rstrip()
+            for k in range(height)
+        ]
 
     out = lines_of(table[0]) + ["  ".join("-" * w for w in widths)]
     for row in table[1:]:

@@ -107,7 +107,7 @@ def _key_table(df: pd.DataFrame) -> pd.DataFrame:
         return table
     params = [c for c in df.columns if c.startswith("params.")]
     table = df[params].copy()
-    table.columns = [c[len("params."):] for c in params]
+    table.columns = [c[len("params.") :] for c in params]
     return table.astype(object).where(table.notna(), DEFAULT_VALUE).astype(str)
 
 
@@ -218,9 +218,7 @@ def seeds(df: pd.DataFrame, key: str = SEED_KEY) -> pd.Series:
     """
     param = f"params.{key}"
     if param in df.columns:
-        return df[param].astype(object).where(df[param].notna(), None).map(
-            lambda s: None if s is None else str(s)
-        )
+        return df[param].astype(object).where(df[param].notna(), None).map(lambda s: None if s is None else str(s))
     if _has_overrides(df):
         table = _key_table(df)
         if key in table.columns:

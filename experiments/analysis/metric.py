@@ -61,7 +61,9 @@ def metric_spec(metric: str | MetricSpec, mode: str | None = None) -> MetricSpec
     if mode not in MODES:
         raise LayerlabError(
             "must be 'max' (higher is better) or 'min' (lower is better)",
-            path="mode", value=mode, fix="pass --mode max or --mode min",
+            path="mode",
+            value=mode,
+            fix="pass --mode max or --mode min",
         )
     return MetricSpec(name=name, mode=mode)
 
@@ -100,14 +102,16 @@ def resolve_metric(runs: pd.DataFrame | None, metric: MetricLike = None, mode: s
     if len(names) > 1:
         raise LayerlabError(
             f"the runs were judged by different metrics ({', '.join(names)})",
-            path=tags.METRIC, fix="choose the one to compare with --metric (compare_sweep(metric=...))",
+            path=tags.METRIC,
+            fix="choose the one to compare with --metric (compare_sweep(metric=...))",
         )
     if mode is None:
         modes = _distinct(runs[runs[METRIC_COLUMN] == names[0]], MODE_COLUMN)
         if len(modes) > 1:
             raise LayerlabError(
                 f"the runs disagree on the direction of {names[0]} ({', '.join(modes)})",
-                path=tags.METRIC_MODE, fix="choose it with --mode max or --mode min",
+                path=tags.METRIC_MODE,
+                fix="choose it with --mode max or --mode min",
             )
         mode = modes[0] if modes else None
     return metric_spec(names[0], mode)

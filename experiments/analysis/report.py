@@ -146,13 +146,20 @@ def _tests_section(tests: pd.DataFrame, heading: str = "## Pairwise tests") -> l
         "Holm-adjusted.",
         "",
         _markdown_table(
-            ["A", "B", "metric", "mean A", "mean B", "A − B (95% CI)", "Welch p", "paired p", "Holm p",
-             "significant"],
+            ["A", "B", "metric", "mean A", "mean B", "A − B (95% CI)", "Welch p", "paired p", "Holm p", "significant"],
             [
-                [r["group_a"], r["group_b"], pretty_metric(r["metric"]), fmt(r["mean_a"]), fmt(r["mean_b"]),
-                 f"{fmt(r['diff'])} ({fmt(r['diff_ci_low'])} to {fmt(r['diff_ci_high'])})",
-                 fmt_p(r["welch_p"]), fmt_p(r["paired_p"]), fmt_p(r["p_holm"]),
-                 "yes" if r["significant"] else "no"]
+                [
+                    r["group_a"],
+                    r["group_b"],
+                    pretty_metric(r["metric"]),
+                    fmt(r["mean_a"]),
+                    fmt(r["mean_b"]),
+                    f"{fmt(r['diff'])} ({fmt(r['diff_ci_low'])} to {fmt(r['diff_ci_high'])})",
+                    fmt_p(r["welch_p"]),
+                    fmt_p(r["paired_p"]),
+                    fmt_p(r["p_holm"]),
+                    "yes" if r["significant"] else "no",
+                ]
                 for _, r in tests.iterrows()
             ],
         ),

@@ -25,7 +25,11 @@ from experiments.analysis.stats import pair_by_replicate
 
 
 def paired_differences(
-    df: pd.DataFrame, metric: MetricLike = None, *, mode: str | None = None, replicate_key: str = SEED_KEY,
+    df: pd.DataFrame,
+    metric: MetricLike = None,
+    *,
+    mode: str | None = None,
+    replicate_key: str = SEED_KEY,
     compare_by: Sequence[str] | None = None,
 ) -> list[tuple[str, np.ndarray | None]]:
     """Each simple effect's label and per-replicate differences A - B (``None`` where the replicates do not pair).
@@ -55,8 +59,10 @@ def next_replicates(used: Sequence[int], count: int) -> list[int]:
 def rounds_headline(decision: Decision) -> str:
     """One sentence for the verdict: after how many rounds (and replicates per group) the sweep stopped, and why."""
     n = decision.intervals[0].n if decision.intervals else 0
-    return (f"Stopped after round {decision.look} of at most {decision.rounds} ({n} replicates per group): "
-            f"{decision.reason}.")
+    return (
+        f"Stopped after round {decision.look} of at most {decision.rounds} ({n} replicates per group): "
+        f"{decision.reason}."
+    )
 
 
 def rounds_markdown(rule: StoppingRule, decision: Decision, labels: Sequence[str], metric: str) -> str:
@@ -68,17 +74,22 @@ def rounds_markdown(rule: StoppingRule, decision: Decision, labels: Sequence[str
         labels: the comparisons, in the order of ``decision.intervals``.
         metric: the compared metric's key (``test_...``).
     """
-    rows = [[label, f"{iv.estimate:+.4f}", f"{iv.low:.4f} to {iv.high:.4f}", f"±{iv.half_width:.4f}", status]
-            for label, iv, status in zip(labels, decision.intervals, decision.statuses)]
-    return "\n".join([
-        "## Rounds", "",
-        rounds_headline(decision),
-        "",
-        f"Repeated confidence intervals of the mean paired difference in {pretty_metric(metric)} (alpha "
-        f"{rule.alpha:g} over the family, Lan-DeMets O'Brien-Fleming spending over the rounds; valid whichever "
-        "round the sweep stopped at). The verdicts of the comparison use fixed-sample tests and do not account "
-        "for the rounds; these intervals do.",
-        "",
-        markdown_table(["comparison", "difference", "repeated CI", "half width", "status"], rows),
-        "",
-    ])
+    rows = [
+        [label, f"{iv.estimate:+.4f}", f"{iv.low:.4f} to {iv.high:.4f}", f"±{iv.half_width:.4f}", status]
+        for label, iv, status in zip(labels, decision.intervals, decision.statuses)
+    ]
+    return "\n".join(
+        [
+            "## Rounds",
+            "",
+            rounds_headline(decision),
+            "",
+            f"Repeated confidence intervals of the mean paired difference in {pretty_metric(metric)} (alpha "
+            f"{rule.alpha:g} over the family, Lan-DeMets O'Brien-Fleming spending over the rounds; valid whichever "
+            "round the sweep stopped at). The verdicts of the comparison use fixed-sample tests and do not account "
+            "for the rounds; these intervals do.",
+            "",
+            markdown_table(["comparison", "difference", "repeated CI", "half width", "status"], rows),
+            "",
+        ]
+    )

@@ -32,8 +32,10 @@ def plot_history(history: pd.DataFrame, out_dir: Path, metric: str) -> list[Path
     paths = []
     epochs = np.arange(1, len(history) + 1)
     metric = keras_log_name(metric)
-    for key, title, fname in (("loss", "Loss - training and validation", "curves_loss.png"),
-                              (metric, f"{metric} - training and validation", "curves_metric.png")):
+    for key, title, fname in (
+        ("loss", "Loss - training and validation", "curves_loss.png"),
+        (metric, f"{metric} - training and validation", "curves_metric.png"),
+    ):
         if key not in history:
             continue
         fig = Figure(figsize=(7, 4.5))
@@ -90,10 +92,18 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, out
     ax.imshow(cm, cmap="Blues")
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
-    ax.set(title="Confusion matrix (test)", xlabel="predicted class", ylabel="real class",
-           xticks=range(k), yticks=range(k))
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+            )
+    ax.set(
+        title="Confusion matrix (test)", xlabel="predicted class", ylabel="real class", xticks=range(k), yticks=range(k)
+    )
     fig.tight_layout()
     path = out_dir / "confusion_matrix.png"
     fig.savefig(path, dpi=90)

@@ -66,7 +66,7 @@ def _check_sqlite_exists(uri: str) -> None:
     """
     prefix = "sqlite:///"
     if uri.startswith(prefix):
-        db = Path(uri[len(prefix):])
+        db = Path(uri[len(prefix) :])
         if str(db) != ":memory:" and not db.exists():
             raise LayerlabError(
                 f"the tracking database {str(db)!r} does not exist",
@@ -95,9 +95,7 @@ def _quote_filter_value(value: str, what: str) -> str:
     return f"'{value}'"
 
 
-def metric_histories(
-    uri: str, run_ids: Sequence[str], keys: Iterable[str], client: Any = None
-) -> pd.DataFrame:
+def metric_histories(uri: str, run_ids: Sequence[str], keys: Iterable[str], client: Any = None) -> pd.DataFrame:
     """Per-epoch values of ``keys`` for ``run_ids``, in bulk (not one call per run and metric).
 
     Args:

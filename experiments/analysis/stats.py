@@ -30,10 +30,33 @@ CONFIDENCE = 0.95
 EFFECT_NAMES = {"d_z": "Cohen's d_z", "g": "Hedges' g", "": "effect size"}
 
 _TEST_COLUMNS = [
-    "metric", "group_a", "group_b", "n_a", "n_b", "mean_a", "mean_b", "diff", "diff_ci_low",
-    "diff_ci_high", "welch_p", "paired_p", "n_pairs", "test", "p_holm", "significant", "better", "verdict",
-    "effect_size", "effect_kind", "detectable_diff", "min_effect", "replicates_needed", "equivalence_margin", "tost_p",
-    "tost_p_holm", "equivalence",
+    "metric",
+    "group_a",
+    "group_b",
+    "n_a",
+    "n_b",
+    "mean_a",
+    "mean_b",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "welch_p",
+    "paired_p",
+    "n_pairs",
+    "test",
+    "p_holm",
+    "significant",
+    "better",
+    "verdict",
+    "effect_size",
+    "effect_kind",
+    "detectable_diff",
+    "min_effect",
+    "replicates_needed",
+    "equivalence_margin",
+    "tost_p",
+    "tost_p_holm",
+    "equivalence",
 ]
 
 
@@ -130,8 +153,14 @@ def _interval(result: Any) -> tuple[float, float]:
 
 
 def pairwise_tests(
-    df: pd.DataFrame, metric: MetricLike = None, *, mode: str | None = None, alpha: float = 0.05,
-    replicate_key: str = SEED_KEY, min_effect: float | None = None, margin: float | None = None,
+    df: pd.DataFrame,
+    metric: MetricLike = None,
+    *,
+    mode: str | None = None,
+    alpha: float = 0.05,
+    replicate_key: str = SEED_KEY,
+    min_effect: float | None = None,
+    margin: float | None = None,
 ) -> pd.DataFrame:
     """Compare every pair of groups on the final test value of a metric with t-tests.
 
@@ -206,8 +235,16 @@ def cohens_dz(diffs: np.ndarray) -> float:
 
 
 def compare_two(
-    a: pd.DataFrame, b: pd.DataFrame, key: str, ga: str, gb: str, replicate_key: str = SEED_KEY, *,
-    alpha: float = 0.05, min_effect: float | None = None, margin: float | None = None,
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    key: str,
+    ga: str,
+    gb: str,
+    replicate_key: str = SEED_KEY,
+    *,
+    alpha: float = 0.05,
+    min_effect: float | None = None,
+    margin: float | None = None,
 ) -> dict[str, Any]:
     """One comparison of two sets of runs on the final value of a metric (no decision yet).
 
@@ -231,13 +268,26 @@ def compare_two(
     """
     va, vb = final_values(a, key).dropna().to_numpy(), final_values(b, key).dropna().to_numpy()
     row: dict[str, Any] = {
-        "metric": key, "group_a": ga, "group_b": gb, "n_a": len(va), "n_b": len(vb),
+        "metric": key,
+        "group_a": ga,
+        "group_b": gb,
+        "n_a": len(va),
+        "n_b": len(vb),
         "mean_a": float(va.mean()) if len(va) else math.nan,
         "mean_b": float(vb.mean()) if len(vb) else math.nan,
-        "diff_ci_low": math.nan, "diff_ci_high": math.nan,
-        "welch_p": math.nan, "paired_p": math.nan, "n_pairs": 0, "test": "none",
-        "effect_size": math.nan, "effect_kind": "", "detectable_diff": math.nan, "replicates_needed": math.nan,
-        "tost_p": math.nan, "min_effect": min_effect or math.nan, "equivalence_margin": margin or math.nan,
+        "diff_ci_low": math.nan,
+        "diff_ci_high": math.nan,
+        "welch_p": math.nan,
+        "paired_p": math.nan,
+        "n_pairs": 0,
+        "test": "none",
+        "effect_size": math.nan,
+        "effect_kind": "",
+        "detectable_diff": math.nan,
+        "replicates_needed": math.nan,
+        "tost_p": math.nan,
+        "min_effect": min_effect or math.nan,
+        "equivalence_margin": margin or math.nan,
     }
     row["diff"] = row["mean_a"] - row["mean_b"]
     if len(va) >= 2 and len(vb) >= 2:
@@ -266,8 +316,14 @@ def compare_two(
 
 
 def decide(
-    rows: list[dict[str, Any]], spec: MetricSpec, alpha: float, within: Sequence[str] | None = None, *,
-    replicate_key: str = SEED_KEY, min_effect: float | None = None, margin: float | None = None,
+    rows: list[dict[str, Any]],
+    spec: MetricSpec,
+    alpha: float,
+    within: Sequence[str] | None = None,
+    *,
+    replicate_key: str = SEED_KEY,
+    min_effect: float | None = None,
+    margin: float | None = None,
 ) -> None:
     """Holm-adjust the deciding (and TOST) p-values of one family of comparisons and write each verdict (in place).
 
@@ -297,11 +353,13 @@ def decide(
         where = within[i] if within else ""
         row["verdict"] = (f"Within {where}: " if where else "") + _verdict(row, spec, alpha, n_tests)
         if not row["significant"] and math.isfinite(row["p_holm"]):
-            row["verdict"] += sensitivity_sentence(row["detectable_diff"], row["replicates_needed"], min_effect,
-                                                   f"{replicate_key}s per group")
+            row["verdict"] += sensitivity_sentence(
+                row["detectable_diff"], row["replicates_needed"], min_effect, f"{replicate_key}s per group"
+            )
         if row["equivalence"]:
-            row["verdict"] += equivalence_sentence(row["equivalence"], margin, row["tost_p"], row["tost_p_holm"],
-                                                   n_tost)
+            row["verdict"] += equivalence_sentence(
+                row["equivalence"], margin, row["tost_p"], row["tost_p_holm"], n_tost
+            )
 
 
 def _verdict(row: dict[str, Any], spec: MetricSpec, alpha: float, n_tests: int) -> str:
@@ -316,10 +374,7 @@ def _verdict(row: dict[str, Any], spec: MetricSpec, alpha: float, n_tests: int) 
     ga, gb, name = row["group_a"], row["group_b"], pretty_metric(spec.test)
     if row["n_a"] < 2 or row["n_b"] < 2:
         small = ", ".join(f"n={n} in {g}" for g, n in ((ga, row["n_a"]), (gb, row["n_b"])) if n < 2)
-        return (
-            f"{ga} vs {gb} on {name}: test not possible ({small}; "
-            f"need at least 2 finished runs per group)."
-        )
+        return f"{ga} vs {gb} on {name}: test not possible ({small}; need at least 2 finished runs per group)."
     if row["test"] == "none" or not math.isfinite(row["welch_p"] if row["test"] == "welch" else row["paired_p"]):
         return (
             f"{ga} vs {gb} on {name}: test not possible (no variance in either group; "

@@ -76,7 +76,11 @@ def _mean_epoch_time(row: pd.Series) -> float:
 
 
 def summarize(
-    df: pd.DataFrame, target: float | None = 0.9, *, metric: MetricLike = None, mode: str | None = None,
+    df: pd.DataFrame,
+    target: float | None = 0.9,
+    *,
+    metric: MetricLike = None,
+    mode: str | None = None,
     replicate_key: str = SEED_KEY,
 ) -> pd.DataFrame:
     """One row per group with means, stds and 95% CIs of the final metrics.
@@ -123,9 +127,11 @@ def summarize(
             mean, std, half, _ = mean_ci(final_values(sub, key))
             row[f"{prefix}_mean"], row[f"{prefix}_std"], row[f"{prefix}_ci95"] = mean, std, half
         row["metric"], row["mode"], row["target"] = spec.name, spec.mode, target
-        epochs = [] if target is None else [
-            _epochs_to_target(cell, spec, target) for cell in sub.get("history", [None] * len(sub))
-        ]
+        epochs = (
+            []
+            if target is None
+            else [_epochs_to_target(cell, spec, target) for cell in sub.get("history", [None] * len(sub))]
+        )
         reached = [e for e in epochs if e is not None and math.isfinite(e)]
         row["epochs_to_target_mean"] = float(np.mean(reached)) if reached else math.nan
         row["n_reached_target"] = len(reached)

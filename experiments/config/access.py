@@ -19,8 +19,11 @@ def select(cfg: Any, path: str, default: Any = _MISSING) -> Any:
     try:
         value = OmegaConf.select(cfg, path, throw_on_missing=True, default=default)
     except OmegaConfBaseException as exc:  # an interpolation that does not resolve, a missing value
-        raise ConfigError(f"cannot be resolved ({exc.__class__.__name__}: {str(exc).splitlines()[0]})", path=path,
-                          fix="check the ${...} reference or give the key a value") from None
+        raise ConfigError(
+            f"cannot be resolved ({exc.__class__.__name__}: {str(exc).splitlines()[0]})",
+            path=path,
+            fix="check the ${...} reference or give the key a value",
+        ) from None
     if value is _MISSING:
         raise KeyError(path)
     return value

@@ -85,13 +85,25 @@ class MnistSchema(DatasetSchema):
     OFFICIAL_TEST: ClassVar[bool] = True
 
     # mnist has its own test set, so its test_fraction may be null where the other options need a number.
-    test_fraction: Optional[float] = spec(None, expect=f"null (ignored for mnist) or {_FRACTION}",  # type: ignore[assignment]
-                                          check=_optional_fraction, fix=_fraction_fix("test_fraction"))
-    path: Any = spec(None, expect="null or the path of an mnist.npz file", check=_path_ok,
-                     fix="set dataset.path=/path/to/mnist.npz or dataset.path=null")
-    validation_set: str = spec("held_out", expect="held_out or official_test", check=lambda v: v in VALIDATION_SETS,
-                               fix="set dataset.validation_set=held_out (the default) or dataset.validation_set="
-                                   "official_test (the lecture's protocol)")
+    test_fraction: Optional[float] = spec(
+        None,
+        expect=f"null (ignored for mnist) or {_FRACTION}",  # type: ignore[assignment]
+        check=_optional_fraction,
+        fix=_fraction_fix("test_fraction"),
+    )
+    path: Any = spec(
+        None,
+        expect="null or the path of an mnist.npz file",
+        check=_path_ok,
+        fix="set dataset.path=/path/to/mnist.npz or dataset.path=null",
+    )
+    validation_set: str = spec(
+        "held_out",
+        expect="held_out or official_test",
+        check=lambda v: v in VALIDATION_SETS,
+        fix="set dataset.validation_set=held_out (the default) or dataset.validation_set="
+        "official_test (the lecture's protocol)",
+    )
 
 
 @dataclass(frozen=True)
@@ -105,19 +117,31 @@ class SyntheticSchema(DatasetSchema):
 
     NUM_CLASSES: ClassVar[Optional[int]] = None
 
-    shape: list[int] = spec(expect="a list of 2 or 3 positive integers: [height, width] or [height, width, channels]",
-                            check=_shape_ok, fix="use e.g. dataset.shape=[28,28] or dataset.shape=[32,32,3]",
-                            default_factory=lambda: [28, 28])
-    num_classes: int = spec(10, expect="an integer of at least 2", check=lambda v: v >= 2,
-                            fix="set dataset.num_classes=10 (or any integer >= 2)")
-    num_samples: int = spec(10000, expect="an integer of at least 2 x num_classes",
-                            fix="raise dataset.num_samples, e.g. dataset.num_samples=10000")
+    shape: list[int] = spec(
+        expect="a list of 2 or 3 positive integers: [height, width] or [height, width, channels]",
+        check=_shape_ok,
+        fix="use e.g. dataset.shape=[28,28] or dataset.shape=[32,32,3]",
+        default_factory=lambda: [28, 28],
+    )
+    num_classes: int = spec(
+        10,
+        expect="an integer of at least 2",
+        check=lambda v: v >= 2,
+        fix="set dataset.num_classes=10 (or any integer >= 2)",
+    )
+    num_samples: int = spec(
+        10000,
+        expect="an integer of at least 2 x num_classes",
+        fix="raise dataset.num_samples, e.g. dataset.num_samples=10000",
+    )
 
 
 TASK_CHOICES = ("auto", "classification", "binary", "regression")
 _TASK_EXPECT = "auto, classification, binary or regression"
-_TASK_FIX = ("set dataset.task=auto (inferred: float target -> regression, two classes -> binary), or name it: "
-             "classification, binary or regression")
+_TASK_FIX = (
+    "set dataset.task=auto (inferred: float target -> regression, two classes -> binary), or name it: "
+    "classification, binary or regression"
+)
 
 
 def _size_ok(v) -> bool:
@@ -128,9 +152,13 @@ def _size_ok(v) -> bool:
 class FashionMnistSchema(MnistSchema):
     """``fashion_mnist``: Zalando's 70,000 28x28 clothing images, official split, checked by SHA-256."""
 
-    path: Any = spec(None, expect="null or a folder with the four Fashion-MNIST IDX files (.gz or not)",
-                     check=_path_ok, fix="set dataset.path=/usr/share/datasets/fashion-mnist (after "
-                                         "scripts/install_fashion_mnist.sh) or dataset.path=null")
+    path: Any = spec(
+        None,
+        expect="null or a folder with the four Fashion-MNIST IDX files (.gz or not)",
+        check=_path_ok,
+        fix="set dataset.path=/usr/share/datasets/fashion-mnist (after "
+        "scripts/install_fashion_mnist.sh) or dataset.path=null",
+    )
 
 
 @dataclass(frozen=True)
@@ -139,8 +167,12 @@ class ArraysSchema(DatasetSchema):
 
     NUM_CLASSES: ClassVar[Optional[int]] = None
 
-    path: Any = spec(None, expect="the path of a .npz file", check=_path_ok,
-                     fix="set dataset.path=/path/to/data.npz (keys x_train, y_train, optionally x_test, y_test)")
+    path: Any = spec(
+        None,
+        expect="the path of a .npz file",
+        check=_path_ok,
+        fix="set dataset.path=/path/to/data.npz (keys x_train, y_train, optionally x_test, y_test)",
+    )
     x_key: str = spec("x_train", expect="the name of the samples array in the .npz")
     y_key: str = spec("y_train", expect="the name of the labels or targets array in the .npz")
     x_test_key: Optional[str] = spec("x_test", expect="null or the name of the test samples array (used if present)")
@@ -154,15 +186,26 @@ class TableSchema(DatasetSchema):
 
     NUM_CLASSES: ClassVar[Optional[int]] = None
 
-    path: Any = spec(None, expect="the path of a .csv, .tsv or .parquet file", check=_path_ok,
-                     fix="set dataset.path=/path/to/table.csv")
-    target: Optional[str] = spec(None, expect="the name of the label (or regression target) column",
-                       fix="set dataset.target=<column name>")
-    features: Optional[list[str]] = spec(None, expect="null (every column but the target) or a list of column names",
-                                         fix="set dataset.features=[col_a,col_b] or dataset.features=null")
-    max_categories: int = spec(50, expect="a positive integer", check=lambda v: v > 0,
-                               fix="set dataset.max_categories=50 (text columns with more distinct values are "
-                                   "rejected)")
+    path: Any = spec(
+        None,
+        expect="the path of a .csv, .tsv or .parquet file",
+        check=_path_ok,
+        fix="set dataset.path=/path/to/table.csv",
+    )
+    target: Optional[str] = spec(
+        None, expect="the name of the label (or regression target) column", fix="set dataset.target=<column name>"
+    )
+    features: Optional[list[str]] = spec(
+        None,
+        expect="null (every column but the target) or a list of column names",
+        fix="set dataset.features=[col_a,col_b] or dataset.features=null",
+    )
+    max_categories: int = spec(
+        50,
+        expect="a positive integer",
+        check=lambda v: v > 0,
+        fix="set dataset.max_categories=50 (text columns with more distinct values are rejected)",
+    )
     task: str = spec("auto", expect=_TASK_EXPECT, check=lambda v: v in TASK_CHOICES, fix=_TASK_FIX)
 
 
@@ -175,17 +218,33 @@ class ImageFolderSchema(DatasetSchema):
 
     NUM_CLASSES: ClassVar[Optional[int]] = None
 
-    path: Any = spec(None, expect="the folder holding one sub-folder per class (or train/ and test/)",
-                     check=_path_ok, fix="set dataset.path=/path/to/images")
-    image_size: list[int] = spec(expect="[height, width], two positive integers", check=_size_ok,
-                                 fix="set dataset.image_size=[64,64]", default_factory=lambda: [64, 64])
-    color_mode: str = spec("rgb", expect="grayscale or rgb", check=lambda v: v in COLOR_MODES,
-                           fix="set dataset.color_mode=rgb or dataset.color_mode=grayscale")
-    check_images: bool = spec(True, expect="true or false",
-                              fix="set dataset.check_images=true (decode-check every file before training)")
-    task: str = spec("auto", expect="auto, classification or binary",
-                     check=lambda v: v in ("auto", "classification", "binary"),
-                     fix="set dataset.task=auto (two class folders -> binary)")
+    path: Any = spec(
+        None,
+        expect="the folder holding one sub-folder per class (or train/ and test/)",
+        check=_path_ok,
+        fix="set dataset.path=/path/to/images",
+    )
+    image_size: list[int] = spec(
+        expect="[height, width], two positive integers",
+        check=_size_ok,
+        fix="set dataset.image_size=[64,64]",
+        default_factory=lambda: [64, 64],
+    )
+    color_mode: str = spec(
+        "rgb",
+        expect="grayscale or rgb",
+        check=lambda v: v in COLOR_MODES,
+        fix="set dataset.color_mode=rgb or dataset.color_mode=grayscale",
+    )
+    check_images: bool = spec(
+        True, expect="true or false", fix="set dataset.check_images=true (decode-check every file before training)"
+    )
+    task: str = spec(
+        "auto",
+        expect="auto, classification or binary",
+        check=lambda v: v in ("auto", "classification", "binary"),
+        fix="set dataset.task=auto (two class folders -> binary)",
+    )
 
 
 @dataclass(frozen=True)
@@ -200,9 +259,12 @@ class OpenSchema(DatasetSchema):
     OPEN: ClassVar[bool] = True
 
     # The YAML's `_target_` (Hydra's word for "the callable"), kept under a public name.
-    loader: Optional[str] = spec(None, expect="null or the dotted path of a loader function (my_pkg.data.load)",
-                                 check=lambda v: v is None or (isinstance(v, str) and "." in v),
-                                 fix="set dataset._target_=my_pkg.module.function")
+    loader: Optional[str] = spec(
+        None,
+        expect="null or the dotted path of a loader function (my_pkg.data.load)",
+        check=lambda v: v is None or (isinstance(v, str) and "." in v),
+        fix="set dataset._target_=my_pkg.module.function",
+    )
     options: dict = spec(expect="the option's own keys", default_factory=dict)
 
 
@@ -222,8 +284,12 @@ def register_dataset_schema(name: str, schema: type[DatasetSchema]) -> None:
     """Make ``dataset.name=<name>`` valid with the keys of ``schema`` (:func:`experiments.data.register_dataset`)."""
     existing = DATASET_SCHEMAS.get(name)
     if existing is not None and existing is not schema:
-        raise ConfigError(f"a dataset named {name!r} is already registered (schema {existing.__name__})",
-                          path="dataset.name", value=name, fix="register your loader under another name")
+        raise ConfigError(
+            f"a dataset named {name!r} is already registered (schema {existing.__name__})",
+            path="dataset.name",
+            value=name,
+            fix="register your loader under another name",
+        )
     DATASET_SCHEMAS[name] = schema
 
 
@@ -235,9 +301,12 @@ def import_dataset_modules(modules) -> None:
         try:
             importlib.import_module(str(dotted))
         except Exception as exc:  # the job reports it the same way when it loads the layers
-            raise ConfigError(f"cannot import the registry module {dotted!r} ({type(exc).__name__}: {exc})",
-                              path="registry.modules", value=list(modules),
-                              fix="remove the module from registry.modules or make it importable") from None
+            raise ConfigError(
+                f"cannot import the registry module {dotted!r} ({type(exc).__name__}: {exc})",
+                path="registry.modules",
+                value=list(modules),
+                fix="remove the module from registry.modules or make it importable",
+            ) from None
 
 
 def check_rules(schema: type[DatasetSchema], opts: dict) -> None:
@@ -307,8 +376,8 @@ def validate_dataset(node) -> dict:
             path="dataset.name",
             value=name,
             fix=f"choose one of {', '.join(sorted(DATASET_SCHEMAS))} (e.g. dataset=mnist_sample), give the YAML a "
-                "`_target_: my_pkg.module.load` loader, or register one (experiments.data.register_dataset) in a "
-                "module listed under registry.modules",
+            "`_target_: my_pkg.module.load` loader, or register one (experiments.data.register_dataset) in a "
+            "module listed under registry.modules",
         )
     else:
         schema = DATASET_SCHEMAS[name]
@@ -316,8 +385,10 @@ def validate_dataset(node) -> dict:
         if "_target_" in node:
             node["loader"] = node.pop("_target_")
         fields = {f for f in schema.__dataclass_fields__ if f != "options"}
-        node = {**{k: v for k, v in node.items() if k in fields},
-                "options": {k: v for k, v in node.items() if k not in fields}}
+        node = {
+            **{k: v for k, v in node.items() if k in fields},
+            "options": {k: v for k, v in node.items() if k not in fields},
+        }
     opts = check_node(schema, node, "dataset", label=f"dataset {name!r}")
     check_rules(schema, opts)
     return opts

@@ -32,8 +32,14 @@ from experiments.errors import ConfigError
 _NO_DEFAULT = dataclasses.MISSING
 
 
-def spec(default: Any = _NO_DEFAULT, *, expect: str, check: Callable[[Any], bool] | None = None,
-         fix: str | None = None, default_factory: Callable[[], Any] | None = None) -> Any:
+def spec(
+    default: Any = _NO_DEFAULT,
+    *,
+    expect: str,
+    check: Callable[[Any], bool] | None = None,
+    fix: str | None = None,
+    default_factory: Callable[[], Any] | None = None,
+) -> Any:
     """A schema field.
 
     Args:
@@ -88,8 +94,9 @@ def did_you_mean(name: str, options) -> str:
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
-def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] | None = None,
-               label: str | None = None) -> dict:
+def check_node(
+    cls: type, node: Any, path: str, *, extra: Callable[[str], bool] | None = None, label: str | None = None
+) -> dict:
     """Check ``node`` against the schema class ``cls``; return it as a dict with defaults filled in.
 
     Args:
@@ -105,15 +112,22 @@ def check_node(cls: type, node: Any, path: str, *, extra: Callable[[str], bool] 
     """
     node = plain(node)
     if not isinstance(node, dict):
-        raise ConfigError(f"expected a mapping of {cls.__name__} keys, got {type(node).__name__}", path=path,
-                          value=node, fix=f"select a config group option, e.g. {path}=<option>")
+        raise ConfigError(
+            f"expected a mapping of {cls.__name__} keys, got {type(node).__name__}",
+            path=path,
+            value=node,
+            fix=f"select a config group option, e.g. {path}=<option>",
+        )
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = _hints(cls)
     for key in node:
         if key not in fields and not (extra and extra(key)):
-            raise ConfigError(f"unknown key for {label or path or 'the config'}{did_you_mean(key, fields)}",
-                              path=f"{path}.{key}" if path else str(key), value=node[key],
-                              fix=f"remove it or fix its spelling; the keys of {label or path} are {', '.join(fields)}")
+            raise ConfigError(
+                f"unknown key for {label or path or 'the config'}{did_you_mean(key, fields)}",
+                path=f"{path}.{key}" if path else str(key),
+                value=node[key],
+                fix=f"remove it or fix its spelling; the keys of {label or path} are {', '.join(fields)}",
+            )
     out = dict(node)
     for name, f in fields.items():
         where = f"{path}.{name}" if path else name

@@ -51,14 +51,17 @@ def _value(override: str) -> str:
 def check_fusable(replicate_key: str) -> None:
     """Refuse a replicate key the fused engine cannot vary (it seeds each replica, nothing else)."""
     if replicate_key != FUSABLE_KEY:
-        raise ConfigError(f"fused replicates differ only in their seed, but the replicate key is {replicate_key!r}",
-                          path="sweep.replicate_key", value=replicate_key,
-                          fix="sweep the seeds as replicates (sweep.replicate_key=seed), or drop "
-                              "sweep.fuse_replicates=true")
+        raise ConfigError(
+            f"fused replicates differ only in their seed, but the replicate key is {replicate_key!r}",
+            path="sweep.replicate_key",
+            value=replicate_key,
+            fix="sweep the seeds as replicates (sweep.replicate_key=seed), or drop sweep.fuse_replicates=true",
+        )
 
 
-def fuse_jobs(jobs: Sequence[Sequence[str]], replicate_key: str = FUSABLE_KEY, fuse_max: int | None = None,
-              first_job: int = 0) -> list[FusedGroup]:
+def fuse_jobs(
+    jobs: Sequence[Sequence[str]], replicate_key: str = FUSABLE_KEY, fuse_max: int | None = None, first_job: int = 0
+) -> list[FusedGroup]:
     """Group the jobs that differ only in ``replicate_key`` into fused jobs of at most ``fuse_max`` replicas.
 
     Args:
@@ -90,8 +93,12 @@ def fuse_jobs(jobs: Sequence[Sequence[str]], replicate_key: str = FUSABLE_KEY, f
         try:
             seed = int(value)
         except ValueError:
-            raise ConfigError(f"fused replicates need integer seeds, got {value!r}", path=replicate_key,
-                              value=value, fix="sweep integer seeds, e.g. seed=0,1,2,3,4") from None
+            raise ConfigError(
+                f"fused replicates need integer seeds, got {value!r}",
+                path=replicate_key,
+                value=value,
+                fix="sweep integer seeds, e.g. seed=0,1,2,3,4",
+            ) from None
         rest = tuple(o for k, o in enumerate(job) if k != at)
         if rest not in groups:
             groups[rest] = []
@@ -105,11 +112,14 @@ def fuse_jobs(jobs: Sequence[Sequence[str]], replicate_key: str = FUSABLE_KEY, f
         members = groups[item]
         size = fuse_max or len(members)
         for start in range(0, len(members), size):
-            chunk = members[start:start + size]
+            chunk = members[start : start + size]
             seeds = tuple(s for s, _, _ in chunk)
             numbers = tuple(n for _, n, _ in chunk)
-            overrides = [*chunk[0][2], f"{SEEDS_KEY}=[{','.join(map(str, seeds))}]",
-                         f"{JOBS_KEY}=[{','.join(map(str, numbers))}]"]
+            overrides = [
+                *chunk[0][2],
+                f"{SEEDS_KEY}=[{','.join(map(str, seeds))}]",
+                f"{JOBS_KEY}=[{','.join(map(str, numbers))}]",
+            ]
             out.append(FusedGroup(overrides, seeds, numbers))
     return out
 
@@ -154,8 +164,11 @@ def group_overrides(fused_overrides: Sequence[str], replicate_key: str = FUSABLE
     seeds = next((_value(o).strip("[]") for key, o in pairs if key == SEEDS_KEY), None)
     if seeds is None:
         return [o for _, o in pairs]
-    return [f"{_parsed(o).hydra.get_key_element()}={seeds}" if key == replicate_key else o for key, o in pairs
-            if key not in (SEEDS_KEY, JOBS_KEY)]
+    return [
+        f"{_parsed(o).hydra.get_key_element()}={seeds}" if key == replicate_key else o
+        for key, o in pairs
+        if key not in (SEEDS_KEY, JOBS_KEY)
+    ]
 
 
 def _parsed(text: str) -> ParsedOverride:

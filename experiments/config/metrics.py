@@ -78,5 +78,8 @@ def compared_metric(cfg) -> MetricSpec:
     """The metric of the raw composed ``cfg`` (a sweep's parent, before any job validated it);
     a job reads ``JobConfig.metric``."""
     metrics = OmegaConf.select(cfg, "training.metrics", default=None) or []
-    return judged_metric(OmegaConf.select(cfg, "sweep.metric", default=None),
-                         OmegaConf.select(cfg, "sweep.mode", default=None), list(metrics))
+    return judged_metric(
+        OmegaConf.select(cfg, "sweep.metric", default=None),
+        OmegaConf.select(cfg, "sweep.mode", default=None),
+        list(metrics),
+    )

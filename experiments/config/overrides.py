@@ -59,8 +59,14 @@ def parse_override(text: str) -> ParsedOverride | None:
         return None
     _, sep, value = override.input_line.partition("=")
     key = override.key_or_group + (f"@{override.package}" if override.package else "")
-    return ParsedOverride(text=text, key=key, value=value.strip() if sep else None,
-                          deleted=override.is_delete(), is_sweep=override.is_sweep_override(), hydra=override)
+    return ParsedOverride(
+        text=text,
+        key=key,
+        value=value.strip() if sep else None,
+        deleted=override.is_delete(),
+        is_sweep=override.is_sweep_override(),
+        hydra=override,
+    )
 
 
 def parse_overrides(texts: Iterable[str]) -> list[ParsedOverride]:

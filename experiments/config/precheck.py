@@ -46,16 +46,23 @@ def check_group_options(args: list[str], conf: Path = CONF) -> None:
     :class:`~hydra.errors.MissingConfigException` (with the options it knows)
     becomes one paragraph with the closest names.
     """
-    if any(a in ("-cd", "--config-dir", "-cp", "--config-path") or a.startswith(("--config-dir=", "--config-path="))
-           for a in args):
+    if any(
+        a in ("-cd", "--config-dir", "-cp", "--config-path") or a.startswith(("--config-dir=", "--config-path="))
+        for a in args
+    ):
         return  # other config sources can add options we cannot see from here
     from hydra import compose, initialize_config_dir
     from hydra.errors import MissingConfigException
 
     for parsed in parse_overrides(a for a in args if not a.startswith("-")):
         group, value = parsed.key, parsed.value
-        if (value is None or "." in group or parsed.is_hydra or not (conf / group).is_dir()
-                or not _OPTION_LIST.match(value)):
+        if (
+            value is None
+            or "." in group
+            or parsed.is_hydra
+            or not (conf / group).is_dir()
+            or not _OPTION_LIST.match(value)
+        ):
             continue  # a value, a Hydra/plugin group, or a sweep function (glob, range): Hydra checks those
         for option in filter(None, value.split(",")):
             try:
@@ -65,9 +72,13 @@ def check_group_options(args: list[str], conf: Path = CONF) -> None:
                 options = sorted(exc.options or [])
                 close = difflib.get_close_matches(option, options, n=3, cutoff=0.5)
                 hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-                raise ConfigError(f"no option {option!r} in config group {group!r}{hint}", path=group, value=option,
-                                  fix=f"choose one of {', '.join(options)} (files in conf/{group}/), "
-                                      f"or add conf/{group}/{option}.yaml") from None
+                raise ConfigError(
+                    f"no option {option!r} in config group {group!r}{hint}",
+                    path=group,
+                    value=option,
+                    fix=f"choose one of {', '.join(options)} (files in conf/{group}/), "
+                    f"or add conf/{group}/{option}.yaml",
+                ) from None
             except Exception as exc:  # anything else (a bad value elsewhere) is reported by the job itself
                 log.debug("pre-check of %s=%s left to Hydra: %r", group, option, exc)
                 continue
@@ -93,10 +104,12 @@ def check_sweep_overrides(args: list[str]) -> None:
     for override in parsed:
         if override.hydra.value_type == ValueType.INTERVAL_SWEEP:
             raise ConfigError(
-                "Hydra's basic sweeper enumerates values (a,b,c, range(), glob()) and cannot sample an "
-                "interval(...)", path=override.hydra.get_key_element(), value=override.value,
+                "Hydra's basic sweeper enumerates values (a,b,c, range(), glob()) and cannot sample an interval(...)",
+                path=override.hydra.get_key_element(),
+                value=override.value,
                 fix="list the values to try (e.g. optimizer.learning_rate=0.0001,0.001,0.01), or use the search "
-                    "sweeper, which samples intervals (add hydra/sweeper=optuna)")
+                "sweeper, which samples intervals (add hydra/sweeper=optuna)",
+            )
 
 
 def extra_config_dirs(args: list[str]) -> list[Path]:

@@ -52,8 +52,9 @@ def _non_negative(v) -> bool:
 @dataclass(frozen=True)
 class EarlyStoppingSchema:
     enabled: bool = spec(False, expect=_BOOL)
-    monitor: Optional[str] = spec(None, expect="null (the validation value of the compared metric) or a log key "
-                                               "such as val_loss")
+    monitor: Optional[str] = spec(
+        None, expect="null (the validation value of the compared metric) or a log key such as val_loss"
+    )
     patience: int = spec(3, expect="a non-negative integer", check=_non_negative)
     restore_best_weights: bool = spec(True, expect=_BOOL)
 
@@ -62,8 +63,9 @@ class EarlyStoppingSchema:
 class CheckpointSchema:
     enabled: bool = spec(True, expect=_BOOL)
     every_s: float = spec(30, expect="a non-negative number of seconds", check=_non_negative)
-    monitor: Optional[str] = spec(None, expect="null (the validation value of the compared metric) or a log key "
-                                               "such as val_loss")
+    monitor: Optional[str] = spec(
+        None, expect="null (the validation value of the compared metric) or a log key such as val_loss"
+    )
 
 
 @dataclass(frozen=True)
@@ -71,24 +73,30 @@ class TrainingSchema:
     epochs: int = spec(expect="a positive integer, e.g. training.epochs=20", check=_positive)
     batch_size: int = spec(expect="a positive integer, e.g. training.batch_size=1024", check=_positive)
     loss: str = spec(expect="a Keras loss name such as sparse_categorical_crossentropy")
-    metrics: list[str] = spec(expect="a list of Keras metric names, e.g. [sparse_categorical_accuracy]",
-                              default_factory=lambda: ["sparse_categorical_accuracy"])
+    metrics: list[str] = spec(
+        expect="a list of Keras metric names, e.g. [sparse_categorical_accuracy]",
+        default_factory=lambda: ["sparse_categorical_accuracy"],
+    )
     deterministic: bool = spec(False, expect=_BOOL)
     verbose: Any = spec("auto", expect="auto, 0, 1 or 2", check=lambda v: v in ("auto", 0, 1, 2))
     shuffle: bool = spec(True, expect=_BOOL)
     jit_compile: Optional[Union[bool, str]] = spec(
-        None, expect="null (the backend's default: on for JAX, off otherwise), true, false or auto",
-        check=lambda v: v in (None, True, False, "auto"))
+        None,
+        expect="null (the backend's default: on for JAX, off otherwise), true, false or auto",
+        check=lambda v: v in (None, True, False, "auto"),
+    )
     precision: str = spec("float32", expect="float32 or mixed_bfloat16", check=lambda v: v in PRECISIONS)
-    steps_per_execution: int = spec(32, expect="a positive integer, e.g. training.steps_per_execution=32",
-                                    check=_positive)
+    steps_per_execution: int = spec(
+        32, expect="a positive integer, e.g. training.steps_per_execution=32", check=_positive
+    )
     threads: Optional[int] = spec(None, expect="null or a positive integer", check=lambda v: v is None or v > 0)
     strategy: str = spec("default", expect=f"one of {', '.join(STRATEGIES)}", check=lambda v: v in STRATEGIES)
     logical_cpus: Optional[int] = spec(None, expect="null or a positive integer", check=lambda v: v is None or v > 0)
     early_stopping: EarlyStoppingSchema = spec(expect="a mapping", default_factory=EarlyStoppingSchema)
     checkpoint: CheckpointSchema = spec(expect="a mapping", default_factory=CheckpointSchema)
-    resume: Optional[Union[str, bool]] = spec(None, expect="null, true, or a run id",
-                                              fix="use training.resume=true or training.resume=<run id>")
+    resume: Optional[Union[str, bool]] = spec(
+        None, expect="null, true, or a run id", fix="use training.resume=true or training.resume=<run id>"
+    )
 
     @property
     def resume_target(self) -> Union[str, bool, None]:
@@ -126,45 +134,68 @@ class RegistrySchema:
 
 @dataclass(frozen=True)
 class UntilSchema:
-    ci_half_width: Optional[float] = spec(None, expect="null or a positive half width in the metric's units, e.g. "
-                                                       "sweep.until.ci_half_width=0.003",
-                                          check=lambda v: v is None or v > 0)
+    ci_half_width: Optional[float] = spec(
+        None,
+        expect="null or a positive half width in the metric's units, e.g. sweep.until.ci_half_width=0.003",
+        check=lambda v: v is None or v > 0,
+    )
     verdict: bool = spec(False, expect=_BOOL)
-    max_replicates: Optional[int] = spec(None, expect="null or the most seeds per group, e.g. "
-                                                      "sweep.until.max_replicates=20",
-                                         check=lambda v: v is None or v >= 2)
-    step: Optional[int] = spec(None, expect="null (as many as given first) or a positive number of seeds per round",
-                               check=lambda v: v is None or v > 0)
+    max_replicates: Optional[int] = spec(
+        None,
+        expect="null or the most seeds per group, e.g. sweep.until.max_replicates=20",
+        check=lambda v: v is None or v >= 2,
+    )
+    step: Optional[int] = spec(
+        None,
+        expect="null (as many as given first) or a positive number of seeds per round",
+        check=lambda v: v is None or v > 0,
+    )
 
 
 @dataclass(frozen=True)
 class SweepSchema:
     compare: bool = spec(True, expect=_BOOL)
     metric: Optional[str] = spec(None, expect="null (the first of training.metrics) or a Keras metric name")
-    mode: Optional[str] = spec(None, expect="null (max, or min for losses and errors), max or min",
-                               check=lambda v: v in (None, "max", "min"))
-    target_accuracy: Optional[float] = spec(None, expect="null (0.9 for a higher-is-better metric, none for a "
-                                                         "lower-is-better one) or the validation value whose "
-                                                         "'epochs to reach' is reported")
+    mode: Optional[str] = spec(
+        None, expect="null (max, or min for losses and errors), max or min", check=lambda v: v in (None, "max", "min")
+    )
+    target_accuracy: Optional[float] = spec(
+        None,
+        expect="null (0.9 for a higher-is-better metric, none for a "
+        "lower-is-better one) or the validation value whose "
+        "'epochs to reach' is reported",
+    )
     skip_finished: bool = spec(False, expect=_BOOL)
-    replicate_key: str = spec("seed", expect="the swept key whose values are replicates, e.g. sweep.replicate_key=seed",
-                              check=lambda v: bool(v.strip()))
-    compare_by: Optional[list[str]] = spec(None, expect="null (every swept key) or a list of swept keys, e.g. "
-                                                        "'sweep.compare_by=[model.activation]'")
+    replicate_key: str = spec(
+        "seed",
+        expect="the swept key whose values are replicates, e.g. sweep.replicate_key=seed",
+        check=lambda v: bool(v.strip()),
+    )
+    compare_by: Optional[list[str]] = spec(
+        None, expect="null (every swept key) or a list of swept keys, e.g. 'sweep.compare_by=[model.activation]'"
+    )
     all_pairs: bool = spec(False, expect=_BOOL)
     register_as: Optional[str] = spec(None, expect="null or a registered model name (the best job's model goes there)")
-    min_effect: Optional[float] = spec(None, expect="null or a positive difference in the metric's units worth "
-                                                    "detecting, e.g. sweep.min_effect=0.005",
-                                       check=lambda v: v is None or v > 0)
-    equivalence_margin: Optional[float] = spec(None, expect="null or a positive margin in the metric's units, e.g. "
-                                                            "sweep.equivalence_margin=0.005",
-                                               check=lambda v: v is None or v > 0)
-    until: UntilSchema = spec(expect="a mapping (ci_half_width, verdict, max_replicates, step)",
-                              default_factory=UntilSchema)
+    min_effect: Optional[float] = spec(
+        None,
+        expect="null or a positive difference in the metric's units worth detecting, e.g. sweep.min_effect=0.005",
+        check=lambda v: v is None or v > 0,
+    )
+    equivalence_margin: Optional[float] = spec(
+        None,
+        expect="null or a positive margin in the metric's units, e.g. sweep.equivalence_margin=0.005",
+        check=lambda v: v is None or v > 0,
+    )
+    until: UntilSchema = spec(
+        expect="a mapping (ci_half_width, verdict, max_replicates, step)", default_factory=UntilSchema
+    )
     # Fused replicates (experiments/sweeps/fusion.py groups the jobs, experiments/job/fused_job.py trains them).
     fuse_replicates: bool = spec(False, expect=_BOOL)
-    fuse_max: Optional[int] = spec(None, expect="null (one fused job per group) or the most replicas in one fused "
-                                                "job, e.g. sweep.fuse_max=5", check=lambda v: v is None or v > 0)
+    fuse_max: Optional[int] = spec(
+        None,
+        expect="null (one fused job per group) or the most replicas in one fused job, e.g. sweep.fuse_max=5",
+        check=lambda v: v is None or v > 0,
+    )
     # Set by the sweeper on a fused job, never by hand: the group's seeds and the job numbers they had alone.
     fused_seeds: Optional[list[int]] = spec(None, expect="null; set by the sweeper (sweep.fuse_replicates=true)")
     fused_jobs: Optional[list[int]] = spec(None, expect="null; set by the sweeper (sweep.fuse_replicates=true)")
@@ -198,8 +229,12 @@ class RootSchema:
     seed: int = spec(0, expect="a non-negative integer", check=_non_negative)
     dry_run: bool = spec(False, expect=_BOOL)
     list_layers: Union[bool, str] = spec(False, expect="true, false or a layer name pattern such as '*Dense*'")
-    backend: str = spec("tensorflow", expect=f"one of {', '.join(BACKENDS)}", check=lambda v: v in BACKENDS,
-                        fix="use backend=tensorflow, backend=jax or backend=torch (or set KERAS_BACKEND)")
+    backend: str = spec(
+        "tensorflow",
+        expect=f"one of {', '.join(BACKENDS)}",
+        check=lambda v: v in BACKENDS,
+        fix="use backend=tensorflow, backend=jax or backend=torch (or set KERAS_BACKEND)",
+    )
 
 
 GROUPS: dict[str, type] = {
@@ -277,8 +312,11 @@ def validate(cfg: DictConfig) -> JobConfig:
     """
     for group in REQUIRED_GROUPS:
         if select(cfg, group, None) is None:
-            raise ConfigError("this config group is missing", path=group,
-                              fix=f"add `- {group}: <option>` to the defaults or pass `{group}=<option>`")
+            raise ConfigError(
+                "this config group is missing",
+                path=group,
+                fix=f"add `- {group}: <option>` to the defaults or pass `{group}=<option>`",
+            )
     data = _resolved(cfg)
     # Top-level keys beyond the schema (`+notes.x=...`) are the user's own: kept and logged as params.
     root = check_node(RootSchema, {k: v for k, v in data.items() if k in _ROOT_KEYS}, "")
@@ -287,9 +325,12 @@ def validate(cfg: DictConfig) -> JobConfig:
     if groups["training"].jit_compile is None:  # per backend: JAX runs eagerly (slowly) without XLA
         groups["training"] = replace(groups["training"], jit_compile=backend == "jax")
     if backend != "tensorflow" and groups["training"].strategy != "default":
-        raise ConfigError(f"is a tf.distribute strategy, which runs on the TensorFlow backend only (backend={backend})",
-                          path="training.strategy", value=groups["training"].strategy,
-                          fix="use training.strategy=default on this backend, or backend=tensorflow")
+        raise ConfigError(
+            f"is a tf.distribute strategy, which runs on the TensorFlow backend only (backend={backend})",
+            path="training.strategy",
+            value=groups["training"].strategy,
+            fix="use training.strategy=default on this backend, or backend=tensorflow",
+        )
     model = typed(ModelSchema, data["model"], "model", extra=lambda key: True)
     optuna = typed(OptunaSchema, data["optuna"], "optuna") if data.get("optuna") is not None else None
     extra = {k: v for k, v in data.items() if k not in (*_ROOT_KEYS, *GROUPS, "model", "dataset", "optuna")}
@@ -309,5 +350,8 @@ def _resolved(cfg: DictConfig) -> dict:
         return resolved_container(cfg)
     except OmegaConfBaseException as exc:  # an interpolation that does not resolve, a missing value (???)
         key = getattr(exc, "full_key", None) or "the config"
-        raise ConfigError(f"cannot be resolved ({type(exc).__name__}: {str(exc).splitlines()[0]})", path=str(key),
-                          fix="check the ${...} reference or give the key a value") from None
+        raise ConfigError(
+            f"cannot be resolved ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+            path=str(key),
+            fix="check the ${...} reference or give the key a value",
+        ) from None

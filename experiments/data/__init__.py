@@ -32,5 +32,13 @@ from experiments.data.registry import register_dataset, registered
 from experiments.data.splits import DataSplits
 from experiments.data.tfdata import make_tf_dataset
 
-__all__ = ["DATASETS", "DataSplits", "RawData", "load_dataset", "make_tf_dataset", "register_dataset", "registered",
-           "validate_config"]
+__all__ = [
+    "DATASETS",
+    "DataSplits",
+    "RawData",
+    "load_dataset",
+    "make_tf_dataset",
+    "register_dataset",
+    "registered",
+    "validate_config",
+]

@@ -20,8 +20,7 @@ from experiments.data.raw import RawData
 from experiments.errors import DataError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-               "Ankle boot")
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 # SHA-256 of the uncompressed official IDX files.
 FILES = {
     "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
@@ -50,7 +49,7 @@ def read_idx(data: bytes) -> np.ndarray:
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
         raise ValueError("not an IDX file of unsigned bytes")
     rank = data[3]
-    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank))
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank)
     if body.size != int(np.prod(dims)):
         raise ValueError(f"IDX header says {dims} but the file holds {body.size} values")
@@ -71,10 +70,13 @@ def load_fashion_mnist(opts, seed: int) -> RawData:
             return _load(files, source, opts)
         tried.append(str(folder))
     where = "dataset.path" if opts.path is not None else "dataset.path"
-    raise DataError(f"the four Fashion-MNIST IDX files ({', '.join(FILES)}, .gz or not) are not in "
-                    f"{' or '.join(tried)}", path=where, value=opts.path,
-                    fix="run scripts/install_fashion_mnist.sh (Debian's dataset-fashion-mnist), call "
-                        "keras.datasets.fashion_mnist.load_data() once, or set dataset.path to a folder with the files")
+    raise DataError(
+        f"the four Fashion-MNIST IDX files ({', '.join(FILES)}, .gz or not) are not in {' or '.join(tried)}",
+        path=where,
+        value=opts.path,
+        fix="run scripts/install_fashion_mnist.sh (Debian's dataset-fashion-mnist), call "
+        "keras.datasets.fashion_mnist.load_data() once, or set dataset.path to a folder with the files",
+    )
 
 
 def _load(files: dict[str, Path], source: str, opts) -> RawData:
@@ -88,12 +90,14 @@ def _load(files: dict[str, Path], source: str, opts) -> RawData:
                 raise ValueError(f"SHA-256 {digest[:16]}... is not the official {expected[:16]}...")
             arrays[stem] = read_idx(data)
         except (OSError, EOFError, ValueError) as exc:
-            raise DataError(f"{f} is not the official Fashion-MNIST file ({exc})", path="dataset.path",
-                            value=opts.path, fix="reinstall it (scripts/install_fashion_mnist.sh) or point "
-                                                 "dataset.path at an intact copy") from None
+            raise DataError(
+                f"{f} is not the official Fashion-MNIST file ({exc})",
+                path="dataset.path",
+                value=opts.path,
+                fix="reinstall it (scripts/install_fashion_mnist.sh) or point dataset.path at an intact copy",
+            ) from None
         whole.update(expected.encode())
     x, y = arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"].astype(np.int64)
     test = (arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"].astype(np.int64))
     origin = {"source": f"{source}:{files['train-images-idx3-ubyte'].parent}", "sha256": whole.hexdigest()}
-    return RawData(x=x, y=y, num_classes=10, test=test, origin=origin, task="classification",
-                   class_names=CLASS_NAMES)
+    return RawData(x=x, y=y, num_classes=10, test=test, origin=origin, task="classification", class_names=CLASS_NAMES)

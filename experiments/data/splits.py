@@ -258,8 +258,9 @@ def _split(x: np.ndarray, y: np.ndarray, n_hold: int, seed: int, stratify: bool 
     from sklearn.model_selection import train_test_split
 
     try:
-        x_a, x_b, y_a, y_b = train_test_split(x, y, test_size=n_hold, stratify=y if stratify else None,
-                                              random_state=seed)
+        x_a, x_b, y_a, y_b = train_test_split(
+            x, y, test_size=n_hold, stratify=y if stratify else None, random_state=seed
+        )
     except ValueError as exc:  # e.g. a class with a single sample
         raise DataError(
             f"cannot split {len(y)} samples stratified ({exc})",

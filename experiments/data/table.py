@@ -29,8 +29,12 @@ def read_table(path: Path):
 
     kind = _READERS.get(path.suffix.lower())
     if kind is None:
-        raise DataError(f"cannot tell the table format of {path.name}", path="dataset.path", value=str(path),
-                        fix="use a .csv, .tsv or .parquet file")
+        raise DataError(
+            f"cannot tell the table format of {path.name}",
+            path="dataset.path",
+            value=str(path),
+            fix="use a .csv, .tsv or .parquet file",
+        )
     try:
         if kind == "parquet":
             return pd.read_parquet(path)
@@ -56,39 +60,66 @@ def load_table(opts, seed: int) -> RawData:
     path = Path(str(required(opts, "path", "data.csv"))).expanduser()
     required(opts, "target", "label")
     if not path.is_file():
-        raise DataError(f"no such file: {path}", path="dataset.path", value=str(opts.path),
-                        fix="point dataset.path at an existing .csv or .parquet file")
+        raise DataError(
+            f"no such file: {path}",
+            path="dataset.path",
+            value=str(opts.path),
+            fix="point dataset.path at an existing .csv or .parquet file",
+        )
     df = read_table(path)
     if opts.target not in df.columns:
-        raise DataError(f"{path.name} has no column {opts.target!r} (its columns: {', '.join(map(str, df.columns))})",
-                        path="dataset.target", value=opts.target, fix="set dataset.target to the label column's name")
+        raise DataError(
+            f"{path.name} has no column {opts.target!r} (its columns: {', '.join(map(str, df.columns))})",
+            path="dataset.target",
+            value=opts.target,
+            fix="set dataset.target to the label column's name",
+        )
     features = list(opts.features) if opts.features is not None else [c for c in df.columns if c != opts.target]
     missing = [c for c in features if c not in df.columns]
     if missing or not features or opts.target in features:
-        why = (f"no column {missing[0]!r} in {path.name}" if missing else
-               "the target cannot be a feature" if opts.target in features else "no feature columns")
-        raise DataError(why, path="dataset.features", value=list(opts.features) if opts.features else None,
-                        fix=f"list columns of the table other than the target ({', '.join(map(str, df.columns))}), "
-                            "or set dataset.features=null")
+        why = (
+            f"no column {missing[0]!r} in {path.name}"
+            if missing
+            else "the target cannot be a feature"
+            if opts.target in features
+            else "no feature columns"
+        )
+        raise DataError(
+            why,
+            path="dataset.features",
+            value=list(opts.features) if opts.features else None,
+            fix=f"list columns of the table other than the target ({', '.join(map(str, df.columns))}), "
+            "or set dataset.features=null",
+        )
     table = df[features + [opts.target]]
     nan_cols = [str(c) for c in table.columns if table[c].isna().any()]
     if nan_cols:
         rows = int(table.isna().any(axis=1).sum())
-        raise DataError(f"{rows} row(s) of {path.name} have missing values (NaN) in column(s) {', '.join(nan_cols)}",
-                        path="dataset.path", value=str(opts.path),
-                        fix="fill or drop those rows in the file (pandas: df.dropna()), or leave those columns out "
-                            "of dataset.features")
+        raise DataError(
+            f"{rows} row(s) of {path.name} have missing values (NaN) in column(s) {', '.join(nan_cols)}",
+            path="dataset.path",
+            value=str(opts.path),
+            fix="fill or drop those rows in the file (pandas: df.dropna()), or leave those columns out "
+            "of dataset.features",
+        )
     numeric, categorical = [], []
     for i, col in enumerate(features):
         s = table[col]
         if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
-            if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)
-                    or isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(s)):
+            if not (
+                pd.api.types.is_object_dtype(s)
+                or pd.api.types.is_string_dtype(s)
+                or isinstance(s.dtype, pd.CategoricalDtype)
+                or pd.api.types.is_bool_dtype(s)
+            ):
                 raise _neither(col, f"of dtype {s.dtype}", opts)
             n = s.astype(str).nunique()
             if n > opts.max_categories:
-                raise _neither(col, f"a text column with {n} distinct values (more than dataset.max_categories="
-                                    f"{opts.max_categories})", opts)
+                raise _neither(
+                    col,
+                    f"a text column with {n} distinct values (more than dataset.max_categories={opts.max_categories})",
+                    opts,
+                )
             categorical.append(i)
         else:
             numeric.append(i)
@@ -98,8 +129,15 @@ def load_table(opts, seed: int) -> RawData:
         x[:, i] = table[col].astype(str).to_numpy() if i in categorical else table[col].to_numpy(dtype=np.float64)
     (y,), task, classes, class_names = labels_and_task([table[opts.target].to_numpy()], opts.task, "dataset.target")
     origin = {"source": str(path), "sha256": sha256_file(path)}  # make_splits adds the encoded ``features``
-    return RawData(x=x, y=y, num_classes=classes, origin=origin, task=task, class_names=class_names,
-                   encode=TableEncoder([str(c) for c in features], numeric, categorical))
+    return RawData(
+        x=x,
+        y=y,
+        num_classes=classes,
+        origin=origin,
+        task=task,
+        class_names=class_names,
+        encode=TableEncoder([str(c) for c in features], numeric, categorical),
+    )
 
 
 class TableEncoder:
@@ -115,10 +153,17 @@ class TableEncoder:
 
         self.columns = columns
         self._transformer = ColumnTransformer(
-            [("numeric", StandardScaler(), numeric),
-             ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32),
-              categorical)],
-            sparse_threshold=0, verbose_feature_names_out=False)
+            [
+                ("numeric", StandardScaler(), numeric),
+                (
+                    "categorical",
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32),
+                    categorical,
+                ),
+            ],
+            sparse_threshold=0,
+            verbose_feature_names_out=False,
+        )
 
     def fit(self, x: np.ndarray) -> TableEncoder:
         self._transformer.fit(x)
@@ -133,7 +178,10 @@ class TableEncoder:
 
 
 def _neither(col, what: str, opts) -> DataError:
-    return DataError(f"the feature column {col!r} is neither numeric nor categorical: {what}",
-                     path="dataset.features", value=list(opts.features) if opts.features else None,
-                     fix=f"leave {col!r} out of dataset.features (list the columns to use), convert it to numbers in "
-                         "the file, or raise dataset.max_categories")
+    return DataError(
+        f"the feature column {col!r} is neither numeric nor categorical: {what}",
+        path="dataset.features",
+        value=list(opts.features) if opts.features else None,
+        fix=f"leave {col!r} out of dataset.features (list the columns to use), convert it to numbers in "
+        "the file, or raise dataset.max_categories",
+    )

@@ -11,8 +11,12 @@ def required(opts, key: str, example: str):
     """``opts.<key>``, or a ConfigError naming ``dataset.<key>`` when the YAML left it null."""
     value = getattr(opts, key)
     if value is None:
-        raise ConfigError(f"dataset {opts.name!r} needs this key", path=f"dataset.{key}", value=None,
-                          fix=f"set it on the command line or in your dataset YAML, e.g. dataset.{key}={example}")
+        raise ConfigError(
+            f"dataset {opts.name!r} needs this key",
+            path=f"dataset.{key}",
+            value=None,
+            fix=f"set it on the command line or in your dataset YAML, e.g. dataset.{key}={example}",
+        )
     return value
 
 
@@ -31,17 +35,23 @@ def labels_and_task(columns: list[np.ndarray], task: str, path: str):
     Returns:
         ``(encoded arrays, task, num_classes, class names or None)``.
     """
-    whole = np.concatenate([np.asarray(c).reshape(len(c), -1)[:, 0] if np.ndim(c) > 1 else np.asarray(c)
-                            for c in columns])
+    whole = np.concatenate(
+        [np.asarray(c).reshape(len(c), -1)[:, 0] if np.ndim(c) > 1 else np.asarray(c) for c in columns]
+    )
     is_float = whole.dtype.kind == "f"
     if is_float and not np.isfinite(whole).all():
-        raise DataError("the target contains NaN or infinite values", path=path,
-                        fix="drop or fill the rows with a missing target before training")
+        raise DataError(
+            "the target contains NaN or infinite values",
+            path=path,
+            fix="drop or fill the rows with a missing target before training",
+        )
     if task == "regression" or (task == "auto" and is_float and not _whole_numbers(whole)):
         if whole.dtype.kind not in "biuf":
-            raise DataError(f"a regression target must be numbers, but it holds {whole.dtype} values", path=path,
-                            fix="set dataset.task=classification for text labels, or point the key at a numeric "
-                                "column")
+            raise DataError(
+                f"a regression target must be numbers, but it holds {whole.dtype} values",
+                path=path,
+                fix="set dataset.task=classification for text labels, or point the key at a numeric column",
+            )
         return [np.asarray(c, dtype=np.float32).reshape(len(c)) for c in columns], "regression", 1, None
     if is_float:
         whole = whole.astype(np.int64)
@@ -53,15 +63,24 @@ def labels_and_task(columns: list[np.ndarray], task: str, path: str):
     else:
         k = len(values)
         lookup = {v: i for i, v in enumerate(values.tolist())}
-        encoded = [np.array([lookup[v] for v in np.asarray(c).reshape(len(c)).astype(whole.dtype).tolist()],
-                            dtype=np.int64) for c in columns]
+        encoded = [
+            np.array([lookup[v] for v in np.asarray(c).reshape(len(c)).astype(whole.dtype).tolist()], dtype=np.int64)
+            for c in columns
+        ]
         names = tuple(str(v) for v in values.tolist())
     if k < 2:
-        raise DataError(f"the labels hold a single class ({values.tolist()[:1]})", path=path,
-                        fix="use a label column with at least two classes, or dataset.task=regression for a number")
+        raise DataError(
+            f"the labels hold a single class ({values.tolist()[:1]})",
+            path=path,
+            fix="use a label column with at least two classes, or dataset.task=regression for a number",
+        )
     if task == "binary" and k != 2:
-        raise DataError(f"dataset.task=binary needs two classes, the labels hold {k}", path="dataset.task",
-                        value=task, fix="set dataset.task=auto or classification")
+        raise DataError(
+            f"dataset.task=binary needs two classes, the labels hold {k}",
+            path="dataset.task",
+            value=task,
+            fix="set dataset.task=auto or classification",
+        )
     resolved = "binary" if (task == "binary" or (task == "auto" and k == 2)) else "classification"
     return encoded, resolved, k, names
 

@@ -101,7 +101,7 @@ def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
     steps = -(-n // bs)
     if not shuffle:
         # Contiguous slices: no gather, no per-sample work.
-        ds = tf.data.Dataset.range(steps).map(lambda b: (x_t[b * bs:(b + 1) * bs], y_t[b * bs:(b + 1) * bs]))
+        ds = tf.data.Dataset.range(steps).map(lambda b: (x_t[b * bs : (b + 1) * bs], y_t[b * bs : (b + 1) * bs]))
         ds = ds.prefetch(tf.data.AUTOTUNE)
         _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, tf.data.Dataset.from_tensors(tf.range(n, dtype=tf.int64)), False)
         return ds
@@ -110,12 +110,14 @@ def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
     def epoch_order(r):
         # One permutation of all sample indices per epoch, drawn in one op: Dataset.shuffle over single
         # indices costs a buffer insertion per sample (most of a small model's step, BENCHMARKS.md).
-        return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
-                                                        seed=tf.stack([tf.constant(seed, tf.int64), r]))
+        return tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), r])
+        )
 
     def batches(order):
         return tf.data.Dataset.range(steps).map(
-            lambda b: (tf.gather(x_t, order[b * bs:(b + 1) * bs]), tf.gather(y_t, order[b * bs:(b + 1) * bs])))
+            lambda b: (tf.gather(x_t, order[b * bs : (b + 1) * bs]), tf.gather(y_t, order[b * bs : (b + 1) * bs]))
+        )
 
     # A new random number for each iteration (epoch), the same sequence for the same seed: a new order each
     # epoch, reproducible run to run.

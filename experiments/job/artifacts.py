@@ -65,8 +65,9 @@ def log_outputs(job: JobConfig, model, data, history, out_dir: Path, channel: Ru
     if job.tracking.log_model:
         if channel.online:
             modules = list(job.registry.modules)
-            channel.track("model", lambda: log_model(model, data.arrays("test", 8)[0], modules, data.class_names,
-                                                      data.task))
+            channel.track(
+                "model", lambda: log_model(model, data.arrays("test", 8)[0], modules, data.class_names, data.task)
+            )
         if not channel.online:  # keep the model for a later upload
             model.save(art / "model.keras")
 
@@ -89,8 +90,12 @@ def log_model(model, x_example, modules=(), class_names=None, task=None) -> None
 
     signature = infer_signature(x_example, predict_proba(model, x_example, len(x_example)), params=output_params(task))
     # Explicit requirements: inference would import-scan for seconds and list only keras.
-    info = log_self_contained_model(model, signature, example_rows(x_example),
-                                    [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
-                                     f"mlflow=={mlflow.__version__}"], modules,
-                                    model_metadata(class_names, task))
+    info = log_self_contained_model(
+        model,
+        signature,
+        example_rows(x_example),
+        [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"mlflow=={mlflow.__version__}"],
+        modules,
+        model_metadata(class_names, task),
+    )
     mlflow.set_tag(tags.MODEL_URI, info.model_uri)

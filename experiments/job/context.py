@@ -55,7 +55,11 @@ def hydra_context() -> JobContext:
     # The hidden +optuna.* keys (study, storage, trial) are how the search reaches the job; they are not
     # part of the job's own config (run names, the rerun command, the overrides tag).
     overrides = [o for o in hc.overrides.task if not str(o).startswith(HIDDEN_PREFIX)]
-    return JobContext(output_dir=hc.runtime.output_dir, overrides=overrides,
-                      job_num=hc.job.num if multirun else None, mode=mode,
-                      sweep_dir=str(hc.sweep.dir) if multirun else None,
-                      launcher=launcher_settings(hc.launcher))
+    return JobContext(
+        output_dir=hc.runtime.output_dir,
+        overrides=overrides,
+        job_num=hc.job.num if multirun else None,
+        mode=mode,
+        sweep_dir=str(hc.sweep.dir) if multirun else None,
+        launcher=launcher_settings(hc.launcher),
+    )

@@ -46,8 +46,10 @@ def dry_run(cfg: DictConfig, ctx: JobContext) -> JobResult:
     if picture is not None:
         print(f"model picture: {picture}")
     counts = count_params(model)
-    print(f"dry run: {job.model.name} builds with {counts['total']:,} params "
-          f"({counts['trainable']:,} trainable); data {data.name} {tuple(data.input_shape)}, "
-          f"{len(data.train[1])}/{len(data.val[1])}/{len(data.test[1])} train/val/test. Nothing trained or logged.")
+    print(
+        f"dry run: {job.model.name} builds with {counts['total']:,} params "
+        f"({counts['trainable']:,} trainable); data {data.name} {tuple(data.input_shape)}, "
+        f"{len(data.train[1])}/{len(data.val[1])}/{len(data.test[1])} train/val/test. Nothing trained or logged."
+    )
     write_record(ctx, {"valid": True, "params": counts["total"]})
     return JobResult(status="DRY_RUN")

@@ -48,9 +48,11 @@ def run_job(cfg: DictConfig, job: JobConfig | None = None) -> JobResult:
             if job.sweep.fused_seeds:  # set by the sweeper (sweep.fuse_replicates=true): several seeds, one fit
                 return run_fused(cfg, ctx, job)
             if job.sweep.fuse_replicates and ctx.in_sweep:
-                print("layerlab: note: sweep.fuse_replicates=true, but this sweep's sweeper did not group the "
-                      "replicates (the project's default sweeper does; a dry run does not fuse); this job trains alone",
-                      flush=True)
+                print(
+                    "layerlab: note: sweep.fuse_replicates=true, but this sweep's sweeper did not group the "
+                    "replicates (the project's default sweeper does; a dry run does not fuse); this job trains alone",
+                    flush=True,
+                )
             return TrackedJob(cfg, ctx, job).run()
     except KeyboardInterrupt as exc:
         _publish_killed(ctx, exc)

@@ -84,8 +84,9 @@ class ReplicaRun:
         """The solo job's callbacks (NaN guard, checkpoints, early stopping, epoch metrics), for this replica."""
         # The sweep's display follows the fused job through its first replica (all replicas are at the same epoch).
         progress = self.fused_progress if self.first else None
-        callbacks = make_callbacks(self.job, out_dir=self.out_dir, sink=self.record.on_epoch, run_id=self.run_id,
-                                   progress=progress)
+        callbacks = make_callbacks(
+            self.job, out_dir=self.out_dir, sink=self.record.on_epoch, run_id=self.run_id, progress=progress
+        )
         self.record.checkpointer = next((c for c in callbacks if hasattr(c, "flush")), None)
         return callbacks
 
@@ -125,8 +126,10 @@ class ReplicaRun:
         """``sweep.skip_finished``: this seed's config already has a FINISHED run (then it is left out)."""
         done = self.record.finished_before(exp_id)
         if done:
-            print(f"layerlab: skipped seed {self.job.seed}, config {self.record.hash} already has FINISHED run "
-                  f"{done}", flush=True)
+            print(
+                f"layerlab: skipped seed {self.job.seed}, config {self.record.hash} already has FINISHED run {done}",
+                flush=True,
+            )
         return bool(done)
 
     def report(self, result: JobResult) -> None:
@@ -176,11 +179,19 @@ def _write_hydra_files(out_dir: Path, cfg: DictConfig, overrides: list[str], fus
 def _refuse_unfusable(job: JobConfig) -> None:
     training = job.training
     if training.resume_target is not None:
-        raise ConfigError("a fused group is not resumed as a group", path="training.resume", value=training.resume,
-                          fix="resume each replica alone with the command in its run's error (its own checkpoint)")
+        raise ConfigError(
+            "a fused group is not resumed as a group",
+            path="training.resume",
+            value=training.resume,
+            fix="resume each replica alone with the command in its run's error (its own checkpoint)",
+        )
     if training.strategy != "default":
-        raise ConfigError("fused replicates train on one device", path="training.strategy", value=training.strategy,
-                          fix="use training.strategy=default, or drop sweep.fuse_replicates=true")
+        raise ConfigError(
+            "fused replicates train on one device",
+            path="training.strategy",
+            value=training.strategy,
+            fix="use training.strategy=default, or drop sweep.fuse_replicates=true",
+        )
 
 
 def run_fused(cfg: DictConfig, ctx: JobContext, job: JobConfig) -> JobResult:
@@ -189,15 +200,20 @@ def run_fused(cfg: DictConfig, ctx: JobContext, job: JobConfig) -> JobResult:
     seeds = [int(s) for s in cast(list, job.sweep.fused_seeds)]  # set: that is what makes a job fused
     numbers = list(job.sweep.fused_jobs or [])
     if numbers and len(numbers) != len(seeds):
-        raise ConfigError("sweep.fused_jobs needs one job number per seed of sweep.fused_seeds",
-                          path="sweep.fused_jobs", value=numbers, fix="leave both keys to the sweeper")
+        raise ConfigError(
+            "sweep.fused_jobs needs one job number per seed of sweep.fused_seeds",
+            path="sweep.fused_jobs",
+            value=numbers,
+            fix="leave both keys to the sweeper",
+        )
     fused_dir = Path(ctx.output_dir) if ctx.output_dir else None
     group = f"job {ctx.job_num if ctx.job_num is not None else 'run'} seeds {','.join(map(str, seeds))}"
     replicas = []
     for i, seed in enumerate(seeds):
         mine = replica_config(cfg, seed)
-        rctx = replica_context(ctx, seed, numbers[i] if numbers else ctx.job_num,
-                               fused_dir / f"seed{seed}" if fused_dir else None)
+        rctx = replica_context(
+            ctx, seed, numbers[i] if numbers else ctx.job_num, fused_dir / f"seed{seed}" if fused_dir else None
+        )
         if fused_dir is not None:
             _write_hydra_files(Path(cast(str, rctx.output_dir)), mine, rctx.overrides, fused_dir)
         replicas.append(ReplicaRun(mine, rctx, validate(mine), group, ctx.job_num))
@@ -210,13 +226,17 @@ def run_fused(cfg: DictConfig, ctx: JobContext, job: JobConfig) -> JobResult:
             return JobResult(status="SKIPPED", experiment_id=exp_id)
     replicas[0].first, replicas[0].fused_progress = True, ctx.progress_path
     if not ctx.in_sweep:  # in a sweep the sweeper said it once ("N jobs fused into M"); a sweep job is quiet
-        print(f"layerlab: fused job: {len(replicas)} replica(s) (seeds {', '.join(str(r.job.seed) for r in replicas)}) "
-              "in one fit", flush=True)
+        print(
+            f"layerlab: fused job: {len(replicas)} replica(s) (seeds {', '.join(str(r.job.seed) for r in replicas)}) "
+            "in one fit",
+            flush=True,
+        )
     for r in replicas:
         r.open(exp_id)
     results = _train(job, replicas)
-    outcomes = [r.close_as(res.status, res, None if res.error is None else str(res.error))
-                for r, res in zip(replicas, results)]
+    outcomes = [
+        r.close_as(res.status, res, None if res.error is None else str(res.error)) for r, res in zip(replicas, results)
+    ]
     for r, out in zip(replicas, outcomes):
         out.experiment_id = exp_id
         r.report(out)
@@ -231,10 +251,10 @@ def _train(job: JobConfig, replicas: list[ReplicaRun]) -> list[ReplicaResult]:
     by_seed = {r.job.seed: r for r in replicas}
     try:
         setup_runtime(job, replicas[0].ctx.launcher.threads_per_job())
-        engine = FusedReplicas(lambda seed: by_seed[seed].build(), [r.job.seed for r in replicas],
-                               lambda model: compile_model(model, job))
-        return engine.fit(lambda seed: by_seed[seed].datasets(), job.training.epochs,
-                          [r.callbacks() for r in replicas])
+        engine = FusedReplicas(
+            lambda seed: by_seed[seed].build(), [r.job.seed for r in replicas], lambda model: compile_model(model, job)
+        )
+        return engine.fit(lambda seed: by_seed[seed].datasets(), job.training.epochs, [r.callbacks() for r in replicas])
     except KeyboardInterrupt as exc:
         for r in replicas:
             r.interrupted(exc)

@@ -35,14 +35,22 @@ def list_registry(pattern: str | None = None, width: int | None = None) -> str:
     width = width or shutil.get_terminal_size((100, 24)).columns
     datasets = [d for d in dataset_registry() if fnmatch.fnmatch(d.name.lower(), pattern.lower())]
     matched = [n for n in layers.layer_registry.names() if fnmatch.fnmatch(n.lower(), pattern.lower())]
-    functions = [n for n in layers.functions.names() if fnmatch.fnmatch(n.lower(), pattern.lower())
-                 or any(fnmatch.fnmatch(a.lower(), pattern.lower()) for a in layers.functions.aliases_of(n))]
+    functions = [
+        n
+        for n in layers.functions.names()
+        if fnmatch.fnmatch(n.lower(), pattern.lower())
+        or any(fnmatch.fnmatch(a.lower(), pattern.lower()) for a in layers.functions.aliases_of(n))
+    ]
     if not matched and not functions and not datasets:
         close = layers.layer_registry.suggest(pattern.strip("*?[]")) + layers.functions.suggest(pattern.strip("*?[]"))
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"no layer or function matches the pattern{hint}", path="list_layers", value=pattern,
-                          fix="use a shell pattern such as list_layers='*Dense*' (case-insensitive), or "
-                              "list_layers=true for every name")
+        raise ConfigError(
+            f"no layer or function matches the pattern{hint}",
+            path="list_layers",
+            value=pattern,
+            fix="use a shell pattern such as list_layers='*Dense*' (case-insensitive), or "
+            "list_layers=true for every name",
+        )
     blocks = [_layer_text(n, width) for n in matched] + [_dataset_text(d) for d in datasets]
     if functions:
         blocks.append("Functions (Lambda `function:` and `activation:`): " + ", ".join(_with_aliases(functions)))
@@ -57,17 +65,21 @@ def _overview() -> str:
     project = [n for n in names if origin(n).startswith("layers.")]
     user = [n for n in names if not origin(n).startswith(("layers.", "keras"))]
     from_keras = [n for n in names if origin(n).startswith("keras")]
-    return "\n".join([
-        "Layers (type: in model YAML):",
-        "  project / user: " + ", ".join(project + user),
-        "  keras:          " + ", ".join(from_keras),
-        "Functions (Lambda `function:` and `activation:`): " + ", ".join(_with_aliases(layers.functions.names()))
-        + ", " + _FUNCTIONS_NOTE,
-        "Datasets (dataset= in config; user loaders: experiments.data.register_dataset or `_target_`): "
-        + ", ".join(d.name for d in dataset_registry()),
-        "A layer's arguments: python runner.py list_layers=Dense (a name, or a pattern: list_layers='*Dense*'); "
-        "a dataset's keys: list_layers=table.",
-    ])
+    return "\n".join(
+        [
+            "Layers (type: in model YAML):",
+            "  project / user: " + ", ".join(project + user),
+            "  keras:          " + ", ".join(from_keras),
+            "Functions (Lambda `function:` and `activation:`): "
+            + ", ".join(_with_aliases(layers.functions.names()))
+            + ", "
+            + _FUNCTIONS_NOTE,
+            "Datasets (dataset= in config; user loaders: experiments.data.register_dataset or `_target_`): "
+            + ", ".join(d.name for d in dataset_registry()),
+            "A layer's arguments: python runner.py list_layers=Dense (a name, or a pattern: list_layers='*Dense*'); "
+            "a dataset's keys: list_layers=table.",
+        ]
+    )
 
 
 def dataset_registry():
@@ -85,15 +97,22 @@ def _dataset_text(info) -> str:
     fields = [f for f in dataclasses.fields(info.schema) if f.name not in ("name", "options")]
     width = max((len(f.name) for f in fields), default=0)
     for f in fields:
-        default = (repr(f.default_factory()) if f.default_factory is not dataclasses.MISSING
-                   else "required" if f.default is dataclasses.MISSING else repr(f.default))
+        default = (
+            repr(f.default_factory())
+            if f.default_factory is not dataclasses.MISSING
+            else "required"
+            if f.default is dataclasses.MISSING
+            else repr(f.default)
+        )
         lines.append(f"  {f.name:<{width}}  {default:<12}  {f.metadata.get('expect', '')}".rstrip())
     return "\n".join(lines)
 
 
 def _with_aliases(names: list[str]) -> list[str]:
-    return [f"{n} (alias {', '.join(layers.functions.aliases_of(n))})" if layers.functions.aliases_of(n) else n
-            for n in names]
+    return [
+        f"{n} (alias {', '.join(layers.functions.aliases_of(n))})" if layers.functions.aliases_of(n) else n
+        for n in names
+    ]
 
 
 def _layer_text(name: str, width: int) -> str:

@@ -41,8 +41,9 @@ def child_run_name(job_overrides: Iterable[str], sweep_overrides: Iterable[str],
     """
     constant = constant_keys(sweep_overrides)
     values = {o.key: o.value for o in parse_overrides(job_overrides) if o.value is not None}
-    return name_from({k: v for k, v in values.items() if k not in constant and not k.startswith("hydra.")},
-                     replicate_key)
+    return name_from(
+        {k: v for k, v in values.items() if k not in constant and not k.startswith("hydra.")}, replicate_key
+    )
 
 
 def constant_keys(sweep_overrides: Iterable[str]) -> set[str]:

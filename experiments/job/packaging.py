@@ -86,8 +86,14 @@ class _SelfContainedKeras:
         # MLflow 3.17's Keras flavour writes input_example.json before it creates the model folder
         # (FileNotFoundError, the upstream bug in the notes): create the folder first.
         Path(path).mkdir(parents=True, exist_ok=True)
-        mlflow.keras.save_model(keras_model, path, mlflow_model=mlflow_model, signature=signature,
-                                input_example=input_example, pip_requirements=pip_requirements)
+        mlflow.keras.save_model(
+            keras_model,
+            path,
+            mlflow_model=mlflow_model,
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=pip_requirements,
+        )
         code = Path(path) / "code"
         code.mkdir()
         for src in _package_dirs(self.modules):
@@ -112,7 +118,14 @@ def log_self_contained_model(keras_model, signature, input_example, pip_requirem
     ``validate_serving_input=False``: MLflow would otherwise load the model back
     through pyfunc and predict on the example while logging (seconds per run).
     """
-    return mlflow.models.Model.log(artifact_path=None, name="model", flavor=_SelfContainedKeras(modules),
-                                   keras_model=keras_model, signature=signature, input_example=input_example,
-                                   pip_requirements=pip_requirements, validate_serving_input=False,
-                                   metadata=metadata)
+    return mlflow.models.Model.log(
+        artifact_path=None,
+        name="model",
+        flavor=_SelfContainedKeras(modules),
+        keras_model=keras_model,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        validate_serving_input=False,
+        metadata=metadata,
+    )

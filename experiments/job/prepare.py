@@ -52,10 +52,13 @@ def check_task_fits_loss(data, job: JobConfig) -> None:
     """A regression target needs a regression loss (mse, mae, huber, ...), not a classification one."""
     loss = str(job.training.loss)
     if data.task == "regression" and any(k in loss for k in _CLASSIFICATION_LOSSES):
-        raise DataError(f"the target is a regression target (float values) but training.loss={loss} is a "
-                        "classification loss", path="dataset.task", value=data.task,
-                        fix="set training.loss=mse training.metrics=[mae] (or +experiment=table_regression), or "
-                            "dataset.task=classification when the numbers are class labels")
+        raise DataError(
+            f"the target is a regression target (float values) but training.loss={loss} is a classification loss",
+            path="dataset.task",
+            value=data.task,
+            fix="set training.loss=mse training.metrics=[mae] (or +experiment=table_regression), or "
+            "dataset.task=classification when the numbers are class labels",
+        )
 
 
 def output_from_data(model_spec: dict, data, loss: str = "") -> dict:
@@ -96,8 +99,9 @@ def load_registry_modules(job: JobConfig) -> None:
     try:
         layers.load_modules(list(job.registry.modules))
     except KeyError as exc:
-        raise ConfigError(str(exc), path="registry.modules",
-                          fix="remove the module from registry.modules or make it importable") from None
+        raise ConfigError(
+            str(exc), path="registry.modules", fix="remove the module from registry.modules or make it importable"
+        ) from None
 
 
 def _input_names(job: JobConfig, data) -> dict:
@@ -114,28 +118,38 @@ def check_data_fits_model(data, model, job: JobConfig) -> None:
     if len(model.inputs) == 1 and tuple(data.input_shape) != expected and None not in expected:
         raise DataError(
             f"the dataset {data.name!r} has images of shape {tuple(data.input_shape)} but the model "
-            f"{job.model.name!r} takes {expected}", path="model.input.shape", value=list(expected),
+            f"{job.model.name!r} takes {expected}",
+            path="model.input.shape",
+            value=list(expected),
             fix=f"use a dataset of that shape, or set the model's input shape to {list(data.input_shape)} "
-                "(or null to take it from the dataset)")
+            "(or null to take it from the dataset)",
+        )
     out_units = model.outputs[0].shape[-1]
     labels = np.concatenate([data.train[1], data.val[1], data.test[1]])
     lo, hi = int(labels.min()), int(labels.max())
     loss = job.training.loss
     if "sparse_categorical" in loss and (lo < 0 or hi >= out_units):
         raise DataError(
-            f"labels go from {lo} to {hi} but the model's output has {out_units} unit(s), so "
-            f"{loss} cannot score them", path="training.loss", value=loss,
-            fix=f"give the last layer {hi + 1} units (softmax), or use a dataset with at most {out_units} classes")
+            f"labels go from {lo} to {hi} but the model's output has {out_units} unit(s), so {loss} cannot score them",
+            path="training.loss",
+            value=loss,
+            fix=f"give the last layer {hi + 1} units (softmax), or use a dataset with at most {out_units} classes",
+        )
     if "binary" in loss and (out_units != 1 or lo < 0 or hi > 1):
         raise DataError(
             f"{loss} needs one sigmoid output and labels 0/1; the model has {out_units} output unit(s) and the "
-            f"labels go from {lo} to {hi}", path="training.loss", value=loss,
-            fix="use sparse_categorical_crossentropy with a softmax output for several classes, or a two-class dataset")
+            f"labels go from {lo} to {hi}",
+            path="training.loss",
+            value=loss,
+            fix="use sparse_categorical_crossentropy with a softmax output for several classes, or a two-class dataset",
+        )
 
 
 def split_datasets(job: JobConfig, data) -> dict:
     """The ``tf.data`` pipelines of the three splits: train shuffled by ``training.shuffle``, val and test in order."""
     bs, seed = job.training.batch_size, job.seed
-    return {"train": data.tf_dataset("train", bs, shuffle=job.training.shuffle, seed=seed),
-            "val": data.tf_dataset("val", bs, shuffle=False, seed=seed),
-            "test": data.tf_dataset("test", bs, shuffle=False, seed=seed)}
+    return {
+        "train": data.tf_dataset("train", bs, shuffle=job.training.shuffle, seed=seed),
+        "val": data.tf_dataset("val", bs, shuffle=False, seed=seed),
+        "test": data.tf_dataset("test", bs, shuffle=False, seed=seed),
+    }

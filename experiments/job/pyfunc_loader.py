@@ -59,8 +59,10 @@ class LayerlabKerasModel:
         if output not in OUTPUTS:
             from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 
-            raise MlflowException(f"params.{OUTPUT_PARAM} must be one of {', '.join(OUTPUTS)}, not {output!r}",
-                                  error_code=INVALID_PARAMETER_VALUE)
+            raise MlflowException(
+                f"params.{OUTPUT_PARAM} must be one of {', '.join(OUTPUTS)}, not {output!r}",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
         if output == "probabilities" or self.task == "regression":
             return out
         return to_labels(out, self.class_names)

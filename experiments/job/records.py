@@ -20,8 +20,9 @@ def write_record(ctx: JobContext, outcome: dict) -> None:
 def read_records(sweep_dir: Path) -> tuple[list[dict], list[str]]:
     """The records of a dry-run sweep's jobs, and the job folders that left none (the job died)."""
     records, silent = [], []
-    for folder in sorted((p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()),
-                         key=lambda p: (len(p.name), p.name)):
+    for folder in sorted(
+        (p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()), key=lambda p: (len(p.name), p.name)
+    ):
         file = folder / RECORD
         if file.is_file():
             records.append(json.loads(file.read_text()))

@@ -56,8 +56,7 @@ class RunRecord:
         channel: the job's :class:`~experiments.tracking.channel.RunChannel` (online, or pending upload).
     """
 
-    def __init__(self, cfg: DictConfig, ctx: JobContext, job: JobConfig, out_dir: Path, uri: str,
-                 channel: RunChannel):
+    def __init__(self, cfg: DictConfig, ctx: JobContext, job: JobConfig, out_dir: Path, uri: str, channel: RunChannel):
         self.cfg, self.ctx, self.job = cfg, ctx, job
         self.out_dir, self.uri, self.channel = out_dir, uri, channel
         self.hash = config_hash(cfg)
@@ -100,12 +99,14 @@ class RunRecord:
         if ctx.in_sweep and ctx.sweep_dir:
             parent = find_parent(self.uri, exp_id, ctx.sweep_dir)
             if parent is None:  # never a top-level orphan that no sweep summary or comparison would see
-                raise TrackingError(f"this job belongs to the sweep in {ctx.sweep_dir}, but that sweep has no RUNNING "
-                                    f"parent run in experiment {job.tracking.experiment!r} of {redact(self.uri)}",
-                                    path="tracking.uri",
-                                    fix="run the sweep again from its own command (its parent run is opened when it "
-                                        "starts); a sweep that was stopped is completed with the command in its "
-                                        "parent run's error")
+                raise TrackingError(
+                    f"this job belongs to the sweep in {ctx.sweep_dir}, but that sweep has no RUNNING "
+                    f"parent run in experiment {job.tracking.experiment!r} of {redact(self.uri)}",
+                    path="tracking.uri",
+                    fix="run the sweep again from its own command (its parent run is opened when it "
+                    "starts); a sweep that was stopped is completed with the command in its "
+                    "parent run's error",
+                )
             run_tags[tags.PARENT_RUN_ID] = parent.info.run_id
             run_tags[tags.SWEEP_ID] = parent.data.tags.get(tags.SWEEP_ID, "")
             sweep_overrides = json.loads(parent.data.tags.get(tags.OVERRIDES, "[]") or "[]")
@@ -136,8 +137,9 @@ class RunRecord:
     def _began(self, run_id: str) -> str:
         self.run_id = run_id
         self.heartbeat = Heartbeat(self.uri, run_id).start()
-        self.sink = MetricSink(mlflow.MlflowClient(self.uri), run_id, self.out_dir / "metrics.jsonl",
-                               retry_for_s=self.job.tracking.retry_s)
+        self.sink = MetricSink(
+            mlflow.MlflowClient(self.uri), run_id, self.out_dir / "metrics.jsonl", retry_for_s=self.job.tracking.retry_s
+        )
         self._t0 = time.perf_counter()
         return run_id
 
@@ -151,9 +153,16 @@ class RunRecord:
     def describe(self, model, data) -> None:
         """The model's size, summary and picture and the dataset inputs, into the active run."""
         counts = count_params(model)
-        self.channel.track("model params", lambda: mlflow.log_params({
-            "n_params_total": counts["total"], "n_params_trainable": counts["trainable"],
-            **{f"data.{k}": v for k, v in data.summary().items()}}))
+        self.channel.track(
+            "model params",
+            lambda: mlflow.log_params(
+                {
+                    "n_params_total": counts["total"],
+                    "n_params_trainable": counts["trainable"],
+                    **{f"data.{k}": v for k, v in data.summary().items()},
+                }
+            ),
+        )
         self.channel.track("model summary", lambda: mlflow.log_text(summary_text(model), "model_summary.txt"))
         picture = draw_model(model, self.out_dir / PICTURE) if self.channel.enabled else None
         if picture is not None:  # beside model_summary.txt
@@ -163,8 +172,10 @@ class RunRecord:
     def interrupted(self, exc: BaseException) -> str:
         """Ctrl-C: keep the last completed epoch; the error text, with the command that resumes this run."""
         self.keep_last_epoch()
-        return (f"interrupted ({exc or 'Ctrl-C'}) after {self.epochs_done} completed epoch(s); "
-                f"resume with: python runner.py {' '.join(self.ctx.overrides)} training.resume={self.run_id}")
+        return (
+            f"interrupted ({exc or 'Ctrl-C'}) after {self.epochs_done} completed epoch(s); "
+            f"resume with: python runner.py {' '.join(self.ctx.overrides)} training.resume={self.run_id}"
+        )
 
     def keep_last_epoch(self) -> None:
         if self.checkpointer is None:
@@ -178,8 +189,9 @@ class RunRecord:
         """``error.txt`` in the output folder and the run, and the first line as the run's error tag."""
         (self.out_dir / "error.txt").write_text(redact(text))
         self.channel.track("error.txt", lambda: mlflow.log_text(redact(text), "error.txt"), best_effort=True)
-        self.channel.track("error tag", lambda: mlflow.set_tag(tags.ERROR, redact(text.splitlines()[0])[:4000]),
-                           best_effort=True)
+        self.channel.track(
+            "error tag", lambda: mlflow.set_tag(tags.ERROR, redact(text.splitlines()[0])[:4000]), best_effort=True
+        )
 
     # ------------------------------------------------------------- closing
     def finish(self, status: str) -> None:
@@ -218,8 +230,10 @@ class RunRecord:
         keys = [k for k in (metric.val, metric.test, "test_loss") if k in result.metrics]
         shown = " ".join(f"{k}={result.metrics[k]:.4f}" for k in dict.fromkeys(keys or sorted(result.metrics)[:3]))
         state = result.status + ("" if self.channel.online else " (tracking pending upload)")
-        return (f"layerlab: {state} {shown} | run {result.run_id} in experiment "
-                f"{self.job.tracking.experiment!r} (id {exp_id}) | open with {open_hint(self.uri)}")
+        return (
+            f"layerlab: {state} {shown} | run {result.run_id} in experiment "
+            f"{self.job.tracking.experiment!r} (id {exp_id}) | open with {open_hint(self.uri)}"
+        )
 
 
 def log_dataset_inputs(data) -> None:

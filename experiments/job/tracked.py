@@ -108,8 +108,12 @@ class TrackedJob:
         if want is True:
             runs = self.record.runs_of_this_config(exp_id, ["KILLED", "FAILED"])
             if not runs:
-                raise ConfigError("no interrupted run of this config to resume", path="training.resume", value=True,
-                                  fix="run without training.resume, or pass the run id: training.resume=<run id>")
+                raise ConfigError(
+                    "no interrupted run of this config to resume",
+                    path="training.resume",
+                    value=True,
+                    fix="run without training.resume, or pass the run id: training.resume=<run id>",
+                )
             run = runs[0]
         else:
             try:
@@ -123,14 +127,21 @@ class TrackedJob:
                 ) from None
         their_hash, mine = run.data.tags.get(tags.CONFIG_HASH), self.record.hash
         if their_hash not in (None, mine):
-            raise ConfigError(f"run {run.info.run_id} was made with another config (hash {their_hash}, this one "
-                              f"{mine})", path="training.resume", value=str(want),
-                              fix="pass the same overrides as the interrupted run (its error.txt has the exact "
-                                  "command), plus training.resume")
+            raise ConfigError(
+                f"run {run.info.run_id} was made with another config (hash {their_hash}, this one {mine})",
+                path="training.resume",
+                value=str(want),
+                fix="pass the same overrides as the interrupted run (its error.txt has the exact "
+                "command), plus training.resume",
+            )
         folder = Path(run.data.tags.get(tags.OUTPUT_DIR, "")) / "checkpoints"
         if not (folder / "last.keras").exists():
-            raise ConfigError(f"run {run.info.run_id} has no checkpoint at {folder}", path="training.resume",
-                              value=str(want), fix="resume on the machine where it ran, or start a new run")
+            raise ConfigError(
+                f"run {run.info.run_id} has no checkpoint at {folder}",
+                path="training.resume",
+                value=str(want),
+                fix="resume on the machine where it ran, or start a new run",
+            )
         check_checkpoint(folder)  # damaged: say so before the run is reopened
         return run, folder
 
@@ -142,21 +153,26 @@ class TrackedJob:
         setup_runtime(job, self.ctx.launcher.threads_per_job())
         strategy = make_strategy(job.training)
         if strategy.num_replicas_in_sync > 1:
-            print(f"layerlab: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas; global batch "
-                  f"{job.training.batch_size}", flush=True)
+            print(
+                f"layerlab: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas; global batch "
+                f"{job.training.batch_size}",
+                flush=True,
+            )
         data, model, initial_epoch = self._model(strategy, run_id, checkpoint)
         record.epochs_done = initial_epoch
         datasets = {k: shard_by_data(v) for k, v in split_datasets(job, data).items()}
         # A non-chief worker checkpoints into its own folder: two writers must not share one file.
         ck_dir = self.out_dir if self.channel.enabled else self.out_dir / f"worker_{os.getpid()}"
-        callbacks = make_callbacks(job, out_dir=ck_dir, sink=record.on_epoch, run_id=run_id,
-                                   progress=self.ctx.progress_path)
+        callbacks = make_callbacks(
+            job, out_dir=ck_dir, sink=record.on_epoch, run_id=run_id, progress=self.ctx.progress_path
+        )
         record.checkpointer = next((c for c in callbacks if hasattr(c, "flush")), None)
         history, final = fit_and_score(model, strategy, job.training, datasets, callbacks, initial_epoch)
         pruned = next((c.pruned_epoch for c in callbacks if getattr(c, "pruned_epoch", None)), None)
         if pruned:  # stopped by the study's pruner: FINISHED, and said so
-            self.channel.track("pruned tags", lambda: mlflow.set_tags({tags.PRUNED: "true",
-                                                                        tags.PRUNED_EPOCH: str(pruned)}))
+            self.channel.track(
+                "pruned tags", lambda: mlflow.set_tags({tags.PRUNED: "true", tags.PRUNED_EPOCH: str(pruned)})
+            )
         if record.sink is not None:
             record.sink(final, record.epochs_done)  # journaled like the epochs (early stopping may end before epochs)
             artifacts.log_outputs(job, model, data, history, self.out_dir, self.channel)

@@ -33,7 +33,8 @@ def launch_batch(launcher: Any, batch: Sequence[Sequence[str]], initial_job_idx:
             f"{_reason(exc)}), and joblib stops the whole batch with it: the jobs it was running end KILLED and "
             "the jobs not started yet did not run. The sweep's summary below lists what finished and the command "
             "that completes the sweep (it runs only the jobs without a FINISHED run). hydra/launcher=layerlab "
-            "survives a dead worker: it costs one FAILED job, and the others go on.") from None
+            "survives a dead worker: it costs one FAILED job, and the others go on."
+        ) from None
 
 
 def _reason(exc: TerminatedWorkerError) -> str:

@@ -26,8 +26,9 @@ def write_ledger(sweep_dir: Path, jobs: dict[int, dict], hydra_overrides: list[s
     path = Path(sweep_dir) / LEDGER
     tmp = path.with_suffix(".tmp")
     keep = reusable_hydra_overrides(hydra_overrides)
-    tmp.write_text(json.dumps({"hydra_overrides": keep,
-                               "jobs": [{"job": n, **j} for n, j in sorted(jobs.items())]}, indent=1))
+    tmp.write_text(
+        json.dumps({"hydra_overrides": keep, "jobs": [{"job": n, **j} for n, j in sorted(jobs.items())]}, indent=1)
+    )
     tmp.replace(path)
 
 
@@ -54,8 +55,16 @@ def unstarted_rows(sweep_dir: Path, seen_jobs: set[str]) -> list[dict]:
 
 def job_row(job: str, status: str, overrides: list[str], error: str) -> dict:
     """A summary row for a job without an MLflow run: its number, status, overrides, error and rerun command."""
-    return {"job": str(job), "status": status, "run_id": "", "overrides": " ".join(overrides), "val": None,
-            "test": None, "error": error, "rerun": "python runner.py " + " ".join(shlex.quote(o) for o in overrides)}
+    return {
+        "job": str(job),
+        "status": status,
+        "run_id": "",
+        "overrides": " ".join(overrides),
+        "val": None,
+        "test": None,
+        "error": error,
+        "rerun": "python runner.py " + " ".join(shlex.quote(o) for o in overrides),
+    }
 
 
 def completing_command(sweep_overrides: list[str], launcher_overrides: list[str] = ()) -> str:
@@ -82,5 +91,8 @@ def sweep_hydra_overrides(sweep_dir: Path, known: list[str] | None = None) -> li
 
 def reusable_hydra_overrides(hydra_overrides) -> list[str]:
     """The sweep's ``hydra`` overrides a completing command repeats: not its folders, nor its mode."""
-    return [o.text for o in parse_overrides(hydra_overrides)
-            if o.key not in ("hydra.sweep.dir", "hydra.run.dir", "hydra.mode")]
+    return [
+        o.text
+        for o in parse_overrides(hydra_overrides)
+        if o.key not in ("hydra.sweep.dir", "hydra.run.dir", "hydra.mode")
+    ]

@@ -75,8 +75,13 @@ def _run(conn, batch: tuple, idx: int, overrides: list) -> None:
         sweep_config.hydra.job.num = idx
     HydraConfig.instance().set_config(sweep_config)
     try:
-        ret = run_job(hydra_context=hydra_context, config=sweep_config, task_function=task_function,
-                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        ret = run_job(
+            hydra_context=hydra_context,
+            config=sweep_config,
+            task_function=task_function,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
     except KeyboardInterrupt as exc:  # Ctrl-C/SIGTERM: the job closed its run KILLED and said so; report, then stop
         conn.send(("done", idx, _dump(failed_return(overrides, exc))))
         raise SystemExit(130) from None

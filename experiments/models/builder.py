@@ -35,15 +35,22 @@ def build_model(model_cfg: Any, *, input_shapes: Mapping[str, tuple] | None = No
     """
     spec = _to_plain(model_cfg, root)
     if not isinstance(spec, dict):
-        raise ModelGraphError("the model config must be a mapping", path=root, value=type(spec).__name__,
-                              fix="see conf/model/lambda_mlp.yaml for the format")
+        raise ModelGraphError(
+            "the model config must be a mapping",
+            path=root,
+            value=type(spec).__name__,
+            fix="see conf/model/lambda_mlp.yaml for the format",
+        )
     # Extra scalar keys are the model's own variables (``hidden_units: 128``) for
     # ${model.x} interpolation; an unknown *structured* key is most likely a typo.
     unknown = {k for k in set(spec) - TOP_KEYS if isinstance(spec[k], (dict, list))}
     if unknown:
         key = sorted(unknown)[0]
-        raise ModelGraphError(f"unknown key{did_you_mean(key, TOP_KEYS)}", path=f"{root}.{key}",
-                              fix=f"the keys of a model are {', '.join(sorted(TOP_KEYS))}")
+        raise ModelGraphError(
+            f"unknown key{did_you_mean(key, TOP_KEYS)}",
+            path=f"{root}.{key}",
+            fix=f"the keys of a model are {', '.join(sorted(TOP_KEYS))}",
+        )
     blocks = spec.get("blocks") or {}
     if not isinstance(blocks, dict):
         raise ModelGraphError(
@@ -61,8 +68,11 @@ def build_model(model_cfg: Any, *, input_shapes: Mapping[str, tuple] | None = No
         return remember_blocks(builder.sequential(spec, name), builder.block_of)
     if "nodes" in spec:
         return remember_blocks(builder.graph(spec, name), builder.block_of)
-    raise ModelGraphError("has neither `layers` (sequential form) nor `nodes` (graph form)", path=root,
-                          fix="add a `layers:` list or `inputs:`/`nodes:`/`outputs:`; see conf/model/*.yaml")
+    raise ModelGraphError(
+        "has neither `layers` (sequential form) nor `nodes` (graph form)",
+        path=root,
+        fix="add a `layers:` list or `inputs:`/`nodes:`/`outputs:`; see conf/model/*.yaml",
+    )
 
 
 def _to_plain(cfg: Any, root: str) -> Any:
@@ -71,6 +81,9 @@ def _to_plain(cfg: Any, root: str) -> Any:
         try:
             return OmegaConf.to_container(cfg, resolve=True)
         except Exception as exc:  # an interpolation that does not resolve
-            raise ModelGraphError(f"cannot resolve an interpolation ({exc})", path=root,
-                                  fix="check the ${...} references in the model YAML") from None
+            raise ModelGraphError(
+                f"cannot resolve an interpolation ({exc})",
+                path=root,
+                fix="check the ${...} references in the model YAML",
+            ) from None
     return cfg

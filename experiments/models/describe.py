@@ -48,8 +48,11 @@ def summary_text(model: keras.Model) -> str:
         positions = [0.3, 0.56, 0.74, 1.0]
     edges = [int(p * LINE_LENGTH) for p in positions]
     widths = [b - a for a, b in zip([0] + edges, edges)]
-    table = rich.table.Table(*(rich.table.Column(name, justify=justify, width=w) for (name, justify), w
-                               in zip(header, widths)), width=LINE_LENGTH, show_lines=True)
+    table = rich.table.Table(
+        *(rich.table.Column(name, justify=justify, width=w) for (name, justify), w in zip(header, widths)),
+        width=LINE_LENGTH,
+        show_lines=True,
+    )
     for layer in layers:
         row = [f"{layer.name} ({type(layer).__name__})", _output_shape(layer), _param_cell(layer)]
         if graph_nodes is not None:
@@ -61,16 +64,28 @@ def summary_text(model: keras.Model) -> str:
     optimizer_vars = (
         optimizer.variables if getattr(model, "compiled", False) and optimizer and optimizer.built else None
     )
-    lines = [f'Model: "{model.name}"', table,
-             _count_line("Total params", trainable + non_trainable + (optimizer_vars or [])),
-             _count_line("Trainable params", trainable), _count_line("Non-trainable params", non_trainable)]
+    lines = [
+        f'Model: "{model.name}"',
+        table,
+        _count_line("Total params", trainable + non_trainable + (optimizer_vars or [])),
+        _count_line("Trainable params", trainable),
+        _count_line("Non-trainable params", non_trainable),
+    ]
     if optimizer_vars is not None:
         lines.append(_count_line("Optimizer params", optimizer_vars))
 
     out = io.StringIO()
     # Width *and* height given: rich then consults neither the terminal nor the environment.
-    console = rich.console.Console(file=out, width=CONSOLE_WIDTH, height=25, force_terminal=False, color_system=None,
-                                   highlight=False, markup=False, emoji=False)
+    console = rich.console.Console(
+        file=out,
+        width=CONSOLE_WIDTH,
+        height=25,
+        force_terminal=False,
+        color_system=None,
+        highlight=False,
+        markup=False,
+        emoji=False,
+    )
     for line in lines:
         console.print(line)
     # The text ends with an empty line, as the summary always has (it reads as a paragraph break when printed).

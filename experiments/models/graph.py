@@ -46,8 +46,11 @@ class GraphBuilder:
         root = self.root
         items = spec["layers"]
         if not isinstance(items, list) or not items:
-            raise ModelGraphError("must be a non-empty list of layer specs", path=f"{root}.layers",
-                                  fix="write `layers:` followed by `- {type: Dense, units: 10}` items")
+            raise ModelGraphError(
+                "must be a non-empty list of layer specs",
+                path=f"{root}.layers",
+                fix="write `layers:` followed by `- {type: Dense, units: 10}` items",
+            )
         inp = self._input("input", spec.get("input"), f"{root}.input")
         if not any(isinstance(it, dict) and "block" in it for it in items):
             # Pure layer list: a real keras.Sequential, as in the lecture's section 6.
@@ -75,31 +78,56 @@ class GraphBuilder:
         root = self.root
         inputs_spec = spec.get("inputs")
         if not isinstance(inputs_spec, dict) or not inputs_spec:
-            raise ModelGraphError("the graph form needs named inputs", path=f"{root}.inputs",
-                                  fix="write `inputs: {image: {shape: [28, 28], dtype: uint8}}`")
+            raise ModelGraphError(
+                "the graph form needs named inputs",
+                path=f"{root}.inputs",
+                fix="write `inputs: {image: {shape: [28, 28], dtype: uint8}}`",
+            )
         nodes = spec.get("nodes")
         if not isinstance(nodes, dict) or not nodes:
-            raise ModelGraphError("must be a non-empty mapping of node name to layer spec", path=f"{root}.nodes",
-                                  fix="write `nodes: {hidden: {type: Dense, units: 128, inputs: image}}`")
+            raise ModelGraphError(
+                "must be a non-empty mapping of node name to layer spec",
+                path=f"{root}.nodes",
+                fix="write `nodes: {hidden: {type: Dense, units: 128, inputs: image}}`",
+            )
         outputs = as_list(spec.get("outputs"))
         if not outputs:
-            raise ModelGraphError("the graph form needs `outputs`", path=f"{root}.outputs",
-                                  fix="name the node(s) whose output is the model's, e.g. `outputs: [out]`")
+            raise ModelGraphError(
+                "the graph form needs `outputs`",
+                path=f"{root}.outputs",
+                fix="name the node(s) whose output is the model's, e.g. `outputs: [out]`",
+            )
         tensors = {n: self._input(n, s, f"{root}.inputs.{n}") for n, s in inputs_spec.items()}
         out_tensors = self._wire(nodes, tensors, outputs, f"{root}.nodes", f"{root}.outputs", prefix="")
         model_inputs = [tensors[n] for n in inputs_spec]
-        return keras.Model(model_inputs if len(model_inputs) > 1 else model_inputs[0],
-                           out_tensors if len(out_tensors) > 1 else out_tensors[0], name=name)
+        return keras.Model(
+            model_inputs if len(model_inputs) > 1 else model_inputs[0],
+            out_tensors if len(out_tensors) > 1 else out_tensors[0],
+            name=name,
+        )
 
     # ------------------------------------------------------------------ graph
-    def _wire(self, nodes: dict, tensors: dict, outputs: list, nodes_path: str, outputs_path: str, prefix: str,
-              params: dict | None = None, depth: int = 0) -> list:
+    def _wire(
+        self,
+        nodes: dict,
+        tensors: dict,
+        outputs: list,
+        nodes_path: str,
+        outputs_path: str,
+        prefix: str,
+        params: dict | None = None,
+        depth: int = 0,
+    ) -> list:
         """Validate references, order nodes topologically, create and call their layers."""
         deps = self._check_nodes(nodes, set(tensors), nodes_path)
         for o in outputs:
             if not isinstance(o, str) or (o not in nodes and o not in tensors):
-                raise ModelGraphError(f"is not a node{did_you_mean(o, set(nodes) | set(tensors))}",
-                                      path=outputs_path, value=o, fix=f"use one of {', '.join(sorted(nodes))}")
+                raise ModelGraphError(
+                    f"is not a node{did_you_mean(o, set(nodes) | set(tensors))}",
+                    path=outputs_path,
+                    value=o,
+                    fix=f"use one of {', '.join(sorted(nodes))}",
+                )
         order = _topological_order(deps, nodes, nodes_path)
         used = _reachable(outputs, deps)
         unused = [n for n in nodes if n not in used]
@@ -117,8 +145,12 @@ class GraphBuilder:
             if "share" in node:
                 layer = built_layers.get(node["share"])
                 if layer is None:
-                    raise ModelGraphError("can only share a node made from a layer `type`, not a block",
-                                          path=f"{path}.share", value=node["share"], fix="share a node with `type:`")
+                    raise ModelGraphError(
+                        "can only share a node made from a layer `type`, not a block",
+                        path=f"{path}.share",
+                        value=node["share"],
+                        fix="share a node with `type:`",
+                    )
                 tensors[n] = self._call(layer, srcs, path)
             elif "block" in node:
                 tensors[n] = self._use_block(node, srcs, path, prefix=f"{prefix}{n}", depth=depth + 1, params=params)
@@ -132,23 +164,35 @@ class GraphBuilder:
         """Check each node's references; return the nodes each node depends on (inputs, then `share`)."""
         for n in nodes:
             if n in known_inputs:
-                raise ModelGraphError("a node has the same name as an input", path=f"{nodes_path}.{n}",
-                                      fix="rename the node")
+                raise ModelGraphError(
+                    "a node has the same name as an input", path=f"{nodes_path}.{n}", fix="rename the node"
+                )
         names = known_inputs | set(nodes)
         deps: dict[str, list[str]] = {}
         for n, node in nodes.items():
             path = f"{nodes_path}.{n}"
             if not isinstance(node, dict):
-                raise ModelGraphError("must be a mapping with `type` (or `block`) and `inputs`", path=path, value=node,
-                                      fix="write `{type: Dense, units: 128, inputs: image}`")
+                raise ModelGraphError(
+                    "must be a mapping with `type` (or `block`) and `inputs`",
+                    path=path,
+                    value=node,
+                    fix="write `{type: Dense, units: 128, inputs: image}`",
+                )
             srcs = as_list(node.get("inputs"))
             if not srcs:
-                raise ModelGraphError("the node names no input", path=f"{path}.inputs",
-                                      fix=f"add `inputs: <one of {', '.join(sorted(names))}>`")
+                raise ModelGraphError(
+                    "the node names no input",
+                    path=f"{path}.inputs",
+                    fix=f"add `inputs: <one of {', '.join(sorted(names))}>`",
+                )
             for s in srcs:
                 if not isinstance(s, str) or s not in names:
-                    raise ModelGraphError(f"names a missing node or input{did_you_mean(s, names)}",
-                                          path=f"{path}.inputs", value=s, fix=f"use one of {', '.join(sorted(names))}")
+                    raise ModelGraphError(
+                        f"names a missing node or input{did_you_mean(s, names)}",
+                        path=f"{path}.inputs",
+                        value=s,
+                        fix=f"use one of {', '.join(sorted(names))}",
+                    )
             if "share" in node:
                 other = node["share"]
                 if other not in nodes or other == n:
@@ -170,8 +214,11 @@ class GraphBuilder:
 
     def _use_block(self, use: dict, srcs: list, path: str, prefix: str, depth: int = 1, params: dict | None = None):
         if depth > MAX_BLOCK_DEPTH:
-            raise ModelGraphError(f"blocks nest deeper than {MAX_BLOCK_DEPTH} levels (a block that uses itself?)",
-                                  path=f"{path}.block", fix="remove the recursive block use")
+            raise ModelGraphError(
+                f"blocks nest deeper than {MAX_BLOCK_DEPTH} levels (a block that uses itself?)",
+                path=f"{path}.block",
+                fix="remove the recursive block use",
+            )
         bname = use["block"]
         if bname not in self.blocks:
             raise ModelGraphError(
@@ -182,8 +229,9 @@ class GraphBuilder:
                 + (f" or use one of {', '.join(sorted(self.blocks))}" if self.blocks else ""),
             )
         if "type" in use:
-            raise ModelGraphError("a node has either `type` or `block`, not both", path=f"{path}.type",
-                                  fix="remove one of them")
+            raise ModelGraphError(
+                "a node has either `type` or `block`, not both", path=f"{path}.type", fix="remove one of them"
+            )
         block = self.blocks[bname]
         bpath = f"{self.root}.blocks.{bname}"
         if not isinstance(block, dict):
@@ -193,15 +241,21 @@ class GraphBuilder:
         unknown = set(block) - BLOCK_KEYS
         if unknown:
             k = sorted(unknown)[0]
-            raise ModelGraphError(f"unknown block key{did_you_mean(k, BLOCK_KEYS)}", path=f"{bpath}.{k}",
-                                  fix=f"a block has {', '.join(sorted(BLOCK_KEYS))}")
+            raise ModelGraphError(
+                f"unknown block key{did_you_mean(k, BLOCK_KEYS)}",
+                path=f"{bpath}.{k}",
+                fix=f"a block has {', '.join(sorted(BLOCK_KEYS))}",
+            )
         defaults = dict(block.get("params") or {})
         given = {k: substitute(v, params, f"{path}.{k}") for k, v in use.items() if k not in NODE_KEYS}
         bad = set(given) - set(defaults)
         if bad:
             k = sorted(bad)[0]
-            raise ModelGraphError(f"block {bname!r} has no parameter {k!r}{did_you_mean(k, defaults)}",
-                                  path=f"{path}.{k}", fix=f"its parameters are {', '.join(sorted(defaults)) or 'none'}")
+            raise ModelGraphError(
+                f"block {bname!r} has no parameter {k!r}{did_you_mean(k, defaults)}",
+                path=f"{path}.{k}",
+                fix=f"its parameters are {', '.join(sorted(defaults)) or 'none'}",
+            )
         values = {**defaults, **given}
         missing = [k for k, v in values.items() if v is None or v == "???"]
         if missing:
@@ -220,25 +274,43 @@ class GraphBuilder:
         tensors = dict(zip(in_names, srcs))
         self._uses.append(f"{prefix}: {bname}")
         try:
-            outs = self._wire(block.get("nodes") or {}, tensors, as_list(block.get("outputs")), f"{bpath}.nodes",
-                              f"{bpath}.outputs", prefix=f"{prefix}_", params=values, depth=depth)
+            outs = self._wire(
+                block.get("nodes") or {},
+                tensors,
+                as_list(block.get("outputs")),
+                f"{bpath}.nodes",
+                f"{bpath}.outputs",
+                prefix=f"{prefix}_",
+                params=values,
+                depth=depth,
+            )
         finally:
             self._uses.pop()
         if len(outs) != 1:
-            raise ModelGraphError("a block used as a node must have exactly one output", path=f"{bpath}.outputs",
-                                  fix="list a single node under outputs")
+            raise ModelGraphError(
+                "a block used as a node must have exactly one output",
+                path=f"{bpath}.outputs",
+                fix="list a single node under outputs",
+            )
         return outs[0]
 
     # ----------------------------------------------------------------- layers
     def _check_item(self, item: Any, path: str) -> dict:
         """An item of the sequential form's ``layers:`` list."""
         if not isinstance(item, dict):
-            raise ModelGraphError("must be a mapping with a `type` (or `block`) key", path=path, value=item,
-                                  fix="write it as `{type: Dense, units: 128}`")
+            raise ModelGraphError(
+                "must be a mapping with a `type` (or `block`) key",
+                path=path,
+                value=item,
+                fix="write it as `{type: Dense, units: 128}`",
+            )
         bad = sorted({"inputs", "share"} & set(item))
         if bad:
-            raise ModelGraphError(f"`{bad[0]}` is only meaningful in the graph form (`nodes:`)",
-                                  path=f"{path}.{bad[0]}", fix="remove it, or switch to the graph form")
+            raise ModelGraphError(
+                f"`{bad[0]}` is only meaningful in the graph form (`nodes:`)",
+                path=f"{path}.{bad[0]}",
+                fix="remove it, or switch to the graph form",
+            )
         return item
 
     def _input(self, name: str, spec: Any, path: str):
@@ -252,8 +324,9 @@ class GraphBuilder:
 
     def _claim_name(self, name: str, path: str) -> None:
         if name in self.layer_names:
-            raise ModelGraphError("two layers would get the same name", path=path, value=name,
-                                  fix="rename the node or the input")
+            raise ModelGraphError(
+                "two layers would get the same name", path=path, value=name, fix="rename the node or the input"
+            )
         self.layer_names.add(name)
 
     def _call(self, layer, srcs: list, path: str, shown=None):
@@ -279,9 +352,11 @@ def _topological_order(deps: dict[str, list[str]], nodes: dict, nodes_path: str)
         cycle = exc.args[1]  # [a, b, ..., a]: each node feeds the next
         feeder, node = cycle[0], cycle[1]
         key = "inputs" if feeder in as_list(nodes[node].get("inputs")) else "share"
-        raise ModelGraphError(f"the graph has a cycle: {' -> '.join(cycle)} (each node feeds the next)",
-                              path=f"{nodes_path}.{node}.{key}",
-                              fix="a node may only take inputs from nodes that do not depend on it") from None
+        raise ModelGraphError(
+            f"the graph has a cycle: {' -> '.join(cycle)} (each node feeds the next)",
+            path=f"{nodes_path}.{node}.{key}",
+            fix="a node may only take inputs from nodes that do not depend on it",
+        ) from None
     rank = {n: i for i, n in enumerate(deps)}
     ready: list[tuple[int, str]] = []
     order: list[str] = []

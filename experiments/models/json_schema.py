@@ -243,8 +243,12 @@ def _argument_schema(layer: str, arg: Argument) -> dict:
     if arg.name in _ACTIVATION_ARGS or (layer == "Lambda" and arg.name == "function"):
         out: dict[str, Any] = {"$ref": _REF + "activation"}
     elif arg.types:
-        out = {"anyOf": [{"type": list(arg.types) if len(arg.types) > 1 else arg.types[0]},
-                         {"$ref": _REF + "interpolation"}]}
+        out = {
+            "anyOf": [
+                {"type": list(arg.types) if len(arg.types) > 1 else arg.types[0]},
+                {"$ref": _REF + "interpolation"},
+            ]
+        }
         if arg.name == "units" and "null" not in arg.types:  # the last layer's size from the data
             out["anyOf"].insert(1, {"type": "null"})
     else:
@@ -268,13 +272,23 @@ def main(argv=None) -> int:
     """``python -m experiments.schema [--modules my_lab.layers ...] [--out PATH]``."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m experiments.schema",
-                                     description="Print (or write) the JSON Schema of the model YAML files, "
-                                                 "generated from the layer registry.")
-    parser.add_argument("--modules", nargs="*", default=[], metavar="MODULE",
-                        help="registry modules to import first, as in registry.modules (e.g. my_lab.layers)")
-    parser.add_argument("--out", default=None, metavar="PATH",
-                        help="write the schema there (e.g. conf/model/model.schema.json) instead of printing it")
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.schema",
+        description="Print (or write) the JSON Schema of the model YAML files, generated from the layer registry.",
+    )
+    parser.add_argument(
+        "--modules",
+        nargs="*",
+        default=[],
+        metavar="MODULE",
+        help="registry modules to import first, as in registry.modules (e.g. my_lab.layers)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="PATH",
+        help="write the schema there (e.g. conf/model/model.schema.json) instead of printing it",
+    )
     args = parser.parse_args(argv)
     try:
         layerlib.load_modules(args.modules)
@@ -288,6 +302,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    print(f"layerlab: wrote {out} ({len(layerlib.layer_registry)} layers); model YAML files beside it use it with the "
-          f"first line `# yaml-language-server: $schema=./{out.name}`", flush=True)
+    print(
+        f"layerlab: wrote {out} ({len(layerlib.layer_registry)} layers); model YAML files beside it use it with the "
+        f"first line `# yaml-language-server: $schema=./{out.name}`",
+        flush=True,
+    )
     return 0

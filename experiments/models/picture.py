@@ -19,9 +19,11 @@ import keras
 from experiments.models.blocks import blocks_of
 
 PICTURE = "model.png"
-MISSING = ("layerlab: no model picture: Graphviz's `dot` program is not installed; install it with "
-           "`sudo apt-get install graphviz` (Debian/Ubuntu; `make install` does it), `brew install graphviz` "
-           "(macOS) or `conda install graphviz`")
+MISSING = (
+    "layerlab: no model picture: Graphviz's `dot` program is not installed; install it with "
+    "`sudo apt-get install graphviz` (Debian/Ubuntu; `make install` does it), `brew install graphviz` "
+    "(macOS) or `conda install graphviz`"
+)
 
 
 def graphviz_available() -> bool:
@@ -55,8 +57,15 @@ def draw_model(model: keras.Model, path: Path | str, dpi: int = 96) -> Path | No
 
 def model_dot(model: keras.Model, dpi: int = 96):
     """The ``pydot`` graph of the picture (needs ``pydot``, not Graphviz): Keras' boxes, blocks as clusters."""
-    dot = keras.utils.model_to_dot(model, show_shapes=True, show_layer_names=True, show_layer_activations=True,
-                                   expand_nested=True, dpi=dpi, rankdir="TB")
+    dot = keras.utils.model_to_dot(
+        model,
+        show_shapes=True,
+        show_layer_names=True,
+        show_layer_activations=True,
+        expand_nested=True,
+        dpi=dpi,
+        rankdir="TB",
+    )
     _frame_blocks(dot, model)
     return dot
 
@@ -69,8 +78,14 @@ def _frame_blocks(dot, model: keras.Model) -> None:
 
     def cluster(chain: tuple[str, ...]) -> pydot.Cluster:
         if chain not in clusters:
-            c = pydot.Cluster(f"block{len(clusters)}", label=chain[-1], style="dashed", labeljust="l",
-                              fontname="Helvetica", fontsize="16")
+            c = pydot.Cluster(
+                f"block{len(clusters)}",
+                label=chain[-1],
+                style="dashed",
+                labeljust="l",
+                fontname="Helvetica",
+                fontsize="16",
+            )
             (cluster(chain[:-1]) if len(chain) > 1 else dot).add_subgraph(c)
             clusters[chain] = c
         return clusters[chain]

@@ -45,8 +45,12 @@ def substitute(value: Any, params: dict | None, path: str) -> Any:
     """Replace ``$name`` strings (block parameters) recursively."""
     if isinstance(value, str) and value.startswith("$") and len(value) > 1 and value[1:].isidentifier():
         if params is None or value[1:] not in params:
-            raise ModelGraphError(f"refers to block parameter {value[1:]!r}, which is not defined here", path=path,
-                                  value=value, fix="declare it under the block's `params:` (or remove the $)")
+            raise ModelGraphError(
+                f"refers to block parameter {value[1:]!r}, which is not defined here",
+                path=path,
+                value=value,
+                fix="declare it under the block's `params:` (or remove the $)",
+            )
         return params[value[1:]]
     if isinstance(value, list):
         return [substitute(v, params, f"{path}.{i}") for i, v in enumerate(value)]
@@ -61,17 +65,25 @@ def constructor_params(cls) -> tuple[set[str], set[str]]:
     return {a.name for a in arguments}, {a.name for a in arguments if a.required}
 
 
-def make_layer(spec: dict, path: str, claim: Claim, layer_name: str | None = None,
-               params: dict | None = None) -> keras.layers.Layer:
+def make_layer(
+    spec: dict, path: str, claim: Claim, layer_name: str | None = None, params: dict | None = None
+) -> keras.layers.Layer:
     """The layer a spec describes; ``layer_name`` is its name unless the spec gives one."""
     if "type" not in spec:
-        raise ModelGraphError("the layer spec has no `type`", path=path,
-                              fix="add `type: <a registry name>`; `python runner.py list_layers=true` lists them")
+        raise ModelGraphError(
+            "the layer spec has no `type`",
+            path=path,
+            fix="add `type: <a registry name>`; `python runner.py list_layers=true` lists them",
+        )
     type_name = spec["type"]
     if type_name not in layerlib.layer_registry:
-        raise ModelGraphError(layerlib.layer_registry.miss_message(type_name, how=False), path=f"{path}.type",
-                              value=type_name, fix="use a registered name (`python runner.py list_layers=true`). "
-                              + layerlib.layer_registry.how_to_register)
+        raise ModelGraphError(
+            layerlib.layer_registry.miss_message(type_name, how=False),
+            path=f"{path}.type",
+            value=type_name,
+            fix="use a registered name (`python runner.py list_layers=true`). "
+            + layerlib.layer_registry.how_to_register,
+        )
     cls = layerlib.layer_registry.get(type_name)
     args = {k: substitute(v, params, f"{path}.{k}") for k, v in spec.items() if k not in NODE_KEYS}
     if layer_name is not None:
@@ -79,12 +91,18 @@ def make_layer(spec: dict, path: str, claim: Claim, layer_name: str | None = Non
     accepted, required = constructor_params(cls)
     for k in args:
         if k not in accepted:
-            raise ModelGraphError(f"{type_name} has no argument {k!r}{did_you_mean(k, accepted)}",
-                                  path=f"{path}.{k}", fix=f"its arguments are {', '.join(sorted(accepted))}")
+            raise ModelGraphError(
+                f"{type_name} has no argument {k!r}{did_you_mean(k, accepted)}",
+                path=f"{path}.{k}",
+                fix=f"its arguments are {', '.join(sorted(accepted))}",
+            )
     missing = sorted(required - set(args))
     if missing:
-        raise ModelGraphError(f"{type_name} needs the argument {missing[0]!r}", path=f"{path}.{missing[0]}",
-                              fix=f"add `{missing[0]}: <value>` to the layer spec")
+        raise ModelGraphError(
+            f"{type_name} needs the argument {missing[0]!r}",
+            path=f"{path}.{missing[0]}",
+            fix=f"add `{missing[0]}: <value>` to the layer spec",
+        )
     if args.get("name"):
         claim(args["name"], path)
     for k in ACTIVATION_ARGS & set(args):
@@ -95,15 +113,20 @@ def make_layer(spec: dict, path: str, claim: Claim, layer_name: str | None = Non
     try:
         return cls(**args)
     except (ValueError, TypeError) as exc:
-        raise ModelGraphError(f"{type_name} rejected its arguments: {exc}", path=path,
-                              fix="correct the argument named in the message") from None
+        raise ModelGraphError(
+            f"{type_name} rejected its arguments: {exc}", path=path, fix="correct the argument named in the message"
+        ) from None
 
 
 def make_input(name: str, spec: Any, path: str, claim: Claim, data_shapes: Mapping[str, tuple]):
     """The ``keras.Input`` named ``name``; ``shape: null`` takes the shape from ``data_shapes``."""
     if not isinstance(spec, dict) or "shape" not in spec:
-        raise ModelGraphError("an input needs `shape` (and optionally `dtype`)", path=path, value=spec,
-                              fix="write `{shape: [28, 28], dtype: uint8}`")
+        raise ModelGraphError(
+            "an input needs `shape` (and optionally `dtype`)",
+            path=path,
+            value=spec,
+            fix="write `{shape: [28, 28], dtype: uint8}`",
+        )
     extra = set(spec) - {"shape", "dtype"}
     if extra:
         raise ModelGraphError(
@@ -113,19 +136,27 @@ def make_input(name: str, spec: Any, path: str, claim: Claim, data_shapes: Mappi
     if shape is None:
         shape = data_shapes.get(name)
         if shape is None:
-            raise ModelGraphError("the shape is null (take it from the dataset) but no dataset shape is known here",
-                                  path=f"{path}.shape", fix="give the shape explicitly, e.g. [28, 28]")
+            raise ModelGraphError(
+                "the shape is null (take it from the dataset) but no dataset shape is known here",
+                path=f"{path}.shape",
+                fix="give the shape explicitly, e.g. [28, 28]",
+            )
     if not isinstance(shape, (list, tuple)) or not all(
         (isinstance(d, int) and not isinstance(d, bool) and d > 0) or d is None for d in shape
     ):
-        raise ModelGraphError("must be a list of positive integers (per-sample shape, without the batch axis)",
-                              path=f"{path}.shape", value=shape, fix="write e.g. [28, 28] or [512, 512, 3]")
+        raise ModelGraphError(
+            "must be a list of positive integers (per-sample shape, without the batch axis)",
+            path=f"{path}.shape",
+            value=shape,
+            fix="write e.g. [28, 28] or [512, 512, 3]",
+        )
     dtype = spec.get("dtype", "float32")
     try:
         dtype = keras.backend.standardize_dtype(dtype)
     except Exception:
-        raise ModelGraphError("is not a dtype", path=f"{path}.dtype", value=dtype,
-                              fix="use uint8 for raw images, float32 otherwise") from None
+        raise ModelGraphError(
+            "is not a dtype", path=f"{path}.dtype", value=dtype, fix="use uint8 for raw images, float32 otherwise"
+        ) from None
     claim(name, path)
     return keras.Input(shape=tuple(shape), dtype=dtype, name=name)
 
@@ -134,6 +165,10 @@ def _function(name: str, path: str):
     try:
         return layerlib.get_function(name)
     except KeyError as exc:
-        raise ModelGraphError(str(exc), path=path, value=name,
-                              fix="use one of the names above (`python runner.py list_layers=true` lists them) "
-                                  "or register your own function") from None
+        raise ModelGraphError(
+            str(exc),
+            path=path,
+            value=name,
+            fix="use one of the names above (`python runner.py list_layers=true` lists them) "
+            "or register your own function",
+        ) from None

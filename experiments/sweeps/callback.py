@@ -94,8 +94,7 @@ class SweepCallback(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         job = hydra_context()
         if job.progress_path is not None:
-            write_status(job.progress_path, fresh=True, job=job.job_num, overrides=list(job.overrides),
-                         status=RUNNING)
+            write_status(job.progress_path, fresh=True, job=job.job_num, overrides=list(job.overrides), status=RUNNING)
 
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
         job = hydra_context()
@@ -111,18 +110,21 @@ class SweepCallback(Callback):
 def parent_not_opened(exc: Exception) -> TrackingError:
     """An unexpected failure while the sweep opened its store and parent run, as one paragraph."""
     first = (str(exc).strip().splitlines() or [""])[0][:300]
-    return TrackingError(f"the sweep could not open its MLflow parent run ({type(exc).__name__}: {first}), so no "
-                         "job was started", path="tracking.uri",
-                         fix="check the store with `python -m experiments.doctor --dry-run` (same tracking.uri), "
-                             "then run the sweep again; LAYERLAB_DEBUG=1 shows the traceback")
+    return TrackingError(
+        f"the sweep could not open its MLflow parent run ({type(exc).__name__}: {first}), so no job was started",
+        path="tracking.uri",
+        fix="check the store with `python -m experiments.doctor --dry-run` (same tracking.uri), "
+        "then run the sweep again; LAYERLAB_DEBUG=1 shows the traceback",
+    )
 
 
 def start_progress(settings):
     """The sweep's live display (plain lines where stdout is not a terminal), started."""
     from experiments.sweeps.progress.display import SweepProgress
 
-    return SweepProgress(settings.sweep_dir, settings.task_overrides, settings.sweep.replicate_key,
-                         settings.planned_jobs).start()
+    return SweepProgress(
+        settings.sweep_dir, settings.task_overrides, settings.sweep.replicate_key, settings.planned_jobs
+    ).start()
 
 
 def import_summary_modules() -> None:
@@ -149,10 +151,18 @@ def start_sweep(settings) -> SweepState:
     """
     sweep_dir, metric, tracking = settings.sweep_dir, settings.metric, settings.tracking
     if settings.dry_run:
-        print("layerlab: dry run of a sweep: every job is composed, validated and built; nothing is logged",
-              flush=True)
-        return SweepState(uri="", experiment="", experiment_id="", parent_run_id=None, sweep_id="dry-run",
-                          sweep_dir=sweep_dir, metric=metric, compare=False, dry_run=True)
+        print("layerlab: dry run of a sweep: every job is composed, validated and built; nothing is logged", flush=True)
+        return SweepState(
+            uri="",
+            experiment="",
+            experiment_id="",
+            parent_run_id=None,
+            sweep_id="dry-run",
+            sweep_dir=sweep_dir,
+            metric=metric,
+            compare=False,
+            dry_run=True,
+        )
     experiment = open_experiment(tracking)  # also closes runs of earlier runs/sweeps whose process died: FAILED
     uri, exp_id = experiment.uri, experiment.id
     sweep_id = f"{sweep_dir.name.replace(':', '-')}-{uuid.uuid4().hex[:6]}"
@@ -174,16 +184,28 @@ def start_sweep(settings) -> SweepState:
     }
     with access_errors(uri, tracking.experiment, "write to"):  # the sweep's first write: 403 for a read-only user
         parent = mlflow.MlflowClient(uri).create_run(exp_id, run_name=f"sweep {sweep_id}", tags=parent_tags)
-    state = SweepState(uri=uri, experiment=tracking.experiment, experiment_id=exp_id,
-                       parent_run_id=parent.info.run_id, sweep_id=sweep_id, sweep_dir=sweep_dir, metric=metric,
-                       compare=settings.sweep.compare, target=_epochs_target(settings.sweep.target_accuracy, metric),
-                       compare_options=compare_options(settings.sweep), planned_jobs=settings.planned_jobs,
-                       hydra_overrides=hydra_overrides)
+    state = SweepState(
+        uri=uri,
+        experiment=tracking.experiment,
+        experiment_id=exp_id,
+        parent_run_id=parent.info.run_id,
+        sweep_id=sweep_id,
+        sweep_dir=sweep_dir,
+        metric=metric,
+        compare=settings.sweep.compare,
+        target=_epochs_target(settings.sweep.target_accuracy, metric),
+        compare_options=compare_options(settings.sweep),
+        planned_jobs=settings.planned_jobs,
+        hydra_overrides=hydra_overrides,
+    )
     # The parent beats like a job, from this process: the doctor of a later run closes it if this process dies.
     state.heartbeat = Heartbeat(uri, state.parent_run_id).start()
     threads = settings.launcher.threads_per_job()
-    print(f"layerlab: sweep {sweep_id}: parent run {state.parent_run_id} in experiment {tracking.experiment!r}"
-          + (f", {threads} TF thread(s) per parallel job" if threads else ""), flush=True)
+    print(
+        f"layerlab: sweep {sweep_id}: parent run {state.parent_run_id} in experiment {tracking.experiment!r}"
+        + (f", {threads} TF thread(s) per parallel job" if threads else ""),
+        flush=True,
+    )
     return state
 
 

@@ -58,9 +58,11 @@ def _choose_and_register(state: SweepState, client, best: dict | None) -> str:
     model_uri = run.data.tags.get(tags.MODEL_URI)
     client.set_tag(state.parent_run_id, tags.BEST_RUN_ID, best["run_id"])
     client.log_metric(state.parent_run_id, f"best_{val_key}", float(best["val"]))
-    lines = [f"layerlab: best model: job {best['job']} (run {best['run_id']}), {val_key}={best['val']:.4f} "
-             f"({state.metric.mode}), " + (f"model {model_uri}" if model_uri else "no model logged "
-                                            "(tracking.log_model=false)")]
+    lines = [
+        f"layerlab: best model: job {best['job']} (run {best['run_id']}), {val_key}={best['val']:.4f} "
+        f"({state.metric.mode}), "
+        + (f"model {model_uri}" if model_uri else "no model logged (tracking.log_model=false)")
+    ]
     if model_uri:
         client.set_tag(state.parent_run_id, tags.BEST_MODEL_URI, model_uri)
     name = run.data.params.get(REGISTER_PARAM)
@@ -83,8 +85,13 @@ def _register(state: SweepState, client, name: str, run, model_uri: str, value: 
             raise
     model_id = model_uri.removeprefix("models:/")
     source = client.get_logged_model(model_id).artifact_location
-    version = client.create_model_version(name, source=source, run_id=run.info.run_id, model_id=model_id,
-                                          tags={val_key: f"{value:.6g}", tags.SWEEP_ID: state.sweep_id})
+    version = client.create_model_version(
+        name,
+        source=source,
+        run_id=run.info.run_id,
+        model_id=model_id,
+        tags={val_key: f"{value:.6g}", tags.SWEEP_ID: state.sweep_id},
+    )
     new = f"models:/{name}/{version.version}"
     try:
         holder = client.get_model_version_by_alias(name, ALIAS)
@@ -95,12 +102,18 @@ def _register(state: SweepState, client, name: str, run, model_uri: str, value: 
         return f"layerlab: registry: {new} registered; it is the first, so {ALIAS} -> version {version.version}"
     held = client.get_run(holder.run_id).data.metrics.get(val_key) if holder.run_id else None
     if held is None:
-        return (f"layerlab: registry: {new} registered; {ALIAS} stays on version {holder.version}, whose run has "
-                f"no {val_key} to compare with (move it yourself: MlflowClient().set_registered_model_alias("
-                f"{name!r}, {ALIAS!r}, {version.version!r}))")
+        return (
+            f"layerlab: registry: {new} registered; {ALIAS} stays on version {holder.version}, whose run has "
+            f"no {val_key} to compare with (move it yourself: MlflowClient().set_registered_model_alias("
+            f"{name!r}, {ALIAS!r}, {version.version!r}))"
+        )
     if state.metric.better(value, held):
         client.set_registered_model_alias(name, ALIAS, version.version)
-        return (f"layerlab: registry: {new} registered; {ALIAS} moved from version {holder.version} to "
-                f"{version.version}: {val_key} {value:.4f} beats {held:.4f}")
-    return (f"layerlab: registry: {new} registered; {ALIAS} stays on version {holder.version}: "
-            f"{val_key} {value:.4f} does not beat {held:.4f}")
+        return (
+            f"layerlab: registry: {new} registered; {ALIAS} moved from version {holder.version} to "
+            f"{version.version}: {val_key} {value:.4f} beats {held:.4f}"
+        )
+    return (
+        f"layerlab: registry: {new} registered; {ALIAS} stays on version {holder.version}: "
+        f"{val_key} {value:.4f} does not beat {held:.4f}"
+    )

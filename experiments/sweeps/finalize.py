@@ -28,8 +28,11 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
     if state.dry_run:
         return finalize_dry_run(state)
     client = mlflow.MlflowClient(state.uri)
-    runs = client.search_runs([state.experiment_id], filter_string=f"tags.`{tags.SWEEP_ID}` = '{state.sweep_id}' "
-                              f"and tags.`{tags.ROLE}` = '{tags.ROLE_JOB}'", max_results=5000)
+    runs = client.search_runs(
+        [state.experiment_id],
+        filter_string=f"tags.`{tags.SWEEP_ID}` = '{state.sweep_id}' and tags.`{tags.ROLE}` = '{tags.ROLE_JOB}'",
+        max_results=5000,
+    )
     rows = []
     for r in sorted(runs, key=lambda r: int(r.data.tags.get(tags.JOB_NUM, "0") or 0)):
         status = r.info.status
@@ -38,14 +41,18 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
             client.set_terminated(r.info.run_id, "KILLED")
             status, error = "KILLED", error or STILL_RUNNING
         overrides = json.loads(r.data.tags.get(tags.OVERRIDES, "[]"))
-        rows.append({
-            "job": r.data.tags.get(tags.JOB_NUM, "?"), "status": status, "run_id": r.info.run_id,
-            "overrides": " ".join(overrides),
-            "val": r.data.metrics.get(state.metric.val),
-            "test": r.data.metrics.get(state.metric.test),
-            "error": error,
-            "rerun": "python runner.py " + " ".join(shlex.quote(o) for o in overrides),
-        })
+        rows.append(
+            {
+                "job": r.data.tags.get(tags.JOB_NUM, "?"),
+                "status": status,
+                "run_id": r.info.run_id,
+                "overrides": " ".join(overrides),
+                "val": r.data.metrics.get(state.metric.val),
+                "test": r.data.metrics.get(state.metric.test),
+                "error": error,
+                "rerun": "python runner.py " + " ".join(shlex.quote(o) for o in overrides),
+            }
+        )
     rows += unstarted_rows(state.sweep_dir, {row["job"] for row in rows})  # killed while starting, never started
     rows += ended_without_run_rows(state.sweep_dir, {row["job"] for row in rows})  # any launcher
     mark_retried(rows)
@@ -69,9 +76,16 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
             # too, and the statistics stack (scipy.stats; BENCHMARKS.md section 1) is needed only at the end of a sweep.
             from experiments.analysis.compare import compare_sweep
 
-            report = compare_sweep(state.uri, state.experiment, sweep_id=state.sweep_id, out_dir=out / "comparison",
-                                   metric=state.metric.name, mode=state.metric.mode, target=state.target,
-                                   **state.compare_options)
+            report = compare_sweep(
+                state.uri,
+                state.experiment,
+                sweep_id=state.sweep_id,
+                out_dir=out / "comparison",
+                metric=state.metric.name,
+                mode=state.metric.mode,
+                target=state.target,
+                **state.compare_options,
+            )
             client.log_artifacts(state.parent_run_id, str(out / "comparison"), "comparison")
         except Exception as exc:
             print(f"layerlab: comparison skipped: {type(exc).__name__}: {exc}", flush=True)
@@ -80,8 +94,7 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
         try:  # the sweep at a glance in the UI; never lose the sweep's outcome over it
             publish(client, state, runs, report, best["run_id"] if best else None)
         except Exception as exc:
-            print(f"layerlab: the sweep's description in MLflow is incomplete: {type(exc).__name__}: {exc}",
-                  flush=True)
+            print(f"layerlab: the sweep's description in MLflow is incomplete: {type(exc).__name__}: {exc}", flush=True)
     # No job at all (the launcher itself failed) or a non-zero exit is a failed sweep too.
     status = "KILLED" if interrupted else ("FAILED" if failed or not rows or failed_exit else "FINISHED")
     if not rows:
@@ -94,8 +107,10 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
     return {"status": status, "rows": rows, "report": report}
 
 
-STILL_RUNNING = ("its run was still RUNNING when the sweep ended: the process running it died or was stopped "
-                 "with the launcher's batch")
+STILL_RUNNING = (
+    "its run was still RUNNING when the sweep ended: the process running it died or was stopped "
+    "with the launcher's batch"
+)
 RETRIED = "RETRIED"  # an attempt of a job that another attempt finished (a launcher that retries, e.g. Ray)
 
 
@@ -111,8 +126,10 @@ def mark_retried(rows: list[dict]) -> None:
             row["status"] = RETRIED
 
 
-NO_JOB_STARTED = ("no job of the sweep started: the sweeper or the launcher stopped it before its first job "
-                  "(its message is in the terminal above)")
+NO_JOB_STARTED = (
+    "no job of the sweep started: the sweeper or the launcher stopped it before its first job "
+    "(its message is in the terminal above)"
+)
 
 
 def finalize_dry_run(state: SweepState) -> dict:
@@ -120,8 +137,10 @@ def finalize_dry_run(state: SweepState) -> dict:
     records, silent = read_records(state.sweep_dir) if state.sweep_dir.is_dir() else ([], [])
     bad = [r for r in records if not r.get("valid")]
     valid = len(records) - len(bad)
-    line = (f"layerlab: dry run: {len(records) + len(silent)} config(s) composed, {valid} valid (validated and built), "
-            f"{len(bad) + len(silent)} invalid; nothing was logged")
+    line = (
+        f"layerlab: dry run: {len(records) + len(silent)} config(s) composed, {valid} valid (validated and built), "
+        f"{len(bad) + len(silent)} invalid; nothing was logged"
+    )
     print(line + ("." if not bad and not silent else ":"), flush=True)
     for r in bad:
         print(f"  job {r.get('job')} ({' '.join(r.get('overrides', []))}): {r.get('error', '')}", flush=True)
@@ -151,19 +170,27 @@ def ended_without_run_rows(sweep_dir, seen_jobs: set[str]) -> list[dict]:
 
 
 def _summary_markdown(state: SweepState, rows, failed, interrupted: bool) -> str:
-    lines = [f"# Sweep {state.sweep_id}", "",
-             f"Experiment `{state.experiment}`, parent run `{state.parent_run_id}`"
-             + (" (interrupted)" if interrupted else ""), "",
-             f"| job | status | overrides | {state.metric.val} | {state.metric.test} | run id |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Sweep {state.sweep_id}",
+        "",
+        f"Experiment `{state.experiment}`, parent run `{state.parent_run_id}`"
+        + (" (interrupted)" if interrupted else ""),
+        "",
+        f"| job | status | overrides | {state.metric.val} | {state.metric.test} | run id |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['job']} | {r['status']} | `{r['overrides']}` | {_fmt(r['val'])} | "
-                     f"{_fmt(r['test'])} | `{r['run_id']}` |")
+        lines.append(
+            f"| {r['job']} | {r['status']} | `{r['overrides']}` | {_fmt(r['val'])} | "
+            f"{_fmt(r['test'])} | `{r['run_id']}` |"
+        )
     if failed:
         lines += ["", "## Jobs that did not finish", ""]
         for r in failed:
-            lines += [f"- job {r['job']} ({r['status']}): {r['error'] or 'see error.txt in the run'}",
-                      f"  rerun alone: `{r['rerun']}`"]
+            lines += [
+                f"- job {r['job']} ({r['status']}): {r['error'] or 'see error.txt in the run'}",
+                f"  rerun alone: `{r['rerun']}`",
+            ]
         lines += ["", f"Complete the sweep (runs only the jobs without a FINISHED run): `{state.complete}`"]
     return "\n".join(lines) + "\n"
 
@@ -171,9 +198,11 @@ def _summary_markdown(state: SweepState, rows, failed, interrupted: bool) -> str
 def _summary_terminal(state: SweepState, rows, failed, status: str, report) -> str:
     jobs = [row for row in rows if row["status"] != RETRIED]  # a retried job counts once
     unseen = (state.planned_jobs or 0) - len({row["job"] for row in jobs})  # never started, not even in a ledger
-    out = [f"\nlayerlab: sweep {state.sweep_id} {status}: {len(jobs) - len(failed)}/{len(jobs)} jobs finished "
-           + (f"and {unseen} of the {state.planned_jobs} planned never started " if unseen > 0 else "")
-           + f"(parent run {state.parent_run_id}, experiment {state.experiment!r})"]
+    out = [
+        f"\nlayerlab: sweep {state.sweep_id} {status}: {len(jobs) - len(failed)}/{len(jobs)} jobs finished "
+        + (f"and {unseen} of the {state.planned_jobs} planned never started " if unseen > 0 else "")
+        + f"(parent run {state.parent_run_id}, experiment {state.experiment!r})"
+    ]
     for r in failed:
         out.append(f"  job {r['job']} {r['status']}: {r['error'][:300]}\n    rerun alone: {r['rerun']}")
     if failed:
@@ -188,6 +217,8 @@ def _summary_terminal(state: SweepState, rows, failed, status: str, report) -> s
         out.append(
             f"comparison: {state.sweep_dir / 'comparison' / 'comparison.md'} (also in the parent run's artifacts)"
         )
-    out.append(f"browse: {open_hint(state.uri)}, experiment {state.experiment!r}, "
-               f"the run 'sweep {state.sweep_id}' and its children")
+    out.append(
+        f"browse: {open_hint(state.uri)}, experiment {state.experiment!r}, "
+        f"the run 'sweep {state.sweep_id}' and its children"
+    )
     return "\n".join(out)

@@ -39,10 +39,13 @@ def compare_options(sweep: SweepSchema) -> dict:
     by = sweep.compare_by
     if isinstance(by, str):
         by = [by]
-    return {"replicate_key": str(sweep.replicate_key),
-            "compare_by": [str(k) for k in by] if by else None,
-            "all_pairs": bool(sweep.all_pairs),
-            "min_effect": sweep.min_effect, "equivalence_margin": sweep.equivalence_margin}
+    return {
+        "replicate_key": str(sweep.replicate_key),
+        "compare_by": [str(k) for k in by] if by else None,
+        "all_pairs": bool(sweep.all_pairs),
+        "min_effect": sweep.min_effect,
+        "equivalence_margin": sweep.equivalence_margin,
+    }
 
 
 def _override_values(run) -> dict[str, str]:
@@ -82,14 +85,17 @@ def group_metrics(summary) -> dict[str, float]:
         e.g. ``{"test_acc_mean/activation:abs model:class_mlp": 0.927, "test_acc_ci95/...": 0.0077, ...}``.
     """
     cols = list(summary.columns)
-    keys = cols[1:cols.index("n")]
+    keys = cols[1 : cols.index("n")]
     test_p = next(c[:-5] for c in cols if c.startswith("test_") and c.endswith("_mean"))
     val_p = next(c[:-5] for c in cols if c.startswith("val_") and c.endswith("_mean"))
     out = {}
     for _, row in summary.iterrows():
         label = metric_label(name_from({k: str(row[k]) for k in keys}).replace("=", ":")) if keys else "all runs"
-        for name, value in ((f"{test_p}_mean", row[f"{test_p}_mean"]), (f"{test_p}_ci95", row[f"{test_p}_ci95"]),
-                            (f"{val_p}_mean", row[f"{val_p}_mean"])):
+        for name, value in (
+            (f"{test_p}_mean", row[f"{test_p}_mean"]),
+            (f"{test_p}_ci95", row[f"{test_p}_ci95"]),
+            (f"{val_p}_mean", row[f"{val_p}_mean"]),
+        ):
             if value is not None and math.isfinite(float(value)):
                 out[f"{name}/{label}"] = float(value)
     return out
@@ -111,8 +117,10 @@ def publish(client, state: SweepState, runs: list, report: dict | None, best_run
     if best_run_id is not None:
         best = client.get_run(best_run_id)  # its new name
         value = best.data.metrics[state.metric.val]
-        best_line = (f"**Best run** (by {state.metric.val}, the validation value; never by test): "
-                     f"`{best.info.run_name}` ({state.metric.val}={value:.4f}, run id `{best.info.run_id}`).")
+        best_line = (
+            f"**Best run** (by {state.metric.val}, the validation value; never by test): "
+            f"`{best.info.run_name}` ({state.metric.val}={value:.4f}, run id `{best.info.run_id}`)."
+        )
         client.set_tag(pid, tags.BEST_RUN, best.info.run_name)
         client.set_tag(pid, tags.BEST_RUN_ID, best.info.run_id)
         if tags.BEST_RUN not in client.get_run(pid).data.params:
@@ -120,19 +128,30 @@ def publish(client, state: SweepState, runs: list, report: dict | None, best_run
             # tag and description name the best run of every trial so far.
             client.log_param(pid, tags.BEST_RUN, best.info.run_name)
     finished = sum(r.info.status == "FINISHED" for r in runs)
-    where = ["Full report, CSV files and learning curves: the artifacts `comparison/` of this run; "
-             "the job list: `sweep_summary.md`."]
+    where = [
+        "Full report, CSV files and learning curves: the artifacts `comparison/` of this run; "
+        "the job list: `sweep_summary.md`."
+    ]
     if report is not None and report.get("description"):
         text = report["description"] + ("\n" + best_line + "\n" if best_line else "") + "\n" + "\n".join(where) + "\n"
         for name, value in group_metrics(report["summary"]).items():
             client.log_metric(pid, name, value)
     else:
-        text = (f"## Sweep {state.sweep_id}\n\n{finished}/{len(runs)} jobs finished; no comparison "
-                f"(sweep.compare=false, or it failed: see the terminal).\n\n" + (best_line or "") + "\n")
+        text = (
+            f"## Sweep {state.sweep_id}\n\n{finished}/{len(runs)} jobs finished; no comparison "
+            f"(sweep.compare=false, or it failed: see the terminal).\n\n" + (best_line or "") + "\n"
+        )
     if state.rounds:  # the verdicts above are fixed-sample tests: say how many rounds of seeds they rest on
-        text += (f"\n**Rounds** (`hydra/sweeper=rounds`): {state.rounds} Repeated confidence intervals, valid "
-                 "whichever round it stopped at: the artifact `rounds.md`.\n")
+        text += (
+            f"\n**Rounds** (`hydra/sweeper=rounds`): {state.rounds} Repeated confidence intervals, valid "
+            "whichever round it stopped at: the artifact `rounds.md`.\n"
+        )
     if state.note:
         text = state.note + "\n" + text
-    client.set_tag(pid, NOTE_TAG, text if len(text) <= MAX_TAG_CHARS else text[:MAX_TAG_CHARS - 80]
-                   + "\n\n(cut here: the full text is in comparison/comparison.md)\n")
+    client.set_tag(
+        pid,
+        NOTE_TAG,
+        text
+        if len(text) <= MAX_TAG_CHARS
+        else text[: MAX_TAG_CHARS - 80] + "\n\n(cut here: the full text is in comparison/comparison.md)\n",
+    )

@@ -45,14 +45,19 @@ def unauthenticated(uri: str) -> TrackingError:
     user = os.environ.get(USERNAME_ENV)
     if user:
         what = f"did not accept the password of {_who()} (HTTP 401)"
-        fix = (f"set {PASSWORD_ENV} to that user's password in the environment (not in YAML), or {USERNAME_ENV} "
-               f"to another user of that server; {ADD_USER_HINT}")
+        fix = (
+            f"set {PASSWORD_ENV} to that user's password in the environment (not in YAML), or {USERNAME_ENV} "
+            f"to another user of that server; {ADD_USER_HINT}"
+        )
     else:
         what = f"requires a login and {USERNAME_ENV} is not set (HTTP 401)"
-        fix = (f"set {USERNAME_ENV} and {PASSWORD_ENV} in the environment (not in YAML) to a user of that server; "
-               f"{ADD_USER_HINT}")
-    return TrackingError(f"the MLflow tracking server at {redact(uri)} {what}; nothing was logged",
-                         path="tracking.uri", fix=fix)
+        fix = (
+            f"set {USERNAME_ENV} and {PASSWORD_ENV} in the environment (not in YAML) to a user of that server; "
+            f"{ADD_USER_HINT}"
+        )
+    return TrackingError(
+        f"the MLflow tracking server at {redact(uri)} {what}; nothing was logged", path="tracking.uri", fix=fix
+    )
 
 
 def permission_denied(uri: str, experiment: str, action: str) -> TrackingError:
@@ -61,9 +66,12 @@ def permission_denied(uri: str, experiment: str, action: str) -> TrackingError:
         f"the MLflow tracking server at {redact(uri)} does not let {_who()} {action} experiment {experiment!r} "
         f"(HTTP 403); nothing was logged",
         path="tracking.experiment",
-        fix=(f"ask an admin of that server to give this user EDIT permission on the experiment, log to an experiment "
-             f"of your own (tracking.experiment=NAME: its creator may write to it), or set {USERNAME_ENV} / "
-             f"{PASSWORD_ENV} in the environment to a user who may write to it"))
+        fix=(
+            f"ask an admin of that server to give this user EDIT permission on the experiment, log to an experiment "
+            f"of your own (tracking.experiment=NAME: its creator may write to it), or set {USERNAME_ENV} / "
+            f"{PASSWORD_ENV} in the environment to a user who may write to it"
+        ),
+    )
 
 
 @contextmanager

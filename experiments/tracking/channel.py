@@ -72,11 +72,20 @@ class RunChannel:
 
     def leave_for_upload(self, out_dir: Path, run_id: str, status: str, metrics_sent: int) -> None:
         """Write ``pending.json`` (what the server missed) and tell the user how to send it later."""
-        pending = {"run_id": run_id, "tracking_uri": redact(self.uri), "status": status,
-                   "metrics_sent": metrics_sent, "journal": "metrics.jsonl", "artifacts": "artifacts",
-                   "reason": self.offline_reason, "pending": self.pending}
+        pending = {
+            "run_id": run_id,
+            "tracking_uri": redact(self.uri),
+            "status": status,
+            "metrics_sent": metrics_sent,
+            "journal": "metrics.jsonl",
+            "artifacts": "artifacts",
+            "reason": self.offline_reason,
+            "pending": self.pending,
+        }
         (out_dir / "pending.json").write_text(json.dumps(pending, indent=2))
-        print(f"layerlab: WARNING the tracking server {redact(self.uri)} stopped answering "
-              f"({self.offline_reason}). Training went on; metrics, artifacts and the model are kept in "
-              f"{out_dir}. Send them when the server is back: python -m experiments.upload {out_dir}",
-              flush=True)
+        print(
+            f"layerlab: WARNING the tracking server {redact(self.uri)} stopped answering "
+            f"({self.offline_reason}). Training went on; metrics, artifacts and the model are kept in "
+            f"{out_dir}. Send them when the server is back: python -m experiments.upload {out_dir}",
+            flush=True,
+        )

@@ -61,8 +61,9 @@ def _when(epoch_s: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch_s))
 
 
-def lost_reason(run_tags: dict, now: float | None = None, stale_s: float = STALE_S,
-                host: str | None = None) -> str | None:
+def lost_reason(
+    run_tags: dict, now: float | None = None, stale_s: float = STALE_S, host: str | None = None
+) -> str | None:
     """Why a RUNNING run with these tags is lost, or None when it is (or may be) alive."""
     beat = run_tags.get(tags.HEARTBEAT)
     if not beat:
@@ -76,8 +77,10 @@ def lost_reason(run_tags: dict, now: float | None = None, stale_s: float = STALE
             return None
         return f"process lost; last heartbeat at {_when(last)} ({where}: the process no longer exists)"
     if now - last > stale_s:
-        return (f"process lost; last heartbeat at {_when(last)} ({where}: no heartbeat for "
-                f"{now - last:.0f} s, more than {stale_s:.0f} s)")
+        return (
+            f"process lost; last heartbeat at {_when(last)} ({where}: no heartbeat for "
+            f"{now - last:.0f} s, more than {stale_s:.0f} s)"
+        )
     return None
 
 
@@ -91,8 +94,16 @@ def find_lost(uri: str, experiment_ids: list[str], stale_s: float = STALE_S, now
     for run in runs:
         reason = lost_reason(run.data.tags, now=now, stale_s=stale_s)
         if reason:
-            lost.append(LostRun(run.info.run_id, run.info.experiment_id, run.info.run_name or "", reason,
-                                float(run.data.tags[tags.HEARTBEAT]), run.data.tags.get(tags.ROLE, tags.ROLE_JOB)))
+            lost.append(
+                LostRun(
+                    run.info.run_id,
+                    run.info.experiment_id,
+                    run.info.run_name or "",
+                    reason,
+                    float(run.data.tags[tags.HEARTBEAT]),
+                    run.data.tags.get(tags.ROLE, tags.ROLE_JOB),
+                )
+            )
     return lost
 
 
@@ -100,11 +111,17 @@ def _fix_for(run, run_id: str) -> str:
     """How to finish what the lost run was doing: a job resumes from its checkpoint, a sweep's parent completes it."""
     if run.data.tags.get(tags.ROLE) == tags.ROLE_PARENT:
         command = run.data.tags.get(tags.COMPLETING_COMMAND, "")
-        return (f"complete the sweep (every job without a FINISHED run) with: {command}" if command
-                else "rerun the sweep with sweep.skip_finished=true")
+        return (
+            f"complete the sweep (every job without a FINISHED run) with: {command}"
+            if command
+            else "rerun the sweep with sweep.skip_finished=true"
+        )
     overrides = json.loads(run.data.tags.get(tags.OVERRIDES, "[]") or "[]")
-    return ("resume from its last checkpoint with: python runner.py "
-            + " ".join(shlex.quote(o) for o in overrides) + f" training.resume={run_id}").replace("  ", " ")
+    return (
+        "resume from its last checkpoint with: python runner.py "
+        + " ".join(shlex.quote(o) for o in overrides)
+        + f" training.resume={run_id}"
+    ).replace("  ", " ")
 
 
 def close_run_failed(uri: str, run_id: str, reason: str, end_time_s: float | None = None) -> None:
@@ -135,22 +152,31 @@ def orphaned_children(uri: str, experiment_id: str, parent_run_id: str) -> list[
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([experiment_id], max_results=5000,
-                              filter_string=f"attributes.status = 'RUNNING' and "
-                                            f"tags.`{tags.PARENT_RUN_ID}` = '{parent_run_id}'")
+    runs = client.search_runs(
+        [experiment_id],
+        max_results=5000,
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{tags.PARENT_RUN_ID}` = '{parent_run_id}'",
+    )
     orphans = []
     for run in runs:
         beat = run.data.tags.get(tags.HEARTBEAT)
         if beat and lost_reason(run.data.tags) is None:
             continue  # its own process is alive: it closes its run itself
-        orphans.append(LostRun(run.info.run_id, run.info.experiment_id, run.info.run_name or "",
-                               "the sweep's process was lost while this job ran" if not beat
-                               else lost_reason(run.data.tags), float(beat or 0) or None))
+        orphans.append(
+            LostRun(
+                run.info.run_id,
+                run.info.experiment_id,
+                run.info.run_name or "",
+                "the sweep's process was lost while this job ran" if not beat else lost_reason(run.data.tags),
+                float(beat or 0) or None,
+            )
+        )
     return orphans
 
 
-def close_lost(uri: str, experiment_ids: list[str], stale_s: float = STALE_S, dry_run: bool = False,
-               quiet: bool = False) -> list[LostRun]:
+def close_lost(
+    uri: str, experiment_ids: list[str], stale_s: float = STALE_S, dry_run: bool = False, quiet: bool = False
+) -> list[LostRun]:
     """Close every lost run FAILED ("process lost; last heartbeat at ..."); the runs closed.
 
     A lost sweep parent is closed with the command that completes its sweep,
@@ -162,15 +188,21 @@ def close_lost(uri: str, experiment_ids: list[str], stale_s: float = STALE_S, dr
         lost = find_lost(uri, experiment_ids, stale_s)
         for run in list(lost):
             if run.role == tags.ROLE_PARENT:
-                children = [c for c in orphaned_children(uri, run.experiment_id, run.run_id)
-                            if c.run_id not in {r.run_id for r in lost}]
+                children = [
+                    c
+                    for c in orphaned_children(uri, run.experiment_id, run.run_id)
+                    if c.run_id not in {r.run_id for r in lost}
+                ]
                 lost += children
         for run in lost:
             if not dry_run and not _closed_meanwhile(uri, run.run_id):
                 close_run_failed(uri, run.run_id, run.reason, run.heartbeat)
             if not quiet or not dry_run:
-                print(f"layerlab: {'would close' if dry_run else 'closed'} run {run.run_id} ({run.name}) FAILED: "
-                      f"{run.reason}", flush=True)
+                print(
+                    f"layerlab: {'would close' if dry_run else 'closed'} run {run.run_id} ({run.name}) FAILED: "
+                    f"{run.reason}",
+                    flush=True,
+                )
         return lost
     except Exception as exc:
         if not quiet:
@@ -186,13 +218,22 @@ def main(argv=None) -> int:
 
     from experiments.tracking.uri import check_store, resolve_uri
 
-    parser = argparse.ArgumentParser(prog="python -m experiments.doctor",
-                                     description="Close FAILED the RUNNING runs whose process died (heartbeat).")
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.doctor", description="Close FAILED the RUNNING runs whose process died (heartbeat)."
+    )
     parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else the project's store")
-    parser.add_argument("--experiment", action="append", default=None,
-                        help="experiment name (repeatable); default: every active experiment")
-    parser.add_argument("--stale-after", type=float, default=STALE_S,
-                        help=f"seconds without heartbeat before a run of another machine is lost (default {STALE_S:g})")
+    parser.add_argument(
+        "--experiment",
+        action="append",
+        default=None,
+        help="experiment name (repeatable); default: every active experiment",
+    )
+    parser.add_argument(
+        "--stale-after",
+        type=float,
+        default=STALE_S,
+        help=f"seconds without heartbeat before a run of another machine is lost (default {STALE_S:g})",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the lost runs, close nothing")
     args = parser.parse_args(argv)
     uri = resolve_uri(args.tracking_uri)
@@ -213,8 +254,11 @@ def main(argv=None) -> int:
     else:
         exps = client.search_experiments()
     lost = close_lost(uri, [e.experiment_id for e in exps], stale_s=args.stale_after, dry_run=args.dry_run)
-    print(f"layerlab: doctor: {len(lost)} lost run(s) {'found' if args.dry_run else 'closed FAILED'} in "
-          f"{len(exps)} experiment(s) of {uri}", flush=True)
+    print(
+        f"layerlab: doctor: {len(lost)} lost run(s) {'found' if args.dry_run else 'closed FAILED'} in "
+        f"{len(exps)} experiment(s) of {uri}",
+        flush=True,
+    )
     return 0
 
 
@@ -227,14 +271,18 @@ def close_sweep_job(uri: str, experiment_id: str, sweep_id: str, job_num: int, r
     from experiments.tracking.store import find_runs
 
     sweep = f"tags.`{tags.SWEEP_ID}` = '{sweep_id}' and "
-    runs = [r for r in find_runs(uri, experiment_id, sweep + f"tags.`{tags.JOB_NUM}` = '{job_num}'",
-                                 statuses=["RUNNING", "FAILED"]) if tags.FUSED_JOB not in r.data.tags]
+    runs = [
+        r
+        for r in find_runs(
+            uri, experiment_id, sweep + f"tags.`{tags.JOB_NUM}` = '{job_num}'", statuses=["RUNNING", "FAILED"]
+        )
+        if tags.FUSED_JOB not in r.data.tags
+    ]
     # A fused job's replicas carry their solo job numbers; the launcher's number is their FUSED_JOB.
     runs += find_runs(
         uri, experiment_id, sweep + f"tags.`{tags.FUSED_JOB}` = '{job_num}'", statuses=["RUNNING", "FAILED"]
     )
-    runs = [r for r in runs if r.info.status == "RUNNING" or
-            r.data.tags.get(tags.ERROR, "").startswith("process lost")]
+    runs = [r for r in runs if r.info.status == "RUNNING" or r.data.tags.get(tags.ERROR, "").startswith("process lost")]
     for run in runs:
         close_run_failed(uri, run.info.run_id, reason)
     return runs[0].info.run_id if runs else None

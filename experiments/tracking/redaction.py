@@ -10,7 +10,8 @@ MAX_PARAM_VALUE = 6000  # MLflow truncates longer values with only a warning
 
 _SECRET_ASSIGNMENT = re.compile(
     r"""(\b[\w.\-]*(?:pass(?:word)?|secret|token|api_?key|credential)[\w.\-]*["']?\s*[=:]\s*["']?)(?!\*\*\*)[^\s,'"\]}]+""",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 def redact(text: str) -> str:

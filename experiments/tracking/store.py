@@ -51,10 +51,11 @@ def store_lock(uri: str, timeout_s: float = STORE_LOCK_TIMEOUT_S) -> Iterator[No
     try:
         lock.acquire()
     except Timeout:
-        raise TrackingError(f"another process has held the lock {path}.lock for {timeout_s:g} s while creating or "
-                            f"migrating the store", path="tracking.uri",
-                            fix=f"wait for the other runs to start, or delete {path}.lock if no layerlab "
-                                "process is running") from None
+        raise TrackingError(
+            f"another process has held the lock {path}.lock for {timeout_s:g} s while creating or migrating the store",
+            path="tracking.uri",
+            fix=f"wait for the other runs to start, or delete {path}.lock if no layerlab process is running",
+        ) from None
     try:
         yield
     finally:
@@ -98,7 +99,8 @@ def wait_out_migration(uri: str, action, wait_s: float = STORE_MIGRATION_WAIT_S)
                     "another program may have created it at the same moment and left it half-made",
                     path="tracking.uri",
                     fix="if no other program uses the file, move it away and run again (a new store is created), "
-                        "or point tracking.uri at another sqlite:///path.db") from None
+                    "or point tracking.uri at another sqlite:///path.db",
+                ) from None
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
@@ -111,9 +113,12 @@ def _ensure_experiment(uri: str, name: str, artifact_root: str | None) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
-            raise TrackingError(f"the MLflow experiment {name!r} is deleted (in the trash)", path="tracking.experiment",
-                                fix=f"restore it (`mlflow experiments restore --experiment-id {exp.experiment_id}`) "
-                                    "or choose another tracking.experiment")
+            raise TrackingError(
+                f"the MLflow experiment {name!r} is deleted (in the trash)",
+                path="tracking.experiment",
+                fix=f"restore it (`mlflow experiments restore --experiment-id {exp.experiment_id}`) "
+                "or choose another tracking.experiment",
+            )
         return exp.experiment_id
     location = artifact_root
     if location is None and not uri.startswith(("http://", "https://")):
@@ -134,29 +139,35 @@ def _ensure_experiment(uri: str, name: str, artifact_root: str | None) -> str:
 def git_state(root: Path = PROJECT_ROOT) -> dict[str, str]:
     """Commit and dirty flag of the project checkout (empty outside git)."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {}
-    return {tags.MLFLOW_GIT_COMMIT: commit, tags.GIT_COMMIT: commit,
-            tags.GIT_DIRTY: str(bool(dirty)).lower()}
+    return {tags.MLFLOW_GIT_COMMIT: commit, tags.GIT_COMMIT: commit, tags.GIT_DIRTY: str(bool(dirty)).lower()}
 
 
-def find_runs(uri: str, experiment_id: str, filter_string: str, statuses: Iterable[str] | None = None,
-              max_results: int = 1000) -> list:
+def find_runs(
+    uri: str, experiment_id: str, filter_string: str, statuses: Iterable[str] | None = None, max_results: int = 1000
+) -> list:
     """Runs of one experiment matching an MLflow filter, newest first."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([experiment_id], filter_string=filter_string, max_results=max_results,
-                              order_by=["attributes.start_time DESC"])
+    runs = client.search_runs(
+        [experiment_id], filter_string=filter_string, max_results=max_results, order_by=["attributes.start_time DESC"]
+    )
     if statuses:
         runs = [r for r in runs if r.info.status in set(statuses)]
     return runs
-
-
 
 
 def reopen_run(uri: str, run_id: str) -> None:
@@ -187,6 +198,10 @@ def find_parent(uri: str, experiment_id: str, sweep_dir: str):
     query works the same for jobs in the launching process, in joblib or Ray
     workers and in SLURM jobs, whatever environment they inherited.
     """
-    runs = find_runs(uri, experiment_id, f"tags.`{tags.ROLE}` = '{tags.ROLE_PARENT}' and "
-                                         f"tags.`{tags.SWEEP_DIR_RAW}` = '{sweep_dir}'", statuses=["RUNNING"])
+    runs = find_runs(
+        uri,
+        experiment_id,
+        f"tags.`{tags.ROLE}` = '{tags.ROLE_PARENT}' and tags.`{tags.SWEEP_DIR_RAW}` = '{sweep_dir}'",
+        statuses=["RUNNING"],
+    )
     return runs[0] if runs else None

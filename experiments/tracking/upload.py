@@ -34,23 +34,32 @@ def upload(out_dir: Path, tracking_uri: str | None = None) -> dict:
     out_dir = Path(out_dir)
     pending_file = out_dir / "pending.json"
     if not pending_file.exists():
-        raise LayerlabError(f"nothing to upload: {pending_file} does not exist", path="out_dir", value=str(out_dir),
-                            fix="pass the output folder printed by the run that lost its server")
+        raise LayerlabError(
+            f"nothing to upload: {pending_file} does not exist",
+            path="out_dir",
+            value=str(out_dir),
+            fix="pass the output folder printed by the run that lost its server",
+        )
     pending = json.loads(pending_file.read_text())
     stored = pending["tracking_uri"]
     # The run lives in the store it was created in: prefer that over an ambient MLFLOW_TRACKING_URI.
     uri = tracking_uri or (stored if "***" not in stored else os.environ.get("MLFLOW_TRACKING_URI") or stored)
     if "***" in uri:
-        raise TrackingError("the stored URI has its credentials redacted", path="tracking.uri",
-                            fix="pass --tracking-uri with the credentials, or set MLFLOW_TRACKING_URI")
+        raise TrackingError(
+            "the stored URI has its credentials redacted",
+            path="tracking.uri",
+            fix="pass --tracking-uri with the credentials, or set MLFLOW_TRACKING_URI",
+        )
     check_store(uri, 10)
     client = mlflow.MlflowClient(uri)
     run_id = pending["run_id"]
     lines = (out_dir / pending["journal"]).read_text().splitlines()
-    to_send = [json.loads(line) for line in lines[int(pending.get("metrics_sent", 0)):] if line.strip()]
+    to_send = [json.loads(line) for line in lines[int(pending.get("metrics_sent", 0)) :] if line.strip()]
     for entry in to_send:
-        client.log_batch(run_id, metrics=[Metric(k, float(v), entry["timestamp"], entry["step"])
-                                          for k, v in entry["metrics"].items()])
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), entry["timestamp"], entry["step"]) for k, v in entry["metrics"].items()],
+        )
     art = out_dir / pending.get("artifacts", "artifacts")
     sent_files = []
     if art.is_dir():
@@ -80,8 +89,10 @@ def main(argv=None) -> int:
     except LayerlabError as exc:
         print(f"layerlab: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    print(f"layerlab: uploaded run {sent['run_id']}: {sent['metric_steps']} metric step(s), "
-          f"{len(sent['files'])} file(s), status {sent['status']}")
+    print(
+        f"layerlab: uploaded run {sent['run_id']}: {sent['metric_steps']} metric step(s), "
+        f"{len(sent['files'])} file(s), status {sent['status']}"
+    )
     return 0
 
 

@@ -38,7 +38,7 @@ def resolve_uri(configured: str | None) -> str:
     """
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        rel = uri[len("sqlite:///"):]
+        rel = uri[len("sqlite:///") :]
         uri = f"sqlite:///{(PROJECT_ROOT / rel).resolve()}"
     return uri
 
@@ -47,7 +47,7 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (None for any other store, or an in-memory one)."""
     if not uri.startswith("sqlite:///"):
         return None
-    rest = uri[len("sqlite:///"):].split("?", 1)[0]
+    rest = uri[len("sqlite:///") :].split("?", 1)[0]
     return Path(rest) if rest and rest != ":memory:" else None
 
 
@@ -89,20 +89,30 @@ def check_store(uri: str, timeout_s: float = 10.0) -> None:
         if path is not None:
             folder = path.parent
             if not folder.exists():
-                raise TrackingError(f"the folder of the SQLite store {shown} does not exist", path="tracking.uri",
-                                    fix=f"create {folder} or point tracking.uri elsewhere")
+                raise TrackingError(
+                    f"the folder of the SQLite store {shown} does not exist",
+                    path="tracking.uri",
+                    fix=f"create {folder} or point tracking.uri elsewhere",
+                )
             if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-                raise TrackingError(f"the SQLite store {shown} is not writable", path="tracking.uri",
-                                    fix="fix the permissions or point tracking.uri at a writable sqlite:///path.db")
+                raise TrackingError(
+                    f"the SQLite store {shown} is not writable",
+                    path="tracking.uri",
+                    fix="fix the permissions or point tracking.uri at a writable sqlite:///path.db",
+                )
     elif parsed.scheme.startswith(("postgresql", "mysql", "mssql")):
-        host, port = parsed.hostname or "127.0.0.1", parsed.port or {"postgresql": 5432, "mysql": 3306}.get(
-            parsed.scheme.split("+")[0], 1433)
+        host, port = (
+            parsed.hostname or "127.0.0.1",
+            parsed.port or {"postgresql": 5432, "mysql": 3306}.get(parsed.scheme.split("+")[0], 1433),
+        )
         try:
             socket.create_connection((host, port), timeout=timeout_s).close()
         except OSError as exc:
-            raise TrackingError(f"the database of the tracking store {shown} is not reachable ({exc})",
-                                path="tracking.uri", fix="start the database (`make mlflow-server` starts PostgreSQL) "
-                                "or check host, port and credentials") from None
+            raise TrackingError(
+                f"the database of the tracking store {shown} is not reachable ({exc})",
+                path="tracking.uri",
+                fix="start the database (`make mlflow-server` starts PostgreSQL) or check host, port and credentials",
+            ) from None
 
 
 def check_artifact_location(location: str) -> None:
@@ -117,10 +127,11 @@ def check_artifact_location(location: str) -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        raise TrackingError(f"the artifact location {location} is not writable ({exc.strerror or exc})",
-                            path="tracking.artifact_root",
-                            fix="set tracking.artifact_root to a writable folder (or null for ./mlartifacts), "
-                                "or fix the permissions") from None
+        raise TrackingError(
+            f"the artifact location {location} is not writable ({exc.strerror or exc})",
+            path="tracking.artifact_root",
+            fix="set tracking.artifact_root to a writable folder (or null for ./mlartifacts), or fix the permissions",
+        ) from None
 
 
 def open_hint(uri: str) -> str:
@@ -130,5 +141,3 @@ def open_hint(uri: str) -> str:
     if uri.startswith(("sqlite", "postgres", "mysql", "mssql")):
         return f"`mlflow ui --backend-store-uri {redact(uri)}`"
     return redact(uri)
-
-

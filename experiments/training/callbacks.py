@@ -44,9 +44,12 @@ class NanGuard(keras.callbacks.Callback):
             raise TrainingError(
                 f"the training loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}; "
                 "training stopped instead of going on with garbage weights",
-                path="optimizer.learning_rate", fix=(
+                path="optimizer.learning_rate",
+                fix=(
                     "lower optimizer.learning_rate, check the data for NaN/inf values, or check that the last "
-                    "layer fits the loss"))
+                    "layer fits the loss"
+                ),
+            )
 
 
 class StopOnSignal(keras.callbacks.Callback):
@@ -113,8 +116,9 @@ def _monitor(chosen: str | None, metric: MetricSpec) -> tuple[str, str]:
     return str(chosen), default_mode(str(chosen))
 
 
-def make_callbacks(job: JobConfig, *, out_dir: Path, sink=None, run_id: str | None = None,
-                   progress: Path | None = None) -> list:
+def make_callbacks(
+    job: JobConfig, *, out_dir: Path, sink=None, run_id: str | None = None, progress: Path | None = None
+) -> list:
     """The callbacks of a job: timing, NaN guard, checkpoints, early stopping, pruning, logging, sweep progress.
 
     Args:
@@ -126,12 +130,16 @@ def make_callbacks(job: JobConfig, *, out_dir: Path, sink=None, run_id: str | No
     ck, es = job.training.checkpoint, job.training.early_stopping
     if ck.enabled:
         monitor, mode = _monitor(ck.monitor, metric)
-        cbs.append(Checkpointer(Path(out_dir) / "checkpoints", run_id, monitor=monitor, mode=mode,
-                                every_s=float(ck.every_s)))
+        cbs.append(
+            Checkpointer(Path(out_dir) / "checkpoints", run_id, monitor=monitor, mode=mode, every_s=float(ck.every_s))
+        )
     if es.enabled:
         monitor, mode = _monitor(es.monitor, metric)
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=es.patience,
-                                                 restore_best_weights=es.restore_best_weights))
+        cbs.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, mode=mode, patience=es.patience, restore_best_weights=es.restore_best_weights
+            )
+        )
     pruning = None
     if job.optuna is not None:  # a trial of hydra/sweeper=optuna: report each epoch, stop when pruned
         from experiments.training.pruning import OptunaPruning
@@ -139,8 +147,14 @@ def make_callbacks(job: JobConfig, *, out_dir: Path, sink=None, run_id: str | No
         pruning = OptunaPruning(job.optuna.storage, job.optuna.study, job.optuna.trial_number, metric.val)
         cbs.append(pruning)
     if progress is not None:  # the sweep's live display reads it (experiments.sweeps.progress.display)
-        cbs.append(ProgressFile(progress, job.training.epochs, metric.val,
-                                pruned=lambda: pruning.pruned_epoch if pruning is not None else None))
+        cbs.append(
+            ProgressFile(
+                progress,
+                job.training.epochs,
+                metric.val,
+                pruned=lambda: pruning.pruned_epoch if pruning is not None else None,
+            )
+        )
     if sink is not None:
         cbs.append(EpochLogger(sink))  # last, so it sees epoch_time_s added by EpochTimer
     return cbs

@@ -33,8 +33,9 @@ class Checkpointer(keras.callbacks.Callback):
         every_s: seconds between two writes of ``last.keras`` (0: every epoch).
     """
 
-    def __init__(self, folder: Path, run_id: str | None, monitor: str = "val_loss", mode: str = "min",
-                 every_s: float = 30.0):
+    def __init__(
+        self, folder: Path, run_id: str | None, monitor: str = "val_loss", mode: str = "min", every_s: float = 30.0
+    ):
         super().__init__()
         self.folder = Path(folder)
         self.run_id = run_id
@@ -56,8 +57,9 @@ class Checkpointer(keras.callbacks.Callback):
         self._last = (epoch + 1, weights, opt_vars)
         value = (logs or {}).get(self.monitor)
         if value is not None and math.isfinite(float(value)):
-            better = self._best is None or (float(value) > self._best[0] if self.higher_is_better
-                                            else float(value) < self._best[0])
+            better = self._best is None or (
+                float(value) > self._best[0] if self.higher_is_better else float(value) < self._best[0]
+            )
             if better:
                 self._best = (float(value), weights)
         if time.monotonic() - self._last_write >= self.every_s:
@@ -121,10 +123,15 @@ def _damaged_error(folder: Path, file: Path, why: str) -> ConfigError:
     best = folder / "best.keras"
     choices = "start over (run without training.resume)"
     if file.name != "best.keras" and _damage(best) is None:
-        choices += (f", or resume from the best weights, which are intact: cp {best} {file} (training then "
-                    f"continues after the epoch count in {folder / 'state.json'}, from the best epoch's weights)")
-    return ConfigError(f"the checkpoint {file} is damaged: {why}", path="training.resume",
-                       fix=f"{choices}; a damaged file is usually a disk that filled up or a copy cut short")
+        choices += (
+            f", or resume from the best weights, which are intact: cp {best} {file} (training then "
+            f"continues after the epoch count in {folder / 'state.json'}, from the best epoch's weights)"
+        )
+    return ConfigError(
+        f"the checkpoint {file} is damaged: {why}",
+        path="training.resume",
+        fix=f"{choices}; a damaged file is usually a disk that filled up or a copy cut short",
+    )
 
 
 def check_checkpoint(folder: Path) -> int:
@@ -138,10 +145,12 @@ def check_checkpoint(folder: Path) -> int:
     try:
         return int(json.loads(state.read_text())["epochs_done"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"the checkpoint state {state} is missing or damaged ({type(exc).__name__}: {exc})",
-                          path="training.resume",
-                          fix="start over (run without training.resume), or write the number of completed epochs "
-                              'there: {"epochs_done": N}') from None
+        raise ConfigError(
+            f"the checkpoint state {state} is missing or damaged ({type(exc).__name__}: {exc})",
+            path="training.resume",
+            fix="start over (run without training.resume), or write the number of completed epochs "
+            'there: {"epochs_done": N}',
+        ) from None
 
 
 def load_checkpoint(folder: Path):
@@ -157,6 +166,9 @@ def load_checkpoint(folder: Path):
     try:
         model = keras.models.load_model(file, safe_mode=True)
     except Exception as exc:
-        raise _damaged_error(folder, file, f"Keras cannot load it ({type(exc).__name__}: "
-                                           f"{str(exc).splitlines()[0][:300] if str(exc) else ''})") from None
+        raise _damaged_error(
+            folder,
+            file,
+            f"Keras cannot load it ({type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''})",
+        ) from None
     return epochs_done, model

@@ -33,8 +33,12 @@ def make_optimizer(optimizer: OptimizerSchema) -> keras.optimizers.Optimizer:
     try:
         return known[lookup[name.lower()]](learning_rate=float(optimizer.learning_rate), **args)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"the optimizer rejected its arguments ({exc})", path="optimizer.args", value=args,
-                          fix="check the argument names against the Keras optimizer's documentation") from None
+        raise ConfigError(
+            f"the optimizer rejected its arguments ({exc})",
+            path="optimizer.args",
+            value=args,
+            fix="check the argument names against the Keras optimizer's documentation",
+        ) from None
 
 
 def compile_model(model: keras.Model, job: JobConfig) -> None:
@@ -54,9 +58,17 @@ def compile_model(model: keras.Model, job: JobConfig) -> None:
         try:
             keras.metrics.get(m)
         except (ValueError, TypeError):
-            raise ConfigError("is not a Keras metric", path=f"training.metrics.{i}", value=m,
-                              fix="use e.g. sparse_categorical_accuracy or accuracy") from None
-    model.compile(optimizer=make_optimizer(job.optimizer), loss=loss, metrics=metrics,
-                  jit_compile=job.training.jit_compile,
-                  # Several steps per graph call: Python, callbacks and the metrics' host read-out once per call.
-                  steps_per_execution=job.training.steps_per_execution)
+            raise ConfigError(
+                "is not a Keras metric",
+                path=f"training.metrics.{i}",
+                value=m,
+                fix="use e.g. sparse_categorical_accuracy or accuracy",
+            ) from None
+    model.compile(
+        optimizer=make_optimizer(job.optimizer),
+        loss=loss,
+        metrics=metrics,
+        jit_compile=job.training.jit_compile,
+        # Several steps per graph call: Python, callbacks and the metrics' host read-out once per call.
+        steps_per_execution=job.training.steps_per_execution,
+    )

@@ -35,9 +35,12 @@ def configure_devices(training: TrainingSchema) -> None:
         # Already initialised (a reused sweep worker): keep what it has, and say so if it differs.
         have = len(tf.config.list_logical_devices("CPU"))
         if have != int(n):
-            raise ConfigError(f"TensorFlow already started in this process with {have} logical CPU(s)",
-                              path="training.logical_cpus", value=n,
-                              fix="run this job in a fresh process (basic launcher, or one job per worker)") from None
+            raise ConfigError(
+                f"TensorFlow already started in this process with {have} logical CPU(s)",
+                path="training.logical_cpus",
+                value=n,
+                fix="run this job in a fresh process (basic launcher, or one job per worker)",
+            ) from None
 
 
 def task_info() -> tuple[str, int]:
@@ -48,9 +51,13 @@ def task_info() -> tuple[str, int]:
     try:
         task = json.loads(raw).get("task", {})
     except json.JSONDecodeError:
-        raise ConfigError("TF_CONFIG is not valid JSON", path="training.strategy", value="multi_worker",
-                          fix='set TF_CONFIG=\'{"cluster": {"worker": ["host1:port", "host2:port"]}, '
-                              '"task": {"type": "worker", "index": 0}}\'') from None
+        raise ConfigError(
+            "TF_CONFIG is not valid JSON",
+            path="training.strategy",
+            value="multi_worker",
+            fix='set TF_CONFIG=\'{"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            '"task": {"type": "worker", "index": 0}}\'',
+        ) from None
     return str(task.get("type", "worker")), int(task.get("index", 0))
 
 
@@ -75,9 +82,12 @@ def make_strategy(training: TrainingSchema):
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
-            raise ConfigError("multi_worker needs the TF_CONFIG environment variable (cluster and task)",
-                              path="training.strategy", value=name,
-                              fix="set TF_CONFIG on every worker (see docs/scaling.md), or use mirrored/default")
+            raise ConfigError(
+                "multi_worker needs the TF_CONFIG environment variable (cluster and task)",
+                path="training.strategy",
+                value=name,
+                fix="set TF_CONFIG on every worker (see docs/scaling.md), or use mirrored/default",
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(
         "unknown strategy", path="training.strategy", value=name, fix="use default, mirrored or multi_worker"

@@ -18,8 +18,9 @@ def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndar
     Not ``model.predict``: under a multi-worker strategy that runs collective
     ops, and only the chief is still there to make the plots.
     """
-    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
-                           for i in range(0, len(x), batch_size)])
+    return np.concatenate(
+        [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    )
 
 
 def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:

@@ -36,12 +36,16 @@ class StopRequest:
 @contextmanager
 def graceful_interrupts():
     """Route SIGINT/SIGTERM to :class:`StopRequest` for the duration of a job."""
+
     def handler(signum, frame):
         if StopRequest.signum is not None:
             raise Interrupted(f"signal {signum} (second)")
         StopRequest.signum = signum
-        print(f"layerlab: signal {signum} received: stopping at the next batch (again to stop at once)",
-              file=sys.stderr, flush=True)
+        print(
+            f"layerlab: signal {signum} received: stopping at the next batch (again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     StopRequest.signum = None
     try:

@@ -33,8 +33,9 @@ def fit_and_score(model, strategy, training: TrainingSchema, datasets: dict, cal
     epochs = training.epochs
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Keras 3's fit cannot run under this strategy (see experiments/training/multi_worker.py).
-        trainer = MultiWorkerTrainer(model, strategy, training.loss, list(training.metrics),
-                                     model.optimizer, training.batch_size)
+        trainer = MultiWorkerTrainer(
+            model, strategy, training.loss, list(training.metrics), model.optimizer, training.batch_size
+        )
         history = trainer.fit(datasets["train"], datasets["val"], epochs, initial_epoch, callbacks)
         StopRequest.check()
         return history, {**trainer.evaluate(datasets["train"], "train_"), **trainer.evaluate(datasets["test"], "test_")}
@@ -46,9 +47,14 @@ def fit_and_score(model, strategy, training: TrainingSchema, datasets: dict, cal
 def fit(model, training: TrainingSchema, datasets: dict, callbacks: list, initial_epoch: int = 0):
     """``model.fit`` on ``datasets["train"]`` (validated on ``datasets["val"]``, may be None): the epochs of a run."""
     build_training_state(model, datasets["train"].element_spec)  # one trace of the train step, not two
-    kwargs = dict(validation_data=datasets.get("val"), epochs=training.epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, shuffle=False,  # the dataset shuffles, seeded
-                  verbose=fit_verbosity(training.verbose, in_sweep=any(isinstance(c, ProgressFile) for c in callbacks)))
+    kwargs = dict(
+        validation_data=datasets.get("val"),
+        epochs=training.epochs,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset shuffles, seeded
+        verbose=fit_verbosity(training.verbose, in_sweep=any(isinstance(c, ProgressFile) for c in callbacks)),
+    )
     split = resident_split(datasets["train"])
     if not applies(model, split):
         return model.fit(datasets["train"], **kwargs)

@@ -44,9 +44,11 @@ def apply_precision(training: TrainingSchema, cpuinfo: Path = Path("/proc/cpuinf
             "needs bfloat16 hardware, which this machine lacks: its CPU lists neither amx_bf16 nor avx512_bf16 "
             "in /proc/cpuinfo and no GPU is visible, so TensorFlow would emulate bfloat16 products, slower than "
             "float32 (check with `grep -o -E 'amx_bf16|avx512_bf16' /proc/cpuinfo | sort -u`)",
-            path="training.precision", value=training.precision,
+            path="training.precision",
+            value=training.precision,
             fix="use training.precision=float32 here, or run on a CPU with AMX or AVX-512-BF16 (Intel Sapphire "
-                "Rapids or later, AMD Zen 4 or later) or a GPU")
+            "Rapids or later, AMD Zen 4 or later) or a GPU",
+        )
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if training.precision == "mixed_bfloat16" else "float32")
 
 

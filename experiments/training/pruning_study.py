@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from experiments.errors import ConfigError
 
-PRUNER_ATTR = "pruner"          # study user attribute: the pruner's settings
-VALUE_ATTR = "value"            # trial user attribute: the last reported value (the objective of a finished trial)
-PRUNED_ATTR = "pruned_epoch"    # trial user attribute: the epoch (1-based) after which the trial was pruned
-SQLITE_TIMEOUT_S = 60           # concurrent writers (the sweeper, its workers) wait this long for the file lock
+PRUNER_ATTR = "pruner"  # study user attribute: the pruner's settings
+VALUE_ATTR = "value"  # trial user attribute: the last reported value (the objective of a finished trial)
+PRUNED_ATTR = "pruned_epoch"  # trial user attribute: the epoch (1-based) after which the trial was pruned
+SQLITE_TIMEOUT_S = 60  # concurrent writers (the sweeper, its workers) wait this long for the file lock
 
 _PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "none")
 
@@ -38,14 +38,23 @@ def make_pruner(spec: dict | None):
 
     spec = dict(spec or {"type": "median"})
     kind = str(spec.pop("type", "median") or "none").lower()
-    table = {"median": optuna.pruners.MedianPruner, "percentile": optuna.pruners.PercentilePruner,
-             "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-             "hyperband": optuna.pruners.HyperbandPruner, "none": optuna.pruners.NopPruner}
+    table = {
+        "median": optuna.pruners.MedianPruner,
+        "percentile": optuna.pruners.PercentilePruner,
+        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+        "hyperband": optuna.pruners.HyperbandPruner,
+        "none": optuna.pruners.NopPruner,
+    }
     if kind not in table:
-        raise ConfigError("unknown pruner", path="hydra.sweeper.pruner.type", value=kind,
-                          fix=f"choose one of {', '.join(_PRUNERS)}")
+        raise ConfigError(
+            "unknown pruner", path="hydra.sweeper.pruner.type", value=kind, fix=f"choose one of {', '.join(_PRUNERS)}"
+        )
     try:
         return table[kind](**{k: v for k, v in spec.items() if v is not None})
     except TypeError as exc:
-        raise ConfigError(f"the {kind} pruner does not take these settings ({exc})", path="hydra.sweeper.pruner",
-                          value=spec, fix="see optuna.pruners in Optuna's documentation for its arguments") from None
+        raise ConfigError(
+            f"the {kind} pruner does not take these settings ({exc})",
+            path="hydra.sweeper.pruner",
+            value=spec,
+            fix="see optuna.pruners in Optuna's documentation for its arguments",
+        ) from None

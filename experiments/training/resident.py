@@ -27,8 +27,12 @@ def applies(model, split) -> bool:
     strategy (a ``tf.distribute`` strategy runs its steps through ``strategy.run``), graph mode."""
     import tensorflow as tf
 
-    return (split is not None and not model.run_eagerly and not tf.distribute.has_strategy()
-            and model.distribute_strategy is tf.distribute.get_strategy())
+    return (
+        split is not None
+        and not model.run_eagerly
+        and not tf.distribute.has_strategy()
+        and model.distribute_strategy is tf.distribute.get_strategy()
+    )
 
 
 class _Steps:
@@ -54,10 +58,10 @@ class _Steps:
 
         def one_step(x, y, order, step):
             if train:
-                idx = order[step * bs:(step + 1) * bs]
+                idx = order[step * bs : (step + 1) * bs]
                 model_ref().train_step((tf.gather(x, idx), tf.gather(y, idx)))
             else:
-                model_ref().test_step((x[step * bs:(step + 1) * bs], y[step * bs:(step + 1) * bs]))
+                model_ref().test_step((x[step * bs : (step + 1) * bs], y[step * bs : (step + 1) * bs]))
 
         if model.jit_compile:
             one_step = tf.function(one_step, jit_compile=True)

@@ -34,8 +34,10 @@ def _compact(ret: JobReturn, num: int) -> JobReturn:
     value = job_error(ret)
     if isinstance(value, Exception) and not debug_enabled():
         text = (str(value).splitlines() or [""])[0][:500]
-        ret.return_value = JobError(f"job #{num} failed ({type(value).__name__}: {text}); its run, its error.txt "
-                                    "and the sweep summary below have the details")
+        ret.return_value = JobError(
+            f"job #{num} failed ({type(value).__name__}: {text}); its run, its error.txt "
+            "and the sweep summary below have the details"
+        )
     return ret
 
 
@@ -84,8 +86,10 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     sweep_dir.mkdir(parents=True, exist_ok=True)
     n = parallel_jobs(launcher.n_jobs, len(job_overrides))
     threads = threads_per_worker(n)
-    log.info(f"layerlab launcher: {n} worker(s), {threads} TF thread(s) each, {len(job_overrides)} job(s); "
-             f"sweep output dir: {sweep_dir}")
+    log.info(
+        f"layerlab launcher: {n} worker(s), {threads} TF thread(s) each, {len(job_overrides)} job(s); "
+        f"sweep output dir: {sweep_dir}"
+    )
     jobs = {}
     for i, overrides in enumerate(job_overrides):
         jobs[initial_job_idx + i] = {"overrides": list(filter_overrides(overrides)), "state": "queued", "error": ""}
@@ -121,8 +125,9 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
                     if data is not None and w.job is not None:
                         ret = _compact(cloudpickle.loads(data), initial_job_idx + w.job)
                         results[w.job] = ret
-                        jobs[initial_job_idx + w.job]["state"] = ("done" if ret.status == JobStatus.COMPLETED
-                                                                  else "failed")
+                        jobs[initial_job_idx + w.job]["state"] = (
+                            "done" if ret.status == JobStatus.COMPLETED else "failed"
+                        )
                         w.job = None
                         continue
                 if w.proc.sentinel in ready or not w.proc.is_alive():

@@ -41,10 +41,16 @@ class StudyParent:
         client = mlflow.MlflowClient(state.uri)
         state.compare = False  # group statistics over sampled points say nothing; the study's plots do
         safe_storage = redact(storage)
-        earlier = [r for r in client.search_runs(
-            [state.experiment_id], filter_string=f"tags.`{tags.ROLE}` = '{tags.ROLE_PARENT}' and "
-            f"tags.`{tags.STUDY}` = '{study.study_name}'", max_results=50)
-            if r.data.tags.get(tags.STUDY_STORAGE) == safe_storage and r.info.run_id != state.parent_run_id]
+        earlier = [
+            r
+            for r in client.search_runs(
+                [state.experiment_id],
+                filter_string=f"tags.`{tags.ROLE}` = '{tags.ROLE_PARENT}' and "
+                f"tags.`{tags.STUDY}` = '{study.study_name}'",
+                max_results=50,
+            )
+            if r.data.tags.get(tags.STUDY_STORAGE) == safe_storage and r.info.run_id != state.parent_run_id
+        ]
         if earlier:  # a continued study: its parent takes this sweep's jobs
             continue_in(state, earlier[0].info.run_id)
             print(f"layerlab: study {study.study_name!r} continues in its parent run {state.parent_run_id}", flush=True)
@@ -90,8 +96,10 @@ class StudyParent:
         count = {
             s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         }
-        line = (f"layerlab: study {study.study_name!r}: {len(trials)} trials: {count[TrialState.COMPLETE]} complete, "
-                f"{count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed")
+        line = (
+            f"layerlab: study {study.study_name!r}: {len(trials)} trials: {count[TrialState.COMPLETE]} complete, "
+            f"{count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed"
+        )
         best = study.best_trial if count[TrialState.COMPLETE] else None
         words = [*self.fixed, *(f"{k}={format_value(v)}" for k, v in (best.params.items() if best else []))]
         if any(o.key == "experiment" for o in parse_overrides(self.fixed)):
@@ -128,8 +136,11 @@ class StudyParent:
         import matplotlib.pyplot as plt
         from optuna.visualization import matplotlib as ovm
 
-        for name, draw in (("optimization_history", ovm.plot_optimization_history),
-                           ("param_importances", ovm.plot_param_importances), ("slice", ovm.plot_slice)):
+        for name, draw in (
+            ("optimization_history", ovm.plot_optimization_history),
+            ("param_importances", ovm.plot_param_importances),
+            ("slice", ovm.plot_slice),
+        ):
             try:
                 with warnings.catch_warnings():  # "experimental" since Optuna 2.2; layout hints
                     warnings.simplefilter("ignore")

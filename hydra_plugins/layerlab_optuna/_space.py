@@ -29,16 +29,24 @@ def _distribution(parsed: ParsedOverride):
             return d.CategoricalDistribution(list(override.sweep_iterator(transformer=lambda x: x)))
         values = list(range(int(value.start), int(value.stop), int(value.step)))
         if not values:
-            raise ConfigError("this range() is empty", path=key, value=parsed.value,
-                              fix="give range(start, stop, step) with start < stop (stop is excluded)")
+            raise ConfigError(
+                "this range() is empty",
+                path=key,
+                value=parsed.value,
+                fix="give range(start, stop, step) with start < stop (stop is excluded)",
+            )
         return d.IntDistribution(values[0], values[-1], step=int(value.step))
     if isinstance(value, IntervalSweep):
         log = "log" in (value.tags or set())
         if isinstance(value.start, int) and isinstance(value.end, int) and not log:
             return d.IntDistribution(int(value.start), int(value.end))
         return d.FloatDistribution(float(value.start), float(value.end), log=log)
-    raise ConfigError("this sweep syntax cannot be searched", path=key, value=parsed.value,
-                      fix="use interval(a, b), tag(log, interval(a, b)), choice(a, b), a,b or range(a, b, step)")
+    raise ConfigError(
+        "this sweep syntax cannot be searched",
+        path=key,
+        value=parsed.value,
+        fix="use interval(a, b), tag(log, interval(a, b)), choice(a, b), a,b or range(a, b, step)",
+    )
 
 
 def parse_space(arguments: list[str], params: dict | None) -> tuple[dict[str, Any], list[str]]:
@@ -89,8 +97,11 @@ def grid_space(space: dict) -> dict[str, list]:
         elif isinstance(dist, d.IntDistribution):
             grid[key] = list(range(dist.low, dist.high + 1, dist.step))
         else:
-            raise ConfigError("the grid sampler needs values to enumerate, not a float interval", path=key,
-                              fix="give choice(...) or range(...) for this key, or use hydra.sweeper.sampler.type=tpe")
+            raise ConfigError(
+                "the grid sampler needs values to enumerate, not a float interval",
+                path=key,
+                fix="give choice(...) or range(...) for this key, or use hydra.sweeper.sampler.type=tpe",
+            )
     return grid
 
 
@@ -102,6 +113,9 @@ def describe(space: dict) -> dict[str, str]:
         if hasattr(dist, "choices"):
             out[key] = f"choice{tuple(dist.choices)}"
         else:
-            out[key] = (f"{kind}[{dist.low}, {dist.high}]" + (" log" if getattr(dist, "log", False) else "")
-                        + (f" step {dist.step}" if getattr(dist, "step", None) not in (None, 1) else ""))
+            out[key] = (
+                f"{kind}[{dist.low}, {dist.high}]"
+                + (" log" if getattr(dist, "log", False) else "")
+                + (f" step {dist.step}" if getattr(dist, "step", None) not in (None, 1) else "")
+            )
     return out

@@ -49,10 +49,13 @@ def default_storage(tracking_uri: str) -> str:
     """``sqlite:///<folder of mlflow.db>/optuna.db``; a server store has no folder: the user names one."""
     db = sqlite_path(tracking_uri)
     if db is None:
-        raise ConfigError("the Optuna study needs a storage, and a tracking server has no folder to put it in",
-                          path="hydra.sweeper.storage", value=None,
-                          fix="pass hydra.sweeper.storage=<URL> (sqlite:///path/optuna.db on a disk every worker "
-                              "sees, or postgresql://user:pass@host/db)")
+        raise ConfigError(
+            "the Optuna study needs a storage, and a tracking server has no folder to put it in",
+            path="hydra.sweeper.storage",
+            value=None,
+            fix="pass hydra.sweeper.storage=<URL> (sqlite:///path/optuna.db on a disk every worker "
+            "sees, or postgresql://user:pass@host/db)",
+        )
     return f"sqlite:///{(db.resolve().parent / STORAGE_FILE)}"
 
 
@@ -79,9 +82,18 @@ def make_sampler(spec: dict | None, space: dict, done: int = 0):
 class LayerlabOptunaSweeper(Sweeper):
     """See the module docstring; arguments are ``hydra.sweeper.*`` (conf/hydra/sweeper/optuna.yaml)."""
 
-    def __init__(self, n_trials: int = 20, direction: str | None = None, study_name: str | None = None,
-                 storage: str | None = None, sampler: Any = None, pruner: Any = None, params: Any = None,
-                 n_jobs: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        n_trials: int = 20,
+        direction: str | None = None,
+        study_name: str | None = None,
+        storage: str | None = None,
+        sampler: Any = None,
+        pruner: Any = None,
+        params: Any = None,
+        n_jobs: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.n_trials = int(n_trials)
         self.direction = direction
         self.study_name = study_name
@@ -99,8 +111,9 @@ class LayerlabOptunaSweeper(Sweeper):
 
         self.hydra_context = hydra_context
         self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context,
-                                                                task_function=task_function, config=config)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     # ------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> Any:
@@ -115,24 +128,32 @@ class LayerlabOptunaSweeper(Sweeper):
 
         settings = multirun_config(self.config)
         if settings.sweep.fuse_replicates:
-            raise ConfigError("an Optuna search cannot fuse replicates: its trials are different settings chosen one "
-                              "after the other, not seeds of one setting", path="sweep.fuse_replicates", value=True,
-                              fix="drop sweep.fuse_replicates=true from the search, or sweep the seeds with the "
-                                  "default sweeper (python runner.py -m ... seed=0,1,2 sweep.fuse_replicates=true)")
+            raise ConfigError(
+                "an Optuna search cannot fuse replicates: its trials are different settings chosen one "
+                "after the other, not seeds of one setting",
+                path="sweep.fuse_replicates",
+                value=True,
+                fix="drop sweep.fuse_replicates=true from the search, or sweep the seeds with the "
+                "default sweeper (python runner.py -m ... seed=0,1,2 sweep.fuse_replicates=true)",
+            )
         if settings.sweep.until.ci_half_width or settings.sweep.until.verdict:
-            raise ConfigError("an Optuna search cannot add seeds in rounds: sweep.until.* stops a sweep of replicates "
-                              "when its comparisons are clear, and a search's trials are not replicates",
-                              path="sweep.until", value=dict(ci_half_width=settings.sweep.until.ci_half_width,
-                                                             verdict=settings.sweep.until.verdict),
-                              fix="drop the sweep.until.* keys from the search; to settle a comparison, sweep the "
-                                  "chosen settings' seeds with the default sweeper (python runner.py -m ... "
-                                  "seed=0,1,2 sweep.until.ci_half_width=0.003 sweep.until.max_replicates=20)")
+            raise ConfigError(
+                "an Optuna search cannot add seeds in rounds: sweep.until.* stops a sweep of replicates "
+                "when its comparisons are clear, and a search's trials are not replicates",
+                path="sweep.until",
+                value=dict(ci_half_width=settings.sweep.until.ci_half_width, verdict=settings.sweep.until.verdict),
+                fix="drop the sweep.until.* keys from the search; to settle a comparison, sweep the "
+                "chosen settings' seeds with the default sweeper (python runner.py -m ... "
+                "seed=0,1,2 sweep.until.ci_half_width=0.003 sweep.until.max_replicates=20)",
+            )
         space, fixed = parse_space(arguments, self.params)
         if not space:
-            raise ConfigError("nothing to search: no override or hydra.sweeper.params entry has a sweep value",
-                              path="hydra.sweeper.params",
-                              fix="give e.g. 'optimizer.learning_rate=tag(log, interval(1e-4, 1e-1))' or "
-                                  "'model.activation=choice(abs, relu)'")
+            raise ConfigError(
+                "nothing to search: no override or hydra.sweeper.params entry has a sweep value",
+                path="hydra.sweeper.params",
+                fix="give e.g. 'optimizer.learning_rate=tag(log, interval(1e-4, 1e-1))' or "
+                "'model.activation=choice(abs, relu)'",
+            )
         metric = settings.metric
         direction = self.direction or ("maximize" if metric.higher_is_better else "minimize")
         storage_url = self.storage or default_storage(resolve_uri(settings.tracking.uri))
@@ -143,20 +164,31 @@ class LayerlabOptunaSweeper(Sweeper):
             known = {
                 s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
             }
-            study = optuna.create_study(study_name=name, storage=storage,
-                                        sampler=make_sampler(self.sampler, space, known.get(name, 0)),
-                                        pruner=make_pruner(self.pruner), direction=direction, load_if_exists=True)
+            study = optuna.create_study(
+                study_name=name,
+                storage=storage,
+                sampler=make_sampler(self.sampler, space, known.get(name, 0)),
+                pruner=make_pruner(self.pruner),
+                direction=direction,
+                load_if_exists=True,
+            )
         except ValueError as exc:  # e.g. another direction than the stored study's
-            raise ConfigError(f"the study {name!r} in {storage_url} cannot be continued ({exc})",
-                              path="hydra.sweeper.study_name", value=name,
-                              fix="keep the study's settings, or give a new hydra.sweeper.study_name") from None
+            raise ConfigError(
+                f"the study {name!r} in {storage_url} cannot be continued ({exc})",
+                path="hydra.sweeper.study_name",
+                value=name,
+                fix="keep the study's settings, or give a new hydra.sweeper.study_name",
+            ) from None
         study.set_user_attr(PRUNER_ATTR, self.pruner)  # what every job's callback builds (experiments.training.pruning)
         stale = _close_stale(study, storage)
         done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
         n_jobs = self._n_jobs(settings.launcher)
-        print(f"layerlab: study {name!r} ({direction} {metric.val}) in {storage_url}: {done} trial(s) done"
-              + (f", {stale} left RUNNING by an earlier search closed FAIL" if stale else "")
-              + f"; running {max(self.n_trials - done, 0)} more, {n_jobs} at a time", flush=True)
+        print(
+            f"layerlab: study {name!r} ({direction} {metric.val}) in {storage_url}: {done} trial(s) done"
+            + (f", {stale} left RUNNING by an earlier search closed FAIL" if stale else "")
+            + f"; running {max(self.n_trials - done, 0)} more, {n_jobs} at a time",
+            flush=True,
+        )
         current_sweep().expect_jobs(max(self.n_trials - done, 0))  # the progress display's "left" and ETA
         parent = _report.StudyParent.attach(study, storage_url, space, self.sampler, self.pruner, fixed)
         returns: list = []

@@ -58,8 +58,9 @@ class LayerlabRoundsSweeper(Sweeper):
         from hydra.core.plugins import Plugins
 
         self.hydra_context, self.config = hydra_context, config
-        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context,
-                                                                task_function=task_function, config=config)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def sweep(self, arguments: list[str]) -> Any:
         try:
@@ -82,8 +83,12 @@ class LayerlabRoundsSweeper(Sweeper):
 
             rule = _rounds.rule(until, _replicates(values.get(key), key), settings.sweep.equivalence_margin)
         if rounds and settings.dry_run:
-            raise ConfigError("a dry run trains nothing, so there is nothing to add rounds to", path="sweep.until",
-                              value=until, fix="drop dry_run=true, or the sweep.until.* keys")
+            raise ConfigError(
+                "a dry run trains nothing, so there is nothing to add rounds to",
+                path="sweep.until",
+                value=until,
+                fix="drop dry_run=true, or the sweep.until.* keys",
+            )
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -97,8 +102,11 @@ class LayerlabRoundsSweeper(Sweeper):
             if rule is None:
                 break
             decision, labels = _rounds.decide_round(rule, key, len(used))
-            print(f"layerlab: round {decision.look} ({len(used)} {key}s per group): "
-                  f"{decision.reason or 'not decided yet, adding ' + key + 's'}", flush=True)
+            print(
+                f"layerlab: round {decision.look} ({len(used)} {key}s per group): "
+                f"{decision.reason or 'not decided yet, adding ' + key + 's'}",
+                flush=True,
+            )
             if decision.stop:
                 _rounds.record(rule, decision, labels)
                 break
@@ -122,7 +130,7 @@ class LayerlabRoundsSweeper(Sweeper):
         size = self.max_batch_size or len(jobs)
         out = []
         for start in range(0, len(jobs), size):
-            batch = jobs[start:start + size]
+            batch = jobs[start : start + size]
             self.validate_batch_is_legal(batch)
             out.append(launch_batch(self.launcher, batch, job_idx + start))  # a dead joblib worker: one paragraph
         return out
@@ -133,18 +141,30 @@ def _values(override: Any) -> list[str]:
     if not override.is_sweep_override():
         return [override.get_value_element_as_str()]
     if not override.is_discrete_sweep():
-        raise ConfigError("hydra/sweeper=rounds sweeps lists and ranges only", path=override.get_key_element(),
-                          value=override.input_line, fix="list the values, e.g. key=a,b or key=range(0,5)")
+        raise ConfigError(
+            "hydra/sweeper=rounds sweeps lists and ranges only",
+            path=override.get_key_element(),
+            value=override.input_line,
+            fix="list the values, e.g. key=a,b or key=range(0,5)",
+        )
     return list(override.sweep_string_iterator())
 
 
 def _replicates(values: list[str] | None, key: str) -> list[int]:
     """The integer replicate values given (``seed=0,1,2`` or ``seed=range(0,3)``)."""
     if values is None:
-        raise ConfigError(f"rounds add new values of {key}, but {key} is not swept", path="sweep.until", value=None,
-                          fix=f"sweep the replicates, e.g. {key}=0,1,2,3,4")
+        raise ConfigError(
+            f"rounds add new values of {key}, but {key} is not swept",
+            path="sweep.until",
+            value=None,
+            fix=f"sweep the replicates, e.g. {key}=0,1,2,3,4",
+        )
     try:
         return [int(v) for v in values]
     except ValueError:
-        raise ConfigError(f"rounds add new integer values of {key}", path=key, value=",".join(values),
-                          fix=f"sweep integers, e.g. {key}=0,1,2,3,4") from None
+        raise ConfigError(
+            f"rounds add new integer values of {key}",
+            path=key,
+            value=",".join(values),
+            fix=f"sweep integers, e.g. {key}=0,1,2,3,4",
+        ) from None

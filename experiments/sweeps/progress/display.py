@@ -53,8 +53,15 @@ class SweepProgress:
         live: force the live display on or off (default: :func:`live_wanted`).
     """
 
-    def __init__(self, sweep_dir: Path, sweep_overrides=(), replicate_key: str = "seed", planned: int | None = None,
-                 stream=None, live: bool | None = None):
+    def __init__(
+        self,
+        sweep_dir: Path,
+        sweep_overrides=(),
+        replicate_key: str = "seed",
+        planned: int | None = None,
+        stream=None,
+        live: bool | None = None,
+    ):
         self.sweep_dir = Path(sweep_dir)
         self.sweep_overrides = list(sweep_overrides)
         self.replicate_key = replicate_key
@@ -83,8 +90,9 @@ class SweepProgress:
 
             self._capture = TerminalCapture(self._line)  # workers' writes to the terminal go above the panel
             console = Console(file=self._capture.terminal, highlight=False)
-            self._live = Live(console=console, auto_refresh=False, transient=False, redirect_stdout=True,
-                              redirect_stderr=True)
+            self._live = Live(
+                console=console, auto_refresh=False, transient=False, redirect_stdout=True, redirect_stderr=True
+            )
             self._live.start()
         self._thread = threading.Thread(target=self._run, name="layerlab-sweep-progress", daemon=True)
         self._thread.start()
@@ -142,6 +150,9 @@ class SweepProgress:
             try:
                 self.poll()
             except Exception as exc:  # a display must never stop a sweep
-                print(f"layerlab: the sweep's progress display stopped: {type(exc).__name__}: {exc}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"layerlab: the sweep's progress display stopped: {type(exc).__name__}: {exc}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return

@@ -17,10 +17,13 @@ def panel(board: Board):
     """What the terminal shows while the sweep runs (:class:`~experiments.sweeps.progress.display.SweepProgress`)."""
     finished = len(board.done) + len(board.failed)
     head = Table.grid(padding=(0, 1))
-    head.add_row(Text("sweep", style="bold"),
-                 ProgressBar(total=board.total or max(len(board.jobs), 1), completed=finished, width=30),
-                 Text(f"{finished}/{board.total if board.total is not None else '?'}"),
-                 Text(view.counts(board)), Text(f"elapsed {view.duration(board.elapsed_s)}", style="dim"))
+    head.add_row(
+        Text("sweep", style="bold"),
+        ProgressBar(total=board.total or max(len(board.jobs), 1), completed=finished, width=30),
+        Text(f"{finished}/{board.total if board.total is not None else '?'}"),
+        Text(view.counts(board)),
+        Text(f"elapsed {view.duration(board.elapsed_s)}", style="dim"),
+    )
     running = board.running
     if not running:
         return head
@@ -29,6 +32,11 @@ def panel(board: Board):
         table.add_column(column)
     for job in running:
         took = time.time() - job["started"] if "started" in job else None
-        table.add_row(str(job["job"]), board.names.get(int(job["job"]), ""), view.epoch_text(job),
-                      view.value_text(job) or "-", view.duration(took))
+        table.add_row(
+            str(job["job"]),
+            board.names.get(int(job["job"]), ""),
+            view.epoch_text(job),
+            view.value_text(job) or "-",
+            view.duration(took),
+        )
     return Group(head, table)

@@ -92,8 +92,11 @@ def _alive(pid) -> bool:
 def names(jobs: list[dict], sweep_overrides, replicate_key: str = "seed") -> dict[int, str]:
     """Job number -> what differs (``activation=abs seed=1``), as the MLflow runs are named; a fused job
     (``sweep.fuse_replicates``) by its group's seeds (``activation=abs seed=0,1,2``), not the sweeper's fused keys."""
-    return {int(j["job"]): child_run_name(group_overrides(j.get("overrides", [])), sweep_overrides, replicate_key)
-            or f"#{j['job']}" for j in jobs}
+    return {
+        int(j["job"]): child_run_name(group_overrides(j.get("overrides", [])), sweep_overrides, replicate_key)
+        or f"#{j['job']}"
+        for j in jobs
+    }
 
 
 def duration(seconds: float | None) -> str:
@@ -116,8 +119,10 @@ def counts(board: Board) -> str:
     """``3 done (1 pruned), 1 running, 0 failed, 4 left, ETA 1m20s``."""
     pruned = f" ({board.pruned} pruned)" if board.pruned else ""
     left = "?" if board.left is None else board.left
-    return (f"{len(board.done)} done{pruned}, {len(board.running)} running, {len(board.failed)} failed, "
-            f"{left} left, ETA {duration(board.eta_s())}")
+    return (
+        f"{len(board.done)} done{pruned}, {len(board.running)} running, {len(board.failed)} failed, "
+        f"{left} left, ETA {duration(board.eta_s())}"
+    )
 
 
 def result_line(job: dict, board: Board, width: int | None = None) -> str:
@@ -128,8 +133,12 @@ def result_line(job: dict, board: Board, width: int | None = None) -> str:
     """
     status = state(job) + (" (pruned)" if job.get("pruned") else "")
     took = duration(job["updated"] - job["started"]) if "updated" in job and "started" in job else "?"
-    parts = [f"layerlab: job {job['job']} {status}", board.names.get(int(job["job"]), ""), value_text(job),
-             f"in {took}"]
+    parts = [
+        f"layerlab: job {job['job']} {status}",
+        board.names.get(int(job["job"]), ""),
+        value_text(job),
+        f"in {took}",
+    ]
     error = (str(job.get("error") or "").strip().splitlines() or [""])[0]
     if state(job) == LOST:
         error = "its process is gone (killed, out of memory?)"
@@ -137,8 +146,9 @@ def result_line(job: dict, board: Board, width: int | None = None) -> str:
     line = f"{text} | {counts(board)}"
     if width is None or len(line) <= width:
         return line
-    return "\n".join(textwrap.wrap(text, width, subsequent_indent="    ", break_long_words=False,
-                                   break_on_hyphens=False))
+    return "\n".join(
+        textwrap.wrap(text, width, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
+    )
 
 
 def epoch_text(job: dict) -> str:

@@ -63,7 +63,7 @@ def replica_logs(logs: dict | None, output: str) -> dict:
         bare = key[4:] if val else key
         if not bare.startswith(output + "_"):
             continue
-        name = bare[len(output) + 1:]
+        name = bare[len(output) + 1 :]
         out[("val_" if val else "") + ("loss" if name == REPLICA_LOSS else name)] = value
     return out
 

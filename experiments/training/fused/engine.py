@@ -132,12 +132,21 @@ class FusedReplicas:
         ConfigError: duplicate seeds, or an optimizer/model setting that would couple the replicas.
     """
 
-    def __init__(self, build_one: Callable[[int], keras.Model], seeds: Sequence[int],
-                 compile_one: Callable[[keras.Model], None], stack: bool = True):
+    def __init__(
+        self,
+        build_one: Callable[[int], keras.Model],
+        seeds: Sequence[int],
+        compile_one: Callable[[keras.Model], None],
+        stack: bool = True,
+    ):
         self.seeds = [int(s) for s in seeds]
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError("the replicas of a fused group need distinct seeds", path="seed", value=self.seeds,
-                              fix="sweep the replicate key over distinct values, e.g. seed=0,1,2")
+            raise ConfigError(
+                "the replicas of a fused group need distinct seeds",
+                path="seed",
+                value=self.seeds,
+                fix="sweep the replicate key over distinct values, e.g. seed=0,1,2",
+            )
         self.models: list[keras.Model] = []
         policy = keras.mixed_precision.global_policy()  # training.precision, set by setup_runtime
         for seed in self.seeds:
@@ -158,9 +167,12 @@ class FusedReplicas:
         """
         for model in self.models:
             if len(model.inputs) != 1 or len(model.outputs) != 1:
-                raise ConfigError("fused replicates support models with one input and one output",
-                                  path="model", value=model.name,
-                                  fix="train this model without fusing (sweep.fuse_replicates=false)")
+                raise ConfigError(
+                    "fused replicates support models with one input and one output",
+                    path="model",
+                    value=model.name,
+                    fix="train this model without fusing (sweep.fuse_replicates=false)",
+                )
         reason = stackable(self.models[0]) if stack else "not asked to (stack=False)"
         self.stacked = reason is None
         if self.stacked:
@@ -188,16 +200,23 @@ class FusedReplicas:
         config = self.models[0].get_compile_config()
         loss = config["loss"]
         metrics = list(config.get("metrics") or [])
-        fused.compile(optimizer=keras.optimizers.deserialize(config["optimizer"]),
-                      loss=[loss] * len(self.models),
-                      metrics=[[ReplicaLoss(loss, name=REPLICA_LOSS), *[_fresh(m) for m in metrics]]
-                               for _ in self.models],
-                      jit_compile=config.get("jit_compile", False),
-                      steps_per_execution=config.get("steps_per_execution", 1))
+        fused.compile(
+            optimizer=keras.optimizers.deserialize(config["optimizer"]),
+            loss=[loss] * len(self.models),
+            metrics=[[ReplicaLoss(loss, name=REPLICA_LOSS), *[_fresh(m) for m in metrics]] for _ in self.models],
+            jit_compile=config.get("jit_compile", False),
+            steps_per_execution=config.get("steps_per_execution", 1),
+        )
         return fused
 
-    def fit(self, datasets, epochs: int, callbacks_per_replica: Sequence[list] | None = None,
-            verbose: int = 0, initial_epoch: int = 0) -> list[ReplicaResult]:
+    def fit(
+        self,
+        datasets,
+        epochs: int,
+        callbacks_per_replica: Sequence[list] | None = None,
+        verbose: int = 0,
+        initial_epoch: int = 0,
+    ) -> list[ReplicaResult]:
         """Train every replica for ``epochs`` epochs in one fused ``fit``; score each on its own data.
 
         Args:
@@ -211,8 +230,9 @@ class FusedReplicas:
         Returns:
             One :class:`ReplicaResult` per replica, in seed order.
         """
-        per_replica = [_made_after_seeding(datasets, seed) for seed in self.seeds] if callable(datasets) \
-            else list(datasets)
+        per_replica = (
+            [_made_after_seeding(datasets, seed) for seed in self.seeds] if callable(datasets) else list(datasets)
+        )
         if len(per_replica) != len(self.seeds):
             raise ValueError(f"{len(per_replica)} dataset dicts for {len(self.seeds)} replicas")
         train, val = (_zip([d[k] for d in per_replica], k) for k in ("train", "val"))
@@ -221,28 +241,40 @@ class FusedReplicas:
             raise ValueError(f"{len(callbacks_per_replica)} callback lists for {len(self.seeds)} replicas")
         # Kept on the engine: after an interruption (Ctrl-C raises out of fit) the caller still finds each
         # replica's history, error and callbacks (to flush checkpoints, close runs KILLED).
-        self.states = states = [ReplicaState(model, [*cbs])
-                                for model, cbs in zip(self.models, callbacks_per_replica)]
+        self.states = states = [ReplicaState(model, [*cbs]) for model, cbs in zip(self.models, callbacks_per_replica)]
         for state in states:
             state.callbacks.append(state.history)  # last, as Keras adds History: it sees what the others add
         slots = SlotMap(self.fused, self.models)
         dispatch = ReplicaDispatch(states, [output_name(i) for i in range(len(states))], slots.to_replica)
         build_training_state(self.fused, train.element_spec)  # one trace of the fused step, not two
-        self.fused.fit(train, validation_data=val, epochs=int(epochs), initial_epoch=int(initial_epoch),
-                       callbacks=[dispatch], shuffle=False, verbose=verbose)
+        self.fused.fit(
+            train,
+            validation_data=val,
+            epochs=int(epochs),
+            initial_epoch=int(initial_epoch),
+            callbacks=[dispatch],
+            shuffle=False,
+            verbose=verbose,
+        )
         # Scored by the fused model, whose test step validation has already traced: one trace for all
         # replicas instead of one per replica; each replica's scores are what its own evaluate gives.
-        scores = {prefix: evaluate(self.fused, _zip([d[split] for d in per_replica], split), "")
-                  for prefix, split in (("train_", "train"), ("test_", "test"))}
+        scores = {
+            prefix: evaluate(self.fused, _zip([d[split] for d in per_replica], split), "")
+            for prefix, split in (("train_", "train"), ("test_", "test"))
+        }
         results = []
         for i, (seed, state) in enumerate(zip(self.seeds, states)):
             if state.error is not None:
                 results.append(ReplicaResult(seed, "FAILED", state.history, error=state.error))
                 continue
-            mine = {f"{prefix}{k}": v for prefix, values in scores.items()
-                    for k, v in replica_logs(values, output_name(i)).items()}
-            results.append(ReplicaResult(seed, "FINISHED", state.history, mine, state.model,
-                                         stopped_epoch=state.stopped_epoch))
+            mine = {
+                f"{prefix}{k}": v
+                for prefix, values in scores.items()
+                for k, v in replica_logs(values, output_name(i)).items()
+            }
+            results.append(
+                ReplicaResult(seed, "FINISHED", state.history, mine, state.model, stopped_epoch=state.stopped_epoch)
+            )
         return results
 
 
@@ -270,18 +302,27 @@ def _check_independent(model: keras.Model) -> None:
     opt = config.get("optimizer") or {}
     opt_config = opt.get("config", {}) if isinstance(opt, dict) else {}
     if opt_config.get("global_clipnorm") is not None:
-        raise ConfigError("global_clipnorm clips by one norm over all parameters, which would couple the fused "
-                          "replicas", path="optimizer.args.global_clipnorm", value=opt_config["global_clipnorm"],
-                          fix="use clipnorm (per variable) instead, or train without sweep.fuse_replicates")
+        raise ConfigError(
+            "global_clipnorm clips by one norm over all parameters, which would couple the fused replicas",
+            path="optimizer.args.global_clipnorm",
+            value=opt_config["global_clipnorm"],
+            fix="use clipnorm (per variable) instead, or train without sweep.fuse_replicates",
+        )
     if "LossScale" in str(opt.get("class_name", "")):  # dynamic scaling; a fixed loss_scale_factor is per step
-        raise ConfigError("loss scaling is shared by all fused replicas (one overflow would skip every replica's "
-                          "step)", path="optimizer", fix="train without loss scaling, or without sweep.fuse_replicates")
+        raise ConfigError(
+            "loss scaling is shared by all fused replicas (one overflow would skip every replica's step)",
+            path="optimizer",
+            fix="train without loss scaling, or without sweep.fuse_replicates",
+        )
     spec = model.inputs[0]
     model(keras.ops.zeros((1, *spec.shape[1:]), dtype=spec.dtype), training=False)  # activity losses show in a call
     if model.losses:
-        raise ConfigError("the model has regularization losses, which fused replicates do not support yet",
-                          path="model", value=model.name,
-                          fix="remove the layers' *_regularizer arguments, or train without sweep.fuse_replicates")
+        raise ConfigError(
+            "the model has regularization losses, which fused replicates do not support yet",
+            path="model",
+            value=model.name,
+            fix="remove the layers' *_regularizer arguments, or train without sweep.fuse_replicates",
+        )
 
 
 def _zip(datasets: list, split: str):
@@ -293,8 +334,12 @@ def _zip(datasets: list, split: str):
 
     counts = {int(d.cardinality()) for d in datasets}
     if len(counts) > 1:
-        raise ConfigError(f"the fused replicas have different numbers of {split} batches per epoch "
-                          f"({sorted(counts)}), so they cannot share one fit", path="dataset",
-                          fix="give every replica the same dataset config (only the seed may differ)")
+        raise ConfigError(
+            f"the fused replicas have different numbers of {split} batches per epoch "
+            f"({sorted(counts)}), so they cannot share one fit",
+            path="dataset",
+            fix="give every replica the same dataset config (only the seed may differ)",
+        )
     return tf.data.Dataset.zip(tuple(datasets)).map(
-        lambda *pairs: (tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)))
+        lambda *pairs: (tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+    )

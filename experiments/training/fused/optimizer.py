@@ -68,8 +68,9 @@ class SlotMap:
         for model in replicas:
             own = [index[id(v)] for v in model.trainable_variables]
             keys = _layout(config, len(own))
-            self.pairs.append([(q, position[("scalar" if ref == "scalar" else own[ref], rank)])
-                               for q, (ref, rank) in enumerate(keys)])
+            self.pairs.append(
+                [(q, position[("scalar" if ref == "scalar" else own[ref], rank)]) for q, (ref, rank) in enumerate(keys)]
+            )
 
     @property
     def available(self) -> bool:

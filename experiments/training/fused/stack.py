@@ -29,8 +29,21 @@ import keras
 from keras import ops
 
 # Weightless, random-free layers that treat each sample on its own: safe to run on [R * batch, ...].
-SAMPLEWISE = ("Flatten", "Lambda", "Activation", "Reshape", "Identity", "ReLU", "LeakyReLU", "ELU", "Softmax",
-              "Rescaling", "PreProcess", "MaxPooling2D", "AveragePooling2D")
+SAMPLEWISE = (
+    "Flatten",
+    "Lambda",
+    "Activation",
+    "Reshape",
+    "Identity",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "Softmax",
+    "Rescaling",
+    "PreProcess",
+    "MaxPooling2D",
+    "AveragePooling2D",
+)
 DENSE_LIKE = ("Dense", "SimpleDense")
 
 
@@ -41,8 +54,12 @@ def stackable(model: keras.Model) -> str | None:
     for layer in model.layers:
         kind = type(layer).__name__
         if kind in DENSE_LIKE:
-            if kind == "Dense" and (layer.kernel_constraint or layer.bias_constraint or layer.lora_enabled
-                                    or getattr(layer, "quantization_mode", None)):
+            if kind == "Dense" and (
+                layer.kernel_constraint
+                or layer.bias_constraint
+                or layer.lora_enabled
+                or getattr(layer, "quantization_mode", None)
+            ):
                 return f"its Dense layer '{layer.name}' has constraints, LoRA or quantization"
         elif kind == "ResidualDense":
             continue
@@ -100,8 +117,11 @@ class StackedResidual(_Stacked):
 
     def call(self, x):
         act = self.group[0].activation
-        z2 = _dense(act(_dense(x, [b.dense1 for b in self.group], self.compute_dtype)),
-                    [b.dense2 for b in self.group], self.compute_dtype)
+        z2 = _dense(
+            act(_dense(x, [b.dense1 for b in self.group], self.compute_dtype)),
+            [b.dense2 for b in self.group],
+            self.compute_dtype,
+        )
         return act(x + z2)
 
 
