@@ -28,6 +28,12 @@ def test_backend_key_and_the_xla_default_per_backend(monkeypatch):
         validate(compose("backend=jax", "training.strategy=mirrored"))
 
 
+def test_torch_runs_one_step_per_call_as_keras_pytorch_trainer_requires():
+    assert validate(compose("backend=torch")).training.steps_per_execution == 1
+    assert validate(compose("backend=torch")).training.jit_compile is False
+    assert validate(compose("backend=jax")).training.steps_per_execution == 32  # the default elsewhere
+
+
 def test_a_missing_backend_is_refused_before_keras_tries():
     from experiments import backends
 
