@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ def test_layerlab_help_lists_every_subcommand():
     proc = subprocess.run([str(LAYERLAB), "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     for name in ("compare", "doctor", "schema", "upload", "fetch", "check-layer", "list"):
-        assert f"    {name} " in proc.stdout
+        assert re.search(rf"^    {name}\b", proc.stdout, re.M), name
 
 
 def test_layerlab_schema_writes_the_model_json_schema(tmp_path):
