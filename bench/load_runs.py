@@ -214,7 +214,8 @@ def render(d: dict) -> str:
     md = [
         f"N job runs of one sweep (2 groups, {d['epochs']} epochs of 5 metrics plus 2 test metrics) in a temporary "
         "SQLite store (a size that is a multiple of the one before: the runs logged so far plus SQL copies of them "
-        "under new run ids, so the same overrides and seeds repeat); best of the rounds, seconds, in one process. **old**: `mlflow.search_runs` plus one "
+        "under new run ids, so the same overrides and seeds repeat); best of the rounds, seconds, in one process. "
+        "**old**: `mlflow.search_runs` plus one "
         "`get_metric_history` per run and history metric (the loading before issue 38); **new**: `load_runs` "
         "today (the same search, then one SQL query per 500 runs on MLflow's `metrics` table); **search**: "
         "`mlflow.search_runs` alone, which both share; `api.runs` (the tidy table) and `api.histories` "

@@ -170,7 +170,8 @@ class Sweep:
         return compare(self.experiment, self.sweep_id, self.tracking_uri, **kwargs)
 
 
-def _launch(args: list[str], tracking_uri: str | None, echo: bool, timeout: float | None) -> subprocess.CompletedProcess:
+def _launch(args: list[str], tracking_uri: str | None, echo: bool,
+            timeout: float | None) -> subprocess.CompletedProcess:
     """``python runner.py ARGS`` in the project root, its output captured (and echoed when asked)."""
     env = dict(os.environ, LAYERLAB_PROGRESS="plain")
     if tracking_uri is not None:

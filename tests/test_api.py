@@ -45,7 +45,8 @@ def logged(tmp_path_factory):
 
     ids = {}
     for seed in range(3):
-        ids["abs", seed] = job("abs", seed, [0.6, ABS[seed] + 0.02, ABS[seed] + 0.01] if seed else [0.6, 0.7, ABS[0] + 0.01])
+        ids["abs", seed] = job("abs", seed,
+                               [0.6, ABS[seed] + 0.02, ABS[seed] + 0.01] if seed else [0.6, 0.7, ABS[0] + 0.01])
         ids["relu", seed] = job("relu", seed, [0.5, 0.7, RELU[seed] + 0.01])
     ids["failed"] = job("relu", 9, [0.1], status="FAILED")
     # A retried epoch 1 (the later value wins) and no epoch 2: a gap the history keeps as NaN.
@@ -75,8 +76,8 @@ def test_histories_long_format_keeps_the_latest_retry_and_gaps(logged):
     gappy = long[long["run_id"] == logged["ids"]["gappy"]].set_index("epoch")["value"]
     assert gappy.to_dict() == pytest.approx({0: 0.3, 1: 0.45, 3: 0.5})  # epoch 1 retried: its later value
     assert len(long[long["run_id"] == logged["ids"]["abs", 0]]) == 3
-    cells = history_dicts(metric_histories(logged["uri"], [logged["ids"]["gappy"]], ["val_sparse_categorical_accuracy"]),
-                          [logged["ids"]["gappy"]])
+    gappy_id = logged["ids"]["gappy"]
+    cells = history_dicts(metric_histories(logged["uri"], [gappy_id], ["val_sparse_categorical_accuracy"]), [gappy_id])
     values = cells[0]["val_sparse_categorical_accuracy"]
     assert values[:2] == pytest.approx([0.3, 0.45]) and math.isnan(values[2]) and values[3] == pytest.approx(0.5)
 
