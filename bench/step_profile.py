@@ -19,12 +19,26 @@ times, one after another (rounds interleaved, medians reported):
   job's callbacks (timer, NaN guard, stop on signal) and ``steps_per_execution=1``:
   the step as layerlab ran it before issue 37;
 * ``fit before, no callbacks``: the same without callbacks;
+* ``graph step, gathered``: the same step looped in one graph, each batch
+  gathered from the resident arrays by a seeded permutation: what the
+  step costs with its own input;
+* ``fit, tf.data iterator``: Keras' ``model.fit`` pulling every batch of
+  ``make_tf_dataset`` from its ``tf.data`` iterator (``steps_per_execution``
+  from the YAML, the job's callbacks): layerlab before the resident path;
 * ``fit, layerlab now``: :func:`experiments.training.loop.fit` (what
   ``runner.py`` runs) on ``make_tf_dataset``, compiled by ``compile_model``
-  (``training.steps_per_execution`` from the YAML), with the job's callbacks.
+  (``training.steps_per_execution`` from the YAML), with the job's callbacks:
+  the batches gathered inside the train graph
+  (:mod:`experiments.training.resident`);
+* ``layerlab now, steps_per_execution=8`` / ``=128`` / ``jit_compile=true``:
+  the same fit with another ``training.steps_per_execution`` or with XLA;
+* ``+ validation, tf.data iterators`` / ``+ validation, layerlab now``: the
+  last two with the validation split (as every run validates each epoch),
+  its time counted per training step.
 
 Per-step times are an epoch's training time divided by its steps (no
-validation in these fits).
+validation in these fits), wall clock; ``CPU ms`` is the process's CPU time
+per step (all threads), which the machine's other load changes less.
 """
 
 from __future__ import annotations
@@ -63,18 +77,24 @@ def cpu_flags() -> dict:
     return {f: f in flags for f in ("avx512f", "avx512_bf16", "amx_bf16")}
 
 
-def _timed_loop(fn, reps: int) -> float:
+def _timed(fn) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def _timed_loop(fn, reps: int) -> tuple[float, float]:
     """Seconds per iteration of a graph function that itself loops ``reps`` times."""
-    t0 = time.perf_counter()
-    fn(reps).numpy()
-    return (time.perf_counter() - t0) / reps
+    wall, cpu = _timed(lambda: fn(reps).numpy())
+    return wall / reps, cpu / reps
 
 
-def _iterate(ds) -> float:
-    t0 = time.perf_counter()
-    for _ in ds:
-        pass
-    return time.perf_counter() - t0
+def _iterate(ds) -> tuple[float, float]:
+    def run():
+        for _ in ds:
+            pass
+    return _timed(run)
 
 
 def _dataset_before(x, y, batch_size: int, seed: int):
@@ -92,6 +112,7 @@ def measure(args) -> dict:
     import numpy as np
     import tensorflow as tf
 
+    from experiments.adapters.keras_internals import build_training_state
     from experiments.config.schema import validate
     from experiments.data import make_tf_dataset
     from experiments.job.prepare import prepare
@@ -106,8 +127,10 @@ def measure(args) -> dict:
     setup_runtime(cfg)
     data, _ = prepare(cfg)
     x, y = data.train
+    xv, yv = data.val
     if args.quick:
         x, y = x[: 4 * args.batch_size], y[: 4 * args.batch_size]
+        xv, yv = xv[: 2 * args.batch_size], yv[: 2 * args.batch_size]
     bs = args.batch_size
     steps = -(-len(x) // bs)
 
@@ -142,25 +165,49 @@ def measure(args) -> dict:
             return (i + 1,)
         return tf.while_loop(lambda i: i < n, body, (tf.constant(0),))[0]
 
+    # -- the same step, each batch gathered in the graph from the resident arrays by a seeded permutation
+    gather_model = fresh(cfg)
+    build_training_state(gather_model, make_tf_dataset(x, y, bs, shuffle=True, seed=0).element_spec)
+    x_all, y_all = tf.constant(x), tf.constant(y)
+    n_all = len(x)
+
+    @tf.function
+    def gathered_steps(n):
+        seed = tf.stack([tf.constant(0, tf.int64), tf.cast(n, tf.int64)])
+        order = tf.random.experimental.stateless_shuffle(tf.range(n_all, dtype=tf.int64), seed=seed)
+
+        def body(i):
+            idx = order[i * bs:(i + 1) * bs]
+            gather_model.train_step((tf.gather(x_all, idx), tf.gather(y_all, idx)))
+            return (i + 1,)
+        return tf.while_loop(lambda i: i < n, body, (tf.constant(0),))[0]
+
     def run_matmuls():
         return _timed_loop(matmuls, steps)
 
     def run_graph():
         return _timed_loop(graph_steps, steps)
 
+    def run_gathered():
+        return _timed_loop(gathered_steps, steps)
+
+    def per_step(times):
+        return tuple(t / steps for t in times)
+
     def run_pipeline_before():
-        return _iterate(_dataset_before(x, y, bs, seed=0)) / steps
+        return per_step(_iterate(_dataset_before(x, y, bs, seed=0)))
 
     def run_pipeline_now():
-        return _iterate(make_tf_dataset(x, y, bs, shuffle=True, seed=0)) / steps
+        return per_step(_iterate(make_tf_dataset(x, y, bs, shuffle=True, seed=0)))
 
     def fit_epoch(m, ds, callbacks):
-        t0 = time.perf_counter()
-        m.fit(ds, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)
-        return (time.perf_counter() - t0) / steps
+        return per_step(_timed(lambda: m.fit(ds, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)))
 
     before_cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps_per_execution=1))
-    models = {"before": fresh(before_cfg), "nocb": fresh(before_cfg), "now": fresh(cfg)}
+    models = {"before": fresh(before_cfg), "nocb": fresh(before_cfg), "tfdata": fresh(cfg), "now": fresh(cfg),
+              "val tfdata": fresh(cfg), "val now": fresh(cfg)}
+    for k in ("tfdata", "val tfdata"):
+        build_training_state(models[k], make_tf_dataset(x, y, bs, shuffle=True, seed=0).element_spec)
 
     def run_before():
         return fit_epoch(
@@ -170,44 +217,99 @@ def measure(args) -> dict:
     def run_nocb():
         return fit_epoch(models["nocb"], _dataset_before(x, y, bs, seed=0), [])
 
+    def run_tfdata():
+        return fit_epoch(models["tfdata"], make_tf_dataset(x, y, bs, shuffle=True, seed=0),
+                         [EpochTimer(), NanGuard(), StopOnSignal()])
+
     def run_now():
         ds = {"train": make_tf_dataset(x, y, bs, shuffle=True, seed=0), "val": None}
-        t0 = time.perf_counter()
-        fit(models["now"], cfg.training, ds, [EpochTimer(), NanGuard(), StopOnSignal()])
-        return (time.perf_counter() - t0) / steps
+        callbacks = [EpochTimer(), NanGuard(), StopOnSignal()]
+        return per_step(_timed(lambda: fit(models["now"], cfg.training, ds, callbacks)))
 
-    variants = {"matmuls": run_matmuls, "graph step": run_graph, "pipeline before": run_pipeline_before,
-                "pipeline now": run_pipeline_now, "fit, as before": run_before,
-                "fit before, no callbacks": run_nocb, "fit, layerlab now": run_now}
+    def option(**changes):
+        job = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, **changes))
+        m = fresh(job)
+
+        def run():
+            ds = {"train": make_tf_dataset(x, y, bs, shuffle=True, seed=0), "val": None}
+            return per_step(_timed(lambda: fit(m, job.training, ds, [EpochTimer(), NanGuard(), StopOnSignal()])))
+        return run
+
+    def run_val_tfdata():
+        m = models["val tfdata"]
+        ds, val = make_tf_dataset(x, y, bs, shuffle=True, seed=0), make_tf_dataset(xv, yv, bs, shuffle=False, seed=0)
+        return per_step(_timed(lambda: m.fit(ds, validation_data=val, epochs=1, verbose=0, shuffle=False,
+                                             callbacks=[EpochTimer(), NanGuard(), StopOnSignal()])))
+
+    def run_val_now():
+        ds = {"train": make_tf_dataset(x, y, bs, shuffle=True, seed=0),
+              "val": make_tf_dataset(xv, yv, bs, shuffle=False, seed=0)}
+        return per_step(_timed(lambda: fit(models["val now"], cfg.training, ds,
+                                           [EpochTimer(), NanGuard(), StopOnSignal()])))
+
+    variants = {"matmuls": run_matmuls, "graph step": run_graph, "graph step, gathered": run_gathered,
+                "pipeline before": run_pipeline_before, "pipeline now": run_pipeline_now, "fit, as before": run_before,
+                "fit before, no callbacks": run_nocb, "fit, tf.data iterator": run_tfdata, "fit, layerlab now": run_now,
+                "layerlab now, steps_per_execution=8": option(steps_per_execution=8),
+                "layerlab now, steps_per_execution=128": option(steps_per_execution=128),
+                "layerlab now, jit_compile=true": option(jit_compile=True),
+                "+ validation, tf.data iterators": run_val_tfdata, "+ validation, layerlab now": run_val_now}
     for fn in variants.values():  # warm-up: traces, oneDNN primitives, thread pools
         fn()
     times = {k: [] for k in variants}
+    cpu = {k: [] for k in variants}
     for r in range(args.rounds):
         for k, fn in variants.items():
-            times[k].append(fn())
+            wall, used = fn()
+            times[k].append(wall)
+            cpu[k].append(used)
         say(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {times[k][-1] * 1e3:.2f} ms" for k in variants))
-    return {"steps": steps, "batch_size": bs, "samples": len(x), "dataset": args.dataset,
+    return {"steps": steps, "batch_size": bs, "samples": len(x), "val_samples": len(xv), "dataset": args.dataset,
             "steps_per_execution": cfg.training.steps_per_execution,
-            "times_ms": {k: [t * 1e3 for t in v] for k, v in times.items()}, "flags": cpu_flags()}
+            "times_ms": {k: [t * 1e3 for t in v] for k, v in times.items()},
+            "cpu_ms": {k: [t * 1e3 for t in v] for k, v in cpu.items()}, "flags": cpu_flags()}
 
 
 def render(data: dict) -> str:
     t = {k: median(v) for k, v in data["times_ms"].items()}
+    c = {k: median(v) for k, v in data.get("cpu_ms", {}).items()}
     mm = t["matmuls"]
-    rows = [(k, f"{v:.2f}", f"{v / mm:.2f}x", " / ".join(f"{x:.2f}" for x in data["times_ms"][k]))
+    rows = [(k, f"{v:.2f}", f"{v / mm:.2f}x", f"{c[k]:.2f}" if k in c else "-",
+             f"{c[k] / c['matmuls']:.2f}x" if k in c else "-", " / ".join(f"{x:.2f}" for x in data["times_ms"][k]))
             for k, v in t.items()]
     flags = data["flags"]
     lines = [
         f"Section-4 model (784-128-10 MLP, Lambda layers, Adam), batch {data['batch_size']}, "
-        f"{data['samples']} training samples of `dataset={data['dataset']}` ({data['steps']} steps per epoch); "
+        f"{data['samples']} training samples of `dataset={data['dataset']}` ({data['steps']} steps per epoch, "
+        f"{data.get('val_samples', '?')} validation samples); "
         f"medians of {len(next(iter(data['times_ms'].values())))} interleaved rounds. CPU flags: "
         + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items()) + ".",
         "",
-        table(("per step", "median ms", "vs matmuls", "rounds (ms)"), rows),
+        table(("per step", "median ms", "vs matmuls", "CPU ms", "CPU vs matmuls", "rounds (ms)"), rows),
         "",
+        f"Target (issue 37): a solo step at most 1.5x its matrix products: layerlab now "
+        f"{t['fit, layerlab now'] / mm:.2f}x (CPU {c['fit, layerlab now'] / c['matmuls']:.2f}x)"
+        + (f", with the tf.data iterator {t['fit, tf.data iterator'] / mm:.2f}x"
+           if "fit, tf.data iterator" in t else "")
+        + f", before issue 37 {t['fit, as before'] / mm:.2f}x." if c else
         f"Target (issue 37): a solo step at most 1.5x its matrix products: layerlab now "
         f"{t['fit, layerlab now'] / mm:.2f}x, before {t['fit, as before'] / mm:.2f}x.",
     ]
+    options = [k for k in t if k.startswith("layerlab now, ")]
+    if options and "+ validation, layerlab now" in t:
+        now = t["fit, layerlab now"]
+        lines += ["", "Read: `fit, layerlab now` against `fit, tf.data iterator` is what gathering the batches inside "
+                  f"the train graph saves ({now / t['fit, tf.data iterator']:.2f} of its wall time, "
+                  f"{c['fit, layerlab now'] / c['fit, tf.data iterator']:.2f} of its CPU time; with validation "
+                  f"{t['+ validation, layerlab now'] / t['+ validation, tf.data iterators']:.2f} and "
+                  f"{c['+ validation, layerlab now'] / c['+ validation, tf.data iterators']:.2f}). What remains "
+                  "above `graph step, gathered` is Keras' `fit` per call and per epoch (callbacks, logs, the "
+                  "epoch's order); what remains above `matmuls` in `graph step` is the rest of the step "
+                  "(rescale, activation, bias, softmax, loss, Adam, metrics). The defaults stay "
+                  "`training.steps_per_execution=32` and `training.jit_compile=false` unless an option row is "
+                  "faster than `fit, layerlab now` here: " + ", ".join(
+                      f"{k.split(', ', 1)[1]} {t[k] / now:.2f}x wall, {c[k] / c['fit, layerlab now']:.2f}x CPU"
+                      for k in options) + "."]
     return "\n".join(lines)
 
 

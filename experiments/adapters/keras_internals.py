@@ -11,12 +11,17 @@ layer was called in, and the (layer, node, tensor) a symbolic tensor comes
 from.  The public ``layer.input`` / ``layer.output`` name only a layer's
 first call, not every call of a shared layer.
 
+:func:`own_step_functions` lets ``fit`` run train and test functions of ours (batches gathered in the
+graph, :mod:`experiments.training.resident`).
+
 :func:`build_training_state` creates a compiled model's optimizer and
 metric variables before ``fit`` (Keras builds them inside the first trace of
 the train step, which makes TensorFlow trace it twice).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 
 def nodes_by_depth(model) -> list[list] | None:
@@ -56,3 +61,29 @@ def build_training_state(model, element_spec) -> None:
         return
     with model.distribute_strategy.scope():
         model._symbolic_build(data_batch=element_spec)
+
+
+# Keras' fit makes a new iterator of the training dataset at the end of each epoch and another at the start of
+# the next (steps_per_epoch unset), the second one used: a dataset that reshuffles per iteration gives its
+# epochs the orders of iterations 0, 2, 4, ...
+KERAS_ITERATORS_PER_EPOCH = 2
+
+
+@contextlib.contextmanager
+def own_step_functions(model, train=None, test=None):
+    """Let ``model.fit`` call ``train(iterator)`` / ``test(iterator)`` (those not None) in place of the train and
+    test functions Keras would make.
+
+    Keras 3's ``fit`` and ``evaluate`` (TensorFlow backend) call ``model.train_function(iterator)`` /
+    ``model.test_function(iterator)`` once per ``steps_per_execution`` steps and keep a function that is already
+    set (``make_train_function``, ``make_test_function``); the ones before are put back on exit.
+    """
+    before = model.train_function, model.test_function
+    if train is not None:
+        model.train_function = train
+    if test is not None:
+        model.test_function = test
+    try:
+        yield
+    finally:
+        model.train_function, model.test_function = before

@@ -3,10 +3,56 @@
 from __future__ import annotations
 
 import numbers
+import weakref
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from experiments.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class ResidentSplit:
+    """What a dataset made by :func:`make_tf_dataset` gathers its batches from, so that a train step can gather
+    them itself from the resident tensors (no ``tf.data`` iterator per step, :mod:`experiments.training.resident`).
+
+    Attributes:
+        x, y: the split as two tensors.
+        batch_size: samples per batch (the last one may be smaller).
+        orders: a dataset of one element, the epoch's order of sample indices; each iteration (epoch) gives the
+            order the dataset itself would use for that epoch, so the batches are the same.
+        shuffle: whether the orders are shuffled (else the batches are contiguous slices).
+    """
+
+    x: Any
+    y: Any
+    batch_size: int
+    orders: Any
+    shuffle: bool
+
+    @property
+    def steps(self) -> int:
+        return -(-int(self.x.shape[0]) // self.batch_size)
+
+
+_RESIDENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def resident_split(dataset) -> ResidentSplit | None:
+    """The resident tensors and epoch orders behind a dataset of :func:`make_tf_dataset` (None for any other)."""
+    try:
+        return _RESIDENT.get(dataset)
+    except TypeError:  # not weak-referenceable: not one of ours
+        return None
+
+
+def with_same_batches(dataset, source):
+    """Record that ``dataset`` gives the batches of ``source`` (e.g. ``source.with_options(...)``); returns it."""
+    split = resident_split(source)
+    if split is not None:
+        _RESIDENT[dataset] = split
+    return dataset
 
 
 def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
@@ -56,7 +102,9 @@ def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
     if not shuffle:
         # Contiguous slices: no gather, no per-sample work.
         ds = tf.data.Dataset.range(steps).map(lambda b: (x_t[b * bs:(b + 1) * bs], y_t[b * bs:(b + 1) * bs]))
-        return ds.prefetch(tf.data.AUTOTUNE)
+        ds = ds.prefetch(tf.data.AUTOTUNE)
+        _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, tf.data.Dataset.from_tensors(tf.range(n, dtype=tf.int64)), False)
+        return ds
     seed = int(seed) % 2**31
 
     def epoch_order(r):
@@ -71,6 +119,8 @@ def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
 
     # A new random number for each iteration (epoch), the same sequence for the same seed: a new order each
     # epoch, reproducible run to run.
-    ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).map(epoch_order)
-    ds = ds.flat_map(batches).apply(tf.data.experimental.assert_cardinality(steps))  # Keras and fusing read it
-    return ds.prefetch(tf.data.AUTOTUNE)
+    orders = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).map(epoch_order)
+    ds = orders.flat_map(batches).apply(tf.data.experimental.assert_cardinality(steps))  # Keras and fusing read it
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, orders, True)
+    return ds

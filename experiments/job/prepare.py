@@ -25,7 +25,7 @@ def prepare(job: JobConfig, data=None):
     """
     if data is None:
         data = load_data(job)
-    spec = output_from_data(job.model_spec, data)
+    spec = output_from_data(job.model_spec, data, job.training.loss)
     model = build_model(spec, input_shapes={"input": data.input_shape, **_input_names(job, data)})
     check_data_fits_model(data, model, job)
     if data.target_scale is not None:
@@ -58,18 +58,23 @@ def check_task_fits_loss(data, job: JobConfig) -> None:
                             "dataset.task=classification when the numbers are class labels")
 
 
-def output_from_data(model_spec: dict, data) -> dict:
+def output_from_data(model_spec: dict, data, loss: str = "") -> dict:
     """The model spec with a last layer of ``units: null`` sized by the data (and ``activation: auto`` chosen:
-    softmax for several classes, sigmoid for binary, none for regression)."""
+    softmax for several classes, sigmoid for binary, none for regression).
+
+    Two classes scored by a categorical loss (the default ``sparse_categorical_crossentropy``) get two softmax
+    units: the same model as one sigmoid unit, and it needs no other loss or metric in the config.
+    """
     layer_list = model_spec.get("layers")
     if not isinstance(layer_list, list) or not layer_list or not isinstance(layer_list[-1], dict):
         return model_spec
     last = dict(layer_list[-1])
     if "units" not in last or last["units"] is not None:
         return model_spec
-    last["units"] = data.output_units
+    two_way = data.task == "binary" and "binary" not in str(loss)
+    last["units"] = 2 if two_way else data.output_units
     if last.get("activation") == "auto":
-        last["activation"] = {"classification": "softmax", "binary": "sigmoid"}.get(data.task)
+        last["activation"] = "softmax" if two_way else {"classification": "softmax", "binary": "sigmoid"}.get(data.task)
     return {**model_spec, "layers": [*layer_list[:-1], last]}
 
 

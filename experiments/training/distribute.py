@@ -17,6 +17,7 @@ import json
 import os
 
 from experiments.config.schema import TrainingSchema
+from experiments.data.tfdata import with_same_batches
 from experiments.errors import ConfigError
 
 
@@ -89,4 +90,4 @@ def shard_by_data(dataset):
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
+    return with_same_batches(dataset.with_options(options), dataset)  # one replica may still gather them in graph

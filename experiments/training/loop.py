@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from experiments.adapters.keras_internals import build_training_state
 from experiments.config.schema import TrainingSchema
+from experiments.data.tfdata import resident_split
 from experiments.training.callbacks import ProgressFile
 from experiments.training.evaluate import evaluate
 from experiments.training.interrupts import StopRequest
 from experiments.training.multi_worker import MultiWorkerTrainer
+from experiments.training.resident import applies, resident_fit
 from experiments.training.runtime import fit_verbosity
 
 
@@ -44,7 +46,15 @@ def fit_and_score(model, strategy, training: TrainingSchema, datasets: dict, cal
 def fit(model, training: TrainingSchema, datasets: dict, callbacks: list, initial_epoch: int = 0):
     """``model.fit`` on ``datasets["train"]`` (validated on ``datasets["val"]``, may be None): the epochs of a run."""
     build_training_state(model, datasets["train"].element_spec)  # one trace of the train step, not two
-    return model.fit(datasets["train"], validation_data=datasets.get("val"), epochs=training.epochs,
-                     initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,  # tf.data shuffles, seeded
-                     verbose=fit_verbosity(training.verbose, in_sweep=any(isinstance(c, ProgressFile)
-                                                                          for c in callbacks)))
+    kwargs = dict(validation_data=datasets.get("val"), epochs=training.epochs, initial_epoch=initial_epoch,
+                  callbacks=callbacks, shuffle=False,  # the dataset shuffles, seeded
+                  verbose=fit_verbosity(training.verbose, in_sweep=any(isinstance(c, ProgressFile) for c in callbacks)))
+    split = resident_split(datasets["train"])
+    if not applies(model, split):
+        return model.fit(datasets["train"], **kwargs)
+    val = datasets.get("val")
+    val_split = None if val is None else resident_split(val)
+    with resident_fit(model, split, val_split) as (train, val_stand_in):  # the same batches, gathered in the graph
+        if val_stand_in is not None:
+            kwargs["validation_data"] = val_stand_in
+        return model.fit(train, **kwargs)
