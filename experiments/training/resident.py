@@ -29,7 +29,8 @@ def applies(model, split) -> bool:
     import keras
     import tensorflow as tf
 
-    return (keras.config.backend() == "tensorflow" and split is not None and not model.run_eagerly and not tf.distribute.has_strategy()
+    return (keras.config.backend() == "tensorflow" and split is not None and not model.run_eagerly
+            and not tf.distribute.has_strategy()
             and model.distribute_strategy is tf.distribute.get_strategy())
 
 
