@@ -27,7 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import QUICK_NOTE, Header, finish, parser, say, table
+from bench.common import QUICK_NOTE, Header, finish, parser, save_raw, say, table
 from bench.tracking_cost import EXPERIMENT, SWEEP, log_runs
 
 NAME = "load_runs"
@@ -89,16 +89,25 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def measure(tmp: Path, sizes: list[int], repeats: int, old_up_to: int) -> list[dict]:
+def measure(tmp: Path, sizes: list[int], repeats: int, old_up_to: int, checkpoint=None) -> list[dict]:
+    """Time the reads at each size; ``checkpoint(rows, running)`` is called before and after every timing
+    (``running`` names the one under way, None when done), so a run stopped part-way keeps what it measured."""
     import mlflow
 
     from experiments import api
     from experiments.analysis.runs import load_runs, search_job_runs
 
+    checkpoint = checkpoint or (lambda rows, running: None)
     uri = f"sqlite:///{tmp / 'runs.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment(EXPERIMENT, artifact_location=(tmp / "artifacts").as_uri())
     logged, rows = 0, []
+    reads = {
+        "new": lambda: load_runs(uri, EXPERIMENT, SWEEP),
+        "search": lambda: search_job_runs(uri, EXPERIMENT, SWEEP),
+        "api_runs": lambda: api.runs(EXPERIMENT, SWEEP, uri),
+        "api_histories": lambda: api.histories(EXPERIMENT, SWEEP, uri),
+    }
     for n in sizes:
         t0 = time.perf_counter()
         if logged and n % logged == 0:  # 10,000 = the first 1,000 and 9 SQL copies of them
@@ -109,17 +118,19 @@ def measure(tmp: Path, sizes: list[int], repeats: int, old_up_to: int) -> list[d
             say(f"logged {n - logged} runs in {time.perf_counter() - t0:.0f} s")
         logged = n
         assert len(load_runs(uri, EXPERIMENT, SWEEP)) == n  # warm: the store's first read, imports
-        if n <= old_up_to:
-            assert old_load(uri) == n
         row = {"n": n, "old": [], "new": [], "search": [], "api_runs": [], "api_histories": []}
-        for _ in range(repeats):
-            if n <= old_up_to:
-                row["old"].append(timed(lambda: old_load(uri)))
-            row["new"].append(timed(lambda: load_runs(uri, EXPERIMENT, SWEEP)))
-            row["search"].append(timed(lambda: search_job_runs(uri, EXPERIMENT, SWEEP)))
-            row["api_runs"].append(timed(lambda: api.runs(EXPERIMENT, SWEEP, uri)))
-            row["api_histories"].append(timed(lambda: api.histories(EXPERIMENT, SWEEP, uri)))
         rows.append(row)
+        # The slow old path last in each round: a run stopped during it still has the bulk figures.
+        for _ in range(repeats):
+            for key, read in reads.items():
+                checkpoint(rows, f"{key} at {n:,} runs")
+                row[key].append(timed(read))
+            if n <= old_up_to:
+                checkpoint(rows, f"old at {n:,} runs")
+                t0 = time.perf_counter()
+                assert old_load(uri) == n
+                row["old"].append(time.perf_counter() - t0)
+            checkpoint(rows, None)
         say(f"{n:>6} runs: " + ", ".join(f"{k} {min(v):.2f} s" for k, v in row.items() if k != "n" and v))
     return rows
 
@@ -195,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
                 {"server": server, "quick": args.quick, "epochs": EPOCHS},
                 render_server,
             )
-        rows = measure(Path(tmp_name), sizes, repeats, args.old_up_to)
+
+        def checkpoint(rows: list[dict], running: str | None) -> None:
+            save_raw(args.out, NAME, header, {"rows": rows, "quick": args.quick, "epochs": EPOCHS, "running": running})
+
+        rows = measure(Path(tmp_name), sizes, repeats, args.old_up_to, checkpoint)
     return finish(args, NAME, TITLE, header, {"rows": rows, "quick": args.quick, "epochs": EPOCHS}, render)
 
 
@@ -207,7 +222,7 @@ def summary(d: dict) -> list[list[str]]:
         [
             "4b. loading runs",
             f"load_runs over {last['n']:,} runs (no target)",
-            f"{old}{min(last['new']):.1f} s by bulk query; api.runs {min(last['api_runs']):.1f} s",
+            f"{old}{_best(last['new'])} s by bulk query; api.runs {_best(last['api_runs'])} s",
             "n/a",
         ]
     ]
@@ -235,7 +250,8 @@ def render(d: dict) -> str:
     md = [
         f"N job runs of one sweep (2 groups, {d['epochs']} epochs of 5 metrics plus 2 test metrics) in a temporary "
         "SQLite store (a size that is a multiple of the one before: the runs logged so far plus SQL copies of them "
-        "under new run ids, so the same overrides and seeds repeat); best of the rounds, seconds, in one process. **old**: `mlflow.search_runs` plus one "
+        "under new run ids, so the same overrides and seeds repeat); best of the rounds, seconds, in one process. "
+        "**old**: `mlflow.search_runs` plus one "
         "`get_metric_history` per run and history metric (the loading before issue 38); **new**: `load_runs` "
         "today (the same search, then one SQL query per 500 runs on MLflow's `metrics` table); **search**: "
         "`mlflow.search_runs` alone, which both share; `api.runs` (the tidy table) and `api.histories` "
@@ -255,6 +271,12 @@ def render(d: dict) -> str:
             rows,
         ),
     ]
+    if d.get("running"):  # saved by the checkpoint of a run stopped part-way (then `--render-only`)
+        md += [
+            "",
+            f"**Incomplete**: the run was stopped while timing {d['running']}; that figure and any after "
+            'it are missing ("not timed"), not estimated.',
+        ]
     if d["quick"]:
         md += ["", QUICK_NOTE]
     return "\n".join(md)

@@ -106,10 +106,8 @@ def test_histories_long_format_keeps_the_latest_retry_and_gaps(logged):
     gappy = long[long["run_id"] == logged["ids"]["gappy"]].set_index("epoch")["value"]
     assert gappy.to_dict() == pytest.approx({0: 0.3, 1: 0.45, 3: 0.5})  # epoch 1 retried: its later value
     assert len(long[long["run_id"] == logged["ids"]["abs", 0]]) == 3
-    cells = history_dicts(
-        metric_histories(logged["uri"], [logged["ids"]["gappy"]], ["val_sparse_categorical_accuracy"]),
-        [logged["ids"]["gappy"]],
-    )
+    gappy_id = logged["ids"]["gappy"]
+    cells = history_dicts(metric_histories(logged["uri"], [gappy_id], ["val_sparse_categorical_accuracy"]), [gappy_id])
     values = cells[0]["val_sparse_categorical_accuracy"]
     assert values[:2] == pytest.approx([0.3, 0.45]) and math.isnan(values[2]) and values[3] == pytest.approx(0.5)
 

@@ -28,6 +28,12 @@ def test_backend_key_and_the_xla_default_per_backend(monkeypatch):
         validate(compose("backend=jax", "training.strategy=mirrored"))
 
 
+def test_torch_runs_one_step_per_call_as_keras_pytorch_trainer_requires():
+    assert validate(compose("backend=torch")).training.steps_per_execution == 1
+    assert validate(compose("backend=torch")).training.jit_compile is False
+    assert validate(compose("backend=jax")).training.steps_per_execution == 32  # the default elsewhere
+
+
 def test_a_missing_backend_is_refused_before_keras_tries():
     from experiments import backends
 
@@ -112,3 +118,57 @@ def test_check_layer_round_trips_across_backends_and_names_a_tf_only_layer(tmp_p
     assert "tensorflow loads jax's model" in simple and "jax loads tensorflow's model" in simple
     assert broken.startswith("TfSquare: FAILS on jax at 'build'") and "works on tensorflow" in broken
     assert "imports TensorFlow" in broken and "keras.ops" in broken
+
+
+FUSED_ON_JAX = """
+import json
+
+import keras
+
+from tests.test_fused import _fused, _solo
+
+assert keras.backend.backend() == "jax", keras.backend.backend()
+seeds = [0, 1]
+fused = {r.seed: {"status": r.status, "history": r.history.history, "scores": r.scores}
+         for r in _fused("lambda_mlp", seeds, "backend=jax")}
+solo = {}
+for seed in seeds:
+    history, final, _ = _solo("lambda_mlp", seed, "backend=jax")
+    solo[seed] = {"history": history, "scores": final}
+print("RESULTS " + json.dumps({"fused": fused, "solo": solo}, default=float))
+"""
+
+
+@pytest.mark.slow
+def test_each_fused_replica_on_jax_equals_its_solo_jax_run():
+    """Issue 38 item 3: the fused engine (the stacked model, XLA on, JAX's default here) trains 2 seeds in one fit
+    on JAX, and each replica's per-epoch and test metrics equal its solo JAX run's within 1e-5. One JAX process
+    (Keras picks its backend once per process), the helpers of tests/test_fused.py, its tiny data and 2 epochs."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", FUSED_ON_JAX], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    line = [s for s in proc.stdout.splitlines() if s.startswith("RESULTS ")][-1]
+    results = json.loads(line[len("RESULTS ") :])
+    fused, solo = results["fused"], results["solo"]
+    assert sorted(fused) == sorted(solo) == ["0", "1"]
+    for seed in solo:
+        assert fused[seed]["status"] == "FINISHED"
+        for what in ("history", "scores"):
+            mine, theirs = fused[seed][what], solo[seed][what]
+            assert set(mine) == set(theirs), (sorted(mine), sorted(theirs))
+            for key in theirs:
+                a, b = np.asarray(mine[key], dtype=float), np.asarray(theirs[key], dtype=float)
+                assert a.shape == b.shape and np.all(np.abs(a - b) <= 1e-5), f"seed {seed} {what} {key}: {a} vs {b}"
+    assert "val_loss" in solo["0"]["history"] and len(solo["0"]["history"]["val_loss"]) == 2  # both epochs compared
+    assert fused["0"]["history"]["loss"][0] != fused["1"]["history"]["loss"][0]  # two seeds, two models

@@ -324,6 +324,8 @@ def validate(cfg: DictConfig) -> JobConfig:
     backend = root.get("backend", "tensorflow")
     if groups["training"].jit_compile is None:  # per backend: JAX runs eagerly (slowly) without XLA
         groups["training"] = replace(groups["training"], jit_compile=backend == "jax")
+    if backend == "torch":  # Keras's PyTorch trainer runs one step per call and refuses any other value
+        groups["training"] = replace(groups["training"], steps_per_execution=1)
     if backend != "tensorflow" and groups["training"].strategy != "default":
         raise ConfigError(
             f"is a tf.distribute strategy, which runs on the TensorFlow backend only (backend={backend})",

@@ -19,7 +19,7 @@ def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndar
     ops, and only the chief is still there to make the plots.
     """
     return np.concatenate(
-        [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+        [keras.ops.convert_to_numpy(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
     )
 
 

@@ -24,11 +24,14 @@ _KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def applies(model, split) -> bool:
     """Whether a model's fit can gather its own batches: a dataset of ``make_tf_dataset``, TensorFlow's default
-    strategy (a ``tf.distribute`` strategy runs its steps through ``strategy.run``), graph mode."""
+    strategy (a ``tf.distribute`` strategy runs its steps through ``strategy.run``), graph mode; TensorFlow's
+    backend only (the steps are ``tf.function``s, and JAX/PyTorch models have no ``distribute_strategy``)."""
+    import keras
     import tensorflow as tf
 
     return (
-        split is not None
+        keras.config.backend() == "tensorflow"
+        and split is not None
         and not model.run_eagerly
         and not tf.distribute.has_strategy()
         and model.distribute_strategy is tf.distribute.get_strategy()
