@@ -223,6 +223,8 @@ def test_nan_loss_stops_the_run_as_failed(tmp_path, store):
     client = mlflow.MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("layerlab").experiment_id])
     assert run.info.status == "FAILED" and "became nan" in run.data.tags["layerlab.error"]
+    text = Path(client.download_artifacts(run.info.run_id, "error.txt", str(tmp_path))).read_text()
+    assert "became nan" in text and run.data.params["optimizer.learning_rate"] == "10"  # logged before: kept
 
 
 def _corrupt_npz(tmp_path) -> Path:

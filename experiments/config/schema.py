@@ -326,6 +326,10 @@ def validate(cfg: DictConfig) -> JobConfig:
         groups["training"] = replace(groups["training"], jit_compile=backend == "jax")
     if backend == "torch":  # Keras's PyTorch trainer runs one step per call and refuses any other value
         groups["training"] = replace(groups["training"], steps_per_execution=1)
+    if groups["training"].strategy != "default":
+        # Keras' several-steps loop fails inside a tf.distribute strategy (TF 2.21: "You must feed a value for
+        # placeholder tensor ... multi_step_on_iterator"); a distributed step runs one per call.
+        groups["training"] = replace(groups["training"], steps_per_execution=1)
     if backend != "tensorflow" and groups["training"].strategy != "default":
         raise ConfigError(
             f"is a tf.distribute strategy, which runs on the TensorFlow backend only (backend={backend})",
