@@ -23,9 +23,6 @@ store with 10,000 runs reads in seconds (BENCHMARKS.md).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Sequence
@@ -40,6 +37,7 @@ from experiments.analysis.compare import comparison_frames
 from experiments.analysis.groups import SEED_KEY, group_columns, key_values
 from experiments.analysis.metric import MetricLike, resolve_metric
 from experiments.analysis.runs import history_dicts, history_keys, metric_histories, search_job_runs
+from experiments.api_processes import failure_of, find_run, launch_runner
 from experiments.config.metrics import MetricSpec
 from experiments.errors import LayerlabError
 from experiments.tracking import tags
@@ -174,62 +172,6 @@ class Sweep:
         return compare(self.experiment, self.sweep_id, self.tracking_uri, **kwargs)
 
 
-def _launch(
-    args: list[str], tracking_uri: str | None, echo: bool, timeout: float | None
-) -> subprocess.CompletedProcess:
-    """``python runner.py ARGS`` in the project root, its output captured (and echoed when asked)."""
-    env = dict(os.environ, LAYERLAB_PROGRESS="plain")
-    if tracking_uri is not None:
-        env["MLFLOW_TRACKING_URI"] = resolve_uri(tracking_uri)
-    cmd = [sys.executable, str(PROJECT_ROOT / "runner.py"), *args]
-    with subprocess.Popen(
-        cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    ) as proc:
-        lines = []
-        try:
-            for line in proc.stdout:  # type: ignore[union-attr]
-                lines.append(line)
-                if echo:
-                    print(line, end="", flush=True)
-            proc.wait(timeout=timeout)
-        except BaseException:
-            proc.kill()
-            raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "")
-
-
-def _find_run(uri: str, tag: str, value: str) -> Any:
-    """The newest run of any experiment tagged ``tag = value`` (None when there is none)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    experiment_ids = [e.experiment_id for e in client.search_experiments()]
-    found = (
-        client.search_runs(
-            experiment_ids,
-            filter_string=f"tags.`{tag}` = '{value}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-        if experiment_ids
-        else []
-    )
-    return found[0] if found else None
-
-
-def _failure(proc: subprocess.CompletedProcess, what: str) -> LayerlabError:
-    """The child's own message (its ``layerlab: error:`` paragraph) when it logged nothing."""
-    errors = [line for line in proc.stdout.splitlines() if "error" in line.lower()]
-    message = errors[-1] if errors else (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
-    return LayerlabError(
-        f"{what} logged no run (exit {proc.returncode}): {message}",
-        path="overrides",
-        value=list(proc.args[2:]),
-        fix="correct the override named above; Run.log / "
-        "Sweep.log or the same command in a shell show the whole output",
-    )
-
-
 def run(
     overrides: Sequence[str] = (), *, tracking_uri: str | None = None, echo: bool = False, timeout: float | None = None
 ) -> Run:
@@ -248,11 +190,11 @@ def run(
         LayerlabError: the job logged no run (an invalid override: the job's own message).
     """
     out_dir = Path(tempfile.gettempdir()) / f"layerlab-api-{uuid.uuid4().hex[:12]}"
-    proc = _launch([*overrides, f"hydra.run.dir={out_dir}"], tracking_uri, echo, timeout)
+    proc = launch_runner([*overrides, f"hydra.run.dir={out_dir}"], tracking_uri, echo, timeout)
     uri = resolve_uri(tracking_uri)
-    found = _find_run(uri, tags.OUTPUT_DIR, str(out_dir.resolve()))
+    found = find_run(uri, tags.OUTPUT_DIR, str(out_dir.resolve()))
     if found is None:
-        raise _failure(proc, "the job")
+        raise failure_of(proc, "the job")
     from mlflow import MlflowClient
 
     experiment = MlflowClient(tracking_uri=uri).get_experiment(found.info.experiment_id).name
@@ -285,11 +227,11 @@ def sweep(
         LayerlabError: the sweep logged no parent run (an invalid override: the sweep's own message).
     """
     sweep_dir = Path(tempfile.gettempdir()) / f"layerlab-api-{uuid.uuid4().hex[:12]}"
-    proc = _launch(["-m", *overrides, f"hydra.sweep.dir={sweep_dir}"], tracking_uri, echo, timeout)
+    proc = launch_runner(["-m", *overrides, f"hydra.sweep.dir={sweep_dir}"], tracking_uri, echo, timeout)
     uri = resolve_uri(tracking_uri)
-    parent = _find_run(uri, tags.SWEEP_DIR, str(sweep_dir.resolve()))
+    parent = find_run(uri, tags.SWEEP_DIR, str(sweep_dir.resolve()))
     if parent is None:
-        raise _failure(proc, "the sweep")
+        raise failure_of(proc, "the sweep")
     from mlflow import MlflowClient
 
     experiment = MlflowClient(tracking_uri=uri).get_experiment(parent.info.experiment_id).name

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("layers", "experiments", "hydra_plugins")
-MAX_LINES = 400
+MAX_LINES = 450  # the same bound as ../shared/tools/import_graph.py
 
 
 def _modules() -> dict[str, Path]:

@@ -95,12 +95,14 @@ def test_joblib_workers_get_their_share_of_the_cores(tmp_path, store):
 
 
 def test_a_failing_job_does_not_lose_the_others(tmp_path, store):
-    # dataset.limit=30 cannot be split into stratified train/val/test: that job fails inside its run.
+    # exp() of a hidden layer pushed by a huge learning rate overflows: that job fails inside its run (NaN loss).
     proc = run_cli(
         "-m",
-        "dataset.limit=30,400",
-        "training.epochs=1",
-        "training.batch_size=128",
+        "model.activation=exponential",
+        "optimizer.learning_rate=10,0.001",
+        "dataset.limit=400",
+        "training.epochs=3",
+        "training.batch_size=64",
         "tracking.log_model=false",
         f"tracking.uri={store}",
         "tracking.experiment=sweep_fail",
@@ -109,14 +111,14 @@ def test_a_failing_job_does_not_lose_the_others(tmp_path, store):
     assert proc.returncode != 0
     client, parents, children = _runs(store, "sweep_fail")
     assert len(parents) == 1 and len(children) == 2
-    by_limit = {c.data.params["dataset.limit"]: c for c in children}
-    assert by_limit["400"].info.status == "FINISHED"
-    failed = by_limit["30"]
+    by_lr = {c.data.params["optimizer.learning_rate"]: c for c in children}
+    assert by_lr["0.001"].info.status == "FINISHED"
+    failed = by_lr["10"]
     assert failed.info.status == "FAILED"
-    assert "dataset.limit" in failed.data.tags["layerlab.error"]
+    assert "became nan" in failed.data.tags["layerlab.error"]
     assert parents[0].info.status == "FAILED"  # finalised although Hydra skipped on_multirun_end
     summary = Path(client.download_artifacts(parents[0].info.run_id, "sweep_summary.md", str(tmp_path)))
     text = summary.read_text()
-    assert "FAILED" in text and "python runner.py dataset.limit=30" in text
-    assert "rerun alone: python runner.py dataset.limit=30" in proc.stdout
+    assert "FAILED" in text and "optimizer.learning_rate=10" in text
+    assert "rerun alone: python runner.py model.activation=exponential optimizer.learning_rate=10" in proc.stdout
     assert proc.stderr.count("Traceback") <= 1 and len(proc.stderr.splitlines()) < 80
