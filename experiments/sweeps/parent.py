@@ -37,8 +37,7 @@ def continue_in(state: SweepState, earlier_run_id: str) -> None:
         if key in fresh.data.tags:
             client.set_tag(earlier_run_id, key, fresh.data.tags[key])
     state.heartbeat = Heartbeat(state.uri, earlier_run_id).start()
-    earlier = client.get_run(earlier_run_id)
     state.parent_run_id = earlier_run_id
-    state.sweep_id = earlier.data.tags.get(tags.SWEEP_ID, state.sweep_id)
+    state.sweep_id = client.get_run(earlier_run_id).data.tags.get(tags.SWEEP_ID, state.sweep_id)
     client.set_terminated(fresh_id, "KILLED")
     client.delete_run(fresh_id)

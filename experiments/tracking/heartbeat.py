@@ -39,6 +39,14 @@ def identity() -> dict[str, str]:
     return {tags.HOST: socket.gethostname(), tags.PID: str(pid), tags.PID_START: process_start(pid)}
 
 
+def beat_tags(with_identity: bool) -> list:
+    """The tags of one beat: the time, and with ``with_identity`` the host, pid and pid start that own the run."""
+    from mlflow.entities import RunTag
+
+    beat = {tags.HEARTBEAT: f"{time.time():.0f}", **(identity() if with_identity else {})}
+    return [RunTag(k, v) for k, v in beat.items()]
+
+
 def claim(client, run_id: str) -> None:
     """Write this process's identity and a fresh beat to ``run_id`` now, and wait until they are stored.
 
@@ -46,10 +54,7 @@ def claim(client, run_id: str) -> None:
     (:mod:`experiments.tracking.doctor`) that looks at the run in between then
     sees a living owner, never the identity of the process that ran it before.
     """
-    from mlflow.entities import RunTag
-
-    beat = {**identity(), tags.HEARTBEAT: f"{time.time():.0f}"}
-    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in beat.items()], synchronous=True)
+    client.log_batch(run_id, tags=beat_tags(with_identity=True), synchronous=True)
 
 
 class Heartbeat:
@@ -86,12 +91,8 @@ class Heartbeat:
             self._beat()
 
     def _beat(self, first: bool = False) -> None:
-        from mlflow.entities import RunTag
-
-        now = [RunTag(tags.HEARTBEAT, f"{time.time():.0f}")]
-        extra = [RunTag(k, v) for k, v in identity().items()] if first else []
         try:
-            self._client.log_batch(self.run_id, tags=now + extra, synchronous=True)
+            self._client.log_batch(self.run_id, tags=beat_tags(with_identity=first), synchronous=True)
             self.beats += 1
         except Exception as exc:  # the server is away: the metric sink and the offline channel deal with that
             log.debug("heartbeat of run %s not sent: %r", self.run_id, exc)
