@@ -1,6 +1,7 @@
-"""Step time of the lecture's model on each installed Keras backend, XLA on and off (issue 38)
+"""Step time of the lecture's model, and the abs_vs_relu study, on each installed Keras backend (issue 38)
 
     python -m bench.backends [--quick] [--out FILE] [--epochs 8] [--rounds 2]
+    python -m bench.backends --sweep [--quick] [--out FILE] [--rounds 1]     # the study: its own section
 
 Each configuration is a real ``python runner.py backend=B training.jit_compile=J``
 run (through ``experiments.api.run``, a fresh process each, into a temporary
@@ -9,6 +10,15 @@ sample, batch 1024, no model or plots logged. Epoch time = the run's
 ``epoch_time_s`` history, median of epochs 2..E (epoch 1 compiles); step time =
 epoch time / steps per epoch (from Keras' progress lines). Rounds alternate
 the configurations.
+
+``--sweep``: the lecture's study, ``python runner.py +experiment=abs_vs_relu
+backend=B`` (2 models x abs, relu x 5 seeds on mnist_sample, the layerlab
+launcher with 2 workers), per installed backend as shipped and with
+``sweep.fuse_replicates=true``: one whole process each (spawn to exit, CPU
+seconds of all its processes), into its own fresh SQLite store, no model or
+plots logged; then the study's answer read back with ``experiments.api.runs``:
+mean test accuracy of abs and ReLU per model, and whether abs is ahead.
+``--quick``: one model, 2 seeds, 400 images, 1 epoch.
 """
 
 from __future__ import annotations
@@ -19,10 +29,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import QUICK_NOTE, Header, finish, parser, say, table
+from bench.common import PYTHON, QUICK_NOTE, ROOT, ChildFailed, Header, finish, parser, run_timed, say, table
 
 NAME = "backends"
-TITLE = "7. The lecture's model on each Keras backend, XLA on and off (issue 38)"
+TITLE = "8. The lecture's model on each Keras backend, XLA on and off (issue 38)"
+SWEEP_NAME = "backends_sweep"
+SWEEP_TITLE = "8b. The abs_vs_relu study on each Keras backend: is abs better than ReLU everywhere? (issue 38)"
+SWEEP_WAYS = ("as shipped", "fused")  # the layerlab launcher, 20 jobs; sweep.fuse_replicates=true, 4 jobs
+SWEEP_QUICK = ["model=lambda_mlp", "seed=0,1", "dataset.limit=400", "training.epochs=1"]
+ACC = "test_sparse_categorical_accuracy"
 
 
 def one_run(backend: str, jit: bool, epochs: int, uri: str, quick: bool) -> dict:
@@ -55,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 8; quick: 2)")
     p.add_argument("--rounds", type=int, default=None, help="runs per configuration (default: 2; quick: 1)")
+    p.add_argument("--sweep", action="store_true", help="the abs_vs_relu study per backend (its own section)")
     args = p.parse_args(argv)
+    if args.sweep:
+        return sweep_main(args, argv)
     if args.render_only:
         return finish(args, NAME, TITLE, None, {}, render)
     from experiments.backends import installed_backends
@@ -81,7 +99,7 @@ def summary(d: dict) -> list[list[str]]:
     """Rows of the summary table."""
     med = {k: statistics.median(r["epoch_s"] for r in v) for k, v in d["results"].items()}
     text = "; ".join(f"{k} {v * 1000:.0f} ms" for k, v in med.items())
-    return [["7. backends", "epoch time per backend (no target)", text, "n/a"]]
+    return [["8. backends", "epoch time per backend (no target)", text, "n/a"]]
 
 
 def render(d: dict) -> str:
@@ -122,6 +140,127 @@ def render(d: dict) -> str:
             rows,
         ),
     ]
+    if d["quick"]:
+        md += ["", QUICK_NOTE]
+    return "\n".join(md)
+
+
+def one_sweep(work: Path, backend: str, way: str, quick: bool) -> dict:
+    """One whole ``runner.py +experiment=abs_vs_relu`` command; its time and the study's answer from its runs."""
+    import os
+
+    from bench.sweep_vs_shell import make_store
+    from experiments import api
+
+    uri = f"sqlite:///{make_store(work / 'mlflow.db')}"  # migrated here, before the workers start
+    cmd = [
+        PYTHON,
+        str(ROOT / "runner.py"),
+        "+experiment=abs_vs_relu",
+        f"backend={backend}",
+        *(SWEEP_QUICK if quick else []),
+        *(["sweep.fuse_replicates=true"] if way == "fused" else []),
+        f"tracking.uri={uri}",
+        f"tracking.artifact_root={(work / 'mlartifacts').as_uri()}",
+        "tracking.log_model=false",
+        "tracking.log_plots=false",
+        f"hydra.sweep.dir={work / 'multirun'}",
+    ]
+    load = os.getloadavg()[0]
+    wall, proc = run_timed(cmd, cwd=ROOT, timeout=7200)
+    runs = api.runs("abs_vs_relu", tracking_uri=uri, status="FINISHED")
+    want = 4 if quick else 20
+    if len(runs) != want or set(runs["backend"]) != {backend}:
+        raise ChildFailed(f"{backend} {way}: {len(runs)} of {want} runs finished on {set(runs['backend'])}")
+    if "model" not in runs.columns:  # --quick sweeps one model
+        runs["model"] = "lambda_mlp"
+    means = runs.groupby(["model", "model.activation"])[ACC].mean()
+    acc = {m: {a: float(means[m, a]) for a in ("abs", "relu")} for m in sorted(runs["model"].unique())}
+    tests = api.compare("abs_vs_relu", tracking_uri=uri).tests
+    t = tests[(tests["factor"] == "model.activation") & (tests["within"] == "")].iloc[0]
+    test = {k: float(t[k]) for k in ("diff", "diff_ci_low", "diff_ci_high", "p_holm")} | {"better": str(t["better"])}
+    return {"wall": wall, "cpu": proc.cpu_s, "load": load, "runs": len(runs), "acc": acc, "test": test}
+
+
+def sweep_main(args, argv: list[str] | None) -> int:
+    if args.render_only:
+        return finish(args, SWEEP_NAME, SWEEP_TITLE, None, {}, render_sweep)
+    from experiments.backends import BACKENDS, installed_backends
+
+    header = Header(NAME, argv, args.quick, with_tf=False)  # the children import TensorFlow
+    backends = installed_backends()
+    configs = [(b, w) for w in SWEEP_WAYS for b in backends]
+    results: dict[str, list[dict]] = {f"{b}, {w}": [] for b, w in configs}
+    with tempfile.TemporaryDirectory(prefix="layerlab-bench-backends-sweep-") as tmp:
+        k = 0
+        for r in range(args.rounds or 1):
+            for b, w in configs if r % 2 == 0 else configs[::-1]:
+                k += 1
+                res = one_sweep(Path(tmp) / f"{k:03d}", b, w, args.quick)
+                results[f"{b}, {w}"].append(res)
+                say(f"round {r + 1}: {b}, {w}: {res['wall']:.0f} s, CPU {res['cpu']:.0f} s, accuracy {res['acc']}")
+    data = {
+        "results": results,
+        "skipped": [b for b in BACKENDS if b not in backends],
+        "quick": args.quick,
+    }
+    return finish(args, SWEEP_NAME, SWEEP_TITLE, header, data, render_sweep)
+
+
+def render_sweep(d: dict) -> str:
+    base = d["results"].get("tensorflow, as shipped")
+    base_wall = statistics.median(r["wall"] for r in base) if base else None
+    rows = []
+    for k, v in d["results"].items():
+        wall = statistics.median(r["wall"] for r in v)
+        diffs, cells = [], []
+        for model, acc in v[-1]["acc"].items():
+            diff = acc["abs"] - acc["relu"]
+            diffs.append(diff)
+            cells.append(f"{model}: {acc['abs']:.4f} vs {acc['relu']:.4f} ({diff:+.4f})")
+        rows.append(
+            [
+                k,
+                f"{wall:.0f}",
+                f"{wall / base_wall:.2f}x" if base_wall else "n/a",
+                f"{statistics.median(r['cpu'] for r in v):.0f}",
+                "; ".join(cells),
+                "yes" if all(x > 0 for x in diffs) else "no",
+                "{diff:+.4f} ({diff_ci_low:+.4f} to {diff_ci_high:+.4f}), p={p_holm:.2g}".format(**v[-1]["test"]),
+                f"{v[-1]['runs']}",
+                str(len(v)),
+            ]
+        )
+    md = [
+        "`python runner.py +experiment=abs_vs_relu backend=B` (lambda_mlp and class_mlp x abs, relu x 5 seeds, "
+        "20 epochs, mnist_sample, determinism on, `hydra/launcher=layerlab` with 2 workers), as shipped (20 jobs) "
+        "and with `sweep.fuse_replicates=true` (**fused**: 4 jobs of 5 seeds, the same 20 runs), plus "
+        "`tracking.log_model=false tracking.log_plots=false` (no model files or plots: tracking the study's "
+        "numbers, not its artifacts, is what is compared here); each command a whole process (spawn to exit) into "
+        "its own fresh SQLite store, backends alternating. CPU s: user + system seconds of the command and all its "
+        "processes. Accuracy: mean test accuracy over the seeds of abs vs ReLU per model (abs minus ReLU), read "
+        "back with `experiments.api.runs`; **abs ahead** when abs's mean is higher for every model; then the "
+        "sweep comparison's test of the activation over both models (`experiments.api.compare(...).tests`: "
+        "difference of means, its 95% CI, Holm-adjusted p). With more than one command per row the accuracy "
+        "columns are the last command's (the runs are seeded and deterministic).",
+        "",
+        table(
+            [
+                "backend, way",
+                "whole command s",
+                "vs tensorflow as shipped",
+                "CPU s",
+                "test accuracy, abs vs ReLU (diff)",
+                "abs ahead on both models",
+                "activation test: abs minus ReLU (95% CI), Holm p",
+                "runs",
+                "commands",
+            ],
+            rows,
+        ),
+    ]
+    if d["skipped"]:
+        md += ["", f"Not installed here, so not run: {', '.join(d['skipped'])} (`make install-torch` adds PyTorch)."]
     if d["quick"]:
         md += ["", QUICK_NOTE]
     return "\n".join(md)
