@@ -1,6 +1,7 @@
 """Reading a sweep's runs from MLflow at scale: one call per run and metric vs bulk queries (issue 38)
 
-    python -m bench.load_runs [--quick] [--out FILE] [--sizes 1000 10000]
+    python -m bench.load_runs [--quick] [--out FILE] [--sizes 1000 10000] [--old-up-to 10000]
+    python -m bench.load_runs --server 1000 10000 [--old-up-to 1000]   # the PostgreSQL-backed server, section 4c
 
 N synthetic job runs of one sweep (2 activations x N/2 seeds, 20 epochs of the
 5 per-epoch metrics a job logs plus 2 test metrics, logged with the client's
@@ -15,6 +16,10 @@ Timed, alternating, in this process:
   histories by one SQL query per 500 runs: ``experiments.adapters.mlflow_store``);
 * the search alone (both paths share it), ``experiments.api.runs`` (the tidy
   table) and ``experiments.api.histories`` (long format).
+
+``--server``: the same runs on ``scripts/mlflow_stack.sh``'s server instead
+(the first size logged over HTTP, larger multiples copied inside PostgreSQL),
+read over HTTP and with the database URI; see :func:`measure_server`.
 """
 
 from __future__ import annotations
@@ -54,33 +59,55 @@ def old_load(uri: str) -> int:
 
 
 RUN_TABLES = ("runs", "metrics", "latest_metrics", "params", "tags")  # MLflow's tables keyed by run_uuid
+# A new run id per row, as MLflow's own: 32 lower-case hex digits (uuid4().hex).
+NEW_RUN_ID = {
+    "sqlite": "lower(hex(randomblob(16)))",
+    "postgresql": "replace(CAST(gen_random_uuid() AS TEXT), '-', '')",
+}
 
 
-def copy_runs(db: Path, copies: int) -> None:
-    """Append ``copies`` SQL copies of every run in the SQLite store (new run ids; same params, tags, metrics).
+def copy_runs(db_uri: str, copies: int) -> None:
+    """Append ``copies`` SQL copies of every run in the store (new run ids; same params, tags, metrics).
 
-    Logging through the client costs 16-20 ms per run on an idle machine (section 4), minutes for 10,000;
-    the reading this benchmark measures does not care how the rows were written.
+    ``db_uri``: the store's SQLAlchemy URI (``sqlite:///...`` or ``postgresql+psycopg2://...``, the database
+    behind a tracking server). Logging 10,000 runs through the client would take most of the benchmark's time
+    (far more over HTTP: section 4c states how long its first runs took); the reading this benchmark measures
+    does not care how the rows were written. A copy's ``artifact_uri`` names
+    its own id; PostgreSQL's planner statistics are refreshed afterwards (``ANALYZE``), as its autovacuum
+    would soon do on a server.
     """
-    import sqlite3
+    import sqlalchemy as sa
 
-    con = sqlite3.connect(db)
+    engine = sa.create_engine(db_uri)
     try:
-        originals = [r[0] for r in con.execute("SELECT run_uuid FROM runs")]
-        for _ in range(copies):
-            con.execute("DROP TABLE IF EXISTS temp.idmap")
-            con.execute("CREATE TEMP TABLE idmap (old TEXT PRIMARY KEY, new TEXT)")
-            con.executemany("INSERT INTO temp.idmap VALUES (?, lower(hex(randomblob(16))))", [(r,) for r in originals])
-            for table in RUN_TABLES:
-                cols = [c[1] for c in con.execute(f"PRAGMA table_info({table})")]
-                select = ", ".join("idmap.new" if c == "run_uuid" else f"t.{c}" for c in cols)
-                con.execute(
-                    f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM {table} t "
-                    "JOIN temp.idmap idmap ON t.run_uuid = idmap.old"
-                )
-        con.commit()
+        with engine.begin() as con:
+            q = con.dialect.identifier_preparer.quote
+            columns = {t: [c["name"] for c in sa.inspect(con).get_columns(t)] for t in RUN_TABLES}
+            con.execute(sa.text("CREATE TEMP TABLE originals AS SELECT run_uuid AS old FROM runs"))
+            for _ in range(copies):
+                con.execute(sa.text("DROP TABLE IF EXISTS idmap"))
+                new_id = NEW_RUN_ID[engine.dialect.name]
+                con.execute(sa.text(f"CREATE TEMP TABLE idmap AS SELECT old, {new_id} AS new FROM originals"))
+                for table, cols in columns.items():
+                    select = ", ".join(
+                        "idmap.new"
+                        if c == "run_uuid"
+                        else "replace(t.artifact_uri, t.run_uuid, idmap.new)"
+                        if (table, c) == ("runs", "artifact_uri")
+                        else f"t.{q(c)}"
+                        for c in cols
+                    )
+                    con.execute(
+                        sa.text(
+                            f"INSERT INTO {table} ({', '.join(map(q, cols))}) SELECT {select} FROM {table} t "
+                            "JOIN idmap ON t.run_uuid = idmap.old"
+                        )
+                    )
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as con:
+                con.execute(sa.text(f"ANALYZE {', '.join(RUN_TABLES)}"))
     finally:
-        con.close()
+        engine.dispose()
 
 
 def timed(fn) -> float:
@@ -111,7 +138,7 @@ def measure(tmp: Path, sizes: list[int], repeats: int, old_up_to: int, checkpoin
     for n in sizes:
         t0 = time.perf_counter()
         if logged and n % logged == 0:  # 10,000 = the first 1,000 and 9 SQL copies of them
-            copy_runs(tmp / "runs.db", n // logged - 1)
+            copy_runs(uri, n // logged - 1)
             say(f"copied {n - logged} runs in SQL in {time.perf_counter() - t0:.0f} s")
         else:
             log_runs(client, exp_id, logged, n, EPOCHS)
@@ -135,10 +162,14 @@ def measure(tmp: Path, sizes: list[int], repeats: int, old_up_to: int, checkpoin
     return rows
 
 
-def measure_server(tmp: Path, n: int, repeats: int) -> dict:
-    """The same reads against the team stack (scripts/mlflow_stack.sh: PostgreSQL behind ``mlflow server``):
-    N runs logged over HTTP; old (per-run calls over HTTP), new over HTTP (get-history-bulk, 100 runs per call)
-    and new straight from PostgreSQL (the SQL path, for a user who has the database URI)."""
+def measure_server(tmp: Path, sizes: list[int], repeats: int, old_up_to: int, checkpoint=None) -> list[dict]:
+    """The same reads against the team stack (scripts/mlflow_stack.sh: PostgreSQL behind ``mlflow server``).
+
+    The first size is logged over HTTP; a size that is a multiple of the one before is reached by SQL copies
+    inside PostgreSQL (:func:`copy_runs`), any other by logging the rest over HTTP. Per size: new over HTTP
+    (get-history-bulk, 100 runs per call), new straight from PostgreSQL (the SQL path, for a user who has the
+    database URI) and, up to ``old_up_to`` runs, old (per-run calls over HTTP); ``checkpoint`` as in
+    :func:`measure`."""
     import shutil
 
     import mlflow
@@ -146,6 +177,7 @@ def measure_server(tmp: Path, n: int, repeats: int) -> dict:
     from bench.server_load import stack_env, start_stack, stop_stack
     from experiments.analysis.runs import load_runs
 
+    checkpoint = checkpoint or (lambda rows, running: None)
     services = Path(tempfile.mkdtemp(prefix="layerlab-bench-svc-", dir="/tmp"))  # traversable by `postgres`
     env = stack_env(services)
     uri = start_stack(env)
@@ -153,17 +185,34 @@ def measure_server(tmp: Path, n: int, repeats: int) -> dict:
         db = f"postgresql+psycopg2://mlflow:{env['LAYERLAB_PG_PASSWORD']}@127.0.0.1:{env['LAYERLAB_PG_PORT']}/mlflow"
         client = mlflow.MlflowClient(tracking_uri=uri)
         exp_id = client.create_experiment(EXPERIMENT)
-        t0 = time.perf_counter()
-        log_runs(client, exp_id, 0, n, EPOCHS)
-        say(f"logged {n} runs over HTTP in {time.perf_counter() - t0:.0f} s")
-        row = {"n": n, "old": [], "new": [], "sql": []}
-        assert len(load_runs(uri, EXPERIMENT, SWEEP)) == n and old_load(uri) == n
-        for _ in range(repeats):
-            row["old"].append(timed(lambda: old_load(uri)))
-            row["new"].append(timed(lambda: load_runs(uri, EXPERIMENT, SWEEP)))
-            row["sql"].append(timed(lambda: load_runs(db, EXPERIMENT, SWEEP)))
-        say(f"server, {n} runs: " + ", ".join(f"{k} {min(v):.2f} s" for k, v in row.items() if k != "n"))
-        return row
+        logged, rows = 0, []
+        reads = {"new": lambda: load_runs(uri, EXPERIMENT, SWEEP), "sql": lambda: load_runs(db, EXPERIMENT, SWEEP)}
+        for n in sizes:
+            t0 = time.perf_counter()
+            if logged and n % logged == 0:
+                copy_runs(db, n // logged - 1)
+                how = f"copied in PostgreSQL: {n - logged} runs"
+            else:
+                log_runs(client, exp_id, logged, n, EPOCHS)
+                how = f"logged over HTTP: {n - logged} runs"
+            row = {"n": n, "how": how, "write_s": time.perf_counter() - t0, "old": [], "new": [], "sql": []}
+            say(f"{how} in {row['write_s']:.0f} s")
+            logged = n
+            rows.append(row)
+            checkpoint(rows, f"the server's first read of {n:,} runs")
+            assert len(load_runs(uri, EXPERIMENT, SWEEP)) == n  # warm, and the server sees every run
+            for _ in range(repeats):
+                for key, read in reads.items():
+                    checkpoint(rows, f"{key} at {n:,} runs")
+                    row[key].append(timed(read))
+                if n <= old_up_to:
+                    checkpoint(rows, f"old at {n:,} runs")
+                    t0 = time.perf_counter()
+                    assert old_load(uri) == n
+                    row["old"].append(time.perf_counter() - t0)
+                checkpoint(rows, None)
+            say(f"server, {n} runs: " + ", ".join(f"{k} {min(row[k]):.2f} s" for k in reads if row[k]))
+        return rows
     finally:
         stop_stack(env)
         shutil.rmtree(services, ignore_errors=True)
@@ -176,42 +225,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--server",
         type=int,
-        default=0,
+        nargs="*",
+        default=None,
         metavar="N",
-        help="also N runs on the PostgreSQL-backed server of scripts/mlflow_stack.sh (default: none)",
+        help="instead: these numbers of runs on the PostgreSQL-backed server of scripts/mlflow_stack.sh, its own "
+        "section (no N: 1000 10000)",
     )
     p.add_argument(
         "--old-up-to",
         type=int,
-        default=10000,
-        help="time the old per-run path only up to this many runs (default: 10000)",
+        default=None,
+        help="time the old per-run path only up to this many runs (default: 10000; with --server 1000)",
     )
     args = p.parse_args(argv)
+    server = args.server is not None  # its own section
+    name, title, render_fn = (SERVER_NAME, SERVER_TITLE, render_server) if server else (NAME, TITLE, render)
     if args.render_only:
-        return finish(
-            args,
-            *((SERVER_NAME, SERVER_TITLE, None, {}, render_server) if args.server else (NAME, TITLE, None, {}, render)),
-        )
+        return finish(args, name, title, None, {}, render_fn)
     header = Header(NAME, argv, args.quick, with_tf=False)
-    sizes = args.sizes or ([20, 60] if args.quick else [1000, 10000])
+    default_sizes = [20, 60] if args.quick else [1000, 10000]
+    sizes = (args.server if server else args.sizes) or default_sizes
     repeats = args.repeats or (1 if args.quick else 3)
+    old_up_to = args.old_up_to if args.old_up_to is not None else (sizes[0] if server else 10000)
+
+    def data(rows: list[dict], running: str | None = None) -> dict:
+        return {"rows": rows, "quick": args.quick, "epochs": EPOCHS, "old_up_to": old_up_to, "running": running}
+
+    def checkpoint(rows: list[dict], running: str | None) -> None:
+        save_raw(args.out, name, header, data(rows, running))
+
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-load-runs-") as tmp_name:
-        if args.server:  # its own section
-            server = measure_server(Path(tmp_name), args.server, repeats)
-            return finish(
-                args,
-                SERVER_NAME,
-                SERVER_TITLE,
-                header,
-                {"server": server, "quick": args.quick, "epochs": EPOCHS},
-                render_server,
-            )
-
-        def checkpoint(rows: list[dict], running: str | None) -> None:
-            save_raw(args.out, NAME, header, {"rows": rows, "quick": args.quick, "epochs": EPOCHS, "running": running})
-
-        rows = measure(Path(tmp_name), sizes, repeats, args.old_up_to, checkpoint)
-    return finish(args, NAME, TITLE, header, {"rows": rows, "quick": args.quick, "epochs": EPOCHS}, render)
+        rows = (measure_server if server else measure)(Path(tmp_name), sizes, repeats, old_up_to, checkpoint)
+    return finish(args, name, title, header, data(rows), render_fn)
 
 
 def summary(d: dict) -> list[list[str]]:
@@ -284,29 +329,60 @@ def render(d: dict) -> str:
 
 def render_server(d: dict) -> str:
     """The server section's markdown."""
-    r = d["server"]
+    rows, bound = d["rows"], d["old_up_to"]
+    first = rows[0]
     md = [
-        f"`scripts/mlflow_stack.sh` (PostgreSQL behind `mlflow server`, both on this machine, private ports), "
-        f"{r['n']:,} job runs of one sweep ({d['epochs']} epochs of 5 metrics plus 2 test metrics) logged over "
-        "HTTP; best of the rounds, seconds. **old**: `search_runs` plus one `get_metric_history` per run and "
-        "history metric, over HTTP; **new over HTTP**: `load_runs` with the server's URI (the histories by the "
-        "server's `get-history-bulk`, 100 runs per call and metric); **new with the database URI**: `load_runs` "
-        "with the PostgreSQL URI (one SQL query per 500 runs).",
+        "`scripts/mlflow_stack.sh` (PostgreSQL behind `mlflow server`, both on this machine, private ports); N job "
+        f"runs of one sweep (2 groups, {d['epochs']} epochs of 5 metrics plus 2 test metrics). The first "
+        f"{first['n']:,} were logged over HTTP with the client's `log_batch` ({first['write_s']:.0f} s); a larger "
+        "N that is a multiple of the one before was reached by SQL copies of those runs inside PostgreSQL "
+        "(`bench.load_runs.copy_runs`: every row of MLflow's `runs`, `params`, `tags`, `metrics` and "
+        "`latest_metrics` again under a new 32-hex-digit run id from `gen_random_uuid()`, then `ANALYZE`), and "
+        "before timing, `load_runs` over HTTP had to return all N runs. Best of the rounds, seconds. **old**: "
+        "`search_runs` plus one `get_metric_history` per run and history metric, over HTTP; **new over HTTP**: "
+        "`load_runs` with the server's URI (the histories by the server's `get-history-bulk`, 100 runs per call "
+        "and metric); **new with the database URI**: `load_runs` with the PostgreSQL URI (one SQL query per 500 "
+        "runs).",
         "",
         table(
-            ["runs N", "old over HTTP s", "new over HTTP s", "old / new", "new with the database URI s", "rounds"],
+            [
+                "runs N",
+                "how the runs got there",
+                "old over HTTP s",
+                "new over HTTP s",
+                "old / new",
+                "new with the database URI s",
+                "rounds",
+            ],
             [
                 [
                     f"{r['n']:,}",
-                    _best(r["old"]),
+                    f"{r['how']} ({r['write_s']:.0f} s)",
+                    _best(r["old"]) if r["n"] <= bound else "not run",
                     _best(r["new"]),
-                    f"{min(r['old']) / min(r['new']):.1f}x",
+                    f"{min(r['old']) / min(r['new']):.1f}x" if r["old"] and r["new"] else "n/a",
                     _best(r["sql"]),
                     str(len(r["new"])),
                 ]
+                for r in rows
             ],
         ),
     ]
+    if any(r["n"] > bound for r in rows):
+        took = [f"{min(r['old']):.0f} s at {r['n']:,} runs" for r in rows if r["old"]]
+        md += [
+            "",
+            f"The old path was not run above {bound:,} runs (`--old-up-to`): it makes one HTTP call per run and "
+            "history metric (5 per run here), "
+            + (f"it already took {', '.join(took)}, " if took else "")
+            + "and on SQLite (section 4b) it grew faster than the number of runs.",
+        ]
+    if d.get("running"):
+        md += [
+            "",
+            f"**Incomplete**: the run was stopped while timing {d['running']}; that figure and any after "
+            'it are missing ("not timed"), not estimated.',
+        ]
     if d["quick"]:
         md += ["", QUICK_NOTE]
     return "\n".join(md)
