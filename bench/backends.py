@@ -29,7 +29,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import PYTHON, QUICK_NOTE, ROOT, ChildFailed, Header, finish, parser, run_timed, say, table
+from bench.common import (
+    PYTHON,
+    QUICK_NOTE,
+    ROOT,
+    ChildFailed,
+    Header,
+    finish,
+    parser,
+    run_timed,
+    save_raw,
+    say,
+    table,
+)
 
 NAME = "backends"
 TITLE = "8. The lecture's model on each Keras backend, XLA on and off (issue 38)"
@@ -150,7 +162,6 @@ def one_sweep(work: Path, backend: str, way: str, quick: bool) -> dict:
     import os
 
     from bench.sweep_vs_shell import make_store
-    from experiments import api
 
     uri = f"sqlite:///{make_store(work / 'mlflow.db')}"  # migrated here, before the workers start
     cmd = [
@@ -168,18 +179,30 @@ def one_sweep(work: Path, backend: str, way: str, quick: bool) -> dict:
     ]
     load = os.getloadavg()[0]
     wall, proc = run_timed(cmd, cwd=ROOT, timeout=7200)
-    runs = api.runs("abs_vs_relu", tracking_uri=uri, status="FINISHED")
+    answer = study_answer(uri)
     want = 4 if quick else 20
-    if len(runs) != want or set(runs["backend"]) != {backend}:
-        raise ChildFailed(f"{backend} {way}: {len(runs)} of {want} runs finished on {set(runs['backend'])}")
+    if answer["runs"] != want or answer["backends"] != [backend]:
+        raise ChildFailed(f"{backend} {way}: {answer['runs']} of {want} runs finished on {answer['backends']}")
+    return {"wall": wall, "cpu": proc.cpu_s, "load": load, **answer}
+
+
+def study_answer(uri: str) -> dict:
+    """The study's answer from its finished runs: mean test accuracy per model and activation, and the sweep
+    comparison's test of the activation within each model."""
+    from experiments import api
+
+    runs = api.runs("abs_vs_relu", tracking_uri=uri, status="FINISHED")
     if "model" not in runs.columns:  # --quick sweeps one model
         runs["model"] = "lambda_mlp"
     means = runs.groupby(["model", "model.activation"])[ACC].mean()
     acc = {m: {a: float(means[m, a]) for a in ("abs", "relu")} for m in sorted(runs["model"].unique())}
     tests = api.compare("abs_vs_relu", tracking_uri=uri).tests
-    t = tests[(tests["factor"] == "model.activation") & (tests["within"] == "")].iloc[0]
-    test = {k: float(t[k]) for k in ("diff", "diff_ci_low", "diff_ci_high", "p_holm")} | {"better": str(t["better"])}
-    return {"wall": wall, "cpu": proc.cpu_s, "load": load, "runs": len(runs), "acc": acc, "test": test}
+    tests = [
+        {"within": str(t["within"]), "level_a": str(t["level_a"])}
+        | {k: float(t[k]) for k in ("diff", "diff_ci_low", "diff_ci_high", "p_holm")}
+        for _, t in tests[tests["factor"] == "model.activation"].iterrows()
+    ]
+    return {"runs": len(runs), "backends": sorted(set(runs["backend"])), "acc": acc, "tests": tests}
 
 
 def sweep_main(args, argv: list[str] | None) -> int:
@@ -191,6 +214,7 @@ def sweep_main(args, argv: list[str] | None) -> int:
     backends = installed_backends()
     configs = [(b, w) for w in SWEEP_WAYS for b in backends]
     results: dict[str, list[dict]] = {f"{b}, {w}": [] for b, w in configs}
+    data = {"results": results, "skipped": [b for b in BACKENDS if b not in backends], "quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-backends-sweep-") as tmp:
         k = 0
         for r in range(args.rounds or 1):
@@ -198,13 +222,16 @@ def sweep_main(args, argv: list[str] | None) -> int:
                 k += 1
                 res = one_sweep(Path(tmp) / f"{k:03d}", b, w, args.quick)
                 results[f"{b}, {w}"].append(res)
+                save_raw(args.out, SWEEP_NAME, header, data)  # a run stopped later keeps what it measured
                 say(f"round {r + 1}: {b}, {w}: {res['wall']:.0f} s, CPU {res['cpu']:.0f} s, accuracy {res['acc']}")
-    data = {
-        "results": results,
-        "skipped": [b for b in BACKENDS if b not in backends],
-        "quick": args.quick,
-    }
     return finish(args, SWEEP_NAME, SWEEP_TITLE, header, data, render_sweep)
+
+
+def _test_cell(t: dict) -> str:
+    sign = 1 if t["level_a"] == "abs" else -1  # abs minus ReLU whichever level the test put first
+    low, high = sorted((sign * t["diff_ci_low"], sign * t["diff_ci_high"]))
+    where = f"{t['within']}: " if t["within"] else ""
+    return f"{where}{sign * t['diff']:+.4f} ({low:+.4f} to {high:+.4f}), p={t['p_holm']:.2g}"
 
 
 def render_sweep(d: dict) -> str:
@@ -212,12 +239,15 @@ def render_sweep(d: dict) -> str:
     base_wall = statistics.median(r["wall"] for r in base) if base else None
     rows = []
     for k, v in d["results"].items():
+        if not v:  # a run stopped before this command (then `--render-only`)
+            rows.append([k, "not run", *[""] * 7])
+            continue
         wall = statistics.median(r["wall"] for r in v)
         diffs, cells = [], []
         for model, acc in v[-1]["acc"].items():
             diff = acc["abs"] - acc["relu"]
             diffs.append(diff)
-            cells.append(f"{model}: {acc['abs']:.4f} vs {acc['relu']:.4f} ({diff:+.4f})")
+            cells.append(f"{model}: {acc['abs']:.4f} vs {acc['relu']:.4f}")
         rows.append(
             [
                 k,
@@ -226,7 +256,7 @@ def render_sweep(d: dict) -> str:
                 f"{statistics.median(r['cpu'] for r in v):.0f}",
                 "; ".join(cells),
                 "yes" if all(x > 0 for x in diffs) else "no",
-                "{diff:+.4f} ({diff_ci_low:+.4f} to {diff_ci_high:+.4f}), p={p_holm:.2g}".format(**v[-1]["test"]),
+                "; ".join(_test_cell(t) for t in v[-1]["tests"]),
                 f"{v[-1]['runs']}",
                 str(len(v)),
             ]
@@ -238,11 +268,11 @@ def render_sweep(d: dict) -> str:
         "`tracking.log_model=false tracking.log_plots=false` (no model files or plots: tracking the study's "
         "numbers, not its artifacts, is what is compared here); each command a whole process (spawn to exit) into "
         "its own fresh SQLite store, backends alternating. CPU s: user + system seconds of the command and all its "
-        "processes. Accuracy: mean test accuracy over the seeds of abs vs ReLU per model (abs minus ReLU), read "
+        "processes. Accuracy: mean test accuracy over the seeds of abs vs ReLU per model, read "
         "back with `experiments.api.runs`; **abs ahead** when abs's mean is higher for every model; then the "
-        "sweep comparison's test of the activation over both models (`experiments.api.compare(...).tests`: "
-        "difference of means, its 95% CI, Holm-adjusted p). With more than one command per row the accuracy "
-        "columns are the last command's (the runs are seeded and deterministic).",
+        "sweep comparison's test of the activation within each model (`experiments.api.compare(...).tests`: "
+        "difference of means abs minus ReLU, its 95% CI, Holm-adjusted p). With more than one command per row "
+        "the accuracy columns are the last command's (the runs are seeded and deterministic).",
         "",
         table(
             [
@@ -250,9 +280,9 @@ def render_sweep(d: dict) -> str:
                 "whole command s",
                 "vs tensorflow as shipped",
                 "CPU s",
-                "test accuracy, abs vs ReLU (diff)",
+                "mean test accuracy, abs vs ReLU",
                 "abs ahead on both models",
-                "activation test: abs minus ReLU (95% CI), Holm p",
+                "activation test per model: abs minus ReLU (95% CI), Holm p",
                 "runs",
                 "commands",
             ],
