@@ -191,10 +191,10 @@ def measure_server(tmp: Path, sizes: list[int], repeats: int, old_up_to: int, ch
             t0 = time.perf_counter()
             if logged and n % logged == 0:
                 copy_runs(db, n // logged - 1)
-                how = f"copied in PostgreSQL: {n - logged} runs"
+                how = f"copied in PostgreSQL: {n - logged:,} runs"
             else:
                 log_runs(client, exp_id, logged, n, EPOCHS)
-                how = f"logged over HTTP: {n - logged} runs"
+                how = f"logged over HTTP: {n - logged:,} runs"
             row = {"n": n, "how": how, "write_s": time.perf_counter() - t0, "old": [], "new": [], "sql": []}
             say(f"{how} in {row['write_s']:.0f} s")
             logged = n
