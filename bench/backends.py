@@ -40,6 +40,7 @@ from bench.common import (
     run_timed,
     save_raw,
     say,
+    spread,
     table,
 )
 
@@ -240,7 +241,7 @@ def render_sweep(d: dict) -> str:
     rows = []
     for k, v in d["results"].items():
         if not v:  # a run stopped before this command (then `--render-only`)
-            rows.append([k, "not run", *[""] * 7])
+            rows.append([k, "not run", *[""] * 8])
             continue
         wall = statistics.median(r["wall"] for r in v)
         diffs, cells = [], []
@@ -251,9 +252,10 @@ def render_sweep(d: dict) -> str:
         rows.append(
             [
                 k,
-                f"{wall:.0f}",
+                spread([r["wall"] for r in v], 0),
                 f"{wall / base_wall:.2f}x" if base_wall else "n/a",
-                f"{statistics.median(r['cpu'] for r in v):.0f}",
+                spread([r["cpu"] for r in v], 0),
+                " / ".join(f"{r['load']:.2f}" for r in v),
                 "; ".join(cells),
                 "yes" if all(x > 0 for x in diffs) else "no",
                 "; ".join(_test_cell(t) for t in v[-1]["tests"]),
@@ -267,8 +269,9 @@ def render_sweep(d: dict) -> str:
         "and with `sweep.fuse_replicates=true` (**fused**: 4 jobs of 5 seeds, the same 20 runs), plus "
         "`tracking.log_model=false tracking.log_plots=false` (no model files or plots: tracking the study's "
         "numbers, not its artifacts, is what is compared here); each command a whole process (spawn to exit) into "
-        "its own fresh SQLite store, backends alternating. CPU s: user + system seconds of the command and all its "
-        "processes. Accuracy: mean test accuracy over the seeds of abs vs ReLU per model, read "
+        "its own fresh SQLite store, backends alternating (median, min-max over the commands). CPU s: user + "
+        "system seconds of the command and all its processes. Accuracy: mean test accuracy over the seeds of abs "
+        "vs ReLU per model, read "
         "back with `experiments.api.runs`; **abs ahead** when abs's mean is higher for every model; then the "
         "sweep comparison's test of the activation within each model (`experiments.api.compare(...).tests`: "
         "difference of means abs minus ReLU, its 95% CI, Holm-adjusted p). With more than one command per row "
@@ -278,8 +281,9 @@ def render_sweep(d: dict) -> str:
             [
                 "backend, way",
                 "whole command s",
-                "vs tensorflow as shipped",
+                "median vs tensorflow as shipped",
                 "CPU s",
+                "load (1 min) before each",
                 "mean test accuracy, abs vs ReLU",
                 "abs ahead on both models",
                 "activation test per model: abs minus ReLU (95% CI), Holm p",
@@ -288,6 +292,19 @@ def render_sweep(d: dict) -> str:
             ],
             rows,
         ),
+    ]
+    done = {k: v[-1] for k, v in d["results"].items() if v}
+    ahead = [k for k, r in done.items() if all(a["abs"] > a["relu"] for a in r["acc"].values())]
+    significant = [
+        f"{k} ({t['within'] or 'all'}, p={t['p_holm']:.2g})"
+        for k, r in done.items()
+        for t in r["tests"]
+        if t["p_holm"] < 0.05 and (t["diff"] > 0) == (t["level_a"] == "abs")
+    ]
+    md += [
+        "",
+        f"**The answer**: abs's mean test accuracy is above ReLU's for every model in {len(ahead)} of {len(done)} "
+        f"rows; abs is better at alpha 0.05 (Holm) in: {', '.join(significant) or 'none'}.",
     ]
     if d["skipped"]:
         md += ["", f"Not installed here, so not run: {', '.join(d['skipped'])} (`make install-torch` adds PyTorch)."]
