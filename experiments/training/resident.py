@@ -119,10 +119,12 @@ class _Steps:
 
         splits = self.splits
         if self._begin == 0 and self.train:
-            for split in splits:  # Dataset.zip iterates each replica's dataset once per iteration of the zip
+            for split in (s for s in splits if s.shuffle):  # Dataset.zip iterates each replica's dataset per epoch
                 for _ in range(KERAS_ITERATORS_PER_EPOCH - 1 if self._epochs else 0):
-                    iter(split.orders)  # the iterators Keras' fit would make and not use: the same order as its epoch's
-            self._orders = tuple(next(iter(s.orders)) for s in splits)  # the epoch's orders: one tiny iteration each
+                    iter(split.draws)  # the iterators Keras' fit would make and not use: the same draws as its epoch's
+            self._orders = tuple(  # the epoch's orders
+                s.order(next(iter(s.draws))) if s.shuffle else tf.range(s.x.shape[0], dtype=tf.int64) for s in splits
+            )
             self._epochs += 1
         elif self._orders is None:
             self._orders = tuple(tf.zeros([0], tf.int64) for _ in splits)  # test steps slice: placeholders, traced once
