@@ -175,12 +175,13 @@ class FusedReplicas:
                     value=model.name,
                     fix="train this model without fusing (sweep.fuse_replicates=false)",
                 )
-        reason = stackable(self.models[0]) if stack else "not asked to (stack=False)"
-        self.stacked = reason is None
+        reason = stackable(self.models[0]) if stack else None
+        self.stacked = stack and reason is None
         if self.stacked:
             fused = stacked_model(self.models, lambda i: f"{output_name(i)}_input", output_name)
         else:
-            print(f"layerlab: fused replicas side by side, not stacked: {reason}", flush=True)
+            if reason is not None:  # asked to stack, but the model does not allow it
+                print(f"layerlab: fused replicas side by side, not stacked: {reason}", flush=True)
             fused = self._branches()
         return self._compile(fused)
 
