@@ -86,7 +86,6 @@ class _Steps:
         if model.jit_compile:
             one_step = tf.function(one_step, jit_compile=True)
 
-        @tf.function
         def run(xs, ys, orders, begin, count):
             def body(i):
                 one_step(xs, ys, orders, begin + i)
@@ -95,7 +94,8 @@ class _Steps:
             tf.while_loop(lambda i: i < count, body, (tf.constant(0, tf.int64),))
             return model_ref().get_metrics_result()  # read after the loop: the last step's logs, as Keras returns them
 
-        self._run = run
+        self._python_run = run
+        self._run = None  # traced at the first call, for splits of any length (validation, train, test: one trace)
 
     @property
     def steps(self) -> int:
@@ -130,7 +130,12 @@ class _Steps:
             self._orders = tuple(tf.zeros([0], tf.int64) for _ in splits)  # test steps slice: placeholders, traced once
         count = min(self.per_call, self.steps - self._begin)
         begin, count_t = tf.constant(self._begin, tf.int64), tf.constant(count, tf.int64)
-        logs = self._run(tuple(s.x for s in splits), tuple(s.y for s in splits), self._orders, begin, count_t)
+        args = (tuple(s.x for s in splits), tuple(s.y for s in splits), self._orders, begin, count_t)
+        if self._run is None:
+            any_length = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), args[:3])
+            scalars = (tf.TensorSpec([], tf.int64),) * 2
+            self._run = tf.function(self._python_run, input_signature=[*any_length, *scalars])
+        logs = self._run(*args)
         self._begin = (self._begin + count) % self.steps
         return logs
 
@@ -144,6 +149,17 @@ def _kept(model, splits: list, train: bool, fused: bool) -> _Steps:
     steps.splits = splits  # the arrays are arguments of the traced function: other splits of their shapes, no trace
     steps.start()
     return steps
+
+
+def resident_evaluate(model, split) -> dict:
+    """``model.evaluate`` (``return_dict``) over a split's samples in their order, each batch sliced inside the test
+    step's graph (the steps validation traced, when it ran on the resident path). ``split``: a
+    :class:`~experiments.data.tfdata.ResidentSplit`, or one per replica for a fused model; its shuffling is
+    irrelevant here (the scores are means over all the split's samples)."""
+    fused = isinstance(split, Sequence)
+    steps = _kept(model, list(split) if fused else [split], False, fused)
+    with own_step_functions(model, test=steps):
+        return model.evaluate(steps.stand_in(), verbose=0, return_dict=True)
 
 
 @contextlib.contextmanager

@@ -263,7 +263,9 @@ class FusedReplicas:
         # Scored by the fused model, whose test step validation has already traced: one trace for all
         # replicas instead of one per replica; each replica's scores are what its own evaluate gives.
         scores = {
-            prefix: evaluate(self.fused, _zip([d[split] for d in per_replica], split), "")
+            prefix: evaluate(
+                self.fused, _zip([d[split] for d in per_replica], split), "", [d[split] for d in per_replica]
+            )
             for prefix, split in (("train_", "train"), ("test_", "test"))
         }
         results = []
