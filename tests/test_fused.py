@@ -125,6 +125,16 @@ def test_the_group_gathers_every_replica_batch_in_its_graph():
     assert steps[True].splits[0].x is not steps[True].splits[1].x  # each replica its own split
 
 
+def test_the_layout_is_branches_on_tensorflow_cpu_unless_asked():
+    """sweep.fuse_layout=auto: branches side by side where TensorFlow runs on the CPU, the stack on a GPU."""
+    import tensorflow as tf
+
+    from experiments.training.fused.stack import choose_layout
+
+    assert choose_layout("auto") == ("stacked" if tf.config.list_physical_devices("GPU") else "branches")
+    assert choose_layout("stacked") == "stacked" and choose_layout("branches") == "branches"
+
+
 def test_each_replica_of_class_mlp_equals_its_solo_run():
     results = _fused("class_mlp")
     for r in results:
