@@ -14,6 +14,9 @@ One call, every way a whole process (spawn to exit), in turn:
   model.activation=abs,relu seed=0,1,2,3,4 training.epochs=20`` (the
   default launcher, everything tracked into a fresh SQLite store);
 * **sweep fused**: the same plus ``sweep.fuse_replicates=true``;
+* **sweep, layerlab launcher** / **sweep fused, layerlab launcher**: the
+  same two with ``hydra/launcher=layerlab`` (one worker process per core,
+  each running whole jobs on one thread: ``conf/hydra/launcher/layerlab.yaml``);
 * with ``--precision``, where the CPU has bfloat16 instructions: **sweep
   fused bf16**, the same plus ``training.precision=mixed_bfloat16``.
 
@@ -39,7 +42,7 @@ from bench.sweep_vs_shell import finished_jobs, make_store
 
 NAME = "study_speed"
 TITLE = "The study on full MNIST: sweep fused and unfused vs a plain Keras loop (issue 37)"
-TARGETS = {"sweep fused": 0.5, "sweep fused bf16": 0.3}
+TARGETS = {"sweep fused": 0.5, "sweep fused, layerlab launcher": 0.5, "sweep fused bf16": 0.3}
 SEEDS = (0, 1, 2, 3, 4)
 ACTIVATIONS = ("abs", "relu")
 
@@ -100,10 +103,13 @@ def sweep_cmd(work: Path, epochs: int, extra: list[str], limit: int | None) -> l
     ]
 
 
+LAUNCHER = ["hydra/launcher=layerlab"]  # one worker process per core, each job on its own core
 WAYS = {
     "plain loop": None,
     "sweep": [],
     "sweep fused": ["sweep.fuse_replicates=true"],
+    "sweep, layerlab launcher": LAUNCHER,
+    "sweep fused, layerlab launcher": [*LAUNCHER, "sweep.fuse_replicates=true"],
     "sweep fused bf16": ["sweep.fuse_replicates=true", "training.precision=mixed_bfloat16"],
 }
 

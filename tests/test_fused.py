@@ -107,6 +107,34 @@ def test_each_replica_of_lambda_mlp_equals_its_solo_run(lambda_group):
     assert results[0].history.history["loss"][0] != results[1].history.history["loss"][0]
 
 
+def test_the_group_gathers_every_replica_batch_in_its_graph():
+    """One input pipeline for the group: the fused fit's train and validation steps gather each replica's batch
+    from its resident split (experiments/training/resident.py), not from R zipped tf.data iterators; equality with
+    the solo runs (above) shows the batches and their order are each replica's own."""
+    from experiments.training import resident
+
+    cfg = _cfg("lambda_mlp", 0, "training.epochs=1")
+    setup_runtime(cfg)
+    engine = FusedReplicas(
+        lambda seed: prepare(dataclasses.replace(cfg, seed=seed))[1], [0, 1], lambda m: compile_model(m, cfg)
+    )
+    results = engine.fit(lambda seed: _datasets(cfg, seed), 1)
+    assert [r.status for r in results] == ["FINISHED", "FINISHED"]
+    steps = resident._KEPT[engine.fused]
+    assert set(steps) == {True, False} and all(s.fused and len(s.splits) == 2 for s in steps.values())
+    assert steps[True].splits[0].x is not steps[True].splits[1].x  # each replica its own split
+
+
+def test_the_layout_is_branches_on_tensorflow_cpu_unless_asked():
+    """sweep.fuse_layout=auto: branches side by side where TensorFlow runs on the CPU, the stack on a GPU."""
+    import tensorflow as tf
+
+    from experiments.training.fused.stack import choose_layout
+
+    assert choose_layout("auto") == ("stacked" if tf.config.list_physical_devices("GPU") else "branches")
+    assert choose_layout("stacked") == "stacked" and choose_layout("branches") == "branches"
+
+
 def test_each_replica_of_class_mlp_equals_its_solo_run():
     results = _fused("class_mlp")
     for r in results:

@@ -38,6 +38,7 @@ from experiments.errors import ConfigError
 STRATEGIES = ("default", "mirrored", "multi_worker")
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's backends (KERAS_BACKEND)
 PRECISIONS = ("float32", "mixed_bfloat16")  # training.precision (experiments/training/precision.py)
+FUSE_LAYOUTS = ("auto", "stacked", "branches")  # sweep.fuse_layout (experiments/job/fused_job.py)
 _BOOL = "true or false"
 
 
@@ -195,6 +196,11 @@ class SweepSchema:
         None,
         expect="null (one fused job per group) or the most replicas in one fused job, e.g. sweep.fuse_max=5",
         check=lambda v: v is None or v > 0,
+    )
+    fuse_layout: str = spec(
+        "auto",
+        expect="auto, stacked or branches (auto: branches on TensorFlow's CPU, stacked elsewhere)",
+        check=lambda v: v in FUSE_LAYOUTS,
     )
     # Set by the sweeper on a fused job, never by hand: the group's seeds and the job numbers they had alone.
     fused_seeds: Optional[list[int]] = spec(None, expect="null; set by the sweeper (sweep.fuse_replicates=true)")

@@ -20,16 +20,18 @@ class ResidentSplit:
     Attributes:
         x, y: the split as two tensors.
         batch_size: samples per batch (the last one may be smaller).
-        orders: a dataset of one element, the epoch's order of sample indices; each iteration (epoch) gives the
-            order the dataset itself would use for that epoch, so the batches are the same.
+        draws: a dataset of one element, the epoch's random number; each iteration (epoch) gives the number the
+            dataset itself draws for that epoch (the same seed generator), so ``order(draw)`` is its order.
+        order: ``draw -> `` the epoch's order of sample indices (a ``tf.function``; None when not shuffled).
         shuffle: whether the orders are shuffled (else the batches are contiguous slices).
     """
 
     x: Any
     y: Any
     batch_size: int
-    orders: Any
+    draws: Any
     shuffle: bool
+    order: Any = None
 
     @property
     def steps(self) -> int:
@@ -103,7 +105,7 @@ def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
         # Contiguous slices: no gather, no per-sample work.
         ds = tf.data.Dataset.range(steps).map(lambda b: (x_t[b * bs : (b + 1) * bs], y_t[b * bs : (b + 1) * bs]))
         ds = ds.prefetch(tf.data.AUTOTUNE)
-        _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, tf.data.Dataset.from_tensors(tf.range(n, dtype=tf.int64)), False)
+        _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, None, False)
         return ds
     seed = int(seed) % 2**31
 
@@ -121,8 +123,9 @@ def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
 
     # A new random number for each iteration (epoch), the same sequence for the same seed: a new order each
     # epoch, reproducible run to run.
-    orders = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).map(epoch_order)
-    ds = orders.flat_map(batches).apply(tf.data.experimental.assert_cardinality(steps))  # Keras and fusing read it
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, orders, True)
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    ds = draws.map(epoch_order).flat_map(batches).apply(tf.data.experimental.assert_cardinality(steps))
+    ds = ds.prefetch(tf.data.AUTOTUNE)  # (the cardinality: Keras and fusing read it)
+    # The resident path iterates ``draws`` alone (an iterator of a map costs several times more per epoch).
+    _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, draws, True, tf.function(epoch_order))
     return ds

@@ -49,6 +49,7 @@ from experiments.tracking.uri import resolve_uri
 from experiments.training.callbacks import make_callbacks
 from experiments.training.compile import compile_model
 from experiments.training.fused import FusedReplicas, ReplicaResult
+from experiments.training.fused.stack import choose_layout
 from experiments.training.runtime import setup_runtime
 
 
@@ -250,9 +251,13 @@ def _train(job: JobConfig, replicas: list[ReplicaRun]) -> list[ReplicaResult]:
     """The fused fit; on Ctrl-C every run KILLED, on any other error every run FAILED (then raised)."""
     by_seed = {r.job.seed: r for r in replicas}
     try:
-        setup_runtime(job, replicas[0].ctx.launcher.threads_per_job())
+        layout = choose_layout(job.sweep.fuse_layout)
+        setup_runtime(job, replicas[0].ctx.launcher.threads_per_job(), side_by_side=layout == "branches")
         engine = FusedReplicas(
-            lambda seed: by_seed[seed].build(), [r.job.seed for r in replicas], lambda model: compile_model(model, job)
+            lambda seed: by_seed[seed].build(),
+            [r.job.seed for r in replicas],
+            lambda model: compile_model(model, job),
+            stack=layout == "stacked",
         )
         return engine.fit(lambda seed: by_seed[seed].datasets(), job.training.epochs, [r.callbacks() for r in replicas])
     except KeyboardInterrupt as exc:

@@ -13,7 +13,7 @@ from experiments.training.distribute import configure_devices
 from experiments.training.precision import apply_precision
 
 
-def setup_runtime(job: JobConfig, launcher_threads: int | None = None) -> None:
+def setup_runtime(job: JobConfig, launcher_threads: int | None = None, side_by_side: bool = False) -> None:
     """Fresh Keras state, thread counts, seeds and (optionally) op determinism.
 
     Called at the start of every job: worker processes of the joblib launcher
@@ -23,17 +23,22 @@ def setup_runtime(job: JobConfig, launcher_threads: int | None = None) -> None:
         job: the job's typed config (``training.threads`` wins over ``launcher_threads``).
         launcher_threads: the share of the cores of one parallel job
             (:meth:`experiments.config.launcher.LauncherSettings.threads_per_job`).
+        side_by_side: the model is independent branches (fused replicas, ``sweep.fuse_layout=branches``): one
+            thread per op and as many ops at once as there are threads, so each core runs its own replica's
+            small products instead of every core splitting each product.
     """
     import tensorflow as tf
 
     configure_devices(job.training)  # first: logical devices can only be set before TensorFlow starts
-    threads = job.training.threads or launcher_threads
+    threads = job.training.threads or launcher_threads or (cores_of_this_process() if side_by_side else None)
     if threads:
         try:
-            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-            tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, int(threads))))
+            tf.config.threading.set_intra_op_parallelism_threads(1 if side_by_side else int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(
+                int(threads) if side_by_side else max(1, min(2, int(threads)))
+            )
         except RuntimeError:
-            pass  # TF already started in this reused worker, by an earlier job with the same share
+            pass  # TF already started in this process (a reused worker, an earlier job): its settings stay
     # Grappler's remapper (with oneDNN on CPU) fuses an Add followed by an activation (ResidualDense's
     # act(x + dense(...))) into a node without an op name; TensorFlow's MLIR pass (tfg_optimizer_hook) then
     # rejects the graph and logs an E0000 line per traced function before going on without it. Without the
@@ -45,6 +50,20 @@ def setup_runtime(job: JobConfig, launcher_threads: int | None = None) -> None:
     keras.utils.set_random_seed(job.seed)
     if job.training.deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def cores_of_this_process() -> int:
+    """The cores this process may use: a launcher worker's share (``TF_NUM_INTRAOP_THREADS``, set by
+    :func:`experiments.process.set_worker_threads`), else every core it may run on."""
+    import os
+
+    share = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    if share.isdigit() and int(share) > 0:
+        return int(share)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def fit_verbosity(setting: Any, in_sweep: bool = False) -> int:

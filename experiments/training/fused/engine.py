@@ -92,12 +92,14 @@ from dataclasses import dataclass, field
 import keras
 
 from experiments.adapters.keras_internals import build_training_state
+from experiments.data.tfdata import resident_split
 from experiments.errors import ConfigError
 from experiments.training.evaluate import evaluate
 from experiments.training.fused.callbacks import REPLICA_LOSS, ReplicaDispatch, ReplicaState, replica_logs
 from experiments.training.fused.loss import ReplicaLoss
 from experiments.training.fused.optimizer import SlotMap
 from experiments.training.fused.stack import stackable, stacked_model
+from experiments.training.resident import applies, resident_fit
 
 
 @dataclass
@@ -173,12 +175,13 @@ class FusedReplicas:
                     value=model.name,
                     fix="train this model without fusing (sweep.fuse_replicates=false)",
                 )
-        reason = stackable(self.models[0]) if stack else "not asked to (stack=False)"
-        self.stacked = reason is None
+        reason = stackable(self.models[0]) if stack else None
+        self.stacked = stack and reason is None
         if self.stacked:
             fused = stacked_model(self.models, lambda i: f"{output_name(i)}_input", output_name)
         else:
-            print(f"layerlab: fused replicas side by side, not stacked: {reason}", flush=True)
+            if reason is not None:  # asked to stack, but the model does not allow it
+                print(f"layerlab: fused replicas side by side, not stacked: {reason}", flush=True)
             fused = self._branches()
         return self._compile(fused)
 
@@ -247,19 +250,22 @@ class FusedReplicas:
         slots = SlotMap(self.fused, self.models)
         dispatch = ReplicaDispatch(states, [output_name(i) for i in range(len(states))], slots.to_replica)
         build_training_state(self.fused, train.element_spec)  # one trace of the fused step, not two
-        self.fused.fit(
-            train,
-            validation_data=val,
-            epochs=int(epochs),
-            initial_epoch=int(initial_epoch),
-            callbacks=[dispatch],
-            shuffle=False,
-            verbose=verbose,
+        kwargs = dict(
+            epochs=int(epochs), initial_epoch=int(initial_epoch), callbacks=[dispatch], shuffle=False, verbose=verbose
         )
+        splits = [resident_split(d["train"]) for d in per_replica]
+        if applies(self.fused, splits):  # one pipeline for the group: every replica's batch gathered in the graph
+            val_splits = None if val is None else [resident_split(d["val"]) for d in per_replica]
+            with resident_fit(self.fused, splits, val_splits) as (train_in, val_in):
+                self.fused.fit(train_in, validation_data=val if val_in is None else val_in, **kwargs)
+        else:
+            self.fused.fit(train, validation_data=val, **kwargs)
         # Scored by the fused model, whose test step validation has already traced: one trace for all
         # replicas instead of one per replica; each replica's scores are what its own evaluate gives.
         scores = {
-            prefix: evaluate(self.fused, _zip([d[split] for d in per_replica], split), "")
+            prefix: evaluate(
+                self.fused, _zip([d[split] for d in per_replica], split), "", [d[split] for d in per_replica]
+            )
             for prefix, split in (("train_", "train"), ("test_", "test"))
         }
         results = []

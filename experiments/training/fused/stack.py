@@ -47,6 +47,23 @@ SAMPLEWISE = (
 DENSE_LIKE = ("Dense", "SimpleDense")
 
 
+def choose_layout(setting: str) -> str:
+    """``sweep.fuse_layout`` resolved: ``stacked`` or ``branches``.
+
+    ``auto`` is ``branches`` on TensorFlow without a GPU: there the replicas' branches, run side by side with one
+    thread per op, cost less per replica and step than one batched product over a replica axis, whose stacked
+    activations leave the caches (BENCHMARKS.md, "Replicas per step"); ``stacked`` elsewhere (JAX compiles the
+    stack into one program; a GPU wants the large batched product).
+    """
+    if setting != "auto":
+        return setting
+    if keras.config.backend() != "tensorflow":
+        return "stacked"
+    import tensorflow as tf
+
+    return "stacked" if tf.config.list_physical_devices("GPU") else "branches"
+
+
 def stackable(model: keras.Model) -> str | None:
     """None when :func:`stacked_model` can express ``model``; else the reason, in a few words."""
     if not isinstance(model, keras.Sequential):
