@@ -105,3 +105,30 @@ def test_mlflow_start_run_tags_and_store_behind_a_client(tmp_path):
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
     store = tracking_store(client)
     assert hasattr(store, "get_metric_history_bulk")
+
+
+@pytest.mark.parametrize("settings", [{}, {"weight_decay": 0.01, "clipnorm": 1.0}, {"amsgrad": True}])
+def test_fused_adam_kernel_updates_as_keras_adam_does(settings):
+    """Three steps of the same model and data, Keras' Adam.update_step vs TensorFlow's ResourceApplyAdam: the same
+    weights and moments within float rounding; AMSGrad keeps Keras' own step (the kernel has none)."""
+    import keras
+    import numpy as np
+
+    from experiments.adapters.keras_internals import use_fused_adam_kernel
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 6), dtype=np.float32), rng.integers(0, 3, 64)
+    trained = []
+    for fused in (False, True):
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu"), keras.layers.Dense(3)])
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.01, **settings),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        if fused:
+            assert use_fused_adam_kernel(model.optimizer) == (not settings.get("amsgrad"))
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        trained.append([v.numpy() for v in model.weights + model.optimizer.variables])
+    for a, b in zip(*trained):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -87,3 +87,47 @@ def own_step_functions(model, train=None, test=None):
         yield
     finally:
         model.train_function, model.test_function = before
+
+
+def use_fused_adam_kernel(optimizer) -> bool:
+    """Let a plain ``keras.optimizers.Adam`` on TensorFlow update each variable with TensorFlow's fused
+    ``ResourceApplyAdam`` kernel; returns whether it does.
+
+    Keras' ``Adam.update_step`` builds the update from about fifteen small ops per variable, each a pass over
+    the variable and a dispatch in the step's graph; the kernel computes the same formula in one
+    (``lr_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)``, ``m += (g - m)(1 - beta_1)``,
+    ``v += (g^2 - v)(1 - beta_2)``, ``var -= lr_t * m / (sqrt(v) + epsilon)``): equal within float rounding
+    (``tests/test_adapters.py``). Keras' own step still runs where the kernel does not apply: AMSGrad (the
+    kernel has none), sparse gradients, another dtype than the variable's, a ``tf.distribute`` strategy.
+    Weight decay, gradient clipping and EMA act outside ``update_step`` and are unchanged.
+    """
+    import keras
+
+    if keras.config.backend() != "tensorflow" or type(optimizer) is not keras.optimizers.Adam or optimizer.amsgrad:
+        return False
+    import tensorflow as tf
+
+    keras_step = optimizer.update_step
+
+    def update_step(gradient, variable, learning_rate):
+        if isinstance(gradient, tf.IndexedSlices) or tf.distribute.has_strategy():
+            return keras_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = tf.cast(optimizer.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(optimizer.beta_1, dtype), tf.cast(optimizer.beta_2, dtype)
+        index = optimizer._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle,
+            m=optimizer._momentums[index].handle,
+            v=optimizer._velocities[index].handle,
+            beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1,
+            beta2=beta_2,
+            epsilon=tf.cast(optimizer.epsilon, dtype),
+            grad=tf.cast(gradient, dtype),
+        )
+
+    optimizer.update_step = update_step
+    return True

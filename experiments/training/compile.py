@@ -6,6 +6,7 @@ import difflib
 
 import keras
 
+from experiments.adapters.keras_internals import use_fused_adam_kernel
 from experiments.config.schema import JobConfig, OptimizerSchema
 from experiments.errors import ConfigError
 
@@ -72,3 +73,4 @@ def compile_model(model: keras.Model, job: JobConfig) -> None:
         # Several steps per graph call: Python, callbacks and the metrics' host read-out once per call.
         steps_per_execution=job.training.steps_per_execution,
     )
+    use_fused_adam_kernel(model.optimizer)  # Adam's update in one kernel per variable (TensorFlow)

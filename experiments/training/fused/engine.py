@@ -91,7 +91,7 @@ from dataclasses import dataclass, field
 
 import keras
 
-from experiments.adapters.keras_internals import build_training_state
+from experiments.adapters.keras_internals import build_training_state, use_fused_adam_kernel
 from experiments.data.tfdata import resident_split
 from experiments.errors import ConfigError
 from experiments.training.evaluate import evaluate
@@ -210,6 +210,7 @@ class FusedReplicas:
             jit_compile=config.get("jit_compile", False),
             steps_per_execution=config.get("steps_per_execution", 1),
         )
+        use_fused_adam_kernel(fused.optimizer)  # as compile_model does for a solo run
         return fused
 
     def fit(
