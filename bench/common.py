@@ -53,7 +53,7 @@ SCRIPTS = (
 # its arguments); the section goes right after the script's own.
 EXTRA_RUNS = {
     "fused_sweep": (("fused_sweep_mnist", ("--dataset", "mnist")),),
-    "load_runs": (("load_runs_server", ("--server", "1000")),),
+    "load_runs": (("load_runs_server", ("--server", "1000", "10000")),),
 }
 SECTIONS = ("summary", *(s for name in SCRIPTS for s in (name, *(extra for extra, _ in EXTRA_RUNS.get(name, ())))))
 

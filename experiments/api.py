@@ -17,8 +17,9 @@ in a child process, exactly as the shell would: the same launchers,
 callbacks, parent run and comparison, and a fresh process per backend
 (``backend=jax``), so a notebook kernel never holds TensorFlow's state.
 :func:`runs`, :func:`histories` and :func:`compare` read MLflow in bulk (one
-paged search for the runs, one query per 500 runs for the histories), so a
-store with 10,000 runs reads in seconds (BENCHMARKS.md).
+paged search for the runs, one query per 500 runs for the histories, or the
+server's bulk history endpoint): BENCHMARKS.md, sections 4b and 4c, times
+1,000 and 10,000 runs against the per-run calls.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def test_the_layout_is_branches_on_tensorflow_cpu_unless_asked():
     """sweep.fuse_layout=auto: branches side by side where TensorFlow runs on the CPU, the stack on a GPU."""
     import tensorflow as tf
 
-    from experiments.training.fused.stack import choose_layout
+    from experiments.training.fused import choose_layout
 
     assert choose_layout("auto") == ("stacked" if tf.config.list_physical_devices("GPU") else "branches")
     assert choose_layout("stacked") == "stacked" and choose_layout("branches") == "branches"

@@ -48,8 +48,7 @@ from experiments.tracking.sink import MetricSink
 from experiments.tracking.uri import resolve_uri
 from experiments.training.callbacks import make_callbacks
 from experiments.training.compile import compile_model
-from experiments.training.fused import FusedReplicas, ReplicaResult
-from experiments.training.fused.stack import choose_layout
+from experiments.training.fused import FusedReplicas, ReplicaResult, choose_layout
 from experiments.training.runtime import setup_runtime
 
 
