@@ -170,6 +170,7 @@ def measure(args) -> dict:
     # -- the model's full train step on one resident batch, looped in one graph
     graph_model = fresh(cfg)
     xr, yr = tf.constant(x[:bs]), tf.constant(y[:bs])
+    build_training_state(graph_model, make_tf_dataset(x, y, bs, shuffle=True, seed=0).element_spec)  # as fit does
 
     @tf.function
     def graph_steps(n):

@@ -131,7 +131,7 @@ def measure(args) -> dict:
         tmp = Path(tmp_name)
         template = make_store(tmp / "template" / "mlflow.db")
         for way in ways:
-            work = tmp / way.replace(" ", "_")
+            work = tmp / "".join(c if c.isalnum() else "_" for c in way)  # no comma: Hydra would sweep the path
             work.mkdir(parents=True)
             load = os.getloadavg()[0]
             if WAYS[way] is None:
