@@ -42,7 +42,12 @@ from bench.sweep_vs_shell import finished_jobs, make_store
 
 NAME = "study_speed"
 TITLE = "The study on full MNIST: sweep fused and unfused vs a plain Keras loop (issue 37)"
-TARGETS = {"sweep fused": 0.5, "sweep fused, layerlab launcher": 0.5, "sweep fused bf16": 0.3}
+TARGETS = {
+    "sweep fused": 0.5,
+    "sweep fused, layerlab launcher": 0.5,
+    "sweep fused bf16": 0.3,
+    "sweep fused bf16, layerlab launcher": 0.3,
+}
 SEEDS = (0, 1, 2, 3, 4)
 ACTIVATIONS = ("abs", "relu")
 
@@ -104,6 +109,7 @@ def sweep_cmd(work: Path, epochs: int, extra: list[str], limit: int | None) -> l
 
 
 LAUNCHER = ["hydra/launcher=layerlab"]  # one worker process per core, each job on its own core
+FUSED, BF16 = ["sweep.fuse_replicates=true"], ["training.precision=mixed_bfloat16"]
 WAYS = {
     "plain loop": None,
     "sweep": [],
@@ -111,6 +117,7 @@ WAYS = {
     "sweep, layerlab launcher": LAUNCHER,
     "sweep fused, layerlab launcher": [*LAUNCHER, "sweep.fuse_replicates=true"],
     "sweep fused bf16": ["sweep.fuse_replicates=true", "training.precision=mixed_bfloat16"],
+    "sweep fused bf16, layerlab launcher": [*LAUNCHER, *FUSED, *BF16],
 }
 
 
@@ -123,7 +130,10 @@ def _test_accuracy(db: Path) -> float:
 def measure(args) -> dict:
     from experiments.training.precision import cpu_bf16_flags
 
-    ways = [w for w in WAYS if w != "sweep fused bf16" or (args.precision and cpu_bf16_flags())]
+    bf16 = args.precision and cpu_bf16_flags()
+    ways = [w for w in args.ways or WAYS if "bf16" not in w or bf16]
+    if "plain loop" not in ways:
+        ways.insert(0, "plain loop")  # the baseline of this call
     limit = 1200 if args.quick else None
     epochs = 1 if args.quick else args.epochs
     results = {}
@@ -196,7 +206,8 @@ def render(d: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--precision", action="store_true", help="also the fused sweep in mixed_bfloat16")
+    p.add_argument("--precision", action="store_true", help="also the fused sweeps in mixed_bfloat16")
+    p.add_argument("--ways", nargs="+", choices=list(WAYS), default=None, help="only these ways (and the plain loop)")
     p.add_argument("--plain-loop", action="store_true", help=argparse_hidden())
     p.add_argument("--limit", type=int, default=None, help=argparse_hidden())
     args = p.parse_args(argv)
