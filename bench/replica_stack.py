@@ -145,8 +145,10 @@ def render(d: dict) -> str:
     return "\n".join(
         [
             f"lambda_mlp, batch 1024, `dataset={d['dataset']}` ({d['rows'][0]['steps']} steps per epoch, validation "
-            f"each epoch included), {d['epochs']} epochs per fit; one process, each R stacked then with branches. "
-            "Tracing = first epoch minus the steady epoch.",
+            f"each epoch included), {d['epochs']} epochs per fit; one process per way: stacked and branches with "
+            "TensorFlow's default threads (every core splits each op), branches side by side with one thread per "
+            "op and the ops of different replicas on different cores (`sweep.fuse_layout=auto` on TensorFlow's "
+            "CPU). Tracing = first epoch minus the steady epoch. R = 1 is a solo model.",
             "",
             table(["R", "way", "setup s", "tracing s", "steady epoch s", "ms per replica and step"], rows),
         ]
