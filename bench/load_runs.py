@@ -116,6 +116,23 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def timed_rounds(rows: list[dict], row: dict, reads: dict, repeats: int, old, checkpoint) -> None:
+    """``repeats`` rounds of every read of ``reads`` (seconds into ``row[key]``), then ``old()`` when given (into
+    ``row["old"]``; it must return the number of runs, ``row["n"]``). The slow old path comes last in each round:
+    a run stopped during it still has the bulk figures. ``checkpoint(rows, running)`` around every timing."""
+    n = row["n"]
+    for _ in range(repeats):
+        for key, read in reads.items():
+            checkpoint(rows, f"{key} at {n:,} runs")
+            row[key].append(timed(read))
+        if old is not None:
+            checkpoint(rows, f"old at {n:,} runs")
+            t0 = time.perf_counter()
+            assert old() == n
+            row["old"].append(time.perf_counter() - t0)
+        checkpoint(rows, None)
+
+
 def measure(tmp: Path, sizes: list[int], repeats: int, old_up_to: int, checkpoint=None) -> list[dict]:
     """Time the reads at each size; ``checkpoint(rows, running)`` is called before and after every timing
     (``running`` names the one under way, None when done), so a run stopped part-way keeps what it measured."""
@@ -147,17 +164,9 @@ def measure(tmp: Path, sizes: list[int], repeats: int, old_up_to: int, checkpoin
         assert len(load_runs(uri, EXPERIMENT, SWEEP)) == n  # warm: the store's first read, imports
         row = {"n": n, "old": [], "new": [], "search": [], "api_runs": [], "api_histories": []}
         rows.append(row)
-        # The slow old path last in each round: a run stopped during it still has the bulk figures.
-        for _ in range(repeats):
-            for key, read in reads.items():
-                checkpoint(rows, f"{key} at {n:,} runs")
-                row[key].append(timed(read))
-            if n <= old_up_to:
-                checkpoint(rows, f"old at {n:,} runs")
-                t0 = time.perf_counter()
-                assert old_load(uri) == n
-                row["old"].append(time.perf_counter() - t0)
-            checkpoint(rows, None)
+        timed_rounds(
+            rows, row, reads, repeats, old=(lambda: old_load(uri)) if n <= old_up_to else None, checkpoint=checkpoint
+        )
         say(f"{n:>6} runs: " + ", ".join(f"{k} {min(v):.2f} s" for k, v in row.items() if k != "n" and v))
     return rows
 
@@ -203,16 +212,8 @@ def measure_server(tmp: Path, sizes: list[int], repeats: int, old_up_to: int, ch
             for read in reads.values():  # warm, and both paths see every run with its whole history
                 cells = read()["history"]
                 assert len(cells) == n and all(len(c.get("val_loss", ())) == EPOCHS for c in cells), n
-            for _ in range(repeats):
-                for key, read in reads.items():
-                    checkpoint(rows, f"{key} at {n:,} runs")
-                    row[key].append(timed(read))
-                if n <= old_up_to:
-                    checkpoint(rows, f"old at {n:,} runs")
-                    t0 = time.perf_counter()
-                    assert old_load(uri) == n
-                    row["old"].append(time.perf_counter() - t0)
-                checkpoint(rows, None)
+            old = (lambda: old_load(uri)) if n <= old_up_to else None
+            timed_rounds(rows, row, reads, repeats, old=old, checkpoint=checkpoint)
             say(f"server, {n} runs: " + ", ".join(f"{k} {min(row[k]):.2f} s" for k in reads if row[k]))
         return rows
     finally:
