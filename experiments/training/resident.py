@@ -29,6 +29,18 @@ from experiments.adapters.keras_internals import KERAS_ITERATORS_PER_EPOCH, own_
 _KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _as_splits(split) -> tuple[list, bool]:
+    """``(splits, fused)``: one split as a list of one, or a fused model's sequence of splits (one per replica)."""
+    fused = isinstance(split, Sequence)
+    return (list(split) if fused else [split]), fused
+
+
+def _model_input(pairs: list, fused: bool):
+    """The ``(x, y)`` a model takes from one ``(x, y)`` per split: ``((x_0, ...), (y_0, ...))`` for a fused model,
+    as ``Dataset.zip`` of the replicas' datasets gives it; the one pair otherwise."""
+    return (tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)) if fused else pairs[0]
+
+
 def applies(model, split) -> bool:
     """Whether a model's fit can gather its own batches: a dataset of ``make_tf_dataset`` (for a fused model, one
     per replica, all with as many batches), TensorFlow's default strategy (a ``tf.distribute`` strategy runs its
@@ -37,7 +49,7 @@ def applies(model, split) -> bool:
     import keras
     import tensorflow as tf
 
-    splits = list(split) if isinstance(split, Sequence) else [split]
+    splits, _ = _as_splits(split)
     return (
         keras.config.backend() == "tensorflow"
         and bool(splits)
@@ -75,13 +87,9 @@ class _Steps:
             window = slice(step * bs, (step + 1) * bs)
             if train:
                 pairs = [(tf.gather(x, o[window]), tf.gather(y, o[window])) for x, y, o in zip(xs, ys, orders)]
+                model_ref().train_step(_model_input(pairs, fused))
             else:
-                pairs = [(x[window], y[window]) for x, y in zip(xs, ys)]
-            data = (tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)) if fused else pairs[0]
-            if train:
-                model_ref().train_step(data)
-            else:
-                model_ref().test_step(data)
+                model_ref().test_step(_model_input([(x[window], y[window]) for x, y in zip(xs, ys)], fused))
 
         if model.jit_compile:
             one_step = tf.function(one_step, jit_compile=True)
@@ -106,8 +114,7 @@ class _Steps:
         functions never pull from it)."""
         import tensorflow as tf
 
-        first = [(s.x[:1], s.y[:1]) for s in self.splits]
-        element = (tuple(p[0] for p in first), tuple(p[1] for p in first)) if self.fused else first[0]
+        element = _model_input([(s.x[:1], s.y[:1]) for s in self.splits], self.fused)
         return tf.data.Dataset.from_tensors(element).repeat(self.steps)
 
     def start(self) -> None:
@@ -140,7 +147,7 @@ class _Steps:
         return logs
 
 
-def _kept(model, splits: list, train: bool, fused: bool) -> _Steps:
+def _kept(model, splits: list, fused: bool, *, train: bool) -> _Steps:
     kept = _KEPT.setdefault(model, {})
     steps = kept.get(train)
     bs = splits[0].batch_size
@@ -156,8 +163,7 @@ def resident_evaluate(model, split) -> dict:
     step's graph (the steps validation traced, when it ran on the resident path). ``split``: a
     :class:`~experiments.data.tfdata.ResidentSplit`, or one per replica for a fused model; its shuffling is
     irrelevant here (the scores are means over all the split's samples)."""
-    fused = isinstance(split, Sequence)
-    steps = _kept(model, list(split) if fused else [split], False, fused)
+    steps = _kept(model, *_as_splits(split), train=False)
     with own_step_functions(model, test=steps):
         return model.evaluate(steps.stand_in(), verbose=0, return_dict=True)
 
@@ -176,12 +182,11 @@ def resident_fit(model, train_split, val_split=None):
         ``(train, val)``: the datasets to hand to ``fit`` in place of the training and validation datasets
         (``val`` None when ``val_split`` is None or shuffled: Keras validates on its own iterator then).
     """
-    fused = isinstance(train_split, Sequence)
-    trains = list(train_split) if fused else [train_split]
-    vals = None if val_split is None else list(val_split) if fused else [val_split]
-    train = _kept(model, trains, True, fused)
+    trains, fused = _as_splits(train_split)
+    train = _kept(model, trains, fused, train=True)
+    vals = None if val_split is None else _as_splits(val_split)[0]
     val = None
     if vals is not None and all(s is not None and not s.shuffle for s in vals) and applies(model, vals):
-        val = _kept(model, vals, False, fused)
+        val = _kept(model, vals, fused, train=False)
     with own_step_functions(model, train=train, test=val):
         yield train.stand_in(), None if val is None else val.stand_in()
