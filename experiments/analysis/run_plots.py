@@ -40,13 +40,13 @@ def plot_history(history: pd.DataFrame, out_dir: Path, metric: str) -> list[Path
             continue
         fig = Figure(figsize=(7, 4.5))
         ax = fig.subplots()
+        _margins(fig, left=0.8, bottom=0.6, top=0.4, right=0.15)
         ax.plot(epochs, history[key], "b", label=f"{key} - training")
         if f"val_{key}" in history:
             ax.plot(epochs, history[f"val_{key}"], "r", label=f"{key} - validation")
         ax.set(title=title, xlabel="epoch", ylabel=key)
         ax.grid(True)
         ax.legend()
-        fig.tight_layout()
         path = out_dir / fname
         fig.savefig(path, dpi=90)
         paths.append(path)
@@ -64,13 +64,13 @@ def plot_predictions(y_true: np.ndarray, y_pred: np.ndarray, out_dir: Path, n: i
     """
     fig = Figure(figsize=(14, 4.5))
     ax = fig.subplots()
+    _margins(fig, left=0.6, bottom=0.6, top=0.4, right=0.15)
     ax.plot(y_true[:n], "bo", label="real class")
     ax.plot(y_pred[:n], "ro", markersize=4, label="predicted class")
     wrong = int(np.sum(y_true[:n] != y_pred[:n]))
     ax.set(title=f"First {min(n, len(y_true))} test samples: {wrong} misclassified", xlabel="sample", ylabel="class")
     ax.grid(True)
     ax.legend()
-    fig.tight_layout()
     path = out_dir / "predictions.png"
     fig.savefig(path, dpi=90)
     return path
@@ -89,6 +89,7 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, out
     cm = confusion_matrix(np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int), labels=np.arange(k))
     fig = Figure(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
     ax = fig.subplots()
+    _margins(fig, left=0.75, bottom=0.6, top=0.4, right=0.1)
     ax.imshow(cm, cmap="Blues")
     for i in range(k):
         for j in range(k):
@@ -104,7 +105,13 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, out
     ax.set(
         title="Confusion matrix (test)", xlabel="predicted class", ylabel="real class", xticks=range(k), yticks=range(k)
     )
-    fig.tight_layout()
     path = out_dir / "confusion_matrix.png"
     fig.savefig(path, dpi=90)
     return path
+
+
+def _margins(fig: Figure, left: float, bottom: float, top: float, right: float) -> None:
+    """Fixed margins in inches (room for the tick labels and titles these plots have); ``tight_layout`` would
+    measure every text first, about half of a plot's time (BENCHMARKS.md, "Per-run costs")."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height)

@@ -13,7 +13,9 @@ tag ``layerlab.fused_group``. The training itself is one
 The runs are created before the fit (the sweep sees them RUNNING, metrics
 arrive each epoch); params and artifacts are logged after it, one replica
 after the other (MLflow's fluent API has one active run per thread, and
-:func:`experiments.job.artifacts.log_outputs` logs through it).
+:func:`experiments.job.artifacts.log_outputs` logs through it). In a sweep's
+own process the FINISHED replicas are closed that way in a writer thread
+while the sweep's next job trains (:mod:`experiments.job.background_close`).
 
 Outcomes per replica: a NaN loss ends that replica's run FAILED with the
 solo job's message while the others finish (the job then fails, as a sweep
@@ -25,6 +27,7 @@ resumed as a group); any other error ends every replica's run FAILED with it.
 from __future__ import annotations
 
 import copy
+import functools
 import tempfile
 import traceback
 from pathlib import Path
@@ -36,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from experiments.config.fusion import replica_overrides
 from experiments.config.schema import JobConfig, validate
 from experiments.errors import ConfigError, LayerlabError
-from experiments.job import artifacts
+from experiments.job import artifacts, background_close
 from experiments.job.context import JobContext
 from experiments.job.prepare import prepare, split_datasets
 from experiments.job.result import JobResult
@@ -114,8 +117,7 @@ class ReplicaRun:
                 # journaled like the epochs, as the solo job does (the sink starts with the run)
                 cast(MetricSink, record.sink)(result.scores, record.epochs_done)
                 artifacts.log_outputs(self.job, result.model, self.data, result.history, self.out_dir, self.channel)
-                last = {k: float(v[-1]) for k, v in (result.history.history or {}).items() if v}
-                out.metrics = {**last, **result.scores}
+                out.metrics = replica_metrics(result)
             if error:
                 record.log_error(error)
         finally:
@@ -234,9 +236,7 @@ def run_fused(cfg: DictConfig, ctx: JobContext, job: JobConfig) -> JobResult:
     for r in replicas:
         r.open(exp_id)
     results = _train(job, replicas)
-    outcomes = [
-        r.close_as(res.status, res, None if res.error is None else str(res.error)) for r, res in zip(replicas, results)
-    ]
+    outcomes = [_close(r, res) for r, res in zip(replicas, results)]
     for r, out in zip(replicas, outcomes):
         out.experiment_id = exp_id
         r.report(out)
@@ -244,6 +244,22 @@ def run_fused(cfg: DictConfig, ctx: JobContext, job: JobConfig) -> JobResult:
     if failed is not None:  # as a solo job whose run FAILED: the sweep lists it and exits non-zero
         raise failed
     return JobResult(status="FINISHED", run_id=outcomes[0].run_id, experiment_id=exp_id, metrics=outcomes[0].metrics)
+
+
+def _close(replica: ReplicaRun, result: ReplicaResult) -> JobResult:
+    """Close the replica's run; a FINISHED one in the background while the sweep's next job trains, where
+    :mod:`experiments.job.background_close` may (its outcome is known now: the run's metrics and status)."""
+    if result.status == "FINISHED" and replica.job.sweep.close_in_background and background_close.deferring():
+        what = f"run {replica.run_id} (seed {replica.job.seed})"
+        background_close.close_later(what, functools.partial(replica.close_as, "FINISHED", result))
+        return JobResult(status="FINISHED", run_id=replica.run_id, metrics=replica_metrics(result))
+    return replica.close_as(result.status, result, None if result.error is None else str(result.error))
+
+
+def replica_metrics(result: ReplicaResult) -> dict[str, float]:
+    """What the job reports for a FINISHED replica: the last epoch's logs and the final scores."""
+    last = {k: float(v[-1]) for k, v in (result.history.history or {}).items() if v}
+    return {**last, **result.scores}
 
 
 def _train(job: JobConfig, replicas: list[ReplicaRun]) -> list[ReplicaResult]:

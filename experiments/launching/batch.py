@@ -18,15 +18,28 @@ from typing import Any
 from hydra.errors import CompactHydraException
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
+from experiments.job import background_close
+
 
 class LauncherCrashed(CompactHydraException):
     """A launcher lost its batch (a dead worker); the message is the whole report."""
 
 
+class OutputsNotWritten(CompactHydraException):
+    """Runs of the batch trained, but their outputs, written while the next job trained, failed."""
+
+
 def launch_batch(launcher: Any, batch: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
-    """``launcher.launch(batch, initial_job_idx)``; a dead joblib worker becomes :class:`LauncherCrashed`."""
+    """``launcher.launch(batch, initial_job_idx)``; a dead joblib worker becomes :class:`LauncherCrashed`.
+
+    Jobs the launcher runs in this process close their FINISHED fused replicas while the next job trains; the
+    batch returns once every run is closed (:mod:`experiments.job.background_close`).
+    """
     try:
-        return launcher.launch(batch, initial_job_idx=initial_job_idx)
+        with background_close.overlap():
+            return launcher.launch(batch, initial_job_idx=initial_job_idx)
+    except background_close.ClosesFailed as exc:
+        raise OutputsNotWritten(str(exc)) from None
     except TerminatedWorkerError as exc:
         raise LauncherCrashed(
             "layerlab: error: a worker process of the joblib launcher died (killed, or out of memory: "
