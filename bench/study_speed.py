@@ -13,7 +13,11 @@ One call, every way a whole process (spawn to exit), in turn:
 * **sweep**: ``python runner.py -m dataset=mnist model=lambda_mlp
   model.activation=abs,relu seed=0,1,2,3,4 training.epochs=20`` (the
   default launcher, everything tracked into a fresh SQLite store);
-* **sweep fused**: the same plus ``sweep.fuse_replicates=true``;
+* **sweep fused**: the same plus ``sweep.fuse_replicates=true`` (a group's
+  runs are closed while the next group trains);
+* **sweep fused, closes before the next job**: the same with
+  ``sweep.close_in_background=false`` (each group closes its runs, then the
+  next group starts: the A/B of ``experiments/job/background_close.py``);
 * **sweep, layerlab launcher** / **sweep fused, layerlab launcher**: the
   same two with ``hydra/launcher=layerlab`` (one worker process per core,
   each running whole jobs on one thread: ``conf/hydra/launcher/layerlab.yaml``);
@@ -30,6 +34,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -114,6 +119,7 @@ WAYS = {
     "plain loop": None,
     "sweep": [],
     "sweep fused": ["sweep.fuse_replicates=true"],
+    "sweep fused, closes before the next job": [*FUSED, "sweep.close_in_background=false"],
     "sweep, layerlab launcher": LAUNCHER,
     "sweep fused, layerlab launcher": [*LAUNCHER, "sweep.fuse_replicates=true"],
     "sweep fused bf16": ["sweep.fuse_replicates=true", "training.precision=mixed_bfloat16"],
@@ -136,12 +142,14 @@ def measure(args) -> dict:
         ways.insert(0, "plain loop")  # the baseline of this call
     limit = 1200 if args.quick else None
     epochs = 1 if args.quick else args.epochs
-    results = {}
+    runs: dict[str, list[dict]] = {w: [] for w in ways}
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-study-") as tmp_name:
         tmp = Path(tmp_name)
         template = make_store(tmp / "template" / "mlflow.db")
-        for way in ways:
-            work = tmp / "".join(c if c.isalnum() else "_" for c in way)  # no comma: Hydra would sweep the path
+        # Rounds interleave the ways (round 1: every way, round 2: every way, ...): a slower minute of the
+        # machine falls on every way alike.
+        for round_, way in ((r, w) for r in range(args.rounds) for w in ways):
+            work = tmp / (f"{round_}_" + "".join(c if c.isalnum() else "_" for c in way))  # no comma: Hydra sweeps it
             work.mkdir(parents=True)
             load = os.getloadavg()[0]
             if WAYS[way] is None:
@@ -163,26 +171,56 @@ def measure(args) -> dict:
                 done, acc = finished_jobs(work / "mlflow.db"), _test_accuracy(work / "mlflow.db")
             if done != 10:
                 raise ChildFailed(f"{way}: {done} of 10 runs finished")
-            results[way] = {"wall": wall, "cpu": proc.cpu_s, "load": load, "test_accuracy": acc}
+            runs[way].append({"wall": wall, "cpu": proc.cpu_s, "load": load, "test_accuracy": acc})
             say(f"{way:17s} {wall:7.1f} s  CPU {proc.cpu_s:6.0f} s  load before {load:.2f}  test acc {acc:.4f}")
             time.sleep(1)
-    return {"results": results, "epochs": epochs, "quick": args.quick, "bf16_flags": cpu_bf16_flags()}
+    results = {
+        way: {
+            "wall": statistics.median(r["wall"] for r in rs),
+            "walls": [r["wall"] for r in rs],
+            "cpu": statistics.median(r["cpu"] for r in rs),
+            "load": rs[0]["load"],
+            "loads": [r["load"] for r in rs],
+            "test_accuracy": rs[0]["test_accuracy"],
+        }
+        for way, rs in runs.items()
+    }
+    return {
+        "results": results,
+        "epochs": epochs,
+        "quick": args.quick,
+        "bf16_flags": cpu_bf16_flags(),
+        "rounds": args.rounds,
+    }
 
 
 def render(d: dict) -> str:
     res = d["results"]
     base = res["plain loop"]["wall"]
+    rounds = int(d.get("rounds", 1))
+    base_walls = res["plain loop"].get("walls", [base])
+
+    def per_round(r: dict) -> list[str]:  # each round's wall, and its ratio to the same round's plain loop
+        if rounds < 2:
+            return []
+        walls = r.get("walls", [r["wall"]])
+        return [" / ".join(f"{w:.1f}" for w in walls), " / ".join(f"{w / b:.2f}x" for w, b in zip(walls, base_walls))]
+
     rows = [
         [
             w,
             f"{r['wall']:.1f}",
+            *per_round(r),
             f"{r['cpu']:.0f}",
             f"{r['wall'] / base:.2f}x",
-            f"{r['load']:.2f}",
+            " / ".join(f"{x:.2f}" for x in r.get("loads", [r["load"]])),
             f"{r['test_accuracy']:.4f}",
         ]
         for w, r in res.items()
     ]
+    heads = ["way", "wall s" + (", median" if rounds > 1 else "")]
+    heads += ["wall s, each round", "vs plain loop, each round"] if rounds > 1 else []
+    heads += ["CPU s", "vs plain loop", "load (1 min) before", "mean test accuracy"]
     checks = [
         [f"{w} / plain loop <= {t}", f"{res[w]['wall'] / base:.2f}", verdict(res[w]["wall"] / base <= t)]
         for w, t in TARGETS.items()
@@ -194,9 +232,11 @@ def render(d: dict) -> str:
             "epochs, batch 1024, "
             + ("1,200 MNIST digits (--quick)" if d["quick"] else "full MNIST (54,000 / 6,000 / 10,000)")
             + ", one command per way in one call (whole "
-            f"process, spawn to exit). CPU bfloat16 flags: {', '.join(d['bf16_flags']) or 'none'}.",
+            "process, spawn to exit)"
+            + (f", {rounds} rounds, the ways interleaved; medians" if rounds > 1 else "")
+            + f". CPU bfloat16 flags: {', '.join(d['bf16_flags']) or 'none'}.",
             "",
-            table(["way", "wall s", "CPU s", "vs plain loop", "load (1 min) before", "mean test accuracy"], rows),
+            table(heads, rows),
             "",
             table(["target", "measured", "result"], checks),
         ]
@@ -207,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--precision", action="store_true", help="also the fused sweeps in mixed_bfloat16")
+    p.add_argument("--rounds", type=int, default=1, help="run every way this many times, interleaved; medians")
     p.add_argument("--ways", nargs="+", choices=list(WAYS), default=None, help="only these ways (and the plain loop)")
     p.add_argument("--plain-loop", action="store_true", help=argparse_hidden())
     p.add_argument("--limit", type=int, default=None, help=argparse_hidden())
