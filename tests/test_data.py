@@ -202,6 +202,21 @@ def test_mnist_from_local_path(tmp_path):
         assert x.dtype == np.uint8 and y.dtype == np.int64
 
 
+def test_mnist_is_read_once_per_file_version_and_shared_read_only(tmp_path):
+    """A fused group's replicas load the same file: read once, shared read-only; a rewritten file is read again."""
+    file = tmp_path / "mnist.npz"
+    _write_mnist_npz(file, seed=0)
+    first, second = (load_dataset({"name": "mnist", "path": str(file)}, seed=s) for s in (0, 1))
+    assert np.shares_memory(first.test[0], second.test[0]) and not first.test[0].flags.writeable
+    assert first.origin["sha256"] == second.origin["sha256"]
+    assert not np.array_equal(first.val[1], second.val[1]) or not np.array_equal(first.val[0], second.val[0])
+    first.train[0][0, 0, 0] = 1  # a split's arrays are its own copies
+    new = _write_mnist_npz(file, n_train=400, seed=1)
+    third = load_dataset({"name": "mnist", "path": str(file)}, seed=0)
+    np.testing.assert_array_equal(third.test[0], new["x_test"])
+    assert len(third.train[1]) + len(third.val[1]) == 400 and third.origin["sha256"] != first.origin["sha256"]
+
+
 def test_mnist_lecture_protocol_validates_on_the_official_test_set(tmp_path):
     """dataset.validation_set=official_test: every training digit trains, the test digits validate (the lecture's
     fit)."""

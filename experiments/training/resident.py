@@ -92,7 +92,7 @@ class _Steps:
                 model_ref().test_step(_model_input([(x[window], y[window]) for x, y in zip(xs, ys)], fused))
 
         if model.jit_compile:
-            one_step = tf.function(one_step, jit_compile=True)
+            one_step = tf.function(one_step, jit_compile=True, autograph=False)
 
         def run(xs, ys, orders, begin, count):
             def body(i):
@@ -141,7 +141,9 @@ class _Steps:
         if self._run is None:
             any_length = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), args[:3])
             scalars = (tf.TensorSpec([], tf.int64),) * 2
-            self._run = tf.function(self._python_run, input_signature=[*any_length, *scalars])
+            # No AutoGraph, as Keras' own step (``do_not_convert``): the loop is an explicit ``tf.while_loop``, and
+            # converting the model's train step and every layer under it cost about as much as tracing them.
+            self._run = tf.function(self._python_run, input_signature=[*any_length, *scalars], autograph=False)
         logs = self._run(*args)
         self._begin = (self._begin + count) % self.steps
         return logs
