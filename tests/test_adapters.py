@@ -107,6 +107,35 @@ def test_mlflow_start_run_tags_and_store_behind_a_client(tmp_path):
     assert hasattr(store, "get_metric_history_bulk")
 
 
+def test_mlflow_run_active_in_a_thread_for_a_block_is_neither_started_nor_ended(tmp_path):
+    import threading
+
+    import mlflow
+
+    from experiments.adapters.mlflow_internals import active_in_this_thread
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("e", (tmp_path / "art").as_uri())).info.run_id
+    mlflow.set_tracking_uri(uri)
+    seen = []
+
+    def log():
+        with active_in_this_thread(run_id, uri):
+            mlflow.log_param("units", 128)
+            mlflow.log_text("text", "summary.txt")
+            seen.append(mlflow.active_run().info.run_id)
+        seen.append(mlflow.active_run())
+
+    thread = threading.Thread(target=log)
+    thread.start()
+    thread.join()
+    assert seen == [run_id, None] and mlflow.active_run() is None  # only that thread, only the block
+    run = client.get_run(run_id)
+    assert run.info.status == "RUNNING" and run.data.params == {"units": "128"}
+    assert [a.path for a in client.list_artifacts(run_id)] == ["summary.txt"]
+
+
 @pytest.mark.parametrize("settings", [{}, {"weight_decay": 0.01, "clipnorm": 1.0}, {"amsgrad": True}])
 def test_fused_adam_kernel_updates_as_keras_adam_does(settings):
     """Three steps of the same model and data, Keras' Adam.update_step vs TensorFlow's ResourceApplyAdam: the same

@@ -49,7 +49,8 @@ def test_a_failed_close_names_its_run_when_the_batch_ends():
             background_close.close_later("run 77b1 (seed 3)", lambda: None)
     text = str(info.value)
     assert "1 run(s)" in text and "run 3f2a (seed 2): OSError: disk full" in text and "77b1" not in text
-    assert background_close.wait_for_closes() == []  # nothing left over for the next batch
+    with background_close.overlap():  # nothing left over for the next batch
+        pass
 
 
 def test_an_error_of_the_batch_itself_goes_on_and_the_failed_close_is_printed(capsys):
@@ -71,3 +72,13 @@ def test_a_nested_batch_leaves_the_outer_one_in_charge():
         assert background_close.deferring() and seen == []  # the inner end did not wait or stop deferring
         release.set()
     assert seen == ["a"]
+
+
+def test_waiting_inside_a_batch_keeps_a_failure_for_the_batchs_end():
+    def broken():
+        raise RuntimeError("store gone")
+
+    with pytest.raises(background_close.ClosesFailed, match="run d4 \\(seed 1\\): RuntimeError: store gone"):
+        with background_close.overlap():
+            background_close.close_later("run d4 (seed 1)", broken)
+            background_close.wait_for_closes()  # as a fused job whose fit failed does before closing its runs

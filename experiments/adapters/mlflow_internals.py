@@ -7,10 +7,16 @@
   active fluent run per thread), which adds none of them.
 * The store behind a client (``MlflowClient._tracking_client.store``), for
   the SQL store's bulk metric-history query that the client does not expose.
+* A run made the fluent API's active run of this thread for a block, neither
+  started nor ended (``mlflow.tracking.fluent._active_run_stack``): a fused
+  replica's description is logged by the writer thread while the fit runs,
+  and ``mlflow.start_run`` + ``end_run`` would end the run.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -24,3 +30,19 @@ def start_run_tags(user_tags: dict[str, str]) -> dict[str, str]:
 def tracking_store(client: Any) -> Any:
     """The store object behind an ``mlflow.MlflowClient`` (e.g. ``SqlAlchemyStore``)."""
     return client._tracking_client.store
+
+
+@contextlib.contextmanager
+def active_in_this_thread(run_id: str, tracking_uri: str) -> Iterator[None]:
+    """Within the block, the fluent ``mlflow.log_*`` calls of this thread log into run ``run_id``; the run's
+    status is left as it is (``mlflow.start_run``/``end_run`` would end it)."""
+    import mlflow
+    from mlflow.tracking import fluent
+
+    run = mlflow.MlflowClient(tracking_uri).get_run(run_id)
+    stack = fluent._active_run_stack.get()  # one list per thread
+    stack.append(fluent.ActiveRun(run))
+    try:
+        yield
+    finally:
+        stack.pop()

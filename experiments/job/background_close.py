@@ -29,6 +29,7 @@ _lock = threading.Lock()
 _owner: int | None = None  # the pid whose batch is open: a forked worker inherits the module, not the batch
 _writer: ThreadPoolExecutor | None = None
 _pending: list[tuple[str, Future]] = []
+_failed: list[str] = []  # one line per close that raised, reported when the batch ends
 
 
 class ClosesFailed(Exception):
@@ -57,17 +58,24 @@ def close_later(what: str, close: Callable[[], object]) -> None:
         _pending.append((what, _writer.submit(close)))
 
 
-def wait_for_closes() -> list[str]:
-    """Wait for every close handed over so far; one line per close that raised (empty when all closed)."""
+def wait_for_closes() -> None:
+    """Wait for every close handed over so far (a job whose fit failed waits before closing its runs itself);
+    the ones that raised are kept for the batch's end."""
     with _lock:
         pending = list(_pending)
         _pending.clear()
-    failed = []
     for what, future in pending:
         exc = future.exception()  # waits
         if exc is not None:
             first = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
-            failed.append(f"{what}: {first[0] if first else type(exc).__name__}")
+            with _lock:
+                _failed.append(f"{what}: {first[0] if first else type(exc).__name__}")
+
+
+def _take_failures() -> list[str]:
+    with _lock:
+        failed = list(_failed)
+        _failed.clear()
     return failed
 
 
@@ -88,7 +96,8 @@ def overlap() -> Iterator[None]:
     finally:
         if not outer:
             _owner = None
-            failed = wait_for_closes()
+            wait_for_closes()
+            failed = _take_failures()
             if failed:
                 text = (
                     f"layerlab: error: {len(failed)} run(s) trained, but writing their outputs (written while the "

@@ -15,7 +15,9 @@ arrive each epoch); params and artifacts are logged after it, one replica
 after the other (MLflow's fluent API has one active run per thread, and
 :func:`experiments.job.artifacts.log_outputs` logs through it). In a sweep's
 own process the FINISHED replicas are closed that way in a writer thread
-while the sweep's next job trains (:mod:`experiments.job.background_close`).
+while the sweep's next job trains, and their params and model descriptions
+are logged by that thread while their own fit runs
+(:mod:`experiments.job.background_close`).
 
 Outcomes per replica: a NaN loss ends that replica's run FAILED with the
 solo job's message while the others finish (the job then fails, as a sweep
@@ -36,6 +38,7 @@ from typing import Any, cast
 import mlflow
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from experiments.adapters.mlflow_internals import active_in_this_thread
 from experiments.config.fusion import replica_overrides
 from experiments.config.schema import JobConfig, validate
 from experiments.errors import ConfigError, LayerlabError
@@ -71,6 +74,7 @@ class ReplicaRun:
         self.fused_progress: Path | None = None
         self.data: Any = None  # the DataSplits, once prepared
         self.model = None
+        self.described = False  # params, config files and model description logged (during the fit, or at close)
 
     @property
     def run_id(self) -> str | None:
@@ -101,6 +105,25 @@ class ReplicaRun:
     def datasets(self) -> dict:
         return split_datasets(self.job, self.data)
 
+    def _log_description(self) -> None:
+        """Params, config files, and the model's size, summary, picture and inputs, into the active run."""
+        artifacts.log_params(self.cfg, self.channel)
+        artifacts.log_config_files(self.cfg, self.out_dir, self.channel)
+        if self.model is not None:
+            self.record.describe(self.model, self.data)
+        self.described = True
+
+    def describe_in_background(self) -> None:
+        """What needs no training, logged by the writer thread while the fit runs (it reads the model's
+        structure only, never its weights); the close then logs the rest."""
+        run_id = cast(str, self.run_id)
+
+        def describe():
+            with active_in_this_thread(run_id, self.record.uri):
+                self._log_description()
+
+        background_close.close_later(f"run {run_id} (seed {self.job.seed})", describe)
+
     def close_as(self, status: str, result: ReplicaResult | None = None, error: str | None = None) -> JobResult:
         """Log what the solo job logs for this outcome into the run, then end it ``status``."""
         record = self.record
@@ -109,10 +132,8 @@ class ReplicaRun:
         mlflow.start_run(run_id=record.run_id)  # the active run of the fluent logging below (it stays RUNNING)
         out = JobResult(status=status, run_id=record.run_id)
         try:
-            artifacts.log_params(self.cfg, self.channel)
-            artifacts.log_config_files(self.cfg, self.out_dir, self.channel)
-            if self.model is not None:
-                record.describe(self.model, self.data)
+            if not self.described:
+                self._log_description()
             if result is not None and status == "FINISHED":
                 # journaled like the epochs, as the solo job does (the sink starts with the run)
                 cast(MetricSink, record.sink)(result.scores, record.epochs_done)
@@ -253,6 +274,7 @@ def _close(replica: ReplicaRun, result: ReplicaResult) -> JobResult:
         what = f"run {replica.run_id} (seed {replica.job.seed})"
         background_close.close_later(what, functools.partial(replica.close_as, "FINISHED", result))
         return JobResult(status="FINISHED", run_id=replica.run_id, metrics=replica_metrics(result))
+    background_close.wait_for_closes()  # its description may still be queued: this thread closes the run now
     return replica.close_as(result.status, result, None if result.error is None else str(result.error))
 
 
@@ -274,15 +296,21 @@ def _train(job: JobConfig, replicas: list[ReplicaRun]) -> list[ReplicaResult]:
             lambda model: compile_model(model, job),
             stack=layout == "stacked",
         )
+        if job.sweep.close_in_background and background_close.deferring():
+            for r in replicas:
+                r.describe_in_background()
         return engine.fit(lambda seed: by_seed[seed].datasets(), job.training.epochs, [r.callbacks() for r in replicas])
     except KeyboardInterrupt as exc:
+        background_close.wait_for_closes()  # a description still being written, before the runs end here
         for r in replicas:
             r.interrupted(exc)
         raise
     except LayerlabError as exc:
+        background_close.wait_for_closes()
         _fail_all(replicas, str(exc))
         raise
     except Exception as exc:
+        background_close.wait_for_closes()
         _fail_all(replicas, f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
         raise
 
