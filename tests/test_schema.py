@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import yaml
 from omegaconf import open_dict
@@ -140,9 +143,13 @@ def test_validate_returns_frozen_typed_objects_with_the_schema_defaults():
 
 
 def test_a_sweeps_parent_reads_its_settings_typed_and_one_launcher_rule():
-    import os
-
-    from experiments.config.launcher import LauncherSettings, launcher_settings, parallel_jobs, threads_per_worker
+    from experiments.config.launcher import (
+        LauncherSettings,
+        available_cores,
+        launcher_settings,
+        parallel_jobs,
+        threads_per_worker,
+    )
     from experiments.config.multirun import multirun_config
     from experiments.launching.warm import JOBLIB_LAUNCHER
 
@@ -151,11 +158,27 @@ def test_a_sweeps_parent_reads_its_settings_typed_and_one_launcher_rule():
     with pytest.raises(ConfigError) as info:
         multirun_config(compose("tracking.timeout_s=0"))
     assert info.value.path == "tracking.timeout_s"
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     joblib = launcher_settings({"_target_": JOBLIB_LAUNCHER, "n_jobs": 2})
     assert joblib.kind == "joblib" and joblib.workers() == 2 and joblib.threads_per_job() == max(1, cores // 2)
     assert parallel_jobs(-1) == cores and parallel_jobs(8, n_tasks=3) == 3 and threads_per_worker(cores) == 1
     assert LauncherSettings().kind == "none" and LauncherSettings().threads_per_job() is None
+    # A process pinned to one core (taskset, a container's cpuset) counts that core, not the machine's.
+    pinned = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            "0",
+            sys.executable,
+            "-c",
+            "from experiments.config.launcher import parallel_jobs as p; print(p(-1))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert pinned.stdout.split() == ["1"], pinned.stderr[-2000:]
     assert (
         launcher_settings(
             {"_target_": "hydra_plugins.layerlab_launcher.layerlab_launcher.LayerlabLauncher", "n_jobs": 2}

@@ -88,9 +88,9 @@ def test_joblib_workers_get_their_share_of_the_cores(tmp_path, store):
         tmp_path=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    import os
+    from experiments.config.launcher import available_cores
 
-    expected = max(1, (os.cpu_count() or 1) // 2)
+    expected = max(1, available_cores() // 2)
     assert f"{expected} TF thread(s) per parallel job" in proc.stdout
 
 

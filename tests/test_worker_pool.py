@@ -13,7 +13,13 @@ import uuid
 
 import pytest
 
-from experiments.config.launcher import JOBLIB_LAUNCHER, LAYERLAB_LAUNCHER, LauncherSettings, threads_per_worker
+from experiments.config.launcher import (
+    JOBLIB_LAUNCHER,
+    LAYERLAB_LAUNCHER,
+    LauncherSettings,
+    available_cores,
+    threads_per_worker,
+)
 from experiments.launching.pool import warm_pool
 from tests.conftest import ROOT, TINY
 from tests.test_sweep_speed import _processes_with
@@ -76,7 +82,7 @@ def test_a_batch_takes_the_warm_workers_and_replaces_those_with_another_thread_s
         pool.give_back(first)
         assert sorted(w.proc.pid for w in pool.idle) == sorted(w.proc.pid for w in first) and pool.busy == []
         (alone,) = pool.take(1, threads_per_worker(1))  # a batch of one job: one worker, all threads, a new process
-        assert alone.threads == os.cpu_count() and alone.proc.pid not in {w.proc.pid for w in first}
+        assert alone.threads == available_cores() and alone.proc.pid not in {w.proc.pid for w in first}
         assert pool.idle == [] and pool.retired[-2:] == first  # told to stop, not waited for by the batch
     finally:
         everyone = pool.idle + pool.busy + pool.retired

@@ -21,17 +21,25 @@ LAYERLAB_LAUNCHER = "hydra_plugins.layerlab_launcher.layerlab_launcher.LayerlabL
 _KINDS = {BASIC_LAUNCHER: "basic", JOBLIB_LAUNCHER: "joblib", LAYERLAB_LAUNCHER: "layerlab"}
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as ``taskset`` or a container sets it), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def parallel_jobs(n_jobs: Any, n_tasks: int | None = None) -> int:
     """Worker processes for joblib's ``n_jobs`` convention: a positive number as is; -1 all cores, -2 all but
     one, ...; never more than ``n_tasks`` (when given) nor fewer than one."""
     n = int(n_jobs or -1)
-    n = n if n > 0 else max(1, (os.cpu_count() or 1) + 1 + n)
+    n = n if n > 0 else max(1, available_cores() + 1 + n)
     return max(1, min(n, n_tasks)) if n_tasks is not None else n
 
 
 def threads_per_worker(workers: int) -> int:
     """CPU threads one of ``workers`` parallel workers may use, so that together they do not oversubscribe."""
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    return max(1, available_cores() // max(1, workers))
 
 
 @dataclass(frozen=True)

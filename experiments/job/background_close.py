@@ -72,7 +72,8 @@ def wait_for_closes() -> None:
                 _failed.append(f"{what}: {first[0] if first else type(exc).__name__}")
 
 
-def _take_failures() -> list[str]:
+def take_failures() -> list[str]:
+    """The lines of the closes that raised since the last call (and forgets them)."""
     with _lock:
         failed = list(_failed)
         _failed.clear()
@@ -97,7 +98,7 @@ def overlap() -> Iterator[None]:
         if not outer:
             _owner = None
             wait_for_closes()
-            failed = _take_failures()
+            failed = take_failures()
             if failed:
                 text = (
                     f"layerlab: error: {len(failed)} run(s) trained, but writing their outputs (written while the "

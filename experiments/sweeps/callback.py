@@ -39,6 +39,7 @@ from omegaconf import DictConfig
 from experiments.adapters.hydra_internals import job_error, use_project_sweeper
 from experiments.config.multirun import multirun_config
 from experiments.errors import LayerlabError, TrackingError
+from experiments.job import background_close
 from experiments.job.context import hydra_context
 from experiments.launching.ledger import completing_command, reusable_hydra_overrides, sweep_hydra_overrides
 from experiments.launching.pool import warm_pool
@@ -236,6 +237,11 @@ def workers_released() -> bool:
 def finalize_active(interrupted: bool, failed: bool = False) -> None:
     """Finalise the sweep started in this process, if any and not done yet; its launcher's workers stop."""
     context = current_sweep()
+    # Runs a job closes in the background (a batch's end waits for them): here too, should the batch have been
+    # left by an exception, so the summary sees them closed and the process's fast exit cuts none short.
+    background_close.wait_for_closes()
+    for line in background_close.take_failures():
+        print(f"layerlab: could not write the outputs of {line}", flush=True)
     context.stop_progress()  # its last lines before the summary's
     context.release_workers(wait=False)  # idle now: they exit while the summary is written
     try:

@@ -7,6 +7,7 @@ from typing import Any
 
 import keras
 
+from experiments.config.launcher import available_cores
 from experiments.config.schema import JobConfig
 from experiments.process import freeze_imported_heap
 from experiments.training.distribute import configure_devices
@@ -60,10 +61,7 @@ def cores_of_this_process() -> int:
     share = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
     if share.isdigit() and int(share) > 0:
         return int(share)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return available_cores()
 
 
 def fit_verbosity(setting: Any, in_sweep: bool = False) -> int:
