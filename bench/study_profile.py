@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import subprocess
 import tempfile
 import time
 from collections import defaultdict
@@ -33,7 +32,6 @@ from bench.common import (
     ROOT,
     ChildFailed,
     Header,
-    clean_env,
     finish,
     parser,
     run_script,
@@ -43,7 +41,7 @@ from bench.common import (
 )
 from bench.study_speed import FUSED, sweep_cmd
 from bench.sweep_profile import PHASES as SWEEP_PHASES
-from bench.sweep_profile import py_spy
+from bench.sweep_profile import py_spy, record
 from bench.sweep_vs_shell import finished_jobs, make_store
 
 NAME = "study_profile"
@@ -116,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return finish(args, NAME, TITLE, None, {}, render)
     epochs = args.epochs or (1 if args.quick else 20)
     limit = 1200 if args.quick else None
-    spy = py_spy()
+    py_spy()  # says how to install it before anything runs
     if not args.quick:
         run_timed([PYTHON, "-m", "experiments.data.fetch", "mnist"], cwd=ROOT, timeout=1800)
     header = Header(NAME, argv, args.quick, with_tf=False)
@@ -134,20 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ChildFailed(f"the plain run finished {finished_jobs(plain / 'mlflow.db')} of 10 runs")
         say(f"plain: {wall:.1f} s; " + "; ".join(f"{k} at {v:.2f} s" for k, v in line))
         raw = prof / "py-spy.txt"
-        cmd = [spy, "record", "--idle", "--format", "raw", "--rate", str(args.rate), "--output", str(raw), "--"]
-        t0 = time.perf_counter()
-        done = subprocess.run(
-            [*cmd, *sweep_cmd(prof, epochs, FUSED, limit)],
-            cwd=ROOT,
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=3600,
-        )
-        prof_wall = time.perf_counter() - t0
-        if done.returncode != 0 or not raw.exists():
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
-            raise ChildFailed(f"py-spy record exited {done.returncode}:\n{tail}")
+        prof_wall = record(sweep_cmd(prof, epochs, FUSED, limit), raw, args.rate)
         phases = parse_raw(raw.read_text(), args.rate)
     data = {
         "epochs": epochs,

@@ -139,6 +139,25 @@ def py_spy() -> str:
     return exe
 
 
+def record(cmd: list[str], raw: Path, rate: int, subprocesses: bool = False) -> float:
+    """Run ``cmd`` under ``py-spy record --idle`` (raw collapsed stacks into ``raw``); its wall seconds."""
+    spy = [py_spy(), "record", *(["--subprocesses"] if subprocesses else []), "--idle", "--format", "raw"]
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [*spy, "--rate", str(rate), "--output", str(raw), "--", *cmd],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    wall = time.perf_counter() - t0
+    if done.returncode != 0 or not raw.exists():
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
+        raise ChildFailed(f"py-spy record exited {done.returncode}:\n{tail}")
+    return wall
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=None, help="jobs in the sweep (default 8, --quick 2)")
@@ -149,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return finish(args, NAME, TITLE, None, {}, render)
     n = args.jobs or (2 if args.quick else 8)
     epochs = args.epochs or (1 if args.quick else 20)
-    spy = py_spy()
+    py_spy()  # says how to install it before anything runs
     header = Header(NAME, argv, args.quick, with_tf=False)
     jobs = jobs_of(n)
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-sweep-profile-") as tmp_name:
@@ -171,26 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         prof.mkdir()
         shutil.copyfile(template, prof / "mlflow.db")
         raw = prof / "py-spy.txt"
-        cmd = [
-            spy,
-            "record",
-            "--subprocesses",
-            "--idle",
-            "--format",
-            "raw",
-            "--rate",
-            str(args.rate),
-            "--output",
-            str(raw),
-            "--",
-            *sweep_cmd(prof, jobs, epochs, "joblib"),
-        ]
-        t0 = time.perf_counter()
-        done = subprocess.run(cmd, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=3600)
-        prof_wall = time.perf_counter() - t0
-        if done.returncode != 0 or not raw.exists():
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
-            raise ChildFailed(f"py-spy record exited {done.returncode}:\n{tail}")
+        prof_wall = record(sweep_cmd(prof, jobs, epochs, "joblib"), raw, args.rate, subprocesses=True)
         if finished_jobs(prof / "mlflow.db") != n:
             raise ChildFailed(f"the profiled sweep finished {finished_jobs(prof / 'mlflow.db')} of {n} jobs")
         phases = parse_raw(raw.read_text(), args.rate)
