@@ -217,6 +217,33 @@ def test_profile_parsers(tmp_path):
     assert rows[0][1] > 0 and all(isinstance(v, (int, float)) for _, v in rows)
 
 
+def test_study_profile_puts_the_main_thread_and_the_closes_writer_in_phases():
+    """py-spy's raw lines (stack;stack;... count) as it writes them for the fused study's one process."""
+    from bench.study_profile import WAIT_CLOSES, WRITER_IDLE, parse_raw
+
+    main = "<module> (runner.py:23);guarded (experiments/cli.py:168)"
+    writer = "Thread._bootstrap (threading.py:1002);Thread.run (threading.py:982);" + "_worker (concurrent/futures/thread.py:83)"
+    raw = "\n".join(
+        [
+            f"{main};TensorFlowTrainer.fit (keras/src/backend/tensorflow/trainer.py:314) 100",
+            f"{main};launch_batch (experiments/launching/batch.py:41);wait_for_closes "
+            "(experiments/job/background_close.py:70) 25",
+            f"{main};_find_and_load (<frozen importlib._bootstrap>:1176) 50",
+            f"{writer} 40",  # waiting for work
+            f"{writer};_WorkItem.run (concurrent/futures/thread.py:58);plot_history "
+            "(experiments/analysis/run_plots.py:41) 10",
+            "Thread._bootstrap (threading.py:1002);Heartbeat._loop (experiments/tracking/heartbeat.py:90) 500",
+        ]
+    )
+    phases = parse_raw(raw, rate=50)
+    assert phases["main"] == {
+        "job: fit (training + validation epochs)": 2.0,
+        WAIT_CLOSES: 0.5,
+        "imports (TensorFlow, Keras, MLflow, pandas, SciPy, ...)": 1.0,
+    }
+    assert phases["writer"] == {WRITER_IDLE: 0.8, "job: plots (4 PNG)": 0.2}  # the heartbeat thread: left out
+
+
 def test_statistics_helpers():
     assert common.median([3.0, 1.0, 2.0]) == 2.0
     assert common.spread([1.0, 2.0, 4.0], 1) == "2.0 (1.0-4.0, n=3)"
