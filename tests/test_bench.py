@@ -222,7 +222,10 @@ def test_study_profile_puts_the_main_thread_and_the_closes_writer_in_phases():
     from bench.study_profile import WAIT_CLOSES, WRITER_IDLE, parse_raw
 
     main = "<module> (runner.py:23);guarded (experiments/cli.py:168)"
-    writer = "Thread._bootstrap (threading.py:1002);Thread.run (threading.py:982);" + "_worker (concurrent/futures/thread.py:83)"
+    writer = (
+        "Thread._bootstrap (threading.py:1002);Thread.run (threading.py:982);"
+        "_worker (concurrent/futures/thread.py:83)"
+    )
     raw = "\n".join(
         [
             f"{main};TensorFlowTrainer.fit (keras/src/backend/tensorflow/trainer.py:314) 100",
