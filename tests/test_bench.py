@@ -223,8 +223,7 @@ def test_study_profile_puts_the_main_thread_and_the_closes_writer_in_phases():
 
     main = "<module> (runner.py:23);guarded (experiments/cli.py:168)"
     writer = (
-        "Thread._bootstrap (threading.py:1002);Thread.run (threading.py:982);"
-        "_worker (concurrent/futures/thread.py:83)"
+        "Thread._bootstrap (threading.py:1002);Thread.run (threading.py:982);_worker (concurrent/futures/thread.py:83)"
     )
     raw = "\n".join(
         [
