@@ -341,6 +341,20 @@ def test_make_tf_dataset_shuffle_is_seeded():
         np.testing.assert_array_equal(xb.numpy()[:, 0], yb.numpy())  # still paired
 
 
+def test_the_resident_orders_are_the_datasets_own_from_one_traced_function():
+    """A fused group's replicas each make their splits: their epoch orders (what the resident steps gather by) are
+    each dataset's own order, drawn by one function traced once for any size and seed (no retracing warning)."""
+    from experiments.data.tfdata import _epoch_order, resident_split
+
+    for n, seed in ((200, 7), (150, 8), (90, 9)):
+        x = np.arange(n, dtype=np.int64).reshape(n, 1)
+        split = resident_split(make_tf_dataset(x, x[:, 0].copy(), 32, shuffle=True, seed=seed))
+        twin = make_tf_dataset(x, x[:, 0].copy(), 32, shuffle=True, seed=seed)  # iterated as Keras would
+        for _ in range(2):  # each iteration of `draws` is the next epoch's random number, as each of the dataset
+            np.testing.assert_array_equal(split.order(next(iter(split.draws))).numpy(), _epoch_labels(twin))
+    assert _epoch_order().experimental_get_tracing_count() == 1
+
+
 def test_make_tf_dataset_rejects_bad_input():
     with pytest.raises(ConfigError):
         make_tf_dataset(np.zeros((4, 2)), np.zeros(4), 0, shuffle=False, seed=0)

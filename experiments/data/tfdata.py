@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 import weakref
 from dataclasses import dataclass
@@ -126,6 +127,24 @@ def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
     draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     ds = draws.map(epoch_order).flat_map(batches).apply(tf.data.experimental.assert_cardinality(steps))
     ds = ds.prefetch(tf.data.AUTOTUNE)  # (the cardinality: Keras and fusing read it)
-    # The resident path iterates ``draws`` alone (an iterator of a map costs several times more per epoch).
-    _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, draws, True, tf.function(epoch_order))
+    # The resident path iterates ``draws`` alone (an iterator of a map costs several times more per epoch) and
+    # draws each order with one function traced once per process, the same permutation as ``epoch_order``: a
+    # new tf.function per split retraced for every replica of a fused group, and TensorFlow warned about it.
+    shared = _epoch_order()
+    n_t, seed_t = tf.constant(n, tf.int64), tf.constant(seed, tf.int64)
+    _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, draws, True, lambda r: shared(n_t, seed_t, r))
     return ds
+
+
+@functools.cache
+def _epoch_order():
+    """``(n, seed, draw) -> `` one seeded permutation of ``range(n)`` (a ``tf.function`` for every split)."""
+    import tensorflow as tf
+
+    scalar = tf.TensorSpec([], tf.int64)
+
+    @tf.function(input_signature=[scalar, scalar, scalar], autograph=False)
+    def order(n, seed, draw):
+        return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed, draw]))
+
+    return order
