@@ -1,7 +1,7 @@
 """Runs closed while the sweep's next job trains: a fused group's outputs off the critical path (issue 37).
 
 Closing a FINISHED replica (params, config files, history, plots, the model,
-the end of the run: BENCHMARKS.md, "Per-run costs") needs its trained model
+the end of the run: BENCHMARKS.md, "Where the fused study's seconds go") needs its trained model
 and data, nothing of the next job. In the process that launches a sweep's
 batch (Hydra's basic launcher runs every job there),
 :func:`experiments.launching.batch.launch_batch` opens :func:`overlap` around
