@@ -128,6 +128,20 @@ def configure_process() -> None:
     if not debug_enabled() and "tensorflow" not in sys.modules:
         if not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
             sys.meta_path.insert(0, _QuietTensorFlow())
+    tf_logger = logging.getLogger("tensorflow")  # the logger TensorFlow writes to, once it is imported
+    if not debug_enabled() and not any(isinstance(f, _ExpectedRetracing) for f in tf_logger.filters):
+        tf_logger.addFilter(_ExpectedRetracing())
+
+
+class _ExpectedRetracing(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls to <function _Steps.__init__.<locals>.run> triggered
+    tf.function retracing" warning: every job of a sweep's process (every fused group) has its own model, so
+    its resident steps (``experiments/training/resident.py``) are traced once per job, by design. Any other
+    function's retracing warning still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("triggered tf.function retracing" in text and "_Steps.__init__.<locals>.run" in text)
 
 
 def quiet_launch_lines() -> None:

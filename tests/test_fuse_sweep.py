@@ -148,9 +148,11 @@ def test_a_fused_sweep_logs_the_runs_of_the_unfused_sweep(tmp_path, store):
     assert len(fused) == 6 and all(r.info.status == "FINISHED" for r in fused)
     groups = {r.data.tags[tags.FUSED_GROUP] for r in fused}
     assert groups == {"job 0 seeds 0,1,2", "job 1 seeds 0,1,2"}
-    # sweep.close_in_background (default): the first group's runs were closed while the second trained
+    # sweep.close_in_background (default): the first group's runs were closed while the second trained, and
+    # unfused, a job's run while the next job trained
     first, second = fused[:3], fused[3:]
     assert max(r.info.end_time for r in first) > min(r.info.start_time for r in second)
+    assert any(a.info.end_time > b.info.start_time for a, b in zip(solo, solo[1:]))
     for s, f in zip(solo, fused):
         assert f.info.run_name == s.info.run_name  # e.g. "activation=relu seed=2"
         assert f.data.tags[tags.JOB_NUM] == s.data.tags[tags.JOB_NUM]

@@ -94,6 +94,31 @@ def test_a_real_run_starts_quietly_unless_debugging(debug, tmp_path, store, tens
         assert not tensorflow_start_up_noise & shown, tensorflow_start_up_noise & shown
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("fused", [False, True], ids=["jobs", "fused groups"])
+def test_a_sweep_in_one_process_prints_its_own_lines_only(fused, tmp_path, store):
+    """Hydra's basic launcher runs every job (every fused group) in one process, each with its own model: their
+    steps and epoch orders are traced once each, and TensorFlow's "triggered tf.function retracing" warning
+    (which counted them together) is not on the user's screen."""
+    proc = run_cli(
+        "-m",
+        "hydra/launcher=basic",
+        "model.activation=abs,relu",
+        "seed=0,1,2",
+        *TINY,
+        *(["sweep.fuse_replicates=true"] if fused else []),
+        "tracking.log_model=false",
+        "tracking.log_plots=false",
+        f"tracking.uri={store}",
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = proc.stdout.index("layerlab: sweep ", proc.stdout.index("layerlab: job "))  # the sweep's end line
+    before = [line for line in (proc.stderr + proc.stdout[:summary]).splitlines() if line.strip()]
+    assert all(line.startswith("layerlab: ") for line in before), before
+    assert "retracing" not in proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize(
     "value,on",
     [

@@ -83,7 +83,8 @@ def test_the_heap_is_frozen_once_per_process():
     assert frozen > 0
     junk = [object() for _ in range(1000)]
     freeze_imported_heap()  # a second job: nothing new is frozen (its garbage stays collectable)
-    assert gc.get_freeze_count() == frozen
+    # at most as many: a frozen object that another thread of this test process frees leaves the count
+    assert gc.get_freeze_count() <= frozen
     del junk
 
 

@@ -8,9 +8,11 @@
 * The store behind a client (``MlflowClient._tracking_client.store``), for
   the SQL store's bulk metric-history query that the client does not expose.
 * A run made the fluent API's active run of this thread for a block, neither
-  started nor ended (``mlflow.tracking.fluent._active_run_stack``): a fused
-  replica's description is logged by the writer thread while the fit runs,
-  and ``mlflow.start_run`` + ``end_run`` would end the run.
+  started nor ended, or handed from one thread to another
+  (``mlflow.tracking.fluent._active_run_stack``): a fused replica's
+  description is logged by the writer thread while the fit runs, a solo
+  job's run is closed by it while the next job trains, and
+  ``mlflow.start_run`` + ``end_run`` would end the run.
 """
 
 from __future__ import annotations
@@ -39,10 +41,27 @@ def active_in_this_thread(run_id: str, tracking_uri: str) -> Iterator[None]:
     import mlflow
     from mlflow.tracking import fluent
 
-    run = mlflow.MlflowClient(tracking_uri).get_run(run_id)
+    with adopted(fluent.ActiveRun(mlflow.MlflowClient(tracking_uri).get_run(run_id))):
+        yield
+
+
+def detach_active_run() -> Any:
+    """This thread's active fluent run, taken off its stack without ending it (for :func:`adopted`)."""
+    from mlflow.tracking import fluent
+
+    return fluent._active_run_stack.get().pop()  # one list per thread
+
+
+@contextlib.contextmanager
+def adopted(active_run: Any) -> Iterator[None]:
+    """``active_run`` (an ``mlflow.ActiveRun``) is this thread's active run within the block; ``mlflow.end_run``
+    inside it ends and removes it, as for a run this thread started."""
+    from mlflow.tracking import fluent
+
     stack = fluent._active_run_stack.get()  # one list per thread
-    stack.append(fluent.ActiveRun(run))
+    stack.append(active_run)
     try:
         yield
     finally:
-        stack.pop()
+        if stack and stack[-1] is active_run:
+            stack.pop()

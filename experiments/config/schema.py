@@ -202,7 +202,7 @@ class SweepSchema:
         expect="auto, stacked or branches (auto: branches on TensorFlow's CPU, stacked elsewhere)",
         check=lambda v: v in FUSE_LAYOUTS,
     )
-    # experiments/job/background_close.py: a fused job's runs closed while the sweep's next job trains
+    # experiments/job/background_close.py: a job's FINISHED runs closed while the sweep's next job trains
     close_in_background: bool = spec(True, expect=_BOOL)
     # Set by the sweeper on a fused job, never by hand: the group's seeds and the job numbers they had alone.
     fused_seeds: Optional[list[int]] = spec(None, expect="null; set by the sweeper (sweep.fuse_replicates=true)")

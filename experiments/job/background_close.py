@@ -1,6 +1,6 @@
-"""Runs closed while the sweep's next job trains: a fused group's outputs off the critical path (issue 37).
+"""Runs closed while the sweep's next job trains: a job's outputs off the critical path (issue 37).
 
-Closing a FINISHED replica (params, config files, history, plots, the model,
+Closing a FINISHED run (a solo job's, or a fused group's replica's: params, config files, history, plots, the model,
 the end of the run: BENCHMARKS.md, "Where the fused study's seconds go") needs its trained model
 and data, nothing of the next job. In the process that launches a sweep's
 batch (Hydra's basic launcher runs every job there),
@@ -10,7 +10,8 @@ thread and the job returns at once; the batch's end waits for every close, so
 the sweep's summary, a rounds sweeper's next look and the process's exit see
 closed runs. One thread, not one per run: closes are Python work, and the
 next fit runs in TensorFlow's threads beside it. Anywhere else (a launcher's
-worker process, a single run) a close runs at once, as before.
+worker process, a single run, an Optuna trial, a distributed strategy) a
+close runs at once, as before.
 
 A close that fails is reported when the batch ends, with the run it belongs
 to (the sweep then exits non-zero, as a job whose close fails does).

@@ -20,9 +20,10 @@ from typing import cast
 import mlflow
 from omegaconf import DictConfig
 
+from experiments.adapters.mlflow_internals import adopted, detach_active_run
 from experiments.config.schema import JobConfig, validate
 from experiments.errors import ConfigError, LayerlabError
-from experiments.job import artifacts
+from experiments.job import artifacts, background_close
 from experiments.job.context import JobContext
 from experiments.job.prepare import load_data, prepare, split_datasets
 from experiments.job.result import JobResult
@@ -58,6 +59,12 @@ class TrackedJob:
         self.channel = RunChannel(uri, enabled=is_chief(self.job.training))  # multi-worker: only the chief logs
         self.record = RunRecord(cfg, ctx, self.job, self.out_dir, uri, self.channel)
         self.data = None  # the dataset splits, loaded before the run starts (experiments.job.prepare.load_data)
+        # In a sweep's own process, a FINISHED run's outputs are written while the next job trains
+        # (experiments.job.background_close): set by _train to what is left to log, then handed over.
+        self.close_later = (
+            self.job.sweep.close_in_background and self.job.optuna is None and self.job.training.strategy == "default"
+        )
+        self._outputs: tuple | None = None
 
     def run(self) -> JobResult:
         record = self.record
@@ -94,7 +101,10 @@ class TrackedJob:
             record.log_error(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
             raise
         finally:
-            record.finish(status)
+            if status == "FINISHED" and self._outputs is not None:
+                self._finish_in_background()
+            else:
+                record.finish(status)
             if result is not None:
                 result.status = status
                 if not self.ctx.in_sweep:  # a sweep's display prints each job's result line (sweeps.progress.display)
@@ -174,10 +184,32 @@ class TrackedJob:
                 "pruned tags", lambda: mlflow.set_tags({tags.PRUNED: "true", tags.PRUNED_EPOCH: str(pruned)})
             )
         if record.sink is not None:
-            record.sink(final, record.epochs_done)  # journaled like the epochs (early stopping may end before epochs)
-            artifacts.log_outputs(job, model, data, history, self.out_dir, self.channel)
+            if self.close_later and background_close.deferring():
+                self._outputs = (model, data, history, final)  # logged by the writer thread (run() hands it over)
+            else:
+                self._log_outputs(model, data, history, final)
         metrics = {k: float(v[-1]) for k, v in (history.history or {}).items() if v}
         return JobResult(status="FINISHED", run_id=run_id, metrics={**metrics, **final})
+
+    def _log_outputs(self, model, data, history, final: dict) -> None:
+        record = self.record
+        record.sink(final, record.epochs_done)  # journaled like the epochs (early stopping may end before epochs)
+        artifacts.log_outputs(self.job, model, data, history, self.out_dir, self.channel)
+
+    def _finish_in_background(self) -> None:
+        """Hand the run, still active in this thread, to the writer thread: it logs the outputs and ends the run
+        FINISHED while the sweep's next job trains (a failure there is reported when the batch ends)."""
+        outputs, self._outputs = cast(tuple, self._outputs), None
+        active = detach_active_run()
+
+        def finish() -> None:
+            with adopted(active):
+                try:
+                    self._log_outputs(*outputs)
+                finally:
+                    self.record.finish("FINISHED")
+
+        background_close.close_later(f"run {self.record.run_id} (seed {self.job.seed})", finish)
 
     def _model(self, strategy, run_id: str | None, checkpoint: Path | None):
         """(data, compiled model, epochs already done), built inside the strategy's scope."""
