@@ -13,6 +13,9 @@ One call, every way a whole process (spawn to exit), in turn:
 * **sweep**: ``python runner.py -m dataset=mnist model=lambda_mlp
   model.activation=abs,relu seed=0,1,2,3,4 training.epochs=20`` (the
   default launcher, everything tracked into a fresh SQLite store);
+* **sweep, closes before the next job**: the same with
+  ``sweep.close_in_background=false`` (each job closes its run before the
+  next starts; by default a job's run is closed while the next job trains);
 * **sweep fused**: the same plus ``sweep.fuse_replicates=true`` (a group's
   runs are closed while the next group trains);
 * **sweep fused, closes before the next job**: the same with
@@ -118,6 +121,7 @@ FUSED, BF16 = ["sweep.fuse_replicates=true"], ["training.precision=mixed_bfloat1
 WAYS = {
     "plain loop": None,
     "sweep": [],
+    "sweep, closes before the next job": ["sweep.close_in_background=false"],
     "sweep fused": ["sweep.fuse_replicates=true"],
     "sweep fused, closes before the next job": [*FUSED, "sweep.close_in_background=false"],
     "sweep, layerlab launcher": LAUNCHER,
