@@ -193,7 +193,8 @@ class TrackedJob:
 
     def _log_outputs(self, model, data, history, final: dict) -> None:
         record = self.record
-        record.sink(final, record.epochs_done)  # journaled like the epochs (early stopping may end before epochs)
+        if record.sink is not None:  # journaled like the epochs (early stopping may end before epochs)
+            record.sink(final, record.epochs_done)
         artifacts.log_outputs(self.job, model, data, history, self.out_dir, self.channel)
 
     def _finish_in_background(self) -> None:
