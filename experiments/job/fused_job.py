@@ -45,7 +45,7 @@ from experiments.errors import ConfigError, LayerlabError
 from experiments.job import artifacts, background_close
 from experiments.job.context import JobContext
 from experiments.job.prepare import prepare, split_datasets
-from experiments.job.result import JobResult
+from experiments.job.result import JobResult, finished_metrics
 from experiments.job.run_record import RunRecord
 from experiments.tracking import tags
 from experiments.tracking.channel import RunChannel
@@ -138,7 +138,7 @@ class ReplicaRun:
                 # journaled like the epochs, as the solo job does (the sink starts with the run)
                 cast(MetricSink, record.sink)(result.scores, record.epochs_done)
                 artifacts.log_outputs(self.job, result.model, self.data, result.history, self.out_dir, self.channel)
-                out.metrics = replica_metrics(result)
+                out.metrics = finished_metrics(result.history, result.scores)
             if error:
                 record.log_error(error)
         finally:
@@ -273,15 +273,11 @@ def _close(replica: ReplicaRun, result: ReplicaResult) -> JobResult:
     if result.status == "FINISHED" and replica.job.sweep.close_in_background and background_close.deferring():
         what = f"run {replica.run_id} (seed {replica.job.seed})"
         background_close.close_later(what, functools.partial(replica.close_as, "FINISHED", result))
-        return JobResult(status="FINISHED", run_id=replica.run_id, metrics=replica_metrics(result))
+        return JobResult(
+            status="FINISHED", run_id=replica.run_id, metrics=finished_metrics(result.history, result.scores)
+        )
     background_close.wait_for_closes()  # its description may still be queued: this thread closes the run now
     return replica.close_as(result.status, result, None if result.error is None else str(result.error))
-
-
-def replica_metrics(result: ReplicaResult) -> dict[str, float]:
-    """What the job reports for a FINISHED replica: the last epoch's logs and the final scores."""
-    last = {k: float(v[-1]) for k, v in (result.history.history or {}).items() if v}
-    return {**last, **result.scores}
 
 
 def _train(job: JobConfig, replicas: list[ReplicaRun]) -> list[ReplicaResult]:

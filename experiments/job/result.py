@@ -20,3 +20,9 @@ class JobResult:
     run_id: str | None = None
     experiment_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+def finished_metrics(history, scores: dict[str, float]) -> dict[str, float]:
+    """What a FINISHED run reports: the last epoch's logs (a Keras ``History``) and the final train_/test_ scores."""
+    last = {k: float(v[-1]) for k, v in (history.history or {}).items() if v}
+    return {**last, **scores}

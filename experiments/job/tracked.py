@@ -26,7 +26,7 @@ from experiments.errors import ConfigError, LayerlabError
 from experiments.job import artifacts, background_close
 from experiments.job.context import JobContext
 from experiments.job.prepare import load_data, prepare, split_datasets
-from experiments.job.result import JobResult
+from experiments.job.result import JobResult, finished_metrics
 from experiments.job.run_record import RunRecord
 from experiments.tracking import tags
 from experiments.tracking.channel import RunChannel
@@ -188,8 +188,7 @@ class TrackedJob:
                 self._outputs = (model, data, history, final)  # logged by the writer thread (run() hands it over)
             else:
                 self._log_outputs(model, data, history, final)
-        metrics = {k: float(v[-1]) for k, v in (history.history or {}).items() if v}
-        return JobResult(status="FINISHED", run_id=run_id, metrics={**metrics, **final})
+        return JobResult(status="FINISHED", run_id=run_id, metrics=finished_metrics(history, final))
 
     def _log_outputs(self, model, data, history, final: dict) -> None:
         record = self.record
