@@ -109,13 +109,15 @@ def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
         _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, None, False)
         return ds
     seed = int(seed) % 2**31
+    # One permutation of all sample indices per epoch, drawn in one op: Dataset.shuffle over single indices costs a
+    # buffer insertion per sample (most of a small model's step, BENCHMARKS.md). One function, traced once per
+    # process, for the dataset and the resident path alike: a new tf.function per split retraced for every
+    # replica of a fused group, and TensorFlow warned about it.
+    shared = _epoch_order()
+    n_t, seed_t = tf.constant(n, tf.int64), tf.constant(seed, tf.int64)
 
     def epoch_order(r):
-        # One permutation of all sample indices per epoch, drawn in one op: Dataset.shuffle over single
-        # indices costs a buffer insertion per sample (most of a small model's step, BENCHMARKS.md).
-        return tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), r])
-        )
+        return shared(n_t, seed_t, r)
 
     def batches(order):
         return tf.data.Dataset.range(steps).map(
@@ -127,12 +129,8 @@ def make_tf_dataset(x, y, batch_size: int, *, shuffle: bool, seed: int):
     draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     ds = draws.map(epoch_order).flat_map(batches).apply(tf.data.experimental.assert_cardinality(steps))
     ds = ds.prefetch(tf.data.AUTOTUNE)  # (the cardinality: Keras and fusing read it)
-    # The resident path iterates ``draws`` alone (an iterator of a map costs several times more per epoch) and
-    # draws each order with one function traced once per process, the same permutation as ``epoch_order``: a
-    # new tf.function per split retraced for every replica of a fused group, and TensorFlow warned about it.
-    shared = _epoch_order()
-    n_t, seed_t = tf.constant(n, tf.int64), tf.constant(seed, tf.int64)
-    _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, draws, True, lambda r: shared(n_t, seed_t, r))
+    # The resident path iterates ``draws`` alone (an iterator of a map costs several times more per epoch).
+    _RESIDENT[ds] = ResidentSplit(x_t, y_t, bs, draws, True, epoch_order)
     return ds
 
 
