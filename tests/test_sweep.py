@@ -122,3 +122,27 @@ def test_a_failing_job_does_not_lose_the_others(tmp_path, store):
     assert "FAILED" in text and "optimizer.learning_rate=10" in text
     assert "rerun alone: python runner.py model.activation=exponential optimizer.learning_rate=10" in proc.stdout
     assert proc.stderr.count("Traceback") <= 1 and len(proc.stderr.splitlines()) < 80
+
+
+def test_children_keep_the_swept_keys_in_their_names_when_the_draws_coincide(tmp_path, store):
+    """A search whose trials all drew ``activation=abs`` still names each trial's activation; a key given one
+    value for the whole sweep stays out of the names, and a key that differs between children is in them."""
+    import json
+
+    from experiments.sweeps.ui import rename_children
+    from experiments.tracking import tags
+
+    client = mlflow.MlflowClient(store)
+    exp = client.create_experiment("names", artifact_location=str(tmp_path / "artifacts"))
+    runs = []
+    for lr in ("0.01", "0.002"):
+        overrides = ["model.activation=abs", f"optimizer.learning_rate={lr}", "training.epochs=1"]
+        run = client.create_run(exp, run_name="x", tags={tags.OVERRIDES: json.dumps(overrides)})
+        runs.append(client.get_run(run.info.run_id))
+    sweep = ["model.activation=choice(abs, relu)", "optimizer.learning_rate=interval(1e-4, 1e-1)", "training.epochs=1"]
+    rename_children(client, runs, "seed", sweep)
+    names = sorted(client.get_run(r.info.run_id).info.run_name for r in runs)
+    assert names == ["activation=abs learning_rate=0.002", "activation=abs learning_rate=0.01"]
+    rename_children(client, runs, "seed")  # without the sweep's overrides: only what differs
+    names = sorted(client.get_run(r.info.run_id).info.run_name for r in runs)
+    assert names == ["learning_rate=0.002", "learning_rate=0.01"]

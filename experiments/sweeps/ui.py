@@ -53,17 +53,20 @@ def _override_values(run) -> dict[str, str]:
     return {o.key: o.value for o in overrides if o.value is not None and not o.is_hydra}
 
 
-def rename_children(client, runs: list, replicate_key: str) -> None:
-    """Name each child by the override keys whose values differ between the sweep's children.
+def rename_children(client, runs: list, replicate_key: str, sweep_overrides: list[str] = ()) -> None:
+    """Name each child by the override keys whose values differ between the sweep's children, and the keys the
+    sweep sweeps: a search whose trials all drew ``activation=abs`` still names the activation of each.
 
     Args:
         client: an ``MlflowClient``.
         runs: the sweep's child runs.
         replicate_key: shown last in the name.
+        sweep_overrides: the sweep's own overrides as typed (its parent's tag).
     """
     values = [_override_values(r) for r in runs]
     keys = sorted({k for v in values for k in v})
-    differ = [k for k in keys if len({v.get(k) for v in values}) > 1]
+    swept = {o.key for o in parse_overrides(sweep_overrides) if o.is_sweep}
+    differ = [k for k in keys if k in swept or len({v.get(k) for v in values}) > 1]
     for run, v in zip(runs, values):
         name = name_from({k: v.get(k, "(default)") for k in differ}, replicate_key)
         if name and name != run.info.run_name:
@@ -112,7 +115,8 @@ def publish(client, state: SweepState, runs: list, report: dict | None, best_run
         best_run_id: the best child by validation (:func:`experiments.sweeps.champion.best_row`), or None.
     """
     pid = state.parent_run_id
-    rename_children(client, runs, state.compare_options.get("replicate_key", "seed"))
+    sweep_overrides = json.loads(client.get_run(pid).data.tags.get(tags.OVERRIDES, "[]") or "[]")
+    rename_children(client, runs, state.compare_options.get("replicate_key", "seed"), sweep_overrides)
     best_line = None
     if best_run_id is not None:
         best = client.get_run(best_run_id)  # its new name
