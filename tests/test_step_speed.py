@@ -85,6 +85,7 @@ def test_shuffled_fit_equals_one_step_per_call():
     bs = cfg.training.batch_size
 
     def history(job):
+        setup_runtime(job)  # the orders depend on the global seed too: seeded before the data, as in a job
         return _history(
             job,
             make_tf_dataset(*data.train, bs, shuffle=True, seed=job.seed),
