@@ -42,11 +42,12 @@ run: $(STAMP)
 # Two pytest workers (pytest-xdist) take whole test files (module fixtures such as the benchmark runs and the
 # servers stay in one process), in the order of tests/conftest.py (end-to-end files first): most end-to-end tests
 # keep one core busy, so two workers use both cores of a 2-core machine (README, "Tests").
-# PYTEST_WORKERS=0: one process, e.g. to debug a test.
+# PYTEST_WORKERS=0: one process, e.g. to debug a test. The 25 slowest tests are listed at the end: the suite must
+# stay under 20 minutes on a 2-core machine, and CI's log then says where its time goes.
 PYTEST_WORKERS ?= 2
 
 test: $(TEST_STAMP)
-	$(PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder) --durations=25 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all $(BENCH_ARGS)
