@@ -42,11 +42,16 @@ def deferring() -> bool:
     return _owner == os.getpid()
 
 
+def run_label(run_id: str | None, seed: int) -> str:
+    """How an error message names a run whose close failed: ``run 3f2a... (seed 2)``."""
+    return f"run {run_id} (seed {seed})"
+
+
 def close_later(what: str, close: Callable[[], object]) -> None:
     """Run ``close`` in the writer thread while a batch is open in this process, else now.
 
     Args:
-        what: names the run for an error message ("run 3f2a... (seed 2)").
+        what: names the run for an error message (:func:`run_label`).
         close: closes the run; its exceptions are kept for :func:`wait_for_closes`.
     """
     global _writer

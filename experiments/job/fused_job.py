@@ -122,7 +122,7 @@ class ReplicaRun:
             with active_in_this_thread(run_id, self.record.uri):
                 self._log_description()
 
-        background_close.close_later(f"run {run_id} (seed {self.job.seed})", describe)
+        background_close.close_later(background_close.run_label(run_id, self.job.seed), describe)
 
     def close_as(self, status: str, result: ReplicaResult | None = None, error: str | None = None) -> JobResult:
         """Log what the solo job logs for this outcome into the run, then end it ``status``."""
@@ -270,14 +270,19 @@ def run_fused(cfg: DictConfig, ctx: JobContext, job: JobConfig) -> JobResult:
 def _close(replica: ReplicaRun, result: ReplicaResult) -> JobResult:
     """Close the replica's run; a FINISHED one in the background while the sweep's next job trains, where
     :mod:`experiments.job.background_close` may (its outcome is known now: the run's metrics and status)."""
-    if result.status == "FINISHED" and replica.job.sweep.close_in_background and background_close.deferring():
-        what = f"run {replica.run_id} (seed {replica.job.seed})"
+    if result.status == "FINISHED" and _in_background(replica.job):
+        what = background_close.run_label(replica.run_id, replica.job.seed)
         background_close.close_later(what, functools.partial(replica.close_as, "FINISHED", result))
         return JobResult(
             status="FINISHED", run_id=replica.run_id, metrics=finished_metrics(result.history, result.scores)
         )
     background_close.wait_for_closes()  # its description may still be queued: this thread closes the run now
     return replica.close_as(result.status, result, None if result.error is None else str(result.error))
+
+
+def _in_background(job: JobConfig) -> bool:
+    """Whether the group's runs are described and closed by the writer thread (sweep.close_in_background)."""
+    return bool(job.sweep.close_in_background) and background_close.deferring()
 
 
 def _train(job: JobConfig, replicas: list[ReplicaRun]) -> list[ReplicaResult]:
@@ -292,7 +297,7 @@ def _train(job: JobConfig, replicas: list[ReplicaRun]) -> list[ReplicaResult]:
             lambda model: compile_model(model, job),
             stack=layout == "stacked",
         )
-        if job.sweep.close_in_background and background_close.deferring():
+        if _in_background(job):
             for r in replicas:
                 r.describe_in_background()
         return engine.fit(lambda seed: by_seed[seed].datasets(), job.training.epochs, [r.callbacks() for r in replicas])

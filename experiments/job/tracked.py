@@ -209,7 +209,7 @@ class TrackedJob:
                 finally:
                     self.record.finish("FINISHED")
 
-        background_close.close_later(f"run {self.record.run_id} (seed {self.job.seed})", finish)
+        background_close.close_later(background_close.run_label(self.record.run_id, self.job.seed), finish)
 
     def _model(self, strategy, run_id: str | None, checkpoint: Path | None):
         """(data, compiled model, epochs already done), built inside the strategy's scope."""
