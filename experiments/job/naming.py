@@ -46,6 +46,12 @@ def child_run_name(job_overrides: Iterable[str], sweep_overrides: Iterable[str],
     )
 
 
+def swept_keys(sweep_overrides: Iterable[str]) -> set[str]:
+    """Keys the sweep gives several values (``a,b``, ``choice()``, ``interval()``...): they name its children even
+    where the values drawn agree."""
+    return {o.key for o in parse_overrides(sweep_overrides) if o.is_sweep}
+
+
 def constant_keys(sweep_overrides: Iterable[str]) -> set[str]:
     """Keys the sweep gives one value for every job (by key: a launcher may retype the value, False for false)."""
     # An override Hydra would not take is left out here, so its key stays in the name.

@@ -92,7 +92,7 @@ def finalize(state: SweepState, interrupted: bool, failed_exit: bool = False) ->
     best = best_row(state, rows)  # by the validation metric, never test: one choice for the UI and the registry
     if rows:
         try:  # the sweep at a glance in the UI; never lose the sweep's outcome over it
-            publish(client, state, runs, report, best["run_id"] if best else None)
+            publish(client, state, runs, report, best["run_id"] if best else None, sweep_overrides)
         except Exception as exc:
             print(f"layerlab: the sweep's description in MLflow is incomplete: {type(exc).__name__}: {exc}", flush=True)
     # No job at all (the launcher itself failed) or a non-zero exit is a failed sweep too.

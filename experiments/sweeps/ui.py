@@ -21,7 +21,7 @@ import re
 
 from experiments.config.overrides import parse_overrides
 from experiments.config.schema import SweepSchema
-from experiments.job.naming import name_from
+from experiments.job.naming import name_from, swept_keys
 from experiments.sweeps.state import SweepState
 from experiments.tracking import tags
 
@@ -65,7 +65,7 @@ def rename_children(client, runs: list, replicate_key: str, sweep_overrides: lis
     """
     values = [_override_values(r) for r in runs]
     keys = sorted({k for v in values for k in v})
-    swept = {o.key for o in parse_overrides(sweep_overrides) if o.is_sweep}
+    swept = swept_keys(sweep_overrides)
     differ = [k for k in keys if k in swept or len({v.get(k) for v in values}) > 1]
     for run, v in zip(runs, values):
         name = name_from({k: v.get(k, "(default)") for k in differ}, replicate_key)
@@ -104,7 +104,9 @@ def group_metrics(summary) -> dict[str, float]:
     return out
 
 
-def publish(client, state: SweepState, runs: list, report: dict | None, best_run_id: str | None) -> None:
+def publish(
+    client, state: SweepState, runs: list, report: dict | None, best_run_id: str | None, sweep_overrides: list[str]
+) -> None:
     """Child names, the parent's description, group metrics and ``best_run``: the sweep at a glance.
 
     Args:
@@ -113,9 +115,9 @@ def publish(client, state: SweepState, runs: list, report: dict | None, best_run
         runs: its child runs (any status), as MLflow ``Run`` objects.
         report: what :func:`experiments.analysis.compare.compare_sweep` returned, or None.
         best_run_id: the best child by validation (:func:`experiments.sweeps.champion.best_row`), or None.
+        sweep_overrides: the sweep's own overrides as typed (its parent's tag; swept keys stay in the names).
     """
     pid = state.parent_run_id
-    sweep_overrides = json.loads(client.get_run(pid).data.tags.get(tags.OVERRIDES, "[]") or "[]")
     rename_children(client, runs, state.compare_options.get("replicate_key", "seed"), sweep_overrides)
     best_line = None
     if best_run_id is not None:
